@@ -1,0 +1,26 @@
+"""Exceptions raised for bad arguments and inputs.
+
+torch.nn raises ``RuntimeError`` for many input mistakes (a wrong hidden-state shape, a dtype mismatch)
+and ``ValueError``/``TypeError`` for others. rnnlab's errors subclass both the natural Python type and
+``RuntimeError`` so that code written against torch.nn keeps catching them, while the messages always
+name the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+
+class RNNShapeError(ValueError, RuntimeError):
+    """A tensor has the wrong rank or size (``ValueError`` and ``RuntimeError``)."""
+
+
+class RNNTypeError(TypeError, RuntimeError):
+    """A tensor has the wrong dtype or device, or an argument the wrong type."""
+
+
+def describe(x: object) -> str:
+    """Short human description of a value for error messages."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)} on {x.device}"
+    return f"{type(x).__name__} {x!r}"

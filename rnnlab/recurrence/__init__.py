@@ -1,0 +1,76 @@
+"""The pure-PyTorch recurrences: rnnlab's reference path and the specification of every fast path.
+
+Each function runs one direction of one layer over a time-major, padded sequence whose batch rows are
+sorted by decreasing length (see :mod:`rnnlab.recurrence.schedule`), with a hand-written backward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .gru import GRUScan
+from .lstm import LSTMScan
+from .rnn import NONLINEARITIES, RNNScan
+from .schedule import Schedule
+
+__all__ = ["NONLINEARITIES", "Schedule", "gru_scan", "lstm_scan", "rnn_scan"]
+
+
+def lstm_scan(
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None = None,
+    b_hh: torch.Tensor | None = None,
+    w_hr: torch.Tensor | None = None,
+    batch_sizes: list[int] | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LSTM over a sequence.
+
+    x: (T, B, I); h0: (B, P); c0: (B, H); w_ih: (4H, I); w_hh: (4H, P); b_ih, b_hh: (4H,);
+    w_hr: (P, H) or None (then P = H); batch_sizes: active rows per timestep (packed input) or None.
+    Returns y (T, B, P) (zero at padded steps), h_n (B, P), c_n (B, H).
+    """
+    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+
+
+def gru_scan(
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None = None,
+    b_hh: torch.Tensor | None = None,
+    batch_sizes: list[int] | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GRU over a sequence.
+
+    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,).
+    Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
+    """
+    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+
+
+def rnn_scan(
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None = None,
+    b_hh: torch.Tensor | None = None,
+    batch_sizes: list[int] | None = None,
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elman RNN over a sequence with ``nonlinearity`` "tanh" or "relu".
+
+    x: (T, B, I); h0: (B, H); w_ih: (H, I); w_hh: (H, H); b_ih, b_hh: (H,).
+    Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
+    """
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
+    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity)

@@ -1,0 +1,90 @@
+"""GRU recurrence over a whole sequence with a hand-written backward through time.
+
+Math (torch.nn.GRU, gate order r, z, n):
+    r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr);  z likewise
+    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn));  h' = n + z * (h - n)
+
+b_hr and b_hz are folded into the input projection; b_hn cannot be (it sits inside r * (.)). The
+forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and the outputs (T, B, H).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import bias_grad, input_projection, linear_grads
+from .schedule import Schedule
+
+
+class GRUScan(torch.autograd.Function):
+    """One direction of one GRU layer. See :func:`rnnlab.recurrence.gru_scan`."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        sched = Schedule(T, B, batch_sizes, reverse)
+        bias = None
+        if b_ih is not None:
+            bias = b_ih.clone()
+            bias[: 2 * H] += b_hh[: 2 * H]
+        G = input_projection(x, w_ih, bias)  # (T, B, 3H), activated in place below
+        GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
+        Y = sched.new_buffer(H, like=x)  # (T, B, H)
+        w_rz_t, w_n_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
+        for step in sched.steps:
+            t, b = step.t, step.b
+            h = sched.incoming(Y, h0, step)  # (b, H)
+            g = G[t, :b]  # (b, 3H)
+            rz = g[:, : 2 * H]
+            rz.addmm_(h, w_rz_t).sigmoid_()
+            ghn = GHn[t, :b]
+            if b_hh is None:
+                torch.mm(h, w_n_t, out=ghn)
+            else:
+                torch.addmm(b_hh[2 * H :], h, w_n_t, out=ghn)
+            n = g[:, 2 * H :]
+            n.addcmul_(rz[:, :H], ghn).tanh_()
+            y = Y[t, :b]
+            torch.sub(h, n, out=y)
+            torch.addcmul(n, rz[:, H:], y, out=y)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y)
+        ctx.sched = sched
+        ctx.has_bias = b_ih is not None
+        return Y, sched.final(Y)
+
+    @staticmethod
+    def backward(ctx, dY, dh_n):
+        x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
+        sched: Schedule = ctx.sched
+        T, B, _ = x.shape
+        H = Y.shape[-1]
+        r, z, n = G.chunk(3, 2)  # each (T, B, H)
+        h_prev = sched.all_incoming(Y, h0)  # (T, B, H)
+        # Factors independent of the incoming gradient:
+        #   d([z, n] pre) = dh * KZN;  d(r pre) = d(n pre) * Ar;  d(h W_hn^T + b_hn) = d(n pre) * r
+        KZN = torch.stack(((h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)), dim=2)  # (T, B, 2, H)
+        Ar = GHn * r * (1 - r)  # (T, B, H)
+        dG = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of the input-side pre-activations
+        dG3 = dG.view(T, B, 3, H)
+        dGHn = sched.new_buffer(H, like=x)  # (T, B, H)
+        w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
+        carry = dh_n.clone()  # (B, H)
+        for step in reversed(sched.steps):
+            t, b = step.t, step.b
+            dh = carry[:b]
+            dh.add_(dY[t, :b])
+            torch.mul(dh.unsqueeze(1), KZN[t, :b], out=dG3[t, :b, 1:])
+            dn = dG3[t, :b, 2]
+            torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
+            torch.mul(dn, r[t, :b], out=dGHn[t, :b])
+            dh.mul_(z[t, :b])
+            dh.addmm_(dG[t, :b, : 2 * H], w_rz)
+            dh.addmm_(dGHn[t, :b], w_n)
+        need = ctx.needs_input_grad
+        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        dGH = torch.cat((dG[..., : 2 * H], dGHn), dim=2)  # (T, B, 3H) hidden-side pre-activations
+        _, dw_hh = linear_grads(dGH, h_prev, w_hh, False, need[3])
+        db_ih = bias_grad(dG, ctx.has_bias and need[4])
+        db_hh = bias_grad(dGH, ctx.has_bias and need[5])
+        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None

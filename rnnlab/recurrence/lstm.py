@@ -1,0 +1,104 @@
+"""LSTM recurrence over a whole sequence with a hand-written backward through time.
+
+Math (torch.nn.LSTM, gate order i, f, g, o):
+    gates = x W_ih^T + b_ih + h W_hh^T + b_hh;  i, f, o = sigmoid(.), g = tanh(.)
+    c' = f * c + i * g;  h' = o * tanh(c')  (then h' = h' W_hr^T when proj_size > 0)
+
+The forward stores the activated gates (T, B, 4H), the cell states (T, B, H) and the outputs (T, B, P);
+the backward precomputes every factor that does not depend on the incoming gradient without a time loop,
+so the reverse loop does only a handful of operations per step, and computes all weight gradients as
+single GEMMs over all timesteps after the loop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import clone_or_none, bias_grad, input_projection, linear_grads
+from .schedule import Schedule
+
+
+class LSTMScan(torch.autograd.Function):
+    """One direction of one LSTM layer. See :func:`rnnlab.recurrence.lstm_scan`."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+        T, B, _ = x.shape
+        H = w_ih.shape[0] // 4
+        sched = Schedule(T, B, batch_sizes, reverse)
+        bias = None if b_ih is None else b_ih + b_hh
+        G = input_projection(x, w_ih, bias)  # (T, B, 4H), activated in place below
+        C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
+        Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
+        hh = torch.empty(B, H, dtype=x.dtype, device=x.device) if w_hr is not None else None
+        w_hh_t = w_hh.t()
+        for step in sched.steps:
+            t, b = step.t, step.b
+            g = G[t, :b]  # (b, 4H)
+            g.addmm_(sched.incoming(Y, h0, step), w_hh_t)
+            g[:, : 2 * H].sigmoid_()
+            g[:, 2 * H : 3 * H].tanh_()
+            g[:, 3 * H :].sigmoid_()
+            i, f, gg, o = g.chunk(4, 1)
+            c = C[t, :b]
+            torch.mul(f, sched.incoming(C, c0, step), out=c)
+            c.addcmul_(i, gg)
+            if w_hr is None:
+                y = Y[t, :b]
+                torch.tanh(c, out=y)
+                y.mul_(o)
+            else:
+                torch.tanh(c, out=hh[:b])
+                hh[:b].mul_(o)
+                torch.mm(hh[:b], w_hr.t(), out=Y[t, :b])
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, Y)
+        ctx.sched = sched
+        ctx.has_bias = b_ih is not None
+        return Y, sched.final(Y), sched.final(C)
+
+    @staticmethod
+    def backward(ctx, dY, dh_n, dc_n):
+        x, h0, c0, w_ih, w_hh, w_hr, G, C, Y = ctx.saved_tensors
+        sched: Schedule = ctx.sched
+        T, B, _ = x.shape
+        H = C.shape[-1]
+        i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
+        tanh_c = torch.tanh(C)
+        # Factors independent of the incoming gradient:
+        #   dc += dh * A;  d(o pre) = dh * Bo;  d([i, f, g] pre) = dc * K
+        A = o * (1 - tanh_c * tanh_c)  # (T, B, H)
+        Bo = tanh_c * o * (1 - o)  # (T, B, H)
+        c_prev = sched.all_incoming(C, c0)
+        K = torch.stack((g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)), dim=2)  # (T, B, 3, H)
+        del c_prev
+        dG = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) gradients of the gate pre-activations
+        dG4 = dG.view(T, B, 4, H)
+        carry_h = dh_n.clone()  # (B, P) gradient flowing into each row's incoming h
+        carry_c = dc_n.clone()  # (B, H)
+        if w_hr is not None:
+            dY_total = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, P) for the W_hr gradient
+            dhh = torch.empty(B, H, dtype=x.dtype, device=x.device)
+        for step in reversed(sched.steps):
+            t, b = step.t, step.b
+            dh = carry_h[:b]
+            dh.add_(dY[t, :b])
+            if w_hr is not None:
+                dY_total[t, :b] = dh
+                dh_cell = torch.mm(dh, w_hr, out=dhh[:b])
+            else:
+                dh_cell = dh
+            dc = carry_c[:b]
+            dc.addcmul_(dh_cell, A[t, :b])
+            torch.mul(dh_cell, Bo[t, :b], out=dG4[t, :b, 3])
+            torch.mul(dc.unsqueeze(1), K[t, :b], out=dG4[t, :b, :3])
+            dc.mul_(f[t, :b])
+            torch.mm(dG[t, :b], w_hh, out=dh)
+        need = ctx.needs_input_grad
+        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
+        _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[4])
+        db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
+        dw_hr = None
+        if w_hr is not None and need[7]:
+            _, dw_hr = linear_grads(dY_total, o * tanh_c, w_hr, False, True)
+        # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
+        return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None

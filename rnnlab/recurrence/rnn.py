@@ -1,0 +1,58 @@
+"""Elman RNN recurrence (tanh or relu) over a whole sequence with a hand-written backward.
+
+Math (torch.nn.RNN): h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). The forward stores only the outputs
+(T, B, H): the activation's derivative is a function of its output for both tanh and relu.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import clone_or_none, bias_grad, input_projection, linear_grads
+from .schedule import Schedule
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+class RNNScan(torch.autograd.Function):
+    """One direction of one RNN layer. See :func:`rnnlab.recurrence.rnn_scan`."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity):
+        T, B, _ = x.shape
+        sched = Schedule(T, B, batch_sizes, reverse)
+        G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
+        Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
+        w_hh_t = w_hh.t()
+        for step in sched.steps:
+            t, b = step.t, step.b
+            g = G[t, :b]
+            g.addmm_(sched.incoming(Y, h0, step), w_hh_t)
+            if nonlinearity == "tanh":
+                torch.tanh(g, out=Y[t, :b])
+            else:
+                torch.clamp_min(g, 0, out=Y[t, :b])
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
+        ctx.sched, ctx.nonlinearity, ctx.has_bias = sched, nonlinearity, b_ih is not None
+        return Y, sched.final(Y)
+
+    @staticmethod
+    def backward(ctx, dY, dh_n):
+        x, h0, w_ih, w_hh, Y = ctx.saved_tensors
+        sched: Schedule = ctx.sched
+        # derivative of the activation, as a function of its output: (T, B, H)
+        D = 1 - Y * Y if ctx.nonlinearity == "tanh" else (Y > 0).to(Y.dtype)
+        dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
+        carry = dh_n.clone()
+        for step in reversed(sched.steps):
+            t, b = step.t, step.b
+            dh = carry[:b]
+            dh.add_(dY[t, :b])
+            torch.mul(dh, D[t, :b], out=dG[t, :b])
+            torch.mm(dG[t, :b], w_hh, out=dh)
+        need = ctx.needs_input_grad
+        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[3])
+        db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
+        # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
+        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None
