@@ -1,0 +1,127 @@
+"""RNNCell, LSTMCell and GRUCell: one timestep, drop-in replacements for their torch.nn counterparts.
+
+Each subclasses the torch.nn cell (same constructor, parameters, initialisation and ``state_dict``) and
+runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length one, so the cells share
+the layers' forward and hand-written backward. ``backend="native"`` runs torch.nn's cell; ``"auto"``
+picks the native cell, which has less per-call overhead for a single step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import recurrence
+from .checks import check_backend, check_bool, check_choice, check_int
+from .errors import RNNShapeError, RNNTypeError
+from .inputs import check_tensor
+
+CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def _check_cell_args(owner: str, input_size, hidden_size, bias, backend) -> str:
+    check_int(owner, "input_size", input_size, 1)
+    check_int(owner, "hidden_size", hidden_size, 1)
+    check_bool(owner, "bias", bias)
+    return check_backend(owner, backend)
+
+
+class _Cell:
+    """The forward pass shared by the cells."""
+
+    backend: str
+    _num_states = 1  # 2 for LSTM: (h, c)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+    def forward(self, input: torch.Tensor, hx: CellState | None = None):
+        """One step; arguments and outputs exactly as torch.nn's cell."""
+        owner, like = self._get_name(), self.weight_ih
+        check_tensor(owner, "input", input, like)
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise RNNShapeError(
+                f"{owner}: input must have shape (batch, {self.input_size}) or ({self.input_size},) for "
+                f"an unbatched input; got {tuple(input.shape)}"
+            )
+        if input.dim() == 2 and input.shape[0] == 0:
+            raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
+        states = self._check_hx(hx, input, like)
+        if self.backend != "torch":
+            return super().forward(input, hx)
+        unbatched = input.dim() == 1
+        x = input.reshape(1, -1, self.input_size)  # (T=1, B, I)
+        if states is None:
+            states = [x.new_zeros(x.shape[1], self.hidden_size) for _ in range(self._num_states)]
+        else:
+            states = [h.reshape(-1, self.hidden_size) for h in states]
+        out = self._step(x, states)
+        out = [h.squeeze(0) for h in out] if unbatched else out
+        return tuple(out) if len(out) == 2 else out[0]
+
+    def _check_hx(self, hx: object, input: torch.Tensor, like: torch.Tensor) -> list[torch.Tensor] | None:
+        if hx is None:
+            return None
+        owner = self._get_name()
+        if self._num_states == 2:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise RNNTypeError(f"{owner}: hx must be a tuple (h_0, c_0); got {type(hx).__name__}")
+            states, names = list(hx), ("hx[h_0]", "hx[c_0]")
+        else:
+            states, names = [hx], ("hx",)
+        want = input.shape[:-1] + (self.hidden_size,)
+        for name, h in zip(names, states, strict=True):
+            check_tensor(owner, name, h, like)
+            if h.shape != want:
+                raise RNNShapeError(f"{owner}: {name} must have shape {tuple(want)}; got {tuple(h.shape)}")
+        return states
+
+    def _biases(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+
+
+class RNNCell(_Cell, nn.RNNCell):
+    """Elman RNN cell with tanh or relu, a drop-in for :class:`torch.nn.RNNCell`."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 device=None, dtype=None, *, backend: str = "auto"):
+        owner = type(self).__name__
+        backend = _check_cell_args(owner, input_size, hidden_size, bias, backend)
+        check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
+        super().__init__(input_size, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
+        self.backend = backend
+
+    def _step(self, x, states):
+        _, h = recurrence.rnn_scan(x, states[0], self.weight_ih, self.weight_hh, *self._biases(),
+                                   nonlinearity=self.nonlinearity)
+        return [h]
+
+
+class LSTMCell(_Cell, nn.LSTMCell):
+    """LSTM cell, a drop-in for :class:`torch.nn.LSTMCell`."""
+
+    _num_states = 2
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 backend: str = "auto"):
+        backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.backend = backend
+
+    def _step(self, x, states):
+        _, h, c = recurrence.lstm_scan(x, *states, self.weight_ih, self.weight_hh, *self._biases())
+        return [h, c]
+
+
+class GRUCell(_Cell, nn.GRUCell):
+    """GRU cell, a drop-in for :class:`torch.nn.GRUCell`."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 backend: str = "auto"):
+        backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.backend = backend
+
+    def _step(self, x, states):
+        _, h = recurrence.gru_scan(x, states[0], self.weight_ih, self.weight_hh, *self._biases())
+        return [h]

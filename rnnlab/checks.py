@@ -1,0 +1,73 @@
+"""Validation of constructor arguments shared by rnnlab's cells and layers.
+
+Every check raises before torch.nn's own constructor runs, with a message that names the argument, what
+was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+BACKENDS = ("auto", "torch", "native", "triton")
+
+
+def check_int(owner: str, name: str, value: object, minimum: int) -> int:
+    """``value`` must be an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_bool(owner: str, name: str, value: object) -> bool:
+    """``value`` must be a bool (or 0/1)."""
+    if value not in (True, False):
+        raise TypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return str(value)
+
+
+def check_backend(owner: str, backend: object) -> str:
+    """A known backend; "triton" is refused until the fused kernels exist."""
+    backend = check_choice(owner, "backend", backend, BACKENDS)
+    if backend == "triton":
+        raise NotImplementedError(
+            f"{owner}: backend='triton' needs rnnlab's fused Triton kernels, which are not built yet; "
+            "use backend='torch' (the pure-PyTorch reference), 'native' (PyTorch's own kernel) or 'auto'"
+        )
+    return backend
+
+
+def check_layer_args(
+    owner: str,
+    input_size: object,
+    hidden_size: object,
+    num_layers: object,
+    bias: object,
+    batch_first: object,
+    dropout: object,
+    bidirectional: object,
+    proj_size: object = 0,
+) -> None:
+    """The arguments common to RNN, LSTM and GRU layers."""
+    check_int(owner, "input_size", input_size, 1)
+    check_int(owner, "hidden_size", hidden_size, 1)
+    check_int(owner, "num_layers", num_layers, 1)
+    check_bool(owner, "bias", bias)
+    check_bool(owner, "batch_first", batch_first)
+    check_bool(owner, "bidirectional", bidirectional)
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
+        raise ValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}")
+    check_int(owner, "proj_size", proj_size, 0)
+    if proj_size >= hidden_size:
+        raise ValueError(
+            f"{owner}: proj_size must be smaller than hidden_size ({hidden_size}), or 0 for no projection; "
+            f"got {proj_size}"
+        )

@@ -1,0 +1,81 @@
+"""Conversion between torch.nn recurrent modules and rnnlab's, weights included.
+
+rnnlab's modules subclass torch.nn's and share their ``state_dict`` format, so ``load_state_dict`` works
+in both directions; these helpers also build the module of the other kind with the same configuration,
+and convert every recurrent submodule of a whole model in place.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from . import cells, layers
+
+# torch.nn class -> rnnlab class, and the constructor arguments both share
+_PAIRS: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
+    nn.RNN: (layers.RNN, ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "batch_first",
+                          "dropout", "bidirectional")),
+    nn.LSTM: (layers.LSTM, ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+                            "bidirectional", "proj_size")),
+    nn.GRU: (layers.GRU, ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+                          "bidirectional")),
+    nn.RNNCell: (cells.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity")),
+    nn.LSTMCell: (cells.LSTMCell, ("input_size", "hidden_size", "bias")),
+    nn.GRUCell: (cells.GRUCell, ("input_size", "hidden_size", "bias")),
+}
+
+
+def _torch_base(module: nn.Module) -> type[nn.Module] | None:
+    for base in _PAIRS:
+        if type(module) is base or type(module) is _PAIRS[base][0]:
+            return base
+    return None
+
+
+def _rebuild(module: nn.Module, cls: type[nn.Module], names: tuple[str, ...], **extra) -> nn.Module:
+    param = next(module.parameters())
+    kwargs = {name: getattr(module, name) for name in names}
+    new = cls(**kwargs, device=param.device, dtype=param.dtype, **extra)
+    new.load_state_dict(module.state_dict())
+    new.train(module.training)
+    return new
+
+
+def _convert(module: nn.Module, make) -> nn.Module:
+    converted = make(module)
+    if converted is not None:
+        return converted
+    for name, child in module.named_children():
+        setattr(module, name, _convert(child, make))
+    return module
+
+
+def from_torch(module: nn.Module, backend: str = "auto") -> nn.Module:
+    """rnnlab's equivalent of a torch.nn RNN/LSTM/GRU (layer or cell), with a copy of its weights.
+
+    Given any other module, converts every recurrent submodule in place and returns the module.
+    """
+
+    def make(m: nn.Module) -> nn.Module | None:
+        base = _torch_base(m)
+        if base is None:
+            return None
+        cls, names = _PAIRS[base]
+        return _rebuild(m, cls, names, backend=backend)
+
+    return _convert(module, make)
+
+
+def to_torch(module: nn.Module) -> nn.Module:
+    """The plain torch.nn equivalent of an rnnlab layer or cell, with a copy of its weights.
+
+    Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
+    """
+
+    def make(m: nn.Module) -> nn.Module | None:
+        base = _torch_base(m)
+        if base is None:
+            return None
+        return _rebuild(m, base, _PAIRS[base][1])
+
+    return _convert(module, make)

@@ -1,0 +1,166 @@
+"""Validation of forward arguments and conversion between torch.nn's input forms and the time-major,
+length-sorted padded layout that rnnlab's recurrences run on.
+
+torch.nn layers accept a batched tensor (T, B, I) or (B, T, I) with ``batch_first``, an unbatched tensor
+(T, I), or a ``PackedSequence``. :func:`to_time_major` turns each into a :class:`Sequence` and
+:meth:`Sequence.restore` turns the output back into the caller's form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .errors import RNNShapeError, RNNTypeError, describe
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass
+class Sequence:
+    """A batch in rnnlab's layout. x: (T, B, I), rows sorted by decreasing length when packed."""
+
+    x: torch.Tensor
+    batch_sizes: list[int] | None  # active rows per timestep (packed input only)
+    packed: PackedSequence | None  # the caller's PackedSequence, to rebuild the output like it
+    unbatched: bool
+    batch_first: bool
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[1]
+
+    def restore(self, y: torch.Tensor) -> torch.Tensor | PackedSequence:
+        """Turn an output (T, B, F) in rnnlab's layout into the caller's form."""
+        if self.packed is not None:
+            lengths = torch.tensor(self.batch_sizes)
+            lengths = (lengths.unsqueeze(0) > torch.arange(self.batch).unsqueeze(1)).sum(1)  # (B,)
+            data, batch_sizes = pack_padded_sequence(y, lengths, enforce_sorted=True)[:2]
+            return PackedSequence(data, batch_sizes, self.packed.sorted_indices, self.packed.unsorted_indices)
+        if self.unbatched:
+            return y.squeeze(1)
+        return y.transpose(0, 1) if self.batch_first else y
+
+    def sort_state(self, h: torch.Tensor) -> torch.Tensor:
+        """Reorder a state (L, B, F) given in the caller's batch order into rnnlab's sorted order."""
+        if self.packed is None or self.packed.sorted_indices is None:
+            return h
+        return h.index_select(1, self.packed.sorted_indices)
+
+    def unsort_state(self, h: torch.Tensor) -> torch.Tensor:
+        """Reorder a state (L, B, F) from rnnlab's sorted order back to the caller's batch order."""
+        if self.packed is None or self.packed.unsorted_indices is None:
+            return h
+        return h.index_select(1, self.packed.unsorted_indices)
+
+
+def check_packed(owner: str, packed: PackedSequence) -> list[int]:
+    """Validate a PackedSequence and return its batch sizes as a list."""
+    data, batch_sizes = packed.data, packed.batch_sizes
+    if data.dim() != 2:
+        raise RNNShapeError(
+            f"{owner}: input.data of a PackedSequence must be 2-D (sum of lengths, input_size); "
+            f"got shape {tuple(data.shape)}"
+        )
+    if batch_sizes.dim() != 1 or batch_sizes.device.type != "cpu" or batch_sizes.dtype != torch.int64:
+        raise RNNTypeError(
+            f"{owner}: input.batch_sizes must be a 1-D int64 CPU tensor; got {describe(batch_sizes)}"
+        )
+    sizes = batch_sizes.tolist()
+    if not sizes or sizes[-1] < 1 or any(a < b for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise RNNShapeError(
+            f"{owner}: input.batch_sizes must be positive and non-increasing; got {sizes[:16]}"
+            f"{' ...' if len(sizes) > 16 else ''}"
+        )
+    if sum(sizes) != data.shape[0]:
+        raise RNNShapeError(
+            f"{owner}: the PackedSequence is inconsistent: its batch_sizes add up to {sum(sizes)} rows "
+            f"but input.data has {data.shape[0]}. This happens when pack_padded_sequence gets lengths "
+            f"longer than the padded sequence: every length must be <= T"
+        )
+    for name in ("sorted_indices", "unsorted_indices"):
+        idx = getattr(packed, name)
+        if idx is not None and idx.shape != (sizes[0],):
+            raise RNNShapeError(
+                f"{owner}: input.{name} must have one entry per sequence ({sizes[0]}); got shape "
+                f"{tuple(idx.shape)}"
+            )
+    return sizes
+
+
+def check_tensor(owner: str, name: str, x: object, like: torch.Tensor) -> torch.Tensor:
+    """``x`` must be a floating-point tensor with the dtype and device of ``like`` (a parameter)."""
+    if not isinstance(x, torch.Tensor):
+        raise RNNTypeError(f"{owner}: {name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise RNNTypeError(
+            f"{owner}: {name} must be a floating-point tensor ({like.dtype}, like the parameters); "
+            f"got {x.dtype}. Convert it with .to({like.dtype})"
+        )
+    if x.dtype != like.dtype:
+        raise RNNTypeError(
+            f"{owner}: {name} has dtype {x.dtype} but the parameters are {like.dtype}; convert the "
+            f"tensor with .to({like.dtype}) or the module with .to({x.dtype})"
+        )
+    if x.device != like.device:
+        raise RNNTypeError(
+            f"{owner}: {name} is on {x.device} but the parameters are on {like.device}; move one of "
+            f"them with .to(device)"
+        )
+    return x
+
+
+def to_time_major(owner: str, input: object, input_size: int, batch_first: bool, like: torch.Tensor) -> Sequence:
+    """Validate a layer's ``input`` and bring it to rnnlab's layout."""
+    if isinstance(input, PackedSequence):
+        sizes = check_packed(owner, input)
+        check_tensor(owner, "input.data", input.data, like)
+        _check_features(owner, "input.data", input.data, input_size)
+        x, _ = pad_packed_sequence(input)  # (T, B, I) in the caller's batch order
+        if input.sorted_indices is not None:
+            x = x.index_select(1, input.sorted_indices)
+        return Sequence(x, sizes, input, unbatched=False, batch_first=batch_first)
+    check_tensor(owner, "input", input, like)
+    if input.dim() not in (2, 3):
+        raise RNNShapeError(
+            f"{owner}: input must be 3-D ({'B, T' if batch_first else 'T, B'}, input_size) or 2-D "
+            f"(T, input_size) for one unbatched sequence; got {input.dim()}-D shape {tuple(input.shape)}"
+        )
+    _check_features(owner, "input", input, input_size)
+    unbatched = input.dim() == 2
+    x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if batch_first else input)
+    T, B = x.shape[:2]
+    if T == 0 or B == 0:
+        what = "sequence length" if T == 0 else "batch size"
+        raise RNNShapeError(
+            f"{owner}: input has {what} 0 (shape {tuple(input.shape)}); an RNN needs at least one "
+            f"timestep and one sequence"
+        )
+    return Sequence(x, None, None, unbatched=unbatched, batch_first=batch_first)
+
+
+def _check_features(owner: str, name: str, x: torch.Tensor, input_size: int) -> None:
+    if x.shape[-1] != input_size:
+        raise RNNShapeError(
+            f"{owner}: the last dimension of {name} must be input_size={input_size}; got shape "
+            f"{tuple(x.shape)}"
+        )
+
+
+def check_state(
+    owner: str, name: str, h: object, expected: tuple[int, ...], unbatched: bool, like: torch.Tensor
+) -> torch.Tensor:
+    """An initial state must have shape ``expected`` (batched form) and the parameters' dtype and device.
+
+    For unbatched input the state is expected without its batch dimension.
+    """
+    check_tensor(owner, name, h, like)
+    want = expected[:1] + expected[2:] if unbatched else expected
+    if tuple(h.shape) != want:
+        form = "(num_layers * num_directions, features)" if unbatched else (
+            "(num_layers * num_directions, batch, features)"
+        )
+        raise RNNShapeError(f"{owner}: {name} must have shape {want} {form}; got {tuple(h.shape)}")
+    return h.unsqueeze(1) if unbatched else h

@@ -1,0 +1,212 @@
+"""RNN, LSTM and GRU layers: drop-in replacements for torch.nn.RNN/LSTM/GRU.
+
+Each class subclasses its torch.nn counterpart, so the constructor, parameter names, shapes,
+initialisation and ``state_dict`` are torch.nn's own and ``isinstance(layer, torch.nn.LSTM)`` holds.
+What rnnlab adds is the ``backend`` argument and the hand-written recurrence behind ``backend="torch"``:
+
+- ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
+- ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
+- ``"triton"``: the fused kernels (not built yet: constructing with it raises);
+- ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import recurrence
+from .checks import check_backend, check_choice, check_layer_args
+from .errors import RNNTypeError
+from .inputs import Sequence, check_state, to_time_major
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def resolve_backend(backend: str, x: torch.Tensor) -> str:
+    """The backend that runs for a module configured with ``backend`` on input like ``x``.
+
+    "auto" picks PyTorch's native kernel: it is torch.nn itself (so always correct) and on the CPU it is
+    the fastest path for inference and for LSTM training (oneDNN); see benchmarks/README.md.
+    """
+    return "native" if backend == "auto" else backend
+
+
+class _RecurrentLayer:
+    """The forward pass shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
+
+    backend: str
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"
+
+    def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
+        """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there)."""
+        like = self.weight_ih_l0
+        seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like)
+        hx = self._check_hx(hx, seq, like)
+        if resolve_backend(self.backend, seq.x) == "native":
+            return super().forward(input, hx)
+        return self._forward_torch(seq, hx)
+
+    def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        out = self.proj_size or self.hidden_size
+        shapes = [(layers, batch, out)]
+        if self.mode == "LSTM":
+            shapes.append((layers, batch, self.hidden_size))
+        return shapes
+
+    def _check_hx(self, hx: object, seq: Sequence, like: torch.Tensor) -> State | None:
+        if hx is None:
+            return None
+        owner, shapes = self._get_name(), self._state_shapes(seq.batch)
+        if self.mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise RNNTypeError(f"{owner}: hx must be a tuple (h_0, c_0); got {type(hx).__name__}")
+            for name, h, shape in zip(("h_0", "c_0"), hx, shapes, strict=True):
+                check_state(owner, f"hx[{name}]", h, shape, seq.unbatched, like)
+            return tuple(hx)
+        check_state(owner, "hx", hx, shapes[0], seq.unbatched, like)
+        return hx
+
+    def _initial_states(self, seq: Sequence, hx: State | None) -> list[torch.Tensor]:
+        """Initial states in rnnlab's layout: a list of (L * D, B, F) tensors (h, and c for LSTM)."""
+        if hx is None:
+            x = seq.x
+            return [x.new_zeros(shape) for shape in self._state_shapes(seq.batch)]
+        states = list(hx) if isinstance(hx, tuple) else [hx]
+        if seq.unbatched:
+            states = [h.unsqueeze(1) for h in states]
+        return [seq.sort_state(h) for h in states]
+
+    def _layer_weights(self, index: int) -> list[torch.Tensor | None]:
+        """[w_ih, w_hh, b_ih, b_hh, w_hr] of layer-direction ``index``; absent ones are None."""
+        weights = [getattr(self, name) for name in self._all_weights[index]]
+        w_ih, w_hh = weights[:2]
+        b_ih, b_hh = weights[2:4] if self.bias else (None, None)
+        w_hr = weights[-1] if self.proj_size > 0 else None
+        return [w_ih, w_hh, b_ih, b_hh, w_hr]
+
+    def _scan(self, x, states, weights, batch_sizes, reverse):
+        w_ih, w_hh, b_ih, b_hh, w_hr = weights
+        if self.mode == "LSTM":
+            y, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+            return y, [h, c]
+        if self.mode == "GRU":
+            y, h = recurrence.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+        else:
+            y, h = recurrence.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                       self.nonlinearity)
+        return y, [h]
+
+    def _forward_torch(self, seq: Sequence, hx: State | None):
+        init = self._initial_states(seq, hx)  # each (L * D, B, F)
+        directions = 2 if self.bidirectional else 1
+        finals: list[list[torch.Tensor]] = [[] for _ in init]
+        x = seq.x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                states = [h[index] for h in init]
+                y, last = self._scan(x, states, self._layer_weights(index), seq.batch_sizes, direction == 1)
+                outputs.append(y)
+                for kept, h in zip(finals, last, strict=True):
+                    kept.append(h)
+            x = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D * F)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        states = [seq.unsort_state(torch.stack(kept)) for kept in finals]  # each (L * D, B, F)
+        if seq.unbatched:
+            states = [h.squeeze(1) for h in states]
+        return seq.restore(x), (tuple(states) if self.mode == "LSTM" else states[0])
+
+
+class RNN(_RecurrentLayer, nn.RNN):
+    """Elman RNN with tanh or relu, a drop-in for :class:`torch.nn.RNN` with a ``backend`` choice."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ):
+        owner = type(self).__name__
+        check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
+        backend = check_backend(owner, backend)
+        super().__init__(
+            input_size, hidden_size, num_layers=num_layers, nonlinearity=nonlinearity, bias=bias,
+            batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
+        )
+        self.backend = backend
+
+
+class LSTM(_RecurrentLayer, nn.LSTM):
+    """Long short-term memory, a drop-in for :class:`torch.nn.LSTM` (``proj_size`` included) with a
+    ``backend`` choice."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ):
+        owner = type(self).__name__
+        check_layer_args(
+            owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size
+        )
+        backend = check_backend(owner, backend)
+        super().__init__(
+            input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device, dtype=dtype,
+        )
+        self.backend = backend
+
+
+class GRU(_RecurrentLayer, nn.GRU):
+    """Gated recurrent unit, a drop-in for :class:`torch.nn.GRU` with a ``backend`` choice."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ):
+        owner = type(self).__name__
+        check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        backend = check_backend(owner, backend)
+        super().__init__(
+            input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
+        )
+        self.backend = backend
