@@ -69,7 +69,7 @@ class _Cell:
             states, names = list(hx), ("hx[h_0]", "hx[c_0]")
         else:
             states, names = [hx], ("hx",)
-        want = input.shape[:-1] + (self.hidden_size,)
+        want = (*input.shape[:-1], self.hidden_size)
         for name, h in zip(names, states, strict=True):
             check_tensor(owner, name, h, like)
             if h.shape != want:

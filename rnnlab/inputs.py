@@ -9,6 +9,7 @@ torch.nn layers accept a batched tensor (T, B, I) or (B, T, I) with ``batch_firs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -69,7 +70,7 @@ def check_packed(owner: str, packed: PackedSequence) -> list[int]:
             f"{owner}: input.batch_sizes must be a 1-D int64 CPU tensor; got {describe(batch_sizes)}"
         )
     sizes = batch_sizes.tolist()
-    if not sizes or sizes[-1] < 1 or any(a < b for a, b in zip(sizes, sizes[1:], strict=False)):
+    if not sizes or sizes[-1] < 1 or any(a < b for a, b in pairwise(sizes)):
         raise RNNShapeError(
             f"{owner}: input.batch_sizes must be positive and non-increasing; got {sizes[:16]}"
             f"{' ...' if len(sizes) > 16 else ''}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import clone_or_none, bias_grad, input_projection, linear_grads
+from .common import bias_grad, clone_or_none, input_projection, linear_grads
 from .schedule import Schedule
 
 

@@ -1,0 +1,90 @@
+"""Helpers that run an rnnlab module and its torch.nn twin on the same leaf tensors and compare
+outputs, final states and every gradient."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_sequence
+
+import rnnlab
+
+TORCH_CLASSES = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM,
+                 "lstm_proj": torch.nn.LSTM, "gru": torch.nn.GRU}
+CELLS = tuple(TORCH_CLASSES)
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}
+
+
+def make_pair(cell: str, input_size: int, hidden_size: int, dtype: torch.dtype, backend: str = "torch",
+              **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A torch.nn layer and the rnnlab layer built from it (same weights)."""
+    if cell.startswith("rnn"):
+        kwargs["nonlinearity"] = cell.split("_")[1]
+    if cell == "lstm_proj":
+        kwargs["proj_size"] = max(1, hidden_size // 2)
+    ref = TORCH_CLASSES[cell](input_size, hidden_size, dtype=dtype, **kwargs)
+    return ref, rnnlab.from_torch(ref, backend=backend)
+
+
+def state_shapes(module: torch.nn.Module, batch: int | None) -> list[tuple[int, ...]]:
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    out = module.proj_size or module.hidden_size
+    shapes = [(layers, out)] + ([(layers, module.hidden_size)] if module.mode == "LSTM" else [])
+    return [(s[0], batch, s[1]) if batch is not None else s for s in shapes]
+
+
+def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, generator: torch.Generator):
+    """Leaf tensors for a call: (make_input, hx, leaves). ``form``: "batched", "unbatched" or "packed".
+
+    ``make_input()`` builds the input from the leaves (packing records a graph, so once per call).
+    """
+
+    def leaf(*shape):
+        return torch.randn(*shape, dtype=dtype, generator=generator).requires_grad_()
+
+    I = module.input_size
+    if form == "packed":
+        lengths = [max(1, T - 2), T, 1, T - 1][:B] + [T] * max(0, B - 4)  # unsorted, with a length-1 row
+        seqs = [leaf(n, I) for n in lengths]
+        leaves = list(seqs)
+
+        def x():
+            return pack_sequence(seqs, enforce_sorted=False)
+    elif form == "unbatched":
+        leaves = [leaf(T, I)]
+    else:
+        leaves = [leaf(B, T, I) if module.batch_first else leaf(T, B, I)]
+    if form != "packed":
+        def x():
+            return leaves[0]
+
+    hx = None
+    if with_state:
+        states = [leaf(*shape) for shape in state_shapes(module, None if form == "unbatched" else B)]
+        leaves += states
+        hx = tuple(states) if module.mode == "LSTM" else states[0]
+    return x, hx, leaves
+
+
+def run(module, make_input, hx, leaves, generator_seed: int = 1):
+    """Forward on ``make_input()``, a scalar loss touching the output and every final state, backward.
+
+    Returns [output, *final states, *grads of leaves, *grads of parameters].
+    """
+    for t in leaves:
+        t.grad = None
+    module.zero_grad(set_to_none=True)
+    y, h = module(make_input(), hx)
+    data = y.data if isinstance(y, PackedSequence) else y
+    states = list(h) if isinstance(h, tuple) else [h]
+    g = torch.Generator().manual_seed(generator_seed)
+    loss = sum((t * torch.randn(t.shape, dtype=t.dtype, generator=g)).sum() for t in [data, *states])
+    loss.backward()
+    grads = [t.grad for t in leaves] + [p.grad for _, p in sorted(module.named_parameters())]
+    return [data.detach(), *(s.detach() for s in states), *grads]
+
+
+def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: float) -> None:
+    assert len(got) == len(want)
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a is not None and b is not None, f"item {k}: missing gradient"
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, k=k: f"item {k}: {m}")

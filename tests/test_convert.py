@@ -1,0 +1,73 @@
+"""Weight interchange between torch.nn and rnnlab modules."""
+
+import pytest
+import torch
+from torch import nn
+
+import rnnlab
+from parity import CELLS, make_pair
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_dict_loads_both_ways(cell):
+    ref, _ = make_pair(cell, 3, 6, torch.float32, num_layers=2, bidirectional=True)
+    kwargs = {k: getattr(ref, k) for k in ("num_layers", "bidirectional")}
+    if ref.mode == "LSTM":
+        kwargs["proj_size"] = ref.proj_size
+    if ref.mode.startswith("RNN"):
+        kwargs["nonlinearity"] = ref.nonlinearity
+    mine = getattr(rnnlab, type(ref).__name__)(3, 6, backend="torch", **kwargs)
+    assert mine.state_dict().keys() == ref.state_dict().keys()
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 2, 3)
+    torch.testing.assert_close(mine(x)[0], ref(x)[0], atol=1e-6, rtol=1e-6)
+    fresh = type(ref)(3, 6, **kwargs)
+    fresh.load_state_dict(mine.state_dict())
+    torch.testing.assert_close(fresh(x)[0], ref(x)[0], atol=0, rtol=0)
+
+
+def test_same_initialisation_as_torch_nn():
+    torch.manual_seed(7)
+    ref = nn.LSTM(3, 5, num_layers=2)
+    torch.manual_seed(7)
+    mine = rnnlab.LSTM(3, 5, num_layers=2)
+    for (n1, p1), (n2, p2) in zip(ref.named_parameters(), mine.named_parameters(), strict=True):
+        assert n1 == n2
+        torch.testing.assert_close(p1, p2, atol=0, rtol=0)
+
+
+def test_round_trip_keeps_config_weights_and_class():
+    ref = nn.GRU(3, 5, num_layers=2, batch_first=True, bias=False, dtype=torch.float64)
+    mine = rnnlab.from_torch(ref, backend="torch")
+    assert type(mine) is rnnlab.GRU and isinstance(mine, nn.GRU)
+    assert (mine.batch_first, mine.bias, mine.backend) == (True, False, "torch")
+    assert mine.weight_hh_l1.dtype == torch.float64
+    back = rnnlab.to_torch(mine)
+    assert type(back) is nn.GRU
+    for a, b in zip(ref.parameters(), back.parameters(), strict=True):
+        assert a is not b
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_converts_every_recurrent_submodule_of_a_model():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ModuleList([nn.LSTM(3, 4), nn.GRUCell(4, 4)]))
+    model.eval()
+    converted = rnnlab.from_torch(model, backend="torch")
+    assert converted is model
+    assert type(model[1][0]) is rnnlab.LSTM and type(model[1][1]) is rnnlab.GRUCell
+    assert not model[1][0].training
+    rnnlab.to_torch(model)
+    assert type(model[1][0]) is nn.LSTM and type(model[1][1]) is nn.GRUCell
+
+
+def test_pickle_and_repr():
+    import io
+
+    m = rnnlab.LSTM(3, 4, proj_size=2, backend="torch")
+    assert "backend='torch'" in repr(m)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    m2 = torch.load(buf, weights_only=False)
+    x = torch.randn(3, 1, 3)
+    torch.testing.assert_close(m(x)[0], m2(x)[0])

@@ -1,0 +1,144 @@
+"""Bad arguments and inputs raise errors that name the argument, the expectation and the value."""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+import rnnlab
+
+LAYERS = [rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU]
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"hidden_size": 0}, ValueError, r"hidden_size must be an int >= 1; got 0"),
+        ({"hidden_size": 2.5}, TypeError, r"hidden_size must be an int >= 1; got float 2.5"),
+        ({"input_size": 0}, ValueError, r"input_size must be an int >= 1; got 0"),
+        ({"num_layers": 0}, ValueError, r"num_layers must be an int >= 1; got 0"),
+        ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\]; got 1.5"),
+        ({"dropout": -0.1}, ValueError, r"dropout must be a number in \[0, 1\]; got -0.1"),
+        ({"backend": "cuda"}, ValueError, r"backend must be one of 'auto', 'torch', 'native', 'triton'; got 'cuda'"),
+        ({"backend": "triton"}, NotImplementedError, r"backend='triton' needs rnnlab's fused Triton kernels"),
+        ({"bidirectional": "yes"}, TypeError, r"bidirectional must be True or False; got str 'yes'"),
+    ],
+)
+def test_constructor_arguments(cls, kwargs, exc, pattern):
+    args = {"input_size": 3, "hidden_size": 4, **kwargs}
+    with pytest.raises(exc, match=pattern):
+        cls(**args)
+
+
+@pytest.mark.parametrize("proj_size", [4, 9])
+def test_proj_size_not_below_hidden_size(proj_size):
+    with pytest.raises(ValueError, match=rf"proj_size must be smaller than hidden_size \(4\).*got {proj_size}"):
+        rnnlab.LSTM(3, 4, proj_size=proj_size)
+
+
+def test_unknown_nonlinearity():
+    with pytest.raises(ValueError, match=r"nonlinearity must be one of 'tanh', 'relu'; got 'sigmoid'"):
+        rnnlab.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match=r"nonlinearity must be one of 'tanh', 'relu'; got 'gelu'"):
+        rnnlab.RNNCell(3, 4, nonlinearity="gelu")
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+@pytest.mark.parametrize("cls", LAYERS)
+class TestForwardInputs:
+    def test_wrong_rank(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        pattern = r"input must be 3-D \(T, B, input_size\) or 2-D .* got 4-D shape \(2, 2, 2, 3\)"
+        with pytest.raises(ValueError, match=pattern):
+            m(torch.randn(2, 2, 2, 3))
+        with pytest.raises(RuntimeError):  # torch.nn raises RuntimeError here; rnnlab's error is both
+            m(torch.randn(3))
+
+    def test_feature_size(self, cls, backend):
+        m = cls(3, 4, backend=backend, batch_first=True)
+        with pytest.raises(ValueError, match=r"last dimension of input must be input_size=3; got shape \(2, 5, 7\)"):
+            m(torch.randn(2, 5, 7))
+
+    def test_integer_input(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        with pytest.raises(TypeError, match=r"input must be a floating-point tensor \(torch.float32.*got torch.int64"):
+            m(torch.ones(5, 2, 3, dtype=torch.long))
+
+    def test_dtype_mismatch(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        with pytest.raises(TypeError, match=r"input has dtype torch.float64 but the parameters are torch.float32"):
+            m(torch.randn(5, 2, 3, dtype=torch.float64))
+
+    def test_empty_batch_and_sequence(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        with pytest.raises(ValueError, match=r"input has batch size 0 \(shape \(5, 0, 3\)\)"):
+            m(torch.randn(5, 0, 3))
+        with pytest.raises(ValueError, match=r"input has sequence length 0"):
+            m(torch.randn(0, 2, 3))
+
+    def test_state_shape(self, cls, backend):
+        m = cls(3, 4, num_layers=2, backend=backend)
+        h = torch.zeros(1, 2, 4)
+        hx = (h, torch.zeros(2, 2, 4)) if cls is rnnlab.LSTM else h
+        name = r"hx\[h_0\]" if cls is rnnlab.LSTM else "hx"
+        with pytest.raises(RuntimeError, match=rf"{name} must have shape \(2, 2, 4\).*got \(1, 2, 4\)"):
+            m(torch.randn(5, 2, 3), hx)
+
+    def test_state_dtype(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        h = torch.zeros(1, 2, 4, dtype=torch.float64)
+        hx = (h, h) if cls is rnnlab.LSTM else h
+        with pytest.raises(TypeError, match=r"has dtype torch.float64 but the parameters are torch.float32"):
+            m(torch.randn(5, 2, 3), hx)
+
+    def test_state_device(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        h = torch.zeros(1, 2, 4, device="meta")
+        hx = (h, h) if cls is rnnlab.LSTM else h
+        with pytest.raises(TypeError, match=r"is on meta but the parameters are on cpu"):
+            m(torch.randn(5, 2, 3), hx)
+
+    def test_unbatched_state_must_be_2d(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        h = torch.zeros(1, 1, 4)
+        hx = (h, h) if cls is rnnlab.LSTM else h
+        with pytest.raises(ValueError, match=r"must have shape \(1, 4\) \(num_layers \* num_directions, features\)"):
+            m(torch.randn(5, 3), hx)
+
+    def test_packed_lengths_longer_than_T(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        x = pack_padded_sequence(torch.randn(5, 3, 3), torch.tensor([7, 3, 2]))
+        pattern = r"batch_sizes add up to 12 rows but input.data has 10.*every length must be <= T"
+        with pytest.raises(ValueError, match=pattern):
+            m(x)
+
+    def test_packed_batch_sizes_increasing(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        x = PackedSequence(torch.randn(5, 3), torch.tensor([2, 3]))
+        with pytest.raises(ValueError, match=r"batch_sizes must be positive and non-increasing; got \[2, 3\]"):
+            m(x)
+
+    def test_not_a_tensor(self, cls, backend):
+        m = cls(3, 4, backend=backend)
+        with pytest.raises(TypeError, match=r"input must be a torch.Tensor; got list"):
+            m([[1.0, 2.0, 3.0]])
+
+
+def test_lstm_hx_must_be_a_pair():
+    m = rnnlab.LSTM(3, 4)
+    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\); got Tensor"):
+        m(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+
+
+@pytest.mark.parametrize("cls", [rnnlab.RNNCell, rnnlab.LSTMCell, rnnlab.GRUCell])
+def test_cell_inputs(cls):
+    m = cls(3, 4, backend="torch")
+    with pytest.raises(ValueError, match=r"input must have shape \(batch, 3\) or \(3,\).*got \(2, 5\)"):
+        m(torch.randn(2, 5))
+    with pytest.raises(TypeError, match=r"floating-point"):
+        m(torch.ones(2, 3, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"hidden_size must be an int >= 1; got -1"):
+        cls(3, -1)
+    h = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"must have shape \(2, 4\); got \(3, 4\)"):
+        m(torch.randn(2, 3), (h, h) if cls is rnnlab.LSTMCell else h)

@@ -1,0 +1,62 @@
+"""rnnlab layers (backend="torch") against torch.nn over the configuration grid of the core issue."""
+
+import itertools
+
+import pytest
+import torch
+
+from parity import CELLS, TOLERANCE, assert_same, make_inputs, make_pair, run
+
+GRID = list(itertools.product(CELLS, (1, 2, 3), (False, True), (False, True), (False, True)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("form", ["batched", "unbatched", "packed"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_hx", "hx"])
+@pytest.mark.parametrize(("cell", "num_layers", "bidirectional", "batch_first", "bias"), GRID)
+def test_matches_torch_nn(cell, num_layers, bidirectional, batch_first, bias, with_state, form, dtype):
+    torch.manual_seed(0)
+    # two-layer stacks run with dropout in eval mode: dropout must then be a no-op, as in torch.nn
+    dropout = 0.25 if num_layers == 2 else 0.0
+    ref, mine = make_pair(cell, 5, 7, dtype, num_layers=num_layers, bidirectional=bidirectional,
+                          batch_first=batch_first, bias=bias, dropout=dropout)
+    if dropout:
+        ref.eval()
+        mine.eval()
+    gen = torch.Generator().manual_seed(1)
+    x, hx, leaves = make_inputs(ref, form, T=6, B=4, dtype=dtype, with_state=with_state, generator=gen)
+    want = run(ref, x, hx, leaves)
+    got = run(mine, x, hx, leaves)
+    assert_same(got, want, TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_packed_equal_lengths_and_single_step(cell):
+    """Packed input whose rows all have the same length, and sequences of length one."""
+    ref, mine = make_pair(cell, 3, 4, torch.float64, bidirectional=True)
+    for T in (1, 5):
+        seqs = [torch.randn(T, 3, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+        def x(seqs=seqs):
+            return torch.nn.utils.rnn.pack_sequence(seqs)
+
+        assert_same(run(mine, x, None, seqs), run(ref, x, None, seqs), 1e-9)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_native_backend_is_torch_nn(cell):
+    ref, mine = make_pair(cell, 3, 4, torch.float32, backend="native", num_layers=2)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    assert_same(run(mine, lambda: x, None, [x]), run(ref, lambda: x, None, [x]), 0.0)
+
+
+def test_dropout_in_training_changes_outputs_and_is_reproducible():
+    _, mine = make_pair("lstm", 3, 8, torch.float32, num_layers=2, dropout=0.5)
+    x = torch.randn(5, 4, 3)
+    torch.manual_seed(3)
+    a = mine(x)[0]
+    torch.manual_seed(3)
+    b = mine(x)[0]
+    torch.testing.assert_close(a, b)
+    mine.eval()
+    c = mine(x)[0]
+    assert not torch.allclose(a, c)
