@@ -4,15 +4,16 @@ Math (torch.nn.GRU, gate order r, z, n):
     r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr);  z likewise
     n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn));  h' = n + z * (h - n)
 
-b_hr and b_hz are folded into the input projection; b_hn cannot be (it sits inside r * (.)). The
-forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and the outputs (T, B, H).
+The forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and the outputs (T, B, H).
 """
 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, input_projection, linear_grads
+from .common import bias_grad, input_projection, linear_grads, set_rows, tanh_
+from .gemm import StepWeight
 from .schedule import Schedule
 
 
@@ -24,27 +25,20 @@ class GRUScan(torch.autograd.Function):
         T, B, _ = x.shape
         H = h0.shape[-1]
         sched = Schedule(T, B, batch_sizes, reverse)
-        bias = None
-        if b_ih is not None:
-            bias = b_ih.clone()
-            bias[: 2 * H] += b_hh[: 2 * H]
-        G = input_projection(x, w_ih, bias)  # (T, B, 3H), activated in place below
+        G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
-        w_rz_t, w_n_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
+        recurrent = StepWeight(w_hh, B)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
+            gh = recurrent(h) if b_hh is None else recurrent(h, b_hh.expand(b, -1))  # (b, 3H)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
-            rz.addmm_(h, w_rz_t).sigmoid_()
-            ghn = GHn[t, :b]
-            if b_hh is None:
-                torch.mm(h, w_n_t, out=ghn)
-            else:
-                torch.addmm(b_hh[2 * H :], h, w_n_t, out=ghn)
+            rz.add_(gh[:, : 2 * H]).sigmoid_()
+            GHn[t, :b] = gh[:, 2 * H :]
             n = g[:, 2 * H :]
-            n.addcmul_(rz[:, :H], ghn).tanh_()
+            tanh_(n.addcmul_(rz[:, :H], gh[:, 2 * H :]))
             y = Y[t, :b]
             torch.sub(h, n, out=y)
             torch.addcmul(n, rz[:, H:], y, out=y)
@@ -54,6 +48,7 @@ class GRUScan(torch.autograd.Function):
         return Y, sched.final(Y)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dY, dh_n):
         x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
@@ -66,9 +61,9 @@ class GRUScan(torch.autograd.Function):
         KZN = torch.stack(((h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)), dim=2)  # (T, B, 2, H)
         Ar = GHn * r * (1 - r)  # (T, B, H)
         dG = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of the input-side pre-activations
+        dGH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) ... and of the hidden-side ones
         dG3 = dG.view(T, B, 3, H)
-        dGHn = sched.new_buffer(H, like=x)  # (T, B, H)
-        w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
+        recurrent = StepWeight(w_hh.t(), B)
         carry = dh_n.clone()  # (B, H)
         for step in reversed(sched.steps):
             t, b = step.t, step.b
@@ -77,13 +72,11 @@ class GRUScan(torch.autograd.Function):
             torch.mul(dh.unsqueeze(1), KZN[t, :b], out=dG3[t, :b, 1:])
             dn = dG3[t, :b, 2]
             torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
-            torch.mul(dn, r[t, :b], out=dGHn[t, :b])
-            dh.mul_(z[t, :b])
-            dh.addmm_(dG[t, :b, : 2 * H], w_rz)
-            dh.addmm_(dGHn[t, :b], w_n)
+            dGH[t, :b, : 2 * H] = dG[t, :b, : 2 * H]
+            torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
+            carry = set_rows(carry, recurrent(dGH[t, :b], dh.mul_(z[t, :b])))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        dGH = torch.cat((dG[..., : 2 * H], dGHn), dim=2)  # (T, B, 3H) hidden-side pre-activations
         _, dw_hh = linear_grads(dGH, h_prev, w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])

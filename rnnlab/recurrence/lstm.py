@@ -13,8 +13,10 @@ single GEMMs over all timesteps after the loop.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, clone_or_none, input_projection, linear_grads
+from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_
+from .gemm import StepWeight
 from .schedule import Schedule
 
 
@@ -26,44 +28,44 @@ class LSTMScan(torch.autograd.Function):
         T, B, _ = x.shape
         H = w_ih.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
-        bias = None if b_ih is None else b_ih + b_hh
-        G = input_projection(x, w_ih, bias)  # (T, B, 4H), activated in place below
+        # The g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) = 2 sigmoid(2a) - 1
+        # (doubling is exact in floating point).
+        scale = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
+        scale[2 * H : 3 * H] = 2
+        bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
+        G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
         C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
-        hh = torch.empty(B, H, dtype=x.dtype, device=x.device) if w_hr is not None else None
-        w_hh_t = w_hh.t()
+        recurrent = StepWeight(w_hh * scale, B)
+        project = StepWeight(w_hr, B) if w_hr is not None else None
         for step in sched.steps:
             t, b = step.t, step.b
-            g = G[t, :b]  # (b, 4H)
-            g.addmm_(sched.incoming(Y, h0, step), w_hh_t)
-            g[:, : 2 * H].sigmoid_()
-            g[:, 2 * H : 3 * H].tanh_()
-            g[:, 3 * H :].sigmoid_()
+            g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
+            torch.sigmoid(recurrent(sched.incoming(Y, h0, step), g), out=g)
             i, f, gg, o = g.chunk(4, 1)
+            gg.mul_(2).sub_(1)
             c = C[t, :b]
             torch.mul(f, sched.incoming(C, c0, step), out=c)
             c.addcmul_(i, gg)
             if w_hr is None:
                 y = Y[t, :b]
-                torch.tanh(c, out=y)
-                y.mul_(o)
+                tanh_(y.copy_(c)).mul_(o)
             else:
-                torch.tanh(c, out=hh[:b])
-                hh[:b].mul_(o)
-                torch.mm(hh[:b], w_hr.t(), out=Y[t, :b])
+                Y[t, :b] = project(tanh_(c.clone()).mul_(o))
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, Y)
         ctx.sched = sched
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dY, dh_n, dc_n):
         x, h0, c0, w_ih, w_hh, w_hr, G, C, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = C.shape[-1]
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
-        tanh_c = torch.tanh(C)
+        tanh_c = tanh_(C.clone())
         # Factors independent of the incoming gradient:
         #   dc += dh * A;  d(o pre) = dh * Bo;  d([i, f, g] pre) = dc * K
         A = o * (1 - tanh_c * tanh_c)  # (T, B, H)
@@ -77,22 +79,21 @@ class LSTMScan(torch.autograd.Function):
         carry_c = dc_n.clone()  # (B, H)
         if w_hr is not None:
             dY_total = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, P) for the W_hr gradient
-            dhh = torch.empty(B, H, dtype=x.dtype, device=x.device)
+        recurrent = StepWeight(w_hh.t(), B)
+        unproject = StepWeight(w_hr.t(), B) if w_hr is not None else None
         for step in reversed(sched.steps):
             t, b = step.t, step.b
             dh = carry_h[:b]
             dh.add_(dY[t, :b])
             if w_hr is not None:
                 dY_total[t, :b] = dh
-                dh_cell = torch.mm(dh, w_hr, out=dhh[:b])
-            else:
-                dh_cell = dh
+                dh = unproject(dh)  # (b, H)
             dc = carry_c[:b]
-            dc.addcmul_(dh_cell, A[t, :b])
-            torch.mul(dh_cell, Bo[t, :b], out=dG4[t, :b, 3])
+            dc.addcmul_(dh, A[t, :b])
+            torch.mul(dh, Bo[t, :b], out=dG4[t, :b, 3])
             torch.mul(dc.unsqueeze(1), K[t, :b], out=dG4[t, :b, :3])
             dc.mul_(f[t, :b])
-            torch.mm(dG[t, :b], w_hh, out=dh)
+            carry_h = set_rows(carry_h, recurrent(dG[t, :b]))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
         _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[4])

@@ -7,8 +7,10 @@ Math (torch.nn.RNN): h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). The forward st
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, clone_or_none, input_projection, linear_grads
+from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_
+from .gemm import StepWeight
 from .schedule import Schedule
 
 NONLINEARITIES = ("tanh", "relu")
@@ -23,33 +25,31 @@ class RNNScan(torch.autograd.Function):
         sched = Schedule(T, B, batch_sizes, reverse)
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
-        w_hh_t = w_hh.t()
+        recurrent = StepWeight(w_hh, B)
         for step in sched.steps:
             t, b = step.t, step.b
-            g = G[t, :b]
-            g.addmm_(sched.incoming(Y, h0, step), w_hh_t)
-            if nonlinearity == "tanh":
-                torch.tanh(g, out=Y[t, :b])
-            else:
-                torch.clamp_min(g, 0, out=Y[t, :b])
+            pre = recurrent(sched.incoming(Y, h0, step), G[t, :b])  # (b, H)
+            Y[t, :b] = tanh_(pre) if nonlinearity == "tanh" else pre.clamp_min_(0)
         ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
         ctx.sched, ctx.nonlinearity, ctx.has_bias = sched, nonlinearity, b_ih is not None
         return Y, sched.final(Y)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dY, dh_n):
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         # derivative of the activation, as a function of its output: (T, B, H)
         D = 1 - Y * Y if ctx.nonlinearity == "tanh" else (Y > 0).to(Y.dtype)
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
-        carry = dh_n.clone()
+        carry = dh_n.clone()  # (B, H)
+        recurrent = StepWeight(w_hh.t(), carry.shape[0])
         for step in reversed(sched.steps):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
             torch.mul(dh, D[t, :b], out=dG[t, :b])
-            torch.mm(dG[t, :b], w_hh, out=dh)
+            carry = set_rows(carry, recurrent(dG[t, :b]))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
         _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[3])
