@@ -58,3 +58,17 @@ def tanh_(x: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu":
         return x.tanh_()
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+def sigmoid_grad(grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``grad * y * (1 - y)``: the gradient through ``y = sigmoid(a)``, one fused kernel."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(grad, y)
+    return torch.ops.aten.sigmoid_backward.grad_input(grad, y, grad_input=out)
+
+
+def tanh_grad(grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``grad * (1 - y * y)``: the gradient through ``y = tanh(a)``, one fused kernel."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(grad, y)
+    return torch.ops.aten.tanh_backward.grad_input(grad, y, grad_input=out)

@@ -5,7 +5,10 @@ inner-product kernel (the one torch.nn.LSTM reaches through ``mkldnn_rnn``) runs
 there (measured on the 2-core AMD EPYC CI machine: 455 vs 190 GFLOP/s for a 64x512x2048 product). It is
 reached through ``torch.ops.mkldnn._linear_pointwise``, the op that TorchInductor's CPU backend uses, and
 computes in fp32 without reduced precision. Everything else (CUDA, other dtypes, builds without oneDNN,
-``torch.backends.mkldnn.flags(enabled=False)``) uses ``torch.mm``/``torch.addmm``.
+``torch.backends.mkldnn.flags(enabled=False)``) uses ``torch.mm``/``torch.addmm``, and so do small
+products: oneDNN's call costs about 10 us more than MKL's, which pays off from about 2^20 multiply-adds
+(measured: even at 16x128x512, ahead from 4x256x1024), and reordering a weight costs about 100 us, which
+pays off over a sequence, not over a few steps.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch
 
 _ONEDNN = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 _enabled = True
+MIN_ONEDNN_MACS = 2**20  # multiply-adds of one product below which MKL is faster
+MIN_PACKED_STEPS = 8  # products per sequence below which reordering the weight does not pay
 
 
 @contextlib.contextmanager
@@ -29,9 +34,10 @@ def use_onednn(enabled: bool):
         _enabled = previous
 
 
-def _onednn(x: torch.Tensor) -> bool:
+def _onednn(x: torch.Tensor, macs: int) -> bool:
     return (
         _enabled
+        and macs >= MIN_ONEDNN_MACS
         and _ONEDNN is not None
         and x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -42,7 +48,7 @@ def _onednn(x: torch.Tensor) -> bool:
 
 def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x @ w.T + bias`` as a new tensor. x: (M, K); w: (N, K) (any strides); bias: (N,) or None."""
-    if _onednn(x):
+    if _onednn(x, x.shape[0] * x.shape[1] * w.shape[0]):
         return _ONEDNN(x, w, bias, "none", [], "")
     return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
 
@@ -51,11 +57,12 @@ class StepWeight:
     """A weight multiplied at every timestep, prepared once per sequence (oneDNN: reordered into its
     blocked layout, which halves the time of a small product).
 
-    ``w``: (N, K), any strides; ``rows``: the usual number of rows M of the products (a layout hint).
+    ``w``: (N, K), any strides; ``rows``: the usual number of rows M of the products; ``steps``: how
+    many products the sequence needs.
     """
 
-    def __init__(self, w: torch.Tensor, rows: int):
-        self.onednn = _onednn(w)
+    def __init__(self, w: torch.Tensor, rows: int, steps: int):
+        self.onednn = steps >= MIN_PACKED_STEPS and _onednn(w, rows * w.numel())
         self.w = torch.ops.mkldnn._reorder_linear_weight(w, rows) if self.onednn else w
 
     def __call__(self, x: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, input_projection, linear_grads, set_rows, tanh_
+from .common import bias_grad, input_projection, linear_grads, set_rows, sigmoid_grad, tanh_, tanh_grad
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -28,7 +28,7 @@ class GRUScan(torch.autograd.Function):
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
-        recurrent = StepWeight(w_hh, B)
+        recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
@@ -58,12 +58,14 @@ class GRUScan(torch.autograd.Function):
         h_prev = sched.all_incoming(Y, h0)  # (T, B, H)
         # Factors independent of the incoming gradient:
         #   d([z, n] pre) = dh * KZN;  d(r pre) = d(n pre) * Ar;  d(h W_hn^T + b_hn) = d(n pre) * r
-        KZN = torch.stack(((h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)), dim=2)  # (T, B, 2, H)
-        Ar = GHn * r * (1 - r)  # (T, B, H)
+        KZN = torch.empty(T, B, 2, H, dtype=x.dtype, device=x.device)
+        sigmoid_grad(h_prev - n, z, out=KZN[:, :, 0])  # (h - n) * z * (1 - z)
+        tanh_grad(1 - z, n, out=KZN[:, :, 1])  # (1 - z) * (1 - n^2)
+        Ar = sigmoid_grad(GHn, r)  # (T, B, H): ghn * r * (1 - r)
         dG = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of the input-side pre-activations
         dGH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) ... and of the hidden-side ones
         dG3 = dG.view(T, B, 3, H)
-        recurrent = StepWeight(w_hh.t(), B)
+        recurrent = StepWeight(w_hh.t(), B, T)
         carry = dh_n.clone()  # (B, H)
         for step in reversed(sched.steps):
             t, b = step.t, step.b

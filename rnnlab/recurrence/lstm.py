@@ -4,7 +4,8 @@ Math (torch.nn.LSTM, gate order i, f, g, o):
     gates = x W_ih^T + b_ih + h W_hh^T + b_hh;  i, f, o = sigmoid(.), g = tanh(.)
     c' = f * c + i * g;  h' = o * tanh(c')  (then h' = h' W_hr^T when proj_size > 0)
 
-The forward stores the activated gates (T, B, 4H), the cell states (T, B, H) and the outputs (T, B, P);
+The forward stores the activated gates (T, B, 4H), the cell states and their tanh (T, B, H each) and
+the outputs (T, B, P);
 the backward precomputes every factor that does not depend on the incoming gradient without a time loop,
 so the reverse loop does only a handful of operations per step, and computes all weight gradients as
 single GEMMs over all timesteps after the loop.
@@ -15,7 +16,16 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_
+from .common import (
+    bias_grad,
+    clone_or_none,
+    input_projection,
+    linear_grads,
+    set_rows,
+    sigmoid_grad,
+    tanh_,
+    tanh_grad,
+)
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -35,9 +45,10 @@ class LSTMScan(torch.autograd.Function):
         bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
         G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
         C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
+        TC = sched.new_buffer(H, like=x)  # (T, B, H) tanh of the cell states
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
-        recurrent = StepWeight(w_hh * scale, B)
-        project = StepWeight(w_hr, B) if w_hr is not None else None
+        recurrent = StepWeight(w_hh * scale, B, T)
+        project = StepWeight(w_hr, B, T) if w_hr is not None else None
         for step in sched.steps:
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
@@ -47,12 +58,12 @@ class LSTMScan(torch.autograd.Function):
             c = C[t, :b]
             torch.mul(f, sched.incoming(C, c0, step), out=c)
             c.addcmul_(i, gg)
+            tc = tanh_(TC[t, :b].copy_(c))
             if w_hr is None:
-                y = Y[t, :b]
-                tanh_(y.copy_(c)).mul_(o)
+                torch.mul(tc, o, out=Y[t, :b])
             else:
-                Y[t, :b] = project(tanh_(c.clone()).mul_(o))
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, Y)
+                Y[t, :b] = project(tc * o)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y)
         ctx.sched = sched
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
@@ -60,27 +71,27 @@ class LSTMScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dY, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, w_hr, G, C, Y = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = C.shape[-1]
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
-        tanh_c = tanh_(C.clone())
         # Factors independent of the incoming gradient:
         #   dc += dh * A;  d(o pre) = dh * Bo;  d([i, f, g] pre) = dc * K
-        A = o * (1 - tanh_c * tanh_c)  # (T, B, H)
-        Bo = tanh_c * o * (1 - o)  # (T, B, H)
-        c_prev = sched.all_incoming(C, c0)
-        K = torch.stack((g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)), dim=2)  # (T, B, 3, H)
-        del c_prev
+        A = tanh_grad(o, TC)  # (T, B, H): o * (1 - tanh(c)^2)
+        Bo = sigmoid_grad(TC, o)  # (T, B, H): tanh(c) * o * (1 - o)
+        K = torch.empty(T, B, 3, H, dtype=x.dtype, device=x.device)
+        sigmoid_grad(g, i, out=K[:, :, 0])  # g * i * (1 - i)
+        sigmoid_grad(sched.all_incoming(C, c0), f, out=K[:, :, 1])  # c_prev * f * (1 - f)
+        tanh_grad(i, g, out=K[:, :, 2])  # i * (1 - g^2)
         dG = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) gradients of the gate pre-activations
         dG4 = dG.view(T, B, 4, H)
         carry_h = dh_n.clone()  # (B, P) gradient flowing into each row's incoming h
         carry_c = dc_n.clone()  # (B, H)
         if w_hr is not None:
             dY_total = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, P) for the W_hr gradient
-        recurrent = StepWeight(w_hh.t(), B)
-        unproject = StepWeight(w_hr.t(), B) if w_hr is not None else None
+        recurrent = StepWeight(w_hh.t(), B, T)
+        unproject = StepWeight(w_hr.t(), B, T) if w_hr is not None else None
         for step in reversed(sched.steps):
             t, b = step.t, step.b
             dh = carry_h[:b]
@@ -100,6 +111,6 @@ class LSTMScan(torch.autograd.Function):
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
         dw_hr = None
         if w_hr is not None and need[7]:
-            _, dw_hr = linear_grads(dY_total, o * tanh_c, w_hr, False, True)
+            _, dw_hr = linear_grads(dY_total, o * TC, w_hr, False, True)
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
         return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None

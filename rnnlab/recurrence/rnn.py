@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_
+from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_, tanh_grad
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -25,7 +25,7 @@ class RNNScan(torch.autograd.Function):
         sched = Schedule(T, B, batch_sizes, reverse)
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
-        recurrent = StepWeight(w_hh, B)
+        recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
             pre = recurrent(sched.incoming(Y, h0, step), G[t, :b])  # (b, H)
@@ -39,16 +39,18 @@ class RNNScan(torch.autograd.Function):
     def backward(ctx, dY, dh_n):
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
-        # derivative of the activation, as a function of its output: (T, B, H)
-        D = 1 - Y * Y if ctx.nonlinearity == "tanh" else (Y > 0).to(Y.dtype)
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
+        T, B, _ = x.shape
         carry = dh_n.clone()  # (B, H)
-        recurrent = StepWeight(w_hh.t(), carry.shape[0])
+        recurrent = StepWeight(w_hh.t(), B, T)
         for step in reversed(sched.steps):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
-            torch.mul(dh, D[t, :b], out=dG[t, :b])
+            if ctx.nonlinearity == "tanh":
+                tanh_grad(dh, Y[t, :b], out=dG[t, :b])
+            else:
+                torch.ops.aten.threshold_backward.grad_input(dh, Y[t, :b], 0, grad_input=dG[t, :b])
             carry = set_rows(carry, recurrent(dG[t, :b]))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])

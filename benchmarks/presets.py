@@ -1,0 +1,66 @@
+"""Benchmark presets: which cases, backends and modes ``run.py --preset NAME`` measures."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem size. T: sequence length, B: batch, I: input size, H: hidden size."""
+
+    cell: str
+    T: int
+    B: int
+    I: int
+    H: int
+    layers: int = 1
+    bidirectional: bool = False
+    packed: bool = False
+    dtype: str = "fp32"
+
+    def record(self) -> dict:
+        return asdict(self)
+
+    def label(self) -> str:
+        extra = f"{'x' + str(self.layers) if self.layers > 1 else ''}{' bi' if self.bidirectional else ''}"
+        return f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H}{extra}{' packed' if self.packed else ''}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    cases: tuple[Case, ...]
+    backends: tuple[str, ...]
+    modes: tuple[str, ...] = ("fwd", "fwd+bwd")
+    warmup: int = 3
+    reps: int = 20
+
+
+# The core issue's CPU sizes (T, B, I, H): PyTorch's word-LM-like, PTB-small-like and fastrnns defaults.
+CPU_SIZES = ((100, 32, 128, 256), (35, 20, 200, 200), (100, 64, 512, 512))
+
+PRESETS = {
+    "tiny": Preset(
+        cases=(Case("lstm", 5, 2, 3, 4), Case("gru", 5, 2, 3, 4, packed=True)),
+        backends=("torch", "native"),
+        warmup=1,
+        reps=3,
+    ),
+    "quick": Preset(
+        cases=(
+            *(Case(cell, 50, 16, 64, 128) for cell in ("lstm", "gru", "rnn_tanh")),
+            Case("lstm", 50, 16, 64, 128, layers=2, bidirectional=True, packed=True),
+        ),
+        backends=("torch", "native"),
+        reps=10,
+    ),
+    "cpu": Preset(
+        cases=tuple(
+            Case(cell, *size)
+            for cell, size in itertools.product(("lstm", "gru", "rnn_tanh"), CPU_SIZES)
+        ),
+        backends=("torch", "native"),
+        reps=15,
+    ),
+}

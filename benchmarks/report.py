@@ -1,0 +1,50 @@
+"""Markdown tables of benchmark results: time per backend and ratio to the native kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REFERENCE = "native"
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    """Write ``result`` (as produced by run.py) as a Markdown table, one row per case and mode."""
+    env = result["environment"]
+    records = result["records"]
+    backends = list(dict.fromkeys(r["backend"] for r in records))
+    keys = list(dict.fromkeys(_key(r) for r in records))
+    by_key = {(_key(r), r["backend"]): r for r in records}
+    lines = [
+        f"# Benchmark `{result['preset']}` on {env['device']}",
+        "",
+        f"{env['date']}, torch {env['torch']}, rnnlab {env['rnnlab']}, commit {env['git_commit']}. Median of "
+        f"{records[0]['reps']} runs in ms (p10-p90 in brackets); ratio = time / {REFERENCE} time "
+        f"(below 1: faster than {REFERENCE}). fwd: forward with gradients off; fwd+bwd: forward and backward.",
+        "",
+        "| cell | T | B | I | H | layers | bidir | packed | dtype | mode | "
+        + " | ".join(backends)
+        + " | "
+        + " | ".join(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE)
+        + " |",
+        "|" + "---|" * (10 + len(backends) + len(backends) - 1),
+    ]
+    for key in keys:
+        cells = [str(v) for v in key]
+        times = []
+        for b in backends:
+            r = by_key.get((key, b))
+            times.append(f"{r['median_ms']:.3f} [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]" if r else "-")
+        ref = by_key.get((key, REFERENCE))
+        ratios = []
+        for b in backends:
+            if b == REFERENCE:
+                continue
+            r = by_key.get((key, b))
+            ratios.append(f"{r['median_ms'] / ref['median_ms']:.2f}x" if r and ref else "-")
+        lines.append("| " + " | ".join(cells + times + ratios) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _key(r: dict) -> tuple:
+    return (r["cell"], r["T"], r["B"], r["I"], r["H"], r["layers"], r["bidirectional"], r["packed"], r["dtype"],
+            r["mode"])

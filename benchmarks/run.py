@@ -1,0 +1,155 @@
+"""Time rnnlab's backends against each other, the way PyTorch's benchmarks/fastrnns does.
+
+    python benchmarks/run.py --preset cpu --out benchmarks/results/cpu
+
+For every case of the preset and every backend it times the forward pass (gradients off: "fwd") and a
+training step without the optimizer (forward, then backward of a scalar touching the output and the
+final states: "fwd+bwd"), after warm-up runs, with a wall clock on the CPU and CUDA events on a GPU.
+Writes DIR/results.json (one record per measurement plus the environment once) and DIR/results.md
+(a table with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from presets import PRESETS, Case  # benchmarks/ is on sys.path when run as a script
+from report import write_markdown
+
+import rnnlab
+
+CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
+DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build(case: Case, backend: str, device: torch.device):
+    """The module and its input for one case."""
+    kwargs = {"num_layers": case.layers, "bidirectional": case.bidirectional, "backend": backend}
+    if case.cell.startswith("rnn_"):
+        kwargs["nonlinearity"] = case.cell.split("_")[1]
+    torch.manual_seed(0)
+    dtype = DTYPES[case.dtype]
+    module = CLASSES[case.cell](case.I, case.H, device=device, dtype=dtype, **kwargs)
+    x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype)
+    if case.packed:  # lengths spread evenly between T/2 and T, the longest first; the packed data is the leaf
+        lengths = torch.linspace(case.T, max(1, case.T // 2), case.B).long()
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+        return module, packed._replace(data=packed.data.requires_grad_())
+    return module, x.requires_grad_()
+
+
+def step(module, x, mode: str) -> None:
+    if mode == "fwd":
+        with torch.no_grad():
+            module(x)
+        return
+    y, h = module(x)
+    y = y.data if isinstance(y, torch.nn.utils.rnn.PackedSequence) else y
+    states = h if isinstance(h, tuple) else (h,)
+    loss = y.sum() + sum(s.sum() for s in states)
+    loss.backward()
+
+
+def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup: int, reps: int) -> dict:
+    """Median and spread of ``reps`` timed runs in milliseconds, and the peak memory on CUDA."""
+    module, x = build(case, backend, device)
+    for _ in range(warmup):
+        step(module, x, mode)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        module.zero_grad(set_to_none=True)
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step(module, x, mode)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step(module, x, mode)
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+
+    def pct(q: float) -> float:
+        return times[min(len(times) - 1, round(q * (len(times) - 1)))]
+
+    return {
+        **case.record(),
+        "backend": backend,
+        "mode": mode,
+        "median_ms": pct(0.5),
+        "p10_ms": pct(0.1),
+        "p90_ms": pct(0.9),
+        "reps": reps,
+        # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
+        "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+    }
+
+
+def environment(device: torch.device) -> dict:
+    """Device, library versions, git commit and date, recorded once per result file."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = f"{line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
+                    break
+        except OSError:
+            pass
+    return {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "rnnlab": rnnlab.__version__,
+        "python": platform.python_version(),
+        "git_commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--out", type=Path, required=True, help="directory for results.json and results.md")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    preset = PRESETS[args.preset]
+    records = []
+    for case in preset.cases:
+        for mode in preset.modes:
+            for backend in preset.backends:
+                rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
+                records.append(rec)
+                print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
+                      f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f})", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"preset": args.preset, "environment": environment(device), "records": records}
+    (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(result, args.out / "results.md")
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
