@@ -55,6 +55,16 @@ PRESETS = {
         backends=("torch", "native"),
         reps=10,
     ),
+    # The fused-kernel issue's target shapes (bf16, T=1024); sized for a few minutes on one H100.
+    "gpu": Preset(
+        cases=tuple(
+            Case(cell, 1024, B, H, H, dtype="bf16")
+            for cell, B, H in itertools.product(("lstm", "gru"), (1, 16, 64), (64, 256, 1024))
+        ),
+        backends=("torch", "native"),
+        warmup=2,
+        reps=10,
+    ),
     "cpu": Preset(
         cases=tuple(
             Case(cell, *size)

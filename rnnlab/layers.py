@@ -8,6 +8,8 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
 - ``"triton"``: the fused kernels (not built yet: constructing with it raises);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
+
+Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward).
 """
 
 from __future__ import annotations
@@ -25,13 +27,20 @@ from .inputs import Sequence, check_state, to_time_major
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-def resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """The backend that runs for a module configured with ``backend`` on input like ``x``.
+def resolve_backend(backend: str, mode: str, x: torch.Tensor) -> str:
+    """The backend that runs for a module of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") configured
+    with ``backend`` on input like ``x``.
 
-    "auto" picks PyTorch's native kernel: it is torch.nn itself (so always correct) and on the CPU it is
-    the fastest path for inference and for LSTM training (oneDNN); see benchmarks/README.md.
+    "auto" follows the measurements in benchmarks/results/: on the CPU in fp32/fp64, rnnlab's own path
+    for GRU and RNN (ATen runs those step by step through autograd, and rnnlab's training step is
+    faster at every measured size), and PyTorch's native kernel everywhere else (oneDNN's fused LSTM on
+    the CPU, cuDNN on GPUs) until the fused kernels are verified on a GPU.
     """
-    return "native" if backend == "auto" else backend
+    if backend != "auto":
+        return backend
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and mode != "LSTM":
+        return "torch"
+    return "native"
 
 
 class _RecurrentLayer:
@@ -47,7 +56,7 @@ class _RecurrentLayer:
         like = self.weight_ih_l0
         seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like)
         hx = self._check_hx(hx, seq, like)
-        if resolve_backend(self.backend, seq.x) == "native":
+        if resolve_backend(self.backend, self.mode, seq.x) == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx)
 

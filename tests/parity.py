@@ -32,14 +32,16 @@ def state_shapes(module: torch.nn.Module, batch: int | None) -> list[tuple[int, 
     return [(s[0], batch, s[1]) if batch is not None else s for s in shapes]
 
 
-def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, generator: torch.Generator):
+def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, seed: int, device="cpu"):
     """Leaf tensors for a call: (make_input, hx, leaves). ``form``: "batched", "unbatched" or "packed".
 
-    ``make_input()`` builds the input from the leaves (packing records a graph, so once per call).
+    Values are drawn in float64 from ``seed`` and then cast, so every dtype and device gets the same
+    numbers. ``make_input()`` builds the input from the leaves (packing records a graph, so once per call).
     """
+    gen = torch.Generator().manual_seed(seed)
 
     def leaf(*shape):
-        return torch.randn(*shape, dtype=dtype, generator=generator).requires_grad_()
+        return torch.randn(*shape, dtype=torch.float64, generator=gen).to(device, dtype).requires_grad_()
 
     I = module.input_size
     if form == "packed":
@@ -56,7 +58,6 @@ def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, gene
     if form != "packed":
         def x():
             return leaves[0]
-
     hx = None
     if with_state:
         states = [leaf(*shape) for shape in state_shapes(module, None if form == "unbatched" else B)]
@@ -77,7 +78,9 @@ def run(module, make_input, hx, leaves, generator_seed: int = 1):
     data = y.data if isinstance(y, PackedSequence) else y
     states = list(h) if isinstance(h, tuple) else [h]
     g = torch.Generator().manual_seed(generator_seed)
-    loss = sum((t * torch.randn(t.shape, dtype=t.dtype, generator=g)).sum() for t in [data, *states])
+    # loss weights drawn in float64 so every dtype gets the same ones
+    loss = sum((t * torch.randn(t.shape, dtype=torch.float64, generator=g).to(t.dtype)).sum()
+               for t in [data, *states])
     loss.backward()
     grads = [t.grad for t in leaves] + [p.grad for _, p in sorted(module.named_parameters())]
     return [data.detach(), *(s.detach() for s in states), *grads]

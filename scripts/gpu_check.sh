@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One command for a GPU machine: the GPU tests, then the GPU benchmark preset.
+# Results go to $OUT (the device tool's output folder) or benchmarks/results/gpu-<device>/.
+# Needs only torch (and pytest for the tests) installed; rnnlab is used from this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+name=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '-'))")
+out=${OUT:-benchmarks/results/gpu-$name}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi.txt" || true
+"$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu-tests.log"
+"$PY" benchmarks/run.py --preset "${PRESET:-gpu}" --out "$out" 2>&1 | tee "$out/benchmark.log"

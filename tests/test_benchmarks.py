@@ -1,0 +1,34 @@
+"""The benchmark entry point end to end on a tiny preset: files written and the JSON schema (not the
+timings)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
+               "median_ms", "p10_ms", "p90_ms", "peak_mem_bytes", "reps"}
+
+
+def test_tiny_preset_writes_json_and_markdown(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--preset", "tiny", "--out", str(tmp_path),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["preset"] == "tiny"
+    env = result["environment"]
+    assert {"device", "torch", "rnnlab", "git_commit", "date"} <= env.keys()
+    records = result["records"]
+    assert len(records) == 2 * 2 * 2  # cases x modes x backends
+    for rec in records:
+        assert rec.keys() >= RECORD_KEYS
+        assert rec["backend"] in {"torch", "native"} and rec["mode"] in {"fwd", "fwd+bwd"}
+        assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"]
+    assert {r["packed"] for r in records} == {True, False}
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
+    assert "torch / native" in table

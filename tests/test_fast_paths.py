@@ -1,0 +1,62 @@
+"""The CPU fast paths inside the pure-PyTorch recurrence, each against torch.nn and the plain route:
+oneDNN products (with reordered step weights) versus torch.mm, and tanh through sigmoid."""
+
+import pytest
+import torch
+
+from parity import CELLS, assert_same, make_inputs, make_pair, run
+from rnnlab.recurrence import common, gemm
+
+
+@pytest.fixture(params=["onednn", "mm"])
+def gemm_route(request, monkeypatch):
+    """Force every product of the recurrence through one route, whatever its size."""
+    if request.param == "onednn":
+        if gemm._ONEDNN is None or not torch.backends.mkldnn.is_available():
+            pytest.skip("this PyTorch build has no oneDNN linear op")
+        monkeypatch.setattr(gemm, "MIN_ONEDNN_MACS", 0)
+        monkeypatch.setattr(gemm, "MIN_PACKED_STEPS", 0)
+        yield
+    else:
+        with gemm.use_onednn(False):
+            yield
+
+
+@pytest.mark.parametrize("form", ["batched", "packed"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gemm_routes_match_torch_nn(gemm_route, cell, form):
+    torch.manual_seed(0)
+    ref, mine = make_pair(cell, 6, 9, torch.float32, num_layers=2, bidirectional=True)
+    x, hx, leaves = make_inputs(ref, form, T=7, B=5, dtype=torch.float32, with_state=True, seed=2)
+    assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 1e-5)
+
+
+def test_onednn_route_is_taken_for_large_products(monkeypatch):
+    calls = []
+    if gemm._ONEDNN is None:
+        pytest.skip("this PyTorch build has no oneDNN linear op")
+    real = gemm._ONEDNN
+    monkeypatch.setattr(gemm, "_ONEDNN", type("Spy", (), {
+        "__call__": lambda self, *a: calls.append("linear") or real(*a),
+        "binary": staticmethod(lambda *a: calls.append("binary") or real.binary(*a)),
+    })())
+    w = torch.randn(1024, 256)
+    gemm.linear(torch.randn(64, 256), w)
+    step = gemm.StepWeight(w, rows=64, steps=100)
+    step(torch.randn(64, 256), torch.randn(64, 1024))
+    assert calls == ["linear", "binary"]
+    calls.clear()
+    gemm.linear(torch.randn(2, 8), torch.randn(8, 8))  # tiny: MKL is faster
+    gemm.StepWeight(w, rows=64, steps=2)(torch.randn(64, 256))  # short sequence: no reorder
+    with gemm.use_onednn(False):
+        gemm.linear(torch.randn(64, 256), w)
+    assert calls == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tanh_through_sigmoid_is_accurate(dtype):
+    x = torch.linspace(-40, 40, 100_001, dtype=dtype)
+    got = common.tanh_(x.clone())
+    tol = 2e-7 if dtype == torch.float32 else 1e-15
+    torch.testing.assert_close(got, torch.tanh(x), atol=tol, rtol=0)
+    assert torch.isfinite(common.tanh_(torch.tensor([float("inf"), -float("inf")], dtype=dtype))).all()
