@@ -32,22 +32,21 @@ def test_gemm_routes_match_torch_nn(gemm_route, cell, form):
 
 
 def test_onednn_route_is_taken_for_large_products(monkeypatch):
-    calls = []
     if gemm._ONEDNN is None:
         pytest.skip("this PyTorch build has no oneDNN linear op")
+    calls = []
     real = gemm._ONEDNN
-    monkeypatch.setattr(gemm, "_ONEDNN", type("Spy", (), {
-        "__call__": lambda self, *a: calls.append("linear") or real(*a),
-        "binary": staticmethod(lambda *a: calls.append("binary") or real.binary(*a)),
-    })())
+    monkeypatch.setattr(gemm, "_ONEDNN", lambda *args: calls.append(args[1].is_mkldnn) or real(*args))
     w = torch.randn(1024, 256)
     gemm.linear(torch.randn(64, 256), w)
     step = gemm.StepWeight(w, rows=64, steps=100)
-    step(torch.randn(64, 256), torch.randn(64, 1024))
-    assert calls == ["linear", "binary"]
+    acc = torch.zeros(64, 1024)
+    x = torch.randn(64, 256)
+    torch.testing.assert_close(step.addmm_(acc, x), x @ w.t(), atol=1e-4, rtol=1e-5)
+    assert calls == [False, True]  # a plain weight, then the reordered step weight
     calls.clear()
     gemm.linear(torch.randn(2, 8), torch.randn(8, 8))  # tiny: MKL is faster
-    gemm.StepWeight(w, rows=64, steps=2)(torch.randn(64, 256))  # short sequence: no reorder
+    gemm.StepWeight(w, rows=64, steps=2)(x)  # short sequence: no reorder
     with gemm.use_onednn(False):
         gemm.linear(torch.randn(64, 256), w)
     assert calls == []

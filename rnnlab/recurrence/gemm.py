@@ -57,18 +57,28 @@ class StepWeight:
     """A weight multiplied at every timestep, prepared once per sequence (oneDNN: reordered into its
     blocked layout, which halves the time of a small product).
 
-    ``w``: (N, K), any strides; ``rows``: the usual number of rows M of the products; ``steps``: how
-    many products the sequence needs.
+    ``w``: (N, K), any strides; ``bias``: (N,) or None; ``rows``: the usual number of rows M of the
+    products; ``steps``: how many products the sequence needs.
     """
 
-    def __init__(self, w: torch.Tensor, rows: int, steps: int):
+    def __init__(self, w: torch.Tensor, rows: int, steps: int, bias: torch.Tensor | None = None):
         self.onednn = steps >= MIN_PACKED_STEPS and _onednn(w, rows * w.numel())
         self.w = torch.ops.mkldnn._reorder_linear_weight(w, rows) if self.onednn else w
+        self.bias = bias
 
-    def __call__(self, x: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:
-        """``x @ w.T`` (+ ``acc``) as a new tensor. x: (M, K); acc: (M, N) or None."""
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ w.T + bias`` as a new tensor. x: (M, K)."""
         if self.onednn:
-            if acc is None:
-                return _ONEDNN(x, self.w, None, "none", [], "")
-            return _ONEDNN.binary(x, acc, self.w, None, "add")
-        return torch.mm(x, self.w.t()) if acc is None else torch.addmm(acc, x, self.w.t())
+            return _ONEDNN(x, self.w, self.bias, "none", [], "")
+        if self.bias is None:
+            return torch.mm(x, self.w.t())
+        return torch.addmm(self.bias, x, self.w.t())
+
+    def addmm_(self, acc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``acc += x @ w.T (+ bias)`` in place; returns ``acc``. x: (M, K); acc: (M, N).
+
+        (oneDNN's fused "add" post-op measured slower than a product followed by ``add_``.)
+        """
+        if self.onednn or self.bias is not None:
+            return acc.add_(self(x))
+        return acc.addmm_(x, self.w.t())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, input_projection, linear_grads, set_rows, sigmoid_grad, tanh_, tanh_grad
+from .common import bias_grad, input_projection, linear_grads, sigmoid_grad, tanh_, tanh_grad
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -28,11 +28,11 @@ class GRUScan(torch.autograd.Function):
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
-        recurrent = StepWeight(w_hh, B, T)
+        recurrent = StepWeight(w_hh, B, T, bias=b_hh)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            gh = recurrent(h) if b_hh is None else recurrent(h, b_hh.expand(b, -1))  # (b, 3H)
+            gh = recurrent(h)  # (b, 3H)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
             rz.add_(gh[:, : 2 * H]).sigmoid_()
@@ -76,7 +76,7 @@ class GRUScan(torch.autograd.Function):
             torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
             dGH[t, :b, : 2 * H] = dG[t, :b, : 2 * H]
             torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
-            carry = set_rows(carry, recurrent(dGH[t, :b], dh.mul_(z[t, :b])))
+            recurrent.addmm_(dh.mul_(z[t, :b]), dGH[t, :b])
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
         _, dw_hh = linear_grads(dGH, h_prev, w_hh, False, need[3])

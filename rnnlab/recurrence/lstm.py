@@ -52,13 +52,13 @@ class LSTMScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
-            torch.sigmoid(recurrent(sched.incoming(Y, h0, step), g), out=g)
+            recurrent.addmm_(g, sched.incoming(Y, h0, step)).sigmoid_()
             i, f, gg, o = g.chunk(4, 1)
             gg.mul_(2).sub_(1)
             c = C[t, :b]
             torch.mul(f, sched.incoming(C, c0, step), out=c)
             c.addcmul_(i, gg)
-            tc = tanh_(TC[t, :b].copy_(c))
+            tc = tanh_(c, out=TC[t, :b])
             if w_hr is None:
                 torch.mul(tc, o, out=Y[t, :b])
             else:

@@ -28,8 +28,11 @@ class RNNScan(torch.autograd.Function):
         recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
-            pre = recurrent(sched.incoming(Y, h0, step), G[t, :b])  # (b, H)
-            Y[t, :b] = tanh_(pre) if nonlinearity == "tanh" else pre.clamp_min_(0)
+            pre = recurrent.addmm_(G[t, :b], sched.incoming(Y, h0, step))  # (b, H)
+            if nonlinearity == "tanh":
+                tanh_(pre, out=Y[t, :b])
+            else:
+                torch.clamp_min(pre, 0, out=Y[t, :b])
         ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
         ctx.sched, ctx.nonlinearity, ctx.has_bias = sched, nonlinearity, b_ih is not None
         return Y, sched.final(Y)
