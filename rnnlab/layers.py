@@ -27,20 +27,24 @@ from .inputs import Sequence, check_state, to_time_major
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-def resolve_backend(backend: str, mode: str, x: torch.Tensor) -> str:
+def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool, packed: bool = False,
+                    proj: bool = False) -> str:
     """The backend that runs for a module of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") configured
-    with ``backend`` on input like ``x``.
+    with ``backend``, on input like ``x``; ``training``: gradients will be taken.
 
-    "auto" follows the measurements in benchmarks/results/: on the CPU in fp32/fp64, rnnlab's own path
-    for GRU and RNN (ATen runs those step by step through autograd, and rnnlab's training step is
-    faster at every measured size), and PyTorch's native kernel everywhere else (oneDNN's fused LSTM on
-    the CPU, cuDNN on GPUs) until the fused kernels are verified on a GPU.
+    "auto" follows the measurements in benchmarks/README.md. On the CPU in fp32/fp64, training steps run
+    on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
+    through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM does not
+    take); rnnlab's training step was faster in every such case measured. Inference, the plain LSTM on
+    the CPU and everything on GPUs run PyTorch's native kernel until the fused kernels are verified.
     """
     if backend != "auto":
         return backend
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and mode != "LSTM":
-        return "torch"
-    return "native"
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
+        return "native"
+    if mode == "LSTM" and not (packed or proj):
+        return "native"
+    return "torch"
 
 
 class _RecurrentLayer:
@@ -56,7 +60,12 @@ class _RecurrentLayer:
         like = self.weight_ih_l0
         seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like)
         hx = self._check_hx(hx, seq, like)
-        if resolve_backend(self.backend, self.mode, seq.x) == "native":
+        training = torch.is_grad_enabled() and (
+            seq.x.requires_grad or any(p.requires_grad for p in self._flat_weights)
+        )
+        backend = resolve_backend(self.backend, self.mode, seq.x, training=training,
+                                  packed=seq.batch_sizes is not None, proj=self.proj_size > 0)
+        if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx)
 

@@ -6,30 +6,39 @@ import torch
 import rnnlab
 from rnnlab.layers import resolve_backend
 
+CPU32 = torch.zeros(1)
+
 
 @pytest.mark.parametrize(
-    ("mode", "dtype", "expected"),
+    ("mode", "x", "flags", "expected"),
     [
-        ("LSTM", torch.float32, "native"),
-        ("GRU", torch.float32, "torch"),
-        ("RNN_TANH", torch.float64, "torch"),
-        ("RNN_RELU", torch.float32, "torch"),
-        ("GRU", torch.bfloat16, "native"),
+        ("GRU", CPU32, {"training": True}, "torch"),
+        ("RNN_TANH", torch.zeros(1, dtype=torch.float64), {"training": True}, "torch"),
+        ("RNN_RELU", CPU32, {"training": True}, "torch"),
+        ("LSTM", CPU32, {"training": True}, "native"),  # oneDNN's fused LSTM
+        ("LSTM", CPU32, {"training": True, "packed": True}, "torch"),
+        ("LSTM", CPU32, {"training": True, "proj": True}, "torch"),
+        ("GRU", CPU32, {"training": False}, "native"),
+        ("GRU", torch.zeros(1, dtype=torch.bfloat16), {"training": True}, "native"),
     ],
 )
-def test_auto_on_cpu(mode, dtype, expected):
-    assert resolve_backend("auto", mode, torch.zeros(1, dtype=dtype)) == expected
+def test_auto_on_cpu(mode, x, flags, expected):
+    assert resolve_backend("auto", mode, x, **flags) == expected
 
 
 @pytest.mark.parametrize("backend", ["torch", "native"])
 def test_explicit_backends_are_kept(backend):
-    assert resolve_backend(backend, "GRU", torch.zeros(1)) == backend
+    assert resolve_backend(backend, "GRU", CPU32, training=True) == backend
 
 
-@pytest.mark.parametrize(("backend", "runs_scan"), [("torch", True), ("native", False), ("auto", True)])
-def test_backend_reaches_implementation(backend, runs_scan, monkeypatch):
+@pytest.mark.parametrize(
+    ("backend", "grad", "runs_scan"),
+    [("torch", False, True), ("native", True, False), ("auto", True, True), ("auto", False, False)],
+)
+def test_backend_reaches_implementation(backend, grad, runs_scan, monkeypatch):
     calls = []
     real = rnnlab.recurrence.gru_scan
     monkeypatch.setattr(rnnlab.recurrence, "gru_scan", lambda *a: calls.append(1) or real(*a))
-    rnnlab.GRU(3, 4, backend=backend)(torch.randn(5, 2, 3))
+    with torch.set_grad_enabled(grad):
+        rnnlab.GRU(3, 4, backend=backend)(torch.randn(5, 2, 3))
     assert bool(calls) == runs_scan
