@@ -24,3 +24,11 @@ def describe(x: object) -> str:
     if isinstance(x, torch.Tensor):
         return f"a {x.dtype} tensor of shape {tuple(x.shape)} on {x.device}"
     return f"{type(x).__name__} {x!r}"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message says which key to change and how."""
+
+
+class DataError(ValueError):
+    """A data set is missing, corrupt or malformed; the message says what to fix."""

@@ -1,0 +1,116 @@
+"""Lightning callbacks of rnnlab's experiments: model summary, exact resume of random state, text
+samples during language-model training, and plots of the logged metrics."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from .summary import summarize
+
+
+class KerasSummary(L.Callback):
+    """Print a Keras-style summary (output shape and parameters per layer) on one training batch."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        batch = next(iter(trainer.datamodule.train_dataloader()))
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        inputs = inputs.to(pl_module.device) if isinstance(inputs, torch.Tensor) else inputs
+        print(summarize(pl_module, inputs))
+
+
+class RNGState(L.Callback):
+    """Store Python, NumPy and torch random states in checkpoints and restore them when training resumes,
+    after the sanity check, so a resumed run draws the same dropout masks as an uninterrupted one."""
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is None:
+            return
+        random.setstate(self._pending["python"])
+        np.random.set_state(self._pending["numpy"])
+        torch.set_rng_state(self._pending["torch"])
+        if self._pending["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self._pending["cuda"])
+        self._pending = None
+
+
+class TextSamples(L.Callback):
+    """After each validation, sample text from a language model, print it and append it to
+    ``<output_dir>/samples.txt``; a private generator leaves the training random state untouched."""
+
+    def __init__(self, output_dir: str, seed: int = 0):
+        self.path = Path(output_dir) / "samples.txt"
+        self.seed = seed
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.global_rank != 0 or not hasattr(pl_module, "generate"):
+            return
+        hp = pl_module.hparams
+        gen = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.current_epoch)
+        text = pl_module.generate(hp.sample_prompt, hp.sample_length, hp.sample_temperature, generator=gen)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(f"=== epoch {trainer.current_epoch} ===\n{text}\n\n")
+        print(f"\n--- sample after epoch {trainer.current_epoch} ---\n{text}\n---")
+
+
+class MetricPlots(L.Callback):
+    """At the end of training, plot every logged loss and metric against the step into
+    ``<output_dir>/plots/metrics.png`` from the CSV logger's ``metrics.csv``."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = Path(output_dir)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        files = sorted(self.output_dir.rglob("metrics.csv"))
+        if files:
+            plot_metrics(files[-1], self.output_dir / "plots" / "metrics.png")
+
+
+def plot_metrics(csv_path: Path, png_path: Path) -> Path:
+    """One panel per metric family (loss, ppl, ...) with train and val curves against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[float, float]]] = {}
+    with csv_path.open() as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key in ("epoch", "step") or not value or key.endswith("_step"):
+                    continue
+                series.setdefault(key.removesuffix("_epoch"), []).append((float(row["step"]), float(value)))
+    families = sorted({k.split("/")[-1] for k in series})
+    fig, axes = plt.subplots(1, max(1, len(families)), figsize=(4.5 * max(1, len(families)), 3.5), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=False):
+        for key in sorted(k for k in series if k.split("/")[-1] == family):
+            steps, values = zip(*series[key], strict=True)
+            ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=key)
+        ax.set_title(family)
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path

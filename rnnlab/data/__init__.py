@@ -1,0 +1,1 @@
+"""Data sets and Lightning data modules of rnnlab's experiments."""

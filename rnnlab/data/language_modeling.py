@@ -1,0 +1,90 @@
+"""Lightning data module for language modeling with truncated backpropagation through time.
+
+The token stream of each split is cut into ``batch_size`` contiguous streams (Zaremba et al.'s
+``batchify``): batch k holds tokens [k*bptt, (k+1)*bptt) of every stream, so a hidden state carried from
+batch k to batch k+1 continues the same text. Batches therefore come in order, never shuffled; with
+several processes each takes its own share of the streams.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import DataError
+from .text import Tokenizer, load_corpus
+
+
+def batchify(ids: torch.Tensor, streams: int) -> torch.Tensor:
+    """(N,) token ids -> (N // streams, streams): column j is the j-th contiguous slice of the text."""
+    n = ids.numel() // streams
+    if n < 2:
+        raise DataError(
+            f"the text has {ids.numel()} tokens, too few for {streams} streams; lower data.batch_size "
+            "or use a longer text"
+        )
+    return ids[: n * streams].view(streams, n).t().contiguous()
+
+
+class BPTTChunks(Dataset):
+    """Consecutive (input, target) chunks of ``bptt`` steps from a (N, streams) token matrix."""
+
+    def __init__(self, data: torch.Tensor, bptt: int):
+        self.data, self.bptt = data, bptt
+
+    def __len__(self) -> int:
+        return (self.data.shape[0] - 2) // self.bptt + 1
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = k * self.bptt
+        length = min(self.bptt, self.data.shape[0] - 1 - start)
+        return self.data[start : start + length], self.data[start + 1 : start + 1 + length]  # (T, B) each
+
+
+class LanguageModelData(L.LightningDataModule):
+    """Text corpus -> TBPTT batches of token ids, time-major (T, B)."""
+
+    def __init__(self, corpus: str = "stdlib", level: str = "char", path: str | None = None,
+                 data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 16, bptt: int = 64,
+                 max_chars: int = 1_000_000):
+        super().__init__()
+        if bptt < 1 or batch_size < 1 or eval_batch_size < 1:
+            raise DataError(f"data.bptt, data.batch_size and data.eval_batch_size must be >= 1; got {bptt}, "
+                            f"{batch_size}, {eval_batch_size}")
+        self.save_hyperparameters()
+        self.tokenizer: Tokenizer | None = None
+        self.splits: dict[str, torch.Tensor] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        hp = self.hparams
+        texts = load_corpus(hp.corpus, hp.path, hp.data_dir, hp.max_chars)
+        self.tokenizer = Tokenizer.fit(hp.level, texts[0])
+        self.splits = {name: self.tokenizer.encode(text) for name, text in zip(("train", "val", "test"), texts,
+                                                                                 strict=True)}
+
+    @property
+    def dims(self) -> dict:
+        """Sizes the model needs from the data: here the vocabulary size."""
+        return {"vocab_size": len(self.tokenizer)}
+
+    def _loader(self, split: str, streams: int) -> DataLoader:
+        data = batchify(self.splits[split], streams)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:  # each process its own streams
+            data = data.tensor_split(trainer.world_size, dim=1)[trainer.global_rank]
+        # a private generator: creating the iterator then draws nothing from the global random state, so a
+        # resumed run's dropout masks match an uninterrupted run's
+        return DataLoader(BPTTChunks(data, self.hparams.bptt), batch_size=None, shuffle=False,
+                          generator=torch.Generator())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size)

@@ -1,0 +1,127 @@
+"""Text corpora and tokenizers for language modeling.
+
+Corpora come as (train, valid, test) strings: the embedded one (Python's own standard library source,
+which every Python install carries, so it needs no download), Tiny Shakespeare (one file split 90/5/5),
+and any folder of plain-text ``*.train.txt``/``*.valid.txt``/``*.test.txt`` (or ``train.txt``...) files in
+the Penn Treebank layout. Tokenizers are character or word level; word level appends ``<eos>`` to each
+line as Zaremba et al. do for PTB.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ..errors import DataError
+from .sources import SOURCES, locate
+
+SPLITS = ("train", "valid", "test")
+
+
+def split_text(text: str, fractions: tuple[float, float] = (0.9, 0.05)) -> tuple[str, str, str]:
+    """Cut one text into train/valid/test at line boundaries by the given train and valid fractions."""
+    n = len(text)
+    a = text.rfind("\n", 0, int(n * fractions[0])) + 1
+    b = text.rfind("\n", 0, int(n * (fractions[0] + fractions[1]))) + 1
+    return text[:a], text[a:b], text[b:]
+
+
+def stdlib_corpus(max_chars: int) -> tuple[str, str, str]:
+    """The first ``max_chars`` characters of the standard library's top-level modules, in name order."""
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    parts, total = [], 0
+    for path in sorted(lib.glob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parts.append(text)
+        total += len(text)
+        if total >= max_chars:
+            break
+    if total == 0:
+        raise DataError(f"no Python source found in {lib}; use data=tinyshakespeare or data=text_folder")
+    return split_text("".join(parts)[:max_chars])
+
+
+def folder_corpus(path: str) -> tuple[str, str, str]:
+    """train/valid/test text files of a folder (``ptb.train.txt`` or ``train.txt`` style)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.path={path!r} is not a folder; point it at one holding train/valid/test text files")
+    texts = []
+    for split in SPLITS:
+        found = sorted(folder.glob(f"*{split}.txt"))
+        if not found:
+            raise DataError(f"{folder} has no *{split}.txt file; it needs train, valid and test text files")
+        text = found[0].read_text(encoding="utf-8")
+        if not text.strip():
+            raise DataError(f"{found[0]} is empty; every split needs text")
+        texts.append(text)
+    return tuple(texts)
+
+
+def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: int) -> tuple[str, str, str]:
+    """The (train, valid, test) texts of corpus ``name``: "stdlib", "tinyshakespeare", "ptb" or "folder"."""
+    if name == "stdlib":
+        return stdlib_corpus(max_chars)
+    if name == "folder":
+        if path is None:
+            raise DataError("data=text_folder needs data.path: a folder with train/valid/test text files")
+        return folder_corpus(path)
+    if name not in SOURCES:
+        raise DataError(f"unknown corpus {name!r}; choose stdlib, tinyshakespeare, ptb or folder")
+    folder = locate(SOURCES[name], path, data_dir)
+    if name == "ptb":
+        return folder_corpus(str(folder))
+    text = (folder / "input.txt").read_text(encoding="utf-8")
+    if not text.strip():
+        raise DataError(f"{folder / 'input.txt'} is empty")
+    return split_text(text)
+
+
+class Tokenizer:
+    """Maps text to integer ids and back; ``level`` is "char" or "word". Built from the training text."""
+
+    UNKNOWN: ClassVar[dict[str, str]] = {"char": "\ufffd", "word": "<unk>"}  # id 0: a symbol not seen in training
+    EOS = "<eos>"
+
+    def __init__(self, level: str, itos: list[str]):
+        if level not in self.UNKNOWN:
+            raise DataError(f"data.level must be 'char' or 'word'; got {level!r}")
+        self.level, self.itos = level, list(itos)
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    @classmethod
+    def fit(cls, level: str, text: str) -> Tokenizer:
+        """The vocabulary of ``text``: unknown symbol first, then the symbols in sorted order."""
+        if level not in cls.UNKNOWN:
+            raise DataError(f"data.level must be 'char' or 'word'; got {level!r}")
+        symbols = set(text) if level == "char" else set(text.split()) | {cls.EOS}
+        unk = cls.UNKNOWN[level]
+        return cls(level, [unk, *sorted(symbols - {unk})])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def symbols(self, text: str) -> list[str]:
+        if self.level == "char":
+            return list(text)
+        return [w for line in text.splitlines() for w in [*line.split(), self.EOS]]
+
+    def encode(self, text: str) -> torch.Tensor:
+        unk = 0
+        return torch.tensor([self.stoi.get(s, unk) for s in self.symbols(text)], dtype=torch.long)
+
+    def decode(self, ids) -> str:
+        words = [self.itos[int(i)] for i in ids]
+        if self.level == "char":
+            return "".join(words)
+        return " ".join(words).replace(f" {self.EOS} ", "\n").replace(self.EOS, "\n")
+
+    def state_dict(self) -> dict:
+        return {"level": self.level, "itos": self.itos}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Tokenizer:
+        return cls(state["level"], state["itos"])

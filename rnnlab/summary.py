@@ -1,0 +1,54 @@
+"""A Keras-style model summary: every layer's type, output shape and parameter count."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _shape(out) -> str:
+    if isinstance(out, torch.Tensor):
+        return str(tuple(out.shape))
+    if isinstance(out, torch.nn.utils.rnn.PackedSequence):
+        return f"packed{tuple(out.data.shape)}"
+    if isinstance(out, (tuple, list)):
+        return "[" + ", ".join(_shape(o) for o in out) + "]"
+    return type(out).__name__
+
+
+def summarize(model: nn.Module, *example_inputs) -> str:
+    """Run ``model`` once on ``example_inputs`` and tabulate its submodules in call order.
+
+    Shows each module that holds parameters directly or has no children (a "layer"), its output shape
+    and its own parameter count, then the totals.
+    """
+    rows, hooks = [], []
+    for name, module in model.named_modules():
+        leaf = not list(module.children()) or any(True for _ in module.parameters(recurse=False))
+        if name and leaf:
+            hooks.append(module.register_forward_hook(
+                lambda m, args, out, name=name: rows.append(
+                    (name, type(m).__name__, _shape(out), sum(p.numel() for p in m.parameters())))
+            ))
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    seen, table = set(), []
+    for row in rows:
+        if row[0] not in seen:  # a module called several times is listed once
+            seen.add(row[0])
+            table.append(row)
+    head = ("Layer (type)", "Output Shape", "Param #")
+    lines = [(f"{n} ({t})", s, f"{p:,}") for n, t, s, p in table]
+    w = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
+    rule = "=" * (sum(w) + 4)
+    out = [rule, f"{head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:>{w[2]}}", rule]
+    out += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in lines]
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    out += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", rule]
+    return "\n".join(out)

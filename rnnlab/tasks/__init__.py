@@ -1,0 +1,5 @@
+"""LightningModules of rnnlab's experiments."""
+
+from .language_modeling import LanguageModelTask
+
+__all__ = ["LanguageModelTask"]

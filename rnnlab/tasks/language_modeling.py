@@ -1,0 +1,140 @@
+"""Language modeling with truncated BPTT: the hidden state is carried from batch to batch (detached), as
+in Zaremba et al. (2014), and reset at the start of every epoch and evaluation.
+
+Logs ``train/loss`` (nats per token), ``val/loss``, ``val/ppl`` (perplexity), ``val/bpc`` (bits per
+character, char level) and ``val/loss_best``; ``test/*`` likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MinMetric
+
+from ..data.text import Tokenizer
+from ..models import RNNLanguageModel
+
+
+def detach_state(state):
+    """A recurrent state (tensor or tuple of tensors) cut from the graph of the previous batch."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+class LanguageModelTask(L.LightningModule):
+    """Trains an :class:`~rnnlab.models.RNNLanguageModel` built from the architecture keys (the
+    ``model.*`` keys of the config) to predict the next token."""
+
+    def __init__(self, vocab_size: int, optimizer: Callable, scheduler: Callable | None = None,
+                 cell: str = "gru", embedding_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
+                 dropout: float = 0.0, tie_weights: bool = False, backend: str = "auto", init_range: float = 0.0,
+                 sample_length: int = 200, sample_temperature: float = 0.8, sample_prompt: str = ""):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout,
+                                    tie_weights, backend, init_range)
+        self.tokenizer: Tokenizer | None = None  # set from the data module; stored in checkpoints
+        self.metrics = nn.ModuleDict({
+            "val_loss": MeanMetric(), "test_loss": MeanMetric(), "val_loss_best": MinMetric(),
+        })
+        self._state = {}  # carried recurrent state per stage
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        return self.net(tokens, state)
+
+    def _loss(self, batch, stage: str) -> tuple[torch.Tensor, int]:
+        x, y = batch  # (T, B) each
+        logits, state = self.net(x, detach_state(self._state.get(stage)))
+        self._state[stage] = state
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, y.numel()
+
+    def on_train_epoch_start(self) -> None:
+        self._state.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._state.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._state.pop("test", None)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, n = self._loss(batch, "train")
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, n = self._loss(batch, "val")
+        self.metrics["val_loss"].update(loss, n)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, n = self._loss(batch, "test")
+        self.metrics["test_loss"].update(loss, n)
+
+    def _log_epoch(self, stage: str) -> float:
+        loss = self.metrics[f"{stage}_loss"].compute()
+        self.metrics[f"{stage}_loss"].reset()
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/ppl", torch.exp(loss), sync_dist=True)
+        if self.tokenizer is not None and self.tokenizer.level == "char":
+            self.log(f"{stage}/bpc", loss / math.log(2), sync_dist=True)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.metrics["val_loss_best"].update(loss)
+            self.log("val/loss_best", self.metrics["val_loss_best"].compute(), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "tokenizer" in checkpoint:
+            self.tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+
+    @torch.no_grad()
+    def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> str:
+        """Sample ``length`` tokens after ``prompt``; ``top_k`` keeps the k most likely tokens at each step."""
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: train it through rnnlab-train or load a checkpoint")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0; got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
+        was_training = self.training
+        self.eval()
+        ids = self.tokenizer.encode(prompt) if prompt else torch.zeros(1, dtype=torch.long)
+        ids = ids.to(self.device)
+        logits, state = self.net(ids.view(-1, 1))  # (T, 1, V)
+        out = []
+        for _ in range(length):
+            scores = logits[-1, 0] / temperature  # (V,)
+            if top_k is not None:
+                kth = torch.topk(scores, min(top_k, scores.numel())).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(scores.float(), -1), 1, generator=generator)
+            out.append(int(nxt))
+            logits, state = self.net(nxt.view(1, 1), state)
+        self.train(was_training)
+        return prompt + self.tokenizer.decode(out)

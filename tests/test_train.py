@@ -1,0 +1,103 @@
+"""rnnlab-train end to end on the real config: each task with fast_dev_run, every experiment config,
+a multirun, exact resume from a checkpoint, and the errors a user sees."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from rnnlab.errors import DataError
+from rnnlab.train import train
+from train_helpers import compose_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_language_model_fast_dev_run(tmp_path, cell):
+    cfg = compose_config(tmp_path, "debug=fast_dev_run", f"model.cell={cell}")
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["test/loss"]))
+    assert metrics["val/ppl"] > 1
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_config_instantiates(tmp_path, name):
+    cfg = compose_config(tmp_path, f"experiment={name}", tiny=False)
+    with open_dict(cfg):
+        cfg.model.vocab_size = 50
+    instantiate(cfg.data)
+    instantiate(cfg.model)
+    instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+
+
+def _epoch_losses(run_dir: Path) -> dict[int, list[float]]:
+    rows = list(csv.DictReader((next(run_dir.rglob("metrics.csv"))).open()))
+    out: dict[int, list[float]] = {}
+    for row in rows:
+        if row.get("train/loss_step"):
+            out.setdefault(int(row["epoch"]), []).append(float(row["train/loss_step"]))
+    return out
+
+
+def test_resume_continues_with_the_same_losses(tmp_path):
+    common = ["model.dropout=0.3", "model.num_layers=2", "+trainer.limit_train_batches=6",
+              "+trainer.limit_val_batches=2", "test=false"]
+    full = compose_config(tmp_path / "full", *common, "trainer.max_epochs=2")
+    train(full)
+    first = compose_config(tmp_path / "part", *common, "trainer.max_epochs=1")
+    train(first)
+    resumed = compose_config(tmp_path / "resumed", *common, "trainer.max_epochs=2",
+                             f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
+    train(resumed)
+    want = _epoch_losses(tmp_path / "full")[1]
+    got = _epoch_losses(tmp_path / "resumed")[1]
+    assert len(want) == 6
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
+
+
+def _cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rnnlab.train", *args, f"paths.log_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )
+
+
+def test_multirun_of_two_values(tmp_path):
+    proc = _cli(tmp_path, "-m", "model.cell=gru,rnn_tanh", "debug=fast_dev_run", "data.max_chars=20000",
+                "model.hidden_size=16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p.parent for p in tmp_path.rglob("multiruns/*/*/.hydra"))
+    assert len(runs) == 2
+    assert "model.cell=rnn_tanh" in (runs[1] / ".hydra" / "overrides.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model.celll=gru"], "Could not override 'model.celll'"),
+        (["model.cell=transformer"], "model.cell must be one of lstm, gru, rnn_tanh, rnn_relu; got 'transformer'"),
+        (["data=text_folder"], "data.path"),
+        (["data=ptb", "paths.data_dir=/nonexistent"], "Set data.path to a folder holding ptb.train.txt"),
+        (["ckpt_path=/nonexistent.ckpt"], "ckpt_path='/nonexistent.ckpt' is not a file"),
+    ],
+)
+def test_bad_input_gives_a_short_error(tmp_path, args, message):
+    proc = _cli(tmp_path, "debug=fast_dev_run", "data.max_chars=20000", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_empty_text_file_is_an_error(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_text("a b c\n" if split != "valid" else "")
+    cfg = compose_config(tmp_path, "data=text_folder", f"data.path={tmp_path}", "debug=fast_dev_run")
+    with pytest.raises(DataError, match=r"valid.txt is empty"):
+        train(cfg)
