@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from .errors import ConfigError, DataError
@@ -34,6 +34,8 @@ def build(cfg: DictConfig):
     model = hydra.utils.instantiate(cfg.model)
     if getattr(datamodule, "tokenizer", None) is not None:
         model.tokenizer = datamodule.tokenizer
+    # the data and model config travel in every checkpoint, for rnnlab-eval and rnnlab-generate
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger"))
         or False,

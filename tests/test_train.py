@@ -101,3 +101,12 @@ def test_empty_text_file_is_an_error(tmp_path):
     cfg = compose_config(tmp_path, "data=text_folder", f"data.path={tmp_path}", "debug=fast_dev_run")
     with pytest.raises(DataError, match=r"valid.txt is empty"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_ddp_simulated_on_two_cpu_processes(tmp_path):
+    cfg = compose_config(tmp_path, "trainer=ddp_sim", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
+                         "+trainer.limit_val_batches=2", "test=false")
+    metrics = train(cfg)
+    assert metrics["val/loss"] > 0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

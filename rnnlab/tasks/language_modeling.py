@@ -107,10 +107,13 @@ class LanguageModelTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.state_dict()
+        if getattr(self, "run_config", None) is not None:
+            checkpoint["rnnlab_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "tokenizer" in checkpoint:
             self.tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+        self.run_config = checkpoint.get("rnnlab_config")
 
     @torch.no_grad()
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,

@@ -1,0 +1,34 @@
+"""Load what rnnlab-train saved: the task (weights, tokenizer) and the run's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+
+
+def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object, DictConfig]:
+    """The LightningModule in a checkpoint written by rnnlab-train, and its run config with ``overrides``
+    (``key=value`` strings, e.g. ``data.path=/data/ptb``) applied."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {ckpt_path!r} not found; pass the .ckpt file that rnnlab-train wrote")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise ConfigError(f"{ckpt_path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if "rnnlab_config" not in checkpoint:
+        raise ConfigError(f"{ckpt_path} was not written by rnnlab-train (it has no rnnlab_config)")
+    cfg = OmegaConf.create(checkpoint["rnnlab_config"])
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value; got {bad}")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    task_class = hydra.utils.get_class(cfg.model._target_)
+    model = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    return model, cfg
