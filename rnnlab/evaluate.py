@@ -20,6 +20,8 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
     """Metrics of the checkpoint's model on ``split`` ("val" or "test") of its data."""
     model, cfg = load_run(ckpt_path, overrides)
     datamodule = hydra.utils.instantiate(cfg.data)
+    if getattr(model, "tokenizer", None) is not None:
+        datamodule.tokenizer = model.tokenizer  # the ids the model was trained on
     datamodule.prepare_data()
     datamodule.setup("fit")
     trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,

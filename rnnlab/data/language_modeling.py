@@ -57,11 +57,14 @@ class LanguageModelData(L.LightningDataModule):
         self.splits: dict[str, torch.Tensor] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is not None:
+        """Load and encode the splits; the vocabulary comes from the training text unless a tokenizer was
+        given (a trained model's, so that evaluation maps text to the ids the model was trained on)."""
+        if self.splits:
             return
         hp = self.hparams
         texts = load_corpus(hp.corpus, hp.path, hp.data_dir, hp.max_chars)
-        self.tokenizer = Tokenizer.fit(hp.level, texts[0])
+        if self.tokenizer is None:
+            self.tokenizer = Tokenizer.fit(hp.level, texts[0])
         self.splits = {name: self.tokenizer.encode(text) for name, text in zip(("train", "val", "test"), texts,
                                                                                  strict=True)}
 
