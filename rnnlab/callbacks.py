@@ -21,9 +21,8 @@ class KerasSummary(L.Callback):
         if trainer.global_rank != 0:
             return
         batch = next(iter(trainer.datamodule.train_dataloader()))
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        inputs = inputs.to(pl_module.device) if isinstance(inputs, torch.Tensor) else inputs
-        print(summarize(pl_module, inputs))
+        inputs = [x.to(pl_module.device) for x in pl_module.example_inputs(batch)]
+        print(summarize(pl_module, *inputs))
 
 
 class RNGState(L.Callback):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from rnnlab.errors import DataError
 from rnnlab.train import train
@@ -31,7 +31,8 @@ def test_language_model_fast_dev_run(tmp_path, cell):
 def test_experiment_config_instantiates(tmp_path, name):
     cfg = compose_config(tmp_path, f"experiment={name}", tiny=False)
     with open_dict(cfg):
-        cfg.model.vocab_size = 50
+        for key in OmegaConf.missing_keys(cfg.model):  # sizes that come from the data, e.g. model.vocab_size
+            OmegaConf.update(cfg, key, 4)
     instantiate(cfg.data)
     instantiate(cfg.model)
     instantiate(cfg.trainer, logger=False, enable_checkpointing=False)

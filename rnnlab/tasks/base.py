@@ -1,0 +1,31 @@
+"""What every rnnlab task shares: the optimizer and scheduler from the config, and the run config
+carried in checkpoints (for rnnlab-eval and rnnlab-generate)."""
+
+from __future__ import annotations
+
+import lightning as L
+
+
+class Task(L.LightningModule):
+    """Base of rnnlab's LightningModules; subclasses set ``hparams.optimizer``/``scheduler`` (partials)."""
+
+    run_config: dict | None = None  # the composed config of the run, set by rnnlab-train
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.get("scheduler") is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    @staticmethod
+    def example_inputs(batch) -> tuple:
+        """The forward arguments in a batch: every element but the last (the targets)."""
+        return tuple(batch[:-1])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint["rnnlab_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.run_config = checkpoint.get("rnnlab_config")

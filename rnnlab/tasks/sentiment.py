@@ -1,0 +1,120 @@
+"""Sentence classification (many-to-one): cross-entropy, accuracy, F1 and a confusion-matrix plot.
+
+Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/f1``, ``val/acc_best`` and the same
+for ``test``; after testing, writes ``<output_dir>/plots/confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Accuracy, ConfusionMatrix, F1Score, MaxMetric, MeanMetric
+
+from ..models.classifier import RNNClassifier
+from .base import Task
+
+
+class SentimentTask(Task):
+    """Trains an :class:`~rnnlab.models.classifier.RNNClassifier` built from the ``model.*`` keys."""
+
+    def __init__(self, vocab_size: int, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
+                 cell: str = "lstm", embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, pooling: str = "last", backend: str = "auto",
+                 plot_dir: str | None = None):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net = RNNClassifier(vocab_size, num_classes, embedding_dim, hidden_size, num_layers, cell,
+                                 bidirectional, dropout, pooling, backend)
+        task = "binary" if num_classes == 2 else "multiclass"
+        metric = {"task": task, "num_classes": num_classes}
+        self.metrics = nn.ModuleDict({
+            f"{stage}_{name}": make()
+            for stage in ("train", "val", "test")
+            for name, make in (("loss", MeanMetric), ("acc", lambda: Accuracy(**metric)),
+                               ("f1", lambda: F1Score(**metric)))
+        })
+        self.val_acc_best = MaxMetric()
+        self.confusion = ConfusionMatrix(**metric)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens, lengths)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        tokens, lengths, labels = batch
+        logits = self.net(tokens, lengths)  # (B, C)
+        loss = F.cross_entropy(logits, labels)
+        preds = logits.argmax(-1)
+        self.metrics[f"{stage}_loss"].update(loss, labels.numel())
+        for name in ("acc", "f1"):
+            self.metrics[f"{stage}_{name}"].update(preds, labels)
+        if stage == "test":
+            self.confusion.update(preds, labels)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss_step", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> torch.Tensor:
+        self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"].compute(), prog_bar=stage != "train", sync_dist=True)
+        self.metrics[f"{stage}_loss"].reset()
+        acc = self.metrics[f"{stage}_acc"].compute()
+        for name in ("acc", "f1"):
+            self.log(f"{stage}/{name}", self.metrics[f"{stage}_{name}"].compute(), prog_bar=name == "acc",
+                     sync_dist=True)
+            self.metrics[f"{stage}_{name}"].reset()
+        return acc
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(acc)
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        matrix = self.confusion.compute().cpu()
+        self.confusion.reset()
+        if self.hparams.plot_dir and self.trainer.global_rank == 0:
+            plot_confusion(matrix, Path(self.hparams.plot_dir) / "confusion_matrix.png")
+
+
+
+def plot_confusion(matrix: torch.Tensor, path: Path) -> Path:
+    """Counts of (true, predicted) label pairs as an annotated heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = matrix.shape[0]
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2, 1.2 * n + 1.5))
+    matrix = matrix.numpy()
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

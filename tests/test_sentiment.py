@@ -1,0 +1,58 @@
+"""The sentiment task end to end: a CSV file of text and labels, SST-2 when the shared data is present,
+and the errors of a malformed CSV."""
+
+from pathlib import Path
+
+import pytest
+
+from rnnlab.errors import DataError
+from rnnlab.train import train
+from train_helpers import compose_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4"]
+
+
+def _write_csv(path: Path, rows: int = 40, delimiter: str = ",") -> Path:
+    words = {"pos": "great fine lovely good", "neg": "awful bad poor dull"}
+    lines = [f"review{delimiter}sentiment"]
+    for i in range(rows):
+        label = "pos" if i % 2 else "neg"
+        lines.append(f"this film is {words[label].split()[i % 4]} and {words[label].split()[(i + 1) % 4]}"
+                     f"{delimiter}{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_csv_fast_dev_run(tmp_path, pooling):
+    data = _write_csv(tmp_path / "reviews.tsv", delimiter="\t")
+    cfg = compose_config(tmp_path, "model=sentiment", "data=sentiment_csv", f"data.path={data}",
+                         "data.text_column=review", "data.label_column=sentiment", f"model.pooling={pooling}",
+                         "debug=fast_dev_run", *SMALL, tiny=False)
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
+    assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.skipif(not (SHARED / "sst2" / "stsa.binary.train").is_file(), reason="shared SST-2 data absent")
+def test_sst2_experiment_fast_dev_run(tmp_path):
+    cfg = compose_config(tmp_path, "experiment=sentiment_sst2", f"paths.data_dir={SHARED}", "debug=fast_dev_run",
+                         *SMALL, tiny=False)
+    assert "test/acc" in train(cfg)
+
+
+@pytest.mark.parametrize(
+    ("content", "overrides", "message"),
+    [
+        ("text,label\nfine,1\nbad,0\nok,1\n", ["data.label_column=stars"], r"no column 'stars'.*set data.label_column"),
+        ("text,label\nfine,1\n", [], r"has 1 rows; a train/val/test split needs at least 3"),
+        ("text,label\na,1\nb,1\nc,1\nd,1\n", [], r"1 distinct label\(s\); need at least 2"),
+    ],
+)
+def test_malformed_csv(tmp_path, content, overrides, message):
+    (tmp_path / "d.csv").write_text(content)
+    cfg = compose_config(tmp_path, "model=sentiment", "data=sentiment_csv", f"data.path={tmp_path / 'd.csv'}",
+                         "debug=fast_dev_run", *overrides, tiny=False)
+    with pytest.raises(DataError, match=message):
+        train(cfg)
