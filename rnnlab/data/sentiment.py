@@ -14,9 +14,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from ..errors import DataError
+from .sampling import EpochShuffle
 from .sources import SOURCES, locate
 
 TOKEN = re.compile(r"[\w']+|[^\w\s]")
@@ -61,23 +62,6 @@ def read_table(path: str, text_column: str, label_column: str, fractions: tuple[
     a = max(1, int(len(rows) * fractions[0]))
     b = max(a + 1, int(len(rows) * (fractions[0] + fractions[1])))
     return {"train": rows[:a], "val": rows[a:b], "test": rows[b:]}
-
-
-class EpochShuffle(Sampler):
-    """A permutation drawn from ``seed + epoch`` (Lightning calls ``set_epoch``): the order of every epoch
-    is fixed by the seed alone, so a resumed run sees the batches an uninterrupted run would."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
 
 
 class SentimentData(L.LightningDataModule):

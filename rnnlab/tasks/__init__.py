@@ -1,7 +1,8 @@
 """LightningModules of rnnlab's experiments."""
 
 from .base import Task
+from .forecasting import ForecastTask
 from .language_modeling import LanguageModelTask
 from .sentiment import SentimentTask
 
-__all__ = ["LanguageModelTask", "SentimentTask", "Task"]
+__all__ = ["ForecastTask", "LanguageModelTask", "SentimentTask", "Task"]

@@ -1,0 +1,47 @@
+"""Recurrent forecasters: a many-to-one encoder with a linear head over the whole horizon ("direct"), or
+an encoder-decoder that unrolls the horizon step by step on its own predictions ("seq2seq")."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .factory import make_rnn
+
+DECODERS = ("direct", "seq2seq")
+
+
+class RNNForecaster(nn.Module):
+    """x: (B, lookback, input_size) -> (B, horizon, output_size). In "seq2seq" the decoder starts from the
+    last observed outputs, which must be the first ``output_size`` input columns or the target column
+    (``target_index`` into the inputs)."""
+
+    def __init__(self, input_size: int, output_size: int, horizon: int, hidden_size: int = 64,
+                 num_layers: int = 1, cell: str = "lstm", dropout: float = 0.0, decoder: str = "direct",
+                 backend: str = "auto", target_index: list[int] | None = None):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ConfigError(f"model.decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
+        self.decoder_kind, self.horizon, self.output_size = decoder, horizon, output_size
+        self.encoder = make_rnn(cell, input_size, hidden_size, num_layers, dropout, backend=backend,
+                                batch_first=True)
+        if decoder == "direct":
+            self.head = nn.Linear(hidden_size, horizon * output_size)
+        else:
+            self.decoder = make_rnn(cell, output_size, hidden_size, num_layers, dropout, backend=backend,
+                                    batch_first=True)
+            self.head = nn.Linear(hidden_size, output_size)
+            self.target_index = list(target_index) if target_index is not None else list(range(output_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, state = self.encoder(x)  # y: (B, lookback, H)
+        if self.decoder_kind == "direct":
+            return self.head(y[:, -1]).view(-1, self.horizon, self.output_size)
+        step = x[:, -1:, self.target_index]  # (B, 1, output_size): the last observed values
+        out = []
+        for _ in range(self.horizon):
+            h, state = self.decoder(step, state)  # (B, 1, H)
+            step = self.head(h)  # (B, 1, output_size)
+            out.append(step)
+        return torch.cat(out, dim=1)

@@ -1,0 +1,118 @@
+"""Time-series forecasting: MSE training loss on standardised values; MSE, MAE and MAPE on the
+standardised scale (``*/mse``, ``*/mae``, ``*/mape``, as papers on ETT report) and on the original scale
+(``*/mse_orig``, ``*/rmse_orig``, ``*/mae_orig``, ``*/mape_orig``); after testing, a plot of forecasts
+against the actual values at ``<plot_dir>/forecast.png``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredError, MinMetric
+
+from ..models.forecaster import RNNForecaster
+from .base import Task
+
+METRICS = {"mse": MeanSquaredError, "mae": MeanAbsoluteError, "mape": MeanAbsolutePercentageError}
+
+
+class ForecastTask(Task):
+    """Trains an :class:`~rnnlab.models.forecaster.RNNForecaster` built from the ``model.*`` keys."""
+
+    def __init__(self, input_size: int, output_size: int, horizon: int, target_mean: list[float],
+                 target_std: list[float], target_index: list[int], optimizer: Callable,
+                 scheduler: Callable | None = None, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
+                 dropout: float = 0.0, decoder: str = "direct", backend: str = "auto", plot_dir: str | None = None):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net = RNNForecaster(input_size, output_size, horizon, hidden_size, num_layers, cell, dropout, decoder,
+                                 backend, target_index)
+        self.register_buffer("mean", torch.tensor(target_mean))
+        self.register_buffer("std", torch.tensor(target_std))
+        self.metrics = nn.ModuleDict({
+            f"{stage}_{name}{scale}": make()
+            for stage in ("val", "test") for name, make in METRICS.items() for scale in ("", "_orig")
+        })
+        self.val_mse_best = MinMetric()
+        self._plot: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.mse_loss(self.net(x), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch  # (B, lookback, C_in), (B, horizon, C_out)
+        pred = self.net(x)
+        for name in METRICS:
+            self.metrics[f"{stage}_{name}"].update(pred, y)
+            self.metrics[f"{stage}_{name}_orig"].update(pred * self.std + self.mean, y * self.std + self.mean)
+        return pred
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        pred = self._evaluate(batch, "test")
+        if batch_idx == 0:
+            self._plot = (batch[0][:, :, self.hparams.target_index[0]], batch[1][..., 0], pred[..., 0])
+
+    def _log_epoch(self, stage: str) -> torch.Tensor:
+        values = {}
+        for key, metric in self.metrics.items():
+            if key.startswith(f"{stage}_"):
+                values[key] = metric.compute()
+                metric.reset()
+                self.log(f"{stage}/{key[len(stage) + 1:]}", values[key], prog_bar=key == f"{stage}_mse",
+                         sync_dist=True)
+        self.log(f"{stage}/rmse_orig", values[f"{stage}_mse_orig"].sqrt(), sync_dist=True)
+        self.log(f"{stage}/loss", values[f"{stage}_mse"], sync_dist=True)
+        return values[f"{stage}_mse"]
+
+    def on_validation_epoch_end(self) -> None:
+        mse = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.val_mse_best.update(mse)
+            self.log("val/mse_best", self.val_mse_best.compute(), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        if self._plot is not None and self.hparams.plot_dir and self.trainer.global_rank == 0:
+            history, actual, forecast = (t.detach().cpu() * self.std[0].cpu() + self.mean[0].cpu()
+                                         for t in self._plot)
+            plot_forecasts(history, actual, forecast, Path(self.hparams.plot_dir) / "forecast.png")
+
+
+def plot_forecasts(history: torch.Tensor, actual: torch.Tensor, forecast: torch.Tensor, path: Path,
+                   windows: int = 4) -> Path:
+    """Up to ``windows`` test windows: the input history, the actual future and the forecast (original
+    scale, first target column). history: (B, lookback); actual, forecast: (B, horizon)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(windows, len(history))
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), squeeze=False)
+    lookback, horizon = history.shape[1], actual.shape[1]
+    for k, ax in enumerate(axes[:, 0]):
+        i = k * (len(history) // n)
+        ax.plot(range(lookback), history[i].numpy(), color="gray", label="input")
+        future = range(lookback, lookback + horizon)
+        ax.plot(future, actual[i].numpy(), color="black", label="actual")
+        ax.plot(future, forecast[i].numpy(), color="tab:red", linestyle="--", label="forecast")
+        ax.set_ylabel(f"window {i}")
+    axes[0, 0].legend(loc="upper left")
+    axes[-1, 0].set_xlabel("time step")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

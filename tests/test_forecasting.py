@@ -1,0 +1,69 @@
+"""The forecasting task end to end: the embedded synthetic series, ETTh1 and airline when the shared data
+is present, standardisation on the training split only, and the errors of a malformed CSV."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab.data.forecasting import ForecastData
+from rnnlab.errors import DataError
+from rnnlab.train import train
+from train_helpers import compose_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SMALL = ["model.hidden_size=8", "data.lookback=12", "data.horizon=4"]
+
+
+@pytest.mark.parametrize(("decoder", "features"), [("direct", "MS"), ("seq2seq", "M"), ("seq2seq", "S")])
+def test_synthetic_fast_dev_run(tmp_path, decoder, features):
+    cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", f"model.decoder={decoder}",
+                         f"data.features={features}", "debug=fast_dev_run", *SMALL, tiny=False)
+    metrics = train(cfg)
+    assert {"test/mse", "test/mae", "test/mape", "test/mse_orig", "test/rmse_orig"} <= metrics.keys()
+    assert (tmp_path / "plots" / "forecast.png").is_file()
+
+
+@pytest.mark.parametrize("experiment", ["forecast_etth1", "forecast_airline"])
+def test_experiment_fast_dev_run(tmp_path, experiment):
+    if not (SHARED / "ett" / "ETTh1.csv").is_file():
+        pytest.skip("shared ETTh1/airline data absent")
+    cfg = compose_config(tmp_path, f"experiment={experiment}", f"paths.data_dir={SHARED}", "debug=fast_dev_run",
+                         tiny=False)
+    assert "test/mse" in train(cfg)
+
+
+def test_standardisation_uses_the_training_split_only():
+    data = ForecastData(source="synthetic", lookback=8, horizon=2)
+    data.setup()
+    train_windows = data.datasets["train"]
+    train_values = train_windows.x[: train_windows.starts[-1] + 10]  # standardised training rows
+    assert abs(float(train_values[:, -1].mean())) < 0.05
+    assert float(data.datasets["test"].x[-100:, -1].mean()) > 0.5  # the trend moves later data away
+
+
+@pytest.mark.parametrize(
+    ("content", "keys", "message"),
+    [
+        ("date,a,target\n1,1,2\n2,1,x\n", {}, r"line 3: a value is not a number"),
+        ("date,a,b\n" + "".join(f"{i},1,2\n" for i in range(50)), {}, r"no target column 'target'.*data.target_column"),
+        ("date,a,target\n" + "".join(f"{i},1,2\n" for i in range(10)), {}, r"10 rows, fewer than data.lookback"),
+        ("when,a,target\n1,1,2\n", {}, r"no time column 'date'.*set data.time_column"),
+        ("", {}, r"is empty"),
+    ],
+)
+def test_malformed_csv(tmp_path, content, keys, message):
+    (tmp_path / "s.csv").write_text(content)
+    data = ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=12, horizon=4)
+    with pytest.raises(DataError, match=message):
+        data.setup()
+
+
+def test_windows_align_inputs_and_targets():
+    data = ForecastData(source="synthetic", lookback=5, horizon=3, features="S")
+    data.setup()
+    x, y = data.datasets["val"][0]
+    series = data.datasets["val"].x[:, 0]
+    start = data.datasets["val"].starts[0]
+    torch.testing.assert_close(x[:, 0], series[start : start + 5])
+    torch.testing.assert_close(y[:, 0], series[start + 5 : start + 8])
