@@ -8,5 +8,5 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,sweep,cluster]'
 .venv/bin/python -c "import torch, rnnlab; print(f'rnnlab {rnnlab.__version__} with torch {torch.__version__} ready in .venv')"

@@ -63,16 +63,16 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
-def _cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
+def _cli(tmp_path, *overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rnnlab.train", *args, f"paths.log_dir={tmp_path}"],
+        [sys.executable, "-m", "rnnlab.train", *flags, f"paths.log_dir={tmp_path}", *overrides],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )
 
 
 def test_multirun_of_two_values(tmp_path):
-    proc = _cli(tmp_path, "-m", "model.cell=gru,rnn_tanh", "debug=fast_dev_run", "data.max_chars=20000",
-                "model.hidden_size=16")
+    proc = _cli(tmp_path, "model.cell=gru,rnn_tanh", "debug=fast_dev_run", "data.max_chars=20000",
+                "model.hidden_size=16", flags=("-m",))
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted(p.parent for p in tmp_path.rglob("multiruns/*/*/.hydra"))
     assert len(runs) == 2
@@ -111,3 +111,31 @@ def test_ddp_simulated_on_two_cpu_processes(tmp_path):
     metrics = train(cfg)
     assert metrics["val/loss"] > 0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_optuna_search_runs_trials(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    proc = _cli(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast_dev_run",
+                "data.max_chars=20000", "model.hidden_size=16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Best value:" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["hparams_search=basic"], "model.optimizer.lr: 0.001,0.003"),
+    (["hydra/launcher=slurm", "trainer=ddp"], "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+])
+def test_sweep_and_cluster_configs_compose(tmp_path, args, expected):
+    if "hydra/launcher=slurm" in args:
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = _cli(tmp_path, *args, flags=("--cfg", "hydra"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert expected in proc.stdout
+
+
+def test_tensorboard_logger(tmp_path):
+    pytest.importorskip("tensorboard")
+    cfg = compose_config(tmp_path, "logger=tensorboard", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "test=false")
+    train(cfg)
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
