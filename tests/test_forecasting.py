@@ -15,10 +15,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL = ["model.hidden_size=8", "data.lookback=12", "data.horizon=4"]
 
 
-@pytest.mark.parametrize(("decoder", "features"), [("direct", "MS"), ("seq2seq", "M"), ("seq2seq", "S")])
-def test_synthetic_fast_dev_run(tmp_path, decoder, features):
+@pytest.mark.parametrize(
+    ("decoder", "features", "residual"),
+    [("direct", "MS", False), ("seq2seq", "M", False), ("seq2seq", "S", True), ("direct", "M", True)],
+)
+def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
     cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", f"model.decoder={decoder}",
-                         f"data.features={features}", "debug=fast_dev_run", *SMALL, tiny=False)
+                         f"data.features={features}", f"model.residual={residual}", "debug=fast_dev_run", *SMALL,
+                         tiny=False)
     metrics = train(cfg)
     assert {"test/mse", "test/mae", "test/mape", "test/mse_orig", "test/rmse_orig"} <= metrics.keys()
     assert (tmp_path / "plots" / "forecast.png").is_file()

@@ -13,17 +13,19 @@ DECODERS = ("direct", "seq2seq")
 
 
 class RNNForecaster(nn.Module):
-    """x: (B, lookback, input_size) -> (B, horizon, output_size). In "seq2seq" the decoder starts from the
-    last observed outputs, which must be the first ``output_size`` input columns or the target column
-    (``target_index`` into the inputs)."""
+    """x: (B, lookback, input_size) -> (B, horizon, output_size). ``target_index``: where the outputs are
+    among the inputs; "seq2seq" starts its decoder from their last observed values. ``residual`` predicts
+    the change from the last observed values, so the model starts as the persistence forecast and need not
+    reproduce levels outside the training range (a trending series)."""
 
     def __init__(self, input_size: int, output_size: int, horizon: int, hidden_size: int = 64,
                  num_layers: int = 1, cell: str = "lstm", dropout: float = 0.0, decoder: str = "direct",
-                 backend: str = "auto", target_index: list[int] | None = None):
+                 backend: str = "auto", target_index: list[int] | None = None, residual: bool = False):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"model.decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
-        self.decoder_kind, self.horizon, self.output_size = decoder, horizon, output_size
+        self.decoder_kind, self.horizon, self.output_size, self.residual = decoder, horizon, output_size, residual
+        self.target_index = list(target_index) if target_index is not None else list(range(output_size))
         self.encoder = make_rnn(cell, input_size, hidden_size, num_layers, dropout, backend=backend,
                                 batch_first=True)
         if decoder == "direct":
@@ -32,16 +34,16 @@ class RNNForecaster(nn.Module):
             self.decoder = make_rnn(cell, output_size, hidden_size, num_layers, dropout, backend=backend,
                                     batch_first=True)
             self.head = nn.Linear(hidden_size, output_size)
-            self.target_index = list(target_index) if target_index is not None else list(range(output_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, state = self.encoder(x)  # y: (B, lookback, H)
+        last = x[:, -1:, self.target_index]  # (B, 1, output_size): the last observed values
         if self.decoder_kind == "direct":
-            return self.head(y[:, -1]).view(-1, self.horizon, self.output_size)
-        step = x[:, -1:, self.target_index]  # (B, 1, output_size): the last observed values
-        out = []
+            out = self.head(y[:, -1]).view(-1, self.horizon, self.output_size)
+            return last + out if self.residual else out
+        step, out = last, []
         for _ in range(self.horizon):
             h, state = self.decoder(step, state)  # (B, 1, H)
-            step = self.head(h)  # (B, 1, output_size)
+            step = step + self.head(h) if self.residual else self.head(h)  # (B, 1, output_size)
             out.append(step)
         return torch.cat(out, dim=1)

@@ -25,11 +25,12 @@ class ForecastTask(Task):
     def __init__(self, input_size: int, output_size: int, horizon: int, target_mean: list[float],
                  target_std: list[float], target_index: list[int], optimizer: Callable,
                  scheduler: Callable | None = None, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
-                 dropout: float = 0.0, decoder: str = "direct", backend: str = "auto", plot_dir: str | None = None):
+                 dropout: float = 0.0, decoder: str = "direct", residual: bool = False, backend: str = "auto",
+                 plot_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = RNNForecaster(input_size, output_size, horizon, hidden_size, num_layers, cell, dropout, decoder,
-                                 backend, target_index)
+                                 backend, target_index, residual)
         self.register_buffer("mean", torch.tensor(target_mean))
         self.register_buffer("std", torch.tensor(target_std))
         self.metrics = nn.ModuleDict({
