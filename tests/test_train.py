@@ -139,3 +139,11 @@ def test_tensorboard_logger(tmp_path):
                          "+trainer.limit_val_batches=1", "test=false")
     train(cfg)
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_overfit_one_batch(tmp_path):
+    cfg = compose_config(tmp_path, "debug=overfit", "trainer.max_epochs=40", "test=false",
+                         "model.optimizer.lr=0.01")
+    train(cfg)
+    losses = [v for epoch in sorted(_epoch_losses(tmp_path)) for v in _epoch_losses(tmp_path)[epoch]]
+    assert losses[-1] < 0.5 * losses[0]
