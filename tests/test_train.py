@@ -32,7 +32,8 @@ def test_experiment_config_instantiates(tmp_path, name):
     cfg = compose_config(tmp_path, f"experiment={name}", tiny=False)
     with open_dict(cfg):
         for key in OmegaConf.missing_keys(cfg.model):  # sizes that come from the data, e.g. model.vocab_size
-            OmegaConf.update(cfg, key, 4)
+            per_output = key.endswith(("target_mean", "target_std", "target_index"))
+            OmegaConf.update(cfg, key, [0] if per_output else 4)
     instantiate(cfg.data)
     instantiate(cfg.model)
     instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
