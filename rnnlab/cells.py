@@ -23,7 +23,7 @@ def _check_cell_args(owner: str, input_size, hidden_size, bias, backend) -> str:
     check_int(owner, "input_size", input_size, 1)
     check_int(owner, "hidden_size", hidden_size, 1)
     check_bool(owner, "bias", bias)
-    return check_backend(owner, backend)
+    return check_backend(owner, backend)  # cells have no fused kernel: "triton" is refused there
 
 
 class _Cell:

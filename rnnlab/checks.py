@@ -34,14 +34,24 @@ def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...])
     return str(value)
 
 
+TRITON_CELLS = ("LSTM",)  # the modules with fused kernels so far
+
+
 def check_backend(owner: str, backend: object) -> str:
-    """A known backend; "triton" is refused until the fused kernels exist."""
+    """A known backend; "triton" only for modules that have fused kernels and with Triton installed."""
     backend = check_choice(owner, "backend", backend, BACKENDS)
     if backend == "triton":
-        raise NotImplementedError(
-            f"{owner}: backend='triton' needs rnnlab's fused Triton kernels, which are not built yet; "
-            "use backend='torch' (the pure-PyTorch reference), 'native' (PyTorch's own kernel) or 'auto'"
-        )
+        if owner not in TRITON_CELLS:
+            raise NotImplementedError(
+                f"{owner}: backend='triton' has fused kernels only for {', '.join(TRITON_CELLS)} so far; "
+                "use backend='torch' (the pure-PyTorch reference), 'native' (PyTorch's own kernel) or 'auto'"
+            )
+        try:
+            import triton  # noqa: F401
+        except ImportError as err:
+            raise NotImplementedError(
+                f"{owner}: backend='triton' needs the triton package (pip install triton); use 'torch' or 'native'"
+            ) from err
     return backend
 
 

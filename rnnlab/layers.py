@@ -6,13 +6,16 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 
 - ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
-- ``"triton"``: the fused kernels (not built yet: constructing with it raises);
+- ``"triton"``: the fused Triton kernels (LSTM without ``proj_size``, hidden size up to 128, on CUDA
+  tensors or on the CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +70,7 @@ class _RecurrentLayer:
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0)
         if backend == "native":
             return super().forward(input, hx)
-        return self._forward_torch(seq, hx)
+        return self._forward_torch(seq, hx, fused=backend == "triton")
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -108,10 +111,18 @@ class _RecurrentLayer:
         w_hr = weights[-1] if self.proj_size > 0 else None
         return [w_ih, w_hh, b_ih, b_hh, w_hr]
 
-    def _scan(self, x, states, weights, batch_sizes, reverse):
+    def _scan(self, x, states, weights, batch_sizes, reverse, fused):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         if self.mode == "LSTM":
-            y, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+            scan = recurrence.lstm_scan
+            if fused:
+                if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+                    raise NotImplementedError(
+                        f"{self._get_name()}: backend='triton' runs on CUDA tensors (on the CPU only under "
+                        f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
+                    )
+                from .kernels import lstm_scan_triton as scan
+            y, h, c = scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
             return y, [h, c]
         if self.mode == "GRU":
             y, h = recurrence.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
@@ -120,7 +131,7 @@ class _RecurrentLayer:
                                        self.nonlinearity)
         return y, [h]
 
-    def _forward_torch(self, seq: Sequence, hx: State | None):
+    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False):
         init = self._initial_states(seq, hx)  # each (L * D, B, F)
         directions = 2 if self.bidirectional else 1
         finals: list[list[torch.Tensor]] = [[] for _ in init]
@@ -130,7 +141,7 @@ class _RecurrentLayer:
             for direction in range(directions):
                 index = layer * directions + direction
                 states = [h[index] for h in init]
-                y, last = self._scan(x, states, self._layer_weights(index), seq.batch_sizes, direction == 1)
+                y, last = self._scan(x, states, self._layer_weights(index), seq.batch_sizes, direction == 1, fused)
                 outputs.append(y)
                 for kept, h in zip(finals, last, strict=True):
                     kept.append(h)

@@ -20,7 +20,6 @@ LAYERS = [rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU]
         ({"dropout": 1.5}, ValueError, r"dropout must be a number in \[0, 1\]; got 1.5"),
         ({"dropout": -0.1}, ValueError, r"dropout must be a number in \[0, 1\]; got -0.1"),
         ({"backend": "cuda"}, ValueError, r"backend must be one of 'auto', 'torch', 'native', 'triton'; got 'cuda'"),
-        ({"backend": "triton"}, NotImplementedError, r"backend='triton' needs rnnlab's fused Triton kernels"),
         ({"bidirectional": "yes"}, TypeError, r"bidirectional must be True or False; got str 'yes'"),
     ],
 )
@@ -28,6 +27,19 @@ def test_constructor_arguments(cls, kwargs, exc, pattern):
     args = {"input_size": 3, "hidden_size": 4, **kwargs}
     with pytest.raises(exc, match=pattern):
         cls(**args)
+
+
+@pytest.mark.parametrize("cls", [rnnlab.RNN, rnnlab.GRU, rnnlab.LSTMCell])
+def test_triton_backend_only_where_kernels_exist(cls):
+    with pytest.raises(NotImplementedError, match=r"backend='triton' has fused kernels only for LSTM so far"):
+        cls(3, 4, backend="triton")
+
+
+def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(NotImplementedError, match=r"runs on CUDA tensors \(on the CPU only under TRITON_INTERPRET=1\)"):
+        rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
 
 
 @pytest.mark.parametrize("proj_size", [4, 9])
