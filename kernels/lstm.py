@@ -18,7 +18,17 @@ from torch.autograd.function import once_differentiable
 
 from ..recurrence.common import bias_grad, clone_or_none, input_projection, linear_grads
 from ..recurrence.schedule import Schedule
-from .common import BLOCK_B, INTERPRET, MAX_PERSISTENT_H, block_h, lengths_from, sigmoid, tanh
+from .common import (
+    BLOCK_B,
+    INTERPRET,
+    block_h,
+    dot_precision,
+    lengths_from,
+    max_persistent_h,
+    num_warps,
+    sigmoid,
+    tanh,
+)
 
 
 @triton.jit
@@ -42,7 +52,8 @@ def _step_time(s, length, REVERSE: tl.constexpr):
 
 @triton.jit
 def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
-                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr):
+                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
+                     PRECISION: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
     cols = tl.arange(0, BLOCK_H)  # (BH,)
     rmask = rows < B
@@ -66,10 +77,10 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
         row_t = (t * B + rows)[:, None]  # (BB, 1) int64
         gates = row_t * (4 * H) + cols[None, :]
         hd = h.to(w_i.dtype)
-        gi = tl.load(GX + gates, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_i, input_precision="ieee")
-        gf = tl.load(GX + gates + H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_f, input_precision="ieee")
-        gg = tl.load(GX + gates + 2 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_g, input_precision="ieee")
-        go = tl.load(GX + gates + 3 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_o, input_precision="ieee")
+        gi = tl.load(GX + gates, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_i, input_precision=PRECISION)
+        gf = tl.load(GX + gates + H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_f, input_precision=PRECISION)
+        gg = tl.load(GX + gates + 2 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_g, input_precision=PRECISION)
+        go = tl.load(GX + gates + 3 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_o, input_precision=PRECISION)
         i = sigmoid(gi)
         f = sigmoid(gf)
         g = tanh(gg)
@@ -91,7 +102,8 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
 
 @triton.jit
 def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
-                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr):
+                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
+                     PRECISION: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_H)
     rmask = rows < B
@@ -140,10 +152,10 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
         tl.store(DG + gates + H, d_f, mask=am)
         tl.store(DG + gates + 2 * H, d_g, mask=am)
         tl.store(DG + gates + 3 * H, d_o, mask=am)
-        dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision="ieee")
-        dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision="ieee")
-        dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision="ieee")
-        dh_new += tl.dot(d_o.to(w_o.dtype), w_o, input_precision="ieee")
+        dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
+        dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
+        dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
+        dh_new += tl.dot(d_o.to(w_o.dtype), w_o, input_precision=PRECISION)
         dh = tl.where(active[:, None], dh_new, dh)
         dc = tl.where(active[:, None], dc_t * f, dc)
     tl.store(DH0 + state, dh, mask=m2)
@@ -151,7 +163,9 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 
 
 def _launch_args(x: torch.Tensor, H: int) -> dict:
-    return {"BLOCK_B": BLOCK_B, "BLOCK_H": block_h(H), "DOT_F32": INTERPRET or x.dtype == torch.float32}
+    bh = block_h(H)
+    return {"BLOCK_B": BLOCK_B, "BLOCK_H": bh, "DOT_F32": INTERPRET or x.dtype == torch.float32,
+            "PRECISION": dot_precision(x.dtype), "num_warps": num_warps(bh)}
 
 
 class LSTMTritonScan(torch.autograd.Function):
@@ -163,10 +177,11 @@ class LSTMTritonScan(torch.autograd.Function):
             raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        if H > MAX_PERSISTENT_H:
+        if max_persistent_h(x.dtype) < H:
             raise NotImplementedError(
-                f"backend='triton' runs hidden sizes up to {MAX_PERSISTENT_H} (the persistent regime); got "
-                f"hidden_size={H}. Use backend='torch' or 'native'"
+                f"backend='triton' runs hidden sizes up to {max_persistent_h(x.dtype)} for {x.dtype} (the "
+                f"persistent regime; the tiled one is not built); got hidden_size={H}. Use backend='torch' or "
+                "'native'"
             )
         gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
         lengths = lengths_from(batch_sizes, T, B, x.device)

@@ -28,7 +28,7 @@ def _pair(H, dtype=torch.float32, **kwargs):
 
 
 @pytest.mark.parametrize("form", ["batched", "packed"])
-@pytest.mark.parametrize(("T", "H"), [(7, 20), (7, 50), (63, 20)])
+@pytest.mark.parametrize(("T", "H"), [(7, 20), (63, 20)])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_fused_lstm_matches_reference_fp32(T, H, bidirectional, form):
     torch.manual_seed(0)
@@ -46,11 +46,12 @@ def test_fused_lstm_against_torch_nn_without_initial_state():
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 4e-3), (torch.bfloat16, 3e-2)], ids=["fp16", "bf16"])
-def test_fused_lstm_half_precision(dtype, bound):
+@pytest.mark.parametrize("H", [20, 50])
+def test_fused_lstm_half_precision(dtype, bound, H):
     """Errors relative to the largest value of each output and gradient, against float64; the fused
     kernel keeps fp32 state, so it must not be worse than the reference path in the same dtype."""
     torch.manual_seed(2)
-    ref, fused = make_pair("lstm", 5, 20, torch.float64, backend="triton", bidirectional=True)
+    ref, fused = make_pair("lstm", 5, H, torch.float64, backend="triton", bidirectional=True)
     shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
     want = run(ref, *make_inputs(ref, dtype=torch.float64, **shape))
     fused = fused.to(DEVICE, dtype)
@@ -61,7 +62,7 @@ def test_fused_lstm_half_precision(dtype, bound):
 
 def test_unsupported_configurations_say_so():
     _, fused, _ = _pair(200)
-    with pytest.raises(NotImplementedError, match=r"hidden sizes up to 128 .* got hidden_size=200"):
+    with pytest.raises(NotImplementedError, match=r"hidden sizes up to 32 for torch.float32 .* got hidden_size=200"):
         fused(torch.randn(3, 2, 5, device=DEVICE))
     import rnnlab
 
