@@ -10,14 +10,16 @@ import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
-# Largest hidden size whose four W_hh gate blocks fit one program's registers without spilling, per
-# operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64).
-MAX_PERSISTENT_H = {"fp32": 32, "half": 64}
+# Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
+# operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
+# the half-precision GRU forward on sm_90).
+MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 32,
+                    ("rnn", "fp32"): 32, ("rnn", "half"): 64}
 
 
-def max_persistent_h(dtype: torch.dtype) -> int:
-    """The persistent regime's largest hidden size for inputs of ``dtype``."""
-    return MAX_PERSISTENT_H["fp32" if dtype == torch.float32 else "half"]
+def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
+    """The persistent regime's largest hidden size for ``cell`` ("lstm", "gru", "rnn") and ``dtype``."""
+    return MAX_PERSISTENT_H[cell, "fp32" if dtype == torch.float32 else "half"]
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -38,6 +40,28 @@ def block_h(H: int) -> int:
     return max(16, triton.next_power_of_2(H))
 
 
+def launch_args(x: torch.Tensor, H: int) -> dict:
+    """Block sizes, warps and product precision of a launch for input ``x`` and hidden size ``H``."""
+    bh = block_h(H)
+    return {"BLOCK_B": BLOCK_B, "BLOCK_H": bh, "DOT_F32": INTERPRET or x.dtype == torch.float32,
+            "PRECISION": dot_precision(x.dtype), "num_warps": num_warps(bh)}
+
+
+def check_persistent(cell: str, H: int, dtype: torch.dtype) -> None:
+    """Refuse hidden sizes the persistent regime cannot hold (the tiled regime is not built)."""
+    limit = max_persistent_h(cell, dtype)
+    if limit < H:
+        raise NotImplementedError(
+            f"backend='triton' runs {cell.upper()} hidden sizes up to {limit} for {dtype} (the persistent "
+            f"regime; the tiled one is not built); got hidden_size={H}. Use backend='torch' or 'native'"
+        )
+
+
+def cast_grads(grads, likes):
+    """Each gradient (or None) in the dtype of its input."""
+    return tuple(None if g is None else g.to(like.dtype) for g, like in zip(grads, likes, strict=True))
+
+
 def lengths_from(batch_sizes: list[int] | None, T: int, B: int, device) -> torch.Tensor:
     """Per-row sequence lengths (B,) int32 from PackedSequence-style batch sizes (None: all T)."""
     if batch_sizes is None:
@@ -55,3 +79,23 @@ def sigmoid(x):
 def tanh(x):
     # libdevice tanh is unavailable under the interpreter; exact in real arithmetic
     return 2.0 * sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def gate_block(W, gate: tl.constexpr, H, r, k, TRANSPOSE: tl.constexpr):
+    """Block ``gate`` of a stacked weight W (gates * H, H), as a (BLOCK_H, BLOCK_H) tile indexed by r, k:
+    W_g^T when TRANSPOSE (for h @ W_g^T in the forward), else W_g (for dgate @ W_g in the backward)."""
+    mask = (r < H) & (k < H)
+    if TRANSPOSE:
+        return tl.load(W + (gate * H + k) * H + r, mask=mask, other=0.0)
+    return tl.load(W + (gate * H + r) * H + k, mask=mask, other=0.0)
+
+
+@triton.jit
+def step_time(s, length, REVERSE: tl.constexpr):
+    """Time index of processing step ``s`` for each row (0 for rows already finished)."""
+    if REVERSE:
+        t = length - 1 - s
+    else:
+        t = tl.zeros_like(length) + s
+    return tl.where(s < length, t, 0).to(tl.int64)

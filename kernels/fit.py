@@ -1,5 +1,5 @@
 """Cross-compile every kernel configuration the dispatcher can choose, for sm_80 and sm_90, without a
-GPU, and report registers, shared memory and spills (Triton's compiler and the cuobjdump in its wheel).
+GPU, and report registers, shared memory and spills (Triton's compiler and the ptxas in its wheel).
 
     python -m rnnlab.kernels.fit                        # every configuration, a table
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 64   # one configuration
@@ -25,8 +25,12 @@ from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from .common import BLOCK_B, MAX_PERSISTENT_H, num_warps
+from .gru import _gru_bwd_kernel, _gru_fwd_kernel
 from .lstm import _lstm_bwd_kernel, _lstm_fwd_kernel
+from .rnn import _rnn_bwd_kernel, _rnn_fwd_kernel
 
+KERNELS = {"lstm_fwd": _lstm_fwd_kernel, "lstm_bwd": _lstm_bwd_kernel, "gru_fwd": _gru_fwd_kernel,
+           "gru_bwd": _gru_bwd_kernel, "rnn_fwd": _rnn_fwd_kernel, "rnn_bwd": _rnn_bwd_kernel}
 TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
 DTYPES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
 
@@ -48,24 +52,32 @@ class Fit:
 
 
 def _signature(kernel: str, dt: str) -> dict[str, str]:
-    f32 = "*fp32"
-    io = f"*{dt}"
-    if kernel == "lstm_fwd":
-        names = {"GX": io, "W": io, "H0": io, "C0": io, "LEN": "*i32", "Y": io, "C": f32, "G": f32, "HN": f32,
-                 "CN": f32}
-    else:
-        names = {"G": f32, "C": f32, "C0": io, "DY": io, "DHN": io, "DCN": io, "W": io, "LEN": "*i32", "DG": f32,
-                 "DH0": f32, "DC0": f32}
-    return {**names, "T": "i32", "B": "i32", "H": "i32", "REVERSE": "constexpr", "BLOCK_B": "constexpr",
-            "BLOCK_H": "constexpr", "DOT_F32": "constexpr", "PRECISION": "constexpr"}
+    """Pointer and scalar types of a kernel's arguments for input dtype ``dt`` (state buffers are fp32)."""
+    io, f32, i32 = f"*{dt}", "*fp32", "*i32"
+    pointers = {
+        "lstm_fwd": {"GX": io, "W": io, "H0": io, "C0": io, "LEN": i32, "Y": io, "C": f32, "G": f32, "HN": f32,
+                     "CN": f32},
+        "lstm_bwd": {"G": f32, "C": f32, "C0": io, "DY": io, "DHN": io, "DCN": io, "W": io, "LEN": i32, "DG": f32,
+                     "DH0": f32, "DC0": f32},
+        "gru_fwd": {"GX": io, "W": io, "BHH": io, "H0": io, "LEN": i32, "Y": io, "G": f32, "GHN": f32, "HN": f32},
+        "gru_bwd": {"G": f32, "GHN": f32, "Y": io, "H0": io, "DY": io, "DHN": io, "W": io, "LEN": i32, "DG": f32,
+                    "DGH": f32, "DH0": f32},
+        "rnn_fwd": {"GX": io, "W": io, "H0": io, "LEN": i32, "Y": io, "HN": f32},
+        "rnn_bwd": {"Y": io, "DY": io, "DHN": io, "W": io, "LEN": i32, "DG": f32, "DH0": f32},
+    }[kernel]
+    flags = {"RELU": "constexpr"} if kernel.startswith("rnn") else {}
+    return {**pointers, "T": "i32", "B": "i32", "H": "i32", **flags, "REVERSE": "constexpr",
+            "BLOCK_B": "constexpr", "BLOCK_H": "constexpr", "DOT_F32": "constexpr", "PRECISION": "constexpr"}
 
 
 def compile_one(kernel: str, target: str, dtype: str, block_h: int) -> Fit:
-    """Compile one configuration and read its resource usage."""
-    fn = {"lstm_fwd": _lstm_fwd_kernel, "lstm_bwd": _lstm_bwd_kernel}[kernel]
+    """Compile one configuration as the dispatcher would launch it and read its resource usage."""
+    fn = KERNELS[kernel]
     warps = num_warps(block_h)
     constexprs = {"REVERSE": False, "BLOCK_B": BLOCK_B, "BLOCK_H": block_h, "DOT_F32": dtype == "fp32",
                   "PRECISION": "tf32x3" if dtype == "fp32" else "ieee"}  # as dot_precision() chooses
+    if kernel.startswith("rnn"):
+        constexprs["RELU"] = False
     src = ASTSource(fn=fn, signature=_signature(kernel, DTYPES[dtype]), constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
                               options={"num_warps": warps})
@@ -94,8 +106,8 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
 
 def configurations():
     """Every (kernel, target, dtype, BLOCK_H) the dispatcher can launch."""
-    for kernel, target, dtype in itertools.product(("lstm_fwd", "lstm_bwd"), TARGETS, DTYPES):
-        largest = MAX_PERSISTENT_H["fp32" if dtype == "fp32" else "half"]
+    for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
+        largest = MAX_PERSISTENT_H[kernel.split("_")[0], "fp32" if dtype == "fp32" else "half"]
         for block_h in (16, 32, 64, 128):
             if block_h <= max(16, largest):
                 yield kernel, target, dtype, block_h

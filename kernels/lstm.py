@@ -20,34 +20,15 @@ from ..recurrence.common import bias_grad, clone_or_none, input_projection, line
 from ..recurrence.schedule import Schedule
 from .common import (
     BLOCK_B,
-    INTERPRET,
-    block_h,
-    dot_precision,
+    cast_grads,
+    check_persistent,
+    gate_block,
+    launch_args,
     lengths_from,
-    max_persistent_h,
-    num_warps,
     sigmoid,
+    step_time,
     tanh,
 )
-
-
-@triton.jit
-def _gate_block(W, gate: tl.constexpr, H, r, k, TRANSPOSE: tl.constexpr):
-    """Gate block ``gate`` of W (4H, H): W_g^T (k, j) when TRANSPOSE (for h @ W_g^T), else W_g (j, k)."""
-    mask = (r < H) & (k < H)
-    if TRANSPOSE:
-        return tl.load(W + (gate * H + k) * H + r, mask=mask, other=0.0)
-    return tl.load(W + (gate * H + r) * H + k, mask=mask, other=0.0)
-
-
-@triton.jit
-def _step_time(s, length, REVERSE: tl.constexpr):
-    """Time index of processing step ``s`` for each row (0 for rows already finished)."""
-    if REVERSE:
-        t = length - 1 - s
-    else:
-        t = tl.zeros_like(length) + s
-    return tl.where(s < length, t, 0).to(tl.int64)
 
 
 @triton.jit
@@ -60,10 +41,10 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     m2 = rmask[:, None] & (cols < H)[None, :]
     r = tl.arange(0, BLOCK_H)[:, None]
     k = tl.arange(0, BLOCK_H)[None, :]
-    w_i = _gate_block(W, 0, H, r, k, True)  # (BH, BH): row = input unit, column = output unit
-    w_f = _gate_block(W, 1, H, r, k, True)
-    w_g = _gate_block(W, 2, H, r, k, True)
-    w_o = _gate_block(W, 3, H, r, k, True)
+    w_i = gate_block(W, 0, H, r, k, True)  # (BH, BH): row = input unit, column = output unit
+    w_f = gate_block(W, 1, H, r, k, True)
+    w_g = gate_block(W, 2, H, r, k, True)
+    w_o = gate_block(W, 3, H, r, k, True)
     if DOT_F32:
         w_i, w_f, w_g, w_o = w_i.to(tl.float32), w_f.to(tl.float32), w_g.to(tl.float32), w_o.to(tl.float32)
     state = rows[:, None].to(tl.int64) * H + cols[None, :]
@@ -73,7 +54,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     for s in range(0, T):
         active = s < length
         am = m2 & active[:, None]
-        t = _step_time(s, length, REVERSE)
+        t = step_time(s, length, REVERSE)
         row_t = (t * B + rows)[:, None]  # (BB, 1) int64
         gates = row_t * (4 * H) + cols[None, :]
         hd = h.to(w_i.dtype)
@@ -110,10 +91,10 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
     m2 = rmask[:, None] & (cols < H)[None, :]
     r = tl.arange(0, BLOCK_H)[:, None]
     k = tl.arange(0, BLOCK_H)[None, :]
-    w_i = _gate_block(W, 0, H, r, k, False)  # (BH, BH): row = gate unit, column = hidden unit
-    w_f = _gate_block(W, 1, H, r, k, False)
-    w_g = _gate_block(W, 2, H, r, k, False)
-    w_o = _gate_block(W, 3, H, r, k, False)
+    w_i = gate_block(W, 0, H, r, k, False)  # (BH, BH): row = gate unit, column = hidden unit
+    w_f = gate_block(W, 1, H, r, k, False)
+    w_g = gate_block(W, 2, H, r, k, False)
+    w_o = gate_block(W, 3, H, r, k, False)
     if DOT_F32:
         w_i, w_f, w_g, w_o = w_i.to(tl.float32), w_f.to(tl.float32), w_g.to(tl.float32), w_o.to(tl.float32)
     state = rows[:, None].to(tl.int64) * H + cols[None, :]
@@ -125,7 +106,7 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
         s = T - 1 - step
         active = s < length
         am = m2 & active[:, None]
-        t = _step_time(s, length, REVERSE)
+        t = step_time(s, length, REVERSE)
         row_t = (t * B + rows)[:, None]
         gates = row_t * (4 * H) + cols[None, :]
         out = row_t * H + cols[None, :]
@@ -162,12 +143,6 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
     tl.store(DC0 + state, dc, mask=m2)
 
 
-def _launch_args(x: torch.Tensor, H: int) -> dict:
-    bh = block_h(H)
-    return {"BLOCK_B": BLOCK_B, "BLOCK_H": bh, "DOT_F32": INTERPRET or x.dtype == torch.float32,
-            "PRECISION": dot_precision(x.dtype), "num_warps": num_warps(bh)}
-
-
 class LSTMTritonScan(torch.autograd.Function):
     """The fused counterpart of :class:`rnnlab.recurrence.lstm.LSTMScan` (same arguments and outputs)."""
 
@@ -177,12 +152,7 @@ class LSTMTritonScan(torch.autograd.Function):
             raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        if max_persistent_h(x.dtype) < H:
-            raise NotImplementedError(
-                f"backend='triton' runs hidden sizes up to {max_persistent_h(x.dtype)} for {x.dtype} (the "
-                f"persistent regime; the tiled one is not built); got hidden_size={H}. Use backend='torch' or "
-                "'native'"
-            )
+        check_persistent("lstm", H, x.dtype)
         gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
         lengths = lengths_from(batch_sizes, T, B, x.device)
         Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
@@ -192,7 +162,7 @@ class LSTMTritonScan(torch.autograd.Function):
         cn = torch.empty(B, H, dtype=torch.float32, device=x.device)
         grid = (triton.cdiv(B, BLOCK_B),)
         _lstm_fwd_kernel[grid](gx, w_hh.contiguous(), h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
-                               T, B, H, REVERSE=reverse, **_launch_args(x, H))
+                               T, B, H, REVERSE=reverse, **launch_args(x, H))
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, lengths, G, C, Y)
         ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
         return Y, hn.to(x.dtype), cn.to(c0.dtype)
@@ -209,7 +179,7 @@ class LSTMTritonScan(torch.autograd.Function):
         grid = (triton.cdiv(B, BLOCK_B),)
         _lstm_bwd_kernel[grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
                                w_hh.contiguous(), lengths, dG, dh0, dc0, T, B, H, REVERSE=ctx.reverse,
-                               **_launch_args(x, H))
+                               **launch_args(x, H))
         need = ctx.needs_input_grad
         # weight gradients accumulate in fp32 whatever the input dtype
         dx, dw_ih = linear_grads(dG, x.float(), w_ih.float(), need[0], need[3])
@@ -217,11 +187,8 @@ class LSTMTritonScan(torch.autograd.Function):
         _, dw_hh = linear_grads(dG, h_prev, w_hh.float(), False, need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
 
-        def cast(t, like):
-            return None if t is None else t.to(like.dtype)
-
-        return (cast(dx, x), cast(dh0, h0), cast(dc0, c0), cast(dw_ih, w_ih), cast(dw_hh, w_hh), cast(db, w_ih),
-                cast(clone_or_none(db), w_ih), None, None, None)
+        grads = cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, clone_or_none(db)), (x, h0, c0, w_ih, w_hh, w_ih, w_ih))
+        return (*grads, None, None, None)
 
 
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):

@@ -34,7 +34,7 @@ def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...])
     return str(value)
 
 
-TRITON_CELLS = ("LSTM",)  # the modules with fused kernels so far
+TRITON_CELLS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)
 
 
 def check_backend(owner: str, backend: object) -> str:
@@ -43,7 +43,7 @@ def check_backend(owner: str, backend: object) -> str:
     if backend == "triton":
         if owner not in TRITON_CELLS:
             raise NotImplementedError(
-                f"{owner}: backend='triton' has fused kernels only for {', '.join(TRITON_CELLS)} so far; "
+                f"{owner}: backend='triton' has fused kernels only for the layers {', '.join(TRITON_CELLS)}; "
                 "use backend='torch' (the pure-PyTorch reference), 'native' (PyTorch's own kernel) or 'auto'"
             )
         try:

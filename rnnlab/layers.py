@@ -6,8 +6,8 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 
 - ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
-- ``"triton"``: the fused Triton kernels (LSTM without ``proj_size``, hidden size up to 128, on CUDA
-  tensors or on the CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
+- ``"triton"``: the fused Triton kernels (no LSTM ``proj_size``; hidden size up to 32 in fp32, 64 in
+  fp16/bf16; CUDA tensors, or the CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward).
@@ -113,22 +113,21 @@ class _RecurrentLayer:
 
     def _scan(self, x, states, weights, batch_sizes, reverse, fused):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
+        impl = recurrence
+        if fused:
+            if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+                raise NotImplementedError(
+                    f"{self._get_name()}: backend='triton' runs on CUDA tensors (on the CPU only under "
+                    f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
+                )
+            from . import kernels as impl
         if self.mode == "LSTM":
-            scan = recurrence.lstm_scan
-            if fused:
-                if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-                    raise NotImplementedError(
-                        f"{self._get_name()}: backend='triton' runs on CUDA tensors (on the CPU only under "
-                        f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
-                    )
-                from .kernels import lstm_scan_triton as scan
-            y, h, c = scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+            y, h, c = impl.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
             return y, [h, c]
         if self.mode == "GRU":
-            y, h = recurrence.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+            y, h = impl.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
         else:
-            y, h = recurrence.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
-                                       self.nonlinearity)
+            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, self.nonlinearity)
         return y, [h]
 
     def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False):

@@ -29,9 +29,9 @@ def test_constructor_arguments(cls, kwargs, exc, pattern):
         cls(**args)
 
 
-@pytest.mark.parametrize("cls", [rnnlab.RNN, rnnlab.GRU, rnnlab.LSTMCell])
+@pytest.mark.parametrize("cls", [rnnlab.RNNCell, rnnlab.GRUCell, rnnlab.LSTMCell])
 def test_triton_backend_only_where_kernels_exist(cls):
-    with pytest.raises(NotImplementedError, match=r"backend='triton' has fused kernels only for LSTM so far"):
+    with pytest.raises(NotImplementedError, match=r"fused kernels only for the layers LSTM, GRU, RNN"):
         cls(3, 4, backend="triton")
 
 
