@@ -18,7 +18,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"# Benchmark `{result['preset']}` on {env['device']}",
         "",
         f"{env['date']}, torch {env['torch']}, rnnlab {env['rnnlab']}, commit {env['git_commit']}. Median of "
-        f"{records[0]['reps']} runs in ms (p10-p90 in brackets); ratio = time / {REFERENCE} time "
+        f"{max(r['reps'] for r in records)} runs in ms (p10-p90 in brackets); ratio = time / {REFERENCE} time "
         f"(below 1: faster than {REFERENCE}). fwd: forward with gradients off; fwd+bwd: forward and backward.",
         "",
         "| cell | T | B | I | H | layers | bidir | packed | dtype | mode | "
@@ -33,14 +33,20 @@ def write_markdown(result: dict, path: Path) -> None:
         times = []
         for b in backends:
             r = by_key.get((key, b))
-            times.append(f"{r['median_ms']:.3f} [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]" if r else "-")
+            if r is None:
+                times.append("-")
+            elif r["median_ms"] is None:
+                times.append("not run")
+            else:
+                times.append(f"{r['median_ms']:.3f} [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]")
         ref = by_key.get((key, REFERENCE))
         ratios = []
         for b in backends:
             if b == REFERENCE:
                 continue
             r = by_key.get((key, b))
-            ratios.append(f"{r['median_ms'] / ref['median_ms']:.2f}x" if r and ref else "-")
+            ok = r and ref and r["median_ms"] is not None and ref["median_ms"] is not None
+            ratios.append(f"{r['median_ms'] / ref['median_ms']:.2f}x" if ok else "-")
         lines.append("| " + " | ".join(cells + times + ratios) + " |")
     path.write_text("\n".join(lines) + "\n")
 

@@ -2,6 +2,7 @@
 timings)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,11 @@ RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers",
 
 
 def test_tiny_preset_writes_json_and_markdown(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # triton rows: "not run" on a CPU
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--preset", "tiny", "--out", str(tmp_path),
          "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, env=env,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "results.json").read_text())
@@ -23,12 +25,15 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     env = result["environment"]
     assert {"device", "torch", "rnnlab", "git_commit", "date"} <= env.keys()
     records = result["records"]
-    assert len(records) == 2 * 2 * 2  # cases x modes x backends
+    assert len(records) == 2 * 2 * 3  # cases x modes x backends
     for rec in records:
         assert rec.keys() >= RECORD_KEYS
-        assert rec["backend"] in {"torch", "native"} and rec["mode"] in {"fwd", "fwd+bwd"}
-        assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"]
+        assert rec["backend"] in {"torch", "native", "triton"} and rec["mode"] in {"fwd", "fwd+bwd"}
+        if rec["backend"] == "triton":  # fused kernels need CUDA (or the interpreter): recorded as not run
+            assert rec["median_ms"] is None and "CUDA" in rec["note"]
+        else:
+            assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"]
     assert {r["packed"] for r in records} == {True, False}
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
-    assert "torch / native" in table
+    assert "torch / native" in table and "not run" in table
