@@ -2,7 +2,7 @@
 # One command for a GPU machine: the GPU tests, then the GPU benchmark preset.
 # Results go to $OUT (the device tool's output folder) or benchmarks/results/gpu-<device>/.
 # Needs only torch (and pytest for the tests) installed; rnnlab is used from this checkout.
-set -euo pipefail
+set -uo pipefail  # keep going after a failing step: the benchmark still runs and reports
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -10,5 +10,7 @@ name=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '
 out=${OUT:-benchmarks/results/gpu-$name}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi.txt" || true
+# the gpu-marked tests, then the fused-kernel tests, which on a GPU run the compiled kernels
 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu-tests.log"
+"$PY" -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py 2>&1 | tee -a "$out/gpu-tests.log"
 "$PY" benchmarks/run.py --preset "${PRESET:-gpu}" --out "$out" 2>&1 | tee "$out/benchmark.log"
