@@ -79,7 +79,7 @@ def run(module, make_input, hx, leaves, generator_seed: int = 1):
     states = list(h) if isinstance(h, tuple) else [h]
     g = torch.Generator().manual_seed(generator_seed)
     # loss weights drawn in float64 so every dtype gets the same ones
-    loss = sum((t * torch.randn(t.shape, dtype=torch.float64, generator=g).to(t.dtype)).sum()
+    loss = sum((t * torch.randn(t.shape, dtype=torch.float64, generator=g).to(t.device, t.dtype)).sum()
                for t in [data, *states])
     loss.backward()
     grads = [t.grad for t in leaves] + [p.grad for _, p in sorted(module.named_parameters())]

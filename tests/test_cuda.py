@@ -15,15 +15,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def no_tf32():
-    with torch.backends.cudnn.flags(allow_tf32=False):
-        matmul = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        yield
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-
-
 @pytest.mark.parametrize("form", ["batched", "packed"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_cuda_matches_cudnn(cell, form):
