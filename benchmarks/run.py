@@ -5,8 +5,9 @@
 For every case of the preset and every backend it times the forward pass (gradients off: "fwd") and a
 training step without the optimizer (forward, then backward of a scalar touching the output and the
 final states: "fwd+bwd"), after warm-up runs, with a wall clock on the CPU and CUDA events on a GPU.
-Writes DIR/results.json (one record per measurement plus the environment once) and DIR/results.md
-(a table with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU).
+Writes DIR/results.json (one record per measurement plus the environment once), DIR/results.md (a table
+with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU) and DIR/<cell>_<mode>.png
+(time per step against hidden size per backend).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from plot import write_plots
 from presets import PRESETS, Case  # benchmarks/ is on sys.path when run as a script
 from report import write_markdown
 
@@ -90,6 +92,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         "backend": backend,
         "mode": mode,
         "median_ms": pct(0.5),
+        "us_per_step": pct(0.5) * 1000 / case.T,
         "p10_ms": pct(0.1),
         "p90_ms": pct(0.9),
         "reps": reps,
@@ -142,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
                 except NotImplementedError as err:  # a backend that does not cover this case (yet)
-                    rec = {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "p10_ms": None,
-                           "p90_ms": None, "reps": 0, "peak_mem_bytes": None, "note": str(err)}
+                    rec = {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
+                           "p10_ms": None, "p90_ms": None, "reps": 0, "peak_mem_bytes": None, "note": str(err)}
                     print(f"{case.label():40s} {mode:8s} {backend:7s}   not run: {err}", flush=True)
                     records.append(rec)
                     continue
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"preset": args.preset, "environment": environment(device), "records": records}
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     write_markdown(result, args.out / "results.md")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    plots = write_plots(result, args.out)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(plots)} plots")
     return 0
 
 

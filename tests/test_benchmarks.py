@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
-               "median_ms", "p10_ms", "p90_ms", "peak_mem_bytes", "reps"}
+               "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps"}
 
 
 def test_tiny_preset_writes_json_and_markdown(tmp_path):
@@ -37,3 +37,5 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
     assert "torch / native" in table and "not run" in table
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gru_fwd.png", "gru_fwd_bwd.png", "lstm_fwd.png",
+                                                              "lstm_fwd_bwd.png"]
