@@ -39,3 +39,16 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     assert "torch / native" in table and "not run" in table
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gru_fwd.png", "gru_fwd_bwd.png", "lstm_fwd.png",
                                                               "lstm_fwd_bwd.png"]
+
+
+def test_training_throughput_writes_json_and_markdown(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--out", str(tmp_path), "--batches", "2",
+         "--warmup", "1", "--backends", "torch", "native", "--experiments", "lm_stdlib_char_gru"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = json.loads((tmp_path / "throughput.json").read_text())["records"]
+    assert [r["backend"] for r in records] == ["torch", "native"]
+    assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in records)
+    assert "| lm_stdlib_char_gru | torch |" in (tmp_path / "throughput.md").read_text()
