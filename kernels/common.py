@@ -30,9 +30,10 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 def num_warps(block_h: int) -> int:
-    """Warps per program: enough that the weight blocks fit in registers without spilling (checked for
-    sm_80 and sm_90 by rnnlab.kernels.fit)."""
-    return 4 if block_h <= 16 else 8
+    """Warps per program: enough that the weight blocks fit in registers without spilling, with margin
+    (checked for sm_80 and sm_90 by rnnlab.kernels.fit: at BLOCK_H = 64, 8 warps left the LSTM backward at
+    128 registers with 32 bytes spilled, 16 warps use 104-119 with none)."""
+    return 4 if block_h <= 16 else (8 if block_h <= 32 else 16)
 
 
 def block_h(H: int) -> int:
@@ -82,13 +83,33 @@ def tanh(x):
 
 
 @triton.jit
-def gate_block(W, gate: tl.constexpr, H, r, k, TRANSPOSE: tl.constexpr):
-    """Block ``gate`` of a stacked weight W (gates * H, H), as a (BLOCK_H, BLOCK_H) tile indexed by r, k:
-    W_g^T when TRANSPOSE (for h @ W_g^T in the forward), else W_g (for dgate @ W_g in the backward)."""
+def batch_tile(LEN, B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's batch rows (BB,), hidden columns (BH,), their (BB, BH) mask, the (BB, BH) int64 offsets
+    of a (B, H) state, and each row's sequence length (BB,)."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_H)
+    rmask = rows < B
+    mask = rmask[:, None] & (cols < H)[None, :]
+    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    length = tl.load(LEN + rows, mask=rmask, other=0)
+    return rows, cols, mask, state, length
+
+
+@triton.jit
+def gate_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, TRANSPOSE: tl.constexpr, DOT_F32: tl.constexpr):
+    """Block ``gate`` of a stacked weight W (gates * H, H) as a (BLOCK_H, BLOCK_H) tile, zero-padded: W_g^T
+    when TRANSPOSE (for h @ W_g^T in the forward), else W_g (for dgate @ W_g in the backward); in fp32 when
+    DOT_F32, else in W's dtype."""
+    r = tl.arange(0, BLOCK_H)[:, None]
+    k = tl.arange(0, BLOCK_H)[None, :]
     mask = (r < H) & (k < H)
     if TRANSPOSE:
-        return tl.load(W + (gate * H + k) * H + r, mask=mask, other=0.0)
-    return tl.load(W + (gate * H + r) * H + k, mask=mask, other=0.0)
+        w = tl.load(W + (gate * H + k) * H + r, mask=mask, other=0.0)
+    else:
+        w = tl.load(W + (gate * H + r) * H + k, mask=mask, other=0.0)
+    if DOT_F32:
+        w = w.to(tl.float32)
+    return w
 
 
 @triton.jit

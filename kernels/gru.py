@@ -14,6 +14,7 @@ from ..recurrence.common import bias_grad, input_projection, linear_grads
 from ..recurrence.schedule import Schedule
 from .common import (
     BLOCK_B,
+    batch_tile,
     cast_grads,
     check_persistent,
     gate_block,
@@ -29,24 +30,15 @@ from .common import (
 def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_H)
-    rmask = rows < B
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     cmask = cols < H
-    m2 = rmask[:, None] & cmask[None, :]
-    r_ = tl.arange(0, BLOCK_H)[:, None]
-    k_ = tl.arange(0, BLOCK_H)[None, :]
-    w_r = gate_block(W, 0, H, r_, k_, True)
-    w_z = gate_block(W, 1, H, r_, k_, True)
-    w_n = gate_block(W, 2, H, r_, k_, True)
-    if DOT_F32:
-        w_r, w_z, w_n = w_r.to(tl.float32), w_z.to(tl.float32), w_n.to(tl.float32)
+    w_r = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
+    w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
+    w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
     b_r = tl.load(BHH + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     b_z = tl.load(BHH + H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     b_n = tl.load(BHH + 2 * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for s in range(0, T):
         active = s < length
         am = m2 & active[:, None]
@@ -74,21 +66,12 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
 def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_H)
-    rmask = rows < B
-    m2 = rmask[:, None] & (cols < H)[None, :]
-    r_ = tl.arange(0, BLOCK_H)[:, None]
-    k_ = tl.arange(0, BLOCK_H)[None, :]
-    w_r = gate_block(W, 0, H, r_, k_, False)
-    w_z = gate_block(W, 1, H, r_, k_, False)
-    w_n = gate_block(W, 2, H, r_, k_, False)
-    if DOT_F32:
-        w_r, w_z, w_n = w_r.to(tl.float32), w_z.to(tl.float32), w_n.to(tl.float32)
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
+    w_r = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
+    w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
+    w_n = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
     h0 = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for step in range(0, T):
         s = T - 1 - step
         active = s < length

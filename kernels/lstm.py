@@ -20,6 +20,7 @@ from ..recurrence.common import bias_grad, clone_or_none, input_projection, line
 from ..recurrence.schedule import Schedule
 from .common import (
     BLOCK_B,
+    batch_tile,
     cast_grads,
     check_persistent,
     gate_block,
@@ -35,22 +36,13 @@ from .common import (
 def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # (BB,)
-    cols = tl.arange(0, BLOCK_H)  # (BH,)
-    rmask = rows < B
-    m2 = rmask[:, None] & (cols < H)[None, :]
-    r = tl.arange(0, BLOCK_H)[:, None]
-    k = tl.arange(0, BLOCK_H)[None, :]
-    w_i = gate_block(W, 0, H, r, k, True)  # (BH, BH): row = input unit, column = output unit
-    w_f = gate_block(W, 1, H, r, k, True)
-    w_g = gate_block(W, 2, H, r, k, True)
-    w_o = gate_block(W, 3, H, r, k, True)
-    if DOT_F32:
-        w_i, w_f, w_g, w_o = w_i.to(tl.float32), w_f.to(tl.float32), w_g.to(tl.float32), w_o.to(tl.float32)
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
+    w_i = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)  # (BH, BH): row = input unit, column = output unit
+    w_f = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
+    w_g = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
+    w_o = gate_block(W, 3, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
     c = tl.load(C0 + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for s in range(0, T):
         active = s < length
         am = m2 & active[:, None]
@@ -85,23 +77,14 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
 def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_H)
-    rmask = rows < B
-    m2 = rmask[:, None] & (cols < H)[None, :]
-    r = tl.arange(0, BLOCK_H)[:, None]
-    k = tl.arange(0, BLOCK_H)[None, :]
-    w_i = gate_block(W, 0, H, r, k, False)  # (BH, BH): row = gate unit, column = hidden unit
-    w_f = gate_block(W, 1, H, r, k, False)
-    w_g = gate_block(W, 2, H, r, k, False)
-    w_o = gate_block(W, 3, H, r, k, False)
-    if DOT_F32:
-        w_i, w_f, w_g, w_o = w_i.to(tl.float32), w_f.to(tl.float32), w_g.to(tl.float32), w_o.to(tl.float32)
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
+    w_i = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)  # (BH, BH): row = gate unit, column = hidden unit
+    w_f = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
+    w_g = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
+    w_o = gate_block(W, 3, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
     dc = tl.load(DCN + state, mask=m2, other=0.0).to(tl.float32)
     c0 = tl.load(C0 + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for step in range(0, T):
         s = T - 1 - step
         active = s < length

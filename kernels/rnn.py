@@ -10,23 +10,26 @@ from torch.autograd.function import once_differentiable
 
 from ..recurrence.common import bias_grad, clone_or_none, input_projection, linear_grads
 from ..recurrence.schedule import Schedule
-from .common import BLOCK_B, cast_grads, check_persistent, gate_block, launch_args, lengths_from, step_time, tanh
+from .common import (
+    BLOCK_B,
+    batch_tile,
+    cast_grads,
+    check_persistent,
+    gate_block,
+    launch_args,
+    lengths_from,
+    step_time,
+    tanh,
+)
 
 
 @triton.jit
 def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_H)
-    rmask = rows < B
-    m2 = rmask[:, None] & (cols < H)[None, :]
-    w = gate_block(W, 0, H, tl.arange(0, BLOCK_H)[:, None], tl.arange(0, BLOCK_H)[None, :], True)
-    if DOT_F32:
-        w = w.to(tl.float32)
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
+    w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for s in range(0, T):
         active = s < length
         am = m2 & active[:, None]
@@ -45,16 +48,9 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
 def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_H)
-    rmask = rows < B
-    m2 = rmask[:, None] & (cols < H)[None, :]
-    w = gate_block(W, 0, H, tl.arange(0, BLOCK_H)[:, None], tl.arange(0, BLOCK_H)[None, :], False)
-    if DOT_F32:
-        w = w.to(tl.float32)
-    state = rows[:, None].to(tl.int64) * H + cols[None, :]
+    rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
+    w = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
-    length = tl.load(LEN + rows, mask=rmask, other=0)
     for step in range(0, T):
         s = T - 1 - step
         active = s < length
