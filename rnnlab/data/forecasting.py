@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
-from .sampling import EpochShuffle
+from .sampling import EpochShuffle, SplitLoaders
 from .sources import SOURCES, locate
 
 ETT_MONTH = 30 * 24  # hours in one of ETT's 30-day months
@@ -76,7 +76,7 @@ class Windows(Dataset):
         return self.x[i : i + self.lookback], self.y[i + self.lookback : i + self.lookback + self.horizon]
 
 
-class ForecastData(L.LightningDataModule):
+class ForecastData(SplitLoaders, L.LightningDataModule):
     """A multivariate series -> standardised windows ``(x (B, lookback, C_in), y (B, horizon, C_out))``."""
 
     def __init__(self, source: str = "synthetic", path: str | None = None, data_dir: str | None = None,
@@ -159,12 +159,3 @@ class ForecastData(L.LightningDataModule):
         data = self.datasets[split]
         sampler = EpochShuffle(len(data), self.hparams.seed) if shuffle else None
         return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler, generator=torch.Generator())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

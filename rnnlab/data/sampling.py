@@ -1,4 +1,4 @@
-"""Shuffling that a resumed run repeats exactly."""
+"""Shuffling that a resumed run repeats exactly, and the train/val/test loaders built on it."""
 
 from __future__ import annotations
 
@@ -21,3 +21,17 @@ class EpochShuffle(Sampler):
 
     def __iter__(self):
         return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+
+class SplitLoaders:
+    """``train_dataloader``/``val_dataloader``/``test_dataloader`` of a data module that defines
+    ``_loader(split, shuffle)``; only the training split is shuffled."""
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from .sampling import EpochShuffle
+from .sampling import EpochShuffle, SplitLoaders
 from .sources import SOURCES, locate
 
 TOKEN = re.compile(r"[\w']+|[^\w\s]")
@@ -64,7 +64,7 @@ def read_table(path: str, text_column: str, label_column: str, fractions: tuple[
     return {"train": rows[:a], "val": rows[a:b], "test": rows[b:]}
 
 
-class SentimentData(L.LightningDataModule):
+class SentimentData(SplitLoaders, L.LightningDataModule):
     """Sentences and labels -> padded batches ``(tokens (B, T), lengths (B,), labels (B,))``."""
 
     def __init__(self, source: str = "sst2", path: str | None = None, data_dir: str | None = None,
@@ -121,12 +121,3 @@ class SentimentData(L.LightningDataModule):
         sampler = EpochShuffle(len(data), self.hparams.seed) if shuffle else None
         return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=self.collate,
                           generator=torch.Generator())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
