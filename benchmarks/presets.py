@@ -66,6 +66,21 @@ PRESETS = {
         warmup=2,
         reps=10,
     ),
+    # The full sweep for a GPU: hidden size 64-2048, batch 1-256, dtypes, and stacked, bidirectional and
+    # packed variants at one size. Far longer than the gpu preset (run it in several 10-minute slices by
+    # editing this list, or on a machine without that limit).
+    "gpu-full": Preset(
+        cases=(
+            *(Case(cell, 1024, B, H, H, dtype=dtype)
+              for cell, B, H, dtype in itertools.product(("lstm", "gru", "rnn_tanh"), (1, 16, 64, 256),
+                                                         (64, 128, 256, 512, 1024, 2048), ("fp32", "fp16", "bf16"))),
+            *(Case(cell, 1024, 16, 256, 256, layers=layers, bidirectional=bi, packed=packed, dtype="bf16")
+              for cell, layers, bi, packed in itertools.product(("lstm", "gru"), (1, 2), (False, True), (False, True))),
+        ),
+        backends=("triton", "native", "torch"),
+        warmup=2,
+        reps=10,
+    ),
     "cpu": Preset(
         cases=tuple(
             Case(cell, *size)
