@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..recurrence.schedule import lengths_of
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
@@ -67,8 +69,7 @@ def lengths_from(batch_sizes: list[int] | None, T: int, B: int, device) -> torch
     """Per-row sequence lengths (B,) int32 from PackedSequence-style batch sizes (None: all T)."""
     if batch_sizes is None:
         return torch.full((B,), T, dtype=torch.int32, device=device)
-    sizes = torch.tensor(batch_sizes)
-    return (sizes.unsqueeze(0) > torch.arange(B).unsqueeze(1)).sum(1).to(device=device, dtype=torch.int32)
+    return lengths_of(batch_sizes, B).to(device=device, dtype=torch.int32)
 
 
 @triton.jit

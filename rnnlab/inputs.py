@@ -15,6 +15,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .errors import RNNShapeError, RNNTypeError, describe
+from .recurrence.schedule import lengths_of
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -36,8 +37,7 @@ class Sequence:
     def restore(self, y: torch.Tensor) -> torch.Tensor | PackedSequence:
         """Turn an output (T, B, F) in rnnlab's layout into the caller's form."""
         if self.packed is not None:
-            lengths = torch.tensor(self.batch_sizes)
-            lengths = (lengths.unsqueeze(0) > torch.arange(self.batch).unsqueeze(1)).sum(1)  # (B,)
+            lengths = lengths_of(self.batch_sizes, self.batch)
             data, batch_sizes = pack_padded_sequence(y, lengths, enforce_sorted=True)[:2]
             return PackedSequence(data, batch_sizes, self.packed.sorted_indices, self.packed.unsorted_indices)
         if self.unbatched:

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 import torch
 
 
+def lengths_of(batch_sizes: list[int], B: int) -> torch.Tensor:
+    """Each row's sequence length, (B,) int64 on the CPU, from PackedSequence-style batch sizes."""
+    sizes = torch.tensor(batch_sizes)
+    return (sizes.unsqueeze(0) > torch.arange(B).unsqueeze(1)).sum(1)
+
+
 @dataclass(frozen=True)
 class Step:
     """One timestep of the scan.
@@ -80,7 +86,5 @@ class Schedule:
         last = self.steps[-1].t
         if self.reverse or not self.packed:
             return buf[last].clone()
-        rows = torch.arange(self.B, device=buf.device)
-        sizes = torch.tensor(self.batch_sizes, device=buf.device)
-        lengths = (sizes.unsqueeze(0) > rows.unsqueeze(1)).sum(1)  # (B,)
-        return buf[lengths - 1, rows]
+        lengths = lengths_of(self.batch_sizes, self.B).to(buf.device)
+        return buf[lengths - 1, torch.arange(self.B, device=buf.device)]
