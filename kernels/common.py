@@ -8,7 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..recurrence.schedule import lengths_of
+from ..recurrence.common import linear_grads
+from ..recurrence.schedule import Schedule, lengths_of
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
@@ -58,6 +59,17 @@ def check_persistent(cell: str, H: int, dtype: torch.dtype) -> None:
             f"backend='triton' runs {cell.upper()} hidden sizes up to {limit} for {dtype} (the persistent "
             f"regime; the tiled one is not built); got hidden_size={H}. Use backend='torch' or 'native'"
         )
+
+
+def projection_grads(ctx, d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, need_x, need_w_ih, need_w_hh):
+    """dx, dW_ih and dW_hh in fp32 from a fused backward's gate gradients, as single GEMMs over all
+    timesteps: d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and
+    hidden sides (the same tensor except for GRU); the hidden states entering each step come from Y and h0."""
+    T, B, _ = x.shape
+    dx, dw_ih = linear_grads(d_input_side, x.float(), w_ih.float(), need_x, need_w_ih)
+    h_prev = Schedule(T, B, ctx.batch_sizes, ctx.reverse).all_incoming(Y, h0).float()  # (T, B, H)
+    _, dw_hh = linear_grads(d_hidden_side, h_prev, w_hh.float(), False, need_w_hh)
+    return dx, dw_ih, dw_hh
 
 
 def cast_grads(grads, likes):

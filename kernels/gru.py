@@ -10,8 +10,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from ..recurrence.common import bias_grad, input_projection, linear_grads
-from ..recurrence.schedule import Schedule
+from ..recurrence.common import bias_grad, input_projection
 from .common import (
     BLOCK_B,
     batch_tile,
@@ -20,6 +19,7 @@ from .common import (
     gate_block,
     launch_args,
     lengths_from,
+    projection_grads,
     sigmoid,
     step_time,
     tanh,
@@ -142,9 +142,7 @@ class GRUTritonScan(torch.autograd.Function):
                                                    w_hh.contiguous(), lengths, dG, dGH, dh0, T, B, H,
                                                    REVERSE=ctx.reverse, **launch_args(x, H))
         need = ctx.needs_input_grad
-        dx, dw_ih = linear_grads(dG, x.float(), w_ih.float(), need[0], need[2])
-        h_prev = Schedule(T, B, ctx.batch_sizes, ctx.reverse).all_incoming(Y, h0).float()
-        _, dw_hh = linear_grads(dGH, h_prev, w_hh.float(), False, need[3])
+        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dGH, x, h0, Y, w_ih, w_hh, need[0], need[2], need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])
         grads = cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh), (x, h0, w_ih, w_hh, w_ih, w_ih))

@@ -16,8 +16,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from ..recurrence.common import bias_grad, clone_or_none, input_projection, linear_grads
-from ..recurrence.schedule import Schedule
+from ..recurrence.common import bias_grad, clone_or_none, input_projection
 from .common import (
     BLOCK_B,
     batch_tile,
@@ -26,6 +25,7 @@ from .common import (
     gate_block,
     launch_args,
     lengths_from,
+    projection_grads,
     sigmoid,
     step_time,
     tanh,
@@ -165,9 +165,7 @@ class LSTMTritonScan(torch.autograd.Function):
                                **launch_args(x, H))
         need = ctx.needs_input_grad
         # weight gradients accumulate in fp32 whatever the input dtype
-        dx, dw_ih = linear_grads(dG, x.float(), w_ih.float(), need[0], need[3])
-        h_prev = Schedule(T, B, ctx.batch_sizes, ctx.reverse).all_incoming(Y, h0).float()
-        _, dw_hh = linear_grads(dG, h_prev, w_hh.float(), False, need[4])
+        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dG, x, h0, Y, w_ih, w_hh, need[0], need[3], need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
 
         grads = cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, clone_or_none(db)), (x, h0, c0, w_ih, w_hh, w_ih, w_ih))

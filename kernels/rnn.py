@@ -8,8 +8,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from ..recurrence.common import bias_grad, clone_or_none, input_projection, linear_grads
-from ..recurrence.schedule import Schedule
+from ..recurrence.common import bias_grad, clone_or_none, input_projection
 from .common import (
     BLOCK_B,
     batch_tile,
@@ -18,6 +17,7 @@ from .common import (
     gate_block,
     launch_args,
     lengths_from,
+    projection_grads,
     step_time,
     tanh,
 )
@@ -98,9 +98,7 @@ class RNNTritonScan(torch.autograd.Function):
                                                    dG, dh0, T, B, H, RELU=ctx.relu, REVERSE=ctx.reverse,
                                                    **launch_args(x, H))
         need = ctx.needs_input_grad
-        dx, dw_ih = linear_grads(dG, x.float(), w_ih.float(), need[0], need[2])
-        h_prev = Schedule(T, B, ctx.batch_sizes, ctx.reverse).all_incoming(Y, h0).float()
-        _, dw_hh = linear_grads(dG, h_prev, w_hh.float(), False, need[3])
+        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dG, x, h0, Y, w_ih, w_hh, need[0], need[2], need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
         grads = cast_grads((dx, dh0, dw_ih, dw_hh, db, clone_or_none(db)), (x, h0, w_ih, w_hh, w_ih, w_ih))
         return (*grads, None, None, None)
