@@ -56,7 +56,7 @@ PRESETS = {
         reps=10,
     ),
     # The fused-kernel issue's target shapes (bf16, T=1024); sized for a few minutes on one H100. The
-    # triton rows cover the persistent regime (H <= 64; GRU <= 32) and say "not run" beyond it.
+    # triton rows run the persistent regime up to H = 64 (GRU 32) and the tiled one beyond.
     "gpu": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")

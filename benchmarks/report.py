@@ -1,4 +1,4 @@
-"""Markdown tables of benchmark results: time per backend and ratio to the native kernel."""
+"""Markdown tables of benchmark results: time per backend, ratio to the native kernel, and what ran."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def write_markdown(result: dict, path: Path) -> None:
         + " | ".join(backends)
         + " | "
         + " | ".join(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE)
-        + " |",
-        "|" + "---|" * (10 + len(backends) + len(backends) - 1),
+        + " | notes |",
+        "|" + "---|" * (10 + len(backends) + len(backends) - 1 + 1),
     ]
     for key in keys:
         cells = [str(v) for v in key]
@@ -47,7 +47,10 @@ def write_markdown(result: dict, path: Path) -> None:
             r = by_key.get((key, b))
             ok = r and ref and r["median_ms"] is not None and ref["median_ms"] is not None
             ratios.append(f"{r['median_ms'] / ref['median_ms']:.2f}x" if ok else "-")
-        lines.append("| " + " | ".join(cells + times + ratios) + " |")
+        # what ran, where run.py recorded it (the fused kernels' regime, cuDNN's algorithm)
+        notes = "; ".join(f"{b}: {r['note']}" for b in backends
+                          if (r := by_key.get((key, b))) and r.get("note") and r["median_ms"] is not None)
+        lines.append("| " + " | ".join(cells + times + ratios + [notes]) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from cudnn_algo import describe
 from plot import write_plots
 from presets import PRESETS, Case  # benchmarks/ is on sys.path when run as a script
 from report import write_markdown
@@ -57,6 +58,20 @@ def step(module, x, mode: str) -> None:
     states = h if isinstance(h, tuple) else (h,)
     loss = y.sum() + sum(s.sum() for s in states)
     loss.backward()
+
+
+def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> str | None:
+    """What ran: the fused kernels' regime, or the cuDNN algorithm PyTorch picks (on CUDA)."""
+    if backend == "triton":
+        from rnnlab.kernels.dispatch import plan
+
+        x = torch.empty(0, case.B, case.I, device=device, dtype=DTYPES[case.dtype])
+        launch = plan(case.cell.split("_")[0], x, case.H, case.B)
+        return f"{launch.regime} regime" + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
+    if backend == "native" and device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return describe(case, mode, (props.major, props.minor), props.multi_processor_count)
+    return None
 
 
 def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup: int, reps: int) -> dict:
@@ -150,9 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{case.label():40s} {mode:8s} {backend:7s}   not run: {err}", flush=True)
                     records.append(rec)
                     continue
+                note = backend_note(case, backend, mode, device)
+                if note:
+                    rec["note"] = note
                 records.append(rec)
                 print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
-                      f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f})", flush=True)
+                      f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){'  ' + note if note else ''}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"preset": args.preset, "environment": environment(device), "records": records}
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -1,8 +1,6 @@
-"""Launch parameters and helpers shared by the kernels."""
+"""Jit helpers and host-side gradient helpers shared by the kernels."""
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
@@ -11,70 +9,41 @@ import triton.language as tl
 from ..recurrence.common import linear_grads
 from ..recurrence.schedule import Schedule, lengths_of
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
-# Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
-# operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
-# the half-precision GRU forward on sm_90).
-MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 32,
-                    ("rnn", "fp32"): 32, ("rnn", "half"): 64}
 
-
-def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
-    """The persistent regime's largest hidden size for ``cell`` ("lstm", "gru", "rnn") and ``dtype``."""
-    return MAX_PERSISTENT_H[cell, "fp32" if dtype == torch.float32 else "half"]
-
-
-def dot_precision(dtype: torch.dtype) -> str:
-    """tl.dot precision for fp32 operands: three-pass TF32 (about fp32 accuracy). Triton 3.9's compiler
-    aborts on the "ieee" fp32 backward kernel for sm_90 (an LLVM SLP-vectorizer assertion, seen in
-    fit.py); half-precision operands ignore the setting."""
-    return "tf32x3" if dtype == torch.float32 else "ieee"
-
-
-def num_warps(block_h: int) -> int:
-    """Warps per program: enough that the weight blocks fit in registers without spilling, with margin
-    (checked for sm_80 and sm_90 by rnnlab.kernels.fit: at BLOCK_H = 64, 8 warps left the LSTM backward at
-    128 registers with 32 bytes spilled, 16 warps use 104-119 with none)."""
-    return 4 if block_h <= 16 else (8 if block_h <= 32 else 16)
-
-
-def block_h(H: int) -> int:
-    """The power-of-two tile covering hidden size ``H`` (>= 16 for tl.dot)."""
-    return max(16, triton.next_power_of_2(H))
-
-
-def launch_args(x: torch.Tensor, H: int) -> dict:
-    """Block sizes, warps and product precision of a launch for input ``x`` and hidden size ``H``."""
-    bh = block_h(H)
-    return {"BLOCK_B": BLOCK_B, "BLOCK_H": bh, "DOT_F32": INTERPRET or x.dtype == torch.float32,
-            "PRECISION": dot_precision(x.dtype), "num_warps": num_warps(bh)}
-
-
-def check_persistent(cell: str, H: int, dtype: torch.dtype) -> None:
-    """Refuse hidden sizes the persistent regime cannot hold (the tiled regime is not built)."""
-    limit = max_persistent_h(cell, dtype)
-    if limit < H:
-        raise NotImplementedError(
-            f"backend='triton' runs {cell.upper()} hidden sizes up to {limit} for {dtype} (the persistent "
-            f"regime; the tiled one is not built); got hidden_size={H}. Use backend='torch' or 'native'"
-        )
-
-
-def projection_grads(ctx, d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, need_x, need_w_ih, need_w_hh):
+def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
+                     need_w_hh):
     """dx, dW_ih and dW_hh in fp32 from a fused backward's gate gradients, as single GEMMs over all
     timesteps: d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and
     hidden sides (the same tensor except for GRU); the hidden states entering each step come from Y and h0."""
     T, B, _ = x.shape
     dx, dw_ih = linear_grads(d_input_side, x.float(), w_ih.float(), need_x, need_w_ih)
-    h_prev = Schedule(T, B, ctx.batch_sizes, ctx.reverse).all_incoming(Y, h0).float()  # (T, B, H)
+    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).float()  # (T, B, H)
     _, dw_hh = linear_grads(d_hidden_side, h_prev, w_hh.float(), False, need_w_hh)
     return dx, dw_ih, dw_hh
 
 
-def cast_grads(grads, likes):
-    """Each gradient (or None) in the dtype of its input."""
-    return tuple(None if g is None else g.to(like.dtype) for g, like in zip(grads, likes, strict=True))
+def cast_grads(grads, likes, need):
+    """Each gradient in the dtype of its input, or an empty tensor where it is not needed (custom ops
+    return tensors, not None)."""
+    return tuple(g.to(like.dtype) if wanted_ else like.new_empty(0)
+                 for g, like, wanted_ in zip(grads, likes, need, strict=True))
+
+
+def fake_grads(likes, need):
+    """What cast_grads returns, as shapes only (the custom ops' fake implementations)."""
+    return tuple(like.new_empty(like.shape if wanted_ else (0,)) for like, wanted_ in zip(likes, need, strict=True))
+
+
+def wanted(grads, need):
+    """The gradients autograd asked for; None for the others."""
+    return tuple(g if wanted_ else None for g, wanted_ in zip(grads, need, strict=True))
+
+
+def ping_pong(state: torch.Tensor) -> torch.Tensor:
+    """A (2, B, H) fp32 buffer for the tiled regime's state exchange, with ``state`` (B, H) in slot 0."""
+    buffer = state.new_zeros((2, *state.shape), dtype=torch.float32)
+    buffer[0] = state
+    return buffer
 
 
 def lengths_from(batch_sizes: list[int] | None, T: int, B: int, device) -> torch.Tensor:
@@ -123,6 +92,72 @@ def gate_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, TRANSPOSE: tl.co
     if DOT_F32:
         w = w.to(tl.float32)
     return w
+
+
+@triton.jit
+def batch_rows(LEN, B, BLOCK_B: tl.constexpr):
+    """This program's batch rows (BB,) int64, their (BB, 1) offsets into a (B, H) state buffer, and each
+    row's sequence length (BB,), 0 for rows past B (so they are never active)."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    length = tl.load(LEN + rows, mask=rows < B, other=0)
+    return rows.to(tl.int64), length
+
+
+@triton.jit
+def recurrent_product(A, a_rows, a_mask, W, gate: tl.constexpr, cols, H, TRANSPOSE: tl.constexpr,
+                      BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+    """(BB, BH) fp32 product of the rows of A, length H from the (BB, 1) offsets ``a_rows`` (masked by
+    ``a_mask``), with columns ``cols`` of weight block ``gate`` of W (gates * H, H): W_g^T when TRANSPOSE
+    (h @ W_g^T, the forward), else W_g (dgate @ W_g, the backward). A and W are streamed in BLOCK_K slices
+    of the reduced dimension; A bypasses L1 (other programs wrote it this step)."""
+    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=tl.float32)
+    for k0 in range(0, H, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        kmask = k < H
+        a = tl.load(A + a_rows + k[None, :], mask=a_mask & kmask[None, :], other=0.0, cache_modifier=".cg")
+        wmask = kmask[:, None] & (cols < H)[None, :]
+        if TRANSPOSE:
+            w = tl.load(W + (gate * H + cols[None, :]) * H + k[:, None], mask=wmask, other=0.0)
+        else:
+            w = tl.load(W + (gate * H + k[:, None]) * H + cols[None, :], mask=wmask, other=0.0)
+        if DOT_F32:
+            w = w.to(tl.float32)
+        acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def step_barrier(COUNT, arrivals, GRID_SYNC: tl.constexpr):
+    """End of a tiled step: every thread's stores are visible to the whole program and, with GRID_SYNC, to
+    every program of this batch tile: each adds one to the tile's arrival counter COUNT (release) and
+    spins until it reaches ``arrivals`` (acquire). Without GRID_SYNC one program owns every column tile
+    (the only way the interpreter, which runs programs one after another, can run the tiled kernels)."""
+    tl.debug_barrier()
+    if GRID_SYNC:
+        tl.atomic_add(COUNT, 1, sem="release", scope="gpu")
+        while tl.atomic_add(COUNT, 0, sem="acquire", scope="gpu") < arrivals:
+            pass
+        tl.debug_barrier()
+
+
+@triton.jit
+def column_tile(j, active, H, BLOCK_H: tl.constexpr):
+    """Hidden columns (BH,) of column tile ``j`` and the (BB, BH) mask of its active rows."""
+    cols = j * BLOCK_H + tl.arange(0, BLOCK_H)
+    return cols, active & (cols < H)[None, :]
+
+
+@triton.jit
+def load_previous(X, X0, out, state, s, B, H, mask, REVERSE: tl.constexpr):
+    """fp32 values entering step ``s`` of the rows at offsets ``out`` of X (T, B, H): X at each row's
+    previous time (the next one in the reverse direction), or X0 (B, H) at ``state`` for step 0."""
+    if REVERSE:
+        prev = out + B * H
+    else:
+        prev = out - B * H
+    first = (tl.zeros_like(out) + s) == 0  # a tensor: the interpreter refuses a Python bool in a mask
+    before = tl.load(X + prev, mask=mask & (first == 0), other=0.0).to(tl.float32)
+    return before + tl.load(X0 + state, mask=mask & first, other=0.0).to(tl.float32)
 
 
 @triton.jit

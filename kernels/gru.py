@@ -1,5 +1,5 @@
-"""Fused GRU recurrence, forward and backward through time, persistent regime (see lstm.py for the
-layout). Gate order r, z, n as torch.nn; b_hn stays inside r * (h W_hn^T + b_hn), so the kernel adds
+"""Fused GRU recurrence, forward and backward through time, persistent and tiled regimes (see lstm.py
+for the layouts). Gate order r, z, n as torch.nn; b_hn stays inside r * (h W_hn^T + b_hn), so the kernel adds
 the hidden bias itself and stores h W_hn^T + b_hn for the backward.
 """
 
@@ -8,22 +8,69 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from ..recurrence.common import bias_grad, input_projection
 from .common import (
-    BLOCK_B,
+    batch_rows,
     batch_tile,
     cast_grads,
-    check_persistent,
+    column_tile,
+    fake_grads,
     gate_block,
-    launch_args,
     lengths_from,
+    load_previous,
+    ping_pong,
     projection_grads,
+    recurrent_product,
     sigmoid,
+    step_barrier,
     step_time,
     tanh,
+    wanted,
 )
+from .dispatch import plan
+
+
+@triton.jit
+def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask):
+    """One step of a (BB, BH) tile, both regimes: the input projections (GX), the recurrent products
+    hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y),
+    the activated gates (G) and h W_hn^T + b_hn (GHN) and returns the new h."""
+    cmask = (cols < H)[None, :]
+    r = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hr
+                + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(tl.float32))
+    z = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(tl.float32) + hz
+                + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(tl.float32))
+    ghn = hn + tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(tl.float32)
+    n = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)
+    h_new = n + z * (h - n)
+    tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
+    tl.store(G + gates, r, mask=mask)
+    tl.store(G + gates + H, z, mask=mask)
+    tl.store(G + gates + 2 * H, n, mask=mask)
+    tl.store(GHN + out, ghn, mask=mask)
+    return h_new
+
+
+@triton.jit
+def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
+    """The backward of _gru_cell for a tile: from the gradient dh reaching h_t, stores the input-side (DG)
+    and hidden-side (DGH) pre-activation gradients and returns the hidden-side ones with the direct part
+    of the gradient passed on to h_{t-1} (dh * z; the products with W_hh come on top)."""
+    r = tl.load(G + gates, mask=mask, other=0.0)
+    z = tl.load(G + gates + H, mask=mask, other=0.0)
+    n = tl.load(G + gates + 2 * H, mask=mask, other=0.0)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_r = d_n * tl.load(GHN + out, mask=mask, other=0.0) * r * (1.0 - r)
+    tl.store(DG + gates, d_r, mask=mask)
+    tl.store(DG + gates + H, d_z, mask=mask)
+    tl.store(DG + gates + 2 * H, d_n, mask=mask)
+    tl.store(DGH + gates, d_r, mask=mask)
+    tl.store(DGH + gates + H, d_z, mask=mask)
+    tl.store(DGH + gates + 2 * H, d_n * r, mask=mask)
+    return d_r, d_z, d_n * r, dh * z
 
 
 @triton.jit
@@ -31,34 +78,19 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
-    cmask = cols < H
     w_r = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
-    b_r = tl.load(BHH + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    b_z = tl.load(BHH + H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    b_n = tl.load(BHH + 2 * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
     for s in range(0, T):
-        active = s < length
-        am = m2 & active[:, None]
+        active = (s < length)[:, None]  # (BB, 1)
+        am = m2 & active
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
-        gates = row_t * (3 * H) + cols[None, :]
         hd = h.to(w_r.dtype)
-        r = sigmoid(tl.load(GX + gates, mask=am, other=0.0).to(tl.float32)
-                    + tl.dot(hd, w_r, input_precision=PRECISION) + b_r)
-        z = sigmoid(tl.load(GX + gates + H, mask=am, other=0.0).to(tl.float32)
-                    + tl.dot(hd, w_z, input_precision=PRECISION) + b_z)
-        ghn = tl.dot(hd, w_n, input_precision=PRECISION) + b_n
-        n = tanh(tl.load(GX + gates + 2 * H, mask=am, other=0.0).to(tl.float32) + r * ghn)
-        h_new = n + z * (h - n)
-        out = row_t * H + cols[None, :]
-        tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=am)
-        tl.store(G + gates, r, mask=am)
-        tl.store(G + gates + H, z, mask=am)
-        tl.store(G + gates + 2 * H, n, mask=am)
-        tl.store(GHN + out, ghn, mask=am)
-        h = tl.where(active[:, None], h_new, h)
+        h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
+                          tl.dot(hd, w_r, input_precision=PRECISION), tl.dot(hd, w_z, input_precision=PRECISION),
+                          tl.dot(hd, w_n, input_precision=PRECISION), h, am)
+        h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
 
 
@@ -71,84 +103,164 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
     w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
-    h0 = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
     for step in range(0, T):
         s = T - 1 - step
-        active = s < length
-        am = m2 & active[:, None]
+        active = (s < length)[:, None]
+        am = m2 & active
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
-        gates = row_t * (3 * H) + cols[None, :]
         out = row_t * H + cols[None, :]
-        r = tl.load(G + gates, mask=am, other=0.0)
-        z = tl.load(G + gates + H, mask=am, other=0.0)
-        n = tl.load(G + gates + 2 * H, mask=am, other=0.0)
-        ghn = tl.load(GHN + out, mask=am, other=0.0)
-        if REVERSE:
-            prev = out + B * H
-        else:
-            prev = out - B * H
-        has_prev = ((tl.zeros_like(length) + s) > 0)[:, None]  # (BB, 1): step 0 starts from h0
-        h_prev = tl.load(Y + prev, mask=am & has_prev, other=0.0).to(tl.float32)
-        h_prev = tl.where(has_prev, h_prev, h0)
+        h_prev = load_previous(Y, H0, out, state, s, B, H, am, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
-        d_z = dh_t * (h_prev - n) * z * (1.0 - z)
-        d_n = dh_t * (1.0 - z) * (1.0 - n * n)
-        d_r = d_n * ghn * r * (1.0 - r)
-        d_ghn = d_n * r
-        tl.store(DG + gates, d_r, mask=am)
-        tl.store(DG + gates + H, d_z, mask=am)
-        tl.store(DG + gates + 2 * H, d_n, mask=am)
-        tl.store(DGH + gates, d_r, mask=am)
-        tl.store(DGH + gates + H, d_z, mask=am)
-        tl.store(DGH + gates + 2 * H, d_ghn, mask=am)
-        dh_new = dh_t * z + tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
+        d_r, d_z, d_hn, dh_new = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
+                                                 dh_t, am)
+        dh_new += tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
         dh_new += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
-        dh_new += tl.dot(d_ghn.to(w_n.dtype), w_n, input_precision=PRECISION)
-        dh = tl.where(active[:, None], dh_new, dh)
+        dh_new += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
+        dh = tl.where(active, dh_new, dh)
     tl.store(DH0 + state, dh, mask=m2)
 
 
-class GRUTritonScan(torch.autograd.Function):
-    """The fused counterpart of :class:`rnnlab.recurrence.gru.GRUScan` (same arguments and outputs)."""
+@triton.jit
+def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
+                          REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                          GRID_SYNC: tl.constexpr):
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    for s in range(0, T):
+        active = (s < length)[:, None]  # (BB, 1)
+        last = (s == length - 1)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            state = state_rows + cols[None, :]
+            h_new = _gru_cell(
+                GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
+                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                tl.load(HS + src + state, mask=am, other=0.0), am)
+            tl.store(HS + B * H - src + state, h_new, mask=am)
+            tl.store(HN + state, h_new, mask=am & last)
+        step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        check_persistent("gru", H, x.dtype)
-        gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
-        b = b_hh if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
-        lengths = lengths_from(batch_sizes, T, B, x.device)
-        Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-        G = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)
-        ghn = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
-        hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        _gru_fwd_kernel[(triton.cdiv(B, BLOCK_B),)](gx, w_hh.contiguous(), b.contiguous(), h0.contiguous(), lengths,
-                                                   Y, G, ghn, hn, T, B, H, REVERSE=reverse, **launch_args(x, H))
-        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, G, ghn, Y)
-        ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
-        return Y, hn.to(x.dtype)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n):
-        x, h0, w_ih, w_hh, lengths, G, ghn, Y = ctx.saved_tensors
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        dG = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # input-side pre-activations
-        dGH = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # hidden-side pre-activations
+@triton.jit
+def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, H,
+                          REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                          GRID_SYNC: tl.constexpr):
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H
+    for step in range(0, T):
+        s = T - 1 - step
+        active = (s < length)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            out = row_t * H + cols[None, :]
+            state = state_rows + cols[None, :]
+            dh_t = tl.load(DHS + state, mask=am, other=0.0) + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
+            h_prev = load_previous(Y, H0, out, state, s, B, H, am, REVERSE)
+            _, _, _, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
+                                                 dh_t, am)
+            tl.store(DHS + state, dh_direct, mask=am)  # the products with W_hh are added below
+        step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
+        dg_rows = row_t * (3 * H)
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            state = state_rows + cols[None, :]
+            dh = tl.load(DHS + state, mask=am, other=0.0)
+            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH + H, dg_rows, active, W, 1, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            tl.store(DHS + state, dh, mask=am)
+        tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
+
+
+@torch.library.custom_op("rnnlab::gru_fused", mutates_args=())
+def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+              batch_sizes: list[int] | None, reverse: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the activated gates
+    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both fp32."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("gru", x, H, B)
+    gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
+    b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
+    G = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)
+    ghn = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    w = w_hh.contiguous()
+    if launch.tiled:
+        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0), lengths, Y, G, ghn, hn, launch.counters(x.device),
+                                           T, B, H, REVERSE=reverse, **launch.meta)
+    else:
+        _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T, B, H, REVERSE=reverse,
+                                     **launch.meta)
+    return Y, hn.to(x.dtype), G, ghn
+
+
+@gru_fused.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    f32 = torch.float32
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 3 * H, dtype=f32), x.new_empty(T, B, H, dtype=f32)
+
+
+@torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
+def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, G: Tensor,
+                       ghn: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool, need: list[bool]
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, w_ih, w_hh, b_ih and b_hh (each empty where ``need`` says it is not wanted)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("gru", x, H, B)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    dG = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # input-side pre-activations
+    dGH = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # hidden-side pre-activations
+    w = w_hh.contiguous()
+    if launch.tiled:
+        dh0 = dh_n.float().clone()  # updated in place, step by step
+        _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dh0,
+                                           launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+    else:
         dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        _gru_bwd_kernel[(triton.cdiv(B, BLOCK_B),)](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(),
-                                                   w_hh.contiguous(), lengths, dG, dGH, dh0, T, B, H,
-                                                   REVERSE=ctx.reverse, **launch_args(x, H))
-        need = ctx.needs_input_grad
-        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dGH, x, h0, Y, w_ih, w_hh, need[0], need[2], need[3])
-        db_ih = bias_grad(dG, ctx.has_bias and need[4])
-        db_hh = bias_grad(dGH, ctx.has_bias and need[5])
-        grads = cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh), (x, h0, w_ih, w_hh, w_ih, w_ih))
-        return (*grads, None, None)
+        _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,
+                                     dG, dGH, dh0, T, B, H, REVERSE=reverse, **launch.meta)
+    dx, dw_ih, dw_hh = projection_grads(dG, dGH, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])
+    db_ih, db_hh = bias_grad(dG, need[4]), bias_grad(dGH, need[5])
+    return cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh), (x, h0, w_ih, w_hh, w_ih, w_ih), need)
+
+
+@gru_fused_backward.register_fake
+def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, batch_sizes, reverse, need):
+    bias = w_hh.new_empty(w_hh.shape[0])
+    return fake_grads((x, h0, w_ih, w_hh, bias, bias), need)
+
+
+def _gru_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse = inputs
+    Y, _, G, ghn = output
+    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y)
+    ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
+    ctx.mark_non_differentiable(G, ghn)
+
+
+def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
+    need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
+    grads = gru_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse, need)
+    return (*wanted(grads, need), None, None)
+
+
+gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 
 
 def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False):
     """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`."""
-    return GRUTritonScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+    return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)[:2]

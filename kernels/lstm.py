@@ -1,12 +1,18 @@
-"""Fused LSTM recurrence, forward and backward through time, persistent regime.
+"""Fused LSTM recurrence, forward and backward through time.
 
-One program owns BLOCK_B batch rows of one layer direction for the whole sequence: it loads the four
-(H, H) gate blocks of W_hh once, keeps h and c in fp32 registers, and per step adds h @ W_g^T to the
-precomputed input projection, applies the gates and stores h, c and the activated gates (what the
-backward needs: no recomputation of the products). Rows finish at their own length (packed input); in
-the reverse direction each row starts at its own last step. The backward walks time in reverse with
-the same weight blocks (untransposed) and stores the gradients of the gate pre-activations; dx and the
-weight gradients are GEMMs over all timesteps outside the kernel, as in rnnlab.recurrence.lstm.
+Persistent regime (dispatch.py): one program owns BLOCK_B batch rows of one layer direction for the
+whole sequence: it loads the four (H, H) gate blocks of W_hh once, keeps h and c in fp32 registers,
+and per step adds h @ W_g^T to the precomputed input projection, applies the gates and stores h, c and
+the activated gates (what the backward needs: no recomputation of the products). Rows finish at their
+own length (packed input); in the reverse direction each row starts at its own last step. The backward
+walks time in reverse with the same weight blocks (untransposed) and stores the gradients of the gate
+pre-activations; dx and the weight gradients are GEMMs over all timesteps outside the kernel, as in
+rnnlab.recurrence.lstm.
+
+Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidden units (all four
+gates of each). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
+streams W_hh (recurrent_product); c lives in CS likewise. The backward's step has two phases: the gate
+gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them.
 """
 
 from __future__ import annotations
@@ -14,22 +20,69 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
-from ..recurrence.common import bias_grad, clone_or_none, input_projection
+from ..recurrence.common import bias_grad, input_projection
 from .common import (
-    BLOCK_B,
+    batch_rows,
     batch_tile,
     cast_grads,
-    check_persistent,
+    column_tile,
+    fake_grads,
     gate_block,
-    launch_args,
     lengths_from,
+    load_previous,
+    ping_pong,
     projection_grads,
+    recurrent_product,
     sigmoid,
+    step_barrier,
     step_time,
     tanh,
+    wanted,
 )
+from .dispatch import plan
+
+
+@triton.jit
+def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask):
+    """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
+    hi..ho give the gates, which update c (fp32); stores h (Y), c (C) and the activated gates (G) and
+    returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
+    i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hi)
+    f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(tl.float32) + hf)
+    g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + hg)
+    o = sigmoid(tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(tl.float32) + ho)
+    c_new = f * c + i * g
+    h_new = o * tanh(c_new)
+    tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
+    tl.store(C + out, c_new, mask=mask)
+    tl.store(G + gates, i, mask=mask)
+    tl.store(G + gates + H, f, mask=mask)
+    tl.store(G + gates + 2 * H, g, mask=mask)
+    tl.store(G + gates + 3 * H, o, mask=mask)
+    return h_new, c_new
+
+
+@triton.jit
+def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask):
+    """The backward of _lstm_cell for a tile: from the gradients dh and dc reaching h_t and c_t, stores the
+    gate pre-activation gradients (DG) and returns them with the gradient passed on to c_{t-1}."""
+    i = tl.load(G + gates, mask=mask, other=0.0)
+    f = tl.load(G + gates + H, mask=mask, other=0.0)
+    g = tl.load(G + gates + 2 * H, mask=mask, other=0.0)
+    o = tl.load(G + gates + 3 * H, mask=mask, other=0.0)
+    tc = tanh(tl.load(C + out, mask=mask, other=0.0))
+    d_o = dh * tc * o * (1.0 - o)
+    dc = dc + dh * o * (1.0 - tc * tc)
+    d_i = dc * g * i * (1.0 - i)
+    d_f = dc * c_prev * f * (1.0 - f)
+    d_g = dc * i * (1.0 - g * g)
+    tl.store(DG + gates, d_i, mask=mask)
+    tl.store(DG + gates + H, d_f, mask=mask)
+    tl.store(DG + gates + 2 * H, d_g, mask=mask)
+    tl.store(DG + gates + 3 * H, d_o, mask=mask)
+    return d_i, d_f, d_g, d_o, dc * f
 
 
 @triton.jit
@@ -44,31 +97,16 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
     c = tl.load(C0 + state, mask=m2, other=0.0).to(tl.float32)
     for s in range(0, T):
-        active = s < length
-        am = m2 & active[:, None]
-        t = step_time(s, length, REVERSE)
-        row_t = (t * B + rows)[:, None]  # (BB, 1) int64
-        gates = row_t * (4 * H) + cols[None, :]
+        active = (s < length)[:, None]  # (BB, 1)
+        am = m2 & active
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]  # (BB, 1) int64
         hd = h.to(w_i.dtype)
-        gi = tl.load(GX + gates, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_i, input_precision=PRECISION)
-        gf = tl.load(GX + gates + H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_f, input_precision=PRECISION)
-        gg = tl.load(GX + gates + 2 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_g, input_precision=PRECISION)
-        go = tl.load(GX + gates + 3 * H, mask=am, other=0.0).to(tl.float32) + tl.dot(hd, w_o, input_precision=PRECISION)
-        i = sigmoid(gi)
-        f = sigmoid(gf)
-        g = tanh(gg)
-        o = sigmoid(go)
-        c_new = f * c + i * g
-        h_new = o * tanh(c_new)
-        out = row_t * H + cols[None, :]
-        tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=am)
-        tl.store(C + out, c_new, mask=am)
-        tl.store(G + gates, i, mask=am)
-        tl.store(G + gates + H, f, mask=am)
-        tl.store(G + gates + 2 * H, g, mask=am)
-        tl.store(G + gates + 3 * H, o, mask=am)
-        h = tl.where(active[:, None], h_new, h)
-        c = tl.where(active[:, None], c_new, c)
+        h_new, c_new = _lstm_cell(
+            GX, Y, C, G, row_t * (4 * H) + cols[None, :], row_t * H + cols[None, :], H,
+            tl.dot(hd, w_i, input_precision=PRECISION), tl.dot(hd, w_f, input_precision=PRECISION),
+            tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am)
+        h = tl.where(active, h_new, h)
+        c = tl.where(active, c_new, c)
     tl.store(HN + state, h, mask=m2)
     tl.store(CN + state, c, mask=m2)
 
@@ -84,94 +122,176 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
     w_o = gate_block(W, 3, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
     dc = tl.load(DCN + state, mask=m2, other=0.0).to(tl.float32)
-    c0 = tl.load(C0 + state, mask=m2, other=0.0).to(tl.float32)
     for step in range(0, T):
         s = T - 1 - step
-        active = s < length
-        am = m2 & active[:, None]
-        t = step_time(s, length, REVERSE)
-        row_t = (t * B + rows)[:, None]
-        gates = row_t * (4 * H) + cols[None, :]
+        active = (s < length)[:, None]
+        am = m2 & active
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         out = row_t * H + cols[None, :]
-        i = tl.load(G + gates, mask=am, other=0.0)
-        f = tl.load(G + gates + H, mask=am, other=0.0)
-        g = tl.load(G + gates + 2 * H, mask=am, other=0.0)
-        o = tl.load(G + gates + 3 * H, mask=am, other=0.0)
-        c_t = tl.load(C + out, mask=am, other=0.0)
-        if REVERSE:
-            prev = out + B * H
-        else:
-            prev = out - B * H
-        has_prev = ((tl.zeros_like(length) + s) > 0)[:, None]  # (BB, 1): step 0 starts from c0
-        c_prev = tl.load(C + prev, mask=am & has_prev, other=0.0)
-        c_prev = tl.where(has_prev, c_prev, c0)
+        c_prev = load_previous(C, C0, out, state, s, B, H, am, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
-        tc = tanh(c_t)
-        d_o = dh_t * tc * o * (1.0 - o)
-        dc_t = dc + dh_t * o * (1.0 - tc * tc)
-        d_i = dc_t * g * i * (1.0 - i)
-        d_f = dc_t * c_prev * f * (1.0 - f)
-        d_g = dc_t * i * (1.0 - g * g)
-        tl.store(DG + gates, d_i, mask=am)
-        tl.store(DG + gates + H, d_f, mask=am)
-        tl.store(DG + gates + 2 * H, d_g, mask=am)
-        tl.store(DG + gates + 3 * H, d_o, mask=am)
+        d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
+                                                       dh_t, dc, am)
         dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
         dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
         dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
         dh_new += tl.dot(d_o.to(w_o.dtype), w_o, input_precision=PRECISION)
-        dh = tl.where(active[:, None], dh_new, dh)
-        dc = tl.where(active[:, None], dc_t * f, dc)
+        dh = tl.where(active, dh_new, dh)
+        dc = tl.where(active, dc_prev, dc)
     tl.store(DH0 + state, dh, mask=m2)
     tl.store(DC0 + state, dc, mask=m2)
 
 
-class LSTMTritonScan(torch.autograd.Function):
-    """The fused counterpart of :class:`rnnlab.recurrence.lstm.LSTMScan` (same arguments and outputs)."""
+@triton.jit
+def _lstm_fwd_tiled_kernel(GX, W, HS, CS, LEN, Y, C, G, HN, CN, COUNT, T, B, H,
+                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                           GRID_SYNC: tl.constexpr):
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    for s in range(0, T):
+        active = (s < length)[:, None]  # (BB, 1)
+        last = (s == length - 1)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        src = (s % 2) * B * H  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
+        dst = B * H - src
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            state = state_rows + cols[None, :]
+            h_new, c_new = _lstm_cell(
+                GX, Y, C, G, row_t * (4 * H) + cols[None, :], row_t * H + cols[None, :], H,
+                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 3, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                tl.load(CS + src + state, mask=am, other=0.0), am)
+            tl.store(HS + dst + state, h_new, mask=am)
+            tl.store(CS + dst + state, c_new, mask=am)
+            tl.store(HN + state, h_new, mask=am & last)
+            tl.store(CN + state, c_new, mask=am & last)
+        step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
-    @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
-        if w_hr is not None:
-            raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        check_persistent("lstm", H, x.dtype)
-        gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
-        lengths = lengths_from(batch_sizes, T, B, x.device)
-        Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-        C = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
-        G = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
-        hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        cn = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        grid = (triton.cdiv(B, BLOCK_B),)
-        _lstm_fwd_kernel[grid](gx, w_hh.contiguous(), h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
-                               T, B, H, REVERSE=reverse, **launch_args(x, H))
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, lengths, G, C, Y)
-        ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
-        return Y, hn.to(x.dtype), cn.to(c0.dtype)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, lengths, G, C, Y = ctx.saved_tensors
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        dG = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
+@triton.jit
+def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, LEN, DG, DHS, DCS, COUNT, T, B, H,
+                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                           GRID_SYNC: tl.constexpr):
+    # DHS, DCS (B, H) fp32: dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H
+    for step in range(0, T):
+        s = T - 1 - step
+        active = (s < length)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            out = row_t * H + cols[None, :]
+            state = state_rows + cols[None, :]
+            dh_t = tl.load(DHS + state, mask=am, other=0.0) + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
+            c_prev = load_previous(C, C0, out, state, s, B, H, am, REVERSE)
+            _, _, _, _, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t,
+                                                   tl.load(DCS + state, mask=am, other=0.0), am)
+            tl.store(DCS + state, dc_prev, mask=am)
+        step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
+        dg_rows = row_t * (4 * H)
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DG + H, dg_rows, active, W, 1, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DG + 2 * H, dg_rows, active, W, 2, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DG + 3 * H, dg_rows, active, W, 3, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
+        tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
+
+
+@torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())
+def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+               b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward as a custom op: Y (T, B, H), h_n, c_n (B, H), and for the backward the activated
+    gates G (T, B, 4H) and the cell states C (T, B, H), both fp32."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("lstm", x, H, B)
+    gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
+    C = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+    G = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
+    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    cn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    w = w_hh.contiguous()
+    if launch.tiled:
+        _lstm_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0), ping_pong(c0), lengths, Y, C, G, hn, cn,
+                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+    else:
+        _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
+                                      T, B, H, REVERSE=reverse, **launch.meta)
+    return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C
+
+
+@lstm_fused.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    f32 = torch.float32
+    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(T, B, 4 * H, dtype=f32),
+            x.new_empty(T, B, H, dtype=f32))
+
+
+@torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
+def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
+                        w_hh: Tensor, G: Tensor, C: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool,
+                        need: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, c0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("lstm", x, H, B)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    dG = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
+    w = w_hh.contiguous()
+    if launch.tiled:
+        dh0, dc0 = dh_n.float().clone(), dc_n.float().clone()  # updated in place, step by step
+        _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, lengths, dG, dh0, dc0,
+                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+    else:
         dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
         dc0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        grid = (triton.cdiv(B, BLOCK_B),)
-        _lstm_bwd_kernel[grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
-                               w_hh.contiguous(), lengths, dG, dh0, dc0, T, B, H, REVERSE=ctx.reverse,
-                               **launch_args(x, H))
-        need = ctx.needs_input_grad
-        # weight gradients accumulate in fp32 whatever the input dtype
-        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dG, x, h0, Y, w_ih, w_hh, need[0], need[3], need[4])
-        db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
+        _lstm_bwd_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
+                                      w, lengths, dG, dh0, dc0, T, B, H, REVERSE=reverse, **launch.meta)
+    # weight gradients accumulate in fp32 whatever the input dtype
+    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5])
+    db = bias_grad(dG, need[5])
+    return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db), (x, h0, c0, w_ih, w_hh, w_ih), need)
 
-        grads = cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, clone_or_none(db)), (x, h0, c0, w_ih, w_hh, w_ih, w_ih))
-        return (*grads, None, None, None)
+
+@lstm_fused_backward.register_fake
+def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, G, C, Y, batch_sizes, reverse, need):
+    return fake_grads((x, h0, c0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0])), need)
+
+
+def _lstm_setup(ctx, inputs, output):
+    x, h0, c0, w_ih, w_hh, b_ih, _, batch_sizes, reverse = inputs
+    Y, _, _, G, C = output
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, G, C, Y)
+    ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
+    ctx.mark_non_differentiable(G, C)
+
+
+def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC):
+    need = ctx.needs_input_grad
+    bias = ctx.has_bias and (need[5] or need[6])
+    dx, dh0, dc0, dw_ih, dw_hh, db = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes,
+                                                         ctx.reverse, [*need[:5], bias])
+    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)), None, None)
+
+
+lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 
 
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
-    return LSTMTritonScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+    if w_hr is not None:
+        raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
+    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)[:3]

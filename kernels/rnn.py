@@ -1,26 +1,58 @@
-"""Fused Elman RNN recurrence (tanh or relu), forward and backward through time, persistent regime
-(see lstm.py for the layout). The activation's derivative comes from the stored outputs."""
+"""Fused Elman RNN recurrence (tanh or relu), forward and backward through time, persistent and tiled
+regimes (see lstm.py for the layouts). The activation's derivative comes from the stored outputs."""
 
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
-from ..recurrence.common import bias_grad, clone_or_none, input_projection
+from ..recurrence.common import bias_grad, input_projection
 from .common import (
-    BLOCK_B,
+    batch_rows,
     batch_tile,
     cast_grads,
-    check_persistent,
+    column_tile,
+    fake_grads,
     gate_block,
-    launch_args,
     lengths_from,
+    ping_pong,
     projection_grads,
+    recurrent_product,
+    step_barrier,
     step_time,
     tanh,
+    wanted,
 )
+from .dispatch import plan
+
+
+@triton.jit
+def _rnn_cell(GX, Y, out, hw, mask, RELU: tl.constexpr):
+    """One step of a (BB, BH) tile, both regimes: the activation of the input projection (GX) plus the
+    recurrent product ``hw``; stores h (Y) and returns it."""
+    pre = tl.load(GX + out, mask=mask, other=0.0).to(tl.float32) + hw
+    if RELU:
+        h = tl.maximum(pre, 0.0)
+    else:
+        h = tanh(pre)
+    tl.store(Y + out, h.to(Y.dtype.element_ty), mask=mask)
+    return h
+
+
+@triton.jit
+def _rnn_cell_grads(Y, DY, DG, out, dh, mask, RELU: tl.constexpr):
+    """The backward of _rnn_cell for a tile: dh (from later steps) plus DY at h_t, through the activation
+    (its derivative from the stored output); stores the pre-activation gradient (DG) and returns it."""
+    y = tl.load(Y + out, mask=mask, other=0.0).to(tl.float32)
+    dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(tl.float32)
+    if RELU:
+        d_pre = tl.where(y > 0.0, dh, 0.0)
+    else:
+        d_pre = dh * (1.0 - y * y)
+    tl.store(DG + out, d_pre, mask=mask)
+    return d_pre
 
 
 @triton.jit
@@ -31,16 +63,10 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
     w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
     for s in range(0, T):
-        active = s < length
-        am = m2 & active[:, None]
+        active = (s < length)[:, None]  # (BB, 1)
         out = (step_time(s, length, REVERSE) * B + rows)[:, None] * H + cols[None, :]
-        pre = tl.load(GX + out, mask=am, other=0.0).to(tl.float32) + tl.dot(h.to(w.dtype), w, input_precision=PRECISION)
-        if RELU:
-            h_new = tl.maximum(pre, 0.0)
-        else:
-            h_new = tanh(pre)
-        tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=am)
-        h = tl.where(active[:, None], h_new, h)
+        h_new = _rnn_cell(GX, Y, out, tl.dot(h.to(w.dtype), w, input_precision=PRECISION), m2 & active, RELU)
+        h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
 
 
@@ -53,57 +79,132 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
     for step in range(0, T):
         s = T - 1 - step
-        active = s < length
-        am = m2 & active[:, None]
+        active = (s < length)[:, None]
         out = (step_time(s, length, REVERSE) * B + rows)[:, None] * H + cols[None, :]
-        y = tl.load(Y + out, mask=am, other=0.0).to(tl.float32)
-        dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
-        if RELU:
-            d_pre = tl.where(y > 0.0, dh_t, 0.0)
-        else:
-            d_pre = dh_t * (1.0 - y * y)
-        tl.store(DG + out, d_pre, mask=am)
-        dh = tl.where(active[:, None], tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION), dh)
+        d_pre = _rnn_cell_grads(Y, DY, DG, out, dh, m2 & active, RELU)
+        dh = tl.where(active, tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION), dh)
     tl.store(DH0 + state, dh, mask=m2)
 
 
-class RNNTritonScan(torch.autograd.Function):
-    """The fused counterpart of :class:`rnnlab.recurrence.rnn.RNNScan` (same arguments and outputs)."""
+@triton.jit
+def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
+                          RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                          GRID_SYNC: tl.constexpr):
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    for s in range(0, T):
+        active = (s < length)[:, None]  # (BB, 1)
+        last = (s == length - 1)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            hw = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION)
+            h_new = _rnn_cell(GX, Y, row_t * H + cols[None, :], hw, am, RELU)
+            state = state_rows + cols[None, :]
+            tl.store(HS + B * H - src + state, h_new, mask=am)
+            tl.store(HN + state, h_new, mask=am & last)
+        step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity):
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        check_persistent("rnn", H, x.dtype)
-        gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
-        lengths = lengths_from(batch_sizes, T, B, x.device)
-        Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-        hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        relu = nonlinearity == "relu"
-        _rnn_fwd_kernel[(triton.cdiv(B, BLOCK_B),)](gx, w_hh.contiguous(), h0.contiguous(), lengths, Y, hn, T, B, H,
-                                                   RELU=relu, REVERSE=reverse, **launch_args(x, H))
-        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, Y)
-        ctx.batch_sizes, ctx.reverse, ctx.relu, ctx.has_bias = batch_sizes, reverse, relu, b_ih is not None
-        return Y, hn.to(x.dtype)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dY, dh_n):
-        x, h0, w_ih, w_hh, lengths, Y = ctx.saved_tensors
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        dG = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+@triton.jit
+def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
+                          RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
+                          GRID_SYNC: tl.constexpr):
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out
+    rows, length = batch_rows(LEN, B, BLOCK_B)
+    state_rows = rows[:, None] * H
+    for step in range(0, T):
+        s = T - 1 - step
+        active = (s < length)[:, None]
+        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            _rnn_cell_grads(Y, DY, DG, row_t * H + cols[None, :],
+                            tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0), am, RELU)
+        step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
+        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, H, BLOCK_H)
+            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
+        tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
+
+
+@torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())
+def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+              batch_sizes: list[int] | None, reverse: bool, relu: bool) -> tuple[Tensor, Tensor]:
+    """The fused forward as a custom op: Y (T, B, H) and h_n (B, H)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("rnn", x, H, B)
+    gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
+    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    w = w_hh.contiguous()
+    if launch.tiled:
+        _rnn_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0), lengths, Y, hn, launch.counters(x.device), T, B, H,
+                                           RELU=relu, REVERSE=reverse, **launch.meta)
+    else:
+        _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, T, B, H, RELU=relu, REVERSE=reverse,
+                                     **launch.meta)
+    return Y, hn.to(x.dtype)
+
+
+@rnn_fused.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu):
+    T, B, _ = x.shape
+    return x.new_empty(T, B, w_hh.shape[1]), x.new_empty(B, w_hh.shape[1])
+
+
+@torch.library.custom_op("rnnlab::rnn_fused_backward", mutates_args=())
+def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, Y: Tensor,
+                       batch_sizes: list[int] | None, reverse: bool, relu: bool, need: list[bool]
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    launch = plan("rnn", x, H, B)
+    lengths = lengths_from(batch_sizes, T, B, x.device)
+    dG = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+    w = w_hh.contiguous()
+    if launch.tiled:
+        dh0 = dh_n.float().clone()  # updated in place, step by step
+        _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dh0, launch.counters(x.device),
+                                           T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
+    else:
         dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        _rnn_bwd_kernel[(triton.cdiv(B, BLOCK_B),)](Y, dY.contiguous(), dh_n.contiguous(), w_hh.contiguous(), lengths,
-                                                   dG, dh0, T, B, H, RELU=ctx.relu, REVERSE=ctx.reverse,
-                                                   **launch_args(x, H))
-        need = ctx.needs_input_grad
-        dx, dw_ih, dw_hh = projection_grads(ctx, dG, dG, x, h0, Y, w_ih, w_hh, need[0], need[2], need[3])
-        db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
-        grads = cast_grads((dx, dh0, dw_ih, dw_hh, db, clone_or_none(db)), (x, h0, w_ih, w_hh, w_ih, w_ih))
-        return (*grads, None, None, None)
+        _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, T, B, H,
+                                     RELU=relu, REVERSE=reverse, **launch.meta)
+    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])
+    db = bias_grad(dG, need[4])
+    return cast_grads((dx, dh0, dw_ih, dw_hh, db), (x, h0, w_ih, w_hh, w_ih), need)
+
+
+@rnn_fused_backward.register_fake
+def _(dY, dh_n, x, h0, w_ih, w_hh, Y, batch_sizes, reverse, relu, need):
+    return fake_grads((x, h0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0])), need)
+
+
+def _rnn_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu = inputs
+    ctx.save_for_backward(x, h0, w_ih, w_hh, output[0])
+    ctx.batch_sizes, ctx.reverse, ctx.relu, ctx.has_bias = batch_sizes, reverse, relu, b_ih is not None
+
+
+def _rnn_backward(ctx, dY, dh_n):
+    need = ctx.needs_input_grad
+    bias = ctx.has_bias and (need[4] or need[5])
+    dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,
+                                                   ctx.relu, [*need[:4], bias])
+    return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None)
+
+
+rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 
 
 def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh"):
     """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`."""
-    return RNNTritonScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity)
+    return rnn_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity == "relu")

@@ -6,8 +6,8 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 
 - ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
-- ``"triton"``: the fused Triton kernels (no LSTM ``proj_size``; hidden size up to 32 in fp32, 64 in
-  fp16/bf16; CUDA tensors, or the CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
+- ``"triton"``: the fused Triton kernels (any hidden size, no LSTM ``proj_size``; CUDA tensors, or the
+  CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward).

@@ -13,4 +13,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out
 # the gpu-marked tests, then the fused-kernel tests, which on a GPU run the compiled kernels
 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu-tests.log"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py 2>&1 | tee -a "$out/gpu-tests.log"
+# the tiled regime's multi-program variant (grid barrier); a deadlock shows as the timeout
+RNNLAB_GRID_SYNC=1 timeout 180 "$PY" -m pytest -q -p no:cacheprovider -k "H50 or tiled or half" \
+    tests/test_triton_kernels.py 2>&1 | tee "$out/grid-sync-tests.log"
 "$PY" benchmarks/run.py --preset "${PRESET:-gpu}" --out "$out" 2>&1 | tee "$out/benchmark.log"

@@ -52,3 +52,19 @@ def test_training_throughput_writes_json_and_markdown(tmp_path):
     assert [r["backend"] for r in records] == ["torch", "native"]
     assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in records)
     assert "| lm_stdlib_char_gru | torch |" in (tmp_path / "throughput.md").read_text()
+
+
+def test_cudnn_algorithm_follows_pytorchs_heuristics(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from cudnn_algo import algorithm, describe
+    from presets import Case
+
+    h100 = ((9, 0), 132)
+    assert algorithm(Case("lstm", 1024, 16, 128, 128, dtype="bf16"), True, *h100) == "persist_static_small_h"
+    assert algorithm(Case("lstm", 1024, 16, 192, 192, dtype="bf16"), False, *h100) == "standard"  # bwd: H <= 128
+    assert algorithm(Case("lstm", 1024, 64, 256, 256, dtype="fp16"), True, *h100) == "persist_static"
+    assert algorithm(Case("gru", 1024, 64, 256, 256, dtype="fp16"), True, *h100) == "standard"
+    assert algorithm(Case("lstm", 1024, 64, 256, 256, dtype="bf16"), True, *h100) == "standard"  # fp16 only
+    assert algorithm(Case("lstm", 1024, 64, 64, 64, packed=True), True, *h100) == "standard"
+    assert describe(Case("rnn_tanh", 100, 8, 64, 300), "fwd+bwd", *h100) == (
+        "cuDNN fwd: persist_static_small_h, bwd: standard")

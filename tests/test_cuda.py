@@ -23,3 +23,36 @@ def test_cuda_matches_cudnn(cell, form):
     ref, mine = ref.cuda(), mine.cuda()
     x, hx, leaves = make_inputs(ref, form, T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
     assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 2e-5)
+
+
+@pytest.mark.parametrize("H", [20, 50, 256], ids=["persistent", "tiled", "tiled-256"])
+@pytest.mark.parametrize("form", ["batched", "packed"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_kernels_match_cudnn(cell, form, H):
+    """The Triton kernels (fp32 products in 3xTF32) against cuDNN with TF32 off."""
+    torch.manual_seed(1)
+    ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", num_layers=2, bidirectional=True)
+    ref, mine = ref.cuda(), mine.cuda()
+    x, hx, leaves = make_inputs(ref, form, T=33, B=19, dtype=torch.float32, with_state=True, seed=3, device="cuda")
+    assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 1e-4)
+
+
+@pytest.mark.parametrize("H", [32, 300], ids=["persistent", "tiled"])
+def test_fused_forward_replays_in_a_cuda_graph(H):
+    """Unpacked input: the fused forward allocates and launches only on the device, so it captures."""
+    torch.manual_seed(2)
+    mine = make_pair("lstm", 16, H, torch.bfloat16, backend="triton")[1].cuda()
+    x = torch.randn(20, 8, 16, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = mine(x)[0]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            mine(x)  # warm-up: compiles the kernels outside the capture
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = mine(x)[0]
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        assert torch.equal(out, mine(x)[0]) and not torch.equal(out, want)

@@ -1,18 +1,27 @@
 """The fused Triton LSTM, GRU and RNN (tanh, relu) against the pure-PyTorch reference, run on the CPU
 by the Triton interpreter (TRITON_INTERPRET=1, set in conftest.py when no GPU is present): outputs,
-final states and every gradient, sizes off the block grid (T = 7 and 63; H = 20 in fp32, 20, 30 and 50
-in fp16/bf16, within the persistent regime's limits), both directions, packed input with unequal
-lengths, and fp16/bf16 with tolerances measured against float64.
+final states and every gradient, sizes off the block grid (T = 7 and 63; H = 20 in the persistent
+regime, 50 to 100 in the tiled one: two or more column tiles, the last one partial, and several
+slices of the reduction), both directions, packed input with unequal lengths, more than one batch tile,
+and fp16/bf16 with tolerances measured against float64. Under the interpreter the tiled regime runs
+one program per batch tile (the grid barrier would deadlock there); the multi-program variant is for a
+GPU (scripts/gpu_check.sh runs this file again with RNNLAB_GRID_SYNC=1).
+
+The kernels keep fp32 state and accumulate in fp32, so there is no float64 gradcheck of them: the
+reference path is gradchecked in float64 (test_layer_parity.py) and the kernels match it to 2e-5.
 
 bf16 ``tl.dot`` is wrong under the interpreter, so interpreted kernels multiply in fp32 (DOT_F32); on a
 GPU bf16/fp16 products run on tensor cores with fp32 accumulation.
 """
+
+import itertools
 
 import pytest
 import torch
 
 import rnnlab
 from parity import assert_same, make_inputs, make_pair, run
+from rnnlab.kernels.dispatch import force_regime, plan
 
 triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(
@@ -32,9 +41,17 @@ def _pair(H, dtype=torch.float32, cell="lstm", **kwargs):
     return reference.to(DEVICE), fused.to(DEVICE), ref
 
 
-@pytest.mark.parametrize("form", ["batched", "packed"])
-@pytest.mark.parametrize(("T", "H"), [(7, 20), (63, 20)])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def _shapes():
+    """(T, H, bidirectional, form) cases: H = 20 runs the persistent regime, 50 the tiled one. The tiled
+    regime at T = 63 takes 10-30 s a case under the interpreter, so the default run keeps one of those
+    (unidirectional, packed) per cell and marks the rest slow."""
+    for T, H, bidirectional, form in itertools.product((7, 63), (20, 50), (False, True), ("batched", "packed")):
+        slow = H == 50 and T == 63 and (bidirectional or form == "batched")
+        yield pytest.param(T, H, bidirectional, form, marks=[pytest.mark.slow] if slow else [],
+                           id=f"T{T}-H{H}-{'bi' if bidirectional else 'uni'}-{form}")
+
+
+@pytest.mark.parametrize(("T", "H", "bidirectional", "form"), list(_shapes()))
 @pytest.mark.parametrize("cell", CELLS)
 def test_fused_matches_reference_fp32(cell, T, H, bidirectional, form):
     torch.manual_seed(0)
@@ -53,8 +70,8 @@ def test_fused_against_torch_nn_without_initial_state(cell):
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 4e-3), (torch.bfloat16, 3e-2)], ids=["fp16", "bf16"])
-@pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("gru", 20), ("gru", 30), ("rnn_tanh", 50),
-                                         ("rnn_relu", 20)])
+@pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("lstm", 70), ("gru", 20), ("gru", 30),
+                                         ("gru", 50), ("rnn_tanh", 50), ("rnn_tanh", 100), ("rnn_relu", 20)])
 def test_fused_half_precision(cell, dtype, bound, H):
     """Errors relative to the largest value of each output and gradient, against float64; the fused
     kernel keeps fp32 state, so it must not be worse than the reference path in the same dtype."""
@@ -69,10 +86,68 @@ def test_fused_half_precision(cell, dtype, bound, H):
     assert max(errors[:values] if cell == "rnn_relu" else errors) < bound, errors
 
 
+def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
+    torch.manual_seed(3)
+    reference, fused, ref = _pair(20, cell="lstm", bidirectional=True)
+    x, hx, leaves = make_inputs(ref, "packed", T=6, B=19, dtype=torch.float32, with_state=True, seed=7,
+                                device=DEVICE)
+    with force_regime("tiled"):
+        got = run(fused, x, hx, leaves)
+    assert_same(got, run(reference, x, hx, leaves), 2e-5)
+
+
+def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
+    x32, x16 = torch.zeros(1, 40, 1), torch.zeros(1, 40, 1, dtype=torch.float16)
+    assert plan("lstm", x32, 32, 40).regime == "persistent"
+    assert plan("lstm", x32, 33, 40).regime == "tiled"
+    assert plan("lstm", x16, 64, 40).regime == "persistent"
+    assert plan("gru", x16, 64, 40).regime == "tiled"
+    tiled = plan("rnn", x16, 1024, 40)
+    assert tiled.grid == (3, 1) and not tiled.meta["GRID_SYNC"]  # the grid barrier is opt-in (and GPU-only)
+    with force_regime("tiled"):
+        assert plan("lstm", x32, 8, 40).tiled
+
+
 def test_unsupported_configurations_say_so():
     _, fused, _ = _pair(200)
-    with pytest.raises(NotImplementedError, match=r"LSTM hidden sizes up to 32 for torch.float32 .* hidden_size=200"):
+    with force_regime("persistent"), pytest.raises(NotImplementedError, match=r"LSTM hidden sizes up to 32 .*=200"):
         fused(torch.randn(3, 2, 5, device=DEVICE))
+    with pytest.raises(ValueError, match=r"regime must be one of .* got 'fast'"), force_regime("fast"):
+        pass
     proj = rnnlab.LSTM(5, 20, proj_size=4, backend="triton").to(DEVICE)
     with pytest.raises(NotImplementedError, match=r"no LSTM proj_size yet"):
         proj(torch.randn(3, 2, 5, device=DEVICE))
+
+
+def _op_args(cell, H=20, T=5, B=3, I=4, packed=False):
+    """Arguments of rnnlab::<cell>_fused with every tensor input requiring grad (h0 and c0 included)."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    x = torch.randn(T, B, I, device=DEVICE, requires_grad=True)
+    states = [torch.randn(B, H, device=DEVICE, requires_grad=True) for _ in range(2 if cell == "lstm" else 1)]
+    weights = [torch.randn(gates * H, n, device=DEVICE, requires_grad=True) for n in (I, H)]
+    biases = [torch.randn(gates * H, device=DEVICE, requires_grad=True) for _ in range(2)]
+    batch_sizes = [3, 3, 2, 2, 1] if packed else None
+    return (x, *states, *weights, *biases, batch_sizes, True, *([False] if cell == "rnn" else []))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["batched", "packed"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_custom_ops_pass_opcheck(cell, packed):
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch of the forward op (and,
+    through its backward, of the backward op), checked by torch.library.opcheck."""
+    torch.manual_seed(8)
+    torch.library.opcheck(getattr(torch.ops.rnnlab, f"{cell}_fused").default, _op_args(cell, packed=packed))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layers_compile_without_graph_breaks(cell):
+    """A 2-layer bidirectional fused layer under torch.compile(fullgraph=True) gives eager's outputs and
+    gradients. Dynamo refuses every torch.nn.RNN/GRU/LSTM subclass unless allow_rnn is set."""
+    torch.manual_seed(9)
+    _, fused, ref = _pair(20, cell=cell, num_layers=2, bidirectional=True)
+    x, hx, leaves = make_inputs(ref, "batched", T=6, B=3, dtype=torch.float32, with_state=True, seed=10,
+                                device=DEVICE)
+    want = run(fused, x, hx, leaves)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        got = run(torch.compile(fused, backend="aot_eager", fullgraph=True), x, hx, leaves)
+    assert_same(got, want, 1e-6)

@@ -1,0 +1,130 @@
+"""Which regime runs a fused recurrence, and with which blocks, warps and grid.
+
+- ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh in registers for the
+  whole sequence (hidden sizes up to MAX_PERSISTENT_H).
+- ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
+  state is exchanged through fp32 buffers in global memory. By default one program per batch tile
+  walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
+  batch tile); with ``RNNLAB_GRID_SYNC=1`` on CUDA the column tiles are spread over up to one program
+  per SM that meet at a spin-wait barrier each step (cooperative; off until it has been verified on a
+  GPU: it needs every program resident at once, which CUDA does not promise outside a cooperative
+  launch).
+
+:func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
+(tests and benchmarks). Block sizes are fixed per shape: there is no run-time autotuning, and Triton
+caches each compiled configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import triton
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+REGIMES = ("persistent", "tiled")
+BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
+# Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
+# operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
+# the half-precision GRU forward on sm_90).
+MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 32,
+                    ("rnn", "fp32"): 32, ("rnn", "half"): 64}
+# 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
+# spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
+TILED_WARPS, TILED_STAGES = 4, 1
+_forced: str | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one fused kernel is launched: ``kernel[grid](..., **meta)``."""
+
+    regime: str
+    grid: tuple[int, ...]
+    meta: dict
+
+    @property
+    def tiled(self) -> bool:
+        return self.regime == "tiled"
+
+    def counters(self, device) -> torch.Tensor:
+        """One zeroed int32 arrival counter per batch tile (used by the tiled regime's grid barrier)."""
+        return torch.zeros(self.grid[0], dtype=torch.int32, device=device)
+
+
+def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
+    """The persistent regime's largest hidden size for ``cell`` ("lstm", "gru", "rnn") and ``dtype``."""
+    return MAX_PERSISTENT_H[cell, "fp32" if dtype == torch.float32 else "half"]
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot precision for fp32 operands: three-pass TF32 (about fp32 accuracy). Triton 3.9's compiler
+    aborts on the "ieee" fp32 backward kernel for sm_90 (an LLVM SLP-vectorizer assertion, seen in
+    fit.py); half-precision operands ignore the setting."""
+    return "tf32x3" if dtype == torch.float32 else "ieee"
+
+
+def num_warps(block_h: int) -> int:
+    """Warps per persistent program: enough that the weight blocks fit in registers without spilling, with
+    margin (checked for sm_80 and sm_90 by rnnlab.kernels.fit: at BLOCK_H = 64, 8 warps left the LSTM
+    backward at 128 registers with 32 bytes spilled, 16 warps use 104-119 with none)."""
+    return 4 if block_h <= 16 else (8 if block_h <= 32 else 16)
+
+
+def block_h(H: int) -> int:
+    """The persistent regime's power-of-two tile covering hidden size ``H`` (>= 16 for tl.dot)."""
+    return max(16, triton.next_power_of_2(H))
+
+
+def tiled_blocks(H: int) -> tuple[int, int]:
+    """(BLOCK_H, BLOCK_K) of the tiled regime: 32 output columns a tile, the reduction streamed in slices of
+    32 (H <= 128) or 64. Not tuned on a GPU yet."""
+    return 32, (32 if H <= 128 else 64)
+
+
+def grid_sync_enabled() -> bool:
+    """Whether the tiled regime may spread a batch tile's columns over programs that meet at a grid
+    barrier (``RNNLAB_GRID_SYNC=1``; never under the interpreter)."""
+    return os.environ.get("RNNLAB_GRID_SYNC") == "1" and not INTERPRET
+
+
+@contextmanager
+def force_regime(regime: str | None):
+    """Run the fused kernels in ``regime`` ("persistent", "tiled"; None: the dispatcher's choice) inside
+    the block. The persistent regime still refuses hidden sizes it cannot hold."""
+    global _forced
+    if regime is not None and regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES} or None, got {regime!r}")
+    previous, _forced = _forced, regime
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def plan(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
+    """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``."""
+    limit = max_persistent_h(cell, x.dtype)
+    regime = _forced or ("persistent" if limit >= H else "tiled")
+    common = {"BLOCK_B": BLOCK_B, "DOT_F32": INTERPRET or x.dtype == torch.float32,
+              "PRECISION": dot_precision(x.dtype)}
+    batch_tiles = triton.cdiv(B, BLOCK_B)
+    if regime == "persistent":
+        if limit < H:
+            raise NotImplementedError(
+                f"the persistent regime holds {cell.upper()} hidden sizes up to {limit} for {x.dtype}; got "
+                f"hidden_size={H}. Leave the regime to the dispatcher (it picks the tiled one)"
+            )
+        bh = block_h(H)
+        return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh)})
+    bh, bk = tiled_blocks(H)
+    programs = 1
+    if grid_sync_enabled() and x.is_cuda:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        programs = max(1, min(triton.cdiv(H, bh), sms // batch_tiles))
+    meta = {**common, "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "num_warps": TILED_WARPS,
+            "num_stages": TILED_STAGES}
+    return Launch(regime, (batch_tiles, programs), meta)
