@@ -55,6 +55,14 @@ PRESETS = {
         backends=("torch", "native"),
         reps=10,
     ),
+    # torch.compile of the pure-PyTorch path (Inductor unrolls the time loop: minutes of compilation per
+    # case and mode on a CPU, so a preset of its own with short sequences).
+    "compile": Preset(
+        cases=tuple(Case(cell, 20, 16, 64, 128) for cell in ("lstm", "gru", "rnn_tanh")),
+        backends=("torch", "compile", "native"),
+        warmup=2,
+        reps=10,
+    ),
     # The fused-kernel issue's target shapes (bf16, T=1024); sized for a few minutes on one H100. The
     # triton rows run the persistent regime up to H = 64 (GRU 32) and the tiled one beyond.
     "gpu": Preset(

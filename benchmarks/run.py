@@ -2,9 +2,11 @@
 
     python benchmarks/run.py --preset cpu --out benchmarks/results/cpu
 
-For every case of the preset and every backend it times the forward pass (gradients off: "fwd") and a
-training step without the optimizer (forward, then backward of a scalar touching the output and the
-final states: "fwd+bwd"), after warm-up runs, with a wall clock on the CPU and CUDA events on a GPU.
+Backends: ``triton``, ``native``, ``torch`` (the layers' ``backend`` argument) and ``compile`` (the
+``torch`` path under ``torch.compile``). For every case of the preset and every backend it times the
+forward pass (gradients off: "fwd") and a training step without the optimizer (forward, then backward
+of a scalar touching the output and the final states: "fwd+bwd"), after warm-up runs (the first one,
+which compiles, is recorded as first_call_ms), with a wall clock on the CPU and CUDA events on a GPU.
 Writes DIR/results.json (one record per measurement plus the environment once), DIR/results.md (a table
 with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU) and DIR/<cell>_<mode>.png
 (time per step against hidden size per backend).
@@ -34,12 +36,16 @@ DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "
 
 def build(case: Case, backend: str, device: torch.device):
     """The module and its input for one case."""
-    kwargs = {"num_layers": case.layers, "bidirectional": case.bidirectional, "backend": backend}
+    kwargs = {"num_layers": case.layers, "bidirectional": case.bidirectional,
+              "backend": "torch" if backend == "compile" else backend}
     if case.cell.startswith("rnn_"):
         kwargs["nonlinearity"] = case.cell.split("_")[1]
     torch.manual_seed(0)
     dtype = DTYPES[case.dtype]
     module = CLASSES[case.cell](case.I, case.H, device=device, dtype=dtype, **kwargs)
+    if backend == "compile":  # the pure-PyTorch path under torch.compile (Inductor), compiled on first call
+        torch._dynamo.config.allow_rnn = True  # Dynamo refuses torch.nn.RNN/GRU/LSTM subclasses otherwise
+        module = torch.compile(module)
     x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype)
     if case.packed:  # lengths spread evenly between T/2 and T, the longest first; the packed data is the leaf
         lengths = torch.linspace(case.T, max(1, case.T // 2), case.B).long()
@@ -77,9 +83,14 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
 def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup: int, reps: int) -> dict:
     """Median and spread of ``reps`` timed runs in milliseconds, and the peak memory on CUDA."""
     module, x = build(case, backend, device)
-    for _ in range(warmup):
-        step(module, x, mode)
     cuda = device.type == "cuda"
+    t0 = time.perf_counter()
+    step(module, x, mode)  # the first call compiles (Triton kernels, torch.compile graphs)
+    if cuda:
+        torch.cuda.synchronize()
+    first_call_ms = (time.perf_counter() - t0) * 1e3
+    for _ in range(warmup - 1):
+        step(module, x, mode)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -111,6 +122,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         "p10_ms": pct(0.1),
         "p90_ms": pct(0.9),
         "reps": reps,
+        "first_call_ms": first_call_ms,
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
         "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else None,
     }
@@ -161,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
                 except NotImplementedError as err:  # a backend that does not cover this case (yet)
                     rec = {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
-                           "p10_ms": None, "p90_ms": None, "reps": 0, "peak_mem_bytes": None, "note": str(err)}
+                           "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "peak_mem_bytes": None,
+                           "note": str(err)}
                     print(f"{case.label():40s} {mode:8s} {backend:7s}   not run: {err}", flush=True)
                     records.append(rec)
                     continue

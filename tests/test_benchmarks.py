@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
-               "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps"}
+               "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps", "first_call_ms"}
 
 
 def test_tiny_preset_writes_json_and_markdown(tmp_path):

@@ -5,6 +5,7 @@ inner-product kernel (the one torch.nn.LSTM reaches through ``mkldnn_rnn``) runs
 there (measured on the 2-core AMD EPYC CI machine: 455 vs 190 GFLOP/s for a 64x512x2048 product). It is
 reached through ``torch.ops.mkldnn._linear_pointwise``, the op that TorchInductor's CPU backend uses, and
 computes in fp32 without reduced precision. Everything else (CUDA, other dtypes, builds without oneDNN,
+code traced by torch.compile,
 ``torch.backends.mkldnn.flags(enabled=False)``) uses ``torch.mm``/``torch.addmm``, and so do small
 products: oneDNN's call costs about 10 us more than MKL's, which pays off from about 2^20 multiply-adds
 (measured: even at 16x128x512, ahead from 4x256x1024), and reordering a weight costs about 100 us, which
@@ -37,6 +38,7 @@ def use_onednn(enabled: bool):
 def _onednn(x: torch.Tensor, macs: int) -> bool:
     return (
         _enabled
+        and not torch.compiler.is_compiling()  # under torch.compile, Inductor picks its own GEMMs
         and macs >= MIN_ONEDNN_MACS
         and _ONEDNN is not None
         and x.device.type == "cpu"
