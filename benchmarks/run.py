@@ -15,6 +15,7 @@ with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -80,6 +81,24 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
     return None
 
 
+def saved_bytes(module, x) -> int:
+    """Activation memory of one training forward: the bytes of the distinct storages autograd keeps for
+    the backward (parameters excluded; the input, initial states and any reserve space included). Seen
+    through saved-tensor hooks, so it is the same measurement for every backend and device."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(storages.values())
+
+
 def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup: int, reps: int) -> dict:
     """Median and spread of ``reps`` timed runs in milliseconds, and the peak memory on CUDA."""
     module, x = build(case, backend, device)
@@ -123,6 +142,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         "p90_ms": pct(0.9),
         "reps": reps,
         "first_call_ms": first_call_ms,
+        "saved_bytes": saved_bytes(module, x) if mode != "fwd" else None,
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
         "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else None,
     }
@@ -162,9 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, required=True, help="directory for results.json and results.md")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--backends", nargs="+", choices=("triton", "native", "torch", "compile"),
+                        help="time these backends instead of the preset's")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = PRESETS[args.preset]
+    if args.backends:
+        preset = dataclasses.replace(preset, backends=tuple(args.backends))
     records = []
     for case in preset.cases:
         for mode in preset.modes:
@@ -173,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
                 except NotImplementedError as err:  # a backend that does not cover this case (yet)
                     rec = {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
-                           "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "peak_mem_bytes": None,
+                           "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "saved_bytes": None,
+                           "peak_mem_bytes": None,
                            "note": str(err)}
                     print(f"{case.label():40s} {mode:8s} {backend:7s}   not run: {err}", flush=True)
                     records.append(rec)

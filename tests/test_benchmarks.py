@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
-               "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps", "first_call_ms"}
+               "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps", "first_call_ms",
+               "saved_bytes"}
 
 
 def test_tiny_preset_writes_json_and_markdown(tmp_path):
@@ -32,7 +33,8 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
         if rec["backend"] == "triton":  # fused kernels need CUDA (or the interpreter): recorded as not run
             assert rec["median_ms"] is None and "CUDA" in rec["note"]
         else:
-            assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"]
+            assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"] and rec["first_call_ms"] > 0
+            assert (rec["saved_bytes"] or 0) > 0 if rec["mode"] == "fwd+bwd" else rec["saved_bytes"] is None
     assert {r["packed"] for r in records} == {True, False}
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
@@ -68,3 +70,20 @@ def test_cudnn_algorithm_follows_pytorchs_heuristics(monkeypatch):
     assert algorithm(Case("lstm", 1024, 64, 64, 64, packed=True), True, *h100) == "standard"
     assert describe(Case("rnn_tanh", 100, 8, 64, 300), "fwd+bwd", *h100) == (
         "cuDNN fwd: persist_static_small_h, bwd: standard")
+
+
+def test_activation_memory_writes_json_and_markdown(tmp_path):
+    env = {**os.environ, "TRITON_INTERPRET": "1"}  # the fused kernels run under the interpreter on a CPU
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--preset", "tiny", "--out", str(tmp_path),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((tmp_path / "memory.json").read_text())["records"]
+    assert len(records) == 2 * 3  # cases x backends
+    sizes = {(r["cell"], r["backend"]): r["saved_bytes"] for r in records}
+    assert all(size > 0 for size in sizes.values())
+    # the fused LSTM keeps x, h0, c0, the gates (4H), c and y: T*B*(I + 6H) + 2*B*H floats
+    assert sizes["lstm", "triton"] == 4 * (5 * 2 * (3 + 6 * 4) + 2 * 2 * 4)
+    assert "| lstm | 5 | 2 | 3 | 4 |" in (tmp_path / "memory.md").read_text()

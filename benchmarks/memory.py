@@ -1,0 +1,83 @@
+"""Activation memory per backend: the bytes autograd keeps from a training forward for its backward.
+
+    python benchmarks/memory.py --preset cpu --out benchmarks/results/cpu-memory
+
+For each case of the preset (at its dtype), builds the layer of every backend and sums the distinct
+storages that autograd saves during one forward (run.saved_bytes: the input, initial states, stored
+activations and any reserve space such as cuDNN's; parameters excluded). No timing, so on a machine
+without a GPU the fused kernels run under the Triton interpreter (TRITON_INTERPRET=1, set here before
+they are imported) and their numbers are the same as on a GPU. Writes memory.json and memory.md with
+each backend's bytes over the native kernel's (oneDNN/ATen on the CPU, cuDNN on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+if not torch.cuda.is_available():  # before anything imports the kernels
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from presets import PRESETS
+from run import build, environment, saved_bytes
+
+BACKENDS = ("native", "torch", "triton")
+
+
+def measure(preset: str, device: torch.device) -> list[dict]:
+    """One record per case and backend: the case's fields, backend and saved_bytes (None: not run)."""
+    records = []
+    for case in PRESETS[preset].cases:
+        for backend in BACKENDS:
+            rec = {**case.record(), "backend": backend}
+            try:
+                rec["saved_bytes"] = saved_bytes(*build(case, backend, device))
+            except NotImplementedError as err:  # e.g. the fused kernels with LSTM proj_size
+                rec.update(saved_bytes=None, note=str(err))
+            records.append(rec)
+            print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']}", flush=True)
+    return records
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    """A table: one row per case, MiB per backend and each one's ratio to the native kernel."""
+    env = result["environment"]
+    lines = [f"# Activation memory, preset `{result['preset']}`, on {env['device']}", "",
+             f"{env['date']}, torch {env['torch']}, commit {env['git_commit']}. MiB that autograd keeps from a "
+             "training forward for the backward (parameters excluded); ratio = backend / native.", "",
+             "| cell | T | B | I | H | layers | bidir | packed | dtype | " + " | ".join(BACKENDS) + " | "
+             + " | ".join(f"{b} / native" for b in BACKENDS[1:]) + " |",
+             "|" + "---|" * (9 + 2 * len(BACKENDS) - 1)]
+    rows: dict[tuple, dict[str, int | None]] = {}
+    for rec in result["records"]:
+        key = tuple(rec[k] for k in ("cell", "T", "B", "I", "H", "layers", "bidirectional", "packed", "dtype"))
+        rows.setdefault(key, {})[rec["backend"]] = rec["saved_bytes"]
+    for key, sizes in rows.items():
+        mib = [f"{sizes[b] / 2**20:.2f}" if sizes.get(b) is not None else "not run" for b in BACKENDS]
+        native = sizes.get("native")
+        ratios = [f"{sizes[b] / native:.2f}x" if sizes.get(b) is not None and native else "-" for b in BACKENDS[1:]]
+        lines.append("| " + " | ".join([*map(str, key), *mib, *ratios]) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--out", type=Path, required=True, help="directory for memory.json and memory.md")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    result = {"preset": args.preset, "environment": environment(device), "records": measure(args.preset, device)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(result, args.out / "memory.md")
+    print(f"wrote {args.out / 'memory.json'} and {args.out / 'memory.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
