@@ -34,6 +34,12 @@ def fake_grads(likes, need):
     return tuple(like.new_empty(like.shape if wanted_ else (0,)) for like, wanted_ in zip(likes, need, strict=True))
 
 
+def needs_backward(*tensors) -> bool:
+    """Whether autograd will want a backward through these inputs (None entries ignored): if not, the
+    fused forwards skip storing what only the backward reads."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def wanted(grads, need):
     """The gradients autograd asked for; None for the others."""
     return tuple(g if wanted_ else None for g, wanted_ in zip(grads, need, strict=True))

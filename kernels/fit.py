@@ -5,6 +5,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit gru_fwd_tiled          # every configuration of one kernel
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 64   # one persistent configuration (hidden size)
     python -m rnnlab.kernels.fit lstm_bwd_tiled sm_90 bf16 1024 grid   # one tiled one, grid barrier
+    python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -48,6 +49,7 @@ class Fit:
     dtype: str
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
     sync: str  # "-" (persistent) or one of SYNCS
+    mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     num_warps: int
     registers: int
     shared: int
@@ -77,10 +79,10 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
     return {arg: kind(arg) for arg in KERNELS[kernel].arg_names}
 
 
-_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC")
+_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE")
 
 
-def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-") -> Fit:
+def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-") -> Fit:
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage."""
     tiled = kernel.endswith("_tiled")
@@ -95,11 +97,13 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
         constexprs["BLOCK_H"] = block_h(hidden)
     if kernel.startswith("rnn"):
         constexprs["RELU"] = False
+    if mode != "-":
+        constexprs["STORE"] = mode == "train"
     src = ASTSource(fn=KERNELS[kernel], signature=_signature(kernel, dtype), constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
                               options=options)
     usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, warps, usage["registers"], compiled.metadata.shared,
+    return Fit(kernel, target, dtype, hidden, sync, mode, warps, usage["registers"], compiled.metadata.shared,
                usage["spill_stores"] + usage["spill_loads"])
 
 
@@ -122,26 +126,27 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
 
 
 def configurations():
-    """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync):
-    the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a hidden size for
-    each of their block shapes, with and without the grid barrier."""
+    """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync,
+    mode): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a hidden
+    size for each of their block shapes, with and without the grid barrier; forwards with a STORE flag
+    in training and inference."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
+        modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
-            for hidden, sync in itertools.product(TILED_SHAPES, SYNCS):
-                yield kernel, target, dtype, hidden, sync
-            continue
-        largest = MAX_PERSISTENT_H[kernel.split("_")[0], "fp32" if dtype == "fp32" else "half"]
-        for hidden in (16, 32, 64):
-            if hidden <= max(16, largest):
-                yield kernel, target, dtype, hidden, "-"
+            shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
+        else:
+            largest = MAX_PERSISTENT_H[kernel.split("_")[0], "fp32" if dtype == "fp32" else "half"]
+            shapes = [(hidden, "-") for hidden in (16, 32, 64) if hidden <= max(16, largest)]
+        for (hidden, sync), mode in itertools.product(shapes, modes):
+            yield kernel, target, dtype, hidden, sync, mode
 
 
-HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'warps':>5} {'regs':>4} "
+HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'warps':>5} {'regs':>4} "
           f"{'shared':>7} {'spill':>5} fits")
 
 
 def row(fit: Fit) -> str:
-    return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.num_warps:5} "
+    return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.num_warps:5} "
             f"{fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
 
 

@@ -20,6 +20,7 @@ from .common import (
     gate_block,
     lengths_from,
     load_previous,
+    needs_backward,
     ping_pong,
     projection_grads,
     recurrent_product,
@@ -33,10 +34,10 @@ from .dispatch import plan
 
 
 @triton.jit
-def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask):
+def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask, STORE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the input projections (GX), the recurrent products
-    hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y),
-    the activated gates (G) and h W_hn^T + b_hn (GHN) and returns the new h."""
+    hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y)
+    and, when STORE (training), the activated gates (G) and h W_hn^T + b_hn (GHN); returns the new h."""
     cmask = (cols < H)[None, :]
     r = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hr
                 + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(tl.float32))
@@ -46,10 +47,11 @@ def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask):
     n = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)
     h_new = n + z * (h - n)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
-    tl.store(G + gates, r, mask=mask)
-    tl.store(G + gates + H, z, mask=mask)
-    tl.store(G + gates + 2 * H, n, mask=mask)
-    tl.store(GHN + out, ghn, mask=mask)
+    if STORE:
+        tl.store(G + gates, r, mask=mask)
+        tl.store(G + gates + H, z, mask=mask)
+        tl.store(G + gates + 2 * H, n, mask=mask)
+        tl.store(GHN + out, ghn, mask=mask)
     return h_new
 
 
@@ -76,7 +78,7 @@ def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
 @triton.jit
 def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                    PRECISION: tl.constexpr):
+                    PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_r = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
@@ -89,7 +91,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
         hd = h.to(w_r.dtype)
         h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
                           tl.dot(hd, w_r, input_precision=PRECISION), tl.dot(hd, w_z, input_precision=PRECISION),
-                          tl.dot(hd, w_n, input_precision=PRECISION), h, am)
+                          tl.dot(hd, w_n, input_precision=PRECISION), h, am, STORE)
         h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
 
@@ -124,7 +126,7 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
 def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr):
+                          GRID_SYNC: tl.constexpr, STORE: tl.constexpr):
     rows, length = batch_rows(LEN, B, BLOCK_B)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
@@ -140,7 +142,7 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                 recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
                 recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
                 recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                tl.load(HS + src + state, mask=am, other=0.0), am)
+                tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -182,9 +184,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
 
 @torch.library.custom_op("rnnlab::gru_fused", mutates_args=())
 def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-              batch_sizes: list[int] | None, reverse: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the activated gates
-    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both fp32."""
+    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both fp32 (empty unless ``store``)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
@@ -192,25 +194,26 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    G = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)
-    ghn = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+    G = torch.zeros(T if store else 0, B, 3 * H, dtype=torch.float32, device=x.device)
+    ghn = torch.zeros(T if store else 0, B, H, dtype=torch.float32, device=x.device)
     hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
         _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0), lengths, Y, G, ghn, hn, launch.counters(x.device),
-                                           T, B, H, REVERSE=reverse, **launch.meta)
+                                           T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
     else:
         _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T, B, H, REVERSE=reverse,
-                                     **launch.meta)
+                                     STORE=store, **launch.meta)
     return Y, hn.to(x.dtype), G, ghn
 
 
 @gru_fused.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    f32 = torch.float32
-    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 3 * H, dtype=f32), x.new_empty(T, B, H, dtype=f32)
+    kept, f32 = T if store else 0, torch.float32
+    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=f32),
+            x.new_empty(kept, B, H, dtype=f32))
 
 
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
@@ -245,7 +248,7 @@ def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, batch_sizes, reverse, need):
 
 
 def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse = inputs
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _ = inputs
     Y, _, G, ghn = output
     ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
@@ -255,7 +258,7 @@ def _gru_setup(ctx, inputs, output):
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
     need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
     grads = gru_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse, need)
-    return (*wanted(grads, need), None, None)
+    return (*wanted(grads, need), None, None, None)
 
 
 gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
@@ -263,4 +266,5 @@ gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 
 def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False):
     """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`."""
-    return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)[:2]
+    store = needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+    return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store)[:2]

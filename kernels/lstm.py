@@ -32,6 +32,7 @@ from .common import (
     gate_block,
     lengths_from,
     load_previous,
+    needs_backward,
     ping_pong,
     projection_grads,
     recurrent_product,
@@ -45,10 +46,10 @@ from .dispatch import plan
 
 
 @triton.jit
-def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask):
+def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
-    hi..ho give the gates, which update c (fp32); stores h (Y), c (C) and the activated gates (G) and
-    returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
+    hi..ho give the gates, which update c (fp32); stores h (Y) and, when STORE (training), c (C) and the
+    activated gates (G); returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
     i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hi)
     f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(tl.float32) + hf)
     g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + hg)
@@ -56,11 +57,12 @@ def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask):
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
-    tl.store(C + out, c_new, mask=mask)
-    tl.store(G + gates, i, mask=mask)
-    tl.store(G + gates + H, f, mask=mask)
-    tl.store(G + gates + 2 * H, g, mask=mask)
-    tl.store(G + gates + 3 * H, o, mask=mask)
+    if STORE:
+        tl.store(C + out, c_new, mask=mask)
+        tl.store(G + gates, i, mask=mask)
+        tl.store(G + gates + H, f, mask=mask)
+        tl.store(G + gates + 2 * H, g, mask=mask)
+        tl.store(G + gates + 3 * H, o, mask=mask)
     return h_new, c_new
 
 
@@ -88,7 +90,7 @@ def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask):
 @triton.jit
 def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                     PRECISION: tl.constexpr):
+                     PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_i = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)  # (BH, BH): row = input unit, column = output unit
     w_f = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
@@ -104,7 +106,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
         h_new, c_new = _lstm_cell(
             GX, Y, C, G, row_t * (4 * H) + cols[None, :], row_t * H + cols[None, :], H,
             tl.dot(hd, w_i, input_precision=PRECISION), tl.dot(hd, w_f, input_precision=PRECISION),
-            tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am)
+            tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am, STORE)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
     tl.store(HN + state, h, mask=m2)
@@ -146,7 +148,7 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 def _lstm_fwd_tiled_kernel(GX, W, HS, CS, LEN, Y, C, G, HN, CN, COUNT, T, B, H,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr):
+                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr):
     rows, length = batch_rows(LEN, B, BLOCK_B)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
@@ -164,7 +166,7 @@ def _lstm_fwd_tiled_kernel(GX, W, HS, CS, LEN, Y, C, G, HN, CN, COUNT, T, B, H,
                 recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
                 recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
                 recurrent_product(HS + src, state_rows, active, W, 3, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                tl.load(CS + src + state, mask=am, other=0.0), am)
+                tl.load(CS + src + state, mask=am, other=0.0), am, STORE)
             tl.store(HS + dst + state, h_new, mask=am)
             tl.store(CS + dst + state, c_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
@@ -207,37 +209,38 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, LEN, DG, DHS, DCS, COUNT, T, B, H,
 
 @torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())
 def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-               b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool
+               b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward as a custom op: Y (T, B, H), h_n, c_n (B, H), and for the backward the activated
-    gates G (T, B, 4H) and the cell states C (T, B, H), both fp32."""
+    gates G (T, B, 4H) and the cell states C (T, B, H), both fp32 (empty unless ``store``)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("lstm", x, H, B)
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    C = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
-    G = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
+    C = torch.zeros(T if store else 0, B, H, dtype=torch.float32, device=x.device)
+    G = torch.zeros(T if store else 0, B, 4 * H, dtype=torch.float32, device=x.device)
     hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
     cn = torch.empty(B, H, dtype=torch.float32, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
         _lstm_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0), ping_pong(c0), lengths, Y, C, G, hn, cn,
-                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+                                            launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
+                                            **launch.meta)
     else:
         _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
-                                      T, B, H, REVERSE=reverse, **launch.meta)
+                                      T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
     return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C
 
 
 @lstm_fused.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    f32 = torch.float32
-    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(T, B, 4 * H, dtype=f32),
-            x.new_empty(T, B, H, dtype=f32))
+    kept, f32 = T if store else 0, torch.float32
+    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=f32),
+            x.new_empty(kept, B, H, dtype=f32))
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
@@ -272,7 +275,7 @@ def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, G, C, Y, batch_sizes, reverse, need
 
 
 def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, _, batch_sizes, reverse = inputs
+    x, h0, c0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _ = inputs
     Y, _, _, G, C = output
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, G, C, Y)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
@@ -284,7 +287,8 @@ def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC):
     bias = ctx.has_bias and (need[5] or need[6])
     dx, dh0, dc0, dw_ih, dw_hh, db = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes,
                                                          ctx.reverse, [*need[:5], bias])
-    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)), None, None)
+    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)), None, None,
+            None)
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
@@ -294,4 +298,5 @@ def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, bat
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
     if w_hr is not None:
         raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
-    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)[:3]
+    store = needs_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store)[:3]

@@ -127,7 +127,8 @@ def _op_args(cell, H=20, T=5, B=3, I=4, packed=False):
     weights = [torch.randn(gates * H, n, device=DEVICE, requires_grad=True) for n in (I, H)]
     biases = [torch.randn(gates * H, device=DEVICE, requires_grad=True) for _ in range(2)]
     batch_sizes = [3, 3, 2, 2, 1] if packed else None
-    return (x, *states, *weights, *biases, batch_sizes, True, *([False] if cell == "rnn" else []))
+    extra = cell != "rnn"  # the last flag: relu (False) for rnn; store (training) for lstm and gru
+    return (x, *states, *weights, *biases, batch_sizes, True, extra)
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["batched", "packed"])
@@ -151,3 +152,18 @@ def test_layers_compile_without_graph_breaks(cell):
     with torch._dynamo.config.patch(allow_rnn=True):
         got = run(torch.compile(fused, backend="aot_eager", fullgraph=True), x, hx, leaves)
     assert_same(got, want, 1e-6)
+
+
+@pytest.mark.parametrize("regime", ["persistent", "tiled"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_forward_stores_nothing_for_a_backward(cell, regime):
+    """Without a backward to come, the fused forward skips the gates and states it stores for one, and
+    returns the same outputs."""
+    torch.manual_seed(11)
+    args = [a.detach() if isinstance(a, torch.Tensor) else a for a in _op_args(cell)]
+    op = getattr(torch.ops.rnnlab, f"{cell}_fused")
+    with force_regime(regime):
+        training, inference = op(*args[:-1], True), op(*args[:-1], False)
+    outputs = 3 if cell == "lstm" else 2
+    assert all(torch.equal(a, b) for a, b in zip(training[:outputs], inference[:outputs], strict=True))
+    assert all(t.numel() > 0 for t in training[outputs:]) and all(t.numel() == 0 for t in inference[outputs:])
