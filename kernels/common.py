@@ -12,13 +12,15 @@ from ..recurrence.schedule import Schedule, lengths_of
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
                      need_w_hh):
-    """dx, dW_ih and dW_hh in fp32 from a fused backward's gate gradients, as single GEMMs over all
-    timesteps: d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and
-    hidden sides (the same tensor except for GRU); the hidden states entering each step come from Y and h0."""
+    """dx, dW_ih and dW_hh in the accumulator type (that of the gate gradients: fp32, or fp64 for fp64
+    input) from a fused backward's gate gradients, as single GEMMs over all timesteps:
+    d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and hidden sides
+    (the same tensor except for GRU); the hidden states entering each step come from Y and h0."""
     T, B, _ = x.shape
-    dx, dw_ih = linear_grads(d_input_side, x.float(), w_ih.float(), need_x, need_w_ih)
-    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).float()  # (T, B, H)
-    _, dw_hh = linear_grads(d_hidden_side, h_prev, w_hh.float(), False, need_w_hh)
+    acc = d_input_side.dtype
+    dx, dw_ih = linear_grads(d_input_side, x.to(acc), w_ih.to(acc), need_x, need_w_ih)
+    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).to(acc)  # (T, B, H)
+    _, dw_hh = linear_grads(d_hidden_side, h_prev, w_hh.to(acc), False, need_w_hh)
     return dx, dw_ih, dw_hh
 
 
@@ -45,9 +47,10 @@ def wanted(grads, need):
     return tuple(g if wanted_ else None for g, wanted_ in zip(grads, need, strict=True))
 
 
-def ping_pong(state: torch.Tensor) -> torch.Tensor:
-    """A (2, B, H) fp32 buffer for the tiled regime's state exchange, with ``state`` (B, H) in slot 0."""
-    buffer = state.new_zeros((2, *state.shape), dtype=torch.float32)
+def ping_pong(state: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    """A (2, B, H) buffer in the accumulator type ``acc`` for the tiled regime's state exchange, with
+    ``state`` (B, H) in slot 0."""
+    buffer = state.new_zeros((2, *state.shape), dtype=acc)
     buffer[0] = state
     return buffer
 
@@ -116,7 +119,7 @@ def recurrent_product(A, a_rows, a_mask, W, gate: tl.constexpr, cols, H, TRANSPO
     ``a_mask``), with columns ``cols`` of weight block ``gate`` of W (gates * H, H): W_g^T when TRANSPOSE
     (h @ W_g^T, the forward), else W_g (dgate @ W_g, the backward). A and W are streamed in BLOCK_K slices
     of the reduced dimension; A bypasses L1 (other programs wrote it this step)."""
-    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=tl.float32)
+    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)  # A holds accumulator-type values
     for k0 in range(0, H, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         kmask = k < H
@@ -154,16 +157,16 @@ def column_tile(j, active, H, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
-def load_previous(X, X0, out, state, s, B, H, mask, REVERSE: tl.constexpr):
-    """fp32 values entering step ``s`` of the rows at offsets ``out`` of X (T, B, H): X at each row's
+def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: tl.constexpr):
+    """The values (in ACC) entering step ``s`` of the rows at offsets ``out`` of X (T, B, H): X at each row's
     previous time (the next one in the reverse direction), or X0 (B, H) at ``state`` for step 0."""
     if REVERSE:
         prev = out + B * H
     else:
         prev = out - B * H
     first = (tl.zeros_like(out) + s) == 0  # a tensor: the interpreter refuses a Python bool in a mask
-    before = tl.load(X + prev, mask=mask & (first == 0), other=0.0).to(tl.float32)
-    return before + tl.load(X0 + state, mask=mask & first, other=0.0).to(tl.float32)
+    before = tl.load(X + prev, mask=mask & (first == 0), other=0.0).to(ACC)
+    return before + tl.load(X0 + state, mask=mask & first, other=0.0).to(ACC)
 
 
 @triton.jit

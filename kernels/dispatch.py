@@ -31,7 +31,8 @@ BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
 # the half-precision GRU forward on sm_90).
 MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 32,
-                    ("rnn", "fp32"): 32, ("rnn", "half"): 64}
+                    ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16,
+                    ("rnn", "fp64"): 16}
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
 # spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
 TILED_WARPS, TILED_STAGES = 4, 1
@@ -55,9 +56,20 @@ class Launch:
         return torch.zeros(self.grid[0], dtype=torch.int32, device=device)
 
 
+def operand_width(dtype: torch.dtype) -> str:
+    """The key of MAX_PERSISTENT_H for input ``dtype``: "fp64", "fp32" or "half" (fp16, bf16)."""
+    return {torch.float64: "fp64", torch.float32: "fp32"}.get(dtype, "half")
+
+
+def accumulator(dtype: torch.dtype) -> torch.dtype:
+    """The type of the kernels' state, stored activations and gradients for input ``dtype``: fp64 for fp64
+    input (so the kernels pass gradcheck), else fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
     """The persistent regime's largest hidden size for ``cell`` ("lstm", "gru", "rnn") and ``dtype``."""
-    return MAX_PERSISTENT_H[cell, "fp32" if dtype == torch.float32 else "half"]
+    return MAX_PERSISTENT_H[cell, operand_width(dtype)]
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -109,7 +121,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``."""
     limit = max_persistent_h(cell, x.dtype)
     regime = _forced or ("persistent" if limit >= H else "tiled")
-    common = {"BLOCK_B": BLOCK_B, "DOT_F32": INTERPRET or x.dtype == torch.float32,
+    # fp16/bf16 products run in fp32 under the interpreter (its bf16 tl.dot is wrong); fp64 ones in fp64
+    common = {"BLOCK_B": BLOCK_B, "DOT_F32": x.dtype != torch.float64 and (INTERPRET or x.dtype == torch.float32),
               "PRECISION": dot_precision(x.dtype)}
     batch_tiles = triton.cdiv(B, BLOCK_B)
     if regime == "persistent":

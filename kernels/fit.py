@@ -34,8 +34,8 @@ KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_ke
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
 TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
-DTYPES = ("fp32", "fp16", "bf16")
-FP32_BUFFERS = {"C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
+DTYPES = ("fp32", "fp16", "bf16", "fp64")
+ACC_BUFFERS = {"C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
@@ -66,13 +66,16 @@ class Fit:
 
 
 def _signature(kernel: str, dt: str) -> dict[str, str]:
-    """Argument types of ``kernel`` for input dtype ``dt``: state and gate buffers are fp32, lengths and
-    counters int32, the other pointers the input dtype; upper-case flags are constexprs."""
+    """Argument types of ``kernel`` for input dtype ``dt``: state and gate buffers are in the accumulator
+    type (fp32, fp64 for fp64 input), lengths and counters int32, the other pointers the input dtype;
+    upper-case flags are constexprs."""
+    acc = "*fp64" if dt == "fp64" else "*fp32"
+
     def kind(arg: str) -> str:
         if arg in SCALARS:
             return "i32"
-        if arg in FP32_BUFFERS:
-            return "*fp32"
+        if arg in ACC_BUFFERS:
+            return acc
         if arg in INT_BUFFERS:
             return "*i32"
         return "constexpr" if arg.isupper() and arg.endswith(_FLAGS) else f"*{dt}"
@@ -135,7 +138,7 @@ def configurations():
         if kernel.endswith("_tiled"):
             shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
         else:
-            largest = MAX_PERSISTENT_H[kernel.split("_")[0], "fp32" if dtype == "fp32" else "half"]
+            largest = MAX_PERSISTENT_H[kernel.split("_")[0], dtype if dtype in ("fp32", "fp64") else "half"]
             shapes = [(hidden, "-") for hidden in (16, 32, 64) if hidden <= max(16, largest)]
         for (hidden, sync), mode in itertools.product(shapes, modes):
             yield kernel, target, dtype, hidden, sync, mode

@@ -30,7 +30,7 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import plan
+from .dispatch import accumulator, plan
 
 
 @triton.jit
@@ -39,12 +39,12 @@ def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask, STOR
     hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y)
     and, when STORE (training), the activated gates (G) and h W_hn^T + b_hn (GHN); returns the new h."""
     cmask = (cols < H)[None, :]
-    r = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hr
-                + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(tl.float32))
-    z = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(tl.float32) + hz
-                + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(tl.float32))
-    ghn = hn + tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(tl.float32)
-    n = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * ghn)
+    r = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(hr.dtype) + hr
+                + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    z = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(hr.dtype) + hz
+                + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    ghn = hn + tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype)
+    n = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hr.dtype) + r * ghn)
     h_new = n + z * (h - n)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
@@ -83,7 +83,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
     w_r = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
-    h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
+    h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     for s in range(0, T):
         active = (s < length)[:, None]  # (BB, 1)
         am = m2 & active
@@ -104,15 +104,15 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
     w_r = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
-    dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
+    dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     for step in range(0, T):
         s = T - 1 - step
         active = (s < length)[:, None]
         am = m2 & active
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         out = row_t * H + cols[None, :]
-        h_prev = load_previous(Y, H0, out, state, s, B, H, am, REVERSE)
-        dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
+        h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
+        dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
         d_r, d_z, d_hn, dh_new = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
                                                  dh_t, am)
         dh_new += tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
@@ -164,8 +164,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             cols, am = column_tile(j, active, H, BLOCK_H)
             out = row_t * H + cols[None, :]
             state = state_rows + cols[None, :]
-            dh_t = tl.load(DHS + state, mask=am, other=0.0) + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
-            h_prev = load_previous(Y, H0, out, state, s, B, H, am, REVERSE)
+            dh_t = tl.load(DHS + state, mask=am, other=0.0)
+            dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
+            h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
             _, _, _, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
                                                  dh_t, am)
             tl.store(DHS + state, dh_direct, mask=am)  # the products with W_hh are added below
@@ -190,17 +191,19 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
+    acc = accumulator(x.dtype)
     gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
     b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    G = torch.zeros(T if store else 0, B, 3 * H, dtype=torch.float32, device=x.device)
-    ghn = torch.zeros(T if store else 0, B, H, dtype=torch.float32, device=x.device)
-    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    G = torch.zeros(T if store else 0, B, 3 * H, dtype=acc, device=x.device)
+    ghn = torch.zeros(T if store else 0, B, H, dtype=acc, device=x.device)
+    hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0), lengths, Y, G, ghn, hn, launch.counters(x.device),
-                                           T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
+        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), lengths, Y, G, ghn, hn,
+                                           launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
+                                           **launch.meta)
     else:
         _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T, B, H, REVERSE=reverse,
                                      STORE=store, **launch.meta)
@@ -211,9 +214,9 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    kept, f32 = T if store else 0, torch.float32
-    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=f32),
-            x.new_empty(kept, B, H, dtype=f32))
+    kept, acc = T if store else 0, accumulator(x.dtype)
+    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=acc),
+            x.new_empty(kept, B, H, dtype=acc))
 
 
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
@@ -224,16 +227,17 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
+    acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
-    dG = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # input-side pre-activations
-    dGH = torch.zeros(T, B, 3 * H, dtype=torch.float32, device=x.device)  # hidden-side pre-activations
+    dG = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # input-side pre-activations
+    dGH = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # hidden-side pre-activations
     w = w_hh.contiguous()
     if launch.tiled:
-        dh0 = dh_n.float().clone()  # updated in place, step by step
+        dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dh0,
                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
     else:
-        dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
+        dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,
                                      dG, dGH, dh0, T, B, H, REVERSE=reverse, **launch.meta)
     dx, dw_ih, dw_hh = projection_grads(dG, dGH, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])

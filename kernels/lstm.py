@@ -13,6 +13,8 @@ Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidd
 gates of each). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
 streams W_hh (recurrent_product); c lives in CS likewise. The backward's step has two phases: the gate
 gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them.
+
+"fp32" above is the accumulator type: fp64 for fp64 input (so gradcheck applies to the kernels).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import plan
+from .dispatch import accumulator, plan
 
 
 @triton.jit
@@ -50,10 +52,10 @@ def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.co
     """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
     hi..ho give the gates, which update c (fp32); stores h (Y) and, when STORE (training), c (C) and the
     activated gates (G); returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
-    i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(tl.float32) + hi)
-    f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(tl.float32) + hf)
-    g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(tl.float32) + hg)
-    o = sigmoid(tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(tl.float32) + ho)
+    i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(hi.dtype) + hi)
+    f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(hi.dtype) + hf)
+    g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hi.dtype) + hg)
+    o = sigmoid(tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(hi.dtype) + ho)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
@@ -96,8 +98,8 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     w_f = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
     w_g = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
     w_o = gate_block(W, 3, H, BLOCK_H, True, DOT_F32)
-    h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
-    c = tl.load(C0 + state, mask=m2, other=0.0).to(tl.float32)
+    h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
+    c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
     for s in range(0, T):
         active = (s < length)[:, None]  # (BB, 1)
         am = m2 & active
@@ -122,16 +124,16 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
     w_f = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
     w_g = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
     w_o = gate_block(W, 3, H, BLOCK_H, False, DOT_F32)
-    dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
-    dc = tl.load(DCN + state, mask=m2, other=0.0).to(tl.float32)
+    dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
+    dc = tl.load(DCN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)
     for step in range(0, T):
         s = T - 1 - step
         active = (s < length)[:, None]
         am = m2 & active
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         out = row_t * H + cols[None, :]
-        c_prev = load_previous(C, C0, out, state, s, B, H, am, REVERSE)
-        dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
+        c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
+        dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
         d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
                                                        dh_t, dc, am)
         dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
@@ -190,8 +192,9 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, LEN, DG, DHS, DCS, COUNT, T, B, H,
             cols, am = column_tile(j, active, H, BLOCK_H)
             out = row_t * H + cols[None, :]
             state = state_rows + cols[None, :]
-            dh_t = tl.load(DHS + state, mask=am, other=0.0) + tl.load(DY + out, mask=am, other=0.0).to(tl.float32)
-            c_prev = load_previous(C, C0, out, state, s, B, H, am, REVERSE)
+            dh_t = tl.load(DHS + state, mask=am, other=0.0)
+            dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
+            c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
             _, _, _, _, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t,
                                                    tl.load(DCS + state, mask=am, other=0.0), am)
             tl.store(DCS + state, dc_prev, mask=am)
@@ -216,16 +219,17 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("lstm", x, H, B)
+    acc = accumulator(x.dtype)
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    C = torch.zeros(T if store else 0, B, H, dtype=torch.float32, device=x.device)
-    G = torch.zeros(T if store else 0, B, 4 * H, dtype=torch.float32, device=x.device)
-    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
-    cn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    C = torch.zeros(T if store else 0, B, H, dtype=acc, device=x.device)
+    G = torch.zeros(T if store else 0, B, 4 * H, dtype=acc, device=x.device)
+    hn = torch.empty(B, H, dtype=acc, device=x.device)
+    cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _lstm_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0), ping_pong(c0), lengths, Y, C, G, hn, cn,
+        _lstm_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0, acc), ping_pong(c0, acc), lengths, Y, C, G, hn, cn,
                                             launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
                                             **launch.meta)
     else:
@@ -238,9 +242,9 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    kept, f32 = T if store else 0, torch.float32
-    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=f32),
-            x.new_empty(kept, B, H, dtype=f32))
+    kept, acc = T if store else 0, accumulator(x.dtype)
+    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=acc),
+            x.new_empty(kept, B, H, dtype=acc))
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
@@ -251,19 +255,20 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("lstm", x, H, B)
+    acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
-    dG = torch.zeros(T, B, 4 * H, dtype=torch.float32, device=x.device)
+    dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        dh0, dc0 = dh_n.float().clone(), dc_n.float().clone()  # updated in place, step by step
+        dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
         _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, lengths, dG, dh0, dc0,
                                             launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
     else:
-        dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
-        dc0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
+        dh0 = torch.empty(B, H, dtype=acc, device=x.device)
+        dc0 = torch.empty(B, H, dtype=acc, device=x.device)
         _lstm_bwd_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
                                       w, lengths, dG, dh0, dc0, T, B, H, REVERSE=reverse, **launch.meta)
-    # weight gradients accumulate in fp32 whatever the input dtype
+    # weight gradients accumulate in fp32 (fp64 for fp64 input) whatever the input dtype
     dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5])
     db = bias_grad(dG, need[5])
     return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db), (x, h0, c0, w_ih, w_hh, w_ih), need)

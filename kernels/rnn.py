@@ -25,14 +25,14 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import plan
+from .dispatch import accumulator, plan
 
 
 @triton.jit
 def _rnn_cell(GX, Y, out, hw, mask, RELU: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the activation of the input projection (GX) plus the
     recurrent product ``hw``; stores h (Y) and returns it."""
-    pre = tl.load(GX + out, mask=mask, other=0.0).to(tl.float32) + hw
+    pre = tl.load(GX + out, mask=mask, other=0.0).to(hw.dtype) + hw
     if RELU:
         h = tl.maximum(pre, 0.0)
     else:
@@ -45,8 +45,8 @@ def _rnn_cell(GX, Y, out, hw, mask, RELU: tl.constexpr):
 def _rnn_cell_grads(Y, DY, DG, out, dh, mask, RELU: tl.constexpr):
     """The backward of _rnn_cell for a tile: dh (from later steps) plus DY at h_t, through the activation
     (its derivative from the stored output); stores the pre-activation gradient (DG) and returns it."""
-    y = tl.load(Y + out, mask=mask, other=0.0).to(tl.float32)
-    dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(tl.float32)
+    y = tl.load(Y + out, mask=mask, other=0.0).to(dh.dtype)
+    dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(dh.dtype)
     if RELU:
         d_pre = tl.where(y > 0.0, dh, 0.0)
     else:
@@ -61,7 +61,7 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
-    h = tl.load(H0 + state, mask=m2, other=0.0).to(tl.float32)
+    h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     for s in range(0, T):
         active = (s < length)[:, None]  # (BB, 1)
         out = (step_time(s, length, REVERSE) * B + rows)[:, None] * H + cols[None, :]
@@ -76,7 +76,7 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
-    dh = tl.load(DHN + state, mask=m2, other=0.0).to(tl.float32)
+    dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     for step in range(0, T):
         s = T - 1 - step
         active = (s < length)[:, None]
@@ -139,14 +139,15 @@ def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("rnn", x, H, B)
+    acc = accumulator(x.dtype)
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    hn = torch.empty(B, H, dtype=torch.float32, device=x.device)
+    hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _rnn_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0), lengths, Y, hn, launch.counters(x.device), T, B, H,
-                                           RELU=relu, REVERSE=reverse, **launch.meta)
+        _rnn_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0, acc), lengths, Y, hn, launch.counters(x.device),
+                                           T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
     else:
         _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, T, B, H, RELU=relu, REVERSE=reverse,
                                      **launch.meta)
@@ -167,15 +168,16 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("rnn", x, H, B)
+    acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
-    dG = torch.zeros(T, B, H, dtype=torch.float32, device=x.device)
+    dG = torch.zeros(T, B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        dh0 = dh_n.float().clone()  # updated in place, step by step
+        dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dh0, launch.counters(x.device),
                                            T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
     else:
-        dh0 = torch.empty(B, H, dtype=torch.float32, device=x.device)
+        dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, T, B, H,
                                      RELU=relu, REVERSE=reverse, **launch.meta)
     dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])

@@ -7,8 +7,8 @@ and fp16/bf16 with tolerances measured against float64. Under the interpreter th
 one program per batch tile (the grid barrier would deadlock there); the multi-program variant is for a
 GPU (scripts/gpu_check.sh runs this file again with RNNLAB_GRID_SYNC=1).
 
-The kernels keep fp32 state and accumulate in fp32, so there is no float64 gradcheck of them: the
-reference path is gradchecked in float64 (test_layer_parity.py) and the kernels match it to 2e-5.
+The kernels keep their state and accumulate in fp32, or in fp64 for fp64 input: that is how they pass
+torch.autograd.gradcheck in float64 (both regimes, packed and reversed).
 
 bf16 ``tl.dot`` is wrong under the interpreter, so interpreted kernels multiply in fp32 (DOT_F32); on a
 GPU bf16/fp16 products run on tensor cores with fp32 accumulation.
@@ -119,13 +119,14 @@ def test_unsupported_configurations_say_so():
         proj(torch.randn(3, 2, 5, device=DEVICE))
 
 
-def _op_args(cell, H=20, T=5, B=3, I=4, packed=False):
+def _op_args(cell, H=20, T=5, B=3, I=4, packed=False, dtype=torch.float32):
     """Arguments of rnnlab::<cell>_fused with every tensor input requiring grad (h0 and c0 included)."""
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-    x = torch.randn(T, B, I, device=DEVICE, requires_grad=True)
-    states = [torch.randn(B, H, device=DEVICE, requires_grad=True) for _ in range(2 if cell == "lstm" else 1)]
-    weights = [torch.randn(gates * H, n, device=DEVICE, requires_grad=True) for n in (I, H)]
-    biases = [torch.randn(gates * H, device=DEVICE, requires_grad=True) for _ in range(2)]
+    like = {"device": DEVICE, "dtype": dtype, "requires_grad": True}
+    x = torch.randn(T, B, I, **like)
+    states = [torch.randn(B, H, **like) for _ in range(2 if cell == "lstm" else 1)]
+    weights = [torch.randn(gates * H, n, **like) / H**0.5 for n in (I, H)]
+    biases = [torch.randn(gates * H, **like) for _ in range(2)]
     batch_sizes = [3, 3, 2, 2, 1] if packed else None
     extra = cell != "rnn"  # the last flag: relu (False) for rnn; store (training) for lstm and gru
     return (x, *states, *weights, *biases, batch_sizes, True, extra)
@@ -167,3 +168,25 @@ def test_inference_forward_stores_nothing_for_a_backward(cell, regime):
     outputs = 3 if cell == "lstm" else 2
     assert all(torch.equal(a, b) for a, b in zip(training[:outputs], inference[:outputs], strict=True))
     assert all(t.numel() > 0 for t in training[outputs:]) and all(t.numel() == 0 for t in inference[outputs:])
+
+
+@pytest.mark.parametrize(("H", "regime"), [(12, "persistent"), (20, "tiled")])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fused_kernels_pass_gradcheck_in_float64(cell, H, regime):
+    """Packed and reversed, every tensor input (x, initial states, weights, biases) checked by
+    torch.autograd.gradcheck against finite differences (fast mode: random projections of the Jacobian)."""
+    torch.manual_seed(12)
+    args = _op_args(cell, H=H, packed=True, dtype=torch.float64)
+    tensors, flags = args[: len(args) - 3], args[len(args) - 3:]
+    scan = getattr(rnnlab.kernels, f"{cell}_scan")
+    if cell == "lstm":
+        def fn(*t):
+            return scan(*t, None, *flags[:2])
+    elif cell == "gru":
+        def fn(*t):
+            return scan(*t, *flags[:2])
+    else:
+        def fn(*t):
+            return scan(*t, *flags[:2], "tanh")
+    with force_regime(regime):
+        assert torch.autograd.gradcheck(fn, tensors, fast_mode=True)
