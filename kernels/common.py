@@ -113,22 +113,23 @@ def batch_rows(LEN, B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
-def recurrent_product(A, a_rows, a_mask, W, gate: tl.constexpr, cols, H, TRANSPOSE: tl.constexpr,
-                      BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
-    """(BB, BH) fp32 product of the rows of A, length H from the (BB, 1) offsets ``a_rows`` (masked by
-    ``a_mask``), with columns ``cols`` of weight block ``gate`` of W (gates * H, H): W_g^T when TRANSPOSE
-    (h @ W_g^T, the forward), else W_g (dgate @ W_g, the backward). A and W are streamed in BLOCK_K slices
-    of the reduced dimension; A bypasses L1 (other programs wrote it this step)."""
-    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)  # A holds accumulator-type values
-    for k0 in range(0, H, BLOCK_K):
+def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_K: tl.constexpr,
+                      DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+    """(BB, BN) product, in A's (accumulator) type, of the rows of A, length K from the (BB, 1) offsets
+    ``a_rows`` (masked by ``a_mask``), with a block of the row-major weight W (leading dimension ``ld``):
+    when TRANSPOSE, W[row0 + cols, :K]^T (h @ W_g^T, the forward), else W[row0 : row0 + K, cols] (dgate @
+    W_g, the backward); ``cols`` (BN,) are masked below N. A and W are streamed in BLOCK_K slices of the
+    reduced dimension; A bypasses L1 (other programs wrote it this step)."""
+    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)
+    for k0 in range(0, K, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
-        kmask = k < H
+        kmask = k < K
         a = tl.load(A + a_rows + k[None, :], mask=a_mask & kmask[None, :], other=0.0, cache_modifier=".cg")
-        wmask = kmask[:, None] & (cols < H)[None, :]
+        wmask = kmask[:, None] & (cols < N)[None, :]
         if TRANSPOSE:
-            w = tl.load(W + (gate * H + cols[None, :]) * H + k[:, None], mask=wmask, other=0.0)
+            w = tl.load(W + (row0 + cols[None, :]) * ld + k[:, None], mask=wmask, other=0.0)
         else:
-            w = tl.load(W + (gate * H + k[:, None]) * H + cols[None, :], mask=wmask, other=0.0)
+            w = tl.load(W + (row0 + k[:, None]) * ld + cols[None, :], mask=wmask, other=0.0)
         if DOT_F32:
             w = w.to(tl.float32)
         acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)

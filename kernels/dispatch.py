@@ -117,9 +117,10 @@ def force_regime(regime: str | None):
         _forced = previous
 
 
-def plan(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
-    """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``."""
-    limit = max_persistent_h(cell, x.dtype)
+def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False) -> Launch:
+    """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``; an
+    LSTM with a projection (``proj``) runs in the tiled regime."""
+    limit = 0 if proj else max_persistent_h(cell, x.dtype)
     regime = _forced or ("persistent" if limit >= H else "tiled")
     # fp16/bf16 products run in fp32 under the interpreter (its bf16 tl.dot is wrong); fp64 ones in fp64
     common = {"BLOCK_B": BLOCK_B, "DOT_F32": x.dtype != torch.float64 and (INTERPRET or x.dtype == torch.float32),
@@ -128,8 +129,9 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     if regime == "persistent":
         if limit < H:
             raise NotImplementedError(
-                f"the persistent regime holds {cell.upper()} hidden sizes up to {limit} for {x.dtype}; got "
-                f"hidden_size={H}. Leave the regime to the dispatcher (it picks the tiled one)"
+                f"the persistent regime holds {cell.upper()} hidden sizes up to {limit} for {x.dtype}"
+                f"{' with a projection' if proj else ''}; got hidden_size={H}. Leave the regime to the "
+                "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
         return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh)})

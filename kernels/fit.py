@@ -3,6 +3,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
 
     python -m rnnlab.kernels.fit                        # every configuration, a table
     python -m rnnlab.kernels.fit gru_fwd_tiled          # every configuration of one kernel
+    python -m rnnlab.kernels.fit --quick                # a subset (the test suite's default)
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 64   # one persistent configuration (hidden size)
     python -m rnnlab.kernels.fit lstm_bwd_tiled sm_90 bf16 1024 grid   # one tiled one, grid barrier
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
@@ -35,9 +36,9 @@ KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_ke
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
 TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
 DTYPES = ("fp32", "fp16", "bf16", "fp64")
-ACC_BUFFERS = {"C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
+ACC_BUFFERS = {"HF", "DHP", "C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
 INT_BUFFERS = {"LEN", "COUNT"}
-SCALARS = {"T", "B", "H"}
+SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # a hidden size for each of tiled_blocks()'s block shapes
 
@@ -50,6 +51,7 @@ class Fit:
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
     sync: str  # "-" (persistent) or one of SYNCS
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
+    proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     num_warps: int
     registers: int
     shared: int
@@ -82,10 +84,11 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
     return {arg: kind(arg) for arg in KERNELS[kernel].arg_names}
 
 
-_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE")
+_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ")
 
 
-def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-") -> Fit:
+def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
+                proj: str = "-") -> Fit:
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage."""
     tiled = kernel.endswith("_tiled")
@@ -102,11 +105,13 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
         constexprs["RELU"] = False
     if mode != "-":
         constexprs["STORE"] = mode == "train"
+    if "PROJ" in KERNELS[kernel].arg_names:
+        constexprs["PROJ"] = proj == "proj"
     src = ASTSource(fn=KERNELS[kernel], signature=_signature(kernel, dtype), constexprs=constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
                               options=options)
     usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, mode, warps, usage["registers"], compiled.metadata.shared,
+    return Fit(kernel, target, dtype, hidden, sync, mode, proj, warps, usage["registers"], compiled.metadata.shared,
                usage["spill_stores"] + usage["spill_loads"])
 
 
@@ -128,28 +133,36 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
     return {key: int(m.group(1)) if (m := re.search(rx, out)) else 0 for key, rx in numbers.items()}
 
 
-def configurations():
+def configurations(quick: bool = False):
     """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync,
-    mode): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a hidden
-    size for each of their block shapes, with and without the grid barrier; forwards with a STORE flag
-    in training and inference."""
+    mode, proj): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a
+    hidden size for each of their block shapes, with and without the grid barrier; forwards with a STORE
+    flag in training and inference; the tiled LSTM with and without a projection. ``quick`` keeps every
+    persistent configuration but, of the tiled ones (1-2 s of compiling each), only the largest code
+    path (H = 1024, grid barrier, training, projection) for every target and dtype and the smallest
+    (H = 128, no barrier, inference, no projection) for sm_90."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
+        projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
             shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
         else:
             largest = MAX_PERSISTENT_H[kernel.split("_")[0], dtype if dtype in ("fp32", "fp64") else "half"]
             shapes = [(hidden, "-") for hidden in (16, 32, 64) if hidden <= max(16, largest)]
-        for (hidden, sync), mode in itertools.product(shapes, modes):
-            yield kernel, target, dtype, hidden, sync, mode
+        for (hidden, sync), mode, proj in itertools.product(shapes, modes, projs):
+            largest = (hidden, sync, mode, proj) == (TILED_SHAPES[-1], "grid", modes[0], projs[-1])
+            smallest = (hidden, sync, mode, proj) == (TILED_SHAPES[0], "loop", modes[-1], "-") and target == "sm_90"
+            if not quick or sync == "-" or largest or smallest:
+                yield kernel, target, dtype, hidden, sync, mode, proj
 
 
-HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'warps':>5} {'regs':>4} "
+HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'warps':>5} {'regs':>4} "
           f"{'shared':>7} {'spill':>5} fits")
 
 
 def row(fit: Fit) -> str:
-    return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.num_warps:5} "
+    return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.proj:4} "
+            f"{fit.num_warps:5} "
             f"{fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
 
 
@@ -157,19 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
+    quick = "--quick" in argv
+    argv = [a for a in argv if a != "--quick"]
     if len(argv) > 1:  # one configuration
         fit = compile_one(argv[0], argv[1], argv[2], int(argv[3]), *argv[4:])
         print(row(fit))
         return 0 if fit.fits else 1
     if argv:  # every configuration of one kernel, in this process
-        fits = [compile_one(*config) for config in configurations() if config[0] == argv[0]]
+        fits = [compile_one(*config) for config in configurations(quick) if config[0] == argv[0]]
         print("\n".join(map(row, fits)))
         return 0 if all(fit.fits for fit in fits) else 1
     print(HEADER)
     bad = 0
     for kernel in KERNELS:
-        proc = subprocess.run([sys.executable, "-m", "rnnlab.kernels.fit", kernel], capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run([sys.executable, "-m", "rnnlab.kernels.fit", kernel, *(["--quick"] if quick else [])],
+                              capture_output=True, text=True, check=False)
         print(proc.stdout.rstrip() or f"{kernel}: compiler failed: "
               f"{(proc.stderr.strip().splitlines() or ['?'])[-1][:160]}")
         bad += proc.returncode != 0

@@ -139,9 +139,12 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
             state = state_rows + cols[None, :]
             h_new = _gru_cell(
                 GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
-                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
+                                  BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, H, cols, H, H, H, True,
+                                  BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
+                                  BLOCK_K, DOT_F32, PRECISION),
                 tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
@@ -176,9 +179,11 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
             dh = tl.load(DHS + state, mask=am, other=0.0)
-            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DGH + H, dg_rows, active, W, 1, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH + H, dg_rows, active, W, H, cols, H, H, H, False,
+                                    BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2 * H, cols, H, H, H, False,
+                                    BLOCK_K, DOT_F32, PRECISION)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

@@ -12,7 +12,10 @@ rnnlab.recurrence.lstm.
 Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidden units (all four
 gates of each). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
 streams W_hh (recurrent_product); c lives in CS likewise. The backward's step has two phases: the gate
-gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them.
+gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them. With a
+projection (proj_size P: h = (o * tanh c) W_hr^T, W_hh (4H, P)) the forward adds a phase that
+projects the unprojected h (HF) by column tiles of P, and the backward one that first gathers each
+step's dh_t (DHP) so the unprojected h's gradient dh_t W_hr can be taken by tiles of H.
 
 "fp32" above is the accumulator type: fp64 for fp64 input (so gradcheck applies to the kernels).
 """
@@ -24,7 +27,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import bias_grad, input_projection
+from ..recurrence.common import bias_grad, input_projection, linear_grads
 from .common import (
     batch_rows,
     batch_tile,
@@ -48,17 +51,18 @@ from .dispatch import accumulator, plan
 
 
 @triton.jit
-def _lstm_cell(GX, Y, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
+def _lstm_cell(GX, Y, y_off, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
-    hi..ho give the gates, which update c (fp32); stores h (Y) and, when STORE (training), c (C) and the
-    activated gates (G); returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
+    hi..ho give the gates, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
+    projection the unprojected h) and, when STORE (training), c (C) and the activated gates (G);
+    returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
     i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(hi.dtype) + hi)
     f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(hi.dtype) + hf)
     g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hi.dtype) + hg)
     o = sigmoid(tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(hi.dtype) + ho)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
-    tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(C + out, c_new, mask=mask)
         tl.store(G + gates, i, mask=mask)
@@ -105,8 +109,9 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
         am = m2 & active
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]  # (BB, 1) int64
         hd = h.to(w_i.dtype)
+        out = row_t * H + cols[None, :]
         h_new, c_new = _lstm_cell(
-            GX, Y, C, G, row_t * (4 * H) + cols[None, :], row_t * H + cols[None, :], H,
+            GX, Y, out, C, G, row_t * (4 * H) + cols[None, :], out, H,
             tl.dot(hd, w_i, input_precision=PRECISION), tl.dot(hd, w_f, input_precision=PRECISION),
             tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am, STORE)
         h = tl.where(active, h_new, h)
@@ -147,122 +152,178 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 
 
 @triton.jit
-def _lstm_fwd_tiled_kernel(GX, W, HS, CS, LEN, Y, C, G, HN, CN, COUNT, T, B, H,
+def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr):
+                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr):
+    # h is P wide (HS: (2, B, P)), c H wide (CS: (2, B, H)); P == H without a projection. With PROJ a
+    # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
+    h_rows = rows[:, None] * P  # ... and into a (B, P) one
     for s in range(0, T):
         active = (s < length)[:, None]  # (BB, 1)
-        last = (s == length - 1)[:, None]
+        last = active & (s == length - 1)[:, None]
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
-        src = (s % 2) * B * H  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
-        dst = B * H - src
+        h_src = (s % 2) * B * P  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
+        c_src = (s % 2) * B * H
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
+            out = row_t * H + cols[None, :]
+            if PROJ:
+                if STORE:
+                    h_target, h_off = HF, out
+                else:
+                    h_target, h_off = HF, state
+            else:
+                h_target, h_off = Y, out
             h_new, c_new = _lstm_cell(
-                GX, Y, C, G, row_t * (4 * H) + cols[None, :], row_t * H + cols[None, :], H,
-                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + src, state_rows, active, W, 1, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + src, state_rows, active, W, 2, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + src, state_rows, active, W, 3, cols, H, True, BLOCK_K, DOT_F32, PRECISION),
-                tl.load(CS + src + state, mask=am, other=0.0), am, STORE)
-            tl.store(HS + dst + state, h_new, mask=am)
-            tl.store(CS + dst + state, c_new, mask=am)
-            tl.store(HN + state, h_new, mask=am & last)
+                GX, h_target, h_off, C, G, row_t * (4 * H) + cols[None, :], out, H,
+                recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + h_src, h_rows, active, W, 2 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                  PRECISION),
+                recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                  PRECISION),
+                tl.load(CS + c_src + state, mask=am, other=0.0), am, STORE)
+            tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
-        step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
+            if not PROJ:
+                tl.store(HS + B * P - h_src + state, h_new, mask=am)
+                tl.store(HN + state, h_new, mask=am & last)
+        if PROJ:
+            step_barrier(COUNT + tl.program_id(0), (2 * s + 1) * tl.num_programs(1), GRID_SYNC)
+            if STORE:
+                hf_rows = row_t * H
+            else:
+                hf_rows = state_rows
+            for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
+                cols, am = column_tile(j, active, P, BLOCK_H)
+                h = recurrent_product(HF, hf_rows, active, WR, 0, cols, P, H, H, True, BLOCK_K, DOT_F32, PRECISION)
+                tl.store(Y + row_t * P + cols[None, :], h.to(Y.dtype.element_ty), mask=am)
+                tl.store(HS + B * P - h_src + h_rows + cols[None, :], h, mask=am)
+                tl.store(HN + h_rows + cols[None, :], h, mask=am & last)
+            step_barrier(COUNT + tl.program_id(0), (2 * s + 2) * tl.num_programs(1), GRID_SYNC)
+        else:
+            step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit
-def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, LEN, DG, DHS, DCS, COUNT, T, B, H,
+def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr):
-    # DHS, DCS (B, H) fp32: dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out
+                           GRID_SYNC: tl.constexpr, PROJ: tl.constexpr):
+    # DHS (B, P), DCS (B, H): dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out.
+    # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     state_rows = rows[:, None] * H
+    h_rows = rows[:, None] * P
     for step in range(0, T):
         s = T - 1 - step
         active = (s < length)[:, None]
         row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        if PROJ:
+            for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
+                cols, am = column_tile(j, active, P, BLOCK_H)
+                dh = tl.load(DHS + h_rows + cols[None, :], mask=am, other=0.0)
+                dh += tl.load(DY + row_t * P + cols[None, :], mask=am, other=0.0).to(dh.dtype)
+                tl.store(DHP + row_t * P + cols[None, :], dh, mask=am)
+            step_barrier(COUNT + tl.program_id(0), (2 * step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             out = row_t * H + cols[None, :]
             state = state_rows + cols[None, :]
-            dh_t = tl.load(DHS + state, mask=am, other=0.0)
-            dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
+            if PROJ:  # the gradient of the unprojected h: dh_t @ W_hr
+                dh_t = recurrent_product(DHP, row_t * P, active, WR, 0, cols, H, P, H, False, BLOCK_K, DOT_F32,
+                                         PRECISION)
+            else:
+                dh_t = tl.load(DHS + state, mask=am, other=0.0)
+                dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
             _, _, _, _, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t,
                                                    tl.load(DCS + state, mask=am, other=0.0), am)
             tl.store(DCS + state, dc_prev, mask=am)
-        step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
+        if PROJ:
+            step_barrier(COUNT + tl.program_id(0), (2 * step + 2) * tl.num_programs(1), GRID_SYNC)
+        else:
+            step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         dg_rows = row_t * (4 * H)
-        for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
-            cols, am = column_tile(j, active, H, BLOCK_H)
-            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DG + H, dg_rows, active, W, 1, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DG + 2 * H, dg_rows, active, W, 2, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DG + 3 * H, dg_rows, active, W, 3, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
-            tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
+        for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
+            cols, am = column_tile(j, active, P, BLOCK_H)
+            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DG + H, dg_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DG + 2 * H, dg_rows, active, W, 2 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
+                                    PRECISION)
+            dh += recurrent_product(DG + 3 * H, dg_rows, active, W, 3 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
+                                    PRECISION)
+            tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
 @torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())
 def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-               b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The fused forward as a custom op: Y (T, B, H), h_n, c_n (B, H), and for the backward the activated
-    gates G (T, B, 4H) and the cell states C (T, B, H), both fp32 (empty unless ``store``)."""
+               b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward as a custom op: Y (T, B, P), h_n (B, P), c_n (B, H) (P = H without a projection
+    w_hr (P, H)), and for the backward the activated gates G (T, B, 4H), the cell states C (T, B, H) and
+    with a projection the unprojected outputs HF (T, B, H), in the accumulator type (empty unless
+    ``store``; HF also without a projection)."""
     T, B, _ = x.shape
-    H = w_hh.shape[1]
-    launch = plan("lstm", x, H, B)
+    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
+    launch = plan("lstm", x, H, B, proj=w_hr is not None)
     acc = accumulator(x.dtype)
+    kept = T if store else 0
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
-    Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    C = torch.zeros(T if store else 0, B, H, dtype=acc, device=x.device)
-    G = torch.zeros(T if store else 0, B, 4 * H, dtype=acc, device=x.device)
-    hn = torch.empty(B, H, dtype=acc, device=x.device)
+    Y = torch.zeros(T, B, P, dtype=x.dtype, device=x.device)
+    C = torch.zeros(kept, B, H, dtype=acc, device=x.device)
+    G = torch.zeros(kept, B, 4 * H, dtype=acc, device=x.device)
+    HF = x.new_zeros((kept if store else 1, B, H) if w_hr is not None else (0, B, H), dtype=acc)
+    hn = torch.empty(B, P, dtype=acc, device=x.device)
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _lstm_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0, acc), ping_pong(c0, acc), lengths, Y, C, G, hn, cn,
-                                            launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
-                                            **launch.meta)
+        wr = w if w_hr is None else w_hr.contiguous()
+        _lstm_fwd_tiled_kernel[launch.grid](gx, w, wr, ping_pong(h0, acc), ping_pong(c0, acc), HF, lengths, Y, C, G,
+                                            hn, cn, launch.counters(x.device), T, B, H, P, REVERSE=reverse,
+                                            STORE=store, PROJ=w_hr is not None, **launch.meta)
     else:
         _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
                                       T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
-    return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C
+    return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept]
 
 
 @lstm_fused.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store):
     T, B, _ = x.shape
-    H = w_hh.shape[1]
+    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
     kept, acc = T if store else 0, accumulator(x.dtype)
-    return (x.new_empty(T, B, H), x.new_empty(B, H), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=acc),
-            x.new_empty(kept, B, H, dtype=acc))
+    return (x.new_empty(T, B, P), x.new_empty(B, P), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=acc),
+            x.new_empty(kept, B, H, dtype=acc), x.new_empty(kept if w_hr is not None else 0, B, H, dtype=acc))
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
 def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
-                        w_hh: Tensor, G: Tensor, C: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool,
-                        need: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of x, h0, c0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
+                        w_hh: Tensor, w_hr: Tensor | None, G: Tensor, C: Tensor, HF: Tensor, Y: Tensor,
+                        batch_sizes: list[int] | None, reverse: bool, need: list[bool]
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, c0, w_ih, w_hh, the bias and w_hr (each empty where ``need`` says it is not
+    wanted)."""
     T, B, _ = x.shape
-    H = w_hh.shape[1]
-    launch = plan("lstm", x, H, B)
+    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
+    launch = plan("lstm", x, H, B, proj=w_hr is not None)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)
+    DHP = x.new_zeros((T, B, P) if w_hr is not None else (0, B, P), dtype=acc)  # each step's dh (projection)
     w = w_hh.contiguous()
     if launch.tiled:
         dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
-        _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, lengths, dG, dh0, dc0,
-                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+        wr = w if w_hr is None else w_hr.contiguous()
+        _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, wr, lengths, dG, dh0, dc0, DHP,
+                                            launch.counters(x.device), T, B, H, P, REVERSE=reverse,
+                                            PROJ=w_hr is not None, **launch.meta)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         dc0 = torch.empty(B, H, dtype=acc, device=x.device)
@@ -271,29 +332,33 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     # weight gradients accumulate in fp32 (fp64 for fp64 input) whatever the input dtype
     dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5])
     db = bias_grad(dG, need[5])
-    return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db), (x, h0, c0, w_ih, w_hh, w_ih), need)
+    dw_hr = linear_grads(DHP, HF, w_hr.to(acc), False, True)[1] if need[6] else None  # sum_t dh_t^T hf_t
+    likes = (x, h0, c0, w_ih, w_hh, w_ih, w_ih if w_hr is None else w_hr)
+    return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr), likes, need)
 
 
 @lstm_fused_backward.register_fake
-def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, G, C, Y, batch_sizes, reverse, need):
-    return fake_grads((x, h0, c0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0])), need)
+def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, batch_sizes, reverse, need):
+    proj = w_hh.new_empty(0) if w_hr is None else w_hr
+    return fake_grads((x, h0, c0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0]), proj), need)
 
 
 def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _ = inputs
-    Y, _, _, G, C = output
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, G, C, Y)
+    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _ = inputs
+    Y, _, _, G, C, HF = output
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
-    ctx.mark_non_differentiable(G, C)
+    ctx.mark_non_differentiable(G, C, HF)
 
 
-def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC):
+def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
-    dx, dh0, dc0, dw_ih, dw_hh, db = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes,
-                                                         ctx.reverse, [*need[:5], bias])
-    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)), None, None,
-            None)
+    grads = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,
+                                [*need[:5], bias, need[7]])
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = grads
+    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
+            *wanted((dw_hr,), need[7:8]), None, None, None)
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
@@ -301,7 +366,5 @@ lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
-    if w_hr is not None:
-        raise NotImplementedError("backend='triton' has no LSTM proj_size yet; use backend='torch'")
-    store = needs_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store)[:3]
+    store = needs_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store)[:3]

@@ -100,7 +100,8 @@ def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
         src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            hw = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, True, BLOCK_K, DOT_F32, PRECISION)
+            hw = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
+                                   BLOCK_K, DOT_F32, PRECISION)
             h_new = _rnn_cell(GX, Y, row_t * H + cols[None, :], hw, am, RELU)
             state = state_rows + cols[None, :]
             tl.store(HS + B * H - src + state, h_new, mask=am)
@@ -127,7 +128,7 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
         step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION)
             tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

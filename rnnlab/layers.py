@@ -6,7 +6,7 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 
 - ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
-- ``"triton"``: the fused Triton kernels (any hidden size, no LSTM ``proj_size``; CUDA tensors, or the
+- ``"triton"``: the fused Triton kernels (any hidden size and LSTM ``proj_size``; CUDA tensors, or the
   CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 

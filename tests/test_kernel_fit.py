@@ -13,12 +13,25 @@ pytest.importorskip("triton")
 fit = pytest.importorskip("rnnlab.kernels.fit", reason="cross-compiling needs triton's NVIDIA backend")
 
 
-@pytest.mark.parametrize("kernel", list(fit.KERNELS))
-def test_kernel_configurations_fit(kernel):
+def _fits(kernel: str, quick: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel,
+                           *(["--quick"] if quick else [])], capture_output=True, text=True, env=env, timeout=900,
+                          check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
     rows = proc.stdout.strip().splitlines()
-    assert len(rows) == sum(config[0] == kernel for config in fit.configurations())
+    assert len(rows) == sum(config[0] == kernel for config in fit.configurations(quick))
     assert all(row.endswith("True") for row in rows), proc.stdout
+
+
+@pytest.mark.parametrize("kernel", list(fit.KERNELS))
+def test_kernel_configurations_fit(kernel):
+    """Every persistent configuration; of the tiled ones the largest and the smallest code path (fit.py's
+    --quick: compiling all 484 takes about 10 minutes on 2 cores without Triton's cache)."""
+    _fits(kernel, quick=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", list(fit.KERNELS))
+def test_every_kernel_configuration_fits(kernel):
+    _fits(kernel, quick=False)

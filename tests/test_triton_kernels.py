@@ -115,30 +115,50 @@ def test_unsupported_configurations_say_so():
     with pytest.raises(ValueError, match=r"regime must be one of .* got 'fast'"), force_regime("fast"):
         pass
     proj = rnnlab.LSTM(5, 20, proj_size=4, backend="triton").to(DEVICE)
-    with pytest.raises(NotImplementedError, match=r"no LSTM proj_size yet"):
+    with force_regime("persistent"), pytest.raises(NotImplementedError, match=r"up to 0 .* with a projection"):
         proj(torch.randn(3, 2, 5, device=DEVICE))
 
 
-def _op_args(cell, H=20, T=5, B=3, I=4, packed=False, dtype=torch.float32):
-    """Arguments of rnnlab::<cell>_fused with every tensor input requiring grad (h0 and c0 included)."""
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize(("T", "H", "form"), [(7, 20, "packed"), (7, 50, "batched"), (63, 20, "packed")])
+def test_fused_lstm_with_projection_matches_reference(T, H, form, bidirectional):
+    """proj_size = H // 2 (tiled regime: a second exchange phase per step projects h)."""
+    torch.manual_seed(13)
+    reference, fused, ref = _pair(H, cell="lstm_proj", num_layers=2, bidirectional=bidirectional)
+    x, hx, leaves = make_inputs(ref, form, T=T, B=5, dtype=torch.float32, with_state=True, seed=14, device=DEVICE)
+    assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
+
+
+def _inputs(cell, H=20, P=0, T=5, B=3, I=4, dtype=torch.float32):
+    """Tensor inputs of a fused scan, each requiring grad: x, the initial states, w_ih, w_hh, b_ih, b_hh and,
+    for an LSTM with P > 0, w_hr (P, H)."""
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     like = {"device": DEVICE, "dtype": dtype, "requires_grad": True}
-    x = torch.randn(T, B, I, **like)
-    states = [torch.randn(B, H, **like) for _ in range(2 if cell == "lstm" else 1)]
-    weights = [torch.randn(gates * H, n, **like) / H**0.5 for n in (I, H)]
+    width = P or H  # of h
+    states = [torch.randn(B, width, **like)] + ([torch.randn(B, H, **like)] if cell == "lstm" else [])
+    weights = [torch.randn(gates * H, n, **like) / H**0.5 for n in (I, width)]
     biases = [torch.randn(gates * H, **like) for _ in range(2)]
-    batch_sizes = [3, 3, 2, 2, 1] if packed else None
-    extra = cell != "rnn"  # the last flag: relu (False) for rnn; store (training) for lstm and gru
-    return (x, *states, *weights, *biases, batch_sizes, True, extra)
+    projection = [torch.randn(P, H, **like) / H**0.5] if P else []
+    return [torch.randn(T, B, I, **like), *states, *weights, *biases, *projection]
+
+
+def _op_args(cell, tensors, packed=False, store=True):
+    """Arguments of rnnlab::<cell>_fused for _inputs(cell): the tensors (an LSTM's w_hr or None), the batch
+    sizes, reverse, and the last flag (LSTM and GRU: store; RNN: relu)."""
+    if cell == "lstm":
+        tensors = [*tensors[:7], tensors[7] if len(tensors) > 7 else None]
+    return (*tensors, [3, 3, 2, 2, 1] if packed else None, True, store if cell != "rnn" else False)
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["batched", "packed"])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_custom_ops_pass_opcheck(cell, packed):
+@pytest.mark.parametrize(("cell", "P"), [("lstm", 0), ("lstm", 7), ("gru", 0), ("rnn", 0)],
+                         ids=["lstm", "lstm_proj", "gru", "rnn"])
+def test_custom_ops_pass_opcheck(cell, P, packed):
     """Schema, fake (meta) implementation, autograd registration and AOT dispatch of the forward op (and,
     through its backward, of the backward op), checked by torch.library.opcheck."""
     torch.manual_seed(8)
-    torch.library.opcheck(getattr(torch.ops.rnnlab, f"{cell}_fused").default, _op_args(cell, packed=packed))
+    op = getattr(torch.ops.rnnlab, f"{cell}_fused").default
+    torch.library.opcheck(op, _op_args(cell, _inputs(cell, P=P), packed))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -155,38 +175,38 @@ def test_layers_compile_without_graph_breaks(cell):
     assert_same(got, want, 1e-6)
 
 
-@pytest.mark.parametrize("regime", ["persistent", "tiled"])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_inference_forward_stores_nothing_for_a_backward(cell, regime):
+@pytest.mark.parametrize(("cell", "regime", "P"), [("lstm", "persistent", 0), ("lstm", "tiled", 0),
+                                                  ("lstm", "tiled", 7), ("gru", "persistent", 0), ("gru", "tiled", 0)])
+def test_inference_forward_stores_nothing_for_a_backward(cell, regime, P):
     """Without a backward to come, the fused forward skips the gates and states it stores for one, and
     returns the same outputs."""
     torch.manual_seed(11)
-    args = [a.detach() if isinstance(a, torch.Tensor) else a for a in _op_args(cell)]
+    tensors = [t.detach() for t in _inputs(cell, P=P)]
     op = getattr(torch.ops.rnnlab, f"{cell}_fused")
     with force_regime(regime):
-        training, inference = op(*args[:-1], True), op(*args[:-1], False)
+        training, inference = op(*_op_args(cell, tensors, store=True)), op(*_op_args(cell, tensors, store=False))
     outputs = 3 if cell == "lstm" else 2
     assert all(torch.equal(a, b) for a, b in zip(training[:outputs], inference[:outputs], strict=True))
-    assert all(t.numel() > 0 for t in training[outputs:]) and all(t.numel() == 0 for t in inference[outputs:])
+    assert all(t.numel() == 0 for t in inference[outputs:])
+    assert all(t.numel() > 0 for t in training[outputs:][: 3 if P else 2])
 
 
-@pytest.mark.parametrize(("H", "regime"), [(12, "persistent"), (20, "tiled")])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_fused_kernels_pass_gradcheck_in_float64(cell, H, regime):
-    """Packed and reversed, every tensor input (x, initial states, weights, biases) checked by
+@pytest.mark.parametrize(("cell", "H", "P", "regime"), [
+    *((cell, H, 0, regime) for cell in ("lstm", "gru", "rnn") for H, regime in ((12, "persistent"), (20, "tiled"))),
+    ("lstm", 20, 7, "tiled"),
+])
+def test_fused_kernels_pass_gradcheck_in_float64(cell, H, P, regime):
+    """Packed and reversed, every tensor input (x, initial states, weights, biases, w_hr) checked by
     torch.autograd.gradcheck against finite differences (fast mode: random projections of the Jacobian)."""
     torch.manual_seed(12)
-    args = _op_args(cell, H=H, packed=True, dtype=torch.float64)
-    tensors, flags = args[: len(args) - 3], args[len(args) - 3:]
+    tensors = _inputs(cell, H=H, P=P, dtype=torch.float64)
     scan = getattr(rnnlab.kernels, f"{cell}_scan")
-    if cell == "lstm":
-        def fn(*t):
-            return scan(*t, None, *flags[:2])
-    elif cell == "gru":
-        def fn(*t):
-            return scan(*t, *flags[:2])
-    else:
-        def fn(*t):
-            return scan(*t, *flags[:2], "tanh")
+    batch_sizes = [3, 3, 2, 2, 1]
+
+    def fn(*t):
+        if cell == "lstm":
+            return scan(*t[:7], t[7] if P else None, batch_sizes, True)
+        return scan(*t, batch_sizes, True, *(["tanh"] if cell == "rnn" else []))
+
     with force_regime(regime):
         assert torch.autograd.gradcheck(fn, tensors, fast_mode=True)
