@@ -36,7 +36,7 @@ def measure(preset: str, device: torch.device) -> list[dict]:
             rec = {**case.record(), "backend": backend}
             try:
                 rec["saved_bytes"] = saved_bytes(*build(case, backend, device))
-            except NotImplementedError as err:  # e.g. the fused kernels with LSTM proj_size
+            except NotImplementedError as err:  # e.g. the fused kernels on a CPU without the interpreter
                 rec.update(saved_bytes=None, note=str(err))
             records.append(rec)
             print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']}", flush=True)

@@ -105,8 +105,8 @@ def gate_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, TRANSPOSE: tl.co
 
 @triton.jit
 def batch_rows(LEN, B, BLOCK_B: tl.constexpr):
-    """This program's batch rows (BB,) int64, their (BB, 1) offsets into a (B, H) state buffer, and each
-    row's sequence length (BB,), 0 for rows past B (so they are never active)."""
+    """This program's batch rows (BB,) int64 and each row's sequence length (BB,), 0 for rows past B (so
+    they are never active)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     length = tl.load(LEN + rows, mask=rows < B, other=0)
     return rows.to(tl.int64), length
@@ -171,10 +171,14 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
 
 
 @triton.jit
-def step_time(s, length, REVERSE: tl.constexpr):
-    """Time index of processing step ``s`` for each row (0 for rows already finished)."""
+def step_rows(s, length, rows, B, REVERSE: tl.constexpr):
+    """Processing step ``s`` for each of the rows (BB,) int64 of lengths ``length`` (BB,): which are still
+    active (BB, 1), and the (BB, 1) int64 row of each in a (T, B, .) buffer, its time index times B plus
+    its batch row (time 0 for rows already finished; the reverse direction starts each row at its own
+    last step)."""
     if REVERSE:
         t = length - 1 - s
     else:
         t = tl.zeros_like(length) + s
-    return tl.where(s < length, t, 0).to(tl.int64)
+    t = tl.where(s < length, t, 0).to(tl.int64)
+    return (s < length)[:, None], (t * B + rows)[:, None]

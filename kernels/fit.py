@@ -23,19 +23,21 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from . import gru, lstm, rnn
-from .dispatch import BLOCK_B, MAX_PERSISTENT_H, TILED_STAGES, TILED_WARPS, block_h, num_warps, tiled_blocks
+from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, plan
 
 KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
 TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
-DTYPES = ("fp32", "fp16", "bf16", "fp64")
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
+DTYPES = tuple(TORCH_DTYPES)
 ACC_BUFFERS = {"HF", "DHP", "C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
@@ -92,15 +94,13 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage."""
     tiled = kernel.endswith("_tiled")
-    warps = TILED_WARPS if tiled else num_warps(block_h(hidden))
-    options = {"num_warps": warps, "num_stages": TILED_STAGES} if tiled else {"num_warps": warps}
-    constexprs = {"REVERSE": False, "BLOCK_B": BLOCK_B, "DOT_F32": dtype == "fp32",
-                  "PRECISION": "tf32x3" if dtype == "fp32" else "ieee"}  # as dot_precision() chooses
-    if tiled:
-        bh, bk = tiled_blocks(hidden)
-        constexprs.update(BLOCK_H=bh, BLOCK_K=bk, GRID_SYNC=sync == "grid")
-    else:
-        constexprs["BLOCK_H"] = block_h(hidden)
+    x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
+    with force_regime("tiled" if tiled else "persistent"):
+        meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj").meta)
+    options = {key: meta.pop(key) for key in ("num_warps", "num_stages") if key in meta}
+    constexprs = {"REVERSE": False, **meta}
+    if tiled:  # plan() enables the grid barrier only on a CUDA device
+        constexprs["GRID_SYNC"] = sync == "grid"
     if kernel.startswith("rnn"):
         constexprs["RELU"] = False
     if mode != "-":
@@ -111,8 +111,8 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
                               options=options)
     usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, mode, proj, warps, usage["registers"], compiled.metadata.shared,
-               usage["spill_stores"] + usage["spill_loads"])
+    return Fit(kernel, target, dtype, hidden, sync, mode, proj, options["num_warps"], usage["registers"],
+               compiled.metadata.shared, usage["spill_stores"] + usage["spill_loads"])
 
 
 def resource_usage(ptx: str, capability: int) -> dict[str, int]:

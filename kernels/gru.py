@@ -26,7 +26,7 @@ from .common import (
     recurrent_product,
     sigmoid,
     step_barrier,
-    step_time,
+    step_rows,
     tanh,
     wanted,
 )
@@ -85,9 +85,8 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
     w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         am = m2 & active
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         hd = h.to(w_r.dtype)
         h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
                           tl.dot(hd, w_r, input_precision=PRECISION), tl.dot(hd, w_z, input_precision=PRECISION),
@@ -107,9 +106,8 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         am = m2 & active
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         out = row_t * H + cols[None, :]
         h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
@@ -130,9 +128,8 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
     rows, length = batch_rows(LEN, B, BLOCK_B)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = (s == length - 1)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
@@ -161,8 +158,7 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             out = row_t * H + cols[None, :]

@@ -43,7 +43,7 @@ from .common import (
     recurrent_product,
     sigmoid,
     step_barrier,
-    step_time,
+    step_rows,
     tanh,
     wanted,
 )
@@ -105,9 +105,8 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         am = m2 & active
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]  # (BB, 1) int64
         hd = h.to(w_i.dtype)
         out = row_t * H + cols[None, :]
         h_new, c_new = _lstm_cell(
@@ -133,9 +132,8 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
     dc = tl.load(DCN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         am = m2 & active
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         out = row_t * H + cols[None, :]
         c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
@@ -162,9 +160,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
     h_rows = rows[:, None] * P  # ... and into a (B, P) one
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = active & (s == length - 1)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         h_src = (s % 2) * B * P  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
         c_src = (s % 2) * B * H
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
@@ -221,8 +218,7 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
     h_rows = rows[:, None] * P
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         if PROJ:
             for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
                 cols, am = column_tile(j, active, P, BLOCK_H)
@@ -279,7 +275,8 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
     Y = torch.zeros(T, B, P, dtype=x.dtype, device=x.device)
     C = torch.zeros(kept, B, H, dtype=acc, device=x.device)
     G = torch.zeros(kept, B, 4 * H, dtype=acc, device=x.device)
-    HF = x.new_zeros((kept if store else 1, B, H) if w_hr is not None else (0, B, H), dtype=acc)
+    # the unprojected outputs: every step's when training, else only the current step's
+    HF = x.new_zeros((T if store else 1, B, H) if w_hr is not None else (0, B, H), dtype=acc)
     hn = torch.empty(B, P, dtype=acc, device=x.device)
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()

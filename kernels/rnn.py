@@ -21,7 +21,7 @@ from .common import (
     projection_grads,
     recurrent_product,
     step_barrier,
-    step_time,
+    step_rows,
     tanh,
     wanted,
 )
@@ -63,8 +63,8 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
     w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
-        out = (step_time(s, length, REVERSE) * B + rows)[:, None] * H + cols[None, :]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        out = row_t * H + cols[None, :]
         h_new = _rnn_cell(GX, Y, out, tl.dot(h.to(w.dtype), w, input_precision=PRECISION), m2 & active, RELU)
         h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
@@ -79,8 +79,8 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
-        out = (step_time(s, length, REVERSE) * B + rows)[:, None] * H + cols[None, :]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        out = row_t * H + cols[None, :]
         d_pre = _rnn_cell_grads(Y, DY, DG, out, dh, m2 & active, RELU)
         dh = tl.where(active, tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION), dh)
     tl.store(DH0 + state, dh, mask=m2)
@@ -94,9 +94,8 @@ def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
     rows, length = batch_rows(LEN, B, BLOCK_B)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
-        active = (s < length)[:, None]  # (BB, 1)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = (s == length - 1)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
         src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
@@ -119,8 +118,7 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
-        active = (s < length)[:, None]
-        row_t = (step_time(s, length, REVERSE) * B + rows)[:, None]
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             _rnn_cell_grads(Y, DY, DG, row_t * H + cols[None, :],
