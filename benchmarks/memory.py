@@ -23,7 +23,7 @@ if not torch.cuda.is_available():  # before anything imports the kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from presets import PRESETS
-from run import build, environment, saved_bytes
+from run import build, environment, failure_note, saved_bytes
 
 BACKENDS = ("native", "torch", "triton")
 
@@ -37,7 +37,9 @@ def measure(preset: str, device: torch.device) -> list[dict]:
             try:
                 rec["saved_bytes"] = saved_bytes(*build(case, backend, device))
             except NotImplementedError as err:  # e.g. the fused kernels on a CPU without the interpreter
-                rec.update(saved_bytes=None, note=str(err))
+                rec.update(saved_bytes=None, note=f"not run: {err}")
+            except Exception as err:  # a failure on a GPU is recorded; the other cases still run
+                rec.update(saved_bytes=None, note=failure_note(err))
             records.append(rec)
             print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']}", flush=True)
     return records
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
     write_markdown(result, args.out / "memory.md")
     print(f"wrote {args.out / 'memory.json'} and {args.out / 'memory.md'}")
-    return 0
+    return int(any(rec.get("note", "").startswith("failed:") for rec in result["records"]))
 
 
 if __name__ == "__main__":

@@ -63,16 +63,24 @@ PRESETS = {
         warmup=2,
         reps=10,
     ),
-    # The fused-kernel issue's target shapes (bf16, T=1024); sized for a few minutes on one H100. The
-    # triton rows run the persistent regime up to H = 64 (GRU 32) and the tiled one beyond.
+    # The fused-kernel issue's targets: bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024, against
+    # cuDNN; sized for a few minutes on one H100 (scripts/gpu_check.sh). The triton rows run the
+    # persistent regime up to H = 64 (GRU 32) and the tiled one beyond.
     "gpu": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")
-            for cell, B, H in itertools.product(("lstm", "gru"), (1, 16, 64), (32, 64, 256, 1024))
+            for cell, H, B in itertools.product(("lstm", "gru"), (64, 128, 256, 512, 1024), (1, 16, 64))
         ),
-        backends=("triton", "native", "torch"),
+        backends=("triton", "native"),
         warmup=2,
         reps=10,
+    ),
+    # The pure-PyTorch path beside both kernels at one of those sizes (a step costs it a dozen launches).
+    "gpu-torch": Preset(
+        cases=tuple(Case(cell, 1024, 16, 256, 256, dtype="bf16") for cell in ("lstm", "gru", "rnn_tanh")),
+        backends=("triton", "native", "torch"),
+        warmup=1,
+        reps=5,
     ),
     # The full sweep for a GPU: hidden size 64-2048, batch 1-256, dtypes, and stacked, bidirectional and
     # packed variants at one size. Far longer than the gpu preset (run it in several 10-minute slices by

@@ -21,6 +21,7 @@ import json
 import platform
 import subprocess
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -177,6 +178,44 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def not_run(case: Case, backend: str, mode: str, why: str) -> dict:
+    """The record of a measurement that did not happen, saying why."""
+    print(f"{case.label():40s} {mode:8s} {backend:7s}   {why}", flush=True)
+    return {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
+            "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "saved_bytes": None,
+            "peak_mem_bytes": None, "note": why}
+
+
+def failure_note(err: Exception) -> str:
+    """Print ``err``'s traceback and return the note recording it: "failed: Type: first line"."""
+    traceback.print_exc()
+    lines = str(err).splitlines() or [""]
+    return f"failed: {type(err).__name__}: {lines[0][:200]}"
+
+
+def measure(case: Case, backend: str, mode: str, device: torch.device, preset) -> dict:
+    """One timed record, or a not-run record naming the error (a backend that does not cover the case,
+    a kernel that fails on this device): one failure does not cost the rest of a GPU session's run."""
+    try:
+        rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
+    except NotImplementedError as err:
+        return not_run(case, backend, mode, f"not run: {err}")
+    except Exception as err:  # recorded in the results and printed with its traceback
+        return not_run(case, backend, mode, failure_note(err))
+    note = backend_note(case, backend, mode, device)
+    if note:
+        rec["note"] = note
+    print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
+          f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){'  ' + note if note else ''}", flush=True)
+    return rec
+
+
+def write_results(result: dict, out: Path) -> None:
+    """results.json and results.md from the records so far."""
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(result, out / "results.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
@@ -184,38 +223,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backends", nargs="+", choices=("triton", "native", "torch", "compile"),
                         help="time these backends instead of the preset's")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no measurement after this many seconds; the rest are recorded as not run")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = PRESETS[args.preset]
     if args.backends:
         preset = dataclasses.replace(preset, backends=tuple(args.backends))
-    records = []
+    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"preset": args.preset, "environment": environment(device), "records": []}
     for case in preset.cases:
         for mode in preset.modes:
             for backend in preset.backends:
-                try:
-                    rec = time_case(case, backend, mode, device, preset.warmup, preset.reps)
-                except NotImplementedError as err:  # a backend that does not cover this case (yet)
-                    rec = {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
-                           "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "saved_bytes": None,
-                           "peak_mem_bytes": None,
-                           "note": str(err)}
-                    print(f"{case.label():40s} {mode:8s} {backend:7s}   not run: {err}", flush=True)
-                    records.append(rec)
-                    continue
-                note = backend_note(case, backend, mode, device)
-                if note:
-                    rec["note"] = note
-                records.append(rec)
-                print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
-                      f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){'  ' + note if note else ''}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {"preset": args.preset, "environment": environment(device), "records": records}
-    (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(result, args.out / "results.md")
+                if deadline is not None and time.monotonic() > deadline:
+                    rec = not_run(case, backend, mode, f"not run: the {args.budget_s:g} s budget was spent")
+                else:
+                    rec = measure(case, backend, mode, device, preset)
+                result["records"].append(rec)
+                write_results(result, args.out)  # after every record: a run cut short keeps what it measured
     plots = write_plots(result, args.out)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(plots)} plots")
-    return 0
+    return int(any(rec.get("note", "").startswith("failed:") for rec in result["records"]))
 
 
 if __name__ == "__main__":

@@ -1,28 +1,67 @@
 #!/usr/bin/env bash
-# One command for a GPU machine: the GPU tests, then the GPU benchmarks.
-#   bash scripts/gpu_check.sh [tests|bench|all]    (default all; each stage fits one 10-minute slot)
-# Results go to $OUT (the device tool's output folder) or benchmarks/results/gpu-<device>/.
-# Needs only torch and triton (and pytest for the tests) installed; rnnlab is used from this checkout.
-set -uo pipefail  # keep going after a failing step: the benchmark still runs and reports
+# Everything a GPU session checks, in one command that ends within a time budget:
+#   bash scripts/gpu_check.sh [BUDGET_SECONDS]      (default 480; run it with the device tool's
+#                                                  timeout_s a minute above the budget)
+# Steps, most important first; each is cut at its own limit and at what is left of the budget, and a
+# step that does not fit is skipped and says so:
+#   1. gpu tests (tests/test_cuda.py): the fused kernels and the reference path against cuDNN, CUDA graphs
+#   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
+#   3. activation memory, preset gpu
+#   4. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
+#   5. the grid-barrier variant (RNNLAB_GRID_SYNC=1): its tests, then its benchmark rows
+#   6. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
+# Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
+# (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
+# $OUT/gpu_check.log as it is written (the device tool returns at most 8 files). Needs torch, triton and
+# pytest; rnnlab is used from this checkout (the training stack, hydra included, is not needed).
+set -uo pipefail  # a failing step does not stop the later ones
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-stage=${1:-all}
-name=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '-'))")
-out=${OUT:-benchmarks/results/gpu-$name}
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi.txt" || true
-if [[ $stage == tests || $stage == all ]]; then
-    # the gpu-marked tests, then the fused-kernel tests, which on a GPU run the compiled kernels
-    "$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$out/gpu-tests.log"
-    "$PY" -m pytest -q -p no:cacheprovider tests/test_triton_kernels.py 2>&1 | tee -a "$out/gpu-tests.log"
-    # the tiled regime's multi-program variant (grid barrier); a deadlock shows as the timeout
-    RNNLAB_GRID_SYNC=1 timeout 180 "$PY" -m pytest -q -p no:cacheprovider -k "H50 or tiled or half" \
-        tests/test_triton_kernels.py 2>&1 | tee "$out/grid-sync-tests.log"
+budget=${1:-480}
+deadline=$((SECONDS + budget))
+name=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '-') if torch.cuda.is_available() else 'cpu')")
+if [[ -n ${OUT:-} ]]; then
+    res=$(mktemp -d)/gpu-$name
+    log=$OUT/gpu_check.log
+else
+    res=benchmarks/results/gpu-$name
+    log=$res/gpu_check.log
 fi
-if [[ $stage == bench || $stage == all ]]; then
-    "$PY" benchmarks/run.py --preset "${PRESET:-gpu}" --out "$out" 2>&1 | tee "$out/benchmark.log"
-    "$PY" benchmarks/memory.py --preset "${PRESET:-gpu}" --out "$out" 2>&1 | tee "$out/memory.log"
-    RNNLAB_GRID_SYNC=1 timeout 300 "$PY" benchmarks/run.py --preset "${PRESET:-gpu}" --backends triton \
-        --out "$out/grid-sync" 2>&1 | tee "$out/grid-sync-benchmark.log"
+mkdir -p "$res"
+: >"$log"
+
+# step NAME LIMIT_SECONDS COMMAND...: run COMMAND for at most LIMIT seconds and what is left of the budget
+step() {
+    local name=$1 limit=$2 left=$((deadline - SECONDS - 15))  # 15 s kept for packing the results
+    shift 2
+    ((left < limit)) && limit=$left
+    if ((limit < 20)); then
+        echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$log"
+        return
+    fi
+    echo "=== $name (at most ${limit}s): $*" | tee -a "$log"
+    local t0=$SECONDS
+    timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$log"
+    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0))s (124: cut at its limit)" | tee -a "$log"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
+"$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
+pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
+step "gpu tests" 150 "${pytest[@]}" -m gpu tests/test_cuda.py
+step "benchmark gpu" 200 "$PY" benchmarks/run.py --preset gpu --budget-s 170 --out "$res"
+step "activation memory" 60 "$PY" benchmarks/memory.py --preset gpu --out "$res"
+step "fused-kernel tests" 120 "${pytest[@]}" tests/test_triton_kernels.py
+step "grid-barrier tests" 60 env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" -k "H50 or tiled or half" \
+    tests/test_triton_kernels.py tests/test_cuda.py
+step "grid-barrier benchmark" 90 env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset gpu --backends triton \
+    --budget-s 60 --out "$res/grid-sync"
+step "benchmark gpu-torch" 90 "$PY" benchmarks/run.py --preset gpu-torch --budget-s 60 --out "$res/torch"
+
+cp "$log" "$res/"
+if [[ -n ${OUT:-} ]]; then
+    tar -czf "$OUT/gpu_check.tar.gz" -C "$(dirname "$res")" "$(basename "$res")"
+    echo "packed $res into \$OUT/gpu_check.tar.gz" | tee -a "$log"
 fi
+echo "done in ${SECONDS}s; results in $res" | tee -a "$log"

@@ -43,6 +43,19 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
                                                               "lstm_fwd_bwd.png"]
 
 
+def test_spent_budget_records_every_measurement_as_not_run(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--preset", "tiny", "--out", str(tmp_path),
+         "--device", "cpu", "--budget-s", "0"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    assert len(records) == 2 * 2 * 3
+    assert all(r["median_ms"] is None and r["note"] == "not run: the 0 s budget was spent" for r in records)
+    assert "budget was spent" in (tmp_path / "results.md").read_text()
+
+
 def test_training_throughput_writes_json_and_markdown(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--out", str(tmp_path), "--batches", "2",
