@@ -91,16 +91,8 @@ def gate_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, TRANSPOSE: tl.co
     """Block ``gate`` of a stacked weight W (gates * H, H) as a (BLOCK_H, BLOCK_H) tile, zero-padded: W_g^T
     when TRANSPOSE (for h @ W_g^T in the forward), else W_g (for dgate @ W_g in the backward); in fp32 when
     DOT_F32, else in W's dtype."""
-    r = tl.arange(0, BLOCK_H)[:, None]
-    k = tl.arange(0, BLOCK_H)[None, :]
-    mask = (r < H) & (k < H)
-    if TRANSPOSE:
-        w = tl.load(W + (gate * H + k) * H + r, mask=mask, other=0.0)
-    else:
-        w = tl.load(W + (gate * H + r) * H + k, mask=mask, other=0.0)
-    if DOT_F32:
-        w = w.to(tl.float32)
-    return w
+    r = tl.arange(0, BLOCK_H)
+    return weight_slice(W, gate * H, r, r, H, H, H, TRANSPOSE, DOT_F32)
 
 
 @triton.jit
@@ -113,26 +105,53 @@ def batch_rows(LEN, B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE: tl.constexpr, DOT_F32: tl.constexpr):
+    """(len(k), BN) block of the row-major weight W (leading dimension ``ld``), zero outside k < K and
+    cols < N: W[row0 + cols, k]^T when TRANSPOSE (for h @ W_g^T, the forward), else W[row0 + k, cols]
+    (for dgate @ W_g, the backward); in fp32 when DOT_F32, else in W's dtype."""
+    wmask = (k < K)[:, None] & (cols < N)[None, :]
+    if TRANSPOSE:
+        w = tl.load(W + (row0 + cols[None, :]) * ld + k[:, None], mask=wmask, other=0.0)
+    else:
+        w = tl.load(W + (row0 + k[:, None]) * ld + cols[None, :], mask=wmask, other=0.0)
+    if DOT_F32:
+        w = w.to(tl.float32)
+    return w
+
+
+@triton.jit
+def resident_slice(W, row0, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr,
+                   DOT_F32: tl.constexpr):
+    """In the resident regime (K_RES > 0: the reduced length K padded to a power of two), the (K_RES,
+    BLOCK_H) weight_slice of this program's own column tile (tile ``program_id(1)``), loaded once before
+    the time loop for recurrent_product to use every step; otherwise W itself (nothing is held)."""
+    if K_RES:
+        cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+        w = weight_slice(W, row0, cols, tl.arange(0, K_RES), N, K, ld, TRANSPOSE, DOT_F32)
+    else:
+        w = W
+    return w
+
+
+@triton.jit
 def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_K: tl.constexpr,
-                      DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+                      DOT_F32: tl.constexpr, PRECISION: tl.constexpr, w_res, K_RES: tl.constexpr):
     """(BB, BN) product, in A's (accumulator) type, of the rows of A, length K from the (BB, 1) offsets
-    ``a_rows`` (masked by ``a_mask``), with a block of the row-major weight W (leading dimension ``ld``):
-    when TRANSPOSE, W[row0 + cols, :K]^T (h @ W_g^T, the forward), else W[row0 : row0 + K, cols] (dgate @
-    W_g, the backward); ``cols`` (BN,) are masked below N. A and W are streamed in BLOCK_K slices of the
-    reduced dimension; A bypasses L1 (other programs wrote it this step)."""
-    acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        kmask = k < K
-        a = tl.load(A + a_rows + k[None, :], mask=a_mask & kmask[None, :], other=0.0, cache_modifier=".cg")
-        wmask = kmask[:, None] & (cols < N)[None, :]
-        if TRANSPOSE:
-            w = tl.load(W + (row0 + cols[None, :]) * ld + k[:, None], mask=wmask, other=0.0)
-        else:
-            w = tl.load(W + (row0 + k[:, None]) * ld + cols[None, :], mask=wmask, other=0.0)
-        if DOT_F32:
-            w = w.to(tl.float32)
-        acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
+    ``a_rows`` (masked by ``a_mask``), with the weight_slice of ``cols`` (BN,) over all K. The slice is
+    ``w_res`` when the program holds it (K_RES > 0, see resident_slice; ``cols`` must then be the
+    program's own tile), else A and W are streamed in BLOCK_K slices of the reduced dimension. A bypasses
+    L1 (other programs wrote it this step)."""
+    if K_RES:
+        k = tl.arange(0, K_RES)
+        a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
+        acc = tl.dot(a.to(w_res.dtype), w_res, input_precision=PRECISION).to(A.dtype.element_ty)
+    else:
+        acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
+            w = weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE, DOT_F32)
+            acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
     return acc
 
 

@@ -2,6 +2,12 @@
 
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh in registers for the
   whole sequence (hidden sizes up to MAX_PERSISTENT_H).
+- ``resident`` (CUDA, ``RNNLAB_GRID_SYNC=1``): the hidden units are split into column tiles of
+  RESIDENT_BLOCK_H, one program each (per batch tile), every program holding its tile's slice of W_hh
+  on chip for the whole sequence and exchanging the state with the others through global memory at a
+  grid barrier each step (hidden sizes up to MAX_RESIDENT_H, up to one program per SM; without a
+  projection). The same kernels as the tiled regime (their K_RES argument), so under the
+  interpreter it runs only where one tile covers H.
 - ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
   state is exchanged through fp32 buffers in global memory. By default one program per batch tile
   walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
@@ -25,7 +31,7 @@ import torch
 import triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-REGIMES = ("persistent", "tiled")
+REGIMES = ("persistent", "resident", "tiled")
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
 # operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
@@ -36,6 +42,16 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
 # spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
 TILED_WARPS, TILED_STAGES = 4, 1
+# The resident regime: 16 hidden units a program (the narrowest tl.dot tile: the most programs, the
+# fewest weights each), 8 warps, up to 255 registers a thread (left to itself ptxas stopped some of these
+# kernels at 128 and spilled). Triton keeps the (H, 16) slices in shared memory and loads them into
+# registers for each step's product; the largest hidden sizes below compile for sm_80 and sm_90 without
+# spills (fit.py; beyond them ptxas spills 8-2500 bytes). An entry at or below MAX_PERSISTENT_H's means
+# the dispatcher never picks the regime for that cell and width (it still runs when forced).
+RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
+MAX_RESIDENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 256, ("gru", "fp32"): 32, ("gru", "half"): 128,
+                  ("rnn", "fp32"): 128, ("rnn", "half"): 256, ("lstm", "fp64"): 32, ("gru", "fp64"): 16,
+                  ("rnn", "fp64"): 256}
 _forced: str | None = None
 
 
@@ -49,7 +65,8 @@ class Launch:
 
     @property
     def tiled(self) -> bool:
-        return self.regime == "tiled"
+        """Whether the tiled kernels run (the tiled and resident regimes)."""
+        return self.regime != "persistent"
 
     def counters(self, device) -> torch.Tensor:
         """One zeroed int32 arrival counter per batch tile (used by the tiled regime's grid barrier)."""
@@ -97,6 +114,11 @@ def tiled_blocks(H: int) -> tuple[int, int]:
     return 32, (32 if H <= 128 else 64)
 
 
+def resident_fits(cell: str, H: int, dtype: torch.dtype) -> bool:
+    """Whether the resident regime holds ``cell``'s hidden size ``H`` for ``dtype`` (MAX_RESIDENT_H)."""
+    return MAX_RESIDENT_H[cell, operand_width(dtype)] >= H
+
+
 def grid_sync_enabled() -> bool:
     """Whether the tiled regime may spread a batch tile's columns over programs that meet at a grid
     barrier (``RNNLAB_GRID_SYNC=1``; never under the interpreter)."""
@@ -105,8 +127,8 @@ def grid_sync_enabled() -> bool:
 
 @contextmanager
 def force_regime(regime: str | None):
-    """Run the fused kernels in ``regime`` ("persistent", "tiled"; None: the dispatcher's choice) inside
-    the block. The persistent regime still refuses hidden sizes it cannot hold."""
+    """Run the fused kernels in ``regime`` ("persistent", "resident", "tiled"; None: the dispatcher's
+    choice) inside the block. The persistent and resident regimes still refuse shapes they cannot run."""
     global _forced
     if regime is not None and regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} or None, got {regime!r}")
@@ -121,11 +143,10 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False) -> Laun
     """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``; an
     LSTM with a projection (``proj``) runs in the tiled regime."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
-    regime = _forced or ("persistent" if limit >= H else "tiled")
-    # fp16/bf16 products run in fp32 under the interpreter (its bf16 tl.dot is wrong); fp64 ones in fp64
-    common = {"BLOCK_B": BLOCK_B, "DOT_F32": x.dtype != torch.float64 and (INTERPRET or x.dtype == torch.float32),
-              "PRECISION": dot_precision(x.dtype)}
     batch_tiles = triton.cdiv(B, BLOCK_B)
+    resident = _resident_problem(cell, x, H, batch_tiles, proj)
+    regime = _forced or ("persistent" if limit >= H else "resident" if resident is None else "tiled")
+    common = common_meta(x)
     if regime == "persistent":
         if limit < H:
             raise NotImplementedError(
@@ -135,11 +156,53 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False) -> Laun
             )
         bh = block_h(H)
         return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh)})
+    if regime == "resident":
+        if resident is not None:
+            raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {resident}. "
+                                      "Leave the regime to the dispatcher")
+        return resident_launch(x, H, B)
     bh, bk = tiled_blocks(H)
     programs = 1
     if grid_sync_enabled() and x.is_cuda:
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        programs = max(1, min(triton.cdiv(H, bh), sms // batch_tiles))
-    meta = {**common, "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "num_warps": TILED_WARPS,
-            "num_stages": TILED_STAGES}
-    return Launch(regime, (batch_tiles, programs), meta)
+        programs = max(1, min(triton.cdiv(H, bh), _sms(x) // batch_tiles))
+    return Launch(regime, (batch_tiles, programs),
+                  {**common, "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "K_RES": 0,
+                   "num_warps": TILED_WARPS, "num_stages": TILED_STAGES})
+
+
+def common_meta(x: torch.Tensor) -> dict:
+    """The launch parameters every regime shares, from input ``x``'s dtype. fp16/bf16 products run in fp32
+    under the interpreter (its bf16 tl.dot is wrong); fp64 ones in fp64."""
+    return {"BLOCK_B": BLOCK_B, "DOT_F32": x.dtype != torch.float64 and (INTERPRET or x.dtype == torch.float32),
+            "PRECISION": dot_precision(x.dtype)}
+
+
+def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
+    """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
+    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile."""
+    programs = triton.cdiv(H, RESIDENT_BLOCK_H)
+    return Launch("resident", (triton.cdiv(B, BLOCK_B), programs),
+                  {**common_meta(x), "BLOCK_H": RESIDENT_BLOCK_H, "BLOCK_K": tiled_blocks(H)[1],
+                   "GRID_SYNC": programs > 1, "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
+                   "num_stages": TILED_STAGES, "maxnreg": 255})
+
+
+def _sms(x: torch.Tensor) -> int:
+    return torch.cuda.get_device_properties(x.device).multi_processor_count
+
+
+def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj: bool) -> str | None:
+    """Why the resident regime cannot run this shape here, or None if it can."""
+    if proj:
+        return "it has no projection (proj_size)"
+    if not resident_fits(cell, H, x.dtype):
+        return f"it holds hidden sizes up to {MAX_RESIDENT_H[cell, operand_width(x.dtype)]} for {x.dtype}"
+    programs = batch_tiles * triton.cdiv(H, RESIDENT_BLOCK_H)
+    if programs == batch_tiles:  # one tile covers H: no program waits on another
+        return None
+    if not (grid_sync_enabled() and x.is_cuda):
+        return (f"{programs} programs would meet at a grid barrier, which needs CUDA and RNNLAB_GRID_SYNC=1 "
+                "(the interpreter runs one program at a time)")
+    if programs > _sms(x):
+        return f"it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"
+    return None

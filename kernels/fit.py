@@ -30,7 +30,7 @@ from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from . import gru, lstm, rnn
-from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, plan
+from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, plan, resident_fits, resident_launch
 
 KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
@@ -43,6 +43,7 @@ INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # a hidden size for each of tiled_blocks()'s block shapes
+RESIDENT_SHAPES = (16, 32, 64, 128, 256)  # the resident regime's: each up to its MAX_RESIDENT_H
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Fit:
     target: str
     dtype: str
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
-    sync: str  # "-" (persistent) or one of SYNCS
+    sync: str  # "-" (persistent), one of SYNCS (tiled) or "resident" (the tiled kernels holding W_hh)
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     num_warps: int
@@ -61,12 +62,12 @@ class Fit:
 
     @property
     def fits(self) -> bool:
-        """Within the register and shared-memory limits and, in the persistent regime (whose point is that
-        W_hh stays in registers), without spills. The tiled kernels stream W_hh from L2 anyway; ptxas
-        spills a few bytes in some of them (8-192), reported in the table."""
-        persistent = self.sync == "-"
+        """Within the register and shared-memory limits and, in the persistent and resident regimes (whose
+        point is that W_hh stays in registers), without spills. The tiled kernels stream W_hh from L2
+        anyway; ptxas spills a few bytes in some of them (8-192), reported in the table."""
+        holds_weights = self.sync in ("-", "resident")
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
-                and (self.spill_bytes == 0 or not persistent))
+                and (self.spill_bytes == 0 or not holds_weights))
 
 
 def _signature(kernel: str, dt: str) -> dict[str, str]:
@@ -86,7 +87,8 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
     return {arg: kind(arg) for arg in KERNELS[kernel].arg_names}
 
 
-_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ")
+_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ",
+          "K_RES")
 
 
 def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
@@ -95,11 +97,14 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     resource usage."""
     tiled = kernel.endswith("_tiled")
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
-    with force_regime("tiled" if tiled else "persistent"):
-        meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj").meta)
-    options = {key: meta.pop(key) for key in ("num_warps", "num_stages") if key in meta}
+    if sync == "resident":  # plan() refuses it without a GPU to run on
+        meta = dict(resident_launch(x, hidden, BLOCK_B).meta)
+    else:
+        with force_regime("tiled" if tiled else "persistent"):
+            meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj").meta)
+    options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg") if key in meta}
     constexprs = {"REVERSE": False, **meta}
-    if tiled:  # plan() enables the grid barrier only on a CUDA device
+    if tiled and sync != "resident":  # plan() enables the grid barrier only on a CUDA device
         constexprs["GRID_SYNC"] = sync == "grid"
     if kernel.startswith("rnn"):
         constexprs["RELU"] = False
@@ -136,16 +141,22 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
 def configurations(quick: bool = False):
     """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync,
     mode, proj): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a
-    hidden size for each of their block shapes, with and without the grid barrier; forwards with a STORE
-    flag in training and inference; the tiled LSTM with and without a projection. ``quick`` keeps every
-    persistent configuration but, of the tiled ones (1-2 s of compiling each), only the largest code
-    path (H = 1024, grid barrier, training, projection) for every target and dtype and the smallest
-    (H = 128, no barrier, inference, no projection) for sm_90."""
+    hidden size for each of their block shapes, with and without the grid barrier, and in the resident
+    regime at each of RESIDENT_SHAPES whose slices fit; forwards with a STORE flag in training and
+    inference; the tiled LSTM with and without a projection. ``quick`` keeps every persistent
+    configuration but, of the tiled ones (1-2 s of compiling each), only the largest code path (H = 1024,
+    grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
+    inference, no projection) for sm_90, and the largest resident one in training for sm_90."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
         projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
             shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
+            resident = [h for h in RESIDENT_SHAPES if resident_fits(kernel.split("_")[0], h, TORCH_DTYPES[dtype])]
+            for hidden in resident:
+                for mode in modes:
+                    if not quick or (hidden == resident[-1] and mode == modes[0] and target == "sm_90"):
+                        yield kernel, target, dtype, hidden, "resident", mode, "-"
         else:
             largest = MAX_PERSISTENT_H[kernel.split("_")[0], dtype if dtype in ("fp32", "fp64") else "half"]
             shapes = [(hidden, "-") for hidden in (16, 32, 64) if hidden <= max(16, largest)]

@@ -24,6 +24,7 @@ from .common import (
     ping_pong,
     projection_grads,
     recurrent_product,
+    resident_slice,
     sigmoid,
     step_barrier,
     step_rows,
@@ -124,8 +125,12 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
 def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr, STORE: tl.constexpr):
+                          GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr):
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w_r = resident_slice(W, 0, H, H, H, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_z = resident_slice(W, H, H, H, H, True, BLOCK_H, K_RES, DOT_F32)
+    w_n = resident_slice(W, 2 * H, H, H, H, True, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -137,11 +142,11 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
             h_new = _gru_cell(
                 GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
                 recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION),
+                                  BLOCK_K, DOT_F32, PRECISION, w_r, K_RES),
                 recurrent_product(HS + src, state_rows, active, W, H, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION),
+                                  BLOCK_K, DOT_F32, PRECISION, w_z, K_RES),
                 recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION),
+                                  BLOCK_K, DOT_F32, PRECISION, w_n, K_RES),
                 tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
@@ -152,9 +157,13 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
 def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, H,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr):
-    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
+    # column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w_r = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_z = resident_slice(W, H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
+    w_n = resident_slice(W, 2 * H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
@@ -175,11 +184,12 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
             dh = tl.load(DHS + state, mask=am, other=0.0)
-            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False,
+                                    BLOCK_K, DOT_F32, PRECISION, w_r, K_RES)
             dh += recurrent_product(DGH + H, dg_rows, active, W, H, cols, H, H, H, False,
-                                    BLOCK_K, DOT_F32, PRECISION)
+                                    BLOCK_K, DOT_F32, PRECISION, w_z, K_RES)
             dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2 * H, cols, H, H, H, False,
-                                    BLOCK_K, DOT_F32, PRECISION)
+                                    BLOCK_K, DOT_F32, PRECISION, w_n, K_RES)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

@@ -17,6 +17,9 @@ projection (proj_size P: h = (o * tanh c) W_hr^T, W_hh (4H, P)) the forward adds
 projects the unprojected h (HF) by column tiles of P, and the backward one that first gathers each
 step's dh_t (DHP) so the unprojected h's gradient dh_t W_hr can be taken by tiles of H.
 
+Resident regime: the tiled kernels with K_RES > 0 and one program per column tile, each loading its
+tile's slices of W_hh once (resident_slice) instead of streaming them every step.
+
 "fp32" above is the accumulator type: fp64 for fp64 input (so gradcheck applies to the kernels).
 """
 
@@ -41,6 +44,7 @@ from .common import (
     ping_pong,
     projection_grads,
     recurrent_product,
+    resident_slice,
     sigmoid,
     step_barrier,
     step_rows,
@@ -153,10 +157,16 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr):
+                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr,
+                           K_RES: tl.constexpr):
     # h is P wide (HS: (2, B, P)), c H wide (CS: (2, B, H)); P == H without a projection. With PROJ a
     # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w_i = resident_slice(W, 0, H, P, P, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_f = resident_slice(W, H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
+    w_g = resident_slice(W, 2 * H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
+    w_o = resident_slice(W, 3 * H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
     h_rows = rows[:, None] * P  # ... and into a (B, P) one
     for s in range(0, T):
@@ -177,12 +187,14 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                 h_target, h_off = Y, out
             h_new, c_new = _lstm_cell(
                 GX, h_target, h_off, C, G, row_t * (4 * H) + cols[None, :], out, H,
-                recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION),
-                recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION),
+                recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION,
+                                  w_i, K_RES),
+                recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION,
+                                  w_f, K_RES),
                 recurrent_product(HS + h_src, h_rows, active, W, 2 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                  PRECISION),
+                                  PRECISION, w_g, K_RES),
                 recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                  PRECISION),
+                                  PRECISION, w_o, K_RES),
                 tl.load(CS + c_src + state, mask=am, other=0.0), am, STORE)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
@@ -197,7 +209,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                 hf_rows = state_rows
             for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
                 cols, am = column_tile(j, active, P, BLOCK_H)
-                h = recurrent_product(HF, hf_rows, active, WR, 0, cols, P, H, H, True, BLOCK_K, DOT_F32, PRECISION)
+                h = recurrent_product(HF, hf_rows, active, WR, 0, cols, P, H, H, True, BLOCK_K, DOT_F32, PRECISION,
+                                      WR, 0)
                 tl.store(Y + row_t * P + cols[None, :], h.to(Y.dtype.element_ty), mask=am)
                 tl.store(HS + B * P - h_src + h_rows + cols[None, :], h, mask=am)
                 tl.store(HN + h_rows + cols[None, :], h, mask=am & last)
@@ -210,10 +223,15 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
 def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr, PROJ: tl.constexpr):
+                           GRID_SYNC: tl.constexpr, PROJ: tl.constexpr, K_RES: tl.constexpr):
     # DHS (B, P), DCS (B, H): dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out.
     # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w_i = resident_slice(W, 0, P, H, P, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_f = resident_slice(W, H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
+    w_g = resident_slice(W, 2 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
+    w_o = resident_slice(W, 3 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     h_rows = rows[:, None] * P
     for step in range(0, T):
@@ -232,7 +250,7 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
             state = state_rows + cols[None, :]
             if PROJ:  # the gradient of the unprojected h: dh_t @ W_hr
                 dh_t = recurrent_product(DHP, row_t * P, active, WR, 0, cols, H, P, H, False, BLOCK_K, DOT_F32,
-                                         PRECISION)
+                                         PRECISION, WR, 0)
             else:
                 dh_t = tl.load(DHS + state, mask=am, other=0.0)
                 dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
@@ -247,12 +265,14 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
         dg_rows = row_t * (4 * H)
         for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, P, BLOCK_H)
-            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION)
-            dh += recurrent_product(DG + H, dg_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION)
+            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
+                                   w_i, K_RES)
+            dh += recurrent_product(DG + H, dg_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32,
+                                    PRECISION, w_f, K_RES)
             dh += recurrent_product(DG + 2 * H, dg_rows, active, W, 2 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                    PRECISION)
+                                    PRECISION, w_g, K_RES)
             dh += recurrent_product(DG + 3 * H, dg_rows, active, W, 3 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                    PRECISION)
+                                    PRECISION, w_o, K_RES)
             tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

@@ -20,6 +20,7 @@ from .common import (
     ping_pong,
     projection_grads,
     recurrent_product,
+    resident_slice,
     step_barrier,
     step_rows,
     tanh,
@@ -90,8 +91,10 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
 def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr):
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w = resident_slice(W, 0, H, H, H, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -100,7 +103,7 @@ def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             hw = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
-                                   BLOCK_K, DOT_F32, PRECISION)
+                                   BLOCK_K, DOT_F32, PRECISION, w, K_RES)
             h_new = _rnn_cell(GX, Y, row_t * H + cols[None, :], hw, am, RELU)
             state = state_rows + cols[None, :]
             tl.store(HS + B * H - src + state, h_new, mask=am)
@@ -112,9 +115,11 @@ def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
 def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr):
-    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
+    # column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
+    w = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
@@ -126,7 +131,8 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
         step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION)
+            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
+                                   w, K_RES)
             tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

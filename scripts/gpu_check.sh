@@ -8,7 +8,7 @@
 #   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   3. activation memory, preset gpu
 #   4. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
-#   5. the grid-barrier variant (RNNLAB_GRID_SYNC=1): its tests, then its benchmark rows
+#   5. the grid-barrier variants (RNNLAB_GRID_SYNC=1: tiled across SMs, resident): tests, then timings
 #   6. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
@@ -31,13 +31,18 @@ fi
 mkdir -p "$res"
 : >"$log"
 
-# step NAME LIMIT_SECONDS COMMAND...: run COMMAND for at most LIMIT seconds and what is left of the budget
+# limit_for SECONDS: SECONDS, or what is left of the budget if less (15 s are kept for packing the results)
+limit_for() {
+    local left=$((deadline - SECONDS - 15))
+    echo $(($1 < left ? $1 : left))
+}
+
+# step NAME LIMIT COMMAND...: run COMMAND for at most LIMIT seconds (from limit_for), or skip it below 20
 step() {
-    local name=$1 limit=$2 left=$((deadline - SECONDS - 15))  # 15 s kept for packing the results
+    local name=$1 limit=$2
     shift 2
-    ((left < limit)) && limit=$left
     if ((limit < 20)); then
-        echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$log"
+        echo "=== $name: skipped, ${limit}s of the budget left" | tee -a "$log"
         return
     fi
     echo "=== $name (at most ${limit}s): $*" | tee -a "$log"
@@ -49,15 +54,22 @@ step() {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
-step "gpu tests" 150 "${pytest[@]}" -m gpu tests/test_cuda.py
-step "benchmark gpu" 200 "$PY" benchmarks/run.py --preset gpu --budget-s 170 --out "$res"
-step "activation memory" 60 "$PY" benchmarks/memory.py --preset gpu --out "$res"
-step "fused-kernel tests" 120 "${pytest[@]}" tests/test_triton_kernels.py
-step "grid-barrier tests" 60 env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" -k "H50 or tiled or half" \
-    tests/test_triton_kernels.py tests/test_cuda.py
-step "grid-barrier benchmark" 90 env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset gpu --backends triton \
-    --budget-s 60 --out "$res/grid-sync"
-step "benchmark gpu-torch" 90 "$PY" benchmarks/run.py --preset gpu-torch --budget-s 60 --out "$res/torch"
+lim=$(limit_for 150)
+step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
+lim=$(limit_for 200)  # run.py stops starting measurements 30 s before the step's limit, then writes its plots
+step "benchmark gpu" "$lim" "$PY" benchmarks/run.py --preset gpu --budget-s $((lim - 30)) --out "$res"
+lim=$(limit_for 60)
+step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset gpu --out "$res"
+lim=$(limit_for 120)
+step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
+lim=$(limit_for 60)
+step "grid-barrier tests" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" \
+    -k "H50 or tiled or half or resident" tests/test_triton_kernels.py tests/test_cuda.py
+lim=$(limit_for 90)
+step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset gpu --backends triton \
+    --budget-s $((lim - 30)) --out "$res/grid-sync"
+lim=$(limit_for 90)
+step "benchmark gpu-torch" "$lim" "$PY" benchmarks/run.py --preset gpu-torch --budget-s $((lim - 30)) --out "$res/torch"
 
 cp "$log" "$res/"
 if [[ -n ${OUT:-} ]]; then

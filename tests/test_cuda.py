@@ -4,10 +4,13 @@ Marked ``gpu``: deselected by default and skipped without CUDA; run with ``pytes
 scripts/gpu_check.sh).
 """
 
+import os
+
 import pytest
 import torch
 
 from parity import CELLS, assert_same, make_inputs, make_pair, run
+from rnnlab.kernels.dispatch import plan
 
 pytestmark = [
     pytest.mark.gpu,
@@ -56,3 +59,21 @@ def test_fused_forward_replays_in_a_cuda_graph(H):
         x.copy_(torch.randn_like(x))
         graph.replay()
         assert torch.equal(out, mine(x)[0]) and not torch.equal(out, want)
+
+
+@pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") != "1",
+                    reason="the grid barrier is opt-in: run with RNNLAB_GRID_SYNC=1 (scripts/gpu_check.sh does)")
+@pytest.mark.parametrize(("cell", "H"), [("lstm", 256), ("gru", 128), ("rnn_tanh", 256)])
+def test_resident_regime_matches_cudnn(cell, H):
+    """The resident regime (programs holding W_hh slices, meeting at the grid barrier) in bf16, bounded
+    against cuDNN in fp32 relative to each output's and gradient's largest value."""
+    torch.manual_seed(4)
+    ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
+    ref, mine = ref.cuda(), mine.cuda().to(torch.bfloat16)
+    shape = {"form": "packed", "T": 33, "B": 19, "with_state": True, "seed": 5, "device": "cuda"}
+    x = torch.zeros(1, 19, 24, device="cuda", dtype=torch.bfloat16)
+    assert plan(cell.split("_")[0], x, H, 19).regime == "resident"
+    want = run(ref, *make_inputs(ref, dtype=torch.float32, **shape))
+    got = run(mine, *make_inputs(ref, dtype=torch.bfloat16, **shape))
+    errors = [((a.float() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
+    assert max(errors) < 3e-2, errors

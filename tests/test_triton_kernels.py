@@ -21,7 +21,7 @@ import torch
 
 import rnnlab
 from parity import assert_same, make_inputs, make_pair, run
-from rnnlab.kernels.dispatch import force_regime, plan
+from rnnlab.kernels.dispatch import force_regime, plan, resident_fits
 
 triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(
@@ -75,15 +75,21 @@ def test_fused_against_torch_nn_without_initial_state(cell):
 def test_fused_half_precision(cell, dtype, bound, H):
     """Errors relative to the largest value of each output and gradient, against float64; the fused
     kernel keeps fp32 state, so it must not be worse than the reference path in the same dtype."""
+    errors = _errors_against_float64(cell, H, dtype, T=15, B=5)
+    values = 3 if cell == "lstm" else 2  # relu's gradients jump at zero: only its values are bounded
+    assert max(errors[:values] if cell == "rnn_relu" else errors) < bound, errors
+
+
+def _errors_against_float64(cell, H, dtype, T, B):
+    """The fused bidirectional layer's error in ``dtype`` on packed input, for each output and gradient,
+    relative to that item's largest value in float64 (the reference path)."""
     torch.manual_seed(2)
     ref, fused = make_pair(cell, 5, H, torch.float64, backend="triton", bidirectional=True)
-    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
+    shape = {"form": "packed", "T": T, "B": B, "with_state": True, "seed": 6}
     want = run(ref, *make_inputs(ref, dtype=torch.float64, **shape))
     fused = fused.to(DEVICE, dtype)
     got = run(fused, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
-    errors = [((a.double().cpu() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
-    values = 3 if cell == "lstm" else 2  # relu's gradients jump at zero: only its values are bounded
-    assert max(errors[:values] if cell == "rnn_relu" else errors) < bound, errors
+    return [((a.double().cpu() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
 
 
 def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
@@ -96,6 +102,23 @@ def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
     assert_same(got, run(reference, x, hx, leaves), 2e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_resident_regime_matches_reference(cell, dtype):
+    """The resident regime (each program holds its tile of W_hh for the whole sequence) where the
+    interpreter can run it: one tile covering H = 13 (masked columns, reduction padded to 16), two batch
+    tiles, packed, both directions; fp16 bounded against float64 as in test_fused_half_precision."""
+    with force_regime("resident"):
+        if dtype == torch.float16:
+            errors = _errors_against_float64(cell, 13, dtype, T=7, B=19)
+            assert max(errors[:2] if cell == "rnn_relu" else errors) < 4e-3, errors
+            return
+        torch.manual_seed(3)
+        reference, fused, ref = _pair(13, cell=cell, bidirectional=True)
+        x, hx, leaves = make_inputs(ref, "packed", T=7, B=19, dtype=dtype, with_state=True, seed=7, device=DEVICE)
+        assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
+
+
 def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     x32, x16 = torch.zeros(1, 40, 1), torch.zeros(1, 40, 1, dtype=torch.float16)
     assert plan("lstm", x32, 32, 40).regime == "persistent"
@@ -106,6 +129,12 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     assert tiled.grid == (3, 1) and not tiled.meta["GRID_SYNC"]  # the grid barrier is opt-in (and GPU-only)
     with force_regime("tiled"):
         assert plan("lstm", x32, 8, 40).tiled
+    with force_regime("resident"):  # one program per 16 hidden units and batch tile, holding its W_hh slice
+        resident = plan("gru", x16, 16, 40)
+        assert resident.tiled and resident.grid == (3, 1) and resident.meta["K_RES"] == 16
+    # up to the sizes that compile without spills (fit.py)
+    assert resident_fits("lstm", 256, torch.bfloat16) and not resident_fits("lstm", 257, torch.bfloat16)
+    assert resident_fits("gru", 128, torch.float16) and not resident_fits("gru", 256, torch.float16)
 
 
 def test_unsupported_configurations_say_so():
@@ -117,6 +146,13 @@ def test_unsupported_configurations_say_so():
     proj = rnnlab.LSTM(5, 20, proj_size=4, backend="triton").to(DEVICE)
     with force_regime("persistent"), pytest.raises(NotImplementedError, match=r"up to 0 .* with a projection"):
         proj(torch.randn(3, 2, 5, device=DEVICE))
+    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"no projection"):
+        proj(torch.randn(3, 2, 5, device=DEVICE))
+    x = torch.zeros(1, 4, 1, device=DEVICE)
+    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"2 programs would meet at a grid barrier"):
+        plan("lstm", x, 20, 4)
+    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"up to 32 for torch.float32"):
+        plan("lstm", x, 1024, 4)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
@@ -176,12 +212,13 @@ def test_layers_compile_without_graph_breaks(cell):
 
 
 @pytest.mark.parametrize(("cell", "regime", "P"), [("lstm", "persistent", 0), ("lstm", "tiled", 0),
-                                                  ("lstm", "tiled", 7), ("gru", "persistent", 0), ("gru", "tiled", 0)])
+                                                  ("lstm", "tiled", 7), ("lstm", "resident", 0),
+                                                  ("gru", "persistent", 0), ("gru", "tiled", 0)])
 def test_inference_forward_stores_nothing_for_a_backward(cell, regime, P):
     """Without a backward to come, the fused forward skips the gates and states it stores for one, and
     returns the same outputs."""
     torch.manual_seed(11)
-    tensors = [t.detach() for t in _inputs(cell, P=P)]
+    tensors = [t.detach() for t in _inputs(cell, H=16 if regime == "resident" else 20, P=P)]
     op = getattr(torch.ops.rnnlab, f"{cell}_fused")
     with force_regime(regime):
         training, inference = op(*_op_args(cell, tensors, store=True)), op(*_op_args(cell, tensors, store=False))
@@ -192,7 +229,8 @@ def test_inference_forward_stores_nothing_for_a_backward(cell, regime, P):
 
 
 @pytest.mark.parametrize(("cell", "H", "P", "regime"), [
-    *((cell, H, 0, regime) for cell in ("lstm", "gru", "rnn") for H, regime in ((12, "persistent"), (20, "tiled"))),
+    *((cell, H, 0, regime) for cell in ("lstm", "gru", "rnn")
+      for H, regime in ((12, "persistent"), (20, "tiled"), (12, "resident"))),
     ("lstm", 20, 7, "tiled"),
 ])
 def test_fused_kernels_pass_gradcheck_in_float64(cell, H, P, regime):
