@@ -28,9 +28,8 @@ from run import build, environment, failure_note, saved_bytes
 BACKENDS = ("native", "torch", "triton")
 
 
-def measure(preset: str, device: torch.device) -> list[dict]:
-    """One record per case and backend: the case's fields, backend and saved_bytes (None: not run)."""
-    records = []
+def measure(preset: str, device: torch.device):
+    """Yield one record per case and backend: the case's fields, backend and saved_bytes (None: not run)."""
     for case in PRESETS[preset].cases:
         for backend in BACKENDS:
             rec = {**case.record(), "backend": backend}
@@ -40,9 +39,8 @@ def measure(preset: str, device: torch.device) -> list[dict]:
                 rec.update(saved_bytes=None, note=f"not run: {err}")
             except Exception as err:  # a failure on a GPU is recorded; the other cases still run
                 rec.update(saved_bytes=None, note=failure_note(err))
-            records.append(rec)
             print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']}", flush=True)
-    return records
+            yield rec
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -73,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    result = {"preset": args.preset, "environment": environment(device), "records": measure(args.preset, device)}
+    result = {"preset": args.preset, "environment": environment(device), "records": []}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(result, args.out / "memory.md")
+    for rec in measure(args.preset, device):  # written after every record: a run cut short keeps what it measured
+        result["records"].append(rec)
+        (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_markdown(result, args.out / "memory.md")
     print(f"wrote {args.out / 'memory.json'} and {args.out / 'memory.md'}")
     return int(any(rec.get("note", "").startswith("failed:") for rec in result["records"]))
 

@@ -56,9 +56,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
 lim=$(limit_for 150)
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
-lim=$(limit_for 200)  # run.py stops starting measurements 30 s before the step's limit, then writes its plots
+lim=$(limit_for 240)  # run.py stops starting measurements 30 s before the step's limit, then writes its plots
 step "benchmark gpu" "$lim" "$PY" benchmarks/run.py --preset gpu --budget-s $((lim - 30)) --out "$res"
-lim=$(limit_for 60)
+lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset gpu --out "$res"
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
