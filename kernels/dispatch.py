@@ -43,11 +43,13 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
 TILED_WARPS, TILED_STAGES = 4, 1
 # The resident regime: 16 hidden units a program (the narrowest tl.dot tile: the most programs, the
-# fewest weights each), 8 warps, up to 255 registers a thread (left to itself ptxas stopped some of these
-# kernels at 128 and spilled). Triton keeps the (H, 16) slices in shared memory and loads them into
-# registers for each step's product; the largest hidden sizes below compile for sm_80 and sm_90 without
-# spills (fit.py; beyond them ptxas spills 8-2500 bytes). An entry at or below MAX_PERSISTENT_H's means
-# the dispatcher never picks the regime for that cell and width (it still runs when forced).
+# fewest weights each), 8 warps with up to 255 registers a thread (the most 8 warps may have; left to
+# itself ptxas stopped some resident kernels at 128 and spilled, while the same setting made the
+# persistent fp32 LSTM backward spill, so it is the resident regime's alone). Triton keeps the (H, 16)
+# slices in shared memory and loads them into registers for each step's product. The largest hidden
+# sizes below compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9; beyond them ptxas spills
+# 8-2500 bytes). An entry at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime
+# for that cell and width (it still runs when forced).
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
 MAX_RESIDENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 256, ("gru", "fp32"): 32, ("gru", "half"): 128,
                   ("rnn", "fp32"): 128, ("rnn", "half"): 256, ("lstm", "fp64"): 32, ("gru", "fp64"): 16,
@@ -96,11 +98,13 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "ieee"
 
 
-def num_warps(block_h: int) -> int:
+def num_warps(block_h: int, dtype: torch.dtype) -> int:
     """Warps per persistent program: enough that the weight blocks fit in registers without spilling, with
     margin (checked for sm_80 and sm_90 by rnnlab.kernels.fit: at BLOCK_H = 64, 8 warps left the LSTM
-    backward at 128 registers with 32 bytes spilled, 16 warps use 104-119 with none)."""
-    return 4 if block_h <= 16 else (8 if block_h <= 32 else 16)
+    backward at 128 registers with 32 bytes spilled, 16 warps use 104-119 with none). fp64 blocks take
+    twice the registers (Triton 3.6 spilled the fp64 LSTM backward at BLOCK_H = 16 with 4 warps)."""
+    size = block_h * (2 if dtype == torch.float64 else 1)
+    return 4 if size <= 16 else (8 if size <= 32 else 16)
 
 
 def block_h(H: int) -> int:
@@ -155,7 +159,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False) -> Laun
                 "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
-        return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh)})
+        return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh, x.dtype)})
     if regime == "resident":
         if resident is not None:
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {resident}. "

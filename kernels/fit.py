@@ -36,6 +36,7 @@ KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_ke
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
 TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
+REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
 ACC_BUFFERS = {"HF", "DHP", "C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
@@ -62,11 +63,13 @@ class Fit:
 
     @property
     def fits(self) -> bool:
-        """Within the register and shared-memory limits and, in the persistent and resident regimes (whose
-        point is that W_hh stays in registers), without spills. The tiled kernels stream W_hh from L2
-        anyway; ptxas spills a few bytes in some of them (8-192), reported in the table."""
+        """Within the register (per thread and per program) and shared-memory limits and, in the
+        persistent and resident regimes (whose point is that W_hh stays on chip), without spills. The
+        tiled kernels stream W_hh from L2 anyway; ptxas spills a few bytes in some of them (8-192),
+        reported in the table."""
         holds_weights = self.sync in ("-", "resident")
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
+                and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
                 and (self.spill_bytes == 0 or not holds_weights))
 
 
