@@ -2,6 +2,7 @@
 # Everything a GPU session checks, in one command that ends within a time budget:
 #   bash scripts/gpu_check.sh [BUDGET_SECONDS]      (default 480; run it with the device tool's
 #                                                  timeout_s a minute above the budget)
+#   PRESET=gpu-full bash scripts/gpu_check.sh 3000   (another benchmark preset than gpu)
 # Steps, most important first; each is cut at its own limit and at what is left of the budget, and a
 # step that does not fit is skipped and says so:
 #   1. gpu tests (tests/test_cuda.py): the fused kernels and the reference path against cuDNN, CUDA graphs
@@ -19,8 +20,10 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 budget=${1:-480}
+preset=${PRESET:-gpu}
 deadline=$((SECONDS + budget))
-name=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '-') if torch.cuda.is_available() else 'cpu')")
+name=$("$PY" -c "import torch
+print(torch.cuda.get_device_name().replace(' ', '-') if torch.cuda.is_available() else 'cpu')")
 if [[ -n ${OUT:-} ]]; then
     res=$(mktemp -d)/gpu-$name
     log=$OUT/gpu_check.log
@@ -35,6 +38,12 @@ mkdir -p "$res"
 limit_for() {
     local left=$((deadline - SECONDS - 15))
     echo $(($1 < left ? $1 : left))
+}
+
+# run_budget LIMIT: how long a benchmark inside a step of LIMIT seconds may start measurements (it then
+# writes its plots)
+run_budget() {
+    echo $(($1 > 60 ? $1 - 30 : $1 / 2))
 }
 
 # step NAME LIMIT COMMAND...: run COMMAND for at most LIMIT seconds (from limit_for), or skip it below 20
@@ -56,20 +65,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
 lim=$(limit_for 150)
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
-lim=$(limit_for 240)  # run.py stops starting measurements 30 s before the step's limit, then writes its plots
-step "benchmark gpu" "$lim" "$PY" benchmarks/run.py --preset gpu --budget-s $((lim - 30)) --out "$res"
+lim=$(limit_for 240)
+step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
+    --out "$res"
 lim=$(limit_for 45)
-step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset gpu --out "$res"
+step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
 lim=$(limit_for 60)
 step "grid-barrier tests" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" \
     -k "H50 or tiled or half or resident" tests/test_triton_kernels.py tests/test_cuda.py
 lim=$(limit_for 90)
-step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset gpu --backends triton \
-    --budget-s $((lim - 30)) --out "$res/grid-sync"
+step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset "$preset" \
+    --backends triton --budget-s "$(run_budget "$lim")" --out "$res/grid-sync"
 lim=$(limit_for 90)
-step "benchmark gpu-torch" "$lim" "$PY" benchmarks/run.py --preset gpu-torch --budget-s $((lim - 30)) --out "$res/torch"
+step "benchmark gpu-torch" "$lim" "$PY" benchmarks/run.py --preset gpu-torch --budget-s "$(run_budget "$lim")" \
+    --out "$res/torch"
 
 cp "$log" "$res/"
 if [[ -n ${OUT:-} ]]; then

@@ -1,0 +1,31 @@
+"""scripts/gpu_check.sh, the one command a lent GPU machine runs, end to end on the CPU with the tiny
+preset: the tests it names collect (and skip without CUDA), every step keeps to the budget, and the
+results come back packed in one file beside the log."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # triton rows: "not run" on a CPU
+    env.update(OUT=str(tmp_path), PYTHON=sys.executable, PRESET="tiny")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "60"], capture_output=True, text=True,
+                          timeout=180, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.log", "gpu_check.tar.gz"]
+    log = (tmp_path / "gpu_check.log").read_text()
+    for step in ("gpu tests", "benchmark tiny", "activation memory"):
+        assert f"=== {step}: exit 0" in log, log[-3000:]
+    assert "done in" in log
+    with tarfile.open(tmp_path / "gpu_check.tar.gz") as tar:
+        names = set(tar.getnames())
+        results = json.load(tar.extractfile("gpu-cpu/results.json"))
+    assert {"gpu-cpu/gpu_check.log", "gpu-cpu/results.md", "gpu-cpu/memory.json"} <= names
+    assert results["preset"] == "tiny" and len(results["records"]) == 2 * 2 * 3
+    assert all(r["median_ms"] is not None for r in results["records"] if r["backend"] != "triton")
