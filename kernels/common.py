@@ -134,6 +134,36 @@ def resident_slice(W, row0, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_H: tl.const
 
 
 @triton.jit
+def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr, DOT_F32: tl.constexpr):
+    """The forward's resident block (K_RES, 4 * BLOCK_H): for this program's column tile (``program_id(1)``)
+    the rows of each of the GATES gate blocks of W (GATES * H, K), transposed side by side (column
+    g * BLOCK_H + u: gate g, hidden unit u of the tile), zero past GATES, H and K; in fp32 when DOT_F32.
+    Loaded once before the time loop for gate_products."""
+    c = tl.arange(0, 4 * BLOCK_H)
+    gate = c // BLOCK_H
+    unit = tl.program_id(1) * BLOCK_H + c % BLOCK_H
+    rows = tl.where((gate < GATES) & (unit < H), gate * H + unit, GATES * H)  # GATES * H: masked as past N
+    return weight_slice(W, 0, rows, tl.arange(0, K_RES), GATES * H, K, K, True, DOT_F32)
+
+
+@triton.jit
+def gate_products(A, a_rows, a_mask, w_all, K, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr,
+                  PRECISION: tl.constexpr):
+    """The four (BB, BLOCK_H) products, in A's type, of the rows of A (length K, from the (BB, 1) offsets
+    ``a_rows``, masked by ``a_mask``) with each gate of resident_gates' block: one tl.dot for all gates
+    (N = 4 * BLOCK_H, so the warps share out the columns instead of each repeating a 16-wide product;
+    fit.py: about 80 registers fewer than a product a gate), then split by gate."""
+    k = tl.arange(0, K_RES)
+    a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
+    pre = tl.dot(a.to(w_all.dtype), w_all, input_precision=PRECISION).to(A.dtype.element_ty)  # (BB, 4 BH)
+    by_gate = tl.permute(tl.reshape(pre, (BLOCK_B, 4, BLOCK_H)), (0, 2, 1))  # (BB, BH, 4)
+    even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: gate % 2
+    g0, g2 = tl.split(even)
+    g1, g3 = tl.split(odd)
+    return g0, g1, g2, g3
+
+
+@triton.jit
 def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_K: tl.constexpr,
                       DOT_F32: tl.constexpr, PRECISION: tl.constexpr, w_res, K_RES: tl.constexpr):
     """(BB, BN) product, in A's (accumulator) type, of the rows of A, length K from the (BB, 1) offsets

@@ -47,13 +47,14 @@ TILED_WARPS, TILED_STAGES = 4, 1
 # itself ptxas stopped some resident kernels at 128 and spilled, while the same setting made the
 # persistent fp32 LSTM backward spill, so it is the resident regime's alone). Triton keeps the (H, 16)
 # slices in shared memory and loads them into registers for each step's product. The largest hidden
-# sizes below compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9; beyond them ptxas spills
-# 8-2500 bytes). An entry at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime
-# for that cell and width (it still runs when forced).
+# sizes below, (forward, backward), compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9;
+# beyond them ptxas spills 8-2500 bytes; the forward takes all gates in one product, the backward one
+# product a gate, hence its lower limits). An entry at or below MAX_PERSISTENT_H's means the dispatcher
+# never picks the regime for that cell, width and direction (it still runs when forced).
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
-MAX_RESIDENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 256, ("gru", "fp32"): 32, ("gru", "half"): 128,
-                  ("rnn", "fp32"): 128, ("rnn", "half"): 256, ("lstm", "fp64"): 32, ("gru", "fp64"): 16,
-                  ("rnn", "fp64"): 256}
+MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gru", "fp32"): (32, 32),
+                  ("gru", "half"): (256, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
+                  ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 _forced: str | None = None
 
 
@@ -118,9 +119,9 @@ def tiled_blocks(H: int) -> tuple[int, int]:
     return 32, (32 if H <= 128 else 64)
 
 
-def resident_fits(cell: str, H: int, dtype: torch.dtype) -> bool:
-    """Whether the resident regime holds ``cell``'s hidden size ``H`` for ``dtype`` (MAX_RESIDENT_H)."""
-    return MAX_RESIDENT_H[cell, operand_width(dtype)] >= H
+def max_resident_h(cell: str, dtype: torch.dtype, backward: bool = False) -> int:
+    """The resident regime's largest hidden size for ``cell``, ``dtype`` and direction (MAX_RESIDENT_H)."""
+    return MAX_RESIDENT_H[cell, operand_width(dtype)][backward]
 
 
 def grid_sync_enabled() -> bool:
@@ -143,12 +144,13 @@ def force_regime(regime: str | None):
         _forced = previous
 
 
-def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False) -> Launch:
-    """The launch of ``cell``'s kernels for input ``x`` (T, B, I), hidden size ``H`` and batch ``B``; an
-    LSTM with a projection (``proj``) runs in the tiled regime."""
+def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False) -> Launch:
+    """The launch of ``cell``'s forward (or ``backward``) kernel for input ``x`` (T, B, I), hidden size ``H``
+    and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime. The two directions
+    may run in different regimes (they share the stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
     batch_tiles = triton.cdiv(B, BLOCK_B)
-    resident = _resident_problem(cell, x, H, batch_tiles, proj)
+    resident = _resident_problem(cell, x, H, batch_tiles, proj, backward)
     regime = _forced or ("persistent" if limit >= H else "resident" if resident is None else "tiled")
     common = common_meta(x)
     if regime == "persistent":
@@ -195,12 +197,12 @@ def _sms(x: torch.Tensor) -> int:
     return torch.cuda.get_device_properties(x.device).multi_processor_count
 
 
-def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj: bool) -> str | None:
+def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj: bool, backward: bool) -> str | None:
     """Why the resident regime cannot run this shape here, or None if it can."""
     if proj:
         return "it has no projection (proj_size)"
-    if not resident_fits(cell, H, x.dtype):
-        return f"it holds hidden sizes up to {MAX_RESIDENT_H[cell, operand_width(x.dtype)]} for {x.dtype}"
+    if (largest := max_resident_h(cell, x.dtype, backward)) < H:
+        return f"its {'backward' if backward else 'forward'} holds hidden sizes up to {largest} for {x.dtype}"
     programs = batch_tiles * triton.cdiv(H, RESIDENT_BLOCK_H)
     if programs == batch_tiles:  # one tile covers H: no program waits on another
         return None

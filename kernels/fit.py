@@ -30,7 +30,7 @@ from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from . import gru, lstm, rnn
-from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, plan, resident_fits, resident_launch
+from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, max_resident_h, plan, resident_launch
 
 KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
@@ -44,7 +44,7 @@ INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # a hidden size for each of tiled_blocks()'s block shapes
-RESIDENT_SHAPES = (16, 32, 64, 128, 256)  # the resident regime's: each up to its MAX_RESIDENT_H
+RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512)  # the resident regime's: each up to its MAX_RESIDENT_H
 
 
 @dataclass
@@ -155,7 +155,8 @@ def configurations(quick: bool = False):
         projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
             shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
-            resident = [h for h in RESIDENT_SHAPES if resident_fits(kernel.split("_")[0], h, TORCH_DTYPES[dtype])]
+            largest = max_resident_h(kernel.split("_")[0], TORCH_DTYPES[dtype], backward="_bwd" in kernel)
+            resident = [h for h in RESIDENT_SHAPES if h <= largest]
             for hidden in resident:
                 for mode in modes:
                     if not quick or (hidden == resident[-1] and mode == modes[0] and target == "sm_90"):

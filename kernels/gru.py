@@ -18,12 +18,14 @@ from .common import (
     column_tile,
     fake_grads,
     gate_block,
+    gate_products,
     lengths_from,
     load_previous,
     needs_backward,
     ping_pong,
     projection_grads,
     recurrent_product,
+    resident_gates,
     resident_slice,
     sigmoid,
     step_barrier,
@@ -128,9 +130,8 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr):
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    w_r = resident_slice(W, 0, H, H, H, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
-    w_z = resident_slice(W, H, H, H, H, True, BLOCK_H, K_RES, DOT_F32)
-    w_n = resident_slice(W, 2 * H, H, H, H, True, BLOCK_H, K_RES, DOT_F32)
+    if K_RES:
+        w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -139,15 +140,18 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
-            h_new = _gru_cell(
-                GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
-                recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION, w_r, K_RES),
-                recurrent_product(HS + src, state_rows, active, W, H, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION, w_z, K_RES),
-                recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
-                                  BLOCK_K, DOT_F32, PRECISION, w_n, K_RES),
-                tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
+            if K_RES:
+                hr, hz, hn, _ = gate_products(HS + src, state_rows, active, w_all, H, BLOCK_B, BLOCK_H, K_RES,
+                                              PRECISION)
+            else:
+                hr = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
+                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
+                hz = recurrent_product(HS + src, state_rows, active, W, H, cols, H, H, H, True,
+                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
+                hn = recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
+                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
+            h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
+                              hr, hz, hn, tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -237,7 +241,7 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     """Gradients of x, h0, w_ih, w_hh, b_ih and b_hh (each empty where ``need`` says it is not wanted)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("gru", x, H, B)
+    launch = plan("gru", x, H, B, backward=True)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # input-side pre-activations

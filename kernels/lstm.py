@@ -38,12 +38,14 @@ from .common import (
     column_tile,
     fake_grads,
     gate_block,
+    gate_products,
     lengths_from,
     load_previous,
     needs_backward,
     ping_pong,
     projection_grads,
     recurrent_product,
+    resident_gates,
     resident_slice,
     sigmoid,
     step_barrier,
@@ -163,10 +165,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
     # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    w_i = resident_slice(W, 0, H, P, P, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
-    w_f = resident_slice(W, H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
-    w_g = resident_slice(W, 2 * H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
-    w_o = resident_slice(W, 3 * H, H, P, P, True, BLOCK_H, K_RES, DOT_F32)
+    if K_RES:
+        w_all = resident_gates(W, H, P, 4, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH)
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
     h_rows = rows[:, None] * P  # ... and into a (B, P) one
     for s in range(0, T):
@@ -185,17 +185,20 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                     h_target, h_off = HF, state
             else:
                 h_target, h_off = Y, out
-            h_new, c_new = _lstm_cell(
-                GX, h_target, h_off, C, G, row_t * (4 * H) + cols[None, :], out, H,
-                recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION,
-                                  w_i, K_RES),
-                recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32, PRECISION,
-                                  w_f, K_RES),
-                recurrent_product(HS + h_src, h_rows, active, W, 2 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                  PRECISION, w_g, K_RES),
-                recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                  PRECISION, w_o, K_RES),
-                tl.load(CS + c_src + state, mask=am, other=0.0), am, STORE)
+            if K_RES:
+                hi, hf, hg, ho = gate_products(HS + h_src, h_rows, active, w_all, P, BLOCK_B, BLOCK_H, K_RES,
+                                               PRECISION)
+            else:
+                hi = recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                       PRECISION, W, 0)
+                hf = recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                       PRECISION, W, 0)
+                hg = recurrent_product(HS + h_src, h_rows, active, W, 2 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                       PRECISION, W, 0)
+                ho = recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
+                                       PRECISION, W, 0)
+            h_new, c_new = _lstm_cell(GX, h_target, h_off, C, G, row_t * (4 * H) + cols[None, :], out, H, hi, hf, hg,
+                                      ho, tl.load(CS + c_src + state, mask=am, other=0.0), am, STORE)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
@@ -329,7 +332,7 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     wanted)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    launch = plan("lstm", x, H, B, proj=w_hr is not None)
+    launch = plan("lstm", x, H, B, proj=w_hr is not None, backward=True)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)

@@ -172,7 +172,7 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     """Gradients of x, h0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("rnn", x, H, B)
+    launch = plan("rnn", x, H, B, backward=True)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, H, dtype=acc, device=x.device)
