@@ -153,6 +153,11 @@ def test_unsupported_configurations_say_so():
         plan("lstm", x, 20, 4)
     with force_regime("resident"), pytest.raises(NotImplementedError, match=r"forward holds .* 32 for torch.float32"):
         plan("lstm", x, 1024, 4)
+    x16 = x.half()  # the forward holds H = 512, the backward only 256 (fit.py)
+    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"32 programs would meet"):
+        plan("lstm", x16, 512, 4)
+    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"backward holds .* 256 for torch.float16"):
+        plan("lstm", x16, 512, 4, backward=True)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
