@@ -75,7 +75,11 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
 
         x = torch.empty(0, case.B, case.I, device=device, dtype=DTYPES[case.dtype])
         launch = plan(case.cell.split("_")[0], x, case.H, case.B)
-        return f"{launch.regime} regime" + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
+        note = f"{launch.regime} regime"
+        backward = plan(case.cell.split("_")[0], x, case.H, case.B, backward=True).regime
+        if mode != "fwd" and backward != launch.regime:
+            note += f" (backward: {backward})"
+        return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
     if backend == "native" and device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return describe(case, mode, (props.major, props.minor), props.multi_processor_count)
