@@ -66,7 +66,7 @@ PRESETS = {
     # The fused-kernel issue's targets: bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024, against
     # cuDNN; sized for a few minutes on one H100 (scripts/gpu_check.sh), smallest hidden sizes first (a
     # run cut short by --budget-s loses the largest). The triton rows run the persistent regime up to
-    # H = 64 (GRU 32) and the tiled one beyond (resident up to 256, GRU 128, with RNNLAB_GRID_SYNC=1).
+    # H = 64 and the tiled one beyond (resident up to 256, GRU 128, with RNNLAB_GRID_SYNC=1).
     "gpu": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")

@@ -9,12 +9,13 @@ Each cell's forward and backward are ``torch.library`` custom ops (``rnnlab::lst
 ``rnnlab::lstm_fused_backward``, ... with fake implementations and registered autograd), so the layers
 trace under ``torch.compile`` without graph breaks at the kernels.
 
-Status: two regimes chosen by :mod:`rnnlab.kernels.dispatch` from cell, hidden size and dtype: persistent
-(a batch tile's whole W_hh in registers: H <= 32 in fp32, <= 64 in fp16/bf16, GRU 32) and tiled (any H:
+Status: three regimes chosen by :mod:`rnnlab.kernels.dispatch` from cell, hidden size and dtype:
+persistent (a batch tile's whole W_hh in registers: H <= 32 in fp32, <= 64 in fp16/bf16), tiled (any H:
 W_hh streamed from L2 by column tiles, the state exchanged through global memory; also LSTM proj_size,
-with a second exchange phase per step). Both are tested under
-the Triton interpreter against the reference and cross-compiled for sm_80/sm_90 (fit.py); neither has
-run on a GPU yet, so ``backend="auto"`` never picks them.
+with a second exchange phase per step) and resident (opt-in with RNNLAB_GRID_SYNC=1 on CUDA: the tiled
+kernels with each program holding its slice of W_hh). All are tested under the Triton interpreter
+against the reference and cross-compiled for sm_80/sm_90 (fit.py); none has run on a GPU yet, so
+``backend="auto"`` never picks them.
 Set ``TRITON_INTERPRET=1`` before importing this module to run the kernels on the CPU.
 """
 

@@ -34,9 +34,9 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 REGIMES = ("persistent", "resident", "tiled")
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
-# operand width (cross-compiled for sm_80 and sm_90 by fit.py: fp32 spills from BLOCK_H = 64, and so does
-# the half-precision GRU forward on sm_90).
-MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 32,
+# operand width (cross-compiled for sm_80 and sm_90 by fit.py with Triton 3.9 and 3.6: fp32 spills from
+# BLOCK_H = 64, half precision from 128; an earlier Triton spilled the half-precision GRU forward at 64).
+MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 64,
                     ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16,
                     ("rnn", "fp64"): 16}
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
