@@ -153,14 +153,22 @@ def gate_products(A, a_rows, a_mask, w_all, K, BLOCK_B: tl.constexpr, BLOCK_H: t
     ``a_rows``, masked by ``a_mask``) with each gate of resident_gates' block: one tl.dot for all gates
     (N = 4 * BLOCK_H, so the warps share out the columns instead of each repeating a 16-wide product;
     fit.py: about 80 registers fewer than a product a gate), then split by gate."""
-    k = tl.arange(0, K_RES)
-    a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
-    pre = tl.dot(a.to(w_all.dtype), w_all, input_precision=PRECISION).to(A.dtype.element_ty)  # (BB, 4 BH)
+    pre = resident_product(A, a_rows, a_mask, w_all, K, K_RES, PRECISION)  # (BB, 4 BH)
     by_gate = tl.permute(tl.reshape(pre, (BLOCK_B, 4, BLOCK_H)), (0, 2, 1))  # (BB, BH, 4)
     even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: gate % 2
     g0, g2 = tl.split(even)
     g1, g3 = tl.split(odd)
     return g0, g1, g2, g3
+
+
+@triton.jit
+def resident_product(A, a_rows, a_mask, w, K, K_RES: tl.constexpr, PRECISION: tl.constexpr):
+    """(BB, N) product, in A's type, of the rows of A (length K, padded to K_RES, from the (BB, 1) offsets
+    ``a_rows``, masked by ``a_mask``) with a block ``w`` (K_RES, N) the program holds. A bypasses L1
+    (other programs wrote it this step)."""
+    k = tl.arange(0, K_RES)
+    a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
+    return tl.dot(a.to(w.dtype), w, input_precision=PRECISION).to(A.dtype.element_ty)
 
 
 @triton.jit
@@ -172,9 +180,7 @@ def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.
     program's own tile), else A and W are streamed in BLOCK_K slices of the reduced dimension. A bypasses
     L1 (other programs wrote it this step)."""
     if K_RES:
-        k = tl.arange(0, K_RES)
-        a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
-        acc = tl.dot(a.to(w_res.dtype), w_res, input_precision=PRECISION).to(A.dtype.element_ty)
+        acc = resident_product(A, a_rows, a_mask, w_res, K, K_RES, PRECISION)
     else:
         acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)
         for k0 in range(0, K, BLOCK_K):

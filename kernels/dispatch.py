@@ -150,9 +150,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     may run in different regimes (they share the stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
     batch_tiles = triton.cdiv(B, BLOCK_B)
-    resident = _resident_problem(cell, x, H, batch_tiles, proj, backward)
-    regime = _forced or ("persistent" if limit >= H else "resident" if resident is None else "tiled")
-    common = common_meta(x)
+    regime = _forced or ("persistent" if limit >= H else None)  # None: resident if it can run, else tiled
     if regime == "persistent":
         if limit < H:
             raise NotImplementedError(
@@ -161,18 +159,20 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
-        return Launch(regime, (batch_tiles,), {**common, "BLOCK_H": bh, "num_warps": num_warps(bh, x.dtype)})
-    if regime == "resident":
-        if resident is not None:
-            raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {resident}. "
+        return Launch(regime, (batch_tiles,), {**common_meta(x), "BLOCK_H": bh, "num_warps": num_warps(bh, x.dtype)})
+    if regime in (None, "resident"):
+        problem = _resident_problem(cell, x, H, batch_tiles, proj, backward)
+        if problem is None:
+            return resident_launch(x, H, B)
+        if regime == "resident":
+            raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
-        return resident_launch(x, H, B)
     bh, bk = tiled_blocks(H)
     programs = 1
     if grid_sync_enabled() and x.is_cuda:
         programs = max(1, min(triton.cdiv(H, bh), _sms(x) // batch_tiles))
-    return Launch(regime, (batch_tiles, programs),
-                  {**common, "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "K_RES": 0,
+    return Launch("tiled", (batch_tiles, programs),
+                  {**common_meta(x), "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "K_RES": 0,
                    "num_warps": TILED_WARPS, "num_stages": TILED_STAGES})
 
 

@@ -18,7 +18,8 @@ projects the unprojected h (HF) by column tiles of P, and the backward one that 
 step's dh_t (DHP) so the unprojected h's gradient dh_t W_hr can be taken by tiles of H.
 
 Resident regime: the tiled kernels with K_RES > 0 and one program per column tile, each loading its
-tile's slices of W_hh once (resident_slice) instead of streaming them every step.
+tile's slices of W_hh once (resident_gates in the forward, resident_slice in the backward) instead of
+streaming them every step.
 
 "fp32" above is the accumulator type: fp64 for fp64 input (so gradcheck applies to the kernels).
 """

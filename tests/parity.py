@@ -86,6 +86,12 @@ def run(module, make_input, hx, leaves, generator_seed: int = 1):
     return [data.detach(), *(s.detach() for s in states), *grads]
 
 
+def relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> list[float]:
+    """Each item's largest error relative to that item's largest value in ``want`` (``got`` is compared
+    in ``want``'s dtype and device)."""
+    return [((a.to(b.device, b.dtype) - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
+
+
 def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: float) -> None:
     assert len(got) == len(want)
     for k, (a, b) in enumerate(zip(got, want, strict=True)):

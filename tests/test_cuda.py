@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from parity import CELLS, assert_same, make_inputs, make_pair, run
+from parity import CELLS, assert_same, make_inputs, make_pair, relative_errors, run
 from rnnlab.kernels.dispatch import plan
 
 pytestmark = [
@@ -75,5 +75,5 @@ def test_resident_regime_matches_cudnn(cell, H):
     assert plan(cell.split("_")[0], x, H, 19).regime == "resident"
     want = run(ref, *make_inputs(ref, dtype=torch.float32, **shape))
     got = run(mine, *make_inputs(ref, dtype=torch.bfloat16, **shape))
-    errors = [((a.float() - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
+    errors = relative_errors(got, want)
     assert max(errors) < 3e-2, errors
