@@ -23,7 +23,7 @@ if not torch.cuda.is_available():  # before anything imports the kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from presets import PRESETS
-from run import build, environment, failure_note, saved_bytes
+from run import build, environment, exit_status, failure_note, saved_bytes
 
 BACKENDS = ("native", "torch", "triton")
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
         write_markdown(result, args.out / "memory.md")
     print(f"wrote {args.out / 'memory.json'} and {args.out / 'memory.md'}")
-    return int(any(rec.get("note", "").startswith("failed:") for rec in result["records"]))
+    return exit_status(result["records"])
 
 
 if __name__ == "__main__":

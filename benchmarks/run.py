@@ -74,10 +74,11 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
         from rnnlab.kernels.dispatch import plan
 
         x = torch.empty(0, case.B, case.I, device=device, dtype=DTYPES[case.dtype])
-        launch = plan(case.cell.split("_")[0], x, case.H, case.B)
+        cell = case.cell.split("_")[0]
+        launch = plan(cell, x, case.H, case.B)
         note = f"{launch.regime} regime"
-        backward = plan(case.cell.split("_")[0], x, case.H, case.B, backward=True).regime
-        if mode != "fwd" and backward != launch.regime:
+        backward = plan(cell, x, case.H, case.B, backward=True).regime if mode != "fwd" else launch.regime
+        if backward != launch.regime:
             note += f" (backward: {backward})"
         return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
     if backend == "native" and device.type == "cuda":
@@ -214,6 +215,11 @@ def measure(case: Case, backend: str, mode: str, device: torch.device, preset) -
     return rec
 
 
+def exit_status(records: list[dict]) -> int:
+    """1 if any measurement failed (see failure_note), else 0."""
+    return int(any(rec.get("note", "").startswith("failed:") for rec in records))
+
+
 def write_results(result: dict, out: Path) -> None:
     """results.json and results.md from the records so far."""
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_results(result, args.out)  # after every record: a run cut short keeps what it measured
     plots = write_plots(result, args.out)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(plots)} plots")
-    return int(any(rec.get("note", "").startswith("failed:") for rec in result["records"]))
+    return exit_status(result["records"])
 
 
 if __name__ == "__main__":
