@@ -12,9 +12,10 @@
   state is exchanged through fp32 buffers in global memory. By default one program per batch tile
   walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
   batch tile); with ``RNNLAB_GRID_SYNC=1`` on CUDA the column tiles are spread over up to one program
-  per SM that meet at a spin-wait barrier each step (cooperative; off until it has been verified on a
-  GPU: it needs every program resident at once, which CUDA does not promise outside a cooperative
-  launch).
+  per SM that meet at a spin-wait barrier each step (off until it has been verified on a GPU). The
+  barrier needs every program resident at once, so such kernels go out as cooperative launches
+  (``launch_cooperative_grid``): CUDA then refuses a grid that cannot be co-resident instead of
+  leaving it to spin forever.
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
 (tests and benchmarks). Block sizes are fixed per shape: there is no run-time autotuning, and Triton
@@ -172,7 +173,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     if grid_sync_enabled() and x.is_cuda:
         programs = max(1, min(triton.cdiv(H, bh), _sms(x) // batch_tiles))
     return Launch("tiled", (batch_tiles, programs),
-                  {**common_meta(x), "BLOCK_H": bh, "BLOCK_K": bk, "GRID_SYNC": programs > 1, "K_RES": 0,
+                  {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": bh, "BLOCK_K": bk, "K_RES": 0,
                    "num_warps": TILED_WARPS, "num_stages": TILED_STAGES})
 
 
@@ -183,13 +184,20 @@ def common_meta(x: torch.Tensor) -> dict:
             "PRECISION": dot_precision(x.dtype)}
 
 
+def grid_sync_meta(programs: int) -> dict:
+    """The launch parameters of a batch tile spread over ``programs`` programs: with more than one they meet
+    at step_barrier (GRID_SYNC), which needs them all resident at once, so the launch is cooperative (CUDA
+    refuses it, rather than deadlocking, when the grid cannot be co-resident)."""
+    return {"GRID_SYNC": programs > 1, "launch_cooperative_grid": programs > 1}
+
+
 def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
     """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
     it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile."""
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
     return Launch("resident", (triton.cdiv(B, BLOCK_B), programs),
-                  {**common_meta(x), "BLOCK_H": RESIDENT_BLOCK_H, "BLOCK_K": tiled_blocks(H)[1],
-                   "GRID_SYNC": programs > 1, "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
+                  {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
+                   "BLOCK_K": tiled_blocks(H)[1], "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
                    "num_stages": TILED_STAGES, "maxnreg": 255})
 
 

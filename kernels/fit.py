@@ -105,7 +105,8 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj").meta)
-    options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg") if key in meta}
+    options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg", "launch_cooperative_grid")
+               if key in meta}
     constexprs = {"REVERSE": False, **meta}
     if tiled and sync != "resident":  # plan() enables the grid barrier only on a CUDA device
         constexprs["GRID_SYNC"] = sync == "grid"

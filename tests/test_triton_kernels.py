@@ -21,7 +21,7 @@ import torch
 
 import rnnlab
 from parity import assert_same, make_inputs, make_pair, relative_errors, run
-from rnnlab.kernels.dispatch import force_regime, max_resident_h, plan
+from rnnlab.kernels.dispatch import force_regime, max_resident_h, plan, resident_launch
 
 triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(
@@ -127,6 +127,10 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     assert plan("gru", x16, 64, 40).regime == "persistent" and plan("gru", x16, 65, 40).regime == "tiled"
     tiled = plan("rnn", x16, 1024, 40)
     assert tiled.grid == (3, 1) and not tiled.meta["GRID_SYNC"]  # the grid barrier is opt-in (and GPU-only)
+    assert not tiled.meta["launch_cooperative_grid"]
+    # programs that meet at the barrier must all be resident: a cooperative launch, which CUDA refuses otherwise
+    spread = resident_launch(x16, 256, 40)
+    assert spread.grid == (3, 16) and spread.meta["GRID_SYNC"] and spread.meta["launch_cooperative_grid"]
     with force_regime("tiled"):
         assert plan("lstm", x32, 8, 40).tiled
     with force_regime("resident"):  # one program per 16 hidden units and batch tile, holding its W_hh slice
