@@ -23,6 +23,7 @@ if not torch.cuda.is_available():  # before anything imports the kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from presets import PRESETS
+from report import case_key
 from run import build, environment, exit_status, failure_note, saved_bytes
 
 BACKENDS = ("native", "torch", "triton")
@@ -54,8 +55,7 @@ def write_markdown(result: dict, path: Path) -> None:
              "|" + "---|" * (9 + 2 * len(BACKENDS) - 1)]
     rows: dict[tuple, dict[str, int | None]] = {}
     for rec in result["records"]:
-        key = tuple(rec[k] for k in ("cell", "T", "B", "I", "H", "layers", "bidirectional", "packed", "dtype"))
-        rows.setdefault(key, {})[rec["backend"]] = rec["saved_bytes"]
+        rows.setdefault(case_key(rec, mode=False), {})[rec["backend"]] = rec["saved_bytes"]
     for key, sizes in rows.items():
         mib = [f"{sizes[b] / 2**20:.2f}" if sizes.get(b) is not None else "not run" for b in BACKENDS]
         native = sizes.get("native")

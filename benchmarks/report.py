@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 REFERENCE = "native"
+CASE_FIELDS = ("cell", "T", "B", "I", "H", "layers", "bidirectional", "packed", "dtype")
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -12,8 +13,8 @@ def write_markdown(result: dict, path: Path) -> None:
     env = result["environment"]
     records = result["records"]
     backends = list(dict.fromkeys(r["backend"] for r in records))
-    keys = list(dict.fromkeys(_key(r) for r in records))
-    by_key = {(_key(r), r["backend"]): r for r in records}
+    keys = list(dict.fromkeys(case_key(r) for r in records))
+    by_key = {(case_key(r), r["backend"]): r for r in records}
     lines = [
         f"# Benchmark `{result['preset']}` on {env['device']}",
         "",
@@ -53,6 +54,7 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _key(r: dict) -> tuple:
-    return (r["cell"], r["T"], r["B"], r["I"], r["H"], r["layers"], r["bidirectional"], r["packed"], r["dtype"],
-            r["mode"])
+def case_key(r: dict, mode: bool = True) -> tuple:
+    """What names record ``r``'s case, a table row's leading columns: its CASE_FIELDS, then its mode
+    unless ``mode`` is False."""
+    return tuple(r[f] for f in CASE_FIELDS) + ((r["mode"],) if mode else ())
