@@ -10,7 +10,8 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
   CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
-Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward).
+Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
+raises under ``create_graph=True``.
 """
 
 from __future__ import annotations

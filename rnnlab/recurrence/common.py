@@ -34,6 +34,17 @@ def bias_grad(d_out: torch.Tensor, need: bool) -> torch.Tensor | None:
     return d_out.reshape(-1, d_out.shape[-1]).sum(0) if need else None
 
 
+def refuse_double_backward(cell: str) -> None:
+    """Raise if autograd is recording a hand-written backward (``create_graph=True``: a gradient penalty, a
+    Hessian-vector product). Those backwards are not differentiable, so the gradients they return would
+    carry no graph and second-order terms would be dropped without a word."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{cell}: backend='torch' has a hand-written backward that is not itself differentiable, so it cannot "
+            "run with create_graph=True (double backward, gradient penalties); use backend='native' for that"
+        )
+
+
 def clone_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
     """A copy of ``t``, or None."""
     return None if t is None else t.clone()

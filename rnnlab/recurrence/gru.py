@@ -10,9 +10,8 @@ The forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, input_projection, linear_grads, sigmoid_grad, tanh_, tanh_grad
+from .common import bias_grad, input_projection, linear_grads, refuse_double_backward, sigmoid_grad, tanh_, tanh_grad
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -48,8 +47,8 @@ class GRUScan(torch.autograd.Function):
         return Y, sched.final(Y)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dY, dh_n):
+        refuse_double_backward("GRU")
         x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape

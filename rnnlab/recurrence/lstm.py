@@ -14,13 +14,13 @@ single GEMMs over all timesteps after the loop.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .common import (
     bias_grad,
     clone_or_none,
     input_projection,
     linear_grads,
+    refuse_double_backward,
     set_rows,
     sigmoid_grad,
     tanh_,
@@ -69,8 +69,8 @@ class LSTMScan(torch.autograd.Function):
         return Y, sched.final(Y), sched.final(C)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dY, dh_n, dc_n):
+        refuse_double_backward("LSTM")
         x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape

@@ -7,9 +7,17 @@ Math (torch.nn.RNN): h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). The forward st
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from .common import bias_grad, clone_or_none, input_projection, linear_grads, set_rows, tanh_, tanh_grad
+from .common import (
+    bias_grad,
+    clone_or_none,
+    input_projection,
+    linear_grads,
+    refuse_double_backward,
+    set_rows,
+    tanh_,
+    tanh_grad,
+)
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -38,8 +46,8 @@ class RNNScan(torch.autograd.Function):
         return Y, sched.final(Y)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dY, dh_n):
+        refuse_double_backward("RNN")
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
