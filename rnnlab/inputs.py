@@ -119,9 +119,9 @@ def to_time_major(owner: str, input: object, input_size: int, batch_first: bool,
         sizes = check_packed(owner, input)
         check_tensor(owner, "input.data", input.data, like)
         _check_features(owner, "input.data", input.data, input_size)
-        x, _ = pad_packed_sequence(input)  # (T, B, I) in the caller's batch order
-        if input.sorted_indices is not None:
-            x = x.index_select(1, input.sorted_indices)
+        # (T, B, I) in packed order (rows by decreasing length), as torch.nn reads input.data; the indices
+        # only reorder the states
+        x, _ = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
         return Sequence(x, sizes, input, unbatched=False, batch_first=batch_first)
     check_tensor(owner, "input", input, like)
     if input.dim() not in (2, 3):

@@ -4,8 +4,9 @@ import itertools
 
 import pytest
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
-from parity import CELLS, TOLERANCE, assert_same, make_inputs, make_pair, run
+from parity import CELLS, TOLERANCE, assert_same, make_inputs, make_pair, run, state_shapes
 
 GRID = list(itertools.product(CELLS, (1, 2, 3), (False, True), (False, True), (False, True)))
 
@@ -39,6 +40,24 @@ def test_packed_equal_lengths_and_single_step(cell):
             return torch.nn.utils.rnn.pack_sequence(seqs)
 
         assert_same(run(mine, x, None, seqs), run(ref, x, None, seqs), 1e-9)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("indices", ["unsorted_only", "sorted_only", "both"])
+def test_packed_sequence_built_by_hand(cell, indices):
+    """A PackedSequence built directly, with only some of its index permutations: torch.nn reads input.data
+    in packed order and uses the indices only for the states, and so must rnnlab."""
+    ref, mine = make_pair(cell, 3, 4, torch.float64)
+    data = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    sorted_indices, unsorted_indices = torch.tensor([1, 2, 0]), torch.tensor([2, 0, 1])
+    kept = {"unsorted_only": (None, unsorted_indices), "sorted_only": (sorted_indices, None),
+            "both": (sorted_indices, unsorted_indices)}[indices]
+    states = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in state_shapes(ref, 3)]
+    hx = tuple(states) if ref.mode == "LSTM" else states[0]
+    def x():
+        return PackedSequence(data, torch.tensor([3, 2]), *kept)
+
+    assert_same(run(mine, x, hx, [data, *states]), run(ref, x, hx, [data, *states]), 1e-9)
 
 
 @pytest.mark.parametrize("cell", CELLS)
