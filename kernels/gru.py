@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import bias_grad, input_projection
+from ..recurrence.common import autocast_off, bias_grad, input_projection
 from .common import (
     batch_rows,
     batch_tile,
@@ -199,6 +199,7 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
 
 
 @torch.library.custom_op("rnnlab::gru_fused", mutates_args=())
+@autocast_off
 def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the activated gates
@@ -235,6 +236,7 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
 
 
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
+@autocast_off
 def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, G: Tensor,
                        ghn: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool, need: list[bool]
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:

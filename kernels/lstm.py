@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import bias_grad, input_projection, linear_grads
+from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads
 from .common import (
     batch_rows,
     batch_tile,
@@ -282,6 +282,7 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
 
 
 @torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())
+@autocast_off
 def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -325,6 +326,7 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store):
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
+@autocast_off
 def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
                         w_hh: Tensor, w_hr: Tensor | None, G: Tensor, C: Tensor, HF: Tensor, Y: Tensor,
                         batch_sizes: list[int] | None, reverse: bool, need: list[bool]

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import bias_grad, input_projection
+from ..recurrence.common import autocast_off, bias_grad, input_projection
 from .common import (
     batch_rows,
     batch_tile,
@@ -138,6 +138,7 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
 
 
 @torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())
+@autocast_off
 def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               batch_sizes: list[int] | None, reverse: bool, relu: bool) -> tuple[Tensor, Tensor]:
     """The fused forward as a custom op: Y (T, B, H) and h_n (B, H)."""
@@ -166,6 +167,7 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu):
 
 
 @torch.library.custom_op("rnnlab::rnn_fused_backward", mutates_args=())
+@autocast_off
 def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, Y: Tensor,
                        batch_sizes: list[int] | None, reverse: bool, relu: bool, need: list[bool]
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -1,9 +1,10 @@
 """RNNCell, LSTMCell and GRUCell: one timestep, drop-in replacements for their torch.nn counterparts.
 
 Each subclasses the torch.nn cell (same constructor, parameters, initialisation and ``state_dict``) and
-runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length one, so the cells share
-the layers' forward and hand-written backward. ``backend="native"`` runs torch.nn's cell; ``"auto"``
-picks the native cell, which has less per-call overhead for a single step.
+runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length one: the functions and
+hand-written backward the layers run. ``backend="native"`` runs torch.nn's cell; ``"auto"`` picks the
+native cell, which has less per-call overhead for a single step. Inside ``torch.autocast`` the
+``"torch"`` cells run in the autocast dtype, as the layers do.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from torch import nn
 
 from . import recurrence
 from .checks import check_backend, check_bool, check_choice, check_int
-from .errors import RNNShapeError, RNNTypeError
-from .inputs import check_tensor
+from .errors import RNNShapeError
+from .inputs import autocast_dtype, check_pair, check_tensor
 
 CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -23,7 +24,7 @@ def _check_cell_args(owner: str, input_size, hidden_size, bias, backend) -> str:
     check_int(owner, "input_size", input_size, 1)
     check_int(owner, "hidden_size", hidden_size, 1)
     check_bool(owner, "bias", bias)
-    return check_backend(owner, backend)  # cells have no fused kernel: "triton" is refused there
+    return check_backend(owner, backend, fused=False)  # cells have no fused kernel: "triton" is refused there
 
 
 class _Cell:
@@ -38,7 +39,8 @@ class _Cell:
     def forward(self, input: torch.Tensor, hx: CellState | None = None):
         """One step; arguments and outputs exactly as torch.nn's cell."""
         owner, like = self._get_name(), self.weight_ih
-        check_tensor(owner, "input", input, like)
+        amp = autocast_dtype(like.device)
+        check_tensor(owner, "input", input, like, amp is not None)
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             raise RNNShapeError(
                 f"{owner}: input must have shape (batch, {self.input_size}) or ({self.input_size},) for "
@@ -46,38 +48,41 @@ class _Cell:
             )
         if input.dim() == 2 and input.shape[0] == 0:
             raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
-        states = self._check_hx(hx, input, like)
+        states = self._check_hx(hx, input, like, amp is not None)
         if self.backend != "torch":
             return super().forward(input, hx)
+        dtype = amp or like.dtype
         unbatched = input.dim() == 1
-        x = input.reshape(1, -1, self.input_size)  # (T=1, B, I)
+        x = input.reshape(1, -1, self.input_size).to(dtype)  # (T=1, B, I)
         if states is None:
             states = [x.new_zeros(x.shape[1], self.hidden_size) for _ in range(self._num_states)]
         else:
-            states = [h.reshape(-1, self.hidden_size) for h in states]
-        out = self._step(x, states)
+            states = [h.reshape(-1, self.hidden_size).to(dtype) for h in states]
+        weights = [w if w is None else w.to(dtype) for w in self._weights()]
+        with torch.autocast(like.device.type, enabled=False):
+            out = self._step(x, states, *weights)
         out = [h.squeeze(0) for h in out] if unbatched else out
         return tuple(out) if len(out) == 2 else out[0]
 
-    def _check_hx(self, hx: object, input: torch.Tensor, like: torch.Tensor) -> list[torch.Tensor] | None:
+    def _check_hx(self, hx: object, input: torch.Tensor, like: torch.Tensor, autocast: bool
+                  ) -> list[torch.Tensor] | None:
         if hx is None:
             return None
         owner = self._get_name()
         if self._num_states == 2:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise RNNTypeError(f"{owner}: hx must be a tuple (h_0, c_0); got {type(hx).__name__}")
-            states, names = list(hx), ("hx[h_0]", "hx[c_0]")
+            states, names = check_pair(owner, hx), ("hx[h_0]", "hx[c_0]")
         else:
             states, names = [hx], ("hx",)
         want = (*input.shape[:-1], self.hidden_size)
         for name, h in zip(names, states, strict=True):
-            check_tensor(owner, name, h, like)
+            check_tensor(owner, name, h, like, autocast)
             if h.shape != want:
                 raise RNNShapeError(f"{owner}: {name} must have shape {tuple(want)}; got {tuple(h.shape)}")
         return states
 
-    def _biases(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        return (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+    def _weights(self) -> list[torch.Tensor | None]:
+        """[w_ih, w_hh, b_ih, b_hh]; the biases None without bias."""
+        return [self.weight_ih, self.weight_hh, *((self.bias_ih, self.bias_hh) if self.bias else (None, None))]
 
 
 class RNNCell(_Cell, nn.RNNCell):
@@ -91,9 +96,8 @@ class RNNCell(_Cell, nn.RNNCell):
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
         self.backend = backend
 
-    def _step(self, x, states):
-        _, h = recurrence.rnn_scan(x, states[0], self.weight_ih, self.weight_hh, *self._biases(),
-                                   nonlinearity=self.nonlinearity)
+    def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
+        _, h = recurrence.rnn_scan(x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity)
         return [h]
 
 
@@ -108,8 +112,8 @@ class LSTMCell(_Cell, nn.LSTMCell):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
 
-    def _step(self, x, states):
-        _, h, c = recurrence.lstm_scan(x, *states, self.weight_ih, self.weight_hh, *self._biases())
+    def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
+        _, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh)
         return [h, c]
 
 
@@ -122,6 +126,6 @@ class GRUCell(_Cell, nn.GRUCell):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
 
-    def _step(self, x, states):
-        _, h = recurrence.gru_scan(x, states[0], self.weight_ih, self.weight_hh, *self._biases())
+    def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
+        _, h = recurrence.gru_scan(x, states[0], w_ih, w_hh, b_ih, b_hh)
         return [h]

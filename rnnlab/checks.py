@@ -1,49 +1,50 @@
 """Validation of constructor arguments shared by rnnlab's cells and layers.
 
 Every check raises before torch.nn's own constructor runs, with a message that names the argument, what
-was expected and what was received.
+was expected and what was received (errors that are also ``RuntimeError``s, see rnnlab.errors).
 """
 
 from __future__ import annotations
 
 import numbers
 
+from .errors import RNNTypeError, RNNValueError
+
 BACKENDS = ("auto", "torch", "native", "triton")
 
 
-def check_int(owner: str, name: str, value: object, minimum: int) -> int:
-    """``value`` must be an int (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+def check_int(owner: str, name: str, value: object, minimum: int) -> None:
+    """``value`` must be an int (not a bool; torch.nn's constructors refuse numpy integers too) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RNNTypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
     if value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}")
-    return int(value)
+        raise RNNValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}")
 
 
-def check_bool(owner: str, name: str, value: object) -> bool:
+def check_bool(owner: str, name: str, value: object) -> None:
     """``value`` must be a bool (or 0/1)."""
     if value not in (True, False):
-        raise TypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}")
-    return bool(value)
+        raise RNNTypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}")
 
 
 def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> str:
     """``value`` must be one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise RNNValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return str(value)
 
 
-TRITON_CELLS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)
+FUSED_LAYERS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)
 
 
-def check_backend(owner: str, backend: object) -> str:
-    """A known backend; "triton" only for modules that have fused kernels and with Triton installed."""
+def check_backend(owner: str, backend: object, fused: bool) -> str:
+    """A known backend; "triton" only for modules that have fused kernels (``fused``: the layers) and with
+    Triton installed."""
     backend = check_choice(owner, "backend", backend, BACKENDS)
     if backend == "triton":
-        if owner not in TRITON_CELLS:
+        if not fused:
             raise NotImplementedError(
-                f"{owner}: backend='triton' has fused kernels only for the layers {', '.join(TRITON_CELLS)}; "
+                f"{owner}: backend='triton' has fused kernels only for the layers {', '.join(FUSED_LAYERS)}; "
                 "use backend='torch' (the pure-PyTorch reference), 'native' (PyTorch's own kernel) or 'auto'"
             )
         try:
@@ -74,10 +75,10 @@ def check_layer_args(
     check_bool(owner, "batch_first", batch_first)
     check_bool(owner, "bidirectional", bidirectional)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-        raise ValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}")
+        raise RNNValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}")
     check_int(owner, "proj_size", proj_size, 0)
     if proj_size >= hidden_size:
-        raise ValueError(
+        raise RNNValueError(
             f"{owner}: proj_size must be smaller than hidden_size ({hidden_size}), or 0 for no projection; "
             f"got {proj_size}"
         )

@@ -37,23 +37,34 @@ def _rebuild(module: nn.Module, cls: type[nn.Module], names: tuple[str, ...], **
     kwargs = {name: getattr(module, name) for name in names}
     new = cls(**kwargs, device=param.device, dtype=param.dtype, **extra)
     new.load_state_dict(module.state_dict())
+    for name, p in module.named_parameters():
+        new.get_parameter(name).requires_grad_(p.requires_grad)  # frozen weights stay frozen
     new.train(module.training)
     return new
 
 
-def _convert(module: nn.Module, make) -> nn.Module:
+def _convert(module: nn.Module, make, done: dict[int, nn.Module] | None = None) -> nn.Module:
+    """``make(module)``, or ``module`` with each child converted; a module reached twice (shared, tied) is
+    converted once, so it stays shared."""
+    done = {} if done is None else done
+    if id(module) in done:
+        return done[id(module)]
     converted = make(module)
-    if converted is not None:
-        return converted
-    for name, child in module.named_children():
-        setattr(module, name, _convert(child, make))
-    return module
+    if converted is None:
+        for name, child in list(module._modules.items()):  # named_children() would skip a repeated child
+            if child is not None:
+                setattr(module, name, _convert(child, make, done))
+        converted = module
+    done[id(module)] = converted
+    return converted
 
 
 def from_torch(module: nn.Module, backend: str = "auto") -> nn.Module:
-    """rnnlab's equivalent of a torch.nn RNN/LSTM/GRU (layer or cell), with a copy of its weights.
+    """rnnlab's equivalent of a torch.nn RNN/LSTM/GRU (layer or cell), with a copy of its weights (and
+    their ``requires_grad``, device, dtype and training mode).
 
-    Given any other module, converts every recurrent submodule in place and returns the module.
+    Given any other module, converts every recurrent submodule in place (one shared by several parents
+    stays shared) and returns the module. Hooks registered on a converted module are not carried over.
     """
 
     def make(m: nn.Module) -> nn.Module | None:
@@ -67,7 +78,8 @@ def from_torch(module: nn.Module, backend: str = "auto") -> nn.Module:
 
 
 def to_torch(module: nn.Module) -> nn.Module:
-    """The plain torch.nn equivalent of an rnnlab layer or cell, with a copy of its weights.
+    """The plain torch.nn equivalent of an rnnlab layer or cell, with a copy of its weights (as
+    :func:`from_torch`).
 
     Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
     """

@@ -17,6 +17,10 @@ class RNNTypeError(TypeError, RuntimeError):
     """A tensor has the wrong dtype or device, or an argument the wrong type."""
 
 
+class RNNValueError(ValueError, RuntimeError):
+    """An argument has a value outside the ones it accepts (``ValueError`` and ``RuntimeError``)."""
+
+
 def describe(x: object) -> str:
     """Short human description of a value for error messages."""
     import torch

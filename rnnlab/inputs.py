@@ -32,6 +32,7 @@ class Sequence:
 
     @property
     def batch(self) -> int:
+        """The number of sequences, B."""
         return self.x.shape[1]
 
     def restore(self, y: torch.Tensor) -> torch.Tensor | PackedSequence:
@@ -91,8 +92,16 @@ def check_packed(owner: str, packed: PackedSequence) -> list[int]:
     return sizes
 
 
-def check_tensor(owner: str, name: str, x: object, like: torch.Tensor) -> torch.Tensor:
-    """``x`` must be a floating-point tensor with the dtype and device of ``like`` (a parameter)."""
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
+
+
+def check_tensor(owner: str, name: str, x: object, like: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    """``x`` must be a floating-point tensor with the dtype and device of ``like`` (a parameter); under
+    ``autocast`` (which converts it) of any floating-point dtype."""
     if not isinstance(x, torch.Tensor):
         raise RNNTypeError(f"{owner}: {name} must be a torch.Tensor; got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
@@ -100,7 +109,7 @@ def check_tensor(owner: str, name: str, x: object, like: torch.Tensor) -> torch.
             f"{owner}: {name} must be a floating-point tensor ({like.dtype}, like the parameters); "
             f"got {x.dtype}. Convert it with .to({like.dtype})"
         )
-    if x.dtype != like.dtype:
+    if x.dtype != like.dtype and not autocast:
         raise RNNTypeError(
             f"{owner}: {name} has dtype {x.dtype} but the parameters are {like.dtype}; convert the "
             f"tensor with .to({like.dtype}) or the module with .to({x.dtype})"
@@ -113,17 +122,19 @@ def check_tensor(owner: str, name: str, x: object, like: torch.Tensor) -> torch.
     return x
 
 
-def to_time_major(owner: str, input: object, input_size: int, batch_first: bool, like: torch.Tensor) -> Sequence:
-    """Validate a layer's ``input`` and bring it to rnnlab's layout."""
+def to_time_major(owner: str, input: object, input_size: int, batch_first: bool, like: torch.Tensor,
+                  autocast: bool = False) -> Sequence:
+    """Validate a layer's ``input`` (against parameter ``like``; see check_tensor for ``autocast``) and bring
+    it to rnnlab's layout."""
     if isinstance(input, PackedSequence):
         sizes = check_packed(owner, input)
-        check_tensor(owner, "input.data", input.data, like)
+        check_tensor(owner, "input.data", input.data, like, autocast)
         _check_features(owner, "input.data", input.data, input_size)
         # (T, B, I) in packed order (rows by decreasing length), as torch.nn reads input.data; the indices
         # only reorder the states
         x, _ = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
         return Sequence(x, sizes, input, unbatched=False, batch_first=batch_first)
-    check_tensor(owner, "input", input, like)
+    check_tensor(owner, "input", input, like, autocast)
     if input.dim() not in (2, 3):
         raise RNNShapeError(
             f"{owner}: input must be 3-D ({'B, T' if batch_first else 'T, B'}, input_size) or 2-D "
@@ -150,18 +161,23 @@ def _check_features(owner: str, name: str, x: torch.Tensor, input_size: int) -> 
         )
 
 
-def check_state(
-    owner: str, name: str, h: object, expected: tuple[int, ...], unbatched: bool, like: torch.Tensor
-) -> torch.Tensor:
-    """An initial state must have shape ``expected`` (batched form) and the parameters' dtype and device.
-
-    For unbatched input the state is expected without its batch dimension.
-    """
-    check_tensor(owner, name, h, like)
+def check_state(owner: str, name: str, h: object, expected: tuple[int, ...], unbatched: bool, like: torch.Tensor,
+                autocast: bool = False) -> None:
+    """An initial state must have shape ``expected`` (batched form) and the parameters' dtype and device
+    (any floating-point dtype under ``autocast``). For unbatched input the state is expected without its
+    batch dimension."""
+    check_tensor(owner, name, h, like, autocast)
     want = expected[:1] + expected[2:] if unbatched else expected
     if tuple(h.shape) != want:
         form = "(num_layers * num_directions, features)" if unbatched else (
             "(num_layers * num_directions, batch, features)"
         )
         raise RNNShapeError(f"{owner}: {name} must have shape {want} {form}; got {tuple(h.shape)}")
-    return h.unsqueeze(1) if unbatched else h
+
+
+def check_pair(owner: str, hx: object) -> list:
+    """An LSTM's ``hx`` must be a pair (h_0, c_0): its two items, not yet checked themselves."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        got = f"{type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) else describe(hx)
+        raise RNNTypeError(f"{owner}: hx must be a tuple (h_0, c_0); got {got}")
+    return list(hx)

@@ -17,6 +17,7 @@ raises under ``create_graph=True``.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +26,18 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import recurrence
 from .checks import check_backend, check_choice, check_layer_args
-from .errors import RNNTypeError
-from .inputs import Sequence, check_state, to_time_major
+from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool, packed: bool = False,
-                    proj: bool = False) -> str:
+                    proj: bool = False, autocast: bool = False) -> str:
     """The backend that runs for a module of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") configured
-    with ``backend``, on input like ``x``; ``training``: gradients will be taken.
+    with ``backend``, on input like ``x``; ``training``: gradients will be taken; ``autocast``: inside
+    ``torch.autocast`` for x's device, where "auto" leaves the dtypes to torch.nn's own kernel. Under a
+    ``torch.func`` transform (grad, vmap, jacrev, ...) "auto" runs the native kernel too: rnnlab's
+    hand-written backwards are not written for those transforms.
 
     "auto" follows the measurements in benchmarks/README.md. On the CPU in fp32/fp64, training steps run
     on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
@@ -44,6 +47,8 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     """
     if backend != "auto":
         return backend
+    if autocast or torch._C._are_functorch_transforms_active():
+        return "native"
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
         return "native"
     if mode == "LSTM" and not (packed or proj):
@@ -60,18 +65,26 @@ class _RecurrentLayer:
         return f"{super().extra_repr()}, backend={self.backend!r}"
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
-        """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there)."""
+        """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
+
+        Inside ``torch.autocast``, "auto" runs torch.nn's kernel (its dtypes exactly); the "torch" and
+        "triton" backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's
+        RNN does under CUDA autocast), with gradients reaching the parameters in their own dtype."""
         like = self.weight_ih_l0
-        seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like)
-        hx = self._check_hx(hx, seq, like)
+        amp = autocast_dtype(like.device)
+        seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like, amp is not None)
+        hx = self._check_hx(hx, seq, like, amp is not None)
         training = torch.is_grad_enabled() and (
             seq.x.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
         backend = resolve_backend(self.backend, self.mode, seq.x, training=training,
-                                  packed=seq.batch_sizes is not None, proj=self.proj_size > 0)
+                                  packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None)
         if backend == "native":
             return super().forward(input, hx)
-        return self._forward_torch(seq, hx, fused=backend == "triton")
+        if amp is None:
+            return self._forward_torch(seq, hx, fused=backend == "triton")
+        with torch.autocast(like.device.type, enabled=False):
+            return self._forward_torch(replace(seq, x=seq.x.to(amp)), hx, backend == "triton", amp)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -81,17 +94,16 @@ class _RecurrentLayer:
             shapes.append((layers, batch, self.hidden_size))
         return shapes
 
-    def _check_hx(self, hx: object, seq: Sequence, like: torch.Tensor) -> State | None:
+    def _check_hx(self, hx: object, seq: Sequence, like: torch.Tensor, autocast: bool) -> State | None:
         if hx is None:
             return None
         owner, shapes = self._get_name(), self._state_shapes(seq.batch)
         if self.mode == "LSTM":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise RNNTypeError(f"{owner}: hx must be a tuple (h_0, c_0); got {type(hx).__name__}")
-            for name, h, shape in zip(("h_0", "c_0"), hx, shapes, strict=True):
-                check_state(owner, f"hx[{name}]", h, shape, seq.unbatched, like)
-            return tuple(hx)
-        check_state(owner, "hx", hx, shapes[0], seq.unbatched, like)
+            pair = check_pair(owner, hx)
+            for name, h, shape in zip(("h_0", "c_0"), pair, shapes, strict=True):
+                check_state(owner, f"hx[{name}]", h, shape, seq.unbatched, like, autocast)
+            return tuple(pair)
+        check_state(owner, "hx", hx, shapes[0], seq.unbatched, like, autocast)
         return hx
 
     def _initial_states(self, seq: Sequence, hx: State | None) -> list[torch.Tensor]:
@@ -104,9 +116,12 @@ class _RecurrentLayer:
             states = [h.unsqueeze(1) for h in states]
         return [seq.sort_state(h) for h in states]
 
-    def _layer_weights(self, index: int) -> list[torch.Tensor | None]:
-        """[w_ih, w_hh, b_ih, b_hh, w_hr] of layer-direction ``index``; absent ones are None."""
+    def _layer_weights(self, index: int, dtype: torch.dtype | None = None) -> list[torch.Tensor | None]:
+        """[w_ih, w_hh, b_ih, b_hh, w_hr] of layer-direction ``index`` (converted to ``dtype`` if given);
+        absent ones are None."""
         weights = [getattr(self, name) for name in self._all_weights[index]]
+        if dtype is not None:
+            weights = [w.to(dtype) for w in weights]
         w_ih, w_hh = weights[:2]
         b_ih, b_hh = weights[2:4] if self.bias else (None, None)
         w_hr = weights[-1] if self.proj_size > 0 else None
@@ -131,8 +146,10 @@ class _RecurrentLayer:
             y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, self.nonlinearity)
         return y, [h]
 
-    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False):
-        init = self._initial_states(seq, hx)  # each (L * D, B, F)
+    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):
+        """The layer on rnnlab's recurrences (``fused``: the Triton kernels), the initial states and weights
+        converted to ``dtype`` if given."""
+        init = [h if dtype is None else h.to(dtype) for h in self._initial_states(seq, hx)]  # each (L * D, B, F)
         directions = 2 if self.bidirectional else 1
         finals: list[list[torch.Tensor]] = [[] for _ in init]
         x = seq.x
@@ -141,7 +158,8 @@ class _RecurrentLayer:
             for direction in range(directions):
                 index = layer * directions + direction
                 states = [h[index] for h in init]
-                y, last = self._scan(x, states, self._layer_weights(index), seq.batch_sizes, direction == 1, fused)
+                weights = self._layer_weights(index, dtype)
+                y, last = self._scan(x, states, weights, seq.batch_sizes, direction == 1, fused)
                 outputs.append(y)
                 for kept, h in zip(finals, last, strict=True):
                     kept.append(h)
@@ -175,7 +193,7 @@ class RNN(_RecurrentLayer, nn.RNN):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
         check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
-        backend = check_backend(owner, backend)
+        backend = check_backend(owner, backend, fused=True)
         super().__init__(
             input_size, hidden_size, num_layers=num_layers, nonlinearity=nonlinearity, bias=bias,
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
@@ -206,7 +224,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
         check_layer_args(
             owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size
         )
-        backend = check_backend(owner, backend)
+        backend = check_backend(owner, backend, fused=True)
         super().__init__(
             input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device, dtype=dtype,
@@ -233,7 +251,7 @@ class GRU(_RecurrentLayer, nn.GRU):
     ):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        backend = check_backend(owner, backend)
+        backend = check_backend(owner, backend, fused=True)
         super().__init__(
             input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,

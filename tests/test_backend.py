@@ -42,3 +42,21 @@ def test_backend_reaches_implementation(backend, grad, runs_scan, monkeypatch):
     with torch.set_grad_enabled(grad):
         rnnlab.GRU(3, 4, backend=backend)(torch.randn(5, 2, 3))
     assert bool(calls) == runs_scan
+
+
+def test_auto_under_torch_func_runs_the_native_kernel():
+    """torch.func.grad over a training GRU, which "auto" would otherwise run on rnnlab's path (whose
+    autograd.Functions are not written for functorch transforms): the same gradients as torch.nn's."""
+    layer = rnnlab.GRU(3, 4)
+    ref = torch.nn.GRU(3, 4)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 2, 3)
+
+    def grads(module):
+        def loss(params):
+            return torch.func.functional_call(module, params, (x,))[0].pow(2).sum()
+
+        return torch.func.grad(loss)(dict(module.named_parameters()))
+
+    got, want = grads(layer), grads(ref)
+    assert all(torch.equal(got[name], want[name]) for name in want)

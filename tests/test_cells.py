@@ -76,17 +76,19 @@ def test_layer_gradcheck(cell, packed):
     names = [n for n, _ in mine.named_parameters()]
     lengths = [4, 2, 1]
     xs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in lengths]
-    h0 = torch.randn(4, 3, mine.proj_size or 4, dtype=torch.float64, requires_grad=True)
+    states = [torch.randn(4, 3, mine.proj_size or 4, dtype=torch.float64, requires_grad=True)]
+    if mine.mode == "LSTM":  # c_0 too
+        states.append(torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True))
 
     def f(*args):
-        seqs, h, weights = args[:3], args[3], args[4:]
+        seqs, hx, weights = args[:3], args[3 : 3 + len(states)], args[3 + len(states) :]
         if packed:
             x = torch.nn.utils.rnn.pack_sequence(list(seqs), enforce_sorted=False)
         else:
             x = torch.nn.utils.rnn.pad_sequence(list(seqs))
-        hx = (h, torch.zeros(4, 3, 4, dtype=torch.float64)) if mine.mode == "LSTM" else h
+        hx = tuple(hx) if mine.mode == "LSTM" else hx[0]
         y, hn = torch.func.functional_call(mine, dict(zip(names, weights, strict=True)), (x, hx))
         y = y.data if packed else y
         return (y, *hn) if isinstance(hn, tuple) else (y, hn)
 
-    assert torch.autograd.gradcheck(f, (*xs, h0, *mine.parameters()))
+    assert torch.autograd.gradcheck(f, (*xs, *states, *mine.parameters()))

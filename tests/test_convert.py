@@ -71,3 +71,15 @@ def test_pickle_and_repr():
     m2 = torch.load(buf, weights_only=False)
     x = torch.randn(3, 1, 3)
     torch.testing.assert_close(m(x)[0], m2(x)[0])
+
+
+def test_conversion_keeps_frozen_weights_and_shared_modules():
+    model = torch.nn.Module()
+    model.a = model.b = torch.nn.GRU(3, 4)  # one module reached twice (tied)
+    model.a.weight_hh_l0.requires_grad_(False)
+    rnnlab.from_torch(model)
+    assert isinstance(model.a, rnnlab.GRU) and model.a is model.b
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in torch.nn.GRU(3, 4).parameters())
+    assert not model.a.weight_hh_l0.requires_grad and model.a.weight_ih_l0.requires_grad
+    back = rnnlab.to_torch(model.a)
+    assert type(back) is torch.nn.GRU and not back.weight_hh_l0.requires_grad

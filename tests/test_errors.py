@@ -25,8 +25,24 @@ LAYERS = [rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU]
 )
 def test_constructor_arguments(cls, kwargs, exc, pattern):
     args = {"input_size": 3, "hidden_size": 4, **kwargs}
-    with pytest.raises(exc, match=pattern):
+    with pytest.raises(exc, match=pattern) as caught:
         cls(**args)
+    assert isinstance(caught.value, RuntimeError)  # what torch.nn raises for many of these
+
+
+def test_numpy_integers_are_named_like_torch_nn_refuses_them():
+    np = pytest.importorskip("numpy")
+    with pytest.raises(TypeError, match=r"input_size must be an int >= 1; got int64 np.int64\(3\)"):
+        rnnlab.LSTM(np.int64(3), 4)
+
+
+def test_a_subclass_of_a_layer_keeps_the_fused_backend():
+    pytest.importorskip("triton")
+
+    class MyLSTM(rnnlab.LSTM):
+        pass
+
+    assert MyLSTM(3, 4, backend="triton").backend == "triton"
 
 
 @pytest.mark.parametrize("cls", [rnnlab.RNNCell, rnnlab.GRUCell, rnnlab.LSTMCell])
@@ -138,8 +154,12 @@ class TestForwardInputs:
 
 def test_lstm_hx_must_be_a_pair():
     m = rnnlab.LSTM(3, 4)
-    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\); got Tensor"):
+    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\); got a torch.float32 tensor of shape"):
         m(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+    h = torch.zeros(1, 2, 4)
+    for owner in (m, rnnlab.LSTMCell(3, 4, backend="torch")):
+        with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\); got tuple of length 3"):
+            owner(torch.randn(5, 2, 3) if owner is m else torch.randn(2, 3), (h, h, h))
 
 
 @pytest.mark.parametrize("cls", [rnnlab.RNNCell, rnnlab.LSTMCell, rnnlab.GRUCell])

@@ -52,6 +52,10 @@ def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -
     """``x @ w.T + bias`` as a new tensor. x: (M, K); w: (N, K) (any strides); bias: (N,) or None."""
     if _onednn(x, x.shape[0] * x.shape[1] * w.shape[0]):
         return _ONEDNN(x, w, bias, "none", [], "")
+    return _aten_linear(x, w, bias)
+
+
+def _aten_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
 
 
@@ -72,9 +76,7 @@ class StepWeight:
         """``x @ w.T + bias`` as a new tensor. x: (M, K)."""
         if self.onednn:
             return _ONEDNN(x, self.w, self.bias, "none", [], "")
-        if self.bias is None:
-            return torch.mm(x, self.w.t())
-        return torch.addmm(self.bias, x, self.w.t())
+        return _aten_linear(x, self.w, self.bias)
 
     def addmm_(self, acc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``acc += x @ w.T (+ bias)`` in place; returns ``acc``. x: (M, K); acc: (M, N).

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import torch
 
-from .common import bias_grad, input_projection, linear_grads, refuse_double_backward, sigmoid_grad, tanh_, tanh_grad
+from .common import (
+    autocast_off,
+    bias_grad,
+    input_projection,
+    linear_grads,
+    refuse_double_backward,
+    sigmoid_grad,
+    tanh_,
+    tanh_grad,
+)
 from .gemm import StepWeight
 from .schedule import Schedule
 
@@ -20,6 +29,7 @@ class GRUScan(torch.autograd.Function):
     """One direction of one GRU layer. See :func:`rnnlab.recurrence.gru_scan`."""
 
     @staticmethod
+    @autocast_off
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
         T, B, _ = x.shape
         H = h0.shape[-1]
@@ -47,6 +57,7 @@ class GRUScan(torch.autograd.Function):
         return Y, sched.final(Y)
 
     @staticmethod
+    @autocast_off
     def backward(ctx, dY, dh_n):
         refuse_double_backward("GRU")
         x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors

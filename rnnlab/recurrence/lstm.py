@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from .common import (
+    autocast_off,
     bias_grad,
     clone_or_none,
     input_projection,
@@ -24,6 +25,7 @@ from .common import (
     set_rows,
     sigmoid_grad,
     tanh_,
+    tanh_by_sigmoid,
     tanh_grad,
 )
 from .gemm import StepWeight
@@ -34,14 +36,16 @@ class LSTMScan(torch.autograd.Function):
     """One direction of one LSTM layer. See :func:`rnnlab.recurrence.lstm_scan`."""
 
     @staticmethod
+    @autocast_off
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
         T, B, _ = x.shape
         H = w_ih.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
-        # The g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) = 2 sigmoid(2a) - 1
-        # (doubling is exact in floating point).
+        # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
+        # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
+        one_sigmoid = tanh_by_sigmoid(x.dtype)
         scale = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
-        scale[2 * H : 3 * H] = 2
+        scale[2 * H : 3 * H] = 2 if one_sigmoid else 1
         bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
         G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
         C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
@@ -52,9 +56,15 @@ class LSTMScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
-            recurrent.addmm_(g, sched.incoming(Y, h0, step)).sigmoid_()
+            recurrent.addmm_(g, sched.incoming(Y, h0, step))
             i, f, gg, o = g.chunk(4, 1)
-            gg.mul_(2).sub_(1)
+            if one_sigmoid:
+                g.sigmoid_()
+                gg.mul_(2).sub_(1)
+            else:
+                g[:, : 2 * H].sigmoid_()
+                o.sigmoid_()
+                gg.tanh_()
             c = C[t, :b]
             torch.mul(f, sched.incoming(C, c0, step), out=c)
             c.addcmul_(i, gg)
@@ -69,6 +79,7 @@ class LSTMScan(torch.autograd.Function):
         return Y, sched.final(Y), sched.final(C)
 
     @staticmethod
+    @autocast_off
     def backward(ctx, dY, dh_n, dc_n):
         refuse_double_backward("LSTM")
         x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors

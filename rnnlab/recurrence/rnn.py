@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .common import (
+    autocast_off,
     bias_grad,
     clone_or_none,
     input_projection,
@@ -28,6 +29,7 @@ class RNNScan(torch.autograd.Function):
     """One direction of one RNN layer. See :func:`rnnlab.recurrence.rnn_scan`."""
 
     @staticmethod
+    @autocast_off
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity):
         T, B, _ = x.shape
         sched = Schedule(T, B, batch_sizes, reverse)
@@ -46,6 +48,7 @@ class RNNScan(torch.autograd.Function):
         return Y, sched.final(Y)
 
     @staticmethod
+    @autocast_off
     def backward(ctx, dY, dh_n):
         refuse_double_backward("RNN")
         x, h0, w_ih, w_hh, Y = ctx.saved_tensors
