@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from rnnlab.errors import DataError
-from rnnlab.train import train
+from rnnlab.train import build, train
 from train_helpers import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -148,3 +148,14 @@ def test_overfit_one_batch(tmp_path):
     train(cfg)
     losses = [v for epoch in sorted(_epoch_losses(tmp_path)) for v in _epoch_losses(tmp_path)[epoch]]
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(("overrides", "distributed_sampler"), [
+    ((), False),  # language modeling: each process reads its own streams in order
+    (("model=forecast", "data=synthetic"), True),
+])
+def test_ddp_keeps_language_model_chunks_in_order(tmp_path, overrides, distributed_sampler):
+    cfg = compose_config(tmp_path, "trainer=ddp_sim", *overrides, tiny=not overrides)
+    datamodule, _, trainer = build(cfg)
+    loader = datamodule.train_dataloader()
+    assert trainer._data_connector._requires_distributed_sampler(loader) is distributed_sampler

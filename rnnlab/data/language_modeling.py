@@ -3,7 +3,8 @@
 The token stream of each split is cut into ``batch_size`` contiguous streams (Zaremba et al.'s
 ``batchify``): batch k holds tokens [k*bptt, (k+1)*bptt) of every stream, so a hidden state carried from
 batch k to batch k+1 continues the same text. Batches therefore come in order, never shuffled; with
-several processes each takes its own share of the streams.
+several processes each takes its own share of the streams (``shards_per_process``), and rnnlab-train
+turns off Lightning's distributed sampler, which would hand each process shuffled chunks.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BPTTChunks(Dataset):
 
 class LanguageModelData(L.LightningDataModule):
     """Text corpus -> TBPTT batches of token ids, time-major (T, B)."""
+
+    shards_per_process = True  # each process reads its own streams in order; no distributed sampler
 
     def __init__(self, corpus: str = "stdlib", level: str = "char", path: str | None = None,
                  data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 16, bptt: int = 64,
