@@ -3,6 +3,9 @@ outputs, final states and every gradient."""
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
@@ -11,6 +14,8 @@ import rnnlab
 TORCH_CLASSES = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM,
                  "lstm_proj": torch.nn.LSTM, "gru": torch.nn.GRU}
 CELLS = tuple(TORCH_CLASSES)
+# triton is optional where it has no wheel; tests of the fused kernels skip there
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}
 
 

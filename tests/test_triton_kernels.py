@@ -21,9 +21,10 @@ import torch
 
 import rnnlab
 from parity import assert_same, make_inputs, make_pair, relative_errors, run
-from rnnlab.kernels.dispatch import force_regime, max_resident_h, plan, resident_launch
 
-triton = pytest.importorskip("triton")
+triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab.kernels.dispatch import force_regime, max_resident_h, plan, resident_launch  # noqa: E402
+
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
     reason="needs a GPU or TRITON_INTERPRET=1",
@@ -69,27 +70,70 @@ def test_fused_against_torch_nn_without_initial_state(cell):
     assert_same(run(fused, x, hx, leaves), run(ref.to(DEVICE), x, hx, leaves), 2e-5)
 
 
-@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 4e-3), (torch.bfloat16, 3e-2)], ids=["fp16", "bf16"])
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
 @pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("lstm", 70), ("gru", 20), ("gru", 50),
-                                         ("gru", 70), ("rnn_tanh", 50), ("rnn_tanh", 100), ("rnn_relu", 20)])
+                                         ("gru", 70), ("rnn_tanh", 50), ("rnn_tanh", 100), ("rnn_relu", 20),
+                                         ("lstm_proj", 20), ("lstm_proj", 50)])
 def test_fused_half_precision(cell, dtype, bound, H):
-    """Errors relative to the largest value of each output and gradient, against float64; the fused
-    kernel keeps fp32 state, so it must not be worse than the reference path in the same dtype."""
+    """Errors relative to the largest value of each output and gradient, against float64, bounded at about
+    twice the largest measured (fp16 up to 8.6e-4, bf16 up to 7.8e-3). The fused LSTM and GRU keep their
+    state in fp32, so they must beat the reference path in the same dtype, which keeps it in the dtype
+    (measured 0.3-0.85x its error); an RNN's state is its output, rounded to the dtype on both paths."""
     errors = _errors_against_float64(cell, H, dtype, T=15, B=5)
-    values = 3 if cell == "lstm" else 2  # relu's gradients jump at zero: only its values are bounded
-    assert max(errors[:values] if cell == "rnn_relu" else errors) < bound, errors
+    kept = slice(0, 2) if cell == "rnn_relu" else slice(None)  # relu's gradients jump at zero: y and h_n only
+    assert max(errors[kept]) < bound, errors
+    if not cell.startswith("rnn"):
+        reference = _errors_against_float64(cell, H, dtype, T=15, B=5, backend="torch")
+        assert max(errors) <= max(reference), (errors, reference)
 
 
-def _errors_against_float64(cell, H, dtype, T, B):
-    """The fused bidirectional layer's error in ``dtype`` on packed input, for each output and gradient,
-    relative to that item's largest value in float64 (the reference path)."""
+def _errors_against_float64(cell, H, dtype, T, B, backend="triton"):
+    """The bidirectional layer's error (fused, or on ``backend``) in ``dtype`` on packed input, for each
+    output and gradient, relative to that item's largest value in float64 (the reference path)."""
     torch.manual_seed(2)
-    ref, fused = make_pair(cell, 5, H, torch.float64, backend="triton", bidirectional=True)
+    ref, layer = make_pair(cell, 5, H, torch.float64, backend=backend, bidirectional=True)
     shape = {"form": "packed", "T": T, "B": B, "with_state": True, "seed": 6}
     want = run(ref, *make_inputs(ref, dtype=torch.float64, **shape))
-    fused = fused.to(DEVICE, dtype)
-    got = run(fused, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
+    layer = layer.to(DEVICE, dtype)
+    got = run(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
     return relative_errors(got, want)
+
+
+@pytest.mark.parametrize(("regime", "H"), [("persistent", 12), ("tiled", 20), ("resident", 13)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_float64_matches_reference(cell, regime, H):
+    """fp64 runs its own configuration (fp64 products and state, narrower persistent blocks): outputs,
+    final states and every gradient against the reference path in float64, packed, both directions, two
+    batch tiles (B = 19)."""
+    torch.manual_seed(15)
+    reference, fused, ref = _pair(H, torch.float64, cell=cell, bidirectional=True)
+    x, hx, leaves = make_inputs(ref, "packed", T=6, B=19, dtype=torch.float64, with_state=True, seed=16,
+                                device=DEVICE)
+    with force_regime(regime):
+        got = run(fused, x, hx, leaves)
+    assert_same(got, run(reference, x, hx, leaves), 1e-9)
+
+
+@pytest.mark.parametrize(("cell", "H"), [*((cell, 20) for cell in CELLS), ("lstm_proj", 20)])
+def test_fused_without_bias_on_unbatched_input(cell, H):
+    """bias=False (the kernels take no bias; the GRU's b_hn is then zero) on one unbatched sequence."""
+    torch.manual_seed(17)
+    reference, fused, ref = _pair(H, cell=cell, bias=False, num_layers=2)
+    x, hx, leaves = make_inputs(ref, "unbatched", T=7, B=1, dtype=torch.float32, with_state=True, seed=18,
+                                device=DEVICE)
+    assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_tiled_regime_with_wide_reduction_slices(cell):
+    """H > 128: the tiled regime streams W_hh in 64-wide slices of the reduction (5 column tiles of 32,
+    the last partial; 3 slices, the last partial)."""
+    torch.manual_seed(19)
+    reference, fused, ref = _pair(130, cell=cell)
+    x, hx, leaves = make_inputs(ref, "packed", T=4, B=3, dtype=torch.float32, with_state=True, seed=20,
+                                device=DEVICE)
+    assert plan(cell, torch.zeros(1, 3, 5), 130, 3).meta["BLOCK_K"] == 64
+    assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
 
 
 def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
@@ -240,20 +284,22 @@ def test_inference_forward_stores_nothing_for_a_backward(cell, regime, P):
 @pytest.mark.parametrize(("cell", "H", "P", "regime"), [
     *((cell, H, 0, regime) for cell in ("lstm", "gru", "rnn")
       for H, regime in ((12, "persistent"), (20, "tiled"), (12, "resident"))),
-    ("lstm", 20, 7, "tiled"),
+    ("lstm", 20, 7, "tiled"), ("rnn_relu", 12, 0, "persistent"), ("rnn_relu", 20, 0, "tiled"),
 ])
 def test_fused_kernels_pass_gradcheck_in_float64(cell, H, P, regime):
     """Packed and reversed, every tensor input (x, initial states, weights, biases, w_hr) checked by
     torch.autograd.gradcheck against finite differences (fast mode: random projections of the Jacobian)."""
     torch.manual_seed(12)
-    tensors = _inputs(cell, H=H, P=P, dtype=torch.float64)
-    scan = getattr(rnnlab.kernels, f"{cell}_scan")
+    kind = cell.split("_")[0]
+    tensors = _inputs(kind, H=H, P=P, dtype=torch.float64)
+    scan = getattr(rnnlab.kernels, f"{kind}_scan")
     batch_sizes = [3, 3, 2, 2, 1]
 
     def fn(*t):
-        if cell == "lstm":
+        if kind == "lstm":
             return scan(*t[:7], t[7] if P else None, batch_sizes, True)
-        return scan(*t, batch_sizes, True, *(["tanh"] if cell == "rnn" else []))
+        nonlinearity = ["relu" if cell == "rnn_relu" else "tanh"] if kind == "rnn" else []
+        return scan(*t, batch_sizes, True, *nonlinearity)
 
     with force_regime(regime):
         assert torch.autograd.gradcheck(fn, tensors, fast_mode=True)
