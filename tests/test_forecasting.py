@@ -71,3 +71,22 @@ def test_windows_align_inputs_and_targets():
     start = data.datasets["val"].starts[0]
     torch.testing.assert_close(x[:, 0], series[start : start + 5])
     torch.testing.assert_close(y[:, 0], series[start + 5 : start + 8])
+
+
+@pytest.mark.skipif(not (SHARED / "airline" / "airline-passengers.csv").is_file(), reason="shared airline data absent")
+def test_airline_validates_on_the_last_training_year_not_the_test_years():
+    data = ForecastData(source="airline", data_dir=str(SHARED), time_column="Month", target_column="Passengers",
+                        features="S", lookback=1, horizon=1)
+    data.setup()
+    first_target = {split: data.datasets[split].starts[0] + 1 for split in ("val", "test")}
+    last_target = {split: data.datasets[split].starts[-1] + 1 for split in ("train", "val")}
+    assert (len(data.datasets["val"]), len(data.datasets["test"])) == (12, 48)
+    assert last_target["train"] < first_target["val"] <= last_target["val"] < first_target["test"]
+
+
+def test_empty_validation_split_is_an_error(tmp_path):
+    (tmp_path / "s.csv").write_text("date,target\n" + "".join(f"{i},{i % 7}\n" for i in range(60)))
+    data = ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=4, horizon=2,
+                        split_fractions=(0.8, 0.0))
+    with pytest.raises(DataError, match=r"validation split has no window.*data.split_fractions\[1\]"):
+        data.setup()

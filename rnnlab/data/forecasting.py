@@ -1,5 +1,6 @@
 """Time-series windows for forecasting: any CSV with a time column and value columns, ETTh1 (the
-standard 12/4/4-month split), airline passengers (67/33), and an embedded synthetic series.
+standard 12/4/4-month split), airline passengers (the tutorial's 67/33 train/test split, the last
+training year held out for validation), and an embedded synthetic series.
 
 Columns are standardised with the mean and standard deviation of the training split only. A window is
 ``lookback`` steps of inputs and the next ``horizon`` steps of targets; a split owns the windows whose
@@ -24,6 +25,7 @@ from .sampling import EpochShuffle, SplitLoaders
 from .sources import SOURCES, locate
 
 ETT_MONTH = 30 * 24  # hours in one of ETT's 30-day months
+AIRLINE_VAL_MONTHS = 12  # airline: the last year of the tutorial's training part is held out for validation
 
 
 def read_csv_table(path: Path, time_column: str | None) -> tuple[list[str], torch.Tensor]:
@@ -104,8 +106,8 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
         elif hp.source == "airline":
             folder = locate(SOURCES["airline"], hp.path, hp.data_dir)
             columns, values = read_csv_table(folder / "airline-passengers.csv", "Month")
-            a = int(len(values) * 0.67)
-            return columns, values, [0, a, a, len(values)]  # the tutorial's 67/33 split, no validation part
+            a = int(len(values) * 0.67)  # the tutorial's 67/33 train/test split; its last training year validates
+            return columns, values, [0, a - AIRLINE_VAL_MONTHS, a, len(values)]
         elif hp.source == "csv":
             if hp.path is None:
                 raise DataError("data=forecast_csv needs data.path: a CSV file with a header row")
@@ -143,8 +145,9 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
             self.datasets[name] = Windows(data, inputs, self.outputs, hp.lookback, hp.horizon, starts)
         if not len(self.datasets["train"]):
             raise DataError(f"the training split has no window of {need} steps; lower data.lookback or data.horizon")
-        if not len(self.datasets["val"]):  # no validation part (airline): validate on the test windows
-            self.datasets["val"] = self.datasets["test"]
+        if not len(self.datasets["val"]):
+            raise DataError(f"the validation split has no window of {need} steps; raise data.split_fractions[1] "
+                            f"(got {list(hp.split_fractions)}) or lower data.lookback or data.horizon")
 
     @property
     def dims(self) -> dict:
