@@ -1,6 +1,6 @@
 """Activation memory per backend: the bytes autograd keeps from a training forward for its backward.
 
-    python benchmarks/memory.py --preset cpu --out benchmarks/results/cpu-memory
+    python benchmarks/memory.py --preset quick --out benchmarks/results/cpu-memory
 
 For each case of the preset (at its dtype), builds the layer of every backend and sums the distinct
 storages that autograd saves during one forward (run.saved_bytes: the input, initial states, stored

@@ -1,10 +1,17 @@
-"""PNG plots of benchmark results: time per timestep against hidden size, one line per backend, one file
-per cell and mode, one panel per batch size."""
+"""PNG plots of benchmark results: time per timestep against hidden size, one file per cell and mode, one
+panel per batch size, one line per backend and configuration (sequence length, input size, layers,
+directions, packing and dtype, named in the legend where a panel holds more than one)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+
+# what sets a line apart besides the backend: every case field but H (the x axis) and B (the panel), each
+# with how a legend names its value
+LINE_FIELDS = {"T": "T={}".format, "I": "I={}".format, "layers": "{}L".format,
+               "bidirectional": lambda v: "bi" if v else "uni", "packed": lambda v: "packed" if v else "padded",
+               "dtype": str}
 
 
 def write_plots(result: dict, out_dir: Path) -> list[Path]:
@@ -23,16 +30,21 @@ def write_plots(result: dict, out_dir: Path) -> list[Path]:
         batches = sorted({r["B"] for r in recs})
         fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.6), squeeze=False)
         for ax, batch in zip(axes[0], batches, strict=True):
-            for backend in sorted({r["backend"] for r in recs}):
-                points = sorted((r["H"], r["us_per_step"]) for r in recs if r["B"] == batch and r["backend"] == backend)
-                if points:
-                    ax.plot(*zip(*points, strict=True), marker="o", label=backend)
+            lines: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+            for r in recs:
+                if r["B"] == batch:
+                    lines[r["backend"], tuple(r[f] for f in LINE_FIELDS)].append((r["H"], r["us_per_step"]))
+            names = list(LINE_FIELDS.values())
+            varying = [i for i in range(len(names)) if len({line[1][i] for line in lines}) > 1]
+            for (backend, config), points in sorted(lines.items(), key=lambda item: str(item[0])):
+                label = " ".join([backend, *(names[i](config[i]) for i in varying)])
+                ax.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("hidden size H")
             ax.set_ylabel("us per timestep (median)")
             ax.set_title(f"{cell} {mode}, B={batch}")
-            ax.legend()
+            ax.legend(fontsize=7)
         env = result["environment"]
         fig.suptitle(f"{env['device']} - {env['date'][:10]}", fontsize=9)
         fig.tight_layout()

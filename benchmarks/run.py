@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import platform
 import subprocess
 import time
@@ -120,8 +121,10 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
+    leaf = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x  # the input tensor
     for _ in range(reps):
         module.zero_grad(set_to_none=True)
+        leaf.grad = None  # an input gradient left from the last run would add an accumulation to the timing
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -134,6 +137,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
             step(module, x, mode)
             times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
+    peak = torch.cuda.max_memory_allocated() if cuda else None  # before saved_bytes runs an untimed forward
 
     def pct(q: float) -> float:
         return times[min(len(times) - 1, round(q * (len(times) - 1)))]
@@ -150,8 +154,11 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         "first_call_ms": first_call_ms,
         "saved_bytes": saved_bytes(module, x) if mode != "fwd" else None,
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
-        "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "peak_mem_bytes": peak,
     }
+
+
+SETTINGS = ("RNNLAB_GRID_SYNC", "TRITON_INTERPRET", "TORCHINDUCTOR_FORCE_DISABLE_CACHES")
 
 
 def environment(device: torch.device) -> dict:
@@ -172,10 +179,19 @@ def environment(device: torch.device) -> dict:
                     break
         except OSError:
             pass
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
     return {
         "device": name,
         "device_type": device.type,
         "torch": torch.__version__,
+        "triton": triton_version,
+        # settings that change what runs: the grid barrier, the interpreter, Inductor's caches
+        "settings": {key: os.environ[key] for key in SETTINGS if key in os.environ},
         "rnnlab": rnnlab.__version__,
         "python": platform.python_version(),
         "git_commit": commit,

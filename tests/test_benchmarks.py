@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from parity import needs_triton
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
                "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps", "first_call_ms",
@@ -24,7 +26,7 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["preset"] == "tiny"
     env = result["environment"]
-    assert {"device", "torch", "rnnlab", "git_commit", "date"} <= env.keys()
+    assert {"device", "torch", "triton", "settings", "rnnlab", "git_commit", "date"} <= env.keys()
     records = result["records"]
     assert len(records) == 2 * 2 * 3  # cases x modes x backends
     for rec in records:
@@ -85,6 +87,7 @@ def test_cudnn_algorithm_follows_pytorchs_heuristics(monkeypatch):
         "cuDNN fwd: persist_static_small_h, bwd: standard")
 
 
+@needs_triton
 def test_activation_memory_writes_json_and_markdown(tmp_path):
     env = {**os.environ, "TRITON_INTERPRET": "1"}  # the fused kernels run under the interpreter on a CPU
     proc = subprocess.run(

@@ -4,6 +4,7 @@ results come back packed in one file beside the log."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,8 @@ def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
     log = (tmp_path / "gpu_check.log").read_text()
     for step in ("gpu tests", "benchmark tiny", "activation memory"):
         assert f"=== {step}: exit 0" in log, log[-3000:]
-    assert "done in" in log
+    spent = re.search(r"done in (\d+)s", log)
+    assert spent and int(spent.group(1)) <= 60 + 5, log[-1000:]  # the budget, and packing the results
     with tarfile.open(tmp_path / "gpu_check.tar.gz") as tar:
         names = set(tar.getnames())
         results = json.load(tar.extractfile("gpu-cpu/results.json"))
