@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
@@ -159,3 +160,13 @@ def test_ddp_keeps_language_model_chunks_in_order(tmp_path, overrides, distribut
     datamodule, _, trainer = build(cfg)
     loader = datamodule.train_dataloader()
     assert trainer._data_connector._requires_distributed_sampler(loader) is distributed_sampler
+
+
+@pytest.mark.parametrize("gpus", [None, 4])
+def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    more = [f"hydra.launcher.gpus_per_node={gpus}"] if gpus else []
+    with initialize_config_module(config_module="rnnlab.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", *more], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, gpus or 1, gpus or 1)
