@@ -36,14 +36,16 @@ EXPERIMENTS = {
 
 
 class Clock(L.Callback):
-    """Times training batches after ``warmup`` of them; counts samples and timesteps."""
+    """Times training batches after ``warmup`` of them, from the start of the first timed batch to the end
+    of the last (the device synchronised at both; the end of fit is not counted); counts samples and
+    timesteps."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.seen, self.samples, self.tokens, self.start = warmup, 0, 0, 0, None
+        self.warmup, self.seen, self.samples, self.tokens, self.start, self.end = warmup, 0, 0, 0, None, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.seen == self.warmup:
-            self.start = time.perf_counter()
+            self.start = _now(pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.seen += 1
@@ -51,10 +53,18 @@ class Clock(L.Callback):
             x = batch[0]  # (T, B) tokens for the language model, (B, T, C) windows for forecasting
             self.samples += x.shape[1] if x.dim() == 2 else x.shape[0]
             self.tokens += x.shape[0] * x.shape[1]
+            self.end = _now(pl_module.device)
 
     def rates(self) -> dict:
-        seconds = time.perf_counter() - self.start
+        seconds = self.end - self.start
         return {"seconds": seconds, "samples_per_s": self.samples / seconds, "tokens_per_s": self.tokens / seconds}
+
+
+def _now(device: torch.device) -> float:
+    """perf_counter() once the work queued on ``device`` has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def measure(name: str, backend: str, batches: int, warmup: int, out: Path) -> dict:
