@@ -8,6 +8,7 @@ torch.nn layers accept a batched tensor (T, B, I) or (B, T, I) with ``batch_firs
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -22,9 +23,10 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 @dataclass
 class Sequence:
-    """A batch in rnnlab's layout. x: (T, B, I), rows sorted by decreasing length when packed."""
+    """A validated batch: the caller's ``data`` and, built on first use, ``x`` in rnnlab's layout (so the
+    native backend, which takes the caller's input as it is, never pays for the conversion)."""
 
-    x: torch.Tensor
+    data: torch.Tensor  # the caller's input tensor, or a PackedSequence's data (N, I)
     batch_sizes: list[int] | None  # active rows per timestep (packed input only)
     packed: PackedSequence | None  # the caller's PackedSequence, to rebuild the output like it
     unbatched: bool
@@ -33,7 +35,19 @@ class Sequence:
     @property
     def batch(self) -> int:
         """The number of sequences, B."""
-        return self.x.shape[1]
+        if self.batch_sizes is not None:
+            return self.batch_sizes[0]
+        return 1 if self.unbatched else self.data.shape[0 if self.batch_first else 1]
+
+    @functools.cached_property
+    def x(self) -> torch.Tensor:
+        """The input time-major (T, B, I), padded, rows sorted by decreasing length when packed."""
+        if self.packed is not None:
+            # in packed order, as torch.nn reads input.data; the indices only reorder the states
+            return pad_packed_sequence(PackedSequence(self.data, self.packed.batch_sizes))[0]
+        if self.unbatched:
+            return self.data.unsqueeze(1)
+        return self.data.transpose(0, 1) if self.batch_first else self.data
 
     def restore(self, y: torch.Tensor) -> torch.Tensor | PackedSequence:
         """Turn an output (T, B, F) in rnnlab's layout into the caller's form."""
@@ -130,10 +144,7 @@ def to_time_major(owner: str, input: object, input_size: int, batch_first: bool,
         sizes = check_packed(owner, input)
         check_tensor(owner, "input.data", input.data, like, autocast)
         _check_features(owner, "input.data", input.data, input_size)
-        # (T, B, I) in packed order (rows by decreasing length), as torch.nn reads input.data; the indices
-        # only reorder the states
-        x, _ = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
-        return Sequence(x, sizes, input, unbatched=False, batch_first=batch_first)
+        return Sequence(input.data, sizes, input, unbatched=False, batch_first=batch_first)
     check_tensor(owner, "input", input, like, autocast)
     if input.dim() not in (2, 3):
         raise RNNShapeError(
@@ -142,15 +153,19 @@ def to_time_major(owner: str, input: object, input_size: int, batch_first: bool,
         )
     _check_features(owner, "input", input, input_size)
     unbatched = input.dim() == 2
-    x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if batch_first else input)
-    T, B = x.shape[:2]
+    if unbatched:
+        T, B = input.shape[0], 1
+    elif batch_first:
+        B, T = input.shape[:2]
+    else:
+        T, B = input.shape[:2]
     if T == 0 or B == 0:
         what = "sequence length" if T == 0 else "batch size"
         raise RNNShapeError(
             f"{owner}: input has {what} 0 (shape {tuple(input.shape)}); an RNN needs at least one "
             f"timestep and one sequence"
         )
-    return Sequence(x, None, None, unbatched=unbatched, batch_first=batch_first)
+    return Sequence(input, None, None, unbatched=unbatched, batch_first=batch_first)
 
 
 def _check_features(owner: str, name: str, x: torch.Tensor, input_size: int) -> None:

@@ -17,7 +17,6 @@ raises under ``create_graph=True``.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -75,16 +74,16 @@ class _RecurrentLayer:
         seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like, amp is not None)
         hx = self._check_hx(hx, seq, like, amp is not None)
         training = torch.is_grad_enabled() and (
-            seq.x.requires_grad or any(p.requires_grad for p in self._flat_weights)
+            seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
-        backend = resolve_backend(self.backend, self.mode, seq.x, training=training,
+        backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None)
         if backend == "native":
             return super().forward(input, hx)
         if amp is None:
             return self._forward_torch(seq, hx, fused=backend == "triton")
         with torch.autocast(like.device.type, enabled=False):
-            return self._forward_torch(replace(seq, x=seq.x.to(amp)), hx, backend == "triton", amp)
+            return self._forward_torch(seq, hx, backend == "triton", amp)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -109,8 +108,7 @@ class _RecurrentLayer:
     def _initial_states(self, seq: Sequence, hx: State | None) -> list[torch.Tensor]:
         """Initial states in rnnlab's layout: a list of (L * D, B, F) tensors (h, and c for LSTM)."""
         if hx is None:
-            x = seq.x
-            return [x.new_zeros(shape) for shape in self._state_shapes(seq.batch)]
+            return [seq.data.new_zeros(shape) for shape in self._state_shapes(seq.batch)]
         states = list(hx) if isinstance(hx, tuple) else [hx]
         if seq.unbatched:
             states = [h.unsqueeze(1) for h in states]
@@ -147,12 +145,12 @@ class _RecurrentLayer:
         return y, [h]
 
     def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):
-        """The layer on rnnlab's recurrences (``fused``: the Triton kernels), the initial states and weights
-        converted to ``dtype`` if given."""
+        """The layer on rnnlab's recurrences (``fused``: the Triton kernels), the input, initial states and
+        weights converted to ``dtype`` if given."""
         init = [h if dtype is None else h.to(dtype) for h in self._initial_states(seq, hx)]  # each (L * D, B, F)
         directions = 2 if self.bidirectional else 1
         finals: list[list[torch.Tensor]] = [[] for _ in init]
-        x = seq.x
+        x = seq.x if dtype is None else seq.x.to(dtype)
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(directions):

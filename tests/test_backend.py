@@ -60,3 +60,16 @@ def test_auto_under_torch_func_runs_the_native_kernel():
 
     got, want = grads(layer), grads(ref)
     assert all(torch.equal(got[name], want[name]) for name in want)
+
+
+def test_native_backend_takes_packed_input_as_it_is(monkeypatch):
+    """Validation does not pad a PackedSequence: only rnnlab's own path converts it to its layout."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the native path padded its packed input")
+
+    monkeypatch.setattr(rnnlab.inputs, "pad_packed_sequence", refuse)
+    packed = torch.nn.utils.rnn.pack_sequence([torch.randn(n, 3) for n in (4, 2)])
+    y, _ = rnnlab.GRU(3, 4, backend="native")(packed)
+    assert y.data.shape == (6, 4)
+    with pytest.raises(AssertionError, match="padded"):
+        rnnlab.GRU(3, 4, backend="torch")(packed)
