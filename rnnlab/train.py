@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +17,62 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RNNTypeError, RNNValueError
+
+CONF = Path(__file__).resolve().parent / "conf"
+TASK_OF_DATA = {  # the task each data module feeds
+    "rnnlab.data.language_modeling.LanguageModelData": "rnnlab.tasks.LanguageModelTask",
+    "rnnlab.data.sentiment.SentimentData": "rnnlab.tasks.SentimentTask",
+    "rnnlab.data.forecasting.ForecastData": "rnnlab.tasks.ForecastTask",
+}
+LAYER_ARGUMENT = re.compile(r"^\w+: (\w+) ")  # "GRU: hidden_size must be ..." names the layer's argument
+
+
+def user_error(err: Exception) -> Exception | None:
+    """The error a user fixes on the command line (rnnlab's ConfigError or DataError, also when Hydra wraps
+    it in an InstantiationException), or None for anything else: a bug, to show with its traceback."""
+    cause = err.__cause__ if isinstance(err, InstantiationException) else err
+    return cause if isinstance(cause, (ConfigError, DataError)) else None
+
+
+def _target(group: str, name: str) -> str:
+    """The ``_target_`` of config ``conf/<group>/<name>.yaml``, following its ``defaults`` parent."""
+    node = OmegaConf.load(CONF / group / f"{name}.yaml")
+    return node.get("_target_") or _target(group, node.defaults[0])
+
+
+def _options(group: str, task: str) -> str:
+    """The configs of ``group`` ("model" or "data") for ``task`` (a task's ``_target_``), as ``group=name``."""
+    names = [p.stem for p in sorted((CONF / group).glob("*.yaml"))]
+    found = [n for n in names if task in (_target(group, n), TASK_OF_DATA.get(_target(group, n)))]
+    return " or ".join(f"{group}={n}" for n in found) or task
+
+
+def check_task_matches_data(cfg: DictConfig) -> None:
+    """Refuse a model group that cannot train on the selected data group, naming the data groups it needs."""
+    task = TASK_OF_DATA.get(cfg.data.get("_target_"))
+    if task is None or task == cfg.model.get("_target_"):
+        return  # a matching pair, or a data module of the user's own
+    raise ConfigError(
+        f"{_options('model', cfg.model._target_)} needs {_options('data', cfg.model._target_)}; the selected "
+        f"data ({cfg.data._target_}) is for {_options('model', task)}. Choose a matching data=... or model=..."
+    )
+
+
+def instantiate_model(cfg: DictConfig):
+    """The task of ``cfg.model``; a layer's argument error becomes a ConfigError naming the model.* key."""
+    try:
+        return hydra.utils.instantiate(cfg.model)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if not isinstance(cause, (RNNValueError, RNNTypeError)):
+            raise
+        found = LAYER_ARGUMENT.match(str(cause))
+        key = found and found.group(1) in cfg.model and f"model.{found.group(1)}"
+        if not key:
+            raise ConfigError(f"a model.* key is out of range: {cause}; check the model.* keys") from cause
+        raise ConfigError(f"{key}={cfg.model[found.group(1)]!r} is not accepted ({cause}); set {key} on the "
+                          "command line") from cause
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -25,13 +81,14 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 def build(cfg: DictConfig):
     """Data module, task and trainer from a composed config; the data's sizes go into ``cfg.model``."""
+    check_task_matches_data(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):
         for key, value in datamodule.dims.items():
             cfg.model[key] = value
-    model = hydra.utils.instantiate(cfg.model)
+    model = instantiate_model(cfg)
     if getattr(datamodule, "tokenizer", None) is not None:
         model.tokenizer = datamodule.tokenizer
     # the data and model config travel in every checkpoint, for rnnlab-eval and rnnlab-generate
@@ -57,24 +114,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # rnnlab's checkpoints hold the optimizer factory and random states, not only tensors
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # read before testing: loading the best checkpoint restores the callback's state as it was then
+    ckpt = trainer.checkpoint_callback
+    best, last = (ckpt.best_model_path, ckpt.last_model_path) if ckpt is not None else ("", "")
     if cfg.get("test"):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if trainer.global_rank == 0:
-        report(cfg, trainer, metrics)
+        report(cfg, metrics, best, last)
     return metrics
 
 
-def report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """Print the final metrics and where the run's files are."""
+def report(cfg: DictConfig, metrics: dict[str, float], best: str, last: str) -> None:
+    """Print the final metrics (an epoch mean once, not also as ``*_epoch``) and where the run's files are."""
     out = Path(cfg.paths.output_dir)
     lines = ["", "rnnlab-train finished."]
-    lines += [f"  {k} = {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k and not k.endswith("_step")]
+    lines += [f"  {k} = {v:.4f}" for k, v in sorted(metrics.items())
+              if "/" in k and not k.endswith("_step") and not (k.endswith("_epoch") and k[:-6] in metrics)]
     lines.append(f"  outputs:     {out}")
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and ckpt.best_model_path:
-        lines.append(f"  checkpoint:  {ckpt.best_model_path} (last: {ckpt.last_model_path})")
+    if best or last:
+        lines.append(f"  checkpoint:  {best or last}" + (f" (last: {last})" if best and last else ""))
     for label, pattern in (("metrics:", "**/metrics.csv"), ("plots:", "plots/*.png"), ("samples:", "samples.txt")):
         found = sorted(out.glob(pattern))
         if found:
@@ -88,8 +147,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except (ConfigError, DataError, InstantiationException) as err:
-        cause = err.__cause__ if isinstance(err, InstantiationException) else err
-        if not isinstance(cause, (ConfigError, DataError)):
+        cause = user_error(err)
+        if cause is None:
             raise
         print(f"rnnlab-train: error: {cause}", file=sys.stderr)
         sys.exit(2)

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from rnnlab.errors import DataError
+from rnnlab.errors import ConfigError, DataError
 from rnnlab.train import build, train
 from train_helpers import compose_config
 
@@ -170,3 +170,23 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", *more], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (1, gpus or 1, gpus or 1)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["model=sentiment"], r"model=sentiment needs data=sentiment_csv or data=sst2; .*is for model=lm"),
+    (["data=sst2"], r"model=lm needs data=ptb or data=stdlib_char or .*; .*is for model=sentiment"),
+    (["model.hidden_size=-1"], r"model.hidden_size=-1 is not accepted \(GRU: hidden_size must be an int >= 1; "
+                               r"got -1\); set model.hidden_size"),
+])
+def test_config_mistakes_name_the_key_to_change(tmp_path, args, message):
+    with pytest.raises(ConfigError, match=message):
+        build(compose_config(tmp_path, *args, tiny=False))
+
+
+def test_report_prints_each_metric_once_and_both_checkpoints(tmp_path, capsys):
+    cfg = compose_config(tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1")
+    train(cfg)
+    report = capsys.readouterr().out.split("rnnlab-train finished.")[-1]
+    assert f"checkpoint:  {tmp_path / 'checkpoints' / 'epoch_000.ckpt'} (last: {tmp_path / 'checkpoints'}" in report
+    assert "train/loss = " in report and "train/loss_epoch" not in report
