@@ -28,6 +28,11 @@ def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must look like key=value; got {bad}")
+        missing = object()
+        unknown = [o for o in overrides if OmegaConf.select(cfg, o.split("=")[0], default=missing) is missing]
+        if unknown:
+            raise ConfigError(f"the run's config has no key for {unknown}; check the spelling (for example "
+                              "data.path=..., data.batch_size=...)")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     task_class = hydra.utils.get_class(cfg.model._target_)
     model = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)

@@ -2,6 +2,10 @@
 
     rnnlab-eval logs/train/runs/<time>/checkpoints/last.ckpt              # the test split
     rnnlab-eval CKPT --split val data.path=/elsewhere/ptb                 # overrides of the run's config
+    rnnlab-eval CKPT --plot-dir eval_plots                                # also the test plots, into eval_plots/
+
+The model keeps the vocabulary and labels it was trained with, so other data is read through them. Plots
+(forecasts, confusion matrix) are written only with --plot-dir, never into the training run's folder.
 """
 
 from __future__ import annotations
@@ -11,17 +15,24 @@ import sys
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError
+from .train import user_error
 
 
-def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None) -> dict[str, float]:
-    """Metrics of the checkpoint's model on ``split`` ("val" or "test") of its data."""
+def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None,
+             plot_dir: str | None = None) -> dict[str, float]:
+    """Metrics of the checkpoint's model on ``split`` ("val" or "test") of its data; the test plots go to
+    ``plot_dir`` (none when it is None)."""
     model, cfg = load_run(ckpt_path, overrides)
     datamodule = hydra.utils.instantiate(cfg.data)
-    if getattr(model, "tokenizer", None) is not None:
-        datamodule.tokenizer = model.tokenizer  # the ids the model was trained on
+    for name in getattr(datamodule, "learned", ()):
+        if getattr(model, name, None):
+            setattr(datamodule, name, getattr(model, name))  # the ids and labels the model was trained on
+    if "plot_dir" in model.hparams:
+        model.hparams.plot_dir = plot_dir
     datamodule.prepare_data()
     datamodule.setup("fit")
     trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
@@ -32,19 +43,26 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point of rnnlab-eval."""
     parser = argparse.ArgumentParser(prog="rnnlab-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .ckpt written by rnnlab-train")
     parser.add_argument("--split", choices=("val", "test"), default="test")
+    parser.add_argument("--plot-dir", default=None, help="write the test plots here (default: no plots)")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the run's config")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
-        metrics = evaluate(args.checkpoint, args.split, args.overrides)
-    except (ConfigError, DataError) as err:
-        print(f"rnnlab-eval: error: {err}", file=sys.stderr)
+        metrics = evaluate(args.checkpoint, args.split, args.overrides, args.plot_dir)
+    except (ConfigError, DataError, InstantiationException) as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        print(f"rnnlab-eval: error: {cause}", file=sys.stderr)
         return 2
     for key, value in sorted(metrics.items()):
         print(f"{key} = {value:.4f}")
+    if args.plot_dir and args.split == "test":
+        print(f"plots: {args.plot_dir}")
     return 0
 
 

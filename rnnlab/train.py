@@ -89,8 +89,8 @@ def build(cfg: DictConfig):
         for key, value in datamodule.dims.items():
             cfg.model[key] = value
     model = instantiate_model(cfg)
-    if getattr(datamodule, "tokenizer", None) is not None:
-        model.tokenizer = datamodule.tokenizer
+    for name in getattr(datamodule, "learned", ()):  # vocabulary, labels: saved in checkpoints by the task
+        setattr(model, name, getattr(datamodule, name))
     # the data and model config travel in every checkpoint, for rnnlab-eval and rnnlab-generate
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     # a data module that splits its data per process itself (language modeling: consecutive TBPTT chunks of

@@ -54,3 +54,10 @@ def test_summary_lists_layers_with_shapes(tmp_path):
     assert "net.rnn (GRU)" in text and "(16, 4, 16)" in text
     total = sum(p.numel() for p in model.parameters())
     assert f"Total params: {total:,}" in text
+
+
+def test_eval_takes_options_among_overrides_and_refuses_unknown_keys(checkpoint, capsys):
+    assert evaluate.main([str(checkpoint), "data.max_chars=40000", "--split", "val", "data.bptt=8"]) == 0
+    assert "val/loss = " in capsys.readouterr().out
+    assert evaluate.main([str(checkpoint), "--split", "val", "data.foo=1"]) == 2
+    assert "the run's config has no key for ['data.foo=1']" in capsys.readouterr().err

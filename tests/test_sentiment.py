@@ -4,7 +4,9 @@ and the errors of a malformed CSV."""
 from pathlib import Path
 
 import pytest
+import torch
 
+from rnnlab import evaluate
 from rnnlab.errors import DataError
 from rnnlab.train import train
 from train_helpers import compose_config
@@ -56,3 +58,21 @@ def test_malformed_csv(tmp_path, content, overrides, message):
                          "debug=fast_dev_run", *overrides, tiny=False)
     with pytest.raises(DataError, match=message):
         train(cfg)
+
+
+def test_eval_reads_other_data_through_the_trained_vocabulary_and_plots_only_where_told(tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = compose_config(run, "model=sentiment", "data=sentiment_csv", f"data.path={_write_csv(tmp_path / 'a.csv')}",
+                         "data.text_column=review", "data.label_column=sentiment", "trainer.max_epochs=1",
+                         "test=false", *SMALL, tiny=False)
+    train(cfg)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["labels"] == ["neg", "pos"] and "lovely" in saved["vocab"]
+    other = tmp_path / "b.csv"  # a larger vocabulary: without the trained one, ids beyond the embedding
+    other.write_text("review,sentiment\n" + "".join(f"word{i} other{i} great,pos\nword{i} awful,neg\n"
+                                                    for i in range(30)))
+    assert evaluate.main([str(ckpt), f"data.path={other}", "--plot-dir", str(tmp_path / "eval")]) == 0
+    assert "test/acc = " in capsys.readouterr().out
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    assert not (run / "plots" / "confusion_matrix.png").exists()  # the run's plots are left alone

@@ -47,6 +47,7 @@ class LanguageModelData(L.LightningDataModule):
     """Text corpus -> TBPTT batches of token ids, time-major (T, B)."""
 
     shards_per_process = True  # each process reads its own streams in order; no distributed sampler
+    learned = ("tokenizer",)  # fitted on the training text; travels in checkpoints for rnnlab-eval
 
     def __init__(self, corpus: str = "stdlib", level: str = "char", path: str | None = None,
                  data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 16, bptt: int = 64,

@@ -65,7 +65,10 @@ def read_table(path: str, text_column: str, label_column: str, fractions: tuple[
 
 
 class SentimentData(SplitLoaders, L.LightningDataModule):
-    """Sentences and labels -> padded batches ``(tokens (B, T), lengths (B,), labels (B,))``."""
+    """Sentences and labels -> padded batches ``(tokens (B, T), lengths (B,), labels (B,))``. ``vocab`` and
+    ``labels`` come from the training split unless set before ``setup`` (a trained model's, for evaluation)."""
+
+    learned = ("vocab", "labels")  # travel in checkpoints, so evaluation maps words and labels as in training
 
     def __init__(self, source: str = "sst2", path: str | None = None, data_dir: str | None = None,
                  text_column: str = "text", label_column: str = "label", split_fractions=(0.8, 0.1),

@@ -39,6 +39,8 @@ class SentimentTask(Task):
         })
         self.val_acc_best = MaxMetric()
         self.confusion = ConfusionMatrix(**metric)
+        self.vocab: list[str] = []  # set from the data module; stored in checkpoints
+        self.labels: list[str] = []
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.net(tokens, lengths)
@@ -75,6 +77,14 @@ class SentimentTask(Task):
                      sync_dist=True)
             self.metrics[f"{stage}_{name}"].reset()
         return acc
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["vocab"], checkpoint["labels"] = self.vocab, self.labels
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.vocab, self.labels = checkpoint.get("vocab", []), checkpoint.get("labels", [])
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
