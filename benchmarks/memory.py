@@ -22,8 +22,9 @@ import torch
 if not torch.cuda.is_available():  # before anything imports the kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from presets import PRESETS
-from report import case_key
+from plot import write_bars
+from presets import PRESETS, Case
+from report import CASE_FIELDS, case_key
 from run import build, environment, exit_status, failure_note, saved_bytes
 
 BACKENDS = ("native", "torch", "triton")
@@ -64,6 +65,18 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_plot(result: dict, path: Path) -> Path:
+    """Bars of MiB per backend, one group per case."""
+    groups: dict[str, dict[str, float | None]] = {}
+    for rec in result["records"]:
+        label = Case(**{f: rec[f] for f in CASE_FIELDS}).label()
+        size = rec["saved_bytes"]
+        groups.setdefault(label, {})[rec["backend"]] = None if size is None else size / 2**20
+    env = result["environment"]
+    return write_bars(groups, "MiB kept for the backward", f"Activation memory - {env['device']} - {env['date'][:10]}",
+                      path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
@@ -77,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         result["records"].append(rec)
         (args.out / "memory.json").write_text(json.dumps(result, indent=1) + "\n")
         write_markdown(result, args.out / "memory.md")
-    print(f"wrote {args.out / 'memory.json'} and {args.out / 'memory.md'}")
+    write_plot(result, args.out / "memory.png")
+    print(f"wrote {args.out / 'memory.json'}, {args.out / 'memory.md'} and {args.out / 'memory.png'}")
     return exit_status(result["records"])
 
 

@@ -1,6 +1,7 @@
 """PNG plots of benchmark results: time per timestep against hidden size, one file per cell and mode, one
 panel per batch size, one line per backend and configuration (sequence length, input size, layers,
-directions, packing and dtype, named in the legend where a panel holds more than one)."""
+directions, packing and dtype, named in the legend where a panel holds more than one); and grouped bar
+charts for the activation-memory and throughput results."""
 
 from __future__ import annotations
 
@@ -14,12 +15,39 @@ LINE_FIELDS = {"T": "T={}".format, "I": "I={}".format, "layers": "{}L".format,
                "dtype": str}
 
 
-def write_plots(result: dict, out_dir: Path) -> list[Path]:
-    """Write ``<cell>_<mode>.png`` files into ``out_dir`` and return their paths."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_bars(groups: dict[str, dict[str, float | None]], ylabel: str, title: str, path: Path) -> Path:
+    """A grouped bar chart at ``path``: one group per key of ``groups`` (a case, an experiment), one bar per
+    backend in it (missing values, measurements that did not run, are left out)."""
+    plt = _pyplot()
+    backends = list(dict.fromkeys(b for values in groups.values() for b in values))
+    width = 0.8 / len(backends)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups)), 3.8))
+    for k, backend in enumerate(backends):
+        points = [(i, values[backend]) for i, values in enumerate(groups.values()) if values.get(backend) is not None]
+        ax.bar([i + (k - (len(backends) - 1) / 2) * width for i, _ in points], [v for _, v in points], width,
+               label=backend)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=7, rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_plots(result: dict, out_dir: Path) -> list[Path]:
+    """Write ``<cell>_<mode>.png`` files into ``out_dir`` and return their paths."""
+    plt = _pyplot()
 
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for rec in result["records"]:

@@ -23,6 +23,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import open_dict
+from plot import write_bars
 from run import environment
 
 from rnnlab.train import build
@@ -87,6 +88,16 @@ def measure(name: str, backend: str, batches: int, warmup: int, out: Path) -> di
     return {"experiment": name, "backend": backend, "batches": batches, **clock.rates()}
 
 
+def write_plot(result: dict, path: Path) -> Path:
+    """Bars of timesteps (tokens) per second per backend, one group per experiment."""
+    groups: dict[str, dict[str, float | None]] = {}
+    for rec in result["records"]:
+        groups.setdefault(rec["experiment"], {})[rec["backend"]] = rec["tokens_per_s"]
+    env = result["environment"]
+    return write_bars(groups, "timesteps x batch per second", f"Training throughput - {env['device']} - "
+                      f"{env['date'][:10]}", path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -121,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {r['experiment']} | {r['backend']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |"
               for r in records]
     (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / 'throughput.json'} and {args.out / 'throughput.md'}")
+    write_plot(result, args.out / "throughput.png")
+    print(f"wrote {args.out / 'throughput.json'}, {args.out / 'throughput.md'} and {args.out / 'throughput.png'}")
     return 0
 
 

@@ -58,7 +58,7 @@ def test_spent_budget_records_every_measurement_as_not_run(tmp_path):
     assert "budget was spent" in (tmp_path / "results.md").read_text()
 
 
-def test_training_throughput_writes_json_and_markdown(tmp_path):
+def test_training_throughput_writes_json_markdown_and_a_plot(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--out", str(tmp_path), "--batches", "2",
          "--warmup", "1", "--backends", "torch", "native", "--experiments", "lm_stdlib_char_gru"],
@@ -69,6 +69,7 @@ def test_training_throughput_writes_json_and_markdown(tmp_path):
     assert [r["backend"] for r in records] == ["torch", "native"]
     assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in records)
     assert "| lm_stdlib_char_gru | torch |" in (tmp_path / "throughput.md").read_text()
+    assert (tmp_path / "throughput.png").stat().st_size > 0
 
 
 def test_cudnn_algorithm_follows_pytorchs_heuristics(monkeypatch):
@@ -88,7 +89,7 @@ def test_cudnn_algorithm_follows_pytorchs_heuristics(monkeypatch):
 
 
 @needs_triton
-def test_activation_memory_writes_json_and_markdown(tmp_path):
+def test_activation_memory_writes_json_markdown_and_a_plot(tmp_path):
     env = {**os.environ, "TRITON_INTERPRET": "1"}  # the fused kernels run under the interpreter on a CPU
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--preset", "tiny", "--out", str(tmp_path),
@@ -103,3 +104,4 @@ def test_activation_memory_writes_json_and_markdown(tmp_path):
     # the fused LSTM keeps x, h0, c0, the gates (4H), c and y: T*B*(I + 6H) + 2*B*H floats
     assert sizes["lstm", "triton"] == 4 * (5 * 2 * (3 + 6 * 4) + 2 * 2 * 4)
     assert "| lstm | 5 | 2 | 3 | 4 |" in (tmp_path / "memory.md").read_text()
+    assert (tmp_path / "memory.png").stat().st_size > 0
