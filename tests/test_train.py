@@ -55,7 +55,9 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     full = compose_config(tmp_path / "full", *common, "trainer.max_epochs=2")
     train(full)
     first = compose_config(tmp_path / "part", *common, "trainer.max_epochs=1")
-    train(first)
+    best = train(first)["val/loss_best"]
+    saved = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert float(saved["metrics.val_loss_best.min_value"]) == pytest.approx(best)  # resumes with the best so far
     resumed = compose_config(tmp_path / "resumed", *common, "trainer.max_epochs=2",
                              f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
     train(resumed)

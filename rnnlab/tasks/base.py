@@ -29,3 +29,8 @@ class Task(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_config = checkpoint.get("rnnlab_config")
+        # checkpoints from before the best-so-far metrics were saved start them afresh
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.state_dict().items():
+            if key.endswith(("_best.min_value", "_best.max_value")):
+                state.setdefault(key, value)

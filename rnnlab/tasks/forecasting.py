@@ -38,6 +38,7 @@ class ForecastTask(Task):
             for stage in ("val", "test") for name, make in METRICS.items() for scale in ("", "_orig")
         })
         self.val_mse_best = MinMetric()
+        self.val_mse_best.persistent(True)  # saved in checkpoints: a resumed run keeps the best
         self._plot: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

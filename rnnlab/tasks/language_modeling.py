@@ -45,6 +45,7 @@ class LanguageModelTask(Task):
         self.metrics = nn.ModuleDict({
             "val_loss": MeanMetric(), "test_loss": MeanMetric(), "val_loss_best": MinMetric(),
         })
+        self.metrics["val_loss_best"].persistent(True)  # saved in checkpoints: a resumed run keeps the best
         self._state = {}  # carried recurrent state per stage
 
     def forward(self, tokens: torch.Tensor, state=None):

@@ -38,6 +38,7 @@ class SentimentTask(Task):
                                ("f1", lambda: F1Score(**metric)))
         })
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # saved in checkpoints: a resumed run keeps the best
         self.confusion = ConfusionMatrix(**metric)
         self.vocab: list[str] = []  # set from the data module; stored in checkpoints
         self.labels: list[str] = []
