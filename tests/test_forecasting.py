@@ -54,6 +54,8 @@ def test_standardisation_uses_the_training_split_only():
         ("date,a,target\n" + "".join(f"{i},1,2\n" for i in range(10)), {}, r"10 rows, fewer than data.lookback"),
         ("when,a,target\n1,1,2\n", {}, r"no time column 'date'.*set data.time_column"),
         ("", {}, r"is empty"),
+        ("date,a,target\n1,1,2\n2,nan,2\n", {}, r"line 3, column 'a': 'nan' is not a finite number"),
+        ("date,a,target\n1,1,2\n2,1,-inf\n", {}, r"line 3, column 'target': '-inf' is not a finite number"),
     ],
 )
 def test_malformed_csv(tmp_path, content, keys, message):

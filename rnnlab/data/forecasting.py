@@ -12,6 +12,7 @@ columns in and the target out.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from itertools import pairwise
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
+from .files import read_text
 from .sampling import EpochShuffle, SplitLoaders
 from .sources import SOURCES, locate
 
@@ -30,12 +32,11 @@ AIRLINE_VAL_MONTHS = 12  # airline: the last year of the tutorial's training par
 
 def read_csv_table(path: Path, time_column: str | None) -> tuple[list[str], torch.Tensor]:
     """Column names and a (N, C) float64 tensor of every column but the time column."""
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path} is empty; it needs a header row and one row per time step")
-        rows = list(reader)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path} is empty; it needs a header row and one row per time step")
+    rows = list(reader)
     if time_column is not None and time_column not in header:
         raise DataError(f"{path} has no time column {time_column!r} (columns: {header}); set data.time_column")
     keep = [i for i, name in enumerate(header) if name != time_column]
@@ -48,6 +49,10 @@ def read_csv_table(path: Path, time_column: str | None) -> tuple[list[str], torc
         except ValueError as err:
             raise DataError(f"{path} line {n}: a value is not a number ({err}); clean the file or drop the column"
                             ) from err
+        bad = next((i for i, v in zip(keep, values[-1], strict=True) if not math.isfinite(v)), None)
+        if bad is not None:
+            raise DataError(f"{path} line {n}, column {header[bad]!r}: {row[bad]!r} is not a finite number; fill in "
+                            "or drop the missing values")
     return [header[i] for i in keep], torch.tensor(values, dtype=torch.float64).reshape(len(values), len(keep))
 
 

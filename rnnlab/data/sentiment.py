@@ -8,6 +8,7 @@ batch-first token ids (B, T) with the length of each sentence, which the model p
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
+from .files import read_text
 from .sampling import EpochShuffle, SplitLoaders
 from .sources import SOURCES, locate
 
@@ -32,7 +34,7 @@ def read_sst2(folder: Path) -> dict[str, list[tuple[str, str]]]:
     splits = {}
     for split, name in (("train", "train"), ("val", "dev"), ("test", "test")):
         rows = []
-        for n, line in enumerate((folder / f"stsa.binary.{name}").read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_text(folder / f"stsa.binary.{name}").splitlines(), 1):
             label, _, text = line.partition(" ")
             if not text or label not in ("0", "1"):
                 raise DataError(f"{folder / f'stsa.binary.{name}'} line {n}: expected '<0|1> <sentence>'")
@@ -48,13 +50,12 @@ def read_table(path: str, text_column: str, label_column: str, fractions: tuple[
     if not file.is_file():
         raise DataError(f"data.path={path!r} is not a file; point it at a CSV or TSV file with a header row")
     delimiter = "\t" if file.suffix.lower() in (".tsv", ".tab") else ","
-    with file.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
-            if column not in columns:
-                raise DataError(f"{file} has no column {column!r} (columns: {columns}); set {key}")
-        rows = [(r[text_column] or "", r[label_column] or "") for r in reader]
+    reader = csv.DictReader(io.StringIO(read_text(file), newline=""), delimiter=delimiter)
+    columns = reader.fieldnames or []
+    for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+        if column not in columns:
+            raise DataError(f"{file} has no column {column!r} (columns: {columns}); set {key}")
+    rows = [(r[text_column] or "", r[label_column] or "") for r in reader]
     if len(rows) < 3:
         raise DataError(f"{file} has {len(rows)} rows; a train/val/test split needs at least 3")
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import DataError
+from .files import read_text
 from .sources import SOURCES, locate
 
 SPLITS = ("train", "valid", "test")
@@ -54,7 +55,7 @@ def folder_corpus(path: str) -> tuple[str, str, str]:
         found = sorted(folder.glob(f"*{split}.txt"))
         if not found:
             raise DataError(f"{folder} has no *{split}.txt file; it needs train, valid and test text files")
-        text = found[0].read_text(encoding="utf-8")
+        text = read_text(found[0])
         if not text.strip():
             raise DataError(f"{found[0]} is empty; every split needs text")
         texts.append(text)
@@ -74,7 +75,7 @@ def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: in
     folder = locate(SOURCES[name], path, data_dir)
     if name == "ptb":
         return folder_corpus(str(folder))
-    text = (folder / "input.txt").read_text(encoding="utf-8")
+    text = read_text(folder / "input.txt")
     if not text.strip():
         raise DataError(f"{folder / 'input.txt'} is empty")
     return split_text(text)

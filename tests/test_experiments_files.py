@@ -1,0 +1,29 @@
+"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError."""
+
+import pytest
+
+from rnnlab.data.forecasting import read_csv_table
+from rnnlab.data.sentiment import read_table
+from rnnlab.data.text import folder_corpus
+from rnnlab.errors import DataError
+
+LATIN1 = "caf\u00e9 cr\u00e8me\n".encode("latin-1")
+
+
+def test_text_csv_and_table_readers_require_utf8(tmp_path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_bytes(b"fine text\n" + (LATIN1 if split == "valid" else b""))
+    (tmp_path / "s.csv").write_bytes(b"date,target\n1,2\n" + LATIN1)
+    (tmp_path / "r.csv").write_bytes(b"text,label\ngood,1\n" + LATIN1)
+    readers = [(lambda: folder_corpus(str(tmp_path)), "valid.txt line 2"),
+               (lambda: read_csv_table(tmp_path / "s.csv", "date"), "s.csv line 3"),
+               (lambda: read_table(str(tmp_path / "r.csv"), "text", "label", (0.8, 0.1), 0), "r.csv line 3")]
+    for read, where in readers:
+        with pytest.raises(DataError, match=rf"{where} is not UTF-8 .*must be UTF-8"):
+            read()
+
+
+def test_line_ends_are_normalised(tmp_path):
+    (tmp_path / "s.csv").write_bytes(b'date,target\r\n1,2\r\n2,3\r\n')
+    columns, values = read_csv_table(tmp_path / "s.csv", "date")
+    assert columns == ["target"] and values.flatten().tolist() == [2.0, 3.0]
