@@ -192,3 +192,9 @@ def test_report_prints_each_metric_once_and_both_checkpoints(tmp_path, capsys):
     report = capsys.readouterr().out.split("rnnlab-train finished.")[-1]
     assert f"checkpoint:  {tmp_path / 'checkpoints' / 'epoch_000.ckpt'} (last: {tmp_path / 'checkpoints'}" in report
     assert "train/loss = " in report and "train/loss_epoch" not in report
+
+
+def test_tie_weights_error_names_the_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.tie_weights=true needs model.embedding_dim == model.hidden_size; "
+                                          r"got 8 and 16: set model.embedding_dim=16"):
+        build(compose_config(tmp_path, "model.tie_weights=true"))

@@ -20,7 +20,8 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         if tie_weights and embedding_dim != hidden_size:
             raise ConfigError(
-                f"model.net.tie_weights needs embedding_dim == hidden_size; got {embedding_dim} and {hidden_size}"
+                f"model.tie_weights=true needs model.embedding_dim == model.hidden_size; got {embedding_dim} and "
+                f"{hidden_size}: set model.embedding_dim={hidden_size} (or model.tie_weights=false)"
             )
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, backend=backend)
