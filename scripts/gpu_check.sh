@@ -6,11 +6,13 @@
 # Steps, most important first; each is cut at its own limit and at what is left of the budget, and a
 # step that does not fit is skipped and says so:
 #   1. gpu tests (tests/test_cuda.py): the fused kernels and the reference path against cuDNN, CUDA graphs
-#   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
-#   3. activation memory, preset gpu
-#   4. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
-#   5. the grid-barrier variants (RNNLAB_GRID_SYNC=1: tiled across SMs, resident): tests, then timings
-#   6. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
+#   2. the grid-barrier variants' tests (RNNLAB_GRID_SYNC=1: tiled across SMs, resident; CUDA only), which
+#      decide whether the barrier becomes the default
+#   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
+#   4. the same timings with the grid barrier (triton only; skipped if its tests failed)
+#   5. activation memory, preset gpu
+#   6. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
+#   7. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
 # $OUT/gpu_check.log as it is written (the device tool returns at most 8 files). Needs torch, triton and
@@ -46,18 +48,21 @@ run_budget() {
     echo $(($1 > 60 ? $1 - 30 : $1 / 2))
 }
 
-# step NAME LIMIT COMMAND...: run COMMAND for at most LIMIT seconds (from limit_for), or skip it below 20
+# step NAME LIMIT COMMAND...: run COMMAND for at most LIMIT seconds (from limit_for), or skip it below 20;
+# returns COMMAND's exit status (1 when skipped)
 step() {
     local name=$1 limit=$2
     shift 2
     if ((limit < 20)); then
         echo "=== $name: skipped, ${limit}s of the budget left" | tee -a "$log"
-        return
+        return 1
     fi
     echo "=== $name (at most ${limit}s): $*" | tee -a "$log"
     local t0=$SECONDS
     timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$log"
-    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0))s (124: cut at its limit)" | tee -a "$log"
+    local status=${PIPESTATUS[0]}
+    echo "=== $name: exit $status after $((SECONDS - t0))s (124: cut at its limit)" | tee -a "$log"
+    return "$status"
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
@@ -65,19 +70,29 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
 lim=$(limit_for 150)
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
-lim=$(limit_for 240)
+barrier=1  # whether the grid-barrier tests passed
+if [[ $name == cpu ]]; then
+    echo "=== grid-barrier tests and benchmark: skipped, no CUDA device (the barrier never runs elsewhere)" \
+        | tee -a "$log"
+else
+    lim=$(limit_for 75)
+    step "grid-barrier tests" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" \
+        -k "H50 or tiled or half or resident" tests/test_triton_kernels.py tests/test_cuda.py && barrier=0
+fi
+lim=$(limit_for 180)
 step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
     --out "$res"
+if ((barrier == 0)); then
+    lim=$(limit_for 120)
+    step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset "$preset" \
+        --backends triton --budget-s "$(run_budget "$lim")" --out "$res/grid-sync"
+elif [[ $name != cpu ]]; then
+    echo "=== grid-barrier benchmark: skipped, its tests did not pass" | tee -a "$log"
+fi
 lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
-lim=$(limit_for 60)
-step "grid-barrier tests" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -x -m "not slow" \
-    -k "H50 or tiled or half or resident" tests/test_triton_kernels.py tests/test_cuda.py
-lim=$(limit_for 90)
-step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset "$preset" \
-    --backends triton --budget-s "$(run_budget "$lim")" --out "$res/grid-sync"
 lim=$(limit_for 90)
 step "benchmark gpu-torch" "$lim" "$PY" benchmarks/run.py --preset gpu-torch --budget-s "$(run_budget "$lim")" \
     --out "$res/torch"
