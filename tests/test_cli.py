@@ -1,6 +1,7 @@
 """rnnlab-eval and rnnlab-generate on a checkpoint that rnnlab-train wrote; the model summary."""
 
 import pytest
+import torch
 
 from rnnlab import evaluate, generate
 from rnnlab.summary import summarize
@@ -61,3 +62,18 @@ def test_eval_takes_options_among_overrides_and_refuses_unknown_keys(checkpoint,
     assert "val/loss = " in capsys.readouterr().out
     assert evaluate.main([str(checkpoint), "--split", "val", "data.foo=1"]) == 2
     assert "the run's config has no key for ['data.foo=1']" in capsys.readouterr().err
+
+
+def test_word_level_generation_continues_the_prompt_line():
+    from rnnlab.data.text import Tokenizer
+    from rnnlab.tasks import LanguageModelTask
+
+    tok = Tokenizer.fit("word", "the cat sat\non the mat\n")
+    assert tok.encode("the cat", final_eos=False).tolist() == [tok.stoi["the"], tok.stoi["cat"]]
+    assert tok.encode("the cat\n", final_eos=False)[-1] == tok.stoi[Tokenizer.EOS]
+    assert tok.continue_text("the cat", [tok.stoi["sat"]]) == "the cat sat"
+    assert Tokenizer.fit("char", "def").continue_text("de", [3]) == "def"
+    model = LanguageModelTask(vocab_size=len(tok), optimizer=None, embedding_dim=4, hidden_size=4)
+    model.tokenizer = tok
+    text = model.generate("the cat", length=3, generator=torch.Generator().manual_seed(0))
+    assert text.startswith("the cat ")  # no space was lost between the prompt and the words

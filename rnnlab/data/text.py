@@ -110,9 +110,20 @@ class Tokenizer:
             return list(text)
         return [w for line in text.splitlines() for w in [*line.split(), self.EOS]]
 
-    def encode(self, text: str) -> torch.Tensor:
+    def encode(self, text: str, final_eos: bool = True) -> torch.Tensor:
+        """Ids of ``text`` (0 for an unknown symbol). Without ``final_eos`` a word-level text that does not end
+        with a newline gets no ``<eos>`` after its last line: a prompt whose line goes on."""
+        symbols = self.symbols(text)
+        if not final_eos and self.level == "word" and not text.endswith("\n"):
+            symbols = symbols[:-1]
         unk = 0
-        return torch.tensor([self.stoi.get(s, unk) for s in self.symbols(text)], dtype=torch.long)
+        return torch.tensor([self.stoi.get(s, unk) for s in symbols], dtype=torch.long)
+
+    def continue_text(self, prompt: str, ids) -> str:
+        """``prompt`` followed by the decoded ``ids``; word level puts a space between them where needed."""
+        text = self.decode(ids)
+        joined = self.level == "char" or not prompt or prompt[-1].isspace() or text[:1].isspace()
+        return prompt + ("" if joined else " ") + text
 
     def decode(self, ids) -> str:
         words = [self.itos[int(i)] for i in ids]

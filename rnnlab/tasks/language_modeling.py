@@ -120,7 +120,7 @@ class LanguageModelTask(Task):
             raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
         was_training = self.training
         self.eval()
-        ids = self.tokenizer.encode(prompt) if prompt else torch.zeros(1, dtype=torch.long)
+        ids = self.tokenizer.encode(prompt, final_eos=False) if prompt else torch.zeros(1, dtype=torch.long)
         ids = ids.to(self.device)
         logits, state = self.net(ids.view(-1, 1))  # (T, 1, V)
         out = []
@@ -133,4 +133,4 @@ class LanguageModelTask(Task):
             out.append(int(nxt))
             logits, state = self.net(nxt.view(1, 1), state)
         self.train(was_training)
-        return prompt + self.tokenizer.decode(out)
+        return self.tokenizer.continue_text(prompt, out)
