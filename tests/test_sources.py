@@ -34,6 +34,7 @@ def test_unreachable_download_says_where_to_put_the_file(tmp_path):
     src = sources.Source("demo", {"input.txt": ((tmp_path / "missing.txt").as_uri(), None)})
     with pytest.raises(DataError, match=r"could not download .*put input.txt in .*or set data.path"):
         sources.locate(src, None, str(tmp_path / "cache"))
+    assert not (tmp_path / "cache" / "demo").exists()
 
 
 def test_local_path_must_hold_the_files(tmp_path):

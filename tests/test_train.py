@@ -200,3 +200,8 @@ def test_tie_weights_error_names_the_keys(tmp_path):
         build(compose_config(tmp_path, "model.tie_weights=true"))
     assert str(user_error(info.value)).startswith("model.tie_weights=true needs model.embedding_dim == "
                                                   "model.hidden_size; got 8 and 16: set model.embedding_dim=16")
+
+
+def test_fast_dev_run_keeps_the_trainer_devices(tmp_path):
+    cfg = compose_config(tmp_path, "trainer=ddp_sim", "debug=fast_dev_run")
+    assert (cfg.trainer.devices, cfg.trainer.fast_dev_run) == (2, True)

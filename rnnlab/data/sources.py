@@ -101,9 +101,15 @@ def locate(source: Source, path: str | None, data_dir: str | None, download: boo
             f"data set {source.name!r}: {', '.join(missing)} not found in {folder}. Set data.path to a folder "
             f"holding {wanted}, or paths.data_dir to a folder with a {source.name}/ subfolder. {source.note}"
         )
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in missing:
-        fetch(source.files[name][0], folder / name, source.files[name][1], source.name)
+    try:
+        for name in missing:
+            fetch(source.files[name][0], folder / name, source.files[name][1], source.name)
+    except DataError:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty folder behind, which would look like a data set
+        raise
     return folder
 
 

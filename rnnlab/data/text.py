@@ -2,9 +2,10 @@
 
 Corpora come as (train, valid, test) strings: the embedded one (Python's own standard library source,
 which every Python install carries, so it needs no download), Tiny Shakespeare (one file split 90/5/5),
-and any folder of plain-text ``*.train.txt``/``*.valid.txt``/``*.test.txt`` (or ``train.txt``...) files in
-the Penn Treebank layout. Tokenizers are character or word level; word level appends ``<eos>`` to each
-line as Zaremba et al. do for PTB.
+the Penn Treebank (``data=ptb``: Mikolov's file names ``ptb.train.txt``, ``ptb.valid.txt``,
+``ptb.test.txt``), and any folder of plain-text files in that layout (``data=text_folder``: any names ending
+in ``train.txt``, ``valid.txt`` and ``test.txt``, such as ``train.txt`` or ``wiki.train.txt``). Tokenizers
+are character or word level; word level appends ``<eos>`` to each line as Zaremba et al. do for PTB.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def stdlib_corpus(max_chars: int) -> tuple[str, str, str]:
 
 
 def folder_corpus(path: str) -> tuple[str, str, str]:
-    """train/valid/test text files of a folder (``ptb.train.txt`` or ``train.txt`` style)."""
+    """The texts of the first files of a folder whose names end in ``train.txt``, ``valid.txt`` and ``test.txt``
+    (``ptb.train.txt`` or ``train.txt`` style); ``data=ptb`` has already checked for Mikolov's names."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path={path!r} is not a folder; point it at one holding train/valid/test text files")
