@@ -8,8 +8,7 @@ torch.nn layers accept a batched tensor (T, B, I) or (B, T, I) with ``batch_firs
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import torch
@@ -31,6 +30,7 @@ class Sequence:
     packed: PackedSequence | None  # the caller's PackedSequence, to rebuild the output like it
     unbatched: bool
     batch_first: bool
+    _x: torch.Tensor | None = field(default=None, repr=False)  # x, once built
 
     @property
     def batch(self) -> int:
@@ -39,15 +39,19 @@ class Sequence:
             return self.batch_sizes[0]
         return 1 if self.unbatched else self.data.shape[0 if self.batch_first else 1]
 
-    @functools.cached_property
+    @property
     def x(self) -> torch.Tensor:
-        """The input time-major (T, B, I), padded, rows sorted by decreasing length when packed."""
-        if self.packed is not None:
-            # in packed order, as torch.nn reads input.data; the indices only reorder the states
-            return pad_packed_sequence(PackedSequence(self.data, self.packed.batch_sizes))[0]
-        if self.unbatched:
-            return self.data.unsqueeze(1)
-        return self.data.transpose(0, 1) if self.batch_first else self.data
+        """The input time-major (T, B, I), padded, rows sorted by decreasing length when packed; built once
+        (not with functools.cached_property, whose lock torch.compile cannot trace on Python 3.11)."""
+        if self._x is None:
+            if self.packed is not None:
+                # in packed order, as torch.nn reads input.data; the indices only reorder the states
+                self._x = pad_packed_sequence(PackedSequence(self.data, self.packed.batch_sizes))[0]
+            elif self.unbatched:
+                self._x = self.data.unsqueeze(1)
+            else:
+                self._x = self.data.transpose(0, 1) if self.batch_first else self.data
+        return self._x
 
     def restore(self, y: torch.Tensor) -> torch.Tensor | PackedSequence:
         """Turn an output (T, B, F) in rnnlab's layout into the caller's form."""
