@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 
+import rnnlab
 from parity import CELLS, assert_same, make_inputs, make_pair, relative_errors, run
 
 pytestmark = [
@@ -78,3 +79,20 @@ def test_resident_regime_matches_cudnn(cell, H):
     got = run(mine, *make_inputs(ref, dtype=torch.bfloat16, **shape))
     errors = relative_errors(got, want)
     assert max(errors) < 3e-2, errors
+
+
+def test_fused_kernels_use_64_bit_offsets():
+    """A (T, B, 4H) buffer past 2^31 elements (T * B * 4H = 2.15e9; about 30 GB of GPU memory): the last
+    batch rows, whose offsets pass 2^31, must come out as they do on their own (rows are independent),
+    outputs and input gradients; a 32-bit offset would wrap and read or write other rows' memory."""
+    T, B, H = 2048, 16400, 16
+    assert T * B * 4 * H > 2**31
+    layer = rnnlab.LSTM(16, H, backend="triton").cuda().to(torch.bfloat16)
+    x = torch.randn(T, B, 16, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    y, _ = layer(x)
+    y[:, -2:].float().sum().backward()
+    tail = x.detach()[:, -2:].clone().requires_grad_()
+    y_tail, _ = layer(tail)
+    y_tail.float().sum().backward()
+    torch.testing.assert_close(y[:, -2:], y_tail, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(x.grad[:, -2:], tail.grad, atol=1e-2, rtol=1e-2)
