@@ -58,7 +58,9 @@ def test_fused_forward_replays_in_a_cuda_graph(H):
             out = mine(x)[0]
         x.copy_(torch.randn_like(x))
         graph.replay()
-        assert torch.equal(out, mine(x)[0]) and not torch.equal(out, want)
+        # the replay ran on the new input (cuBLAS promises bitwise equality only on one stream: a tolerance)
+        torch.testing.assert_close(out, mine(x)[0], atol=1e-2, rtol=1e-2)
+        assert (out.float() - want.float()).abs().max() > 0.1
 
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") != "1",
