@@ -40,6 +40,12 @@ BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"): 32, ("gru", "half"): 64,
                     ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16,
                     ("rnn", "fp64"): 16}
+# Persistent kernels (cell, operand width, backward) that may use every register their block can have:
+# left to itself ptxas holds 8 warps to 128 registers a thread (room for a second block per SM), and with
+# Triton 3.6's ptxas (the GPU machine's) these then spilled 8-16 bytes: the half-precision LSTM backward
+# at BLOCK_H = 32 and the fp64 GRU forward at 16. Lifted, they use 141-164 registers and spill nothing
+# with Triton 3.6 or 3.9 (sm_80, sm_90). Not for every kernel: lifted, the fp32 LSTM backward spills.
+ALL_REGISTERS = {("lstm", "half", True), ("gru", "fp64", False)}
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
 # spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
 TILED_WARPS, TILED_STAGES = 4, 1
@@ -159,8 +165,11 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 f"{' with a projection' if proj else ''}; got hidden_size={H}. Leave the regime to the "
                 "dispatcher (it picks the tiled one)"
             )
-        bh = block_h(H)
-        return Launch(regime, (batch_tiles,), {**common_meta(x), "BLOCK_H": bh, "num_warps": num_warps(bh, x.dtype)})
+        bh, warps = block_h(H), num_warps(block_h(H), x.dtype)
+        meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
+        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS:
+            meta["maxnreg"] = min(255, 65536 // (32 * warps))
+        return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):
         problem = _resident_problem(cell, x, H, batch_tiles, proj, backward)
         if problem is None:

@@ -104,7 +104,8 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
         meta = dict(resident_launch(x, hidden, BLOCK_B).meta)
     else:
         with force_regime("tiled" if tiled else "persistent"):
-            meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj").meta)
+            meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",
+                             backward="_bwd" in kernel).meta)
     options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg", "launch_cooperative_grid")
                if key in meta}
     constexprs = {"REVERSE": False, **meta}
