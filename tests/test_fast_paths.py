@@ -1,6 +1,8 @@
 """The CPU fast paths inside the pure-PyTorch recurrence, each against torch.nn and the plain route:
 oneDNN products (with reordered step weights) versus torch.mm, and tanh through sigmoid."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,18 +40,25 @@ def test_onednn_route_is_taken_for_large_products(monkeypatch):
     real = gemm._ONEDNN
     monkeypatch.setattr(gemm, "_ONEDNN", lambda *args: calls.append(args[1].is_mkldnn) or real(*args))
     w = torch.randn(1024, 256)
-    gemm.linear(torch.randn(64, 256), w)
-    step = gemm.StepWeight(w, rows=64, steps=100)
-    acc = torch.zeros(64, 1024)
     x = torch.randn(64, 256)
-    torch.testing.assert_close(step.addmm_(acc, x), x @ w.t(), atol=1e-4, rtol=1e-5)
-    assert calls == [False, True]  # a plain weight, then the reordered step weight
-    calls.clear()
-    gemm.linear(torch.randn(2, 8), torch.randn(8, 8))  # tiny: MKL is faster
-    gemm.StepWeight(w, rows=64, steps=2)(x)  # short sequence: no reorder
+    with gemm.use_onednn(True):  # the default on AMD processors only
+        gemm.linear(torch.randn(64, 256), w)
+        step = gemm.StepWeight(w, rows=64, steps=100)
+        acc = torch.zeros(64, 1024)
+        torch.testing.assert_close(step.addmm_(acc, x), x @ w.t(), atol=1e-4, rtol=1e-5)
+        assert calls == [False, True]  # a plain weight, then the reordered step weight
+        calls.clear()
+        gemm.linear(torch.randn(2, 8), torch.randn(8, 8))  # tiny: MKL is faster
+        gemm.StepWeight(w, rows=64, steps=2)(x)  # short sequence: no reorder
     with gemm.use_onednn(False):
         gemm.linear(torch.randn(64, 256), w)
     assert calls == []
+
+
+def test_onednn_is_the_default_on_amd_processors_only():
+    cpuinfo = Path("/proc/cpuinfo")
+    amd = cpuinfo.exists() and "AuthenticAMD" in cpuinfo.read_text()
+    assert gemm._enabled == amd
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

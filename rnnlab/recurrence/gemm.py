@@ -2,7 +2,10 @@
 
 On x86 CPUs PyTorch's ``torch.mm`` calls MKL, which does not use AVX-512 on AMD processors; oneDNN's
 inner-product kernel (the one torch.nn.LSTM reaches through ``mkldnn_rnn``) runs about twice as fast
-there (measured on the 2-core AMD EPYC CI machine: 455 vs 190 GFLOP/s for a 64x512x2048 product). It is
+there (measured on a 2-core AMD EPYC: 455 vs 190 GFLOP/s for a 64x512x2048 product), so on AMD
+processors the products go to oneDNN. On Intel's MKL is the better choice (measured on a 2-core Xeon
+with AVX-512: 156 vs 173 GFLOP/s at 64x512x2048, but 76 vs 42-51 at the recurrences' 16x128x512, and a
+GRU training step at (T, B, I, H) = (100, 32, 128, 256) 52 ms with MKL vs 77 ms with oneDNN). oneDNN is
 reached through ``torch.ops.mkldnn._linear_pointwise``, the op that TorchInductor's CPU backend uses, and
 computes in fp32 without reduced precision. Everything else (CUDA, other dtypes, builds without oneDNN,
 code traced by torch.compile,
@@ -19,14 +22,26 @@ import contextlib
 import torch
 
 _ONEDNN = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-_enabled = True
+
+
+def _amd_cpu() -> bool:
+    """Whether this machine's CPU is AMD's (Linux: /proc/cpuinfo; elsewhere assumed not)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any("AuthenticAMD" in line for line in info if line.startswith("vendor_id"))
+    except OSError:
+        return False
+
+
+_enabled = _amd_cpu()  # where oneDNN beats MKL (see the module docstring)
 MIN_ONEDNN_MACS = 2**20  # multiply-adds of one product below which MKL is faster
 MIN_PACKED_STEPS = 8  # products per sequence below which reordering the weight does not pay
 
 
 @contextlib.contextmanager
 def use_onednn(enabled: bool):
-    """Temporarily allow (True) or forbid (False) the oneDNN products, for tests and benchmarks."""
+    """Temporarily allow (True) or forbid (False) the oneDNN products, for tests and benchmarks (by default
+    they are allowed on AMD processors only)."""
     global _enabled
     previous, _enabled = _enabled, enabled
     try:
