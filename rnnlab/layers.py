@@ -41,7 +41,8 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     "auto" follows the measurements in benchmarks/README.md. On the CPU in fp32/fp64, training steps run
     on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
     through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM does not
-    take); rnnlab's training step was faster in every such case measured. Inference, the plain LSTM on
+    take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
+    with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference, the plain LSTM on
     the CPU and everything on GPUs run PyTorch's native kernel until the fused kernels are verified.
     """
     if backend != "auto":
