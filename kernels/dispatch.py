@@ -165,7 +165,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 f"{' with a projection' if proj else ''}; got hidden_size={H}. Leave the regime to the "
                 "dispatcher (it picks the tiled one)"
             )
-        bh, warps = block_h(H), num_warps(block_h(H), x.dtype)
+        bh = block_h(H)
+        warps = num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
         if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS:
             meta["maxnreg"] = min(255, 65536 // (32 * warps))

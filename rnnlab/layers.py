@@ -81,10 +81,7 @@ class _RecurrentLayer:
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None)
         if backend == "native":
             return super().forward(input, hx)
-        if amp is None:
-            return self._forward_torch(seq, hx, fused=backend == "triton")
-        with torch.autocast(like.device.type, enabled=False):
-            return self._forward_torch(seq, hx, backend == "triton", amp)
+        return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
