@@ -16,21 +16,22 @@ BACKENDS = ("auto", "torch", "native", "triton")
 def check_int(owner: str, name: str, value: object, minimum: int) -> None:
     """``value`` must be an int (not a bool; torch.nn's constructors refuse numpy integers too) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RNNTypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+        raise RNNTypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}",
+                           name)
     if value < minimum:
-        raise RNNValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}")
+        raise RNNValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}", name)
 
 
 def check_bool(owner: str, name: str, value: object) -> None:
     """``value`` must be a bool (or 0/1)."""
     if value not in (True, False):
-        raise RNNTypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}")
+        raise RNNTypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}", name)
 
 
 def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> str:
     """``value`` must be one of ``choices``."""
     if value not in choices:
-        raise RNNValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise RNNValueError(f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}", name)
     return str(value)
 
 
@@ -75,10 +76,10 @@ def check_layer_args(
     check_bool(owner, "batch_first", batch_first)
     check_bool(owner, "bidirectional", bidirectional)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-        raise RNNValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}")
+        raise RNNValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}", "dropout")
     check_int(owner, "proj_size", proj_size, 0)
     if proj_size >= hidden_size:
         raise RNNValueError(
             f"{owner}: proj_size must be smaller than hidden_size ({hidden_size}), or 0 for no projection; "
-            f"got {proj_size}"
+            f"got {proj_size}", "proj_size"
         )

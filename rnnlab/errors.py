@@ -13,11 +13,20 @@ class RNNShapeError(ValueError, RuntimeError):
     """A tensor has the wrong rank or size (``ValueError`` and ``RuntimeError``)."""
 
 
-class RNNTypeError(TypeError, RuntimeError):
+class _NamesArgument:
+    """An error that may name the constructor argument it is about (``argument``; None when it is about a
+    tensor passed to forward), so a caller such as rnnlab-train can point at its own key for it."""
+
+    def __init__(self, message: str, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+
+
+class RNNTypeError(_NamesArgument, TypeError, RuntimeError):
     """A tensor has the wrong dtype or device, or an argument the wrong type."""
 
 
-class RNNValueError(ValueError, RuntimeError):
+class RNNValueError(_NamesArgument, ValueError, RuntimeError):
     """An argument has a value outside the ones it accepts (``ValueError`` and ``RuntimeError``)."""
 
 

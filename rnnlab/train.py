@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ TASK_OF_DATA = {  # the task each data module feeds
     "rnnlab.data.sentiment.SentimentData": "rnnlab.tasks.SentimentTask",
     "rnnlab.data.forecasting.ForecastData": "rnnlab.tasks.ForecastTask",
 }
-LAYER_ARGUMENT = re.compile(r"^\w+: (\w+) ")  # "GRU: hidden_size must be ..." names the layer's argument
 
 
 def user_error(err: Exception) -> Exception | None:
@@ -67,11 +65,10 @@ def instantiate_model(cfg: DictConfig):
         cause = err.__cause__
         if not isinstance(cause, (RNNValueError, RNNTypeError)):
             raise
-        found = LAYER_ARGUMENT.match(str(cause))
-        key = found and found.group(1) in cfg.model and f"model.{found.group(1)}"
-        if not key:
+        name = cause.argument  # the layer's constructor argument, which the task takes under the same key
+        if name is None or name not in cfg.model:
             raise ConfigError(f"a model.* key is out of range: {cause}; check the model.* keys") from cause
-        raise ConfigError(f"{key}={cfg.model[found.group(1)]!r} is not accepted ({cause}); set {key} on the "
+        raise ConfigError(f"model.{name}={cfg.model[name]!r} is not accepted ({cause}); set model.{name} on the "
                           "command line") from cause
 
 
