@@ -43,7 +43,7 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # Persistent kernels (cell, operand width, backward) that may use every register their block can have:
 # left to itself ptxas holds 8 warps to 128 registers a thread (room for a second block per SM), and with
 # Triton 3.6's ptxas (the GPU machine's) these then spilled 8-16 bytes: the half-precision LSTM backward
-# at BLOCK_H = 32 and the fp64 GRU forward at 16. Lifted, they use 141-164 registers and spill nothing
+# at BLOCK_H = 32 and the fp64 GRU forward at 16. Lifted, they use 104-164 registers and spill nothing
 # with Triton 3.6 or 3.9 (sm_80, sm_90). Not for every kernel: lifted, the fp32 LSTM backward spills.
 ALL_REGISTERS = {("lstm", "half", True), ("gru", "fp64", False)}
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
