@@ -76,6 +76,17 @@ PRESETS = {
         warmup=2,
         reps=10,
     ),
+    # The gpu preset's sizes beyond the persistent regime, for a run with RNNLAB_GRID_SYNC=1 (the resident
+    # regime and the tiled one spread over SMs), H = 256 and 512 first: the targets' decisive sizes.
+    "gpu-barrier": Preset(
+        cases=tuple(
+            Case(cell, 1024, B, H, H, dtype="bf16")
+            for H, cell, B in itertools.product((256, 512, 1024, 128), ("lstm", "gru"), (1, 16, 64))
+        ),
+        backends=("triton", "native"),
+        warmup=2,
+        reps=5,
+    ),
     # The pure-PyTorch path beside both kernels at one of those sizes (a step costs it a dozen launches).
     "gpu-torch": Preset(
         cases=tuple(Case(cell, 1024, 16, 256, 256, dtype="bf16") for cell in ("lstm", "gru", "rnn_tanh")),
