@@ -2,7 +2,7 @@
 
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh in registers for the
   whole sequence (hidden sizes up to MAX_PERSISTENT_H).
-- ``resident`` (CUDA, ``RNNLAB_GRID_SYNC=1``): the hidden units are split into column tiles of
+- ``resident`` (CUDA; off with ``RNNLAB_GRID_SYNC=0``): the hidden units are split into column tiles of
   RESIDENT_BLOCK_H, one program each (per batch tile), every program holding its tile's slice of W_hh
   on chip for the whole sequence and exchanging the state with the others through global memory at a
   grid barrier each step (hidden sizes up to MAX_RESIDENT_H, up to one program per SM; without a
@@ -11,11 +11,12 @@
 - ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
   state is exchanged through fp32 buffers in global memory. By default one program per batch tile
   walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
-  batch tile); with ``RNNLAB_GRID_SYNC=1`` on CUDA the column tiles are spread over up to one program
-  per SM that meet at a spin-wait barrier each step (off until it has been verified on a GPU). The
-  barrier needs every program resident at once, so such kernels go out as cooperative launches
-  (``launch_cooperative_grid``): CUDA then refuses a grid that cannot be co-resident instead of
-  leaving it to spin forever.
+  batch tile: 1.2-77x slower than cuDNN on an H200 at H = 128-1024); on CUDA the column tiles are spread
+  over up to one program per SM that meet at a spin-wait barrier each step (unless
+  ``RNNLAB_GRID_SYNC=0``). The barrier needs every program resident at once, so such kernels go out as
+  cooperative launches (``launch_cooperative_grid``): CUDA then refuses a grid that cannot be
+  co-resident instead of leaving it to spin forever. Verified on an H200 (tests/test_cuda.py, CUDA
+  graphs included; timings in benchmarks/results/gpu-NVIDIA-H200/grid-sync/).
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
 (tests and benchmarks). Block sizes are fixed per shape: there is no run-time autotuning, and Triton
@@ -43,9 +44,11 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # Persistent kernels (cell, operand width, backward) that may use every register their block can have:
 # left to itself ptxas holds 8 warps to 128 registers a thread (room for a second block per SM), and with
 # Triton 3.6's ptxas (the GPU machine's) these then spilled 8-16 bytes: the half-precision LSTM backward
-# at BLOCK_H = 32 and the fp64 GRU forward at 16. Lifted, they use 104-164 registers and spill nothing
-# with Triton 3.6 or 3.9 (sm_80, sm_90). Not for every kernel: lifted, the fp32 LSTM backward spills.
-ALL_REGISTERS = {("lstm", "half", True), ("gru", "fp64", False)}
+# at BLOCK_H = 32 and the fp64 GRU forward at 16; and, since the half-precision forwards store the
+# gates' pre-activations in the input dtype, the LSTM and GRU forward at 16 (8 bytes, with 96 registers
+# of 4 warps). Lifted, they use 94-164 registers and spill nothing (fit.py, sm_80 and sm_90). Not for
+# every kernel: lifted, the fp32 LSTM backward spills.
+ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half", False), ("gru", "fp64", False)}
 # 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
 # spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
 TILED_WARPS, TILED_STAGES = 4, 1
@@ -89,9 +92,16 @@ def operand_width(dtype: torch.dtype) -> str:
 
 
 def accumulator(dtype: torch.dtype) -> torch.dtype:
-    """The type of the kernels' state, stored activations and gradients for input ``dtype``: fp64 for fp64
-    input (so the kernels pass gradcheck), else fp32."""
+    """The type of the kernels' state and gradients for input ``dtype``: fp64 for fp64 input (so the
+    kernels pass gradcheck), else fp32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def stored(dtype: torch.dtype) -> torch.dtype:
+    """The type of the activations a training forward keeps for the backward, for input ``dtype``: the
+    input's own in fp16/bf16 (as cuDNN keeps them; in fp32 the LSTM kept 1.6-1.7x cuDNN's activation
+    memory on an H200), else the accumulator's. The backward computes in the accumulator type."""
+    return dtype if dtype in (torch.float16, torch.bfloat16) else accumulator(dtype)
 
 
 def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
@@ -132,9 +142,14 @@ def max_resident_h(cell: str, dtype: torch.dtype, backward: bool = False) -> int
 
 
 def grid_sync_enabled() -> bool:
-    """Whether the tiled regime may spread a batch tile's columns over programs that meet at a grid
-    barrier (``RNNLAB_GRID_SYNC=1``; never under the interpreter)."""
-    return os.environ.get("RNNLAB_GRID_SYNC") == "1" and not INTERPRET
+    """Whether programs may meet at a grid barrier (the resident regime, and the tiled one spread over
+    SMs): on by default, off with ``RNNLAB_GRID_SYNC=0``, never under the interpreter (it runs one program
+    at a time, so the barrier would deadlock)."""
+    value = os.environ.get("RNNLAB_GRID_SYNC", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"RNNLAB_GRID_SYNC must be 0 (one program per batch tile) or 1 (the default: "
+                         f"programs meet at a grid barrier); got {value!r}")
+    return value == "1" and not INTERPRET
 
 
 @contextmanager
@@ -225,7 +240,7 @@ def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj
     if programs == batch_tiles:  # one tile covers H: no program waits on another
         return None
     if not (grid_sync_enabled() and x.is_cuda):
-        return (f"{programs} programs would meet at a grid barrier, which needs CUDA and RNNLAB_GRID_SYNC=1 "
+        return (f"{programs} programs would meet at a grid barrier, which needs CUDA without RNNLAB_GRID_SYNC=0 "
                 "(the interpreter runs one program at a time)")
     if programs > _sms(x):
         return f"it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"

@@ -30,7 +30,7 @@ from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from . import gru, lstm, rnn
-from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, max_resident_h, plan, resident_launch
+from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, max_resident_h, plan, resident_launch, stored
 
 KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
@@ -39,7 +39,8 @@ TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, 
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
-ACC_BUFFERS = {"HF", "DHP", "C", "G", "HN", "CN", "GHN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
+ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
+STORED_BUFFERS = {"C", "G", "GHN"}  # the activations kept for the backward (dispatch.stored)
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
@@ -74,16 +75,19 @@ class Fit:
 
 
 def _signature(kernel: str, dt: str) -> dict[str, str]:
-    """Argument types of ``kernel`` for input dtype ``dt``: state and gate buffers are in the accumulator
-    type (fp32, fp64 for fp64 input), lengths and counters int32, the other pointers the input dtype;
-    upper-case flags are constexprs."""
+    """Argument types of ``kernel`` for input dtype ``dt``: state and gradient buffers are in the accumulator
+    type (fp32, fp64 for fp64 input), the stored activations in dispatch.stored's, lengths and counters
+    int32, the other pointers the input dtype; upper-case flags are constexprs."""
     acc = "*fp64" if dt == "fp64" else "*fp32"
+    keep = "*" + next(name for name, t in TORCH_DTYPES.items() if t == stored(TORCH_DTYPES[dt]))
 
     def kind(arg: str) -> str:
         if arg in SCALARS:
             return "i32"
         if arg in ACC_BUFFERS:
             return acc
+        if arg in STORED_BUFFERS:
+            return keep
         if arg in INT_BUFFERS:
             return "*i32"
         return "constexpr" if arg.isupper() and arg.endswith(_FLAGS) else f"*{dt}"

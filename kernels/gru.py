@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection
+from ..recurrence.common import autocast_off, bias_grad, input_projection, refuse_double_backward
 from .common import (
     batch_rows,
     batch_tile,
@@ -33,28 +33,31 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import accumulator, plan
+from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
 def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask, STORE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the input projections (GX), the recurrent products
     hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y)
-    and, when STORE (training), the activated gates (G) and h W_hn^T + b_hn (GHN); returns the new h."""
+    and, when STORE (training), the gates' pre-activations (G, from which the backward recomputes them)
+    and h W_hn^T + b_hn (GHN); returns the new h."""
     cmask = (cols < H)[None, :]
-    r = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(hr.dtype) + hr
-                + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
-    z = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(hr.dtype) + hz
-                + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    a_r = (tl.load(GX + gates, mask=mask, other=0.0).to(hr.dtype) + hr
+           + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    a_z = (tl.load(GX + gates + H, mask=mask, other=0.0).to(hr.dtype) + hz
+           + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    r, z = sigmoid(a_r), sigmoid(a_z)
     ghn = hn + tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype)
-    n = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hr.dtype) + r * ghn)
+    a_n = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hr.dtype) + r * ghn
+    n = tanh(a_n)
     h_new = n + z * (h - n)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
-        tl.store(G + gates, r, mask=mask)
-        tl.store(G + gates + H, z, mask=mask)
-        tl.store(G + gates + 2 * H, n, mask=mask)
-        tl.store(GHN + out, ghn, mask=mask)
+        tl.store(G + gates, a_r.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + H, a_z.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + 2 * H, a_n.to(G.dtype.element_ty), mask=mask)
+        tl.store(GHN + out, ghn.to(GHN.dtype.element_ty), mask=mask)
     return h_new
 
 
@@ -63,12 +66,12 @@ def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
     """The backward of _gru_cell for a tile: from the gradient dh reaching h_t, stores the input-side (DG)
     and hidden-side (DGH) pre-activation gradients and returns the hidden-side ones with the direct part
     of the gradient passed on to h_{t-1} (dh * z; the products with W_hh come on top)."""
-    r = tl.load(G + gates, mask=mask, other=0.0)
-    z = tl.load(G + gates + H, mask=mask, other=0.0)
-    n = tl.load(G + gates + 2 * H, mask=mask, other=0.0)
+    r = sigmoid(tl.load(G + gates, mask=mask, other=0.0).to(dh.dtype))  # recomputed from the pre-activations
+    z = sigmoid(tl.load(G + gates + H, mask=mask, other=0.0).to(dh.dtype))
+    n = tanh(tl.load(G + gates + 2 * H, mask=mask, other=0.0).to(dh.dtype))
     d_z = dh * (h_prev - n) * z * (1.0 - z)
     d_n = dh * (1.0 - z) * (1.0 - n * n)
-    d_r = d_n * tl.load(GHN + out, mask=mask, other=0.0) * r * (1.0 - r)
+    d_r = d_n * tl.load(GHN + out, mask=mask, other=0.0).to(dh.dtype) * r * (1.0 - r)
     tl.store(DG + gates, d_r, mask=mask)
     tl.store(DG + gates + H, d_z, mask=mask)
     tl.store(DG + gates + 2 * H, d_n, mask=mask)
@@ -202,18 +205,18 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
 @autocast_off
 def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
               batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the activated gates
-    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both fp32 (empty unless ``store``)."""
+    """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the gates' pre-activations
+    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both in the stored type (empty unless ``store``)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
-    acc = accumulator(x.dtype)
+    acc, keep = accumulator(x.dtype), stored(x.dtype)
     gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
     b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
-    G = torch.zeros(T if store else 0, B, 3 * H, dtype=acc, device=x.device)
-    ghn = torch.zeros(T if store else 0, B, H, dtype=acc, device=x.device)
+    G = torch.zeros(T if store else 0, B, 3 * H, dtype=keep, device=x.device)
+    ghn = torch.zeros(T if store else 0, B, H, dtype=keep, device=x.device)
     hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
@@ -230,9 +233,9 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    kept, acc = T if store else 0, accumulator(x.dtype)
-    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=acc),
-            x.new_empty(kept, B, H, dtype=acc))
+    kept, keep = T if store else 0, stored(x.dtype)
+    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=keep),
+            x.new_empty(kept, B, H, dtype=keep))
 
 
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
@@ -277,6 +280,7 @@ def _gru_setup(ctx, inputs, output):
 
 
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
+    refuse_double_backward("GRU", "triton")
     need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
     grads = gru_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse, need)
     return (*wanted(grads, need), None, None, None)

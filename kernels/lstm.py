@@ -3,7 +3,10 @@
 Persistent regime (dispatch.py): one program owns BLOCK_B batch rows of one layer direction for the
 whole sequence: it loads the four (H, H) gate blocks of W_hh once, keeps h and c in fp32 registers,
 and per step adds h @ W_g^T to the precomputed input projection, applies the gates and stores h, c and
-the activated gates (what the backward needs: no recomputation of the products). Rows finish at their
+the gates' pre-activations (what the backward needs: it recomputes the activations, a few exponentials,
+but no product; in fp16/bf16 c and the pre-activations are stored in the input dtype, halving the
+activation memory, and recomputing keeps the sigmoid derivatives that a rounded gate near 1 would
+lose). Rows finish at their
 own length (packed input); in the reverse direction each row starts at its own last step. The backward
 walks time in reverse with the same weight blocks (untransposed) and stores the gradients of the gate
 pre-activations; dx and the weight gradients are GEMMs over all timesteps outside the kernel, as in
@@ -31,7 +34,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads
+from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads, refuse_double_backward
 from .common import (
     batch_rows,
     batch_tile,
@@ -54,40 +57,44 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import accumulator, plan
+from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
 def _lstm_cell(GX, Y, y_off, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
     hi..ho give the gates, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
-    projection the unprojected h) and, when STORE (training), c (C) and the activated gates (G);
-    returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
-    i = sigmoid(tl.load(GX + gates, mask=mask, other=0.0).to(hi.dtype) + hi)
-    f = sigmoid(tl.load(GX + gates + H, mask=mask, other=0.0).to(hi.dtype) + hf)
-    g = tanh(tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hi.dtype) + hg)
-    o = sigmoid(tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(hi.dtype) + ho)
+    projection the unprojected h) and, when STORE (training), c (C) and the gates' pre-activations (G,
+    from which the backward recomputes them); returns the new h and c. Gate variants (layer norm,
+    dropout masks) belong here."""
+    a_i = tl.load(GX + gates, mask=mask, other=0.0).to(hi.dtype) + hi
+    a_f = tl.load(GX + gates + H, mask=mask, other=0.0).to(hi.dtype) + hf
+    a_g = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hi.dtype) + hg
+    a_o = tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(hi.dtype) + ho
+    i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
     tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
-        tl.store(C + out, c_new, mask=mask)
-        tl.store(G + gates, i, mask=mask)
-        tl.store(G + gates + H, f, mask=mask)
-        tl.store(G + gates + 2 * H, g, mask=mask)
-        tl.store(G + gates + 3 * H, o, mask=mask)
+        tl.store(C + out, c_new.to(C.dtype.element_ty), mask=mask)
+        tl.store(G + gates, a_i.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + H, a_f.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + 2 * H, a_g.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + 3 * H, a_o.to(G.dtype.element_ty), mask=mask)
     return h_new, c_new
 
 
 @triton.jit
 def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask):
     """The backward of _lstm_cell for a tile: from the gradients dh and dc reaching h_t and c_t, stores the
-    gate pre-activation gradients (DG) and returns them with the gradient passed on to c_{t-1}."""
-    i = tl.load(G + gates, mask=mask, other=0.0)
-    f = tl.load(G + gates + H, mask=mask, other=0.0)
-    g = tl.load(G + gates + 2 * H, mask=mask, other=0.0)
-    o = tl.load(G + gates + 3 * H, mask=mask, other=0.0)
-    tc = tanh(tl.load(C + out, mask=mask, other=0.0))
+    gate pre-activation gradients (DG) and returns them with the gradient passed on to c_{t-1}. The gates
+    are recomputed from their stored pre-activations in dh's type: G and C may be stored narrower
+    (half precision), and a sigmoid rounded to bf16 near 1 would leave its derivative s(1 - s) no digit."""
+    i = sigmoid(tl.load(G + gates, mask=mask, other=0.0).to(dh.dtype))
+    f = sigmoid(tl.load(G + gates + H, mask=mask, other=0.0).to(dh.dtype))
+    g = tanh(tl.load(G + gates + 2 * H, mask=mask, other=0.0).to(dh.dtype))
+    o = sigmoid(tl.load(G + gates + 3 * H, mask=mask, other=0.0).to(dh.dtype))
+    tc = tanh(tl.load(C + out, mask=mask, other=0.0).to(dh.dtype))
     d_o = dh * tc * o * (1.0 - o)
     dc = dc + dh * o * (1.0 - tc * tc)
     d_i = dc * g * i * (1.0 - i)
@@ -142,7 +149,7 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         am = m2 & active
         out = row_t * H + cols[None, :]
-        c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
+        c_prev = load_previous(C, C0, out, state, s, B, H, am, DH0.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
         d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
                                                        dh_t, dc, am)
@@ -258,7 +265,7 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
             else:
                 dh_t = tl.load(DHS + state, mask=am, other=0.0)
                 dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
-            c_prev = load_previous(C, C0, out, state, s, B, H, am, C.dtype.element_ty, REVERSE)
+            c_prev = load_previous(C, C0, out, state, s, B, H, am, DCS.dtype.element_ty, REVERSE)
             _, _, _, _, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t,
                                                    tl.load(DCS + state, mask=am, other=0.0), am)
             tl.store(DCS + state, dc_prev, mask=am)
@@ -287,19 +294,19 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
                b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward as a custom op: Y (T, B, P), h_n (B, P), c_n (B, H) (P = H without a projection
-    w_hr (P, H)), and for the backward the activated gates G (T, B, 4H), the cell states C (T, B, H) and
-    with a projection the unprojected outputs HF (T, B, H), in the accumulator type (empty unless
-    ``store``; HF also without a projection)."""
+    w_hr (P, H)), and for the backward the gates' pre-activations G (T, B, 4H), the cell states C (T, B, H) and
+    with a projection the unprojected outputs HF (T, B, H); G and C in the stored type, HF in the
+    accumulator's (empty unless ``store``; HF also without a projection)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
     launch = plan("lstm", x, H, B, proj=w_hr is not None)
-    acc = accumulator(x.dtype)
+    acc, keep = accumulator(x.dtype), stored(x.dtype)
     kept = T if store else 0
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, P, dtype=x.dtype, device=x.device)
-    C = torch.zeros(kept, B, H, dtype=acc, device=x.device)
-    G = torch.zeros(kept, B, 4 * H, dtype=acc, device=x.device)
+    C = torch.zeros(kept, B, H, dtype=keep, device=x.device)
+    G = torch.zeros(kept, B, 4 * H, dtype=keep, device=x.device)
     # the unprojected outputs: every step's when training, else only the current step's
     HF = x.new_zeros((T if store else 1, B, H) if w_hr is not None else (0, B, H), dtype=acc)
     hn = torch.empty(B, P, dtype=acc, device=x.device)
@@ -320,9 +327,9 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store):
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    kept, acc = T if store else 0, accumulator(x.dtype)
-    return (x.new_empty(T, B, P), x.new_empty(B, P), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=acc),
-            x.new_empty(kept, B, H, dtype=acc), x.new_empty(kept if w_hr is not None else 0, B, H, dtype=acc))
+    kept, acc, keep = T if store else 0, accumulator(x.dtype), stored(x.dtype)
+    return (x.new_empty(T, B, P), x.new_empty(B, P), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=keep),
+            x.new_empty(kept, B, H, dtype=keep), x.new_empty(kept if w_hr is not None else 0, B, H, dtype=acc))
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
@@ -375,6 +382,7 @@ def _lstm_setup(ctx, inputs, output):
 
 
 def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF):
+    refuse_double_backward("LSTM", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
     grads = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,

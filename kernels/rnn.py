@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection
+from ..recurrence.common import autocast_off, bias_grad, input_projection, refuse_double_backward
 from .common import (
     batch_rows,
     batch_tile,
@@ -204,6 +204,7 @@ def _rnn_setup(ctx, inputs, output):
 
 
 def _rnn_backward(ctx, dY, dh_n):
+    refuse_double_backward("RNN", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
     dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,

@@ -7,7 +7,7 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 - ``"torch"``: rnnlab's pure-PyTorch recurrence (:mod:`rnnlab.recurrence`), the reference;
 - ``"native"``: PyTorch's own ATen/cuDNN kernel on the same weights;
 - ``"triton"``: the fused Triton kernels (any hidden size and LSTM ``proj_size``; CUDA tensors, or the
-  CPU under ``TRITON_INTERPRET=1``; not yet verified on a GPU);
+  CPU under ``TRITON_INTERPRET=1``);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
@@ -16,6 +16,8 @@ raises under ``create_graph=True``.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 
 import torch
@@ -31,29 +33,61 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool, packed: bool = False,
-                    proj: bool = False, autocast: bool = False) -> str:
+                    proj: bool = False, autocast: bool = False, hidden_size: int = 0, batch: int = 0) -> str:
     """The backend that runs for a module of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") configured
-    with ``backend``, on input like ``x``; ``training``: gradients will be taken; ``autocast``: inside
-    ``torch.autocast`` for x's device, where "auto" leaves the dtypes to torch.nn's own kernel. Under a
-    ``torch.func`` transform (grad, vmap, jacrev, ...) "auto" runs the native kernel too: rnnlab's
-    hand-written backwards are not written for those transforms.
+    with ``backend``, on input like ``x`` (of ``batch`` sequences, into ``hidden_size`` units); ``training``:
+    gradients will be taken; ``autocast``: inside ``torch.autocast`` for x's device, where "auto" leaves
+    the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) "auto"
+    runs the native kernel too: rnnlab's hand-written backwards are not written for those transforms.
 
-    "auto" follows the measurements in benchmarks/README.md. On the CPU in fp32/fp64, training steps run
-    on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
+    "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they
+    beat cuDNN (:func:`fused_beats_cudnn`), and cuDNN elsewhere. On the CPU in fp32/fp64, training steps
+    run on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
     through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM does not
     take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
-    with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference, the plain LSTM on
-    the CPU and everything on GPUs run PyTorch's native kernel until the fused kernels are verified.
+    with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference and the plain LSTM
+    on the CPU run PyTorch's native kernel.
     """
     if backend != "auto":
         return backend
     if autocast or torch._C._are_functorch_transforms_active():
         return "native"
+    if x.is_cuda:
+        return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
         return "native"
     if mode == "LSTM" and not (packed or proj):
         return "native"
     return "torch"
+
+
+# GPUs whose kernel configurations fit.py checks (sm_80, sm_90): elsewhere shared memory and registers
+# per SM differ, and "auto" leaves the fused kernels alone
+_FITTED_CAPABILITIES = ((8, 0), (9, 0))
+
+
+def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
+    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
+    measured on an H200 (benchmarks/results/gpu-NVIDIA-H200/grid-sync/, bf16, T = 1024, B in {1, 16, 64}):
+    LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime (LSTM up to
+    H = 512, GRU 256, with at most one program per SM), where forward and backward took 0.15-0.93x of
+    cuDNN's time and the forward alone 0.15-0.35x. Not the tiled regime (the GRU at H = 512 was
+    1.14x cuDNN's forward at B = 16; both cells 1.5-2.7x at H = 1024), fp32 or the plain RNN (not
+    timed), or ``proj_size`` (tiled only)."""
+    if mode not in ("LSTM", "GRU") or proj or x.dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if torch.cuda.get_device_capability(x.device) not in _FITTED_CAPABILITIES or not _triton_installed():
+        return False
+    from .kernels.dispatch import grid_sync_enabled, plan
+
+    if hidden_size > 64 and not grid_sync_enabled():  # beyond the persistent regime only with the barrier
+        return False
+    return plan(mode.lower(), x, hidden_size, batch).regime != "tiled"
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 class _RecurrentLayer:
@@ -78,7 +112,8 @@ class _RecurrentLayer:
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
-                                  packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None)
+                                  packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
+                                  hidden_size=self.hidden_size, batch=seq.batch)
         if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off

@@ -5,16 +5,14 @@
 #   PRESET=gpu-full bash scripts/gpu_check.sh 3000   (another benchmark preset than gpu)
 # Steps, most important first; each is cut at its own limit and at what is left of the budget, and a
 # step that does not fit is skipped and says so:
-#   1. gpu tests (tests/test_cuda.py): the fused kernels and the reference path against cuDNN, CUDA graphs
-#   2. the grid-barrier variants against cuDNN (RNNLAB_GRID_SYNC=1: resident first, then tiled across SMs
-#      and a CUDA graph of cooperative launches; CUDA only), which decide whether the barrier becomes
-#      the default
-#   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
-#   4. the same timings with the grid barrier (triton only; skipped if its tests failed)
-#   5. activation memory, preset gpu
-#   6. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
-#   7. the same tests' multi-program cases with the grid barrier (CUDA only)
-#   8. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
+#   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
+#      path against cuDNN, CUDA graphs, what backend="auto" picks
+#   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
+#   3. activation memory, preset gpu
+#   4. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
+#   5. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
+#      under the interpreter) against cuDNN
+#   6. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
 # Every kernel configuration compiles on first use (the machine starts with an empty Triton cache).
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
@@ -73,35 +71,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
 lim=$(limit_for 150)
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
-barrier=1  # whether the grid-barrier tests passed
-if [[ $name == cpu ]]; then
-    echo "=== grid-barrier tests and benchmark: skipped, no CUDA device (the barrier never runs elsewhere)" \
-        | tee -a "$log"
-else
-    lim=$(limit_for 120)
-    step "grid-barrier tests" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -m gpu -k "resident or tiled" \
-        tests/test_cuda.py::test_resident_regime_matches_cudnn tests/test_cuda.py::test_fused_kernels_match_cudnn \
-        tests/test_cuda.py::test_fused_forward_replays_in_a_cuda_graph && barrier=0
-fi
 lim=$(limit_for 180)
 step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
     --out "$res"
-if ((barrier == 0)); then
-    lim=$(limit_for 120)
-    step "grid-barrier benchmark" "$lim" env RNNLAB_GRID_SYNC=1 "$PY" benchmarks/run.py --preset "$preset" \
-        --backends triton --budget-s "$(run_budget "$lim")" --out "$res/grid-sync"
-elif [[ $name != cpu ]]; then
-    echo "=== grid-barrier benchmark: skipped, its tests did not pass" | tee -a "$log"
-fi
 lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
-if [[ $name != cpu ]]; then  # the cases where more than one program meets at the barrier
-    lim=$(limit_for 90)
-    step "fused-kernel tests, grid barrier" "$lim" env RNNLAB_GRID_SYNC=1 "${pytest[@]}" -m "not slow" \
-        -k "H50 or half or proj or resident" tests/test_triton_kernels.py
-fi
+lim=$(limit_for 60)
+step "tiled regime without the grid barrier" "$lim" env RNNLAB_GRID_SYNC=0 "${pytest[@]}" -m gpu -k tiled \
+    tests/test_cuda.py::test_fused_kernels_match_cudnn
 lim=$(limit_for 90)
 step "benchmark gpu-torch" "$lim" "$PY" benchmarks/run.py --preset gpu-torch --budget-s "$(run_budget "$lim")" \
     --out "$res/torch"

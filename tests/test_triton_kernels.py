@@ -5,7 +5,7 @@ regime, 50 to 100 in the tiled one: two or more column tiles, the last one parti
 slices of the reduction), both directions, packed input with unequal lengths, more than one batch tile,
 and fp16/bf16 with tolerances measured against float64. Under the interpreter the tiled regime runs
 one program per batch tile (the grid barrier would deadlock there); the multi-program variant is for a
-GPU (scripts/gpu_check.sh runs this file again with RNNLAB_GRID_SYNC=1).
+GPU, where it is the default (scripts/gpu_check.sh runs this file on one).
 
 The kernels keep their state and accumulate in fp32, or in fp64 for fp64 input: that is how they pass
 torch.autograd.gradcheck in float64 (both regimes, packed and reversed).
@@ -23,7 +23,13 @@ import rnnlab
 from parity import assert_same, make_inputs, make_pair, relative_errors, run
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
-from rnnlab.kernels.dispatch import force_regime, max_resident_h, plan, resident_launch  # noqa: E402
+from rnnlab.kernels.dispatch import (  # noqa: E402
+    force_regime,
+    grid_sync_enabled,
+    max_resident_h,
+    plan,
+    resident_launch,
+)
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
@@ -67,7 +73,17 @@ def test_fused_against_torch_nn_without_initial_state(cell):
     _, fused, ref = _pair(20, cell=cell, batch_first=True)
     x, hx, leaves = make_inputs(ref, "batched", T=9, B=3, dtype=torch.float32, with_state=False, seed=5,
                                 device=DEVICE)
-    assert_same(run(fused, x, hx, leaves), run(ref.to(DEVICE), x, hx, leaves), 2e-5)
+    assert_same(run(fused, x, hx, leaves), run(ref.to(DEVICE), x, hx, leaves), 2e-5, scaled=DEVICE == "cuda")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_double_backward_through_the_fused_kernels_is_refused(cell):
+    """The fused backward is not differentiable: create_graph=True (a gradient penalty) is an error that
+    names the way out, not a failure at the second backward or second-order terms silently dropped."""
+    _, fused, _ = _pair(8, cell=cell)
+    x = torch.randn(5, 2, 5, device=DEVICE, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"backend='triton' .* create_graph=True .* use backend='native'"):
+        torch.autograd.grad(fused(x)[0].sum(), x, create_graph=True)
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
@@ -170,7 +186,7 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     assert plan("lstm", x16, 64, 40).regime == "persistent"
     assert plan("gru", x16, 64, 40).regime == "persistent" and plan("gru", x16, 65, 40).regime == "tiled"
     tiled = plan("rnn", x16, 1024, 40)
-    assert tiled.grid == (3, 1) and not tiled.meta["GRID_SYNC"]  # the grid barrier is opt-in (and GPU-only)
+    assert tiled.grid == (3, 1) and not tiled.meta["GRID_SYNC"]  # the grid barrier is for CUDA only
     assert not tiled.meta["launch_cooperative_grid"]
     # programs that meet at the barrier must all be resident: a cooperative launch, which CUDA refuses otherwise
     spread = resident_launch(x16, 256, 40)
@@ -185,6 +201,14 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     assert max_resident_h("gru", torch.float16) == 256 and max_resident_h("gru", torch.float16, True) == 128
 
 
+def test_grid_sync_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("RNNLAB_GRID_SYNC", "yes")
+    with pytest.raises(ValueError, match=r"RNNLAB_GRID_SYNC must be 0 .* or 1 .*; got 'yes'"):
+        grid_sync_enabled()
+    monkeypatch.setenv("RNNLAB_GRID_SYNC", "0")
+    assert not grid_sync_enabled()
+
+
 def test_unsupported_configurations_say_so():
     _, fused, _ = _pair(200)
     with force_regime("persistent"), pytest.raises(NotImplementedError, match=r"LSTM hidden sizes up to 32 .*=200"):
@@ -197,8 +221,9 @@ def test_unsupported_configurations_say_so():
     with force_regime("resident"), pytest.raises(NotImplementedError, match=r"no projection"):
         proj(torch.randn(3, 2, 5, device=DEVICE))
     x = torch.zeros(1, 4, 1, device=DEVICE)
-    with force_regime("resident"), pytest.raises(NotImplementedError, match=r"2 programs would meet at a grid barrier"):
-        plan("lstm", x, 20, 4)
+    if not (grid_sync_enabled() and x.is_cuda):  # the interpreter, or RNNLAB_GRID_SYNC=0
+        with force_regime("resident"), pytest.raises(NotImplementedError, match=r"2 programs would meet at a grid"):
+            plan("lstm", x, 20, 4)
     with force_regime("resident"), pytest.raises(NotImplementedError, match=r"forward holds .* 32 for torch.float32"):
         plan("lstm", x, 1024, 4)
     x16 = x.half()  # the forward holds H = 512, the backward only 256 (fit.py)

@@ -53,13 +53,13 @@ def bias_grad(d_out: torch.Tensor, need: bool) -> torch.Tensor | None:
     return d_out.reshape(-1, d_out.shape[-1]).sum(0) if need else None
 
 
-def refuse_double_backward(cell: str) -> None:
+def refuse_double_backward(cell: str, backend: str = "torch") -> None:
     """Raise if autograd is recording a hand-written backward (``create_graph=True``: a gradient penalty, a
     Hessian-vector product). Those backwards are not differentiable, so the gradients they return would
     carry no graph and second-order terms would be dropped without a word."""
     if torch.is_grad_enabled():
         raise RuntimeError(
-            f"{cell}: backend='torch' has a hand-written backward that is not itself differentiable, so it cannot "
+            f"{cell}: backend='{backend}' has a hand-written backward that is not itself differentiable, so it cannot "
             "run with create_graph=True (double backward, gradient penalties); use backend='native' for that"
         )
 
