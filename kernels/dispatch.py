@@ -19,8 +19,9 @@
   graphs included; timings in benchmarks/results/gpu-NVIDIA-H200/grid-sync/).
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
-(tests and benchmarks). Block sizes are fixed per shape: there is no run-time autotuning, and Triton
-caches each compiled configuration.
+(tests and benchmarks), and :func:`force_tiling` the tiled regime's blocks (benchmarks/tune_tiled.py).
+Block sizes are fixed per shape: there is no run-time autotuning, and Triton caches each compiled
+configuration.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
                   ("gru", "half"): (256, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 _forced: str | None = None
+_tiling: tuple[int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages) of force_tiling
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def block_h(H: int) -> int:
 
 def tiled_blocks(H: int) -> tuple[int, int]:
     """(BLOCK_H, BLOCK_K) of the tiled regime: 32 output columns a tile, the reduction streamed in slices of
-    32 (H <= 128) or 64. Not tuned on a GPU yet."""
+    32 (H <= 128) or 64. Not tuned on a GPU yet (benchmarks/tune_tiled.py times the alternatives)."""
     return 32, (32 if H <= 128 else 64)
 
 
@@ -166,6 +168,24 @@ def force_regime(regime: str | None):
         _forced = previous
 
 
+@contextmanager
+def force_tiling(block_h: int, block_k: int, stages: int):
+    """Run the tiled regime with column tiles of ``block_h`` hidden units, reduction slices of ``block_k``
+    and ``stages`` software-pipelining stages inside the block, instead of tiled_blocks and TILED_STAGES,
+    which are not tuned on a GPU yet (benchmarks/tune_tiled.py times the candidates)."""
+    global _tiling
+    for name, value in (("block_h", block_h), ("block_k", block_k)):
+        if value < 16 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two >= 16 (the smallest tl.dot tile); got {value}")
+    if stages < 1:
+        raise ValueError(f"stages must be >= 1; got {stages}")
+    previous, _tiling = _tiling, (block_h, block_k, stages)
+    try:
+        yield
+    finally:
+        _tiling = previous
+
+
 def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False) -> Launch:
     """The launch of ``cell``'s forward (or ``backward``) kernel for input ``x`` (T, B, I), hidden size ``H``
     and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime. The two directions
@@ -193,13 +213,13 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
         if regime == "resident":
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
-    bh, bk = tiled_blocks(H)
+    bh, bk, stages = _tiling or (*tiled_blocks(H), TILED_STAGES)
     programs = 1
     if grid_sync_enabled() and x.is_cuda:
         programs = max(1, min(triton.cdiv(H, bh), _sms(x) // batch_tiles))
     return Launch("tiled", (batch_tiles, programs),
                   {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": bh, "BLOCK_K": bk, "K_RES": 0,
-                   "num_warps": TILED_WARPS, "num_stages": TILED_STAGES})
+                   "num_warps": TILED_WARPS, "num_stages": stages})
 
 
 def common_meta(x: torch.Tensor) -> dict:

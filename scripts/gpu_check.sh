@@ -9,10 +9,11 @@
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   3. activation memory, preset gpu
-#   4. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
-#   5. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
+#   4. the tiled regime's untuned blocks and pipelining stages (benchmarks/tune_tiled.py; CUDA only)
+#   5. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
+#   6. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
-#   6. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
+#   7. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
 # Every kernel configuration compiles on first use (the machine starts with an empty Triton cache).
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
@@ -76,6 +77,13 @@ step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --bud
     --out "$res"
 lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
+if [[ $name == cpu ]]; then
+    echo "=== tiled-regime tuning: skipped, no CUDA device" | tee -a "$log"
+else
+    lim=$(limit_for 120)
+    step "tiled-regime tuning" "$lim" "$PY" benchmarks/tune_tiled.py --budget-s "$(run_budget "$lim")" \
+        --out "$res/tune-tiled"
+fi
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
 lim=$(limit_for 60)

@@ -25,6 +25,7 @@ from parity import assert_same, make_inputs, make_pair, relative_errors, run
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels.dispatch import (  # noqa: E402
     force_regime,
+    force_tiling,
     grid_sync_enabled,
     max_resident_h,
     plan,
@@ -199,6 +200,24 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     # up to the sizes that compile without spills (fit.py); the backward's limits are lower
     assert max_resident_h("lstm", torch.bfloat16) == 512 and max_resident_h("lstm", torch.bfloat16, True) == 256
     assert max_resident_h("gru", torch.float16) == 256 and max_resident_h("gru", torch.float16, True) == 128
+
+
+@pytest.mark.parametrize("tiling", [(16, 16, 1), (16, 128, 2)], ids=["narrow", "wide-k"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_forced_tilings_match_reference(cell, tiling):
+    """The tiled regime's candidate blocks (benchmarks/tune_tiled.py): 16-unit column tiles, and reduction
+    slices wider than H (masked), give the reference's numbers."""
+    torch.manual_seed(5)
+    reference, fused, ref = _pair(50, cell=cell)
+    x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=8, device=DEVICE)
+    with force_regime("tiled"), force_tiling(*tiling):
+        assert plan(cell.split("_")[0], torch.zeros(1, 5, 5, device=DEVICE), 50, 5).meta["BLOCK_H"] == tiling[0]
+        got = run(fused, x, hx, leaves)
+    assert_same(got, run(reference, x, hx, leaves), 2e-5)
+    with pytest.raises(ValueError, match=r"block_h must be a power of two >= 16 .*; got 24"), force_tiling(24, 64, 1):
+        pass
+    with pytest.raises(ValueError, match=r"stages must be >= 1; got 0"), force_tiling(16, 64, 0):
+        pass
 
 
 def test_grid_sync_setting_is_checked(monkeypatch):

@@ -1,0 +1,99 @@
+"""Time the tiled regime's untuned choices on a GPU: column-tile width (BLOCK_H), reduction slice
+(BLOCK_K) and software-pipelining stages, at the sizes where the tiled regime runs and loses to cuDNN
+(bf16, T = 1024: LSTM at H = 1024, GRU at 512 and 1024). The dispatcher's current choice comes first in
+each group; a choice that wins everywhere it fits belongs in rnnlab.kernels.dispatch.tiled_blocks.
+
+    python benchmarks/tune_tiled.py --out benchmarks/results/gpu-<device>/tune-tiled --budget-s 120
+
+Writes results.json (one record per measurement, with its tiling) and results.md (time over the
+current choice's in the same run), rewritten after every record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from presets import Case, Preset  # benchmarks/ is on sys.path when run as a script
+from run import environment, measure, not_run
+
+from rnnlab.kernels.dispatch import TILED_STAGES, force_regime, force_tiling, tiled_blocks
+
+SIZES = ("lstm:1024", "gru:1024", "gru:512")  # cell:hidden size
+BATCHES = (16, 1, 64)
+# (BLOCK_H, BLOCK_K, stages): narrower tiles spread a step over more SMs, wider slices and pipelining
+# hide L2 latency (each slice's load waits on the last without it)
+CHOICES = ((16, 64, 1), (32, 128, 1), (32, 64, 2), (16, 64, 2), (16, 128, 2), (32, 64, 3))
+TIMING = Preset(cases=(), backends=("triton",), warmup=2, reps=5)
+
+
+def tilings(H: int) -> list[tuple[int, int, int]]:
+    """The dispatcher's current tiling for hidden size ``H`` first, then the other candidates."""
+    current = (*tiled_blocks(H), TILED_STAGES)
+    return [current, *(choice for choice in CHOICES if choice != current)]
+
+
+def write(result: dict, out: Path) -> None:
+    """results.json, and results.md with each time over the current tiling's for the same case and mode."""
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    base = {}
+    rows = ["| cell | H | B | mode | BLOCK_H | BLOCK_K | stages | ms | / current |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for rec in result["records"]:
+        key = (rec["cell"], rec["H"], rec["B"], rec["mode"])
+        ms = rec["median_ms"]
+        base.setdefault(key, ms)
+        ratio = f"{ms / base[key]:.2f}x" if ms is not None and base[key] else "-"
+        shown = f"{ms:.3f}" if ms is not None else rec.get("note", "not run")
+        rows.append(f"| {' | '.join(str(v) for v in (*key, *rec['tiling']))} | {shown} | {ratio} |")
+    env = result["environment"]
+    head = (f"# Tiled-regime choices on {env['device']}\n\n{env['date']}, torch {env['torch']}, triton "
+            f"{env['triton']}, commit {env['git_commit']}. bf16, I = H; median of {TIMING.reps} runs; "
+            "the first row of each case and mode is the dispatcher's current choice.\n\n")
+    (out / "results.md").write_text(head + "\n".join(rows) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="directory for results.json and results.md")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no measurement after this many seconds; the rest are recorded as not run")
+    parser.add_argument("--sizes", nargs="+", default=SIZES, help=f"cell:hidden_size pairs (default {SIZES})")
+    parser.add_argument("--batches", nargs="+", type=int, default=BATCHES)
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1 (a smoke test)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        parser.error(f"--device {args.device} runs the kernels only under TRITON_INTERPRET=1; the timings that "
+                     "matter need a CUDA device")
+    try:
+        sizes = [(cell, int(H)) for cell, H in (size.split(":") for size in args.sizes)]
+    except ValueError:
+        parser.error(f"--sizes takes cell:hidden_size pairs such as lstm:1024; got {args.sizes}")
+    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"preset": "tune-tiled", "environment": environment(device), "records": []}
+    for (cell, H), B in itertools.product(sizes, args.batches):
+        case = Case(cell, args.seq_len, B, H, H, dtype="bf16")
+        for mode, tiling in itertools.product(("fwd", "fwd+bwd"), tilings(H)):
+            if deadline is not None and time.monotonic() > deadline:
+                rec = not_run(case, "triton", mode, f"not run: the {args.budget_s:g} s budget was spent")
+            else:
+                print(f"BLOCK_H, BLOCK_K, stages = {tiling}", flush=True)
+                with force_regime("tiled"), force_tiling(*tiling):
+                    rec = measure(case, "triton", mode, device, TIMING)
+            rec["tiling"] = list(tiling)
+            result["records"].append(rec)
+            write(result, args.out)
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
