@@ -10,6 +10,9 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,3 +34,12 @@ def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
     assert {"gpu-cpu/gpu_check.log", "gpu-cpu/results.md", "gpu-cpu/memory.json"} <= names
     assert results["preset"] == "tiny" and len(results["records"]) == 2 * 2 * 3
     assert all(r["median_ms"] is not None for r in results["records"] if r["backend"] != "triton")
+
+
+def test_gpu_profile_says_what_it_needs_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a machine with a GPU profiles instead")
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_profile.sh"), "30"], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert proc.returncode == 1 and "needs a CUDA device and ncu (Nsight Compute); found device 'cpu'" in proc.stdout

@@ -1,0 +1,51 @@
+"""One fused layer's kernels, isolated for a profiler such as Nsight Compute: builds the layer, runs it
+twice to compile and warm up, then once more between torch.cuda.profiler.start() and stop(), so
+``ncu --profile-from-start off`` sees only that call (scripts/gpu_profile.sh).
+
+    ncu --profile-from-start off --section WarpStateStats python benchmarks/profile_step.py lstm 64 16
+
+Prints the regime that ran and the call's time (CUDA events, unprofiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from presets import Case  # benchmarks/ is on sys.path when run as a script
+from run import backend_note, build, step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cell", choices=("lstm", "gru", "rnn_tanh", "rnn_relu"))
+    parser.add_argument("hidden_size", type=int)
+    parser.add_argument("batch", type=int)
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
+    parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), default="fwd")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA device (the profiled kernels run there)")
+    device = torch.device("cuda")
+    case = Case(args.cell, args.seq_len, args.batch, args.hidden_size, args.hidden_size, dtype=args.dtype)
+    module, x = build(case, "triton", device)
+    for _ in range(2):  # compile, then warm up
+        step(module, x, args.mode)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    step(module, x, args.mode)
+    end.record()
+    torch.cuda.synchronize()
+    ms = start.elapsed_time(end)
+    torch.cuda.profiler.start()
+    step(module, x, args.mode)
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    print(f"{case.label()} {args.mode}: {backend_note(case, 'triton', args.mode, device)}; "
+          f"{ms:.3f} ms unprofiled, {ms * 1000 / case.T:.2f} us a step")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
