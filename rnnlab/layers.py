@@ -41,7 +41,8 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     runs the native kernel too: rnnlab's hand-written backwards are not written for those transforms.
 
     "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they
-    beat cuDNN (:func:`fused_beats_cudnn`), and cuDNN elsewhere. On the CPU in fp32/fp64, training steps
+    beat cuDNN (:func:`fused_beats_cudnn`; their backward is not differentiable, so a gradient penalty
+    there needs ``backend="native"``), and cuDNN elsewhere. On the CPU in fp32/fp64, training steps
     run on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
     through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM does not
     take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
@@ -70,19 +71,26 @@ def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, 
     """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
     measured on an H200 (benchmarks/results/gpu-NVIDIA-H200/grid-sync/, bf16, T = 1024, B in {1, 16, 64}):
     LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime (LSTM up to
-    H = 512, GRU 256, with at most one program per SM), where forward and backward took 0.15-0.93x of
-    cuDNN's time and the forward alone 0.15-0.35x. Not the tiled regime (the GRU at H = 512 was
-    1.14x cuDNN's forward at B = 16; both cells 1.5-2.7x at H = 1024), fp32 or the plain RNN (not
+    H = 512, GRU 256, with at most one program per SM), where forward and backward took 0.13-0.93x of
+    cuDNN's time and the forward alone 0.13-0.29x. Not the tiled regime (the GRU at H = 512 was
+    1.14x cuDNN's forward at B = 16; both cells 1.1-2.9x at H = 1024), fp32 or the plain RNN (not
     timed), or ``proj_size`` (tiled only)."""
-    if mode not in ("LSTM", "GRU") or proj or x.dtype not in (torch.float16, torch.bfloat16):
+    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
+
+
+@torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant, not a graph break
+def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidden_size: int, batch: int,
+                       proj: bool) -> bool:
+    if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if torch.cuda.get_device_capability(x.device) not in _FITTED_CAPABILITIES or not _triton_installed():
+    if torch.cuda.get_device_capability(device) not in _FITTED_CAPABILITIES or not _triton_installed():
         return False
     from .kernels.dispatch import grid_sync_enabled, plan
 
     if hidden_size > 64 and not grid_sync_enabled():  # beyond the persistent regime only with the barrier
         return False
-    return plan(mode.lower(), x, hidden_size, batch).regime != "tiled"
+    like = torch.empty(0, batch, 1, dtype=dtype, device=device)
+    return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"
 
 
 @functools.cache

@@ -73,3 +73,15 @@ def test_native_backend_takes_packed_input_as_it_is(monkeypatch):
     assert y.data.shape == (6, 4)
     with pytest.raises(AssertionError, match="padded"):
         rnnlab.GRU(3, 4, backend="torch")(packed)
+
+
+def test_the_cuda_choice_is_a_constant_under_torch_compile():
+    """torch.compile(fullgraph=True) takes auto's CUDA decision as a constant (no graph break); on a CPU
+    tensor it is always False."""
+    from rnnlab.layers import fused_beats_cudnn
+
+    def f(x):
+        return x + 1 if fused_beats_cudnn("LSTM", x, 64, 16, False) else x - 1
+
+    x = torch.zeros(2, dtype=torch.bfloat16)
+    assert torch.equal(torch.compile(f, fullgraph=True)(x), x - 1)
