@@ -66,7 +66,8 @@ PRESETS = {
     # The fused-kernel issue's targets: bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024, against
     # cuDNN; sized for a few minutes on one H100 (scripts/gpu_check.sh), smallest hidden sizes first (a
     # run cut short by --budget-s loses the largest). The triton rows run the persistent regime up to
-    # H = 64 and the tiled one beyond (resident up to 256, GRU 128, with RNNLAB_GRID_SYNC=1).
+    # H = 64, the resident one up to the sizes its forward holds (LSTM 512, GRU 256) and the tiled one
+    # beyond; with RNNLAB_GRID_SYNC=0, the tiled one from H = 128.
     "gpu": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")
@@ -76,8 +77,8 @@ PRESETS = {
         warmup=2,
         reps=10,
     ),
-    # The gpu preset's sizes beyond the persistent regime, for a run with RNNLAB_GRID_SYNC=1 (the resident
-    # regime and the tiled one spread over SMs), H = 256 and 512 first: the targets' decisive sizes.
+    # The gpu preset's sizes beyond the persistent regime (the resident regime and the tiled one spread
+    # over SMs), H = 256 and 512 first, 5 repetitions: about a minute on an H200, for a short device slot.
     "gpu-barrier": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")
