@@ -40,9 +40,10 @@ def test_fused_kernels_match_cudnn(cell, form, H):
     assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 1e-4, scaled=True)
 
 
-@pytest.mark.parametrize("H", [32, 300], ids=["persistent", "tiled"])
+@pytest.mark.parametrize("H", [32, 300, 600], ids=["persistent", "resident", "tiled"])
 def test_fused_forward_replays_in_a_cuda_graph(H):
-    """Unpacked input: the fused forward allocates and launches only on the device, so it captures."""
+    """Unpacked input: the fused forward allocates and launches only on the device, so it captures, the
+    cooperative launches of the resident and (bf16 LSTM beyond H = 512) spread tiled regimes included."""
     torch.manual_seed(2)
     mine = make_pair("lstm", 16, H, torch.bfloat16, backend="triton")[1].cuda()
     x = torch.randn(20, 8, 16, device="cuda", dtype=torch.bfloat16)
