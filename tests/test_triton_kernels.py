@@ -294,6 +294,17 @@ def test_custom_ops_pass_opcheck(cell, P, packed):
     torch.library.opcheck(op, _op_args(cell, _inputs(cell, P=P), packed))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_custom_ops_pass_opcheck_in_bf16(cell):
+    """bf16 stores its activations for the backward in bf16 (dispatch.stored), the state's outputs in
+    fp32: the fake implementation must say the same."""
+    torch.manual_seed(8)
+    op = getattr(torch.ops.rnnlab, f"{cell}_fused").default
+    args = _op_args(cell, _inputs(cell, dtype=torch.bfloat16))
+    assert op(*args)[-2].dtype == torch.bfloat16  # G (LSTM: C), kept for the backward
+    torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_layers_compile_without_graph_breaks(cell):
     """A 2-layer bidirectional fused layer under torch.compile(fullgraph=True) gives eager's outputs and
