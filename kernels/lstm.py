@@ -6,11 +6,10 @@ and per step adds h @ W_g^T to the precomputed input projection, applies the gat
 the gates' pre-activations (what the backward needs: it recomputes the activations, a few exponentials,
 but no product; in fp16/bf16 c and the pre-activations are stored in the input dtype, halving the
 activation memory, and recomputing keeps the sigmoid derivatives that a rounded gate near 1 would
-lose). Rows finish at their
-own length (packed input); in the reverse direction each row starts at its own last step. The backward
-walks time in reverse with the same weight blocks (untransposed) and stores the gradients of the gate
-pre-activations; dx and the weight gradients are GEMMs over all timesteps outside the kernel, as in
-rnnlab.recurrence.lstm.
+lose). Rows finish at their own length (packed input); in the reverse direction each row starts at its
+own last step. The backward walks time in reverse with the same weight blocks (untransposed) and stores
+the gradients of the gate pre-activations; dx and the weight gradients are GEMMs over all timesteps
+outside the kernel, as in rnnlab.recurrence.lstm.
 
 Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidden units (all four
 gates of each). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
