@@ -37,19 +37,31 @@ from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _gru_cell(GX, BHH, Y, G, GHN, gates, out, cols, H, hr, hz, hn, h, mask, STORE: tl.constexpr):
-    """One step of a (BB, BH) tile, both regimes: the input projections (GX), the recurrent products
-    hr, hz, hn and the hidden biases (BHH, at ``cols``) give r, z, n, which update h (fp32); stores h (Y)
-    and, when STORE (training), the gates' pre-activations (G, from which the backward recomputes them)
-    and h W_hn^T + b_hn (GHN); returns the new h."""
+def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's input projections for one step in ACC, the hidden biases of r and z added, and
+    b_hn (BHH at ``cols``). Callers load them before the recurrent products, so the loads are in flight
+    together (see lstm._lstm_inputs)."""
     cmask = (cols < H)[None, :]
-    a_r = (tl.load(GX + gates, mask=mask, other=0.0).to(hr.dtype) + hr
-           + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
-    a_z = (tl.load(GX + gates + H, mask=mask, other=0.0).to(hr.dtype) + hz
-           + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype))
+    x_r = (tl.load(GX + gates, mask=mask, other=0.0).to(ACC)
+           + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(ACC))
+    x_z = (tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
+           + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(ACC))
+    x_n = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
+    b_n = tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(ACC)
+    return x_r, x_z, x_n, b_n
+
+
+@triton.jit
+def _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, out, H, hr, hz, hn, h, mask, STORE: tl.constexpr):
+    """One step of a (BB, BH) tile, both regimes: the input projections and biases (from _gru_inputs)
+    and the recurrent products hr, hz, hn give r, z, n, which update h (fp32); stores h (Y) and, when
+    STORE (training), the gates' pre-activations (G, from which the backward recomputes them) and
+    h W_hn^T + b_hn (GHN); returns the new h."""
+    a_r = x_r + hr
+    a_z = x_z + hz
     r, z = sigmoid(a_r), sigmoid(a_z)
-    ghn = hn + tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(hr.dtype)
-    a_n = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hr.dtype) + r * ghn
+    ghn = hn + b_n
+    a_n = x_n + r * ghn
     n = tanh(a_n)
     h_new = n + z * (h - n)
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
@@ -90,14 +102,22 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
     w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
+    active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
+    x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, row_t * (3 * H) + cols[None, :], cols, H, m2 & active, h.dtype)
     for s in range(0, T):
-        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        active, row_t = step_rows(s, length, rows, B, REVERSE)
         am = m2 & active
+        # the next step's input projections, loaded a step ahead (they do not depend on h)
+        next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
+        n_r, n_z, n_n, _ = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active,
+                                       h.dtype)
         hd = h.to(w_r.dtype)
-        h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
+        gates = row_t * (3 * H) + cols[None, :]
+        h_new = _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, row_t * H + cols[None, :], H,
                           tl.dot(hd, w_r, input_precision=PRECISION), tl.dot(hd, w_z, input_precision=PRECISION),
                           tl.dot(hd, w_n, input_precision=PRECISION), h, am, STORE)
         h = tl.where(active, h_new, h)
+        x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + state, h, mask=m2)
 
 
@@ -143,6 +163,9 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
+            gates = row_t * (3 * H) + cols[None, :]
+            x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, gates, cols, H, am, HS.dtype.element_ty)
+            h_prev = tl.load(HS + src + state, mask=am, other=0.0)
             if K_RES:
                 hr, hz, hn, _ = gate_products(HS + src, state_rows, active, w_all, H, BLOCK_B, BLOCK_H, K_RES,
                                               PRECISION)
@@ -153,8 +176,8 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                                        BLOCK_K, DOT_F32, PRECISION, W, 0)
                 hn = recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
                                        BLOCK_K, DOT_F32, PRECISION, W, 0)
-            h_new = _gru_cell(GX, BHH, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], cols, H,
-                              hr, hz, hn, tl.load(HS + src + state, mask=am, other=0.0), am, STORE)
+            h_new = _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, row_t * H + cols[None, :], H, hr, hz, hn, h_prev,
+                              am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)

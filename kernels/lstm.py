@@ -60,16 +60,29 @@ from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _lstm_cell(GX, Y, y_off, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
-    """One step of a (BB, BH) tile, both regimes: the input projections (GX) plus the recurrent products
-    hi..ho give the gates, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
-    projection the unprojected h) and, when STORE (training), c (C) and the gates' pre-activations (G,
-    from which the backward recomputes them); returns the new h and c. Gate variants (layer norm,
-    dropout masks) belong here."""
-    a_i = tl.load(GX + gates, mask=mask, other=0.0).to(hi.dtype) + hi
-    a_f = tl.load(GX + gates + H, mask=mask, other=0.0).to(hi.dtype) + hf
-    a_g = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(hi.dtype) + hg
-    a_o = tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(hi.dtype) + ho
+def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's input projections for one step, per gate, in ACC. Callers load them before the
+    recurrent products, so the four loads are in flight together; loaded inside the cell, after the
+    products, each waited in turn (the sm_90 code converts each into the product's layout behind a
+    barrier before its own product)."""
+    x_i = tl.load(GX + gates, mask=mask, other=0.0).to(ACC)
+    x_f = tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
+    x_g = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
+    x_o = tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(ACC)
+    return x_i, x_f, x_g, x_o
+
+
+@triton.jit
+def _lstm_cell(x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
+    """One step of a (BB, BH) tile, both regimes: the input projections (x_*, from _lstm_inputs) plus the
+    recurrent products hi..ho give the gates, which update c (fp32); stores h (Y at ``y_off``: the
+    output, or with a projection the unprojected h) and, when STORE (training), c (C) and the gates'
+    pre-activations (G, from which the backward recomputes them); returns the new h and c. Gate
+    variants (layer norm, dropout masks) belong here."""
+    a_i = x_i + hi
+    a_f = x_f + hf
+    a_g = x_g + hg
+    a_o = x_o + ho
     i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
@@ -117,17 +130,24 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     w_o = gate_block(W, 3, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
+    active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
+    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row_t * (4 * H) + cols[None, :], H, m2 & active, h.dtype)
     for s in range(0, T):
-        active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        active, row_t = step_rows(s, length, rows, B, REVERSE)
         am = m2 & active
+        # the next step's input projections, loaded a step ahead (they do not depend on h)
+        next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
+        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
         hd = h.to(w_i.dtype)
         out = row_t * H + cols[None, :]
+        gates = row_t * (4 * H) + cols[None, :]
         h_new, c_new = _lstm_cell(
-            GX, Y, out, C, G, row_t * (4 * H) + cols[None, :], out, H,
+            x_i, x_f, x_g, x_o, Y, out, C, G, gates, out, H,
             tl.dot(hd, w_i, input_precision=PRECISION), tl.dot(hd, w_f, input_precision=PRECISION),
             tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am, STORE)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     tl.store(HN + state, h, mask=m2)
     tl.store(CN + state, c, mask=m2)
 
@@ -192,6 +212,9 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                     h_target, h_off = HF, state
             else:
                 h_target, h_off = Y, out
+            gates = row_t * (4 * H) + cols[None, :]
+            x_i, x_f, x_g, x_o = _lstm_inputs(GX, gates, H, am, HS.dtype.element_ty)
+            c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
             if K_RES:
                 hi, hf, hg, ho = gate_products(HS + h_src, h_rows, active, w_all, P, BLOCK_B, BLOCK_H, K_RES,
                                                PRECISION)
@@ -204,8 +227,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                                        PRECISION, W, 0)
                 ho = recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
                                        PRECISION, W, 0)
-            h_new, c_new = _lstm_cell(GX, h_target, h_off, C, G, row_t * (4 * H) + cols[None, :], out, H, hi, hf, hg,
-                                      ho, tl.load(CS + c_src + state, mask=am, other=0.0), am, STORE)
+            h_new, c_new = _lstm_cell(x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, out, H, hi, hf, hg, ho, c_prev,
+                                      am, STORE)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
