@@ -105,9 +105,11 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
     x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, row_t * (3 * H) + cols[None, :], cols, H, m2 & active, h.dtype)
     for s in range(0, T):
-        active, row_t = step_rows(s, length, rows, B, REVERSE)
+        active, row_t = step_rows(s, length, rows, B, REVERSE)  # recomputed, not carried: see _lstm_fwd_kernel
         am = m2 & active
-        # the next step's input projections, loaded a step ahead (they do not depend on h)
+        # the next step's input projections, loaded a step ahead (they do not depend on h; the hidden biases
+        # come along: loaded once before the loop, they held 3 more tiles in registers and the fp32 kernel
+        # spilled 8-24 bytes at its 128, fit.py, sm_90)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_r, n_z, n_n, _ = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active,
                                        h.dtype)

@@ -133,6 +133,8 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row_t * (4 * H) + cols[None, :], H, m2 & active, h.dtype)
     for s in range(0, T):
+        # recomputed rather than carried from the last step's next_*: carrying them made the BLOCK_H = 64
+        # half-precision kernel spill 16 bytes at its 128 registers (fit.py, sm_90)
         active, row_t = step_rows(s, length, rows, B, REVERSE)
         am = m2 & active
         # the next step's input projections, loaded a step ahead (they do not depend on h)
