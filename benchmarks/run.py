@@ -231,6 +231,20 @@ def measure(case: Case, backend: str, mode: str, device: torch.device, preset) -
     return rec
 
 
+class Budget:
+    """``--budget-s``: measurements may start until ``seconds`` have passed (None: no limit)."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def spent(self, case: Case, backend: str, mode: str) -> dict | None:
+        """The not-run record of a measurement that would start too late, or None if it may start."""
+        if self.deadline is None or time.monotonic() <= self.deadline:
+            return None
+        return not_run(case, backend, mode, f"not run: the {self.seconds:g} s budget was spent")
+
+
 def exit_status(records: list[dict]) -> int:
     """1 if any measurement failed (see failure_note), else 0."""
     return int(any(rec.get("note", "").startswith("failed:") for rec in records))
@@ -256,16 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     if args.backends:
         preset = dataclasses.replace(preset, backends=tuple(args.backends))
-    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
+    budget = Budget(args.budget_s)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"preset": args.preset, "environment": environment(device), "records": []}
     for case in preset.cases:
         for mode in preset.modes:
             for backend in preset.backends:
-                if deadline is not None and time.monotonic() > deadline:
-                    rec = not_run(case, backend, mode, f"not run: the {args.budget_s:g} s budget was spent")
-                else:
-                    rec = measure(case, backend, mode, device, preset)
+                rec = budget.spent(case, backend, mode) or measure(case, backend, mode, device, preset)
                 result["records"].append(rec)
                 write_results(result, args.out)  # after every record: a run cut short keeps what it measured
     plots = write_plots(result, args.out)

@@ -15,12 +15,11 @@ import argparse
 import itertools
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 from presets import Case, Preset  # benchmarks/ is on sys.path when run as a script
-from run import environment, measure, not_run
+from run import Budget, environment, measure
 
 from rnnlab.kernels.dispatch import TILED_STAGES, force_regime, force_tiling, tiled_blocks
 
@@ -76,15 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [(cell, int(H)) for cell, H in (size.split(":") for size in args.sizes)]
     except ValueError:
         parser.error(f"--sizes takes cell:hidden_size pairs such as lstm:1024; got {args.sizes}")
-    deadline = time.monotonic() + args.budget_s if args.budget_s is not None else None
+    budget = Budget(args.budget_s)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"preset": "tune-tiled", "environment": environment(device), "records": []}
     for (cell, H), B in itertools.product(sizes, args.batches):
         case = Case(cell, args.seq_len, B, H, H, dtype="bf16")
         for mode, tiling in itertools.product(("fwd", "fwd+bwd"), tilings(H)):
-            if deadline is not None and time.monotonic() > deadline:
-                rec = not_run(case, "triton", mode, f"not run: the {args.budget_s:g} s budget was spent")
-            else:
+            rec = budget.spent(case, "triton", mode)
+            if rec is None:
                 print(f"BLOCK_H, BLOCK_K, stages = {tiling}", flush=True)
                 with force_regime("tiled"), force_tiling(*tiling):
                     rec = measure(case, "triton", mode, device, TIMING)
