@@ -34,6 +34,9 @@ import torch
 import triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# The GPUs every launchable configuration is cross-compiled and checked for (fit.py): compute capability
+# (major, minor) and the shared memory one block may use. On others "auto" leaves the fused kernels alone.
+FITTED_TARGETS = {(8, 0): 163 * 1024, (9, 0): 227 * 1024}
 REGIMES = ("persistent", "resident", "tiled")
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and

@@ -30,12 +30,21 @@ from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from . import gru, lstm, rnn
-from .dispatch import BLOCK_B, MAX_PERSISTENT_H, force_regime, max_resident_h, plan, resident_launch, stored
+from .dispatch import (
+    BLOCK_B,
+    FITTED_TARGETS,
+    MAX_PERSISTENT_H,
+    force_regime,
+    max_resident_h,
+    plan,
+    resident_launch,
+    stored,
+)
 
 KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
-TARGETS = {"sm_80": (80, 163 * 1024), "sm_90": (90, 227 * 1024)}  # capability, shared memory per block
+TARGETS = {f"sm_{major}{minor}": (10 * major + minor, shared) for (major, minor), shared in FITTED_TARGETS.items()}
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)

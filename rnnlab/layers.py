@@ -62,11 +62,6 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     return "torch"
 
 
-# GPUs whose kernel configurations fit.py checks (sm_80, sm_90): elsewhere shared memory and registers
-# per SM differ, and "auto" leaves the fused kernels alone
-_FITTED_CAPABILITIES = ((8, 0), (9, 0))
-
-
 def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
     """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
     measured on an H200 (benchmarks/results/gpu-NVIDIA-H200/grid-sync/, bf16, T = 1024, B in {1, 16, 64}):
@@ -83,10 +78,12 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
                        proj: bool) -> bool:
     if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if torch.cuda.get_device_capability(device) not in _FITTED_CAPABILITIES or not _triton_installed():
+    if not _triton_installed():
         return False
-    from .kernels.dispatch import grid_sync_enabled, plan
+    from .kernels.dispatch import FITTED_TARGETS, grid_sync_enabled, plan
 
+    if torch.cuda.get_device_capability(device) not in FITTED_TARGETS:  # shared memory and registers differ
+        return False
     if hidden_size > 64 and not grid_sync_enabled():  # beyond the persistent regime only with the barrier
         return False
     like = torch.empty(0, batch, 1, dtype=dtype, device=device)
