@@ -1,7 +1,8 @@
-"""Time the tiled regime's untuned choices on a GPU: column-tile width (BLOCK_H), reduction slice
-(BLOCK_K) and software-pipelining stages, at the sizes where the tiled regime runs and loses to cuDNN
-(bf16, T = 1024: LSTM at H = 1024, GRU at 512 and 1024). The dispatcher's current choice comes first in
-each group; a choice that wins everywhere it fits belongs in rnnlab.kernels.dispatch.tiled_blocks.
+"""Time the tiled regime's untuned choices on a GPU: column-tile width (BLOCK_H), the forward's reduction
+slice (BLOCK_K; the backward's is dispatch.backward_k of it), software-pipelining stages and warps, at the
+sizes where the tiled regime runs and lost to cuDNN (bf16, T = 1024: LSTM at H = 1024, GRU at 512 and
+1024). The dispatcher's current choice comes first in each group; a choice that wins everywhere it fits
+belongs in rnnlab.kernels.dispatch's TILED_* constants.
 
     python benchmarks/tune_tiled.py --out benchmarks/results/gpu-<device>/tune-tiled --budget-s 120
 
@@ -19,21 +20,29 @@ from pathlib import Path
 
 import torch
 from presets import Case, Preset  # benchmarks/ is on sys.path when run as a script
-from run import Budget, environment, measure
+from run import Budget, environment, exit_status, measure
 
-from rnnlab.kernels.dispatch import TILED_STAGES, force_regime, force_tiling, tiled_blocks
+from rnnlab.kernels.dispatch import (
+    TILED_BLOCK_H,
+    TILED_BLOCK_K,
+    TILED_STAGES,
+    TILED_WARPS,
+    force_regime,
+    force_tiling,
+)
 
 SIZES = ("lstm:1024", "gru:1024", "gru:512")  # cell:hidden size
 BATCHES = (16, 1, 64)
-# (BLOCK_H, BLOCK_K, stages): narrower tiles spread a step over more SMs, wider slices and pipelining
-# hide L2 latency (each slice's load waits on the last without it)
-CHOICES = ((16, 64, 1), (32, 128, 1), (32, 64, 2), (16, 64, 2), (16, 128, 2), (32, 64, 3))
+# (BLOCK_H, BLOCK_K, stages, warps): longer slices mean fewer per step (each one's loads wait on the last
+# without pipelining), narrower tiles spread a step over more SMs, pipelining hides L2 latency; all but
+# the last two fit sm_90 without spills in bf16 (fit.py, Triton 3.9; 32-unit tiles with 4 warps spill)
+CHOICES = ((32, 64, 1, 8), (16, 64, 1, 4), (16, 32, 1, 4), (32, 32, 2, 8), (16, 64, 2, 4), (32, 64, 1, 4))
 TIMING = Preset(cases=(), backends=("triton",), warmup=2, reps=5)
 
 
-def tilings(H: int) -> list[tuple[int, int, int]]:
-    """The dispatcher's current tiling for hidden size ``H`` first, then the other candidates."""
-    current = (*tiled_blocks(H), TILED_STAGES)
+def tilings() -> list[tuple[int, int, int, int]]:
+    """The dispatcher's current tiling first, then the other candidates."""
+    current = (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
     return [current, *(choice for choice in CHOICES if choice != current)]
 
 
@@ -41,8 +50,8 @@ def write(result: dict, out: Path) -> None:
     """results.json, and results.md with each time over the current tiling's for the same case and mode."""
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     base = {}
-    rows = ["| cell | H | B | mode | BLOCK_H | BLOCK_K | stages | ms | / current |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| cell | H | B | mode | BLOCK_H | BLOCK_K | stages | warps | ms | / current |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for rec in result["records"]:
         key = (rec["cell"], rec["H"], rec["B"], rec["mode"])
         ms = rec["median_ms"]
@@ -80,17 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {"preset": "tune-tiled", "environment": environment(device), "records": []}
     for (cell, H), B in itertools.product(sizes, args.batches):
         case = Case(cell, args.seq_len, B, H, H, dtype="bf16")
-        for mode, tiling in itertools.product(("fwd", "fwd+bwd"), tilings(H)):
+        for mode, tiling in itertools.product(("fwd", "fwd+bwd"), tilings()):
             rec = budget.spent(case, "triton", mode)
             if rec is None:
-                print(f"BLOCK_H, BLOCK_K, stages = {tiling}", flush=True)
+                print(f"BLOCK_H, BLOCK_K, stages, warps = {tiling}", flush=True)
                 with force_regime("tiled"), force_tiling(*tiling):
                     rec = measure(case, "triton", mode, device, TIMING)
             rec["tiling"] = list(tiling)
             result["records"].append(rec)
             write(result, args.out)
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
-    return 0
+    return exit_status(result["records"])
 
 
 if __name__ == "__main__":

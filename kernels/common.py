@@ -134,26 +134,42 @@ def resident_slice(W, row0, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_H: tl.const
 
 
 @triton.jit
-def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr, DOT_F32: tl.constexpr):
-    """The forward's resident block (K_RES, 4 * BLOCK_H): for this program's column tile (``program_id(1)``)
-    the rows of each of the GATES gate blocks of W (GATES * H, K), transposed side by side (column
-    g * BLOCK_H + u: gate g, hidden unit u of the tile), zero past GATES, H and K; in fp32 when DOT_F32.
-    Loaded once before the time loop for gate_products."""
+def gate_rows(j, H, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The rows (4 * BLOCK_H,) of a stacked weight W (GATES * H, K) that column tile ``j`` of every gate
+    reads, side by side (entry g * BLOCK_H + u: gate g, hidden unit j * BLOCK_H + u), GATES * H (past W's
+    rows, so masked) past GATES and H."""
     c = tl.arange(0, 4 * BLOCK_H)
     gate = c // BLOCK_H
-    unit = tl.program_id(1) * BLOCK_H + c % BLOCK_H
-    rows = tl.where((gate < GATES) & (unit < H), gate * H + unit, GATES * H)  # GATES * H: masked as past N
-    return weight_slice(W, 0, rows, tl.arange(0, K_RES), GATES * H, K, K, True, DOT_F32)
+    unit = j * BLOCK_H + c % BLOCK_H
+    return tl.where((gate < GATES) & (unit < H), gate * H + unit, GATES * H)
 
 
 @triton.jit
-def gate_products(A, a_rows, a_mask, w_all, K, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr,
-                  PRECISION: tl.constexpr):
-    """The four (BB, BLOCK_H) products, in A's type, of the rows of A (length K, from the (BB, 1) offsets
-    ``a_rows``, masked by ``a_mask``) with each gate of resident_gates' block: one tl.dot for all gates
-    (N = 4 * BLOCK_H, so the warps share out the columns instead of each repeating a 16-wide product;
-    fit.py: about 80 registers fewer than a product a gate), then split by gate."""
-    pre = resident_product(A, a_rows, a_mask, w_all, K, K_RES, PRECISION)  # (BB, 4 BH)
+def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr, DOT_F32: tl.constexpr):
+    """In the resident regime (K_RES > 0), the forward's block (K_RES, 4 * BLOCK_H) of this program's column
+    tile (``program_id(1)``): the gate_rows of W (GATES * H, K) transposed, zero past them and K; in fp32
+    when DOT_F32. Loaded once before the time loop for gate_products; otherwise W itself."""
+    if K_RES:
+        rows = gate_rows(tl.program_id(1), H, GATES, BLOCK_H)
+        w = weight_slice(W, 0, rows, tl.arange(0, K_RES), GATES * H, K, K, True, DOT_F32)
+    else:
+        w = W
+    return w
+
+
+@triton.jit
+def gate_products(A, a_rows, a_mask, W, j, H, K, GATES: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                  BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr, w_all,
+                  K_RES: tl.constexpr):
+    """The forward's four (BB, BLOCK_H) products, in A's type, of the rows of A (length K, from the (BB, 1)
+    offsets ``a_rows``, masked by ``a_mask``) with column tile ``j`` of each gate of W (GATES * H, K),
+    zero past GATES: one product for all gates (N = 4 * BLOCK_H), from the block resident_gates holds
+    (K_RES > 0) or streamed in BLOCK_K slices, then split by gate. One product, not one a gate: the warps
+    share out the columns instead of each repeating a 16-wide product (fit.py: about 80 registers fewer in
+    the resident regime), and a streamed step waits on a quarter as many slices (each slice's loads wait
+    on the last; on an H200 a tiled step took about 0.55 us a slice)."""
+    pre = recurrent_product(A, a_rows, a_mask, W, 0, gate_rows(j, H, GATES, BLOCK_H), GATES * H, K, K, True,
+                            BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)  # (BB, 4 BH)
     by_gate = tl.permute(tl.reshape(pre, (BLOCK_B, 4, BLOCK_H)), (0, 2, 1))  # (BB, BH, 4)
     even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: gate % 2
     g0, g2 = tl.split(even)

@@ -53,9 +53,15 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # of 4 warps). Lifted, they use 94-164 registers and spill nothing (fit.py, sm_80 and sm_90). Not for
 # every kernel: lifted, the fp32 LSTM backward spills.
 ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half", False), ("gru", "fp64", False)}
-# 4 warps, no software pipelining of the W_hh stream: every tiled kernel then fits sm_80 and sm_90 without
-# spills (fit.py; with Triton's default 3 stages the LSTM backward spills 320 bytes at 4 warps, 332 at 8)
-TILED_WARPS, TILED_STAGES = 4, 1
+# The tiled regime's blocks: column tiles of 32 hidden units, the forward's reduction in slices of 32 (the
+# backward's BACKWARD_K times longer, see backward_k), 8 warps, no software pipelining. At H = 1024 a
+# step then waits on 32 slices in each direction, where a product a gate with slices of 64 waited on 64
+# (0.55 us each on an H200); cross-compiled (fit.py, Triton 3.9), every tiled kernel fits sm_80 and
+# sm_90 so, all spill-free but the fp32 LSTM backward with a projection on sm_80 (96 bytes). Slices of 64
+# spilled 28-2500 bytes with 8 warps; 4 warps spilled with either. Not tuned on a GPU yet
+# (benchmarks/tune_tiled.py times the alternatives).
+TILED_BLOCK_H, TILED_BLOCK_K, TILED_WARPS, TILED_STAGES = 32, 32, 8, 1
+BACKWARD_K = 4  # see backward_k
 # The resident regime: 16 hidden units a program (the narrowest tl.dot tile: the most programs, the
 # fewest weights each), 8 warps with up to 255 registers a thread (the most 8 warps may have; left to
 # itself ptxas stopped some resident kernels at 128 and spilled, while the same setting made the
@@ -70,7 +76,7 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
                   ("gru", "half"): (256, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 _forced: str | None = None
-_tiling: tuple[int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages) of force_tiling
+_tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 
 
 @dataclass(frozen=True)
@@ -135,10 +141,12 @@ def block_h(H: int) -> int:
     return max(16, triton.next_power_of_2(H))
 
 
-def tiled_blocks(H: int) -> tuple[int, int]:
-    """(BLOCK_H, BLOCK_K) of the tiled regime: 32 output columns a tile, the reduction streamed in slices of
-    32 (H <= 128) or 64. Not tuned on a GPU yet (benchmarks/tune_tiled.py times the alternatives)."""
-    return 32, (32 if H <= 128 else 64)
+def backward_k(block_k: int) -> int:
+    """The backward's reduction slice for the forward's ``block_k``: BACKWARD_K times longer, since a forward
+    slice feeds every gate's columns at once (gate_products: BLOCK_K x 4 BLOCK_H weights) and a backward one
+    reduces over every gate (K = 4H for the LSTM) into one gate's width (BLOCK_K x BLOCK_H): slices of the
+    same size, and a step waits on as few of them."""
+    return BACKWARD_K * block_k
 
 
 def max_resident_h(cell: str, dtype: torch.dtype, backward: bool = False) -> int:
@@ -172,17 +180,19 @@ def force_regime(regime: str | None):
 
 
 @contextmanager
-def force_tiling(block_h: int, block_k: int, stages: int):
-    """Run the tiled regime with column tiles of ``block_h`` hidden units, reduction slices of ``block_k``
-    and ``stages`` software-pipelining stages inside the block, instead of tiled_blocks and TILED_STAGES,
-    which are not tuned on a GPU yet (benchmarks/tune_tiled.py times the candidates)."""
+def force_tiling(block_h: int, block_k: int, stages: int, warps: int):
+    """Run the tiled regime with column tiles of ``block_h`` hidden units, the forward's reduction slices of
+    ``block_k`` (the backward's: backward_k), ``stages`` software-pipelining stages and ``warps`` warps a
+    program inside the block, instead of the TILED_* choices, which are not tuned on a GPU yet
+    (benchmarks/tune_tiled.py times the candidates)."""
     global _tiling
-    for name, value in (("block_h", block_h), ("block_k", block_k)):
-        if value < 16 or value & (value - 1):
-            raise ValueError(f"{name} must be a power of two >= 16 (the smallest tl.dot tile); got {value}")
+    for name, value in (("block_h", block_h), ("block_k", block_k), ("warps", warps)):
+        if value < (1 if name == "warps" else 16) or value & (value - 1):
+            least = "1" if name == "warps" else "16 (the smallest tl.dot tile)"
+            raise ValueError(f"{name} must be a power of two >= {least}; got {value}")
     if stages < 1:
         raise ValueError(f"stages must be >= 1; got {stages}")
-    previous, _tiling = _tiling, (block_h, block_k, stages)
+    previous, _tiling = _tiling, (block_h, block_k, stages, warps)
     try:
         yield
     finally:
@@ -216,13 +226,15 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
         if regime == "resident":
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
-    bh, bk, stages = _tiling or (*tiled_blocks(H), TILED_STAGES)
+    bh, bk, stages, warps = _tiling or (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
+    if backward:
+        bk = backward_k(bk)
     programs = 1
     if grid_sync_enabled() and x.is_cuda:
         programs = max(1, min(triton.cdiv(H, bh), _sms(x) // batch_tiles))
     return Launch("tiled", (batch_tiles, programs),
                   {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": bh, "BLOCK_K": bk, "K_RES": 0,
-                   "num_warps": TILED_WARPS, "num_stages": stages})
+                   "num_warps": warps, "num_stages": stages})
 
 
 def common_meta(x: torch.Tensor) -> dict:
@@ -245,7 +257,7 @@ def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
     return Launch("resident", (triton.cdiv(B, BLOCK_B), programs),
                   {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
-                   "BLOCK_K": tiled_blocks(H)[1], "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
+                   "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
                    "num_stages": TILED_STAGES, "maxnreg": 255})
 
 

@@ -53,7 +53,7 @@ STORED_BUFFERS = {"C", "G", "GHN"}  # the activations kept for the backward (dis
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
-TILED_SHAPES = (128, 1024)  # a hidden size for each of tiled_blocks()'s block shapes
+TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden sizes checked
 RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512)  # the resident regime's: each up to its MAX_RESIDENT_H
 
 

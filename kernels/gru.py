@@ -155,8 +155,7 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr):
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    if K_RES:
-        w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero
+    w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero; or W
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -168,16 +167,8 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
             gates = row_t * (3 * H) + cols[None, :]
             x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, gates, cols, H, am, HS.dtype.element_ty)
             h_prev = tl.load(HS + src + state, mask=am, other=0.0)
-            if K_RES:
-                hr, hz, hn, _ = gate_products(HS + src, state_rows, active, w_all, H, BLOCK_B, BLOCK_H, K_RES,
-                                              PRECISION)
-            else:
-                hr = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
-                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
-                hz = recurrent_product(HS + src, state_rows, active, W, H, cols, H, H, H, True,
-                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
-                hn = recurrent_product(HS + src, state_rows, active, W, 2 * H, cols, H, H, H, True,
-                                       BLOCK_K, DOT_F32, PRECISION, W, 0)
+            hr, hz, hn, _ = gate_products(HS + src, state_rows, active, W, j, H, H, 3, BLOCK_B, BLOCK_H, BLOCK_K,
+                                          DOT_F32, PRECISION, w_all, K_RES)
             h_new = _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, row_t * H + cols[None, :], H, hr, hz, hn, h_prev,
                               am, STORE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
@@ -193,9 +184,8 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
     # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
     # column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    w_r = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
-    w_z = resident_slice(W, H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
-    w_n = resident_slice(W, 2 * H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
+    # the rows of W_hh (3H, H) for every gate: (4 K_RES, BH), zero past 3H; or W when K_RES == 0
+    w_all = resident_slice(W, 0, H, 3 * H, H, False, BLOCK_H, 4 * K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
@@ -216,12 +206,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
             dh = tl.load(DHS + state, mask=am, other=0.0)
-            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False,
-                                    BLOCK_K, DOT_F32, PRECISION, w_r, K_RES)
-            dh += recurrent_product(DGH + H, dg_rows, active, W, H, cols, H, H, H, False,
-                                    BLOCK_K, DOT_F32, PRECISION, w_z, K_RES)
-            dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2 * H, cols, H, H, H, False,
-                                    BLOCK_K, DOT_F32, PRECISION, w_n, K_RES)
+            # one product over every gate's hidden-side gradient (K = 3H: DGH's rows and W's are gate-major)
+            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32, PRECISION,
+                                    w_all, 4 * K_RES)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

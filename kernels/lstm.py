@@ -194,8 +194,7 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
     # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    if K_RES:
-        w_all = resident_gates(W, H, P, 4, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH)
+    w_all = resident_gates(W, H, P, 4, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
     h_rows = rows[:, None] * P  # ... and into a (B, P) one
     for s in range(0, T):
@@ -217,18 +216,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
             gates = row_t * (4 * H) + cols[None, :]
             x_i, x_f, x_g, x_o = _lstm_inputs(GX, gates, H, am, HS.dtype.element_ty)
             c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
-            if K_RES:
-                hi, hf, hg, ho = gate_products(HS + h_src, h_rows, active, w_all, P, BLOCK_B, BLOCK_H, K_RES,
-                                               PRECISION)
-            else:
-                hi = recurrent_product(HS + h_src, h_rows, active, W, 0, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                       PRECISION, W, 0)
-                hf = recurrent_product(HS + h_src, h_rows, active, W, H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                       PRECISION, W, 0)
-                hg = recurrent_product(HS + h_src, h_rows, active, W, 2 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                       PRECISION, W, 0)
-                ho = recurrent_product(HS + h_src, h_rows, active, W, 3 * H, cols, H, P, P, True, BLOCK_K, DOT_F32,
-                                       PRECISION, W, 0)
+            hi, hf, hg, ho = gate_products(HS + h_src, h_rows, active, W, j, H, P, 4, BLOCK_B, BLOCK_H, BLOCK_K,
+                                           DOT_F32, PRECISION, w_all, K_RES)
             h_new, c_new = _lstm_cell(x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, out, H, hi, hf, hg, ho, c_prev,
                                       am, STORE)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
@@ -263,10 +252,8 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
     # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    w_i = resident_slice(W, 0, P, H, P, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
-    w_f = resident_slice(W, H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
-    w_g = resident_slice(W, 2 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
-    w_o = resident_slice(W, 3 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
+    # the rows of W_hh (4H, P) for every gate: (4 K_RES, BH), or W when K_RES == 0
+    w_all = resident_slice(W, 0, P, 4 * H, P, False, BLOCK_H, 4 * K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     h_rows = rows[:, None] * P
     for step in range(0, T):
@@ -300,14 +287,9 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
         dg_rows = row_t * (4 * H)
         for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, P, BLOCK_H)
-            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
-                                   w_i, K_RES)
-            dh += recurrent_product(DG + H, dg_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                    PRECISION, w_f, K_RES)
-            dh += recurrent_product(DG + 2 * H, dg_rows, active, W, 2 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                    PRECISION, w_g, K_RES)
-            dh += recurrent_product(DG + 3 * H, dg_rows, active, W, 3 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                    PRECISION, w_o, K_RES)
+            # one product over every gate's gradient (K = 4H: DG's rows and W's are gate-major)
+            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
+                                   w_all, 4 * K_RES)
             tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

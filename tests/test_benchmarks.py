@@ -119,11 +119,11 @@ def test_tiled_tuning_times_each_tiling_and_compares_it_with_the_current_one(tmp
     assert proc.returncode == 0, proc.stderr
     records = json.loads((tmp_path / "results.json").read_text())["records"]
     assert len(records) == 2 * 7  # modes x tilings (the current one and six candidates)
-    assert records[0]["tiling"] == [32, 32, 1] and records[0]["median_ms"] > 0  # the dispatcher's, first
+    assert records[0]["tiling"] == [32, 32, 1, 8] and records[0]["median_ms"] > 0  # the dispatcher's, first
     assert len({tuple(r["tiling"]) for r in records}) == 7
     assert all(r["median_ms"] is not None or "budget was spent" in r["note"] for r in records)
     table = (tmp_path / "results.md").read_text()
-    assert "| gru | 20 | 2 | fwd | 32 | 32 | 1 |" in table and "1.00x" in table
+    assert "| gru | 20 | 2 | fwd | 32 | 32 | 1 | 8 |" in table and "1.00x" in table
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune_tiled.py"), "--out", str(tmp_path),
                           "--device", "cpu", "--sizes", "gru"], capture_output=True, text=True, timeout=120,
                          check=False, env=env)

@@ -142,14 +142,16 @@ def test_fused_without_bias_on_unbatched_input(cell, H):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_tiled_regime_with_wide_reduction_slices(cell):
-    """H > 128: the tiled regime streams W_hh in 64-wide slices of the reduction (5 column tiles of 32,
-    the last partial; 3 slices, the last partial)."""
+def test_tiled_regime_with_several_reduction_slices(cell):
+    """H = 130: 5 column tiles of 32, the last partial; the forward streams W_hh in 5 slices of 32 of the
+    reduction, the last partial, and the backward the gates' gradients (K = 4H or 3H) in 5 or 4 slices of
+    128, the last partial."""
     torch.manual_seed(19)
     reference, fused, ref = _pair(130, cell=cell)
     x, hx, leaves = make_inputs(ref, "packed", T=4, B=3, dtype=torch.float32, with_state=True, seed=20,
                                 device=DEVICE)
-    assert plan(cell, torch.zeros(1, 3, 5), 130, 3).meta["BLOCK_K"] == 64
+    assert plan(cell, torch.zeros(1, 3, 5), 130, 3).meta["BLOCK_K"] == 32
+    assert plan(cell, torch.zeros(1, 3, 5), 130, 3, backward=True).meta["BLOCK_K"] == 128
     assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
 
 
@@ -202,7 +204,7 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
     assert max_resident_h("gru", torch.float16) == 256 and max_resident_h("gru", torch.float16, True) == 128
 
 
-@pytest.mark.parametrize("tiling", [(16, 16, 1), (16, 128, 2)], ids=["narrow", "wide-k"])
+@pytest.mark.parametrize("tiling", [(16, 16, 1, 4), (16, 128, 2, 8)], ids=["narrow", "wide-k"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_forced_tilings_match_reference(cell, tiling):
     """The tiled regime's candidate blocks (benchmarks/tune_tiled.py): 16-unit column tiles, and reduction
@@ -214,9 +216,12 @@ def test_forced_tilings_match_reference(cell, tiling):
         assert plan(cell.split("_")[0], torch.zeros(1, 5, 5, device=DEVICE), 50, 5).meta["BLOCK_H"] == tiling[0]
         got = run(fused, x, hx, leaves)
     assert_same(got, run(reference, x, hx, leaves), 2e-5)
-    with pytest.raises(ValueError, match=r"block_h must be a power of two >= 16 .*; got 24"), force_tiling(24, 64, 1):
+    with pytest.raises(ValueError, match=r"block_h must be a power of two >= 16 .*; got 24"), \
+            force_tiling(24, 64, 1, 4):
         pass
-    with pytest.raises(ValueError, match=r"stages must be >= 1; got 0"), force_tiling(16, 64, 0):
+    with pytest.raises(ValueError, match=r"stages must be >= 1; got 0"), force_tiling(16, 64, 0, 4):
+        pass
+    with pytest.raises(ValueError, match=r"warps must be a power of two >= 1; got 6"), force_tiling(16, 64, 1, 6):
         pass
 
 
