@@ -56,9 +56,9 @@ ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half"
 # The tiled regime's blocks: column tiles of 32 hidden units, the forward's reduction in slices of 32 (the
 # backward's BACKWARD_K times longer, see backward_k), 8 warps, no software pipelining. At H = 1024 a
 # step then waits on 32 slices in each direction, where a product a gate with slices of 64 waited on 64
-# (0.55 us each on an H200); cross-compiled (fit.py, Triton 3.9), every tiled kernel fits sm_80 and
-# sm_90 so, all spill-free but the fp32 LSTM backward with a projection on sm_80 (96 bytes). Slices of 64
-# spilled 28-2500 bytes with 8 warps; 4 warps spilled with either. Not tuned on a GPU yet
+# (0.55 us each on an H200). Cross-compiled (fit.py, Triton 3.9), no tiled configuration spills but two
+# on sm_80: the fp32 LSTM backward with a projection (96 bytes) and the fp64 RNN forward (16); slices of
+# 64 spilled 28-2500 bytes with 8 warps, and 4 warps spilled with either. Not tuned on a GPU yet
 # (benchmarks/tune_tiled.py times the alternatives).
 TILED_BLOCK_H, TILED_BLOCK_K, TILED_WARPS, TILED_STAGES = 32, 32, 8, 1
 BACKWARD_K = 4  # see backward_k
@@ -67,13 +67,17 @@ BACKWARD_K = 4  # see backward_k
 # itself ptxas stopped some resident kernels at 128 and spilled, while the same setting made the
 # persistent fp32 LSTM backward spill, so it is the resident regime's alone). Triton keeps the (H, 16)
 # slices in shared memory and loads them into registers for each step's product. The largest hidden
-# sizes below, (forward, backward), compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9;
-# beyond them ptxas spills 8-2500 bytes; the forward takes all gates in one product, the backward one
-# product a gate, hence its lower limits). An entry at or below MAX_PERSISTENT_H's means the dispatcher
-# never picks the regime for that cell, width and direction (it still runs when forced).
+# sizes below, (forward, backward), compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9 and
+# 3.6; beyond them ptxas spills 8-2500 bytes). The forward takes all gates in one product; the backward
+# holds one slice (H, 16) a gate, which caps it lower: the LSTM's takes one product over all four (at 512
+# it still spills 128-136 bytes), the GRU's one a gate (one over all three spilled 280-352 bytes at 128).
+# The half-precision GRU forward fits at 512 (142-179 registers) since it loads its inputs before the
+# products, and at 1024 on sm_90 only (233 registers and 192 KiB of shared memory; sm_80 has 163 KiB).
+# An entry at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime for that cell,
+# width and direction (it still runs when forced).
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
 MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gru", "fp32"): (32, 32),
-                  ("gru", "half"): (256, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
+                  ("gru", "half"): (512, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling

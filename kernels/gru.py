@@ -184,8 +184,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
     # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
     # column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    # the rows of W_hh (3H, H) for every gate: (4 K_RES, BH), zero past 3H; or W when K_RES == 0
-    w_all = resident_slice(W, 0, H, 3 * H, H, False, BLOCK_H, 4 * K_RES, DOT_F32)
+    w_r = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_z = resident_slice(W, H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
+    w_n = resident_slice(W, 2 * H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     for step in range(0, T):
         s = T - 1 - step
@@ -206,9 +207,17 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
             dh = tl.load(DHS + state, mask=am, other=0.0)
-            # one product over every gate's hidden-side gradient (K = 3H: DGH's rows and W's are gate-major)
-            dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32, PRECISION,
-                                    w_all, 4 * K_RES)
+            if K_RES:  # a product a gate (one over all three, K = 3H padded to 4 K_RES, spilled 280-352 bytes
+                # at H = 128 where these fit; fit.py, sm_80 and sm_90)
+                dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
+                                        w_r, K_RES)
+                dh += recurrent_product(DGH + H, dg_rows, active, W, H, cols, H, H, H, False, BLOCK_K, DOT_F32,
+                                        PRECISION, w_z, K_RES)
+                dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2 * H, cols, H, H, H, False, BLOCK_K, DOT_F32,
+                                        PRECISION, w_n, K_RES)
+            else:  # one product over every gate's hidden-side gradient (K = 3H: DGH's rows and W's are gate-major)
+                dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
+                                        PRECISION, W, 0)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 

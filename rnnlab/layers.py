@@ -62,14 +62,19 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     return "torch"
 
 
+# The largest hidden sizes at which a GPU run timed the fused kernels faster than cuDNN (fused_beats_cudnn)
+MEASURED_WINS = {"LSTM": 512, "GRU": 256}
+
+
 def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
     """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
     measured on an H200 (benchmarks/results/gpu-NVIDIA-H200/grid-sync/, bf16, T = 1024, B in {1, 16, 64}):
-    LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime (LSTM up to
-    H = 512, GRU 256, with at most one program per SM), where forward and backward took 0.13-0.93x of
-    cuDNN's time and the forward alone 0.13-0.29x. Not the tiled regime (the GRU at H = 512 was
-    1.14x cuDNN's forward at B = 16; both cells 1.1-2.9x at H = 1024), fp32 or the plain RNN (not
-    timed), or ``proj_size`` (tiled only)."""
+    LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime, up to the hidden
+    sizes where that was timed (MEASURED_WINS: LSTM up to H = 512, GRU 256, with at most one program per
+    SM), where forward and backward took 0.13-0.93x of cuDNN's time and the forward alone 0.13-0.29x.
+    Not the tiled regime (the GRU at H = 512 was 1.14x cuDNN's forward at B = 16; both cells 1.1-2.9x at
+    H = 1024), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). The GRU's forward at
+    H = 512 has run in the resident regime since, not yet timed."""
     return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
 
 
@@ -85,6 +90,8 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
     if torch.cuda.get_device_capability(device) not in FITTED_TARGETS:  # shared memory and registers differ
         return False
     if hidden_size > 64 and not grid_sync_enabled():  # beyond the persistent regime only with the barrier
+        return False
+    if hidden_size > MEASURED_WINS[mode]:
         return False
     like = torch.empty(0, batch, 1, dtype=dtype, device=device)
     return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"

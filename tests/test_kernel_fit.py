@@ -27,7 +27,7 @@ def _fits(kernel: str, quick: bool) -> None:
 @pytest.mark.parametrize("kernel", list(fit.KERNELS))
 def test_kernel_configurations_fit(kernel):
     """Every persistent configuration; of the tiled ones the largest and the smallest code path, and the
-    largest resident one (fit.py's --quick: compiling all 738 takes about 11 minutes on 2 cores without
+    largest resident one (fit.py's --quick: compiling all 746 takes about 11 minutes on 2 cores without
     Triton's cache)."""
     _fits(kernel, quick=True)
 
