@@ -20,14 +20,10 @@
 # $OUT/gpu_check.log as it is written (the device tool returns at most 8 files). Needs torch, triton and
 # pytest; rnnlab is used from this checkout (the training stack, hydra included, is not needed).
 set -uo pipefail  # a failing step does not stop the later ones
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
 budget=${1:-540}
 preset=${PRESET:-gpu}
 deadline=$((SECONDS + budget))
-name=$("$PY" -c "import torch
-print(torch.cuda.get_device_name().replace(' ', '-') if torch.cuda.is_available() else 'cpu')")
 if [[ -n ${OUT:-} ]]; then
     res=$(mktemp -d)/gpu-$name
     log=$OUT/gpu_check.log

@@ -7,13 +7,9 @@
 # benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
 # $OUT/gpu_profile.tar.gz. Needs ncu, torch and triton; rnnlab is used from this checkout.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
 budget=${1:-180}
 deadline=$((SECONDS + budget))
-name=$("$PY" -c "import torch
-print(torch.cuda.get_device_name().replace(' ', '-') if torch.cuda.is_available() else 'cpu')") || exit 1
 if [[ $name == cpu ]] || ! command -v ncu >/dev/null; then
     echo "needs a CUDA device and ncu (Nsight Compute); found device '$name', ncu: $(command -v ncu || echo none)"
     exit 1
