@@ -19,7 +19,8 @@
   graphs included; timings in benchmarks/results/gpu-NVIDIA-H200/grid-sync/).
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
-(tests and benchmarks), and :func:`force_tiling` the tiled regime's blocks (benchmarks/tune_tiled.py).
+(tests and benchmarks), :func:`force_tiling` the tiled regime's blocks and :func:`force_warps` the other
+regimes' warps (benchmarks/tune.py).
 Block sizes are fixed per shape: there is no run-time autotuning, and Triton caches each compiled
 configuration.
 """
@@ -59,7 +60,7 @@ ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half"
 # (0.55 us each on an H200). Cross-compiled (fit.py, Triton 3.9), no tiled configuration spills but two
 # on sm_80: the fp32 LSTM backward with a projection (96 bytes) and the fp64 RNN forward (16); slices of
 # 64 spilled 28-2500 bytes with 8 warps, and 4 warps spilled with either. Not tuned on a GPU yet
-# (benchmarks/tune_tiled.py times the alternatives).
+# (benchmarks/tune.py times the alternatives).
 TILED_BLOCK_H, TILED_BLOCK_K, TILED_WARPS, TILED_STAGES = 32, 32, 8, 1
 BACKWARD_K = 4  # see backward_k
 # The resident regime: 16 hidden units a program (the narrowest tl.dot tile: the most programs, the
@@ -81,6 +82,7 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
+_warps: int | None = None  # of force_warps
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def force_tiling(block_h: int, block_k: int, stages: int, warps: int):
     """Run the tiled regime with column tiles of ``block_h`` hidden units, the forward's reduction slices of
     ``block_k`` (the backward's: backward_k), ``stages`` software-pipelining stages and ``warps`` warps a
     program inside the block, instead of the TILED_* choices, which are not tuned on a GPU yet
-    (benchmarks/tune_tiled.py times the candidates)."""
+    (benchmarks/tune.py times the candidates)."""
     global _tiling
     for name, value in (("block_h", block_h), ("block_k", block_k), ("warps", warps)):
         if value < (1 if name == "warps" else 16) or value & (value - 1):
@@ -201,6 +203,27 @@ def force_tiling(block_h: int, block_k: int, stages: int, warps: int):
         yield
     finally:
         _tiling = previous
+
+
+@contextmanager
+def force_warps(warps: int):
+    """Launch the persistent and resident regimes' programs with ``warps`` warps inside the block, each
+    thread allowed every register the block may have (65536 / (32 warps), at most 255), instead of
+    num_warps and RESIDENT_WARPS, which are chosen to compile without spills, not timed
+    (benchmarks/tune.py times the alternatives; fit.py does not check forced choices)."""
+    global _warps
+    if warps < 1 or warps & (warps - 1) or warps > 32:
+        raise ValueError(f"warps must be a power of two from 1 to 32; got {warps}")
+    previous, _warps = _warps, warps
+    try:
+        yield
+    finally:
+        _warps = previous
+
+
+def _all_registers(warps: int) -> int:
+    """The most registers a thread of a ``warps``-warp program may have (one program per SM)."""
+    return min(255, 65536 // (32 * warps))
 
 
 def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False) -> Launch:
@@ -218,10 +241,10 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
-        warps = num_warps(bh, x.dtype)
+        warps = _warps or num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
-        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS:
-            meta["maxnreg"] = min(255, 65536 // (32 * warps))
+        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS or _warps:
+            meta["maxnreg"] = _all_registers(warps)
         return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):
         problem = _resident_problem(cell, x, H, batch_tiles, proj, backward)
@@ -259,10 +282,11 @@ def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
     """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
     it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile."""
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
+    warps = _warps or RESIDENT_WARPS
     return Launch("resident", (triton.cdiv(B, BLOCK_B), programs),
                   {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
-                   "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": RESIDENT_WARPS,
-                   "num_stages": TILED_STAGES, "maxnreg": 255})
+                   "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": warps,
+                   "num_stages": TILED_STAGES, "maxnreg": _all_registers(warps)})
 
 
 def _sms(x: torch.Tensor) -> int:

@@ -9,7 +9,8 @@
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   3. activation memory, preset gpu
-#   4. the tiled regime's untuned blocks and pipelining stages (benchmarks/tune_tiled.py; CUDA only)
+#   4. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
+#      resident programs, the tiled regime's blocks, stages and warps
 #   5. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
 #   6. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
@@ -74,11 +75,10 @@ step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --bud
 lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 if [[ $name == cpu ]]; then
-    echo "=== tiled-regime tuning: skipped, no CUDA device" | tee -a "$log"
+    echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
 else
     lim=$(limit_for 120)
-    step "tiled-regime tuning" "$lim" "$PY" benchmarks/tune_tiled.py --budget-s "$(run_budget "$lim")" \
-        --out "$res/tune-tiled"
+    step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py

@@ -108,23 +108,29 @@ def test_activation_memory_writes_json_markdown_and_a_plot(tmp_path):
 
 
 @needs_triton
-def test_tiled_tuning_times_each_tiling_and_compares_it_with_the_current_one(tmp_path):
-    """benchmarks/tune_tiled.py end to end under the interpreter at a tiny size (its timings need a GPU)."""
+def test_tuning_times_each_choice_and_compares_it_with_the_current_one(tmp_path):
+    """benchmarks/tune.py end to end under the interpreter at a tiny size (its timings need a GPU)."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "tune_tiled.py"), "--out", str(tmp_path), "--device", "cpu",
-         "--sizes", "gru:20", "--batches", "2", "--seq-len", "1", "--budget-s", "3"],
+        [sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--out", str(tmp_path), "--device", "cpu",
+         "--sizes", "gru:20", "--batches", "2", "--seq-len", "1", "--budget-s", "5"],
         capture_output=True, text=True, timeout=300, check=False, env=env,
     )
     assert proc.returncode == 0, proc.stderr
     records = json.loads((tmp_path / "results.json").read_text())["records"]
-    assert len(records) == 2 * 7  # modes x tilings (the current one and six candidates)
-    assert records[0]["tiling"] == [32, 32, 1, 8] and records[0]["median_ms"] > 0  # the dispatcher's, first
-    assert len({tuple(r["tiling"]) for r in records}) == 7
+    warps = [r for r in records if r["group"] == "warps"]
+    tiled = [r for r in records if r["group"] == "tiled"]
+    # the persistent regime (H = 20: BLOCK_H 32, 8 warps) against 4 and 16 warps, forward only
+    assert [r["choice"] for r in warps] == [{"warps": 8}, {"warps": 4}, {"warps": 16}]
+    assert warps[0]["median_ms"] > 0 and {r["mode"] for r in warps} == {"fwd"}
+    assert len(tiled) == 2 * 7  # modes x tilings (the current one and six candidates)
+    assert tiled[0]["choice"] == {"BLOCK_H": 32, "BLOCK_K": 32, "stages": 1, "warps": 8}  # the dispatcher's
+    assert len({tuple(r["choice"].values()) for r in tiled}) == 7
     assert all(r["median_ms"] is not None or "budget was spent" in r["note"] for r in records)
     table = (tmp_path / "results.md").read_text()
-    assert "| gru | 20 | 2 | fwd | 32 | 32 | 1 | 8 |" in table and "1.00x" in table
-    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune_tiled.py"), "--out", str(tmp_path),
+    assert "| warps | gru | 20 | 2 | fwd | warps=8 |" in table and "1.00x" in table
+    assert "| tiled | gru | 20 | 2 | fwd | BLOCK_H=32 BLOCK_K=32 stages=1 warps=8 |" in table
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--out", str(tmp_path),
                           "--device", "cpu", "--sizes", "gru"], capture_output=True, text=True, timeout=120,
                          check=False, env=env)
     assert bad.returncode == 2 and "cell:hidden_size pairs" in bad.stderr

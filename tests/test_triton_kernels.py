@@ -26,6 +26,7 @@ triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab
 from rnnlab.kernels.dispatch import (  # noqa: E402
     force_regime,
     force_tiling,
+    force_warps,
     grid_sync_enabled,
     max_resident_h,
     plan,
@@ -207,7 +208,7 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
 @pytest.mark.parametrize("tiling", [(16, 16, 1, 4), (16, 128, 2, 8)], ids=["narrow", "wide-k"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_forced_tilings_match_reference(cell, tiling):
-    """The tiled regime's candidate blocks (benchmarks/tune_tiled.py): 16-unit column tiles, and reduction
+    """The tiled regime's candidate blocks (benchmarks/tune.py): 16-unit column tiles, and reduction
     slices wider than H (masked), give the reference's numbers."""
     torch.manual_seed(5)
     reference, fused, ref = _pair(50, cell=cell)
@@ -223,6 +224,25 @@ def test_forced_tilings_match_reference(cell, tiling):
         pass
     with pytest.raises(ValueError, match=r"warps must be a power of two >= 1; got 6"), force_tiling(16, 64, 1, 6):
         pass
+
+
+def test_forced_warps_reach_the_persistent_and_resident_launches():
+    """dispatch.force_warps (benchmarks/tune.py): the warps of a persistent or resident program, each thread
+    allowed every register the program may have; the tiled regime keeps its own (force_tiling's)."""
+    x = torch.zeros(1, 3, 5, dtype=torch.bfloat16)
+    with force_warps(4):
+        meta = plan("gru", x, 20, 3).meta
+        assert (meta["num_warps"], meta["maxnreg"]) == (4, 255)
+        assert resident_launch(x, 256, 3).meta["num_warps"] == 4
+        with force_regime("tiled"):
+            assert plan("gru", x, 20, 3).meta["num_warps"] == 8
+    with force_warps(16):
+        assert plan("lstm", x, 64, 3).meta["maxnreg"] == 128 and resident_launch(x, 256, 3).meta["maxnreg"] == 128
+    assert plan("rnn", x, 20, 3).meta["num_warps"] == 8 and "maxnreg" not in plan("rnn", x, 20, 3).meta
+    for bad in (3, 64):
+        with pytest.raises(ValueError, match=rf"warps must be a power of two from 1 to 32; got {bad}"), \
+                force_warps(bad):
+            pass
 
 
 def test_grid_sync_setting_is_checked(monkeypatch):
