@@ -148,7 +148,7 @@ def gate_rows(j, H, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
 def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr, DOT_F32: tl.constexpr):
     """In the resident regime (K_RES > 0), the forward's block (K_RES, 4 * BLOCK_H) of this program's column
     tile (``program_id(1)``): the gate_rows of W (GATES * H, K) transposed, zero past them and K; in fp32
-    when DOT_F32. Loaded once before the time loop for gate_products; otherwise W itself."""
+    when DOT_F32. Loaded once before the time loop for recurrent_product; otherwise W itself."""
     if K_RES:
         rows = gate_rows(tl.program_id(1), H, GATES, BLOCK_H)
         w = weight_slice(W, 0, rows, tl.arange(0, K_RES), GATES * H, K, K, True, DOT_F32)
@@ -158,20 +158,15 @@ def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: t
 
 
 @triton.jit
-def gate_products(A, a_rows, a_mask, W, j, H, K, GATES: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                  BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr, w_all,
-                  K_RES: tl.constexpr):
-    """The forward's four (BB, BLOCK_H) products, in A's type, of the rows of A (length K, from the (BB, 1)
-    offsets ``a_rows``, masked by ``a_mask``) with column tile ``j`` of each gate of W (GATES * H, K),
-    zero past GATES: one product for all gates (N = 4 * BLOCK_H), from the block resident_gates holds
-    (K_RES > 0) or streamed in BLOCK_K slices, then split by gate. One product, not one a gate: the warps
-    share out the columns instead of each repeating a 16-wide product (fit.py: about 80 registers fewer in
-    the resident regime), and a streamed step waits on a quarter as many slices (each slice's loads wait
-    on the last; on an H200 a tiled step took about 0.55 us a slice)."""
-    pre = recurrent_product(A, a_rows, a_mask, W, 0, gate_rows(j, H, GATES, BLOCK_H), GATES * H, K, K, True,
-                            BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)  # (BB, 4 BH)
+def split_gates(pre, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The four (BB, BLOCK_H) tiles of ``pre`` (BB, 4 * BLOCK_H), column g * BLOCK_H + u holding slot g, unit
+    u (gate_rows' order). The cells compute every gate of a step in one (BB, 4 BLOCK_H) product and split
+    it here: one product, not one a gate, lets the warps share out the columns instead of each repeating a
+    16-wide product (fit.py: about 80 registers fewer in the resident regime), adds the input projections
+    as one accumulator (in the persistent LSTM forward, sm_90: 2 layout conversions a step instead of 7,
+    4 barriers instead of 16), and a streamed step waits on a quarter as many slices of W_hh."""
     by_gate = tl.permute(tl.reshape(pre, (BLOCK_B, 4, BLOCK_H)), (0, 2, 1))  # (BB, BH, 4)
-    even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: gate % 2
+    even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: slot % 2
     g0, g2 = tl.split(even)
     g1, g3 = tl.split(odd)
     return g0, g1, g2, g3

@@ -18,7 +18,7 @@ from .common import (
     column_tile,
     fake_grads,
     gate_block,
-    gate_products,
+    gate_rows,
     lengths_from,
     load_previous,
     needs_backward,
@@ -28,39 +28,41 @@ from .common import (
     resident_gates,
     resident_slice,
     sigmoid,
+    split_gates,
     step_barrier,
     step_rows,
     tanh,
     wanted,
+    weight_slice,
 )
 from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
-    """A (BB, BH) tile's input projections for one step in ACC, the hidden biases of r and z added, and
-    b_hn (BHH at ``cols``). Callers load them before the recurrent products, so the loads are in flight
-    together (see lstm._lstm_inputs)."""
-    cmask = (cols < H)[None, :]
-    x_r = (tl.load(GX + gates, mask=mask, other=0.0).to(ACC)
-           + tl.load(BHH + cols[None, :], mask=cmask, other=0.0).to(ACC))
-    x_z = (tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
-           + tl.load(BHH + H + cols[None, :], mask=cmask, other=0.0).to(ACC))
-    x_n = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
-    b_n = tl.load(BHH + 2 * H + cols[None, :], mask=cmask, other=0.0).to(ACC)
-    return x_r, x_z, x_n, b_n
+def _gru_inputs(GX, BHH, row_t, j, active, H, BLOCK_H: tl.constexpr, ACC: tl.constexpr):
+    """The (BB, 4 BH) accumulator a step's product for column tile ``j`` starts from, in ACC: slot 0 (r) and
+    1 (z) their input projections plus hidden biases, slot 2 (n) b_hn alone (the product adds h W_hn^T
+    there, and r multiplies both), slot 3 the n input projection (W_hh has no rows there, so the product
+    leaves it as it is). After the product the slots hold a_r, a_z, h W_hn^T + b_hn and x W_in^T + b_in."""
+    c = tl.arange(0, 4 * BLOCK_H)
+    slot = c // BLOCK_H
+    unit = j * BLOCK_H + c % BLOCK_H
+    valid = (unit < H)[None, :]
+    x_col = tl.where(slot == 3, 2 * H + unit, slot * H + unit)
+    x = tl.load(GX + row_t * (3 * H) + x_col[None, :], mask=active & valid & (slot != 2)[None, :], other=0.0)
+    b = tl.load(BHH + slot * H + unit, mask=(unit < H) & (slot < 3), other=0.0)
+    return x.to(ACC) + b[None, :].to(ACC)
 
 
 @triton.jit
-def _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, out, H, hr, hz, hn, h, mask, STORE: tl.constexpr):
-    """One step of a (BB, BH) tile, both regimes: the input projections and biases (from _gru_inputs)
-    and the recurrent products hr, hz, hn give r, z, n, which update h (fp32); stores h (Y) and, when
-    STORE (training), the gates' pre-activations (G, from which the backward recomputes them) and
-    h W_hn^T + b_hn (GHN); returns the new h."""
-    a_r = x_r + hr
-    a_z = x_z + hz
+def _gru_cell(pre, Y, G, GHN, gates, out, H, h, mask, STORE: tl.constexpr, BLOCK_B: tl.constexpr,
+              BLOCK_H: tl.constexpr):
+    """One step of a (BB, BH) tile, every regime: from ``pre`` (BB, 4 BH), the product added to _gru_inputs'
+    accumulator, r, z and n update h (fp32); stores h (Y) and, when STORE (training), the gates'
+    pre-activations (G, from which the backward recomputes them) and h W_hn^T + b_hn (GHN); returns the
+    new h."""
+    a_r, a_z, ghn, x_n = split_gates(pre, BLOCK_B, BLOCK_H)
     r, z = sigmoid(a_r), sigmoid(a_z)
-    ghn = hn + b_n
     a_n = x_n + r * ghn
     n = tanh(a_n)
     h_new = n + z * (h - n)
@@ -98,28 +100,23 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
-    w_r = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
-    w_z = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
-    w_n = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
+    # (BH, 4 BH): row = input unit, column = gate (r, z, n, none) and output unit
+    w = weight_slice(W, 0, gate_rows(0, H, 3, BLOCK_H), tl.arange(0, BLOCK_H), 3 * H, H, H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
-    x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, row_t * (3 * H) + cols[None, :], cols, H, m2 & active, h.dtype)
+    x = _gru_inputs(GX, BHH, row_t, 0, active, H, BLOCK_H, h.dtype)
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # recomputed, not carried: see _lstm_fwd_kernel
-        am = m2 & active
-        # the next step's input projections, loaded a step ahead (they do not depend on h; the hidden biases
-        # come along: loaded once before the loop, they held 3 more tiles in registers and the fp32 kernel
-        # spilled 8-24 bytes at its 128, fit.py, sm_90)
+        # the next step's inputs, loaded a step ahead (they do not depend on h; the hidden biases come along:
+        # loaded once before the loop, they held 3 more tiles in registers and the fp32 kernel spilled 8-24
+        # bytes at its 128, fit.py, sm_90)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
-        n_r, n_z, n_n, _ = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active,
-                                       h.dtype)
-        hd = h.to(w_r.dtype)
-        gates = row_t * (3 * H) + cols[None, :]
-        h_new = _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, row_t * H + cols[None, :], H,
-                          tl.dot(hd, w_r, input_precision=PRECISION), tl.dot(hd, w_z, input_precision=PRECISION),
-                          tl.dot(hd, w_n, input_precision=PRECISION), h, am, STORE)
+        next_x = _gru_inputs(GX, BHH, next_row, 0, next_active, H, BLOCK_H, h.dtype)
+        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION)
+        h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h,
+                          m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
-        x_r, x_z, x_n = n_r, n_z, n_n
+        x = next_x
     tl.store(HN + state, h, mask=m2)
 
 
@@ -164,13 +161,12 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
-            gates = row_t * (3 * H) + cols[None, :]
-            x_r, x_z, x_n, b_n = _gru_inputs(GX, BHH, gates, cols, H, am, HS.dtype.element_ty)
+            x = _gru_inputs(GX, BHH, row_t, j, active, H, BLOCK_H, HS.dtype.element_ty)
             h_prev = tl.load(HS + src + state, mask=am, other=0.0)
-            hr, hz, hn, _ = gate_products(HS + src, state_rows, active, W, j, H, H, 3, BLOCK_B, BLOCK_H, BLOCK_K,
-                                          DOT_F32, PRECISION, w_all, K_RES)
-            h_new = _gru_cell(x_r, x_z, x_n, b_n, Y, G, GHN, gates, row_t * H + cols[None, :], H, hr, hz, hn, h_prev,
-                              am, STORE)
+            pre = x + recurrent_product(HS + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H,
+                                        H, True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
+            h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h_prev,
+                              am, STORE, BLOCK_B, BLOCK_H)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)

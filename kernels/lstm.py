@@ -1,9 +1,10 @@
 """Fused LSTM recurrence, forward and backward through time.
 
 Persistent regime (dispatch.py): one program owns BLOCK_B batch rows of one layer direction for the
-whole sequence: it loads the four (H, H) gate blocks of W_hh once, keeps h and c in fp32 registers,
-and per step adds h @ W_g^T to the precomputed input projection, applies the gates and stores h, c and
-the gates' pre-activations (what the backward needs: it recomputes the activations, a few exponentials,
+whole sequence: it loads the four (H, H) gate blocks of W_hh once, side by side (H, 4H), keeps h and c
+in fp32 registers, and per step takes one product h @ [W_i W_f W_g W_o]^T onto the precomputed input
+projections (split_gates then splits it by gate), applies the gates and stores h, c and the gates'
+pre-activations (what the backward needs: it recomputes the activations, a few exponentials,
 but no product; in fp16/bf16 c and the pre-activations are stored in the input dtype, halving the
 activation memory, and recomputing keeps the sigmoid derivatives that a rounded gate near 1 would
 lose). Rows finish at their own length (packed input); in the reverse direction each row starts at its
@@ -12,7 +13,7 @@ the gradients of the gate pre-activations; dx and the weight gradients are GEMMs
 outside the kernel, as in rnnlab.recurrence.lstm.
 
 Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidden units (all four
-gates of each). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
+gates of each, in one product). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
 streams W_hh (recurrent_product); c lives in CS likewise. The backward's step has two phases: the gate
 gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them. With a
 projection (proj_size P: h = (o * tanh c) W_hr^T, W_hh (4H, P)) the forward adds a phase that
@@ -41,7 +42,7 @@ from .common import (
     column_tile,
     fake_grads,
     gate_block,
-    gate_products,
+    gate_rows,
     lengths_from,
     load_previous,
     needs_backward,
@@ -51,48 +52,39 @@ from .common import (
     resident_gates,
     resident_slice,
     sigmoid,
+    split_gates,
     step_barrier,
     step_rows,
     tanh,
     wanted,
+    weight_slice,
 )
 from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
-    """A (BB, BH) tile's input projections for one step, per gate, in ACC. Callers load them before the
-    recurrent products, so the four loads are in flight together; loaded inside the cell, after the
-    products, each waited in turn (the sm_90 code converts each into the product's layout behind a
-    barrier before its own product)."""
-    x_i = tl.load(GX + gates, mask=mask, other=0.0).to(ACC)
-    x_f = tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
-    x_g = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
-    x_o = tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(ACC)
-    return x_i, x_f, x_g, x_o
+def _lstm_inputs(GX, g_off, g_mask, ACC: tl.constexpr):
+    """A (BB, 4 BH) tile's input projections for one step, in ACC, gate g in columns g * BH.. (gate_rows'
+    order): GX at ``g_off``, zero outside ``g_mask``. The accumulator the step's product starts from."""
+    return tl.load(GX + g_off, mask=g_mask, other=0.0).to(ACC)
 
 
 @triton.jit
-def _lstm_cell(x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, out, H, hi, hf, hg, ho, c, mask, STORE: tl.constexpr):
-    """One step of a (BB, BH) tile, both regimes: the input projections (x_*, from _lstm_inputs) plus the
-    recurrent products hi..ho give the gates, which update c (fp32); stores h (Y at ``y_off``: the
-    output, or with a projection the unprojected h) and, when STORE (training), c (C) and the gates'
-    pre-activations (G, from which the backward recomputes them); returns the new h and c. Gate
-    variants (layer norm, dropout masks) belong here."""
-    a_i = x_i + hi
-    a_f = x_f + hf
-    a_g = x_g + hg
-    a_o = x_o + ho
+def _lstm_cell(pre, Y, y_off, C, G, g_off, g_mask, out, c, mask, STORE: tl.constexpr, BLOCK_B: tl.constexpr,
+               BLOCK_H: tl.constexpr):
+    """One step of a (BB, BH) tile, every regime: the gates' pre-activations ``pre`` (BB, 4 BH; the input
+    projections plus the recurrent product, gate g in columns g * BH..) update c (fp32); stores h (Y at
+    ``y_off``: the output, or with a projection the unprojected h) and, when STORE (training), c (C at
+    ``out``) and ``pre`` (G at ``g_off``, masked by ``g_mask``; the backward recomputes the gates from
+    it); returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
+    a_i, a_f, a_g, a_o = split_gates(pre, BLOCK_B, BLOCK_H)
     i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
     tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(C + out, c_new.to(C.dtype.element_ty), mask=mask)
-        tl.store(G + gates, a_i.to(G.dtype.element_ty), mask=mask)
-        tl.store(G + gates + H, a_f.to(G.dtype.element_ty), mask=mask)
-        tl.store(G + gates + 2 * H, a_g.to(G.dtype.element_ty), mask=mask)
-        tl.store(G + gates + 3 * H, a_o.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + g_off, pre.to(G.dtype.element_ty), mask=g_mask)
     return h_new, c_new
 
 
@@ -124,32 +116,28 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
-    w_i = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)  # (BH, BH): row = input unit, column = output unit
-    w_f = gate_block(W, 1, H, BLOCK_H, True, DOT_F32)
-    w_g = gate_block(W, 2, H, BLOCK_H, True, DOT_F32)
-    w_o = gate_block(W, 3, H, BLOCK_H, True, DOT_F32)
+    g_rows = gate_rows(0, H, 4, BLOCK_H)  # (4 BH,): gate g, unit u in column g * BH + u
+    # (BH, 4 BH): row = input unit, column = gate and output unit
+    w = weight_slice(W, 0, g_rows, tl.arange(0, BLOCK_H), 4 * H, H, H, True, DOT_F32)
+    g_valid = (g_rows < 4 * H)[None, :]
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
-    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row_t * (4 * H) + cols[None, :], H, m2 & active, h.dtype)
+    x = _lstm_inputs(GX, row_t * (4 * H) + g_rows[None, :], g_valid & active, h.dtype)
     for s in range(0, T):
-        # recomputed rather than carried from the last step's next_*: carrying them made the BLOCK_H = 64
+        # recomputed rather than carried from the last step's: carrying them made the BLOCK_H = 64
         # half-precision kernel spill 16 bytes at its 128 registers (fit.py, sm_90)
         active, row_t = step_rows(s, length, rows, B, REVERSE)
-        am = m2 & active
         # the next step's input projections, loaded a step ahead (they do not depend on h)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
-        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
-        hd = h.to(w_i.dtype)
+        next_x = _lstm_inputs(GX, next_row * (4 * H) + g_rows[None, :], g_valid & next_active, h.dtype)
         out = row_t * H + cols[None, :]
-        gates = row_t * (4 * H) + cols[None, :]
-        h_new, c_new = _lstm_cell(
-            x_i, x_f, x_g, x_o, Y, out, C, G, gates, out, H,
-            tl.dot(hd, w_i, input_precision=PRECISION), tl.dot(hd, w_f, input_precision=PRECISION),
-            tl.dot(hd, w_g, input_precision=PRECISION), tl.dot(hd, w_o, input_precision=PRECISION), c, am, STORE)
+        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION)
+        h_new, c_new = _lstm_cell(pre, Y, out, C, G, row_t * (4 * H) + g_rows[None, :], g_valid & active, out, c,
+                                  m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
-        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
+        x = next_x
     tl.store(HN + state, h, mask=m2)
     tl.store(CN + state, c, mask=m2)
 
@@ -213,13 +201,15 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                     h_target, h_off = HF, state
             else:
                 h_target, h_off = Y, out
-            gates = row_t * (4 * H) + cols[None, :]
-            x_i, x_f, x_g, x_o = _lstm_inputs(GX, gates, H, am, HS.dtype.element_ty)
+            g_rows = gate_rows(j, H, 4, BLOCK_H)
+            g_off = row_t * (4 * H) + g_rows[None, :]
+            g_mask = active & (g_rows < 4 * H)[None, :]
+            x = _lstm_inputs(GX, g_off, g_mask, HS.dtype.element_ty)
             c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
-            hi, hf, hg, ho = gate_products(HS + h_src, h_rows, active, W, j, H, P, 4, BLOCK_B, BLOCK_H, BLOCK_K,
-                                           DOT_F32, PRECISION, w_all, K_RES)
-            h_new, c_new = _lstm_cell(x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, out, H, hi, hf, hg, ho, c_prev,
-                                      am, STORE)
+            pre = x + recurrent_product(HS + h_src, h_rows, active, W, 0, g_rows, 4 * H, P, P, True, BLOCK_K, DOT_F32,
+                                        PRECISION, w_all, K_RES)
+            h_new, c_new = _lstm_cell(pre, h_target, h_off, C, G, g_off, g_mask, out, c_prev, am, STORE, BLOCK_B,
+                                      BLOCK_H)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
