@@ -112,7 +112,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
         # bytes at its 128, fit.py, sm_90)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         next_x = _gru_inputs(GX, BHH, next_row, 0, next_active, H, BLOCK_H, h.dtype)
-        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION)
+        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION, out_dtype=x.dtype)
         h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h,
                           m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)

@@ -132,7 +132,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         next_x = _lstm_inputs(GX, next_row * (4 * H) + g_rows[None, :], g_valid & next_active, h.dtype)
         out = row_t * H + cols[None, :]
-        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION)
+        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION, out_dtype=x.dtype)
         h_new, c_new = _lstm_cell(pre, Y, out, C, G, row_t * (4 * H) + g_rows[None, :], g_valid & active, out, c,
                                   m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
