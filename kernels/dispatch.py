@@ -149,7 +149,7 @@ def block_h(H: int) -> int:
 
 def backward_k(block_k: int) -> int:
     """The backward's reduction slice for the forward's ``block_k``: BACKWARD_K times longer, since a forward
-    slice feeds every gate's columns at once (gate_products: BLOCK_K x 4 BLOCK_H weights) and a backward one
+    slice feeds every gate's columns at once (BLOCK_K x 4 BLOCK_H weights, common.gate_rows) and a backward one
     reduces over every gate (K = 4H for the LSTM) into one gate's width (BLOCK_K x BLOCK_H): slices of the
     same size, and a step waits on as few of them."""
     return BACKWARD_K * block_k
