@@ -145,13 +145,18 @@ def gate_rows(j, H, GATES: tl.constexpr, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
+def gates_block(W, j, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr):
+    """The (BLOCK_K, 4 * BLOCK_H) block of W (GATES * H, K) that column tile ``j`` of every gate multiplies
+    in the forward: its gate_rows transposed side by side, zero past them and K; in fp32 when DOT_F32."""
+    return weight_slice(W, 0, gate_rows(j, H, GATES, BLOCK_H), tl.arange(0, BLOCK_K), GATES * H, K, K, True, DOT_F32)
+
+
+@triton.jit
 def resident_gates(W, H, K, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_RES: tl.constexpr, DOT_F32: tl.constexpr):
-    """In the resident regime (K_RES > 0), the forward's block (K_RES, 4 * BLOCK_H) of this program's column
-    tile (``program_id(1)``): the gate_rows of W (GATES * H, K) transposed, zero past them and K; in fp32
-    when DOT_F32. Loaded once before the time loop for recurrent_product; otherwise W itself."""
+    """In the resident regime (K_RES > 0), the gates_block (K_RES, 4 * BLOCK_H) of this program's column tile
+    (``program_id(1)``), loaded once before the time loop for recurrent_product; otherwise W itself."""
     if K_RES:
-        rows = gate_rows(tl.program_id(1), H, GATES, BLOCK_H)
-        w = weight_slice(W, 0, rows, tl.arange(0, K_RES), GATES * H, K, K, True, DOT_F32)
+        w = gates_block(W, tl.program_id(1), H, K, GATES, BLOCK_H, K_RES, DOT_F32)
     else:
         w = W
     return w

@@ -19,6 +19,7 @@ from .common import (
     fake_grads,
     gate_block,
     gate_rows,
+    gates_block,
     lengths_from,
     load_previous,
     needs_backward,
@@ -33,7 +34,6 @@ from .common import (
     step_rows,
     tanh,
     wanted,
-    weight_slice,
 )
 from .dispatch import accumulator, plan, stored
 
@@ -101,7 +101,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
                     PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     # (BH, 4 BH): row = input unit, column = gate (r, z, n, none) and output unit
-    w = weight_slice(W, 0, gate_rows(0, H, 3, BLOCK_H), tl.arange(0, BLOCK_H), 3 * H, H, H, True, DOT_F32)
+    w = gates_block(W, 0, H, H, 3, BLOCK_H, BLOCK_H, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
     x = _gru_inputs(GX, BHH, row_t, 0, active, H, BLOCK_H, h.dtype)

@@ -43,6 +43,7 @@ from .common import (
     fake_grads,
     gate_block,
     gate_rows,
+    gates_block,
     lengths_from,
     load_previous,
     needs_backward,
@@ -57,7 +58,6 @@ from .common import (
     step_rows,
     tanh,
     wanted,
-    weight_slice,
 )
 from .dispatch import accumulator, plan, stored
 
@@ -117,8 +117,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
                      PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     g_rows = gate_rows(0, H, 4, BLOCK_H)  # (4 BH,): gate g, unit u in column g * BH + u
-    # (BH, 4 BH): row = input unit, column = gate and output unit
-    w = weight_slice(W, 0, g_rows, tl.arange(0, BLOCK_H), 4 * H, H, H, True, DOT_F32)
+    w = gates_block(W, 0, H, H, 4, BLOCK_H, BLOCK_H, DOT_F32)  # (BH, 4 BH): row = input unit
     g_valid = (g_rows < 4 * H)[None, :]
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
