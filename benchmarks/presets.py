@@ -66,8 +66,8 @@ PRESETS = {
     # The fused-kernel issue's targets: bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024, against
     # cuDNN; sized for a few minutes on one H100 (scripts/gpu_check.sh), smallest hidden sizes first (a
     # run cut short by --budget-s loses the largest). The triton rows run the persistent regime up to
-    # H = 64, the resident one up to the sizes its forward holds (LSTM 512, GRU 256) and the tiled one
-    # beyond; with RNNLAB_GRID_SYNC=0, the tiled one from H = 128.
+    # H = 64, the resident one up to the sizes its forward holds (on an H100/H200 LSTM and GRU up to
+    # 1024, B <= 32) and the tiled one beyond; with RNNLAB_GRID_SYNC=0, the tiled one from H = 128.
     "gpu": Preset(
         cases=tuple(
             Case(cell, 1024, B, H, H, dtype="bf16")

@@ -179,32 +179,43 @@ def split_gates(pre, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 
 @triton.jit
 def resident_product(A, a_rows, a_mask, w, K, K_RES: tl.constexpr, PRECISION: tl.constexpr):
-    """(BB, N) product, in A's type, of the rows of A (length K, padded to K_RES, from the (BB, 1) offsets
-    ``a_rows``, masked by ``a_mask``) with a block ``w`` (K_RES, N) the program holds. A bypasses L1
-    (other programs wrote it this step)."""
+    """(BB, N) product, in the accumulator type (fp64 for fp64 operands, else fp32), of the rows of A
+    (length K, padded to K_RES, from the (BB, 1) offsets ``a_rows``, masked by ``a_mask``) with a block
+    ``w`` (K_RES, N) the program holds. A bypasses L1 (other programs wrote it this step)."""
     k = tl.arange(0, K_RES)
     a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
-    return tl.dot(a.to(w.dtype), w, input_precision=PRECISION).to(A.dtype.element_ty)
+    return tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
 
 
 @triton.jit
 def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.constexpr, BLOCK_K: tl.constexpr,
                       DOT_F32: tl.constexpr, PRECISION: tl.constexpr, w_res, K_RES: tl.constexpr):
-    """(BB, BN) product, in A's (accumulator) type, of the rows of A, length K from the (BB, 1) offsets
-    ``a_rows`` (masked by ``a_mask``), with the weight_slice of ``cols`` (BN,) over all K. The slice is
-    ``w_res`` when the program holds it (K_RES > 0, see resident_slice; ``cols`` must then be the
+    """(BB, BN) product, in the accumulator type (fp64 for fp64 operands, else fp32), of the rows of A
+    (length K from the (BB, 1) offsets ``a_rows``, masked by ``a_mask``; in the accumulator type, or in the
+    operands' half precision, see dispatch.stored) with the weight_slice of ``cols`` (BN,) over all K. The
+    slice is ``w_res`` when the program holds it (K_RES > 0, see resident_slice; ``cols`` must then be the
     program's own tile), else A and W are streamed in BLOCK_K slices of the reduced dimension. A bypasses
     L1 (other programs wrote it this step)."""
     if K_RES:
         acc = resident_product(A, a_rows, a_mask, w_res, K, K_RES, PRECISION)
     else:
-        acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=A.dtype.element_ty)
+        acc_type: tl.constexpr = tl.float64 if A.dtype.element_ty == tl.float64 else tl.float32
+        acc = tl.zeros((a_rows.shape[0], cols.shape[0]), dtype=acc_type)
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
             w = weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE, DOT_F32)
             acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
     return acc
+
+
+@triton.jit
+def exchange_rows(step, rows, B, K):
+    """The (BB, 1) offsets of ``rows`` (BB,) in slot ``step`` % 2 of a (2, B, K) buffer through which the
+    backward's programs exchange a step's gate gradients for the product with W_hh, in the products'
+    operand type (dispatch.stored): a step writes one slot while programs still finishing the previous
+    step's product read the other, and none writes it again before all have passed the next barrier."""
+    return ((step % 2) * B + rows[:, None]) * K  # int64, as rows are
 
 
 @triton.jit

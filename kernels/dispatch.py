@@ -5,9 +5,9 @@
 - ``resident`` (CUDA; off with ``RNNLAB_GRID_SYNC=0``): the hidden units are split into column tiles of
   RESIDENT_BLOCK_H, one program each (per batch tile), every program holding its tile's slice of W_hh
   on chip for the whole sequence and exchanging the state with the others through global memory at a
-  grid barrier each step (hidden sizes up to MAX_RESIDENT_H, up to one program per SM; without a
-  projection). The same kernels as the tiled regime (their K_RES argument), so under the
-  interpreter it runs only where one tile covers H.
+  grid barrier each step (hidden sizes up to MAX_RESIDENT_H, or ALIGNED_RESIDENT_H's for multiples of 16,
+  up to one program per SM; without a projection). The same kernels as the tiled regime (their K_RES
+  argument), so under the interpreter it runs only where one tile covers H.
 - ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
   state is exchanged through fp32 buffers in global memory. By default one program per batch tile
   walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
@@ -67,19 +67,28 @@ BACKWARD_K = 4  # see backward_k
 # fewest weights each), 8 warps with up to 255 registers a thread (the most 8 warps may have; left to
 # itself ptxas stopped some resident kernels at 128 and spilled, while the same setting made the
 # persistent fp32 LSTM backward spill, so it is the resident regime's alone). Triton keeps the (H, 16)
-# slices in shared memory and loads them into registers for each step's product. The largest hidden
-# sizes below, (forward, backward), compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9 and
-# 3.6; beyond them ptxas spills 8-2500 bytes). The forward takes all gates in one product; the backward
-# holds one slice (H, 16) a gate, which caps it lower: the LSTM's takes one product over all four (at 512
-# it still spills 128-136 bytes), the GRU's one a gate (one over all three spilled 280-352 bytes at 128).
-# The half-precision GRU forward fits at 512 (142-179 registers) since it loads its inputs before the
-# products, and at 1024 on sm_90 only (233 registers and 192 KiB of shared memory; sm_80 has 163 KiB).
-# An entry at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime for that cell,
-# width and direction (it still runs when forced).
+# slices in shared memory and loads them into registers for each step's product, whose other operand
+# (h, or the gate gradients) it stages in shared memory too; in fp16/bf16 the programs exchange those in
+# the input dtype (dispatch.stored), which halved that staging (fp32 took the LSTM forward at 1024 and
+# its backward at 512 to 192 KiB, past sm_80's 163). The largest hidden sizes below, (forward, backward),
+# compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9 and 3.6; beyond them ptxas spills
+# 8-2500 bytes, or, the LSTM backward at 1024, the slices need 256 KiB). The forward takes all gates in
+# one product; the backward holds one slice (H, 16) a gate, which caps it lower: the LSTM's takes one
+# product over all four, the GRU's one a gate (one over all three spilled 280-352 bytes at 128). An entry
+# at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime for that cell, width and
+# direction (it still runs when forced). These hold for any hidden size.
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
 MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gru", "fp32"): (32, 32),
-                  ("gru", "half"): (512, 128), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (256, 256),
+                  ("gru", "half"): (1024, 512), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (1024, 1024),
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
+# Larger limits for hidden sizes that are multiples of 16: a launch then marks H, and the offsets built
+# from it, divisible by 16 (as it marks every 16-byte-aligned buffer), so loads and stores move 16 bytes
+# at once and need a quarter of the address registers. Compiled so (fit.py's "a16" rows), the
+# half-precision LSTM forward at 1024 uses 165-168 registers where it spilled 112-200 bytes without, its
+# backward at 512 142-174 (spilled 256-280), the GRU backward at 1024 153-180 (spilled 448-472). A buffer
+# not 16-byte aligned (a view at an odd offset) gets another compiled variant, which may spill: slower,
+# not wrong.
+ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 512), ("gru", "half"): (1024, 1024)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 _warps: int | None = None  # of force_warps
@@ -117,7 +126,9 @@ def accumulator(dtype: torch.dtype) -> torch.dtype:
 def stored(dtype: torch.dtype) -> torch.dtype:
     """The type of the activations a training forward keeps for the backward, for input ``dtype``: the
     input's own in fp16/bf16 (as cuDNN keeps them; in fp32 the LSTM kept 1.6-1.7x cuDNN's activation
-    memory on an H200), else the accumulator's. The backward computes in the accumulator type."""
+    memory on an H200), else the accumulator's. The backward computes in the accumulator type. Also the
+    type of the h that the tiled and resident forwards exchange for the next step's product, which rounds
+    it to its operands' type anyway: half the bytes read, and half the shared memory that stages them."""
     return dtype if dtype in (torch.float16, torch.bfloat16) else accumulator(dtype)
 
 
@@ -155,9 +166,12 @@ def backward_k(block_k: int) -> int:
     return BACKWARD_K * block_k
 
 
-def max_resident_h(cell: str, dtype: torch.dtype, backward: bool = False) -> int:
-    """The resident regime's largest hidden size for ``cell``, ``dtype`` and direction (MAX_RESIDENT_H)."""
-    return MAX_RESIDENT_H[cell, operand_width(dtype)][backward]
+def max_resident_h(cell: str, dtype: torch.dtype, backward: bool = False, aligned: bool = False) -> int:
+    """The resident regime's largest hidden size for ``cell``, ``dtype`` and direction: for any hidden size
+    (MAX_RESIDENT_H), or, ``aligned``, for multiples of 16 (ALIGNED_RESIDENT_H where it has a larger entry)."""
+    key = cell, operand_width(dtype)
+    largest = ALIGNED_RESIDENT_H.get(key, (0, 0))[backward] if aligned else 0
+    return max(MAX_RESIDENT_H[key][backward], largest)
 
 
 def grid_sync_enabled() -> bool:
@@ -297,7 +311,7 @@ def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj
     """Why the resident regime cannot run this shape here, or None if it can."""
     if proj:
         return "it has no projection (proj_size)"
-    if (largest := max_resident_h(cell, x.dtype, backward)) < H:
+    if (largest := max_resident_h(cell, x.dtype, backward, aligned=H % 16 == 0)) < H:
         return f"its {'backward' if backward else 'forward'} holds hidden sizes up to {largest} for {x.dtype}"
     programs = batch_tiles * triton.cdiv(H, RESIDENT_BLOCK_H)
     if programs == batch_tiles:  # one tile covers H: no program waits on another

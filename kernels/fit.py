@@ -7,6 +7,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 64   # one persistent configuration (hidden size)
     python -m rnnlab.kernels.fit lstm_bwd_tiled sm_90 bf16 1024 grid   # one tiled one, grid barrier
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
+    python -m rnnlab.kernels.fit lstm_fwd_tiled sm_90 bf16 1024 resident train - a16   # H a multiple of 16
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -49,12 +50,14 @@ REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
 ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
-STORED_BUFFERS = {"C", "G", "GHN"}  # the activations kept for the backward (dispatch.stored)
+# the activations kept for the backward, and what a step's product reads: h (HQ; the GRU's beside its
+# state in HS) and the gate gradients (DQ) (dispatch.stored)
+STORED_BUFFERS = {"C", "G", "GHN", "HQ", "DQ"}
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden sizes checked
-RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512)  # the resident regime's: each up to its MAX_RESIDENT_H
+RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512, 1024)  # the resident regime's: each up to its max_resident_h
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Fit:
     sync: str  # "-" (persistent), one of SYNCS (tiled) or "resident" (the tiled kernels holding W_hh)
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
+    align: str  # "a16": compiled as launched for H a multiple of 16 (_alignment), else "-": for any H
     num_warps: int
     registers: int
     shared: int
@@ -108,9 +112,10 @@ _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECIS
 
 
 def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
-                proj: str = "-") -> Fit:
+                proj: str = "-", align: str = "-") -> Fit:
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
-    resource usage."""
+    resource usage: for any hidden size that it pads to the same blocks, or with ``align`` "a16" for
+    multiples of 16 (_alignment)."""
     tiled = kernel.endswith("_tiled")
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync == "resident":  # plan() refuses it without a GPU to run on
@@ -130,12 +135,23 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
         constexprs["STORE"] = mode == "train"
     if "PROJ" in KERNELS[kernel].arg_names:
         constexprs["PROJ"] = proj == "proj"
-    src = ASTSource(fn=KERNELS[kernel], signature=_signature(kernel, dtype), constexprs=constexprs)
+    signature = _signature(kernel, dtype)
+    src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
+                    attrs=_alignment(signature) if align == "a16" else None)
     compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
                               options=options)
     usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, mode, proj, options["num_warps"], usage["registers"],
+    return Fit(kernel, target, dtype, hidden, sync, mode, proj, align, options["num_warps"], usage["registers"],
                compiled.metadata.shared, usage["spill_stores"] + usage["spill_loads"])
+
+
+def _alignment(signature: dict[str, str]) -> dict:
+    """The specialization a launch gives ``signature``'s arguments when H (and P) are multiples of 16 and
+    every buffer starts 16-byte aligned (as torch allocates them): Triton marks them divisible by 16, which
+    lets loads and stores move 16 bytes at once (fewer address registers: the resident LSTM forward at
+    H = 1024 spills 184 bytes for sm_90 compiled without it, none with it). T and B, any value."""
+    return {(i,): [["tt.divisibility", 16]] for i, (arg, kind) in enumerate(signature.items())
+            if kind.startswith("*") or arg in ("H", "P")}
 
 
 def resource_usage(ptx: str, capability: int) -> dict[str, int]:
@@ -158,25 +174,22 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
 
 def configurations(quick: bool = False):
     """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync,
-    mode, proj): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at a
-    hidden size for each of their block shapes, with and without the grid barrier, and in the resident
-    regime at each of RESIDENT_SHAPES whose slices fit; forwards with a STORE flag in training and
+    mode, proj, align): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at
+    a hidden size for each of their block shapes, with and without the grid barrier, and in the resident
+    regime at each of RESIDENT_SHAPES up to its limit for any hidden size and, beyond it, up to that for
+    multiples of 16 (ALIGNED_RESIDENT_H, "a16"); forwards with a STORE flag in training and
     inference; the tiled LSTM with and without a projection. ``quick`` keeps every persistent
-    configuration but, of the tiled ones (1-2 s of compiling each), only the largest code path (H = 1024,
+    configuration but, of the tiled ones (1-30 s of compiling each), only the largest code path (H = 1024,
     grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
-    inference, no projection) for sm_90, and the largest resident one in training for both targets (a
-    resident backward that spilled on sm_80 alone went unnoticed while only sm_90's was checked)."""
+    inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16) in training
+    for both targets (a resident backward that spilled on sm_80 alone went unnoticed while only sm_90's
+    was checked)."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
         projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
             shapes = [(hidden, sync) for hidden, sync in itertools.product(TILED_SHAPES, SYNCS)]
-            largest = max_resident_h(kernel.split("_")[0], TORCH_DTYPES[dtype], backward="_bwd" in kernel)
-            resident = [h for h in RESIDENT_SHAPES if h <= largest]
-            for hidden in resident:
-                for mode in modes:
-                    if not quick or (hidden == resident[-1] and mode == modes[0]):
-                        yield kernel, target, dtype, hidden, "resident", mode, "-"
+            yield from _resident(kernel, target, dtype, modes, quick)
         else:
             largest = MAX_PERSISTENT_H[kernel.split("_")[0], dtype if dtype in ("fp32", "fp64") else "half"]
             shapes = [(hidden, "-") for hidden in (16, 32, 64) if hidden <= max(16, largest)]
@@ -184,16 +197,29 @@ def configurations(quick: bool = False):
             largest = (hidden, sync, mode, proj) == (TILED_SHAPES[-1], "grid", modes[0], projs[-1])
             smallest = (hidden, sync, mode, proj) == (TILED_SHAPES[0], "loop", modes[-1], "-") and target == "sm_90"
             if not quick or sync == "-" or largest or smallest:
-                yield kernel, target, dtype, hidden, sync, mode, proj
+                yield kernel, target, dtype, hidden, sync, mode, proj, "-"
 
 
-HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'warps':>5} {'regs':>4} "
+def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):
+    """The resident configurations of a tiled ``kernel`` (see configurations)."""
+    cell, torch_dtype, backward = kernel.split("_")[0], TORCH_DTYPES[dtype], "_bwd" in kernel
+    anywhere = max_resident_h(cell, torch_dtype, backward)
+    aligned = max_resident_h(cell, torch_dtype, backward, aligned=True)
+    for align, sizes in (("-", [h for h in RESIDENT_SHAPES if h <= anywhere]),
+                         ("a16", [h for h in RESIDENT_SHAPES if anywhere < h <= aligned])):
+        for hidden, mode in itertools.product(sizes, modes):
+            if not quick or (hidden == sizes[-1] and mode == modes[0]):
+                yield kernel, target, dtype, hidden, "resident", mode, "-", align
+
+
+HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'align':5} {'warps':>5} "
+          f"{'regs':>4} "
           f"{'shared':>7} {'spill':>5} fits")
 
 
 def row(fit: Fit) -> str:
     return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.proj:4} "
-            f"{fit.num_warps:5} "
+            f"{fit.align:5} {fit.num_warps:5} "
             f"{fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
 
 

@@ -16,6 +16,7 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    exchange_rows,
     fake_grads,
     gate_block,
     gate_rows,
@@ -146,11 +147,12 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
 
 
 @triton.jit
-def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
+def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, T, B, H,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr):
-    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
+    # HS (2, B, H): h_{t-1} and h_t in the accumulator type, HQ likewise in the products' (dispatch.stored).
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero; or W
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
@@ -163,22 +165,24 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, LEN, Y, G, GHN, HN, COUNT, T, B, H,
             state = state_rows + cols[None, :]
             x = _gru_inputs(GX, BHH, row_t, j, active, H, BLOCK_H, HS.dtype.element_ty)
             h_prev = tl.load(HS + src + state, mask=am, other=0.0)
-            pre = x + recurrent_product(HS + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H,
+            pre = x + recurrent_product(HQ + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H,
                                         H, True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
             h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h_prev,
                               am, STORE, BLOCK_B, BLOCK_H)
             tl.store(HS + B * H - src + state, h_new, mask=am)
+            tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit
-def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, H,
+def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T, B, H,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
-    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
-    # column tile of W_hh for the whole sequence (resident regime).
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. DQ (2, B, 3H): a step's hidden-side
+    # gate gradients for the product (exchange_rows); DGH (T, B, 3H) keeps them all. K_RES > 0: this
+    # program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_r = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     w_z = resident_slice(W, H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
@@ -187,6 +191,7 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        q_rows = exchange_rows(step, rows, B, 3 * H)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             out = row_t * H + cols[None, :]
@@ -194,25 +199,28 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DHS, COUNT, T, B, 
             dh_t = tl.load(DHS + state, mask=am, other=0.0)
             dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
-            _, _, _, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
-                                                 dh_t, am)
+            d_r, d_z, d_hn, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H,
+                                                        h_prev, dh_t, am)
             tl.store(DHS + state, dh_direct, mask=am)  # the products with W_hh are added below
+            q = DQ + q_rows + cols[None, :]
+            tl.store(q, d_r.to(DQ.dtype.element_ty), mask=am)
+            tl.store(q + H, d_z.to(DQ.dtype.element_ty), mask=am)
+            tl.store(q + 2 * H, d_hn.to(DQ.dtype.element_ty), mask=am)
         step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
-        dg_rows = row_t * (3 * H)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
             dh = tl.load(DHS + state, mask=am, other=0.0)
             if K_RES:  # a product a gate (one over all three, K = 3H padded to 4 K_RES, spilled 280-352 bytes
                 # at H = 128 where these fit; fit.py, sm_80 and sm_90)
-                dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
+                dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
                                         w_r, K_RES)
-                dh += recurrent_product(DGH + H, dg_rows, active, W, H, cols, H, H, H, False, BLOCK_K, DOT_F32,
+                dh += recurrent_product(DQ + H, q_rows, active, W, H, cols, H, H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, w_z, K_RES)
-                dh += recurrent_product(DGH + 2 * H, dg_rows, active, W, 2 * H, cols, H, H, H, False, BLOCK_K, DOT_F32,
+                dh += recurrent_product(DQ + 2 * H, q_rows, active, W, 2 * H, cols, H, H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, w_n, K_RES)
-            else:  # one product over every gate's hidden-side gradient (K = 3H: DGH's rows and W's are gate-major)
-                dh += recurrent_product(DGH, dg_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
+            else:  # one product over every gate's hidden-side gradient (K = 3H: DQ's rows and W's are gate-major)
+                dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, W, 0)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
@@ -237,7 +245,7 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), lengths, Y, G, ghn, hn,
+        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), ping_pong(h0, keep), lengths, Y, G, ghn, hn,
                                            launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
                                            **launch.meta)
     else:
@@ -271,7 +279,8 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
-        _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dh0,
+        dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
+        _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dq, dh0,
                                            launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)

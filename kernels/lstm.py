@@ -13,12 +13,14 @@ the gradients of the gate pre-activations; dx and the weight gradients are GEMMs
 outside the kernel, as in rnnlab.recurrence.lstm.
 
 Tiled regime: the same math for any hidden size, by column tiles of BLOCK_H hidden units (all four
-gates of each, in one product). A tile's step reads the whole previous h from a ping-pong fp32 buffer HS (2, B, H) and
-streams W_hh (recurrent_product); c lives in CS likewise. The backward's step has two phases: the gate
-gradients of every tile, then (after the barrier) dh_{t-1} tile by tile from all of them. With a
-projection (proj_size P: h = (o * tanh c) W_hr^T, W_hh (4H, P)) the forward adds a phase that
-projects the unprojected h (HF) by column tiles of P, and the backward one that first gathers each
-step's dh_t (DHP) so the unprojected h's gradient dh_t W_hr can be taken by tiles of H.
+gates of each, in one product). A tile's step reads the whole previous h from a ping-pong buffer HQ
+(2, B, H) in the products' operand type (fp16/bf16 for such input, which the product rounds h to anyway:
+half the bytes every program reads each step) and streams W_hh (recurrent_product); c lives in an fp32
+CS likewise. The backward's step has two phases: the gate gradients of every tile, then (after the
+barrier) dh_{t-1} tile by tile from all of them. With a projection (proj_size P: h = (o * tanh c)
+W_hr^T, W_hh (4H, P)) the forward adds a phase that projects the unprojected h (HF) by column tiles of
+P, and the backward one that first gathers each step's dh_t (DHP) so the unprojected h's gradient
+dh_t W_hr can be taken by tiles of H.
 
 Resident regime: the tiled kernels with K_RES > 0 and one program per column tile, each loading its
 tile's slices of W_hh once (resident_gates in the forward, resident_slice in the backward) instead of
@@ -40,6 +42,7 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    exchange_rows,
     fake_grads,
     gate_block,
     gate_rows,
@@ -172,12 +175,12 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 
 
 @triton.jit
-def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T, B, H, P,
+def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                            GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr,
                            K_RES: tl.constexpr):
-    # h is P wide (HS: (2, B, P)), c H wide (CS: (2, B, H)); P == H without a projection. With PROJ a
+    # h is P wide (HQ: (2, B, P)), c H wide (CS: (2, B, H)); P == H without a projection. With PROJ a
     # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
@@ -203,16 +206,16 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
             g_rows = gate_rows(j, H, 4, BLOCK_H)
             g_off = row_t * (4 * H) + g_rows[None, :]
             g_mask = active & (g_rows < 4 * H)[None, :]
-            x = _lstm_inputs(GX, g_off, g_mask, HS.dtype.element_ty)
+            x = _lstm_inputs(GX, g_off, g_mask, CS.dtype.element_ty)
             c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
-            pre = x + recurrent_product(HS + h_src, h_rows, active, W, 0, g_rows, 4 * H, P, P, True, BLOCK_K, DOT_F32,
+            pre = x + recurrent_product(HQ + h_src, h_rows, active, W, 0, g_rows, 4 * H, P, P, True, BLOCK_K, DOT_F32,
                                         PRECISION, w_all, K_RES)
             h_new, c_new = _lstm_cell(pre, h_target, h_off, C, G, g_off, g_mask, out, c_prev, am, STORE, BLOCK_B,
                                       BLOCK_H)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
-                tl.store(HS + B * P - h_src + state, h_new, mask=am)
+                tl.store(HQ + B * P - h_src + state, h_new.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + state, h_new, mask=am & last)
         if PROJ:
             step_barrier(COUNT + tl.program_id(0), (2 * s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -225,7 +228,7 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                 h = recurrent_product(HF, hf_rows, active, WR, 0, cols, P, H, H, True, BLOCK_K, DOT_F32, PRECISION,
                                       WR, 0)
                 tl.store(Y + row_t * P + cols[None, :], h.to(Y.dtype.element_ty), mask=am)
-                tl.store(HS + B * P - h_src + h_rows + cols[None, :], h, mask=am)
+                tl.store(HQ + B * P - h_src + h_rows + cols[None, :], h.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + h_rows + cols[None, :], h, mask=am & last)
             step_barrier(COUNT + tl.program_id(0), (2 * s + 2) * tl.num_programs(1), GRID_SYNC)
         else:
@@ -233,12 +236,13 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HS, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
 
 
 @triton.jit
-def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T, B, H, P,
+def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUNT, T, B, H, P,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                            GRID_SYNC: tl.constexpr, PROJ: tl.constexpr, K_RES: tl.constexpr):
     # DHS (B, P), DCS (B, H): dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out.
     # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
+    # DQ (2, B, 4H): a step's gate gradients for the product (exchange_rows); DG (T, B, 4H) keeps them all.
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     # the rows of W_hh (4H, P) for every gate: (4 K_RES, BH), or W when K_RES == 0
@@ -248,6 +252,7 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        q_rows = exchange_rows(step, rows, B, 4 * H)
         if PROJ:
             for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
                 cols, am = column_tile(j, active, P, BLOCK_H)
@@ -266,18 +271,22 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DHS, DCS, DHP, COUNT, T
                 dh_t = tl.load(DHS + state, mask=am, other=0.0)
                 dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             c_prev = load_previous(C, C0, out, state, s, B, H, am, DCS.dtype.element_ty, REVERSE)
-            _, _, _, _, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t,
-                                                   tl.load(DCS + state, mask=am, other=0.0), am)
+            d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
+                                                           dh_t, tl.load(DCS + state, mask=am, other=0.0), am)
             tl.store(DCS + state, dc_prev, mask=am)
+            q = DQ + q_rows + cols[None, :]
+            tl.store(q, d_i.to(DQ.dtype.element_ty), mask=am)
+            tl.store(q + H, d_f.to(DQ.dtype.element_ty), mask=am)
+            tl.store(q + 2 * H, d_g.to(DQ.dtype.element_ty), mask=am)
+            tl.store(q + 3 * H, d_o.to(DQ.dtype.element_ty), mask=am)
         if PROJ:
             step_barrier(COUNT + tl.program_id(0), (2 * step + 2) * tl.num_programs(1), GRID_SYNC)
         else:
             step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
-        dg_rows = row_t * (4 * H)
         for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, P, BLOCK_H)
-            # one product over every gate's gradient (K = 4H: DG's rows and W's are gate-major)
-            dh = recurrent_product(DG, dg_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
+            # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
+            dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
                                    w_all, 4 * K_RES)
             tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
@@ -309,7 +318,7 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
     w = w_hh.contiguous()
     if launch.tiled:
         wr = w if w_hr is None else w_hr.contiguous()
-        _lstm_fwd_tiled_kernel[launch.grid](gx, w, wr, ping_pong(h0, acc), ping_pong(c0, acc), HF, lengths, Y, C, G,
+        _lstm_fwd_tiled_kernel[launch.grid](gx, w, wr, ping_pong(h0, keep), ping_pong(c0, acc), HF, lengths, Y, C, G,
                                             hn, cn, launch.counters(x.device), T, B, H, P, REVERSE=reverse,
                                             STORE=store, PROJ=w_hr is not None, **launch.meta)
     else:
@@ -346,8 +355,9 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     if launch.tiled:
         dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
         wr = w if w_hr is None else w_hr.contiguous()
-        _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, wr, lengths, dG, dh0, dc0, DHP,
-                                            launch.counters(x.device), T, B, H, P, REVERSE=reverse,
+        dq = torch.empty(2, B, 4 * H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
+        _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, wr, lengths, dG, dq, dh0, dc0,
+                                            DHP, launch.counters(x.device), T, B, H, P, REVERSE=reverse,
                                             PROJ=w_hr is not None, **launch.meta)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)

@@ -14,6 +14,7 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    exchange_rows,
     fake_grads,
     gate_block,
     lengths_from,
@@ -26,7 +27,7 @@ from .common import (
     tanh,
     wanted,
 )
-from .dispatch import accumulator, plan
+from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
@@ -88,7 +89,7 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
 
 
 @triton.jit
-def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
+def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, T, B, H,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
@@ -102,21 +103,22 @@ def _rnn_fwd_tiled_kernel(GX, W, HS, LEN, Y, HN, COUNT, T, B, H,
         src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            hw = recurrent_product(HS + src, state_rows, active, W, 0, cols, H, H, H, True,
+            hw = recurrent_product(HQ + src, state_rows, active, W, 0, cols, H, H, H, True,
                                    BLOCK_K, DOT_F32, PRECISION, w, K_RES)
             h_new = _rnn_cell(GX, Y, row_t * H + cols[None, :], hw, am, RELU)
             state = state_rows + cols[None, :]
-            tl.store(HS + B * H - src + state, h_new, mask=am)
+            tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit
-def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
+def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, T, B, H,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
-    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. K_RES > 0: this program holds its
+    # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. DQ (2, B, H): a step's gradients
+    # for the product (exchange_rows); DG (T, B, H) keeps them all. K_RES > 0: this program holds its
     # column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
@@ -124,14 +126,16 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DHS, COUNT, T, B, H,
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
+        q_rows = exchange_rows(step, rows, B, H)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            _rnn_cell_grads(Y, DY, DG, row_t * H + cols[None, :],
-                            tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0), am, RELU)
+            d_pre = _rnn_cell_grads(Y, DY, DG, row_t * H + cols[None, :],
+                                    tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0), am, RELU)
+            tl.store(DQ + q_rows + cols[None, :], d_pre.to(DQ.dtype.element_ty), mask=am)
         step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            dh = recurrent_product(DG, row_t * H, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
+            dh = recurrent_product(DQ, q_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
                                    w, K_RES)
             tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
@@ -152,8 +156,9 @@ def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
     hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.tiled:
-        _rnn_fwd_tiled_kernel[launch.grid](gx, w, ping_pong(h0, acc), lengths, Y, hn, launch.counters(x.device),
-                                           T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
+        hs = ping_pong(h0, stored(x.dtype))  # h_{t-1} and h_t in the products' type
+        _rnn_fwd_tiled_kernel[launch.grid](gx, w, hs, lengths, Y, hn, launch.counters(x.device), T, B, H, RELU=relu,
+                                           REVERSE=reverse, **launch.meta)
     else:
         _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, T, B, H, RELU=relu, REVERSE=reverse,
                                      **launch.meta)
@@ -181,7 +186,8 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
-        _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dh0, launch.counters(x.device),
+        dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
+        _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dq, dh0, launch.counters(x.device),
                                            T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)

@@ -65,18 +65,27 @@ def test_fused_forward_replays_in_a_cuda_graph(H):
 
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
-@pytest.mark.parametrize(("cell", "H"), [("lstm", 256), ("gru", 128), ("rnn_tanh", 256)])
-def test_resident_regime_matches_cudnn(cell, H):
+@pytest.mark.parametrize(("cell", "H", "backward"), [("lstm", 256, "resident"), ("gru", 128, "resident"),
+                                                     ("rnn_tanh", 256, "resident"), ("lstm", 512, "resident"),
+                                                     ("gru", 1024, "resident"), ("lstm", 1024, "tiled"),
+                                                     ("gru", 1000, "tiled")])
+def test_resident_regime_matches_cudnn(cell, H, backward):
     """The resident regime (programs holding W_hh slices, meeting at the grid barrier) in bf16, bounded
-    against cuDNN in fp32 relative to each output's and gradient's largest value."""
+    against cuDNN in fp32 relative to each output's and gradient's largest value; at the limits for hidden
+    sizes that are multiples of 16 (dispatch.ALIGNED_RESIDENT_H) and for others (H = 1000)."""
     from rnnlab.kernels.dispatch import plan  # imports triton, which a CPU-only install may lack
 
+    name = cell.split("_")[0]
+    programs = 2 * -(-H // 16)  # B = 19: two batch tiles of 16 hidden units a program
+    if programs > torch.cuda.get_device_properties(0).multi_processor_count:
+        pytest.skip(f"{programs} resident programs need as many multiprocessors")
     torch.manual_seed(4)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
     ref, mine = ref.cuda(), mine.cuda().to(torch.bfloat16)
     shape = {"form": "packed", "T": 33, "B": 19, "with_state": True, "seed": 5, "device": "cuda"}
     x = torch.zeros(1, 19, 24, device="cuda", dtype=torch.bfloat16)
-    assert plan(cell.split("_")[0], x, H, 19).regime == "resident"
+    assert plan(name, x, H, 19).regime == "resident"
+    assert plan(name, x, H, 19, backward=True).regime == backward
     want = run(ref, *make_inputs(ref, dtype=torch.float32, **shape))
     got = run(mine, *make_inputs(ref, dtype=torch.bfloat16, **shape))
     errors = relative_errors(got, want)
