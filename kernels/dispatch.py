@@ -79,16 +79,16 @@ BACKWARD_K = 4  # see backward_k
 # direction (it still runs when forced). These hold for any hidden size.
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
 MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gru", "fp32"): (32, 32),
-                  ("gru", "half"): (1024, 512), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (1024, 1024),
+                  ("gru", "half"): (1024, 256), ("rnn", "fp32"): (128, 128), ("rnn", "half"): (1024, 512),
                   ("lstm", "fp64"): (32, 32), ("gru", "fp64"): (16, 16), ("rnn", "fp64"): (256, 256)}
 # Larger limits for hidden sizes that are multiples of 16: a launch then marks H, and the offsets built
 # from it, divisible by 16 (as it marks every 16-byte-aligned buffer), so loads and stores move 16 bytes
 # at once and need a quarter of the address registers. Compiled so (fit.py's "a16" rows), the
 # half-precision LSTM forward at 1024 uses 165-168 registers where it spilled 112-200 bytes without, its
-# backward at 512 142-174 (spilled 256-280), the GRU backward at 1024 153-180 (spilled 448-472). A buffer
-# not 16-byte aligned (a view at an odd offset) gets another compiled variant, which may spill: slower,
-# not wrong.
-ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 512), ("gru", "half"): (1024, 1024)}
+# backward at 512 142-174 (spilled 256-280), the GRU backward at 1024 153-180 (spilled 448-472; Triton
+# 3.6 spilled it from 512, 72 bytes, and the RNN backward at 1024 likewise). A buffer not 16-byte aligned
+# (a view at an odd offset) gets another compiled variant, which may spill: slower, not wrong.
+ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 512), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 _warps: int | None = None  # of force_warps

@@ -202,12 +202,14 @@ def test_dispatcher_picks_the_regime_from_cell_size_and_dtype():
         assert resident.tiled and resident.grid == (3, 1) and resident.meta["K_RES"] == 16
     # up to the sizes that compile without spills (fit.py); the backward's limits are lower
     assert max_resident_h("lstm", torch.bfloat16) == 512 and max_resident_h("lstm", torch.bfloat16, True) == 256
-    assert max_resident_h("gru", torch.float16) == 1024 and max_resident_h("gru", torch.float16, True) == 512
+    assert max_resident_h("gru", torch.float16) == 1024 and max_resident_h("gru", torch.float16, True) == 256
     # hidden sizes that are multiples of 16 compile with vectorized accesses, which need fewer registers
     assert max_resident_h("lstm", torch.bfloat16, aligned=True) == 1024
     assert max_resident_h("lstm", torch.bfloat16, True, aligned=True) == 512
     assert max_resident_h("gru", torch.float16, True, aligned=True) == 1024
-    assert max_resident_h("rnn", torch.float16, True, aligned=True) == 1024  # no larger entry: MAX_RESIDENT_H's
+    assert max_resident_h("rnn", torch.float16, True) == 512
+    assert max_resident_h("rnn", torch.float16, True, aligned=True) == 1024
+    assert max_resident_h("rnn", torch.float32, True, aligned=True) == 128  # no larger entry: MAX_RESIDENT_H's
     assert max_resident_h("lstm", torch.float32, aligned=True) == 32
 
 
