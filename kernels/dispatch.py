@@ -72,9 +72,9 @@ BACKWARD_K = 4  # see backward_k
 # the input dtype (dispatch.stored), which halved that staging (fp32 took the LSTM forward at 1024 and
 # its backward at 512 to 192 KiB, past sm_80's 163). The largest hidden sizes below, (forward, backward),
 # compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9 and 3.6; beyond them ptxas spills
-# 8-2500 bytes, or, the LSTM backward at 1024, the slices need 256 KiB). The forward takes all gates in
-# one product; the backward holds one slice (H, 16) a gate, which caps it lower: the LSTM's takes one
-# product over all four, the GRU's one a gate (one over all three spilled 280-352 bytes at 128). An entry
+# 8-2500 bytes). The forward takes all gates in one product; the backward holds one slice (H, 16) a gate
+# and takes one product a gate (one over all of them spilled: the GRU's 280-352 bytes at 128, the LSTM's
+# 40 at 256, and at 1024 its staged operand took the LSTM's to 256 KiB of shared memory). An entry
 # at or below MAX_PERSISTENT_H's means the dispatcher never picks the regime for that cell, width and
 # direction (it still runs when forced). These hold for any hidden size.
 RESIDENT_BLOCK_H, RESIDENT_WARPS = 16, 8
@@ -85,10 +85,11 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
 # from it, divisible by 16 (as it marks every 16-byte-aligned buffer), so loads and stores move 16 bytes
 # at once and need a quarter of the address registers. Compiled so (fit.py's "a16" rows), the
 # half-precision LSTM forward at 1024 uses 165-168 registers where it spilled 112-200 bytes without, its
-# backward at 512 142-174 (spilled 256-280), the GRU backward at 1024 153-180 (spilled 448-472; Triton
-# 3.6 spilled it from 512, 72 bytes, and the RNN backward at 1024 likewise). A buffer not 16-byte aligned
-# (a view at an odd offset) gets another compiled variant, which may spill: slower, not wrong.
-ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 512), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024)}
+# backward at 1024 168-185 (at 512 it spilled 112 bytes without, Triton 3.6), the GRU backward at 1024
+# 153-180 (spilled 448-472; Triton 3.6 spilled it from 512, 72 bytes, and the RNN backward at 1024). A
+# buffer not 16-byte aligned (a view at an odd offset) gets another compiled variant, which may spill:
+# slower, not wrong.
+ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 _warps: int | None = None  # of force_warps

@@ -245,8 +245,10 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
     # DQ (2, B, 4H): a step's gate gradients for the product (exchange_rows); DG (T, B, 4H) keeps them all.
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
-    # the rows of W_hh (4H, P) for every gate: (4 K_RES, BH), or W when K_RES == 0
-    w_all = resident_slice(W, 0, P, 4 * H, P, False, BLOCK_H, 4 * K_RES, DOT_F32)
+    w_i = resident_slice(W, 0, P, H, P, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
+    w_f = resident_slice(W, H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
+    w_g = resident_slice(W, 2 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
+    w_o = resident_slice(W, 3 * H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
     state_rows = rows[:, None] * H
     h_rows = rows[:, None] * P
     for step in range(0, T):
@@ -285,9 +287,20 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
             step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(P, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, P, BLOCK_H)
-            # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
-            dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
-                                   w_all, 4 * K_RES)
+            if K_RES:  # a product a gate (one over all four spilled 40 bytes at H = 256 for sm_90, and its
+                # slices need 256 KiB at 1024; a gate's operand takes a quarter of the staging: fit.py)
+                dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
+                                       w_i, K_RES)
+                dh += recurrent_product(DQ + H, q_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
+                                        w_f, K_RES)
+                dh += recurrent_product(DQ + 2 * H, q_rows, active, W, 2 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
+                                        PRECISION, w_g, K_RES)
+                dh += recurrent_product(DQ + 3 * H, q_rows, active, W, 3 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
+                                        PRECISION, w_o, K_RES)
+            else:
+                # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
+                dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
+                                       W, 0)
             tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
