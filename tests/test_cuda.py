@@ -72,7 +72,8 @@ def test_fused_forward_replays_in_a_cuda_graph(H):
 def test_resident_regime_matches_cudnn(cell, H, backward):
     """The resident regime (programs holding W_hh slices, meeting at the grid barrier) in bf16, bounded
     against cuDNN in fp32 relative to each output's and gradient's largest value; at the limits for hidden
-    sizes that are multiples of 16 (dispatch.ALIGNED_RESIDENT_H) and for others (H = 1000)."""
+    sizes that are multiples of 16 (dispatch.ALIGNED_RESIDENT_H) and for others (H = 1000). Beyond
+    H = 256 one direction (half the compiling, in gpu_check.sh's 150 s)."""
     from rnnlab.kernels.dispatch import plan  # imports triton, which a CPU-only install may lack
 
     name = cell.split("_")[0]
@@ -80,7 +81,7 @@ def test_resident_regime_matches_cudnn(cell, H, backward):
     if programs > torch.cuda.get_device_properties(0).multi_processor_count:
         pytest.skip(f"{programs} resident programs need as many multiprocessors")
     torch.manual_seed(4)
-    ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
+    ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=H <= 256)
     ref, mine = ref.cuda(), mine.cuda().to(torch.bfloat16)
     shape = {"form": "packed", "T": 33, "B": 19, "with_state": True, "seed": 5, "device": "cuda"}
     x = torch.zeros(1, 19, 24, device="cuda", dtype=torch.bfloat16)
