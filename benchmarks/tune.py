@@ -5,13 +5,16 @@ bf16 at T = 1024 with I = H:
   (dispatch.force_warps), forward only, B = 16, where a forward step took 1.8-4.1 us on an H200 against
   the 1 us target. Fewer warps mean cheaper barriers for the layout conversions of each step,
   more warps more loads in flight.
+- ``batch``: the resident regime's batch tiles of 32 rows (dispatch.force_batch_tile) at H = 1024,
+  B = 64 (LSTM and GRU), whose 128 programs fit an H100 where tiles of 16 need 256 and the dispatcher
+  falls back to the tiled regime; forward and forward+backward.
 - ``tiled``: the tiled regime's column-tile width (BLOCK_H), forward reduction slice (BLOCK_K; the
   backward's is dispatch.backward_k of it), software-pipelining stages and warps (dispatch.force_tiling),
   forward and forward+backward, where it still runs at the target sizes and lost to cuDNN: H = 1024,
   B = 64 (LSTM and GRU; at B <= 32 and at H = 512 the resident regime runs now).
 
 The current choice comes first in each case and mode; one that wins everywhere it fits belongs in
-rnnlab.kernels.dispatch (num_warps, RESIDENT_WARPS, the TILED_* constants).
+rnnlab.kernels.dispatch (num_warps, RESIDENT_WARPS, the TILED_* constants, BLOCK_B for the resident regime).
 
     python benchmarks/tune.py --out benchmarks/results/gpu-<device>/tune --budget-s 120
 
@@ -33,19 +36,22 @@ from presets import Case, Preset  # benchmarks/ is on sys.path when run as a scr
 from run import Budget, environment, exit_status, measure
 
 from rnnlab.kernels.dispatch import (
+    BLOCK_B,
     TILED_BLOCK_H,
     TILED_BLOCK_K,
     TILED_STAGES,
     TILED_WARPS,
+    force_batch_tile,
     force_regime,
     force_tiling,
     force_warps,
     plan,
 )
 
-# group: (cell:hidden size pairs, batches, modes), each few enough that gpu_check.sh's 90 s of tuning reach
-# the tiled group (each choice compiles anew: a few seconds)
+# group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 90 s;
+# each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
 GROUPS = {"warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
+          "batch": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd")),
           "tiled": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd"))}
 WARPS = (4, 8, 16)
 # (BLOCK_H, BLOCK_K, stages, warps): longer slices mean fewer per step (each one's loads wait on the last
@@ -62,6 +68,8 @@ def choices(group: str, case: Case, device: torch.device) -> list[dict]:
         names = ("BLOCK_H", "BLOCK_K", "stages", "warps")
         current = (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
         return [dict(zip(names, tiling, strict=True)) for tiling in (current, *(t for t in TILINGS if t != current))]
+    if group == "batch":
+        return [{"rows": BLOCK_B}, {"rows": 2 * BLOCK_B}]
     like = torch.empty(0, case.B, 1, dtype=torch.bfloat16, device=device)
     launch = plan(case.cell, like, case.H, case.B)
     current = launch.meta["num_warps"]
@@ -76,6 +84,8 @@ def applied(group: str, choice: dict) -> ExitStack:
     if group == "tiled":
         stack.enter_context(force_regime("tiled"))
         stack.enter_context(force_tiling(*choice.values()))
+    elif group == "batch":
+        stack.enter_context(force_batch_tile(choice["rows"]))
     else:
         stack.enter_context(force_warps(choice["warps"]))
     return stack

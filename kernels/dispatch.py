@@ -19,8 +19,8 @@
   graphs included; timings in benchmarks/results/gpu-NVIDIA-H200/grid-sync/).
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
-(tests and benchmarks), :func:`force_tiling` the tiled regime's blocks and :func:`force_warps` the other
-regimes' warps (benchmarks/tune.py).
+(tests and benchmarks), :func:`force_tiling` the tiled regime's blocks, :func:`force_warps` the other
+regimes' warps and :func:`force_batch_tile` the resident regime's batch rows (benchmarks/tune.py).
 Block sizes are fixed per shape: there is no run-time autotuning, and Triton caches each compiled
 configuration.
 """
@@ -93,6 +93,7 @@ ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 10
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 _warps: int | None = None  # of force_warps
+_batch_tile: int | None = None  # of force_batch_tile
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,25 @@ def force_warps(warps: int):
         _warps = previous
 
 
+@contextmanager
+def force_batch_tile(rows: int):
+    """Launch the resident regime with batch tiles of ``rows`` (16 or 32) inside the block instead of
+    BLOCK_B's 16: twice the rows a program, half the programs a batch needs (at H = 1024 and B = 64, 128
+    rather than 256, more than an H100's 132 SMs, so that B runs tiled by default). Not checked by fit.py
+    and not timed: cross-compiled for sm_90 at H = 1024 (bf16, as launched for multiples of 16) the LSTM
+    kernels used 236-254 registers and 192 KiB of shared memory without spills under Triton 3.9 and 3.6,
+    the GRU's 211-255, whose backward spilled 8 bytes under 3.6; sm_80 has too little shared memory.
+    benchmarks/tune.py times it against the dispatcher's choice."""
+    global _batch_tile
+    if rows not in (16, 32):
+        raise ValueError(f"rows must be 16 or 32 (batch rows a resident program); got {rows}")
+    previous, _batch_tile = _batch_tile, rows
+    try:
+        yield
+    finally:
+        _batch_tile = previous
+
+
 def _all_registers(warps: int) -> int:
     """The most registers a thread of a ``warps``-warp program may have (one program per SM)."""
     return min(255, 65536 // (32 * warps))
@@ -262,7 +282,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             meta["maxnreg"] = _all_registers(warps)
         return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):
-        problem = _resident_problem(cell, x, H, batch_tiles, proj, backward)
+        problem = _resident_problem(cell, x, H, triton.cdiv(B, _batch_tile or BLOCK_B), proj, backward)
         if problem is None:
             return resident_launch(x, H, B)
         if regime == "resident":
@@ -295,11 +315,12 @@ def grid_sync_meta(programs: int) -> dict:
 
 def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
     """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
-    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile."""
+    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile (of BLOCK_B
+    rows, or force_batch_tile's)."""
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
-    warps = _warps or RESIDENT_WARPS
-    return Launch("resident", (triton.cdiv(B, BLOCK_B), programs),
-                  {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
+    warps, rows = _warps or RESIDENT_WARPS, _batch_tile or BLOCK_B
+    return Launch("resident", (triton.cdiv(B, rows), programs),
+                  {**common_meta(x), "BLOCK_B": rows, **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
                    "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": warps,
                    "num_stages": TILED_STAGES, "maxnreg": _all_registers(warps)})
 

@@ -120,6 +120,8 @@ def test_tuning_times_each_choice_and_compares_it_with_the_current_one(tmp_path)
     records = json.loads((tmp_path / "results.json").read_text())["records"]
     warps = [r for r in records if r["group"] == "warps"]
     tiled = [r for r in records if r["group"] == "tiled"]
+    batch = [r for r in records if r["group"] == "batch"]
+    assert [r["choice"] for r in batch] == [{"rows": 16}, {"rows": 32}] * 2  # fwd, then fwd+bwd
     # the persistent regime (H = 20: BLOCK_H 32, 8 warps) against 4 and 16 warps, forward only
     assert [r["choice"] for r in warps] == [{"warps": 8}, {"warps": 4}, {"warps": 16}]
     assert warps[0]["median_ms"] > 0 and {r["mode"] for r in warps} == {"fwd"}

@@ -24,6 +24,7 @@ from parity import assert_same, make_inputs, make_pair, relative_errors, run
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels.dispatch import (  # noqa: E402
+    force_batch_tile,
     force_regime,
     force_tiling,
     force_warps,
@@ -231,6 +232,22 @@ def test_forced_tilings_match_reference(cell, tiling):
     with pytest.raises(ValueError, match=r"stages must be >= 1; got 0"), force_tiling(16, 64, 0, 4):
         pass
     with pytest.raises(ValueError, match=r"warps must be a power of two >= 1; got 6"), force_tiling(16, 64, 1, 6):
+        pass
+
+
+def test_forced_batch_tile_widens_the_resident_programs_only():
+    """dispatch.force_batch_tile (benchmarks/tune.py): 32 batch rows a resident program, half the programs;
+    the other regimes keep BLOCK_B's 16. The numbers: two batch tiles of 32 (B = 40), one covering H."""
+    x = torch.zeros(1, 40, 5, dtype=torch.float16)
+    with force_batch_tile(32):
+        assert resident_launch(x, 1024, 40).grid == (2, 64) and resident_launch(x, 1024, 40).meta["BLOCK_B"] == 32
+        assert plan("lstm", x, 64, 40).meta["BLOCK_B"] == 16 and plan("lstm", x, 64, 40).grid == (3,)
+        with force_regime("resident"):
+            torch.manual_seed(3)
+            reference, fused, ref = _pair(16, cell="gru", bidirectional=True)
+            inputs = make_inputs(ref, "packed", T=5, B=40, dtype=torch.float32, with_state=True, seed=7, device=DEVICE)
+            assert_same(run(fused, *inputs), run(reference, *inputs), 2e-5)
+    with pytest.raises(ValueError, match=r"rows must be 16 or 32 .* got 64"), force_batch_tile(64):
         pass
 
 
