@@ -73,8 +73,9 @@ def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, 
     sizes where that was timed (MEASURED_WINS: LSTM up to H = 512, GRU 256, with at most one program per
     SM), where forward and backward took 0.13-0.93x of cuDNN's time and the forward alone 0.13-0.29x.
     Not the tiled regime (the GRU at H = 512 was 1.14x cuDNN's forward at B = 16; both cells 1.1-2.9x at
-    H = 1024), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). The GRU's forward at
-    H = 512 has run in the resident regime since, not yet timed."""
+    H = 1024), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). The resident regime has
+    grown since (both directions of the LSTM and GRU at H = 512 and, for multiples of 16, at 1024), not yet
+    timed, so it does not move these limits."""
     return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
 
 
