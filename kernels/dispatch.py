@@ -86,10 +86,12 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
 # at once and need a quarter of the address registers. Compiled so (fit.py's "a16" rows), the
 # half-precision LSTM forward at 1024 uses 165-168 registers where it spilled 112-200 bytes without, its
 # backward at 1024 168-185 (at 512 it spilled 112 bytes without, Triton 3.6), the GRU backward at 1024
-# 153-180 (spilled 448-472; Triton 3.6 spilled it from 512, 72 bytes, and the RNN backward at 1024). A
-# buffer not 16-byte aligned (a view at an odd offset) gets another compiled variant, which may spill:
+# 153-180 (spilled 448-472; Triton 3.6 spilled it from 512, 72 bytes, and the RNN backward at 1024); in
+# fp32 the LSTM and GRU at 128, the backwards with 250-254 registers (at 256 they spill 112-3056 bytes).
+# A buffer not 16-byte aligned (a view at an odd offset) gets another compiled variant, which may spill:
 # slower, not wrong.
-ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024)}
+ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024),
+                      ("lstm", "fp32"): (128, 128), ("gru", "fp32"): (128, 128)}
 _forced: str | None = None
 _tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
 _warps: int | None = None  # of force_warps
