@@ -69,8 +69,8 @@ BACKWARD_K = 4  # see backward_k
 # persistent fp32 LSTM backward spill, so it is the resident regime's alone). Triton keeps the (H, 16)
 # slices in shared memory and loads them into registers for each step's product, whose other operand
 # (h, or the gate gradients) it stages in shared memory too; in fp16/bf16 the programs exchange those in
-# the input dtype (dispatch.stored), which halved that staging (fp32 took the LSTM forward at 1024 and
-# its backward at 512 to 192 KiB, past sm_80's 163). The largest hidden sizes below, (forward, backward),
+# the input dtype (dispatch.stored), which halved that staging (staged in fp32, the LSTM forward at 1024
+# and its backward at 512 took 192 KiB, past sm_80's 163). The largest hidden sizes below, (forward, backward),
 # compile for sm_80 and sm_90 without spills (fit.py, Triton 3.9 and 3.6; beyond them ptxas spills
 # 8-2500 bytes). The forward takes all gates in one product; the backward holds one slice (H, 16) a gate
 # and takes one product a gate (one over all of them spilled: the GRU's 280-352 bytes at 128, the LSTM's
