@@ -9,7 +9,8 @@
   up to one program per SM; without a projection). The same kernels as the tiled regime (their K_RES
   argument), so under the interpreter it runs only where one tile covers H.
 - ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
-  state is exchanged through fp32 buffers in global memory. By default one program per batch tile
+  state is exchanged through buffers in global memory (fp32, but h and the gate gradients that the
+  products read in the operands' type: dispatch.stored). By default one program per batch tile
   walks all BLOCK_H column tiles of a step (correct anywhere, the interpreter included, but one SM per
   batch tile: 1.2-77x slower than cuDNN on an H200 at H = 128-1024); on CUDA the column tiles are spread
   over up to one program per SM that meet at a spin-wait barrier each step (unless
@@ -92,10 +93,9 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
 # slower, not wrong.
 ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024),
                       ("lstm", "fp32"): (128, 128), ("gru", "fp32"): (128, 128)}
-_forced: str | None = None
-_tiling: tuple[int, int, int, int] | None = None  # (BLOCK_H, BLOCK_K, stages, warps) of force_tiling
-_warps: int | None = None  # of force_warps
-_batch_tile: int | None = None  # of force_batch_tile
+# The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
+# force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
+_overrides: dict = {}
 
 
 @dataclass(frozen=True)
@@ -193,14 +193,10 @@ def grid_sync_enabled() -> bool:
 def force_regime(regime: str | None):
     """Run the fused kernels in ``regime`` ("persistent", "resident", "tiled"; None: the dispatcher's
     choice) inside the block. The persistent and resident regimes still refuse shapes they cannot run."""
-    global _forced
     if regime is not None and regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} or None, got {regime!r}")
-    previous, _forced = _forced, regime
-    try:
+    with _override("regime", regime):
         yield
-    finally:
-        _forced = previous
 
 
 @contextmanager
@@ -209,18 +205,14 @@ def force_tiling(block_h: int, block_k: int, stages: int, warps: int):
     ``block_k`` (the backward's: backward_k), ``stages`` software-pipelining stages and ``warps`` warps a
     program inside the block, instead of the TILED_* choices, which are not tuned on a GPU yet
     (benchmarks/tune.py times the candidates)."""
-    global _tiling
     for name, value in (("block_h", block_h), ("block_k", block_k), ("warps", warps)):
         if value < (1 if name == "warps" else 16) or value & (value - 1):
             least = "1" if name == "warps" else "16 (the smallest tl.dot tile)"
             raise ValueError(f"{name} must be a power of two >= {least}; got {value}")
     if stages < 1:
         raise ValueError(f"stages must be >= 1; got {stages}")
-    previous, _tiling = _tiling, (block_h, block_k, stages, warps)
-    try:
+    with _override("tiling", (block_h, block_k, stages, warps)):
         yield
-    finally:
-        _tiling = previous
 
 
 @contextmanager
@@ -229,14 +221,10 @@ def force_warps(warps: int):
     thread allowed every register the block may have (65536 / (32 warps), at most 255), instead of
     num_warps and RESIDENT_WARPS, which are chosen to compile without spills, not timed
     (benchmarks/tune.py times the alternatives; fit.py does not check forced choices)."""
-    global _warps
     if warps < 1 or warps & (warps - 1) or warps > 32:
         raise ValueError(f"warps must be a power of two from 1 to 32; got {warps}")
-    previous, _warps = _warps, warps
-    try:
+    with _override("warps", warps):
         yield
-    finally:
-        _warps = previous
 
 
 @contextmanager
@@ -248,14 +236,26 @@ def force_batch_tile(rows: int):
     kernels used 236-254 registers and 192 KiB of shared memory without spills under Triton 3.9 and 3.6,
     the GRU's 211-255, whose backward spilled 8 bytes under 3.6; sm_80 has too little shared memory.
     benchmarks/tune.py times it against the dispatcher's choice."""
-    global _batch_tile
     if rows not in (16, 32):
         raise ValueError(f"rows must be 16 or 32 (batch rows a resident program); got {rows}")
-    previous, _batch_tile = _batch_tile, rows
+    with _override("batch_tile", rows):
+        yield
+
+
+@contextmanager
+def _override(name: str, value):
+    """``_overrides[name]`` set to ``value`` (None: removed) inside the block, restored after it."""
+    previous = _overrides.get(name)
+    _overrides[name] = value
     try:
         yield
     finally:
-        _batch_tile = previous
+        _overrides[name] = previous
+
+
+def resident_rows() -> int:
+    """Batch rows a resident program: BLOCK_B, or force_batch_tile's."""
+    return _overrides.get("batch_tile") or BLOCK_B
 
 
 def _all_registers(warps: int) -> int:
@@ -269,7 +269,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     may run in different regimes (they share the stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
     batch_tiles = triton.cdiv(B, BLOCK_B)
-    regime = _forced or ("persistent" if limit >= H else None)  # None: resident if it can run, else tiled
+    # None: the resident regime if it can run, else the tiled one
+    regime = _overrides.get("regime") or ("persistent" if limit >= H else None)
     if regime == "persistent":
         if limit < H:
             raise NotImplementedError(
@@ -278,19 +279,19 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
-        warps = _warps or num_warps(bh, x.dtype)
+        warps = _overrides.get("warps") or num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
-        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS or _warps:
+        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS or _overrides.get("warps"):
             meta["maxnreg"] = _all_registers(warps)
         return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):
-        problem = _resident_problem(cell, x, H, triton.cdiv(B, _batch_tile or BLOCK_B), proj, backward)
+        problem = _resident_problem(cell, x, H, triton.cdiv(B, resident_rows()), proj, backward)
         if problem is None:
             return resident_launch(x, H, B)
         if regime == "resident":
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
-    bh, bk, stages, warps = _tiling or (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
+    bh, bk, stages, warps = _overrides.get("tiling") or (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
     if backward:
         bk = backward_k(bk)
     programs = 1
@@ -317,10 +318,10 @@ def grid_sync_meta(programs: int) -> dict:
 
 def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
     """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
-    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile (of BLOCK_B
-    rows, or force_batch_tile's)."""
+    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile of
+    resident_rows()."""
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
-    warps, rows = _warps or RESIDENT_WARPS, _batch_tile or BLOCK_B
+    warps, rows = _overrides.get("warps") or RESIDENT_WARPS, resident_rows()
     return Launch("resident", (triton.cdiv(B, rows), programs),
                   {**common_meta(x), "BLOCK_B": rows, **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
                    "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": warps,
@@ -336,7 +337,9 @@ def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj
     if proj:
         return "it has no projection (proj_size)"
     if (largest := max_resident_h(cell, x.dtype, backward, aligned=H % 16 == 0)) < H:
-        return f"its {'backward' if backward else 'forward'} holds hidden sizes up to {largest} for {x.dtype}"
+        aligned = max_resident_h(cell, x.dtype, backward, aligned=True)
+        more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
+        return f"its {'backward' if backward else 'forward'} holds hidden sizes up to {largest} for {x.dtype}{more}"
     programs = batch_tiles * triton.cdiv(H, RESIDENT_BLOCK_H)
     if programs == batch_tiles:  # one tile covers H: no program waits on another
         return None

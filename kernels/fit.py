@@ -213,14 +213,12 @@ def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quic
 
 
 HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'align':5} {'warps':>5} "
-          f"{'regs':>4} "
-          f"{'shared':>7} {'spill':>5} fits")
+          f"{'regs':>4} {'shared':>7} {'spill':>5} fits")
 
 
 def row(fit: Fit) -> str:
     return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.proj:4} "
-            f"{fit.align:5} {fit.num_warps:5} "
-            f"{fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
+            f"{fit.align:5} {fit.num_warps:5} {fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
 
 
 def main(argv: list[str] | None = None) -> int:
