@@ -28,6 +28,7 @@ from .common import (
     projection_grads,
     recurrent_product,
     resident_gates,
+    resident_product,
     resident_slice,
     sigmoid,
     split_gates,
@@ -213,12 +214,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T,
             dh = tl.load(DHS + state, mask=am, other=0.0)
             if K_RES:  # a product a gate (one over all three, K = 3H padded to 4 K_RES, spilled 280-352 bytes
                 # at H = 128 where these fit; fit.py, sm_80 and sm_90)
-                dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
-                                        w_r, K_RES)
-                dh += recurrent_product(DQ + H, q_rows, active, W, H, cols, H, H, H, False, BLOCK_K, DOT_F32,
-                                        PRECISION, w_z, K_RES)
-                dh += recurrent_product(DQ + 2 * H, q_rows, active, W, 2 * H, cols, H, H, H, False, BLOCK_K, DOT_F32,
-                                        PRECISION, w_n, K_RES)
+                dh += resident_product(DQ, q_rows, active, w_r, H, K_RES, PRECISION)
+                dh += resident_product(DQ + H, q_rows, active, w_z, H, K_RES, PRECISION)
+                dh += resident_product(DQ + 2 * H, q_rows, active, w_n, H, K_RES, PRECISION)
             else:  # one product over every gate's hidden-side gradient (K = 3H: DQ's rows and W's are gate-major)
                 dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, W, 0)

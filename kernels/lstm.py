@@ -54,6 +54,7 @@ from .common import (
     projection_grads,
     recurrent_product,
     resident_gates,
+    resident_product,
     resident_slice,
     sigmoid,
     split_gates,
@@ -289,14 +290,10 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
             cols, am = column_tile(j, active, P, BLOCK_H)
             if K_RES:  # a product a gate (one over all four spilled 40 bytes at H = 256 for sm_90, and its
                 # slices need 256 KiB at 1024; a gate's operand takes a quarter of the staging: fit.py)
-                dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
-                                       w_i, K_RES)
-                dh += recurrent_product(DQ + H, q_rows, active, W, H, cols, P, H, P, False, BLOCK_K, DOT_F32, PRECISION,
-                                        w_f, K_RES)
-                dh += recurrent_product(DQ + 2 * H, q_rows, active, W, 2 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                        PRECISION, w_g, K_RES)
-                dh += recurrent_product(DQ + 3 * H, q_rows, active, W, 3 * H, cols, P, H, P, False, BLOCK_K, DOT_F32,
-                                        PRECISION, w_o, K_RES)
+                dh = resident_product(DQ, q_rows, active, w_i, H, K_RES, PRECISION)
+                dh += resident_product(DQ + H, q_rows, active, w_f, H, K_RES, PRECISION)
+                dh += resident_product(DQ + 2 * H, q_rows, active, w_g, H, K_RES, PRECISION)
+                dh += resident_product(DQ + 3 * H, q_rows, active, w_o, H, K_RES, PRECISION)
             else:
                 # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
                 dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
