@@ -88,6 +88,17 @@ PRESETS = {
         warmup=2,
         reps=5,
     ),
+    # Where 16-row resident programs would outnumber an H100's SMs and the dispatcher takes 32-row ones
+    # (dispatch.batch_rows; B = 32 at H = 1024 for contrast, 16-row programs): a minute on an H100.
+    "gpu-wide": Preset(
+        cases=tuple(
+            Case(cell, 1024, B, H, H, dtype="bf16")
+            for (H, B), cell in itertools.product(((1024, 64), (512, 128), (1024, 32)), ("lstm", "gru"))
+        ),
+        backends=("triton", "native"),
+        warmup=2,
+        reps=5,
+    ),
     # The pure-PyTorch path beside both kernels at one of those sizes (a step costs it a dozen launches).
     "gpu-torch": Preset(
         cases=tuple(Case(cell, 1024, 16, 256, 256, dtype="bf16") for cell in ("lstm", "gru", "rnn_tanh")),

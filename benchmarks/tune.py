@@ -2,19 +2,21 @@
 bf16 at T = 1024 with I = H:
 
 - ``warps``: warps a program in the persistent (H = 64) and resident (H = 256) regimes
-  (dispatch.force_warps), forward only, B = 16, where a forward step took 1.8-4.1 us on an H200 against
+  (dispatch.force_warps), forward only, B = 16, where a forward step took 1.5-3.5 us on an H100 against
   the 1 us target. Fewer warps mean cheaper barriers for the layout conversions of each step,
   more warps more loads in flight.
-- ``batch``: the resident regime's batch tiles of 32 rows (dispatch.force_batch_tile) at H = 1024,
-  B = 64 (LSTM and GRU), whose 128 programs fit an H100 where tiles of 16 need 256 and the dispatcher
-  falls back to the tiled regime; forward and forward+backward.
+- ``batch``: the resident regime's batch tiles of 16 and 32 rows (dispatch.force_batch_tile) at
+  H = 1024 (LSTM and GRU), B = 32 (128 programs of 16 rows or 64 of 32: the dispatcher picks 16) and
+  B = 64 (256 or 128: it picks 32 on an H100/H200, dispatch.batch_rows; 16 falls back to the tiled
+  regime); forward and forward+backward.
 - ``tiled``: the tiled regime's column-tile width (BLOCK_H), forward reduction slice (BLOCK_K; the
   backward's is dispatch.backward_k of it), software-pipelining stages and warps (dispatch.force_tiling),
-  forward and forward+backward, where it still runs at the target sizes and lost to cuDNN: H = 1024,
-  B = 64 (LSTM and GRU; at B <= 32 and at H = 512 the resident regime runs now).
+  forward and forward+backward, forced at H = 1024, B = 64 (LSTM and GRU), where it ran before wide
+  resident programs and where it still runs beyond them (larger batches, hidden sizes past 1024,
+  proj_size).
 
 The current choice comes first in each case and mode; one that wins everywhere it fits belongs in
-rnnlab.kernels.dispatch (num_warps, RESIDENT_WARPS, the TILED_* constants, BLOCK_B for the resident regime).
+rnnlab.kernels.dispatch (num_warps, RESIDENT_WARPS, the TILED_* constants, batch_rows).
 
     python benchmarks/tune.py --out benchmarks/results/gpu-<device>/tune --budget-s 120
 
@@ -41,17 +43,19 @@ from rnnlab.kernels.dispatch import (
     TILED_BLOCK_K,
     TILED_STAGES,
     TILED_WARPS,
+    WIDE_BLOCK_B,
     force_batch_tile,
     force_regime,
     force_tiling,
     force_warps,
     plan,
+    resident_rows,
 )
 
 # group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 90 s;
 # each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
 GROUPS = {"warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
-          "batch": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd")),
+          "batch": (("lstm:1024", "gru:1024"), (32, 64), ("fwd", "fwd+bwd")),
           "tiled": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd"))}
 WARPS = (4, 8, 16)
 # (BLOCK_H, BLOCK_K, stages, warps): longer slices mean fewer per step (each one's loads wait on the last
@@ -68,9 +72,10 @@ def choices(group: str, case: Case, device: torch.device) -> list[dict]:
         names = ("BLOCK_H", "BLOCK_K", "stages", "warps")
         current = (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
         return [dict(zip(names, tiling, strict=True)) for tiling in (current, *(t for t in TILINGS if t != current))]
-    if group == "batch":
-        return [{"rows": BLOCK_B}, {"rows": 2 * BLOCK_B}]
     like = torch.empty(0, case.B, 1, dtype=torch.bfloat16, device=device)
+    if group == "batch":
+        current = resident_rows(like, case.H, case.B)
+        return [{"rows": current}, {"rows": BLOCK_B + WIDE_BLOCK_B - current}]
     launch = plan(case.cell, like, case.H, case.B)
     current = launch.meta["num_warps"]
     if launch.regime == "tiled":  # force_warps leaves it alone (the tiled group tunes it): nothing to compare

@@ -6,7 +6,8 @@
   RESIDENT_BLOCK_H, one program each (per batch tile), every program holding its tile's slice of W_hh
   on chip for the whole sequence and exchanging the state with the others through global memory at a
   grid barrier each step (hidden sizes up to MAX_RESIDENT_H, or ALIGNED_RESIDENT_H's for multiples of 16,
-  up to one program per SM; without a projection). The same kernels as the tiled regime (their K_RES
+  up to one program per SM, with batch tiles of WIDE_BLOCK_B rows on sm_90 where those of BLOCK_B would
+  need more; without a projection). The same kernels as the tiled regime (their K_RES
   argument), so under the interpreter it runs only where one tile covers H.
 - ``tiled``: any hidden size. W_hh is streamed from L2 in (BLOCK_K, BLOCK_H) tiles every step, and the
   state is exchanged through buffers in global memory (fp32, but h and the gate gradients that the
@@ -16,8 +17,8 @@
   over up to one program per SM that meet at a spin-wait barrier each step (unless
   ``RNNLAB_GRID_SYNC=0``). The barrier needs every program resident at once, so such kernels go out as
   cooperative launches (``launch_cooperative_grid``): CUDA then refuses a grid that cannot be
-  co-resident instead of leaving it to spin forever. Verified on an H200 (tests/test_cuda.py, CUDA
-  graphs included; timings in benchmarks/results/gpu-NVIDIA-H200/grid-sync/).
+  co-resident instead of leaving it to spin forever. Verified on an H200 and an H100 (tests/test_cuda.py,
+  CUDA graphs included; timings in benchmarks/results/gpu-NVIDIA-*/).
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
 (tests and benchmarks), :func:`force_tiling` the tiled regime's blocks, :func:`force_warps` the other
@@ -93,6 +94,15 @@ MAX_RESIDENT_H = {("lstm", "fp32"): (32, 32), ("lstm", "half"): (512, 256), ("gr
 # slower, not wrong.
 ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 1024), ("rnn", "half"): (1024, 1024),
                       ("lstm", "fp32"): (128, 128), ("gru", "fp32"): (128, 128)}
+# Wide resident programs: WIDE_BLOCK_B batch rows each instead of BLOCK_B, half the programs a batch needs,
+# where BLOCK_B's would need more programs than the device has SMs (at H = 1024 and B = 64, 256 against an
+# H100's 132) and WIDE_BLOCK_B's would not; only in fp16/bf16, for H a multiple of 16, on WIDE_CAPABILITY
+# (sm_80 lacks the shared memory: 192 KiB at H = 1024). On an H100 at H = 1024, B = 64 they took the LSTM's
+# forward from 18.6 to 8.6 ms and its training step from 74.0 to 62.3, the GRU's from 17.2 to 7.0 and
+# from 59.6 to 45.2 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/tune/, where the 16-row tiles ran
+# tiled). fit.py checks them for sm_90 (Triton 3.9: no spills; Triton 3.6's ptxas spilled the GRU backward
+# at 1024 by 8 bytes, which is what the H100 timed).
+WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
 _overrides: dict = {}
@@ -229,15 +239,11 @@ def force_warps(warps: int):
 
 @contextmanager
 def force_batch_tile(rows: int):
-    """Launch the resident regime with batch tiles of ``rows`` (16 or 32) inside the block instead of
-    BLOCK_B's 16: twice the rows a program, half the programs a batch needs (at H = 1024 and B = 64, 128
-    rather than 256, more than an H100's 132 SMs, so that B runs tiled by default). Not checked by fit.py
-    and not timed: cross-compiled for sm_90 at H = 1024 (bf16, as launched for multiples of 16) the LSTM
-    kernels used 236-254 registers and 192 KiB of shared memory without spills under Triton 3.9 and 3.6,
-    the GRU's 211-255, whose backward spilled 8 bytes under 3.6; sm_80 has too little shared memory.
-    benchmarks/tune.py times it against the dispatcher's choice."""
-    if rows not in (16, 32):
-        raise ValueError(f"rows must be 16 or 32 (batch rows a resident program); got {rows}")
+    """Launch the resident regime with batch tiles of ``rows`` (BLOCK_B or WIDE_BLOCK_B) inside the block
+    instead of batch_rows' choice (benchmarks/tune.py times one against the other). fit.py checks the wide
+    tiles only where batch_rows picks them (sm_90, fp16/bf16, H a multiple of 16)."""
+    if rows not in (BLOCK_B, WIDE_BLOCK_B):
+        raise ValueError(f"rows must be {BLOCK_B} or {WIDE_BLOCK_B} (batch rows a resident program); got {rows}")
     with _override("batch_tile", rows):
         yield
 
@@ -253,9 +259,24 @@ def _override(name: str, value):
         _overrides[name] = previous
 
 
-def resident_rows() -> int:
-    """Batch rows a resident program: BLOCK_B, or force_batch_tile's."""
-    return _overrides.get("batch_tile") or BLOCK_B
+def resident_rows(x: torch.Tensor, H: int, B: int) -> int:
+    """Batch rows a resident program for input ``x``, hidden size ``H`` and batch ``B``: force_batch_tile's,
+    else batch_rows' choice for ``x``'s device (BLOCK_B off CUDA)."""
+    if forced := _overrides.get("batch_tile"):
+        return forced
+    if not x.is_cuda:
+        return BLOCK_B
+    return batch_rows(torch.cuda.get_device_capability(x.device), _sms(x), x.dtype, H, B)
+
+
+def batch_rows(capability: tuple[int, int], sms: int, dtype: torch.dtype, H: int, B: int) -> int:
+    """Batch rows a resident program on a device of ``capability`` with ``sms`` multiprocessors: WIDE_BLOCK_B
+    where BLOCK_B's tiles would need more programs than ``sms`` and WIDE_BLOCK_B's would not (fp16/bf16, H a
+    multiple of 16, WIDE_CAPABILITY), else BLOCK_B."""
+    columns = triton.cdiv(H, RESIDENT_BLOCK_H)
+    wide = (capability == WIDE_CAPABILITY and operand_width(dtype) == "half" and H % 16 == 0
+            and triton.cdiv(B, BLOCK_B) * columns > sms >= triton.cdiv(B, WIDE_BLOCK_B) * columns)
+    return WIDE_BLOCK_B if wide else BLOCK_B
 
 
 def _all_registers(warps: int) -> int:
@@ -285,9 +306,10 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             meta["maxnreg"] = _all_registers(warps)
         return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):
-        problem = _resident_problem(cell, x, H, triton.cdiv(B, resident_rows()), proj, backward)
+        rows = resident_rows(x, H, B)
+        problem = _resident_problem(cell, x, H, triton.cdiv(B, rows), proj, backward)
         if problem is None:
-            return resident_launch(x, H, B)
+            return resident_launch(x, H, B, rows)
         if regime == "resident":
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
@@ -316,12 +338,11 @@ def grid_sync_meta(programs: int) -> dict:
     return {"GRID_SYNC": programs > 1, "launch_cooperative_grid": programs > 1}
 
 
-def resident_launch(x: torch.Tensor, H: int, B: int) -> Launch:
+def resident_launch(x: torch.Tensor, H: int, B: int, rows: int = BLOCK_B) -> Launch:
     """The resident regime's launch for input ``x``, hidden size ``H`` and batch ``B``, without checking that
-    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile of
-    resident_rows()."""
+    it can run here (plan does): one program per RESIDENT_BLOCK_H hidden units and batch tile of ``rows``."""
     programs = triton.cdiv(H, RESIDENT_BLOCK_H)
-    warps, rows = _overrides.get("warps") or RESIDENT_WARPS, resident_rows()
+    warps = _overrides.get("warps") or RESIDENT_WARPS
     return Launch("resident", (triton.cdiv(B, rows), programs),
                   {**common_meta(x), "BLOCK_B": rows, **grid_sync_meta(programs), "BLOCK_H": RESIDENT_BLOCK_H,
                    "BLOCK_K": TILED_BLOCK_K, "K_RES": block_h(H), "num_warps": warps,

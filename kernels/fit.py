@@ -35,6 +35,8 @@ from .dispatch import (
     BLOCK_B,
     FITTED_TARGETS,
     MAX_PERSISTENT_H,
+    WIDE_BLOCK_B,
+    WIDE_CAPABILITY,
     force_regime,
     max_resident_h,
     plan,
@@ -46,6 +48,7 @@ KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_ke
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
            for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
 TARGETS = {f"sm_{major}{minor}": (10 * major + minor, shared) for (major, minor), shared in FITTED_TARGETS.items()}
+WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows may pick wide resident programs
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
@@ -66,7 +69,8 @@ class Fit:
     target: str
     dtype: str
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
-    sync: str  # "-" (persistent), one of SYNCS (tiled) or "resident" (the tiled kernels holding W_hh)
+    sync: str  # "-" (persistent), one of SYNCS (tiled), "resident" (the tiled kernels holding W_hh) or "wide"
+    # (resident, batch tiles of WIDE_BLOCK_B rows)
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     align: str  # "a16": compiled as launched for H a multiple of 16 (_alignment), else "-": for any H
@@ -81,7 +85,7 @@ class Fit:
         persistent and resident regimes (whose point is that W_hh stays on chip), without spills. The
         tiled kernels stream W_hh from L2 anyway; ptxas spills a few bytes in some of them (8-192),
         reported in the table."""
-        holds_weights = self.sync in ("-", "resident")
+        holds_weights = self.sync in ("-", "resident", "wide")
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
                 and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
                 and (self.spill_bytes == 0 or not holds_weights))
@@ -118,8 +122,8 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     multiples of 16 (_alignment)."""
     tiled = kernel.endswith("_tiled")
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
-    if sync == "resident":  # plan() refuses it without a GPU to run on
-        meta = dict(resident_launch(x, hidden, BLOCK_B).meta)
+    if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
+        meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",
@@ -127,7 +131,7 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg", "launch_cooperative_grid")
                if key in meta}
     constexprs = {"REVERSE": False, **meta}
-    if tiled and sync != "resident":  # plan() enables the grid barrier only on a CUDA device
+    if tiled and sync not in ("resident", "wide"):  # plan() enables the grid barrier only on a CUDA device
         constexprs["GRID_SYNC"] = sync == "grid"
     if kernel.startswith("rnn"):
         constexprs["RELU"] = False
@@ -177,11 +181,12 @@ def configurations(quick: bool = False):
     mode, proj, align): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at
     a hidden size for each of their block shapes, with and without the grid barrier, and in the resident
     regime at each of RESIDENT_SHAPES up to its limit for any hidden size and, beyond it, up to that for
-    multiples of 16 (ALIGNED_RESIDENT_H, "a16"); forwards with a STORE flag in training and
+    multiples of 16 (ALIGNED_RESIDENT_H, "a16"), and with WIDE_BLOCK_B rows ("wide") for multiples of 16
+    in fp16/bf16 on WIDE_TARGET; forwards with a STORE flag in training and
     inference; the tiled LSTM with and without a projection. ``quick`` keeps every persistent
     configuration but, of the tiled ones (1-30 s of compiling each), only the largest code path (H = 1024,
     grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
-    inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16) in training
+    inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16, wide) in training
     for both targets (a resident backward that spilled on sm_80 alone went unnoticed while only sm_90's
     was checked)."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
@@ -205,11 +210,13 @@ def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quic
     cell, torch_dtype, backward = kernel.split("_")[0], TORCH_DTYPES[dtype], "_bwd" in kernel
     anywhere = max_resident_h(cell, torch_dtype, backward)
     aligned = max_resident_h(cell, torch_dtype, backward, aligned=True)
-    for align, sizes in (("-", [h for h in RESIDENT_SHAPES if h <= anywhere]),
-                         ("a16", [h for h in RESIDENT_SHAPES if anywhere < h <= aligned])):
+    wide = [h for h in RESIDENT_SHAPES if h <= aligned] if target == WIDE_TARGET and dtype in ("fp16", "bf16") else []
+    for sync, align, sizes in (("resident", "-", [h for h in RESIDENT_SHAPES if h <= anywhere]),
+                               ("resident", "a16", [h for h in RESIDENT_SHAPES if anywhere < h <= aligned]),
+                               ("wide", "a16", wide)):
         for hidden, mode in itertools.product(sizes, modes):
             if not quick or (hidden == sizes[-1] and mode == modes[0]):
-                yield kernel, target, dtype, hidden, "resident", mode, "-", align
+                yield kernel, target, dtype, hidden, sync, mode, "-", align
 
 
 HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'align':5} {'warps':>5} "

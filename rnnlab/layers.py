@@ -54,7 +54,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     if autocast or torch._C._are_functorch_transforms_active():
         return "native"
     if x.is_cuda:
-        return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
+        return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj, training) else "native"
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
         return "native"
     if mode == "LSTM" and not (packed or proj):
@@ -63,30 +63,33 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
 
 
 # The largest hidden sizes at which a GPU run timed the fused kernels faster than cuDNN (fused_beats_cudnn)
-MEASURED_WINS = {"LSTM": 512, "GRU": 256}
+MEASURED_WINS = {"LSTM": 1024, "GRU": 1024}
+# The cells whose training step with wide resident programs (dispatch.WIDE_BLOCK_B rows) beat cuDNN's
+WIDE_TRAINING_WINS = {"GRU"}
 
 
-def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
-    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
-    measured on an H200 (benchmarks/results/gpu-NVIDIA-H200/grid-sync/, bf16, T = 1024, B in {1, 16, 64}):
+def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool,
+                      training: bool = True) -> bool:
+    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN (a
+    ``training`` step: forward and backward; else the forward alone), as measured on an H100
+    (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024):
     LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime, up to the hidden
-    sizes where that was timed (MEASURED_WINS: LSTM up to H = 512, GRU 256, with at most one program per
-    SM), where forward and backward took 0.13-0.93x of cuDNN's time and the forward alone 0.13-0.29x.
-    Not the tiled regime (the GRU at H = 512 was 1.14x cuDNN's forward at B = 16; both cells 1.1-2.9x at
-    H = 1024), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). The resident regime has
-    grown since (both directions of the LSTM and GRU at H = 512 and, for multiples of 16, at 1024), not yet
-    timed, so it does not move these limits."""
-    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
+    sizes timed (MEASURED_WINS), where a training step took 0.10-0.61x of cuDNN's time and the forward
+    alone 0.08-0.28x. With wide resident programs (H = 1024, B = 64: tune/) the GRU's training step took
+    0.86x of cuDNN's and the LSTM's 1.28x (WIDE_TRAINING_WINS), their forwards 0.33x and 0.43x. Not the
+    tiled regime (1.14-1.55x cuDNN's training step at H = 1024, B = 64), fp32 or the plain RNN (not
+    timed), or ``proj_size`` (tiled only)."""
+    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj, training)
 
 
 @torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant, not a graph break
 def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidden_size: int, batch: int,
-                       proj: bool) -> bool:
+                       proj: bool, training: bool) -> bool:
     if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
         return False
     if not _triton_installed():
         return False
-    from .kernels.dispatch import FITTED_TARGETS, grid_sync_enabled, plan
+    from .kernels.dispatch import BLOCK_B, FITTED_TARGETS, grid_sync_enabled, plan
 
     if torch.cuda.get_device_capability(device) not in FITTED_TARGETS:  # shared memory and registers differ
         return False
@@ -95,7 +98,10 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
     if hidden_size > MEASURED_WINS[mode]:
         return False
     like = torch.empty(0, batch, 1, dtype=dtype, device=device)
-    return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"
+    launch = plan(mode.lower(), like, hidden_size, batch)
+    if launch.regime == "resident" and launch.meta["BLOCK_B"] != BLOCK_B:  # wide programs
+        return mode in WIDE_TRAINING_WINS or not training
+    return launch.regime != "tiled"
 
 
 @functools.cache

@@ -65,28 +65,31 @@ def test_fused_forward_replays_in_a_cuda_graph(H):
 
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
-@pytest.mark.parametrize(("cell", "H", "backward"), [("lstm", 256, "resident"), ("gru", 128, "resident"),
-                                                     ("rnn_tanh", 256, "resident"), ("lstm", 512, "resident"),
-                                                     ("gru", 1024, "resident"), ("lstm", 1024, "resident"),
-                                                     ("gru", 1000, "tiled")])
-def test_resident_regime_matches_cudnn(cell, H, backward):
+@pytest.mark.parametrize(("cell", "H", "B", "backward"), [
+    ("lstm", 256, 19, "resident"), ("gru", 128, 19, "resident"), ("rnn_tanh", 256, 19, "resident"),
+    ("lstm", 512, 19, "resident"), ("gru", 1024, 19, "resident"), ("lstm", 1024, 19, "resident"),
+    ("gru", 1000, 19, "tiled"),  # not a multiple of 16
+    ("lstm", 1024, 64, "resident"), ("gru", 1024, 64, "resident"),  # wide programs (128 of them on sm_90)
+])
+def test_resident_regime_matches_cudnn(cell, H, B, backward):
     """The resident regime (programs holding W_hh slices, meeting at the grid barrier) in bf16, bounded
     against cuDNN in fp32 relative to each output's and gradient's largest value; at the limits for hidden
-    sizes that are multiples of 16 (dispatch.ALIGNED_RESIDENT_H) and for others (H = 1000). Beyond
-    H = 256 one direction (half the compiling, in gpu_check.sh's 180 s)."""
-    from rnnlab.kernels.dispatch import plan  # imports triton, which a CPU-only install may lack
+    sizes that are multiples of 16 (dispatch.ALIGNED_RESIDENT_H) and for others (H = 1000), and with wide
+    programs (B = 64 at H = 1024: dispatch.batch_rows). Beyond H = 256 one direction (half the compiling,
+    in gpu_check.sh's 180 s)."""
+    from rnnlab.kernels.dispatch import plan, resident_rows  # imports triton, which a CPU-only install may lack
 
     name = cell.split("_")[0]
-    programs = 2 * -(-H // 16)  # B = 19: two batch tiles of 16 hidden units a program
+    x = torch.zeros(1, B, 24, device="cuda", dtype=torch.bfloat16)
+    programs = -(-B // resident_rows(x, H, B)) * -(-H // 16)  # 16 hidden units a program
     if programs > torch.cuda.get_device_properties(0).multi_processor_count:
         pytest.skip(f"{programs} resident programs need as many multiprocessors")
     torch.manual_seed(4)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=H <= 256)
     ref, mine = ref.cuda(), mine.cuda().to(torch.bfloat16)
-    shape = {"form": "packed", "T": 33, "B": 19, "with_state": True, "seed": 5, "device": "cuda"}
-    x = torch.zeros(1, 19, 24, device="cuda", dtype=torch.bfloat16)
-    assert plan(name, x, H, 19).regime == "resident"
-    assert plan(name, x, H, 19, backward=True).regime == backward
+    shape = {"form": "packed", "T": 33, "B": B, "with_state": True, "seed": 5, "device": "cuda"}
+    assert plan(name, x, H, B).regime == "resident"
+    assert plan(name, x, H, B, backward=True).regime == backward
     want = run(ref, *make_inputs(ref, dtype=torch.float32, **shape))
     got = run(mine, *make_inputs(ref, dtype=torch.bfloat16, **shape))
     errors = relative_errors(got, want)
@@ -111,27 +114,33 @@ def test_fused_kernels_use_64_bit_offsets():
 
 
 @pytest.mark.parametrize(
-    ("cell", "H", "B", "dtype", "expected"),
+    ("cell", "H", "B", "dtype", "training", "expected"),
     [
-        ("lstm", 512, 64, torch.bfloat16, "triton"),  # resident forward: 0.93x cuDNN's training step on an H200
-        ("gru", 256, 16, torch.float16, "triton"),
-        ("lstm", 64, 1, torch.bfloat16, "triton"),  # persistent
-        ("gru", 512, 16, torch.bfloat16, "native"),  # resident forward now, not timed (MEASURED_WINS)
-        ("lstm", 1024, 16, torch.bfloat16, "native"),
-        ("lstm", 512, 128, torch.bfloat16, "native"),  # more resident programs than SMs: tiled
-        ("lstm", 256, 16, torch.float32, "native"),  # fp32 not timed
-        ("rnn_tanh", 256, 16, torch.bfloat16, "native"),  # not timed
+        ("lstm", 512, 64, torch.bfloat16, True, "triton"),  # resident: 0.45x cuDNN's training step on an H100
+        ("gru", 256, 16, torch.float16, True, "triton"),
+        ("lstm", 64, 1, torch.bfloat16, True, "triton"),  # persistent
+        ("gru", 512, 16, torch.bfloat16, True, "triton"),
+        ("lstm", 1024, 16, torch.bfloat16, True, "triton"),  # 0.61x
+        ("gru", 1024, 64, torch.bfloat16, True, "triton"),  # wide resident programs on sm_90: 0.86x
+        ("lstm", 1024, 64, torch.bfloat16, True, "native"),  # wide: 1.28x
+        ("lstm", 1024, 64, torch.bfloat16, False, "triton"),  # wide, the forward alone: 0.43x
+        ("lstm", 1024, 256, torch.bfloat16, True, "native"),  # more resident programs than SMs: tiled
+        ("lstm", 2048, 1, torch.bfloat16, True, "native"),  # tiled, beyond MEASURED_WINS
+        ("lstm", 256, 16, torch.float32, True, "native"),  # fp32 not timed
+        ("rnn_tanh", 256, 16, torch.bfloat16, True, "native"),  # not timed
     ],
 )
-def test_auto_runs_the_fused_kernels_where_they_beat_cudnn(cell, H, B, dtype, expected):
-    """backend="auto" on CUDA follows the H200 timings (benchmarks/results/gpu-NVIDIA-H200/grid-sync/)."""
+def test_auto_runs_the_fused_kernels_where_they_beat_cudnn(cell, H, B, dtype, training, expected):
+    """backend="auto" on CUDA follows the H100 timings (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/)."""
+    from rnnlab.kernels.dispatch import WIDE_CAPABILITY
     from rnnlab.layers import resolve_backend
 
     if os.environ.get("RNNLAB_GRID_SYNC") == "0" and H > 64:
         expected = "native"
-    if torch.cuda.get_device_capability() not in ((8, 0), (9, 0)):
-        expected = "native"
+    capability = torch.cuda.get_device_capability()
+    if capability not in ((8, 0), (9, 0)) or (H * B > 16 * 1024 and capability != WIDE_CAPABILITY):
+        expected = "native"  # beyond 16 rows of 1024 units only wide programs stay resident
     mode = "RNN_TANH" if cell == "rnn_tanh" else cell.upper()
     x = torch.zeros(1, B, 8, device="cuda", dtype=dtype)
-    assert resolve_backend("auto", mode, x, training=True, hidden_size=H, batch=B) == expected
-    assert resolve_backend("auto", mode, x, training=True, hidden_size=H, batch=B, proj=True) == "native"
+    assert resolve_backend("auto", mode, x, training=training, hidden_size=H, batch=B) == expected
+    assert resolve_backend("auto", mode, x, training=training, hidden_size=H, batch=B, proj=True) == "native"

@@ -24,6 +24,7 @@ from parity import assert_same, make_inputs, make_pair, relative_errors, run
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels.dispatch import (  # noqa: E402
+    batch_rows,
     force_batch_tile,
     force_regime,
     force_tiling,
@@ -32,6 +33,7 @@ from rnnlab.kernels.dispatch import (  # noqa: E402
     max_resident_h,
     plan,
     resident_launch,
+    resident_rows,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -239,8 +241,11 @@ def test_forced_batch_tile_widens_the_resident_programs_only():
     """dispatch.force_batch_tile (benchmarks/tune.py): 32 batch rows a resident program, half the programs;
     the other regimes keep BLOCK_B's 16. The numbers: two batch tiles of 32 (B = 40), one covering H."""
     x = torch.zeros(1, 40, 5, dtype=torch.float16)
+    assert resident_rows(x, 1024, 40) == 16  # off CUDA
     with force_batch_tile(32):
-        assert resident_launch(x, 1024, 40).grid == (2, 64) and resident_launch(x, 1024, 40).meta["BLOCK_B"] == 32
+        assert resident_rows(x, 1024, 40) == 32
+        launch = resident_launch(x, 1024, 40, resident_rows(x, 1024, 40))
+        assert launch.grid == (2, 64) and launch.meta["BLOCK_B"] == 32
         assert plan("lstm", x, 64, 40).meta["BLOCK_B"] == 16 and plan("lstm", x, 64, 40).grid == (3,)
         with force_regime("resident"):
             torch.manual_seed(3)
@@ -249,6 +254,21 @@ def test_forced_batch_tile_widens_the_resident_programs_only():
             assert_same(run(fused, *inputs), run(reference, *inputs), 2e-5)
     with pytest.raises(ValueError, match=r"rows must be 16 or 32 .* got 64"), force_batch_tile(64):
         pass
+
+
+@pytest.mark.parametrize(("capability", "sms", "dtype", "H", "B", "rows"), [
+    ((9, 0), 132, torch.bfloat16, 1024, 64, 32),  # 256 programs of 16 rows, 128 of 32
+    ((9, 0), 132, torch.float16, 512, 128, 32),
+    ((9, 0), 132, torch.bfloat16, 1024, 32, 16),  # 128 programs of 16 rows fit
+    ((9, 0), 132, torch.bfloat16, 1024, 96, 16),  # 192 of 32 rows do not either: tiled
+    ((9, 0), 132, torch.bfloat16, 1000, 64, 16),  # not a multiple of 16
+    ((9, 0), 132, torch.float32, 128, 512, 16),  # fp32
+    ((8, 0), 108, torch.bfloat16, 512, 64, 16),  # sm_80: too little shared memory
+])
+def test_wide_resident_programs_only_where_narrow_ones_outnumber_the_sms(capability, sms, dtype, H, B, rows):
+    """dispatch.batch_rows: 32 batch rows a resident program on sm_90 in half precision for multiples of
+    16, where 16 rows a program would need more programs than the device has SMs and 32 would not."""
+    assert batch_rows(capability, sms, dtype, H, B) == rows
 
 
 def test_forced_warps_reach_the_persistent_and_resident_launches():
