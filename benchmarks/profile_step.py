@@ -4,7 +4,11 @@ twice to compile and warm up, then once more between torch.cuda.profiler.start()
 
     ncu --profile-from-start off --section WarpStateStats python benchmarks/profile_step.py lstm 64 16
 
-Prints the regime that ran and the call's time (CUDA events, unprofiled).
+Prints the regime that ran and the call's time (CUDA events, unprofiled). ``--breakdown`` instead runs
+that call under torch.profiler and prints its kernels by GPU time, the fused ones beside the GEMMs and
+copies around them (no Nsight Compute needed):
+
+    python benchmarks/profile_step.py lstm 1024 64 --mode fwd+bwd --breakdown
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
     parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), default="fwd")
+    parser.add_argument("--breakdown", action="store_true", help="print the call's kernels by GPU time")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device (the profiled kernels run there)")
@@ -38,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     end.record()
     torch.cuda.synchronize()
     ms = start.elapsed_time(end)
-    torch.cuda.profiler.start()
-    step(module, x, args.mode)
-    torch.cuda.synchronize()
-    torch.cuda.profiler.stop()
+    if args.breakdown:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            step(module, x, args.mode)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60))
+    else:
+        torch.cuda.profiler.start()
+        step(module, x, args.mode)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
     print(f"{case.label()} {args.mode}: {backend_note(case, 'triton', args.mode, device)}; "
           f"{ms:.3f} ms unprofiled, {ms * 1000 / case.T:.2f} us a step")
     return 0

@@ -15,13 +15,44 @@ def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_si
     """dx, dW_ih and dW_hh in the accumulator type (that of the gate gradients: fp32, or fp64 for fp64
     input) from a fused backward's gate gradients, as single GEMMs over all timesteps:
     d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and hidden sides
-    (the same tensor except for GRU); the hidden states entering each step come from Y and h0."""
+    (the same tensor except for GRU); the hidden states entering each step come from Y and h0. For
+    fp16/bf16 input the GEMMs take its operands as they are (split_linear_grads)."""
     T, B, _ = x.shape
     acc = d_input_side.dtype
-    dx, dw_ih = linear_grads(d_input_side, x.to(acc), w_ih.to(acc), need_x, need_w_ih)
-    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).to(acc)  # (T, B, H)
-    _, dw_hh = linear_grads(d_hidden_side, h_prev, w_hh.to(acc), False, need_w_hh)
+    grads = linear_grads if acc == x.dtype else split_linear_grads
+    dx, dw_ih = grads(d_input_side, x, w_ih.to(x.dtype), need_x, need_w_ih)
+    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).to(x.dtype)  # (T, B, H)
+    _, dw_hh = grads(d_hidden_side, h_prev, w_hh.to(x.dtype), False, need_w_hh)
     return dx, dw_ih, dw_hh
+
+
+def split_linear_grads(d_out, inputs, weight, need_input, need_weight):
+    """linear_grads (``out = inputs @ weight.T`` over all timesteps) for fp32 ``d_out`` (T, B, G) and fp16/bf16
+    ``inputs`` (T, B, K) and ``weight`` (G, K), in fp32: d_out is split into two parts in the inputs' dtype
+    (split_half), each multiplied by the others as they are with fp32 accumulation (mm_to_fp32), and the
+    products added. On a GPU that runs on tensor cores where fp32 GEMMs would not (in fp32 they took most
+    of a bf16 training step on an H100: benchmarks/README.md), as accurate as fp32 GEMMs over the
+    half-precision operands (d_out kept to about 2^-16 of itself in bf16, 2^-22 in fp16)."""
+    G, K = weight.shape
+    parts = [part.reshape(-1, G) for part in split_half(d_out, inputs.dtype)]  # (T * B, G) each
+    d_inputs = sum(mm_to_fp32(part, weight) for part in parts).view(*inputs.shape[:-1], K) if need_input else None
+    flat = inputs.reshape(-1, K).t()  # (K, T * B)
+    d_weight = sum(mm_to_fp32(flat, part) for part in parts).t() if need_weight else None
+    return d_inputs, d_weight
+
+
+def split_half(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 ``t`` as ``hi + lo`` in ``dtype`` (fp16/bf16): hi is t rounded, lo what that left, rounded."""
+    hi = t.to(dtype)
+    return hi, (t - hi.float()).to(dtype)
+
+
+def mm_to_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for fp16/bf16 ``a`` and ``b`` in fp32, accumulated in fp32: cuBLAS's GEMM with fp32 output on CUDA
+    (torch.mm's out_dtype), elsewhere the same products (exact in fp32) in an fp32 GEMM."""
+    if a.is_cuda:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return a.float() @ b.float()
 
 
 def cast_grads(grads, likes, need):

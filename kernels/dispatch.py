@@ -56,6 +56,12 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # of 4 warps). Lifted, they use 94-164 registers and spill nothing (fit.py, sm_80 and sm_90). Not for
 # every kernel: lifted, the fp32 LSTM backward spills.
 ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half", False), ("gru", "fp64", False)}
+# Warps a persistent program where a GPU timed another count faster than num_warps' (cell, operand width,
+# backward, BLOCK_H): on an H100 the GRU forward at BLOCK_H = 64 took 0.88x of 16 warps' time with 8 and
+# 0.80x with 4 (benchmarks/tune.py's warps group, bf16, B = 16, without storing for a backward), but with
+# 4 the training forward spills 24-64 bytes (fit.py); with 8 it fits in 234-238 registers (Triton 3.9
+# and 3.6). The LSTM's at 64 was fastest with 16.
+TIMED_WARPS = {("gru", "half", False, 64): 8}
 # The tiled regime's blocks: column tiles of 32 hidden units, the forward's reduction in slices of 32 (the
 # backward's BACKWARD_K times longer, see backward_k), 8 warps, no software pipelining. At H = 1024 a
 # step then waits on 32 slices in each direction, where a product a gate with slices of 64 waited on 64
@@ -300,7 +306,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 "dispatcher (it picks the tiled one)"
             )
         bh = block_h(H)
-        warps = _overrides.get("warps") or num_warps(bh, x.dtype)
+        timed = TIMED_WARPS.get((cell, operand_width(x.dtype), backward, bh))
+        warps = _overrides.get("warps") or timed or num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
         if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS or _overrides.get("warps"):
             meta["maxnreg"] = _all_registers(warps)

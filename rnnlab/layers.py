@@ -64,21 +64,19 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
 
 # The largest hidden sizes at which a GPU run timed the fused kernels faster than cuDNN (fused_beats_cudnn)
 MEASURED_WINS = {"LSTM": 1024, "GRU": 1024}
-# The cells whose training step with wide resident programs (dispatch.WIDE_BLOCK_B rows) beat cuDNN's
-WIDE_TRAINING_WINS = {"GRU"}
 
 
 def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool,
                       training: bool = True) -> bool:
     """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN (a
     ``training`` step: forward and backward; else the forward alone), as measured on an H100
-    (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024, B in {1, 16, 64}, H from 64 to 1024):
-    LSTM and GRU in fp16/bf16 whose forward runs in the persistent or resident regime, up to the hidden
-    sizes timed (MEASURED_WINS), where a training step took 0.10-0.61x of cuDNN's time and the forward
-    alone 0.08-0.28x. With wide resident programs (H = 1024, B = 64: tune/) the GRU's training step took
-    0.86x of cuDNN's and the LSTM's 1.28x (WIDE_TRAINING_WINS), their forwards 0.33x and 0.43x. Not the
-    tiled regime (1.14-1.55x cuDNN's training step at H = 1024, B = 64), fp32 or the plain RNN (not
-    timed), or ``proj_size`` (tiled only)."""
+    (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024): LSTM and GRU in fp16/bf16 whose
+    forward runs in the persistent or resident regime, up to the hidden sizes timed (MEASURED_WINS),
+    where a training step took 0.10-0.61x of cuDNN's time and the forward alone 0.08-0.28x (B in
+    {1, 16, 64}). Wide resident programs (dispatch.batch_rows: H = 1024 with B = 64, H = 512 with
+    B = 128) only for the forward alone, which took 0.27-0.52x of cuDNN's; their training steps took
+    0.73-1.41x (wide/). Not the tiled regime (1.14-1.55x cuDNN's training step at H = 1024, B = 64),
+    fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only)."""
     return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj, training)
 
 
@@ -100,7 +98,7 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
     like = torch.empty(0, batch, 1, dtype=dtype, device=device)
     launch = plan(mode.lower(), like, hidden_size, batch)
     if launch.regime == "resident" and launch.meta["BLOCK_B"] != BLOCK_B:  # wide programs
-        return mode in WIDE_TRAINING_WINS or not training
+        return not training
     return launch.regime != "tiled"
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Nsight Compute on the fused forward kernels, one launch each, where the issue's targets are missed:
+# Where the issue's targets are missed, in two kinds of report:
 #   bash scripts/gpu_profile.sh [BUDGET_SECONDS]     (default 180; each profile is cut at its share)
-# the persistent (LSTM H = 64) and resident (H = 256) forward steps take 1.8-4.1 us against a 1 us
-# target, and the tiled one at H = 1024 was 2x cuDNN's time (B = 64 still runs tiled there: 4 batch tiles
-# of 64 resident programs would need more SMs than an H100 has). Each report (stall reasons per warp state,
-# scheduler and occupancy statistics, per-source-line counters) goes to
-# benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
+# - breakdown-*.txt: a whole LSTM and GRU training step at H = 1024, B = 64 (1.4x cuDNN's on an H100)
+#   under torch.profiler, every kernel by GPU time: the fused ones beside the GEMMs and copies around them;
+# - the rest: Nsight Compute on one fused kernel each (stall reasons per warp state, scheduler and
+#   occupancy statistics, per-source-line counters): the persistent (LSTM H = 64) and resident (H = 256)
+#   forwards, whose steps take 1.5-3.4 us against a 1 us target, and the LSTM backward at H = 1024,
+#   B = 64 (32-row resident programs).
+# Reports go to benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
 # $OUT/gpu_profile.tar.gz. Needs ncu, torch and triton; rnnlab is used from this checkout.
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
@@ -21,21 +23,29 @@ else
     res=benchmarks/results/gpu-$name/ncu
 fi
 mkdir -p "$res"
-cases=("lstm 64 16" "lstm 256 16" "lstm 1024 64")
+for cell in lstm gru; do
+    limit=$(((deadline - SECONDS) / 4))  # at most a quarter of what is left each
+    echo "=== $cell H=1024 B=64 training step, kernels by GPU time (at most ${limit}s)"
+    timeout -k 5 "$limit" "$PY" benchmarks/profile_step.py "$cell" 1024 64 --mode fwd+bwd --breakdown \
+        >"$res/breakdown-$cell-H1024-B64.txt" 2>&1
+    head -n 12 "$res/breakdown-$cell-H1024-B64.txt"
+done
+cases=("lstm 64 16 fwd" "lstm 256 16 fwd" "lstm 1024 64 bwd")
 for i in "${!cases[@]}"; do
-    read -r cell hidden batch <<<"${cases[$i]}"
+    read -r cell hidden batch kind <<<"${cases[$i]}"
     left=$((deadline - SECONDS - 10))
     share=$((left / (${#cases[@]} - i)))
-    report=$res/$cell-H$hidden-B$batch.txt
+    report=$res/$cell-H$hidden-B$batch-$kind.txt
     if ((share < 20)); then
         echo "skipped: ${share}s of the budget left" | tee "$report"
         continue
     fi
-    echo "=== $cell H=$hidden B=$batch (at most ${share}s)"
-    timeout -k 5 "$share" ncu --profile-from-start off --clock-control none --kernel-name regex:_fwd \
+    mode=$([[ $kind == fwd ]] && echo fwd || echo fwd+bwd)
+    echo "=== $cell H=$hidden B=$batch $kind (at most ${share}s)"
+    timeout -k 5 "$share" ncu --profile-from-start off --clock-control none --kernel-name "regex:_$kind" \
         --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
         --section LaunchStats --section SourceCounters \
-        "$PY" benchmarks/profile_step.py "$cell" "$hidden" "$batch" >"$report" 2>&1
+        "$PY" benchmarks/profile_step.py "$cell" "$hidden" "$batch" --mode "$mode" >"$report" 2>&1
     echo "exit $? after the profile (124: cut at its share)" | tee -a "$report"
     tail -n 3 "$report"
 done

@@ -81,6 +81,31 @@ def test_fused_against_torch_nn_without_initial_state(cell):
     assert_same(run(fused, x, hx, leaves), run(ref.to(DEVICE), x, hx, leaves), 2e-5, scaled=DEVICE == "cuda")
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_split_weight_gradients_match_fp32_gemms(dtype):
+    """kernels.common.split_linear_grads: the fp32 gate gradients split into two half-precision parts, each
+    multiplied with fp32 accumulation, give what fp32 GEMMs over the same half-precision operands give (to
+    fp32 rounding), where rounding the gradients to the dtype once would not."""
+    from rnnlab.kernels.common import split_half, split_linear_grads
+    from rnnlab.recurrence.common import linear_grads
+
+    gen = torch.Generator().manual_seed(0)
+    d_out = torch.randn(7, 5, 12, generator=gen) * torch.logspace(-3, 1, 12)  # (T, B, G), spread magnitudes
+    inputs = torch.randn(7, 5, 9, generator=gen).to(dtype)  # (T, B, K)
+    weight = torch.randn(12, 9, generator=gen).to(dtype)  # (G, K)
+    hi, lo = split_half(d_out, dtype)
+    error = (hi.double() + lo.double() - d_out.double()).abs()
+    assert hi.dtype == lo.dtype == dtype and (error <= 2**-15 * d_out.abs() + 2**-24).all()  # fp16 subnormals
+    want = linear_grads(d_out.double(), inputs.double(), weight.double(), True, True)
+    got = split_linear_grads(d_out, inputs, weight, True, True)
+    once = linear_grads(d_out.to(dtype).double(), inputs.double(), weight.double(), True, True)
+    for g, w, o in zip(got, want, once, strict=True):
+        assert g.dtype == torch.float32 and g.shape == w.shape
+        scale = w.abs().max()
+        assert (g.double() - w).abs().max() < 1e-5 * scale  # measured 3e-6 (bf16), 8e-8 (fp16)
+        assert (o - w).abs().max() > 1e-4 * scale  # the error the split avoids: 3e-3, 3e-4
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_double_backward_through_the_fused_kernels_is_refused(cell):
     """The fused backward is not differentiable: create_graph=True (a gradient penalty) is an error that
@@ -284,6 +309,9 @@ def test_forced_warps_reach_the_persistent_and_resident_launches():
     with force_warps(16):
         assert plan("lstm", x, 64, 3).meta["maxnreg"] == 128 and resident_launch(x, 256, 3).meta["maxnreg"] == 128
     assert plan("rnn", x, 20, 3).meta["num_warps"] == 8 and "maxnreg" not in plan("rnn", x, 20, 3).meta
+    # dispatch.TIMED_WARPS: the GRU forward at BLOCK_H = 64 in half precision, not its backward or the LSTM
+    assert [plan(cell, x, 64, 3, backward=bwd).meta["num_warps"] for cell, bwd in
+            (("gru", False), ("gru", True), ("lstm", False))] == [8, 16, 16]
     for bad in (3, 64):
         with pytest.raises(ValueError, match=rf"warps must be a power of two from 1 to 32; got {bad}"), \
                 force_warps(bad):
