@@ -106,8 +106,10 @@ ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 10
 # (sm_80 lacks the shared memory: 192 KiB at H = 1024). On an H100 at H = 1024, B = 64 they took the LSTM's
 # forward from 18.6 to 8.6 ms and its training step from 74.0 to 62.3, the GRU's from 17.2 to 7.0 and
 # from 59.6 to 45.2 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/tune/, where the 16-row tiles ran
-# tiled). fit.py checks them for sm_90 (Triton 3.9: no spills; Triton 3.6's ptxas spilled the GRU backward
-# at 1024 by 8 bytes, which is what the H100 timed).
+# tiled); against cuDNN in one run (wide/) their forwards took 0.27-0.52x of its time, their training steps
+# 0.73-1.41x (layers.fused_beats_cudnn takes them for the forward alone). fit.py checks them for sm_90
+# (Triton 3.9: no spills; Triton 3.6's ptxas spilled the GRU backward at 1024 by 8 bytes, which is what
+# the H100 timed).
 WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
