@@ -80,8 +80,12 @@ else
     lim=$(limit_for 120)
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
+# compiling dominates the fused-kernel tests on a GPU (the H100 ran two thirds of them in 120 s in one
+# process): spread them over 8 processes where pytest-xdist is installed (it is on the device machines)
+parallel=()
+"$PY" -c "import xdist" 2>/dev/null && parallel=(-n 8)
 lim=$(limit_for 120)
-step "fused-kernel tests" "$lim" "${pytest[@]}" tests/test_triton_kernels.py
+step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py
 lim=$(limit_for 60)
 step "tiled regime without the grid barrier" "$lim" env RNNLAB_GRID_SYNC=0 "${pytest[@]}" -m gpu -k tiled \
     tests/test_cuda.py::test_fused_kernels_match_cudnn
