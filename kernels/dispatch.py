@@ -1,7 +1,8 @@
 """Which regime runs a fused recurrence, and with which blocks, warps and grid.
 
-- ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh in registers for the
-  whole sequence (hidden sizes up to MAX_PERSISTENT_H).
+- ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
+  sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
+  registers for each step's product).
 - ``resident`` (CUDA; off with ``RNNLAB_GRID_SYNC=0``): the hidden units are split into column tiles of
   RESIDENT_BLOCK_H, one program each (per batch tile), every program holding its tile's slice of W_hh
   on chip for the whole sequence and exchanging the state with the others through global memory at a
