@@ -75,7 +75,7 @@ def choices(group: str, case: Case, device: torch.device) -> list[dict]:
     like = torch.empty(0, case.B, 1, dtype=torch.bfloat16, device=device)
     if group == "batch":
         current = resident_rows(like, case.H, case.B)
-        return [{"rows": current}, {"rows": BLOCK_B + WIDE_BLOCK_B - current}]
+        return [{"rows": r} for r in (current, *(r for r in (BLOCK_B, WIDE_BLOCK_B) if r != current))]
     launch = plan(case.cell, like, case.H, case.B)
     current = launch.meta["num_warps"]
     if launch.regime == "tiled":  # force_warps leaves it alone (the tiled group tunes it): nothing to compare

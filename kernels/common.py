@@ -34,17 +34,17 @@ def split_linear_grads(d_out, inputs, weight, need_input, need_weight):
     of a bf16 training step on an H100: benchmarks/README.md), as accurate as fp32 GEMMs over the
     half-precision operands (d_out kept to about 2^-16 of itself in bf16, 2^-22 in fp16)."""
     G, K = weight.shape
-    parts = [part.reshape(-1, G) for part in split_half(d_out, inputs.dtype)]  # (T * B, G) each
-    d_inputs = sum(mm_to_fp32(part, weight) for part in parts).view(*inputs.shape[:-1], K) if need_input else None
+    hi, lo = (part.reshape(-1, G) for part in split_half(d_out, inputs.dtype))  # (T * B, G) each
+    d_inputs = mm_to_fp32(hi, weight).add_(mm_to_fp32(lo, weight)).view(*inputs.shape[:-1], K) if need_input else None
     flat = inputs.reshape(-1, K).t()  # (K, T * B)
-    d_weight = sum(mm_to_fp32(flat, part) for part in parts).t() if need_weight else None
+    d_weight = mm_to_fp32(flat, hi).add_(mm_to_fp32(flat, lo)).t() if need_weight else None
     return d_inputs, d_weight
 
 
 def split_half(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 ``t`` as ``hi + lo`` in ``dtype`` (fp16/bf16): hi is t rounded, lo what that left, rounded."""
     hi = t.to(dtype)
-    return hi, (t - hi.float()).to(dtype)
+    return hi, (t - hi).to(dtype)  # t - hi promotes to fp32 without a copy of hi
 
 
 def mm_to_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -78,10 +78,10 @@ def wanted(grads, need):
     return tuple(g if wanted_ else None for g, wanted_ in zip(grads, need, strict=True))
 
 
-def ping_pong(state: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
-    """A (2, B, H) buffer in the accumulator type ``acc`` for the tiled regime's state exchange, with
-    ``state`` (B, H) in slot 0."""
-    buffer = state.new_zeros((2, *state.shape), dtype=acc)
+def ping_pong(state: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A (2, B, H) buffer in ``dtype`` (the accumulator type, or dispatch.stored's for what the products
+    read) for the tiled regime's state exchange, with ``state`` (B, H) in slot 0."""
+    buffer = state.new_zeros((2, *state.shape), dtype=dtype)
     buffer[0] = state
     return buffer
 

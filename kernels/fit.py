@@ -210,9 +210,8 @@ def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quic
     cell, torch_dtype, backward = kernel.split("_")[0], TORCH_DTYPES[dtype], "_bwd" in kernel
     anywhere = max_resident_h(cell, torch_dtype, backward)
     aligned = max_resident_h(cell, torch_dtype, backward, aligned=True)
-    # wide programs: in the quick subset bf16 alone (fp16 compiles to the same registers and shared memory)
-    wide = [h for h in RESIDENT_SHAPES if h <= aligned] if target == WIDE_TARGET and dtype in (
-        ("bf16",) if quick else ("fp16", "bf16")) else []
+    wide_dtypes = ("bf16",) if quick else ("fp16", "bf16")  # quick: fp16 compiles to the same resources
+    wide = [h for h in RESIDENT_SHAPES if h <= aligned] if target == WIDE_TARGET and dtype in wide_dtypes else []
     for sync, align, sizes in (("resident", "-", [h for h in RESIDENT_SHAPES if h <= anywhere]),
                                ("resident", "a16", [h for h in RESIDENT_SHAPES if anywhere < h <= aligned]),
                                ("wide", "a16", wide)):
