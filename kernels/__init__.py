@@ -1,10 +1,11 @@
 """Fused Triton kernels for the recurrences (imported as ``rnnlab.kernels``).
 
 One launch runs a whole sequence for one layer and direction: the recurrent weights are loaded once
-into registers before the time loop, the state stays in fp32, and packed sequences (per-row lengths)
-and the reverse direction are handled inside the kernel. The input projection and the weight gradients
-are single GEMMs outside the kernels, shared with the pure-PyTorch reference (rnnlab.recurrence); the
-functions here take the same arguments and return the same outputs as their reference counterparts.
+before the time loop and held on chip (Triton stages them in shared memory), the state stays in fp32,
+and packed sequences (per-row lengths) and the reverse direction are handled inside the kernel. The
+input projection and the weight gradients are single GEMMs outside the kernels, shared with the pure-
+PyTorch reference (rnnlab.recurrence); the functions here take the same arguments and return the same
+outputs as their reference counterparts.
 Each cell's forward and backward are ``torch.library`` custom ops (``rnnlab::lstm_fused``,
 ``rnnlab::lstm_fused_backward``, ... with fake implementations and registered autograd), so the layers
 trace under ``torch.compile`` without graph breaks at the kernels.
@@ -16,8 +17,8 @@ memory; also LSTM proj_size, with a second exchange phase per step) and resident
 kernels with each program holding its slice of W_hh, meeting the others at a grid barrier each step;
 ``RNNLAB_GRID_SYNC=0`` turns the barrier off). All are tested under the Triton interpreter against the
 reference, cross-compiled for sm_80/sm_90 (fit.py), and tested against cuDNN on an H200 and an H100
-(tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.10-0.61x of cuDNN's time up
-to H = 1024 but for B = 64 at 1024; ``backend="auto"`` picks them where the benchmark shows that
+(tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's time up
+to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
 (:func:`rnnlab.layers.resolve_backend`).
 Set ``TRITON_INTERPRET=1`` before importing this module to run the kernels on the CPU.
 """

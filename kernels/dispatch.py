@@ -104,13 +104,12 @@ ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 10
 # Wide resident programs: WIDE_BLOCK_B batch rows each instead of BLOCK_B, half the programs a batch needs,
 # where BLOCK_B's would need more programs than the device has SMs (at H = 1024 and B = 64, 256 against an
 # H100's 132) and WIDE_BLOCK_B's would not; only in fp16/bf16, for H a multiple of 16, on WIDE_CAPABILITY
-# (sm_80 lacks the shared memory: 192 KiB at H = 1024). On an H100 at H = 1024, B = 64 they took the LSTM's
-# forward from 18.6 to 8.6 ms and its training step from 74.0 to 62.3, the GRU's from 17.2 to 7.0 and
-# from 59.6 to 45.2 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/tune/, where the 16-row tiles ran
-# tiled); against cuDNN in one run (wide/) their forwards took 0.27-0.52x of its time, their training steps
-# 0.73-1.41x (layers.fused_beats_cudnn takes them for the forward alone). fit.py checks them for sm_90
-# (Triton 3.9: no spills; Triton 3.6's ptxas spilled the GRU backward at 1024 by 8 bytes, which is what
-# the H100 timed).
+# (sm_80 lacks the shared memory: 192 KiB at H = 1024). On an H100 at H = 1024, B = 64 the 16-row
+# alternative (which runs tiled) took 1.30x (LSTM) and 1.55x (GRU) their training step, 2.27x and 2.41x
+# their forward; against cuDNN in one run they took 0.88x and 0.67x its training step, 0.46-0.65x at
+# H = 512, B = 128 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/: tune/, wide/). fit.py checks them for
+# sm_90 (Triton 3.9: no spills; Triton 3.6's ptxas spills the GRU backward at 1024 by 8 bytes, which is
+# what the H100 timed).
 WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.

@@ -54,7 +54,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     if autocast or torch._C._are_functorch_transforms_active():
         return "native"
     if x.is_cuda:
-        return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj, training) else "native"
+        return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
         return "native"
     if mode == "LSTM" and not (packed or proj):
@@ -66,28 +66,24 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
 MEASURED_WINS = {"LSTM": 1024, "GRU": 1024}
 
 
-def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool,
-                      training: bool = True) -> bool:
-    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN (a
-    ``training`` step: forward and backward; else the forward alone), as measured on an H100
-    (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024): LSTM and GRU in fp16/bf16 whose
-    forward runs in the persistent or resident regime, up to the hidden sizes timed (MEASURED_WINS),
-    where a training step took 0.10-0.61x of cuDNN's time and the forward alone 0.08-0.28x (B in
-    {1, 16, 64}). Wide resident programs (dispatch.batch_rows: H = 1024 with B = 64, H = 512 with
-    B = 128) only for the forward alone, which took 0.27-0.52x of cuDNN's; their training steps took
-    0.73-1.41x (wide/). Not the tiled regime (1.14-1.55x cuDNN's training step at H = 1024, B = 64),
-    fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only)."""
-    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj, training)
+def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
+    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
+    measured on an H100 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024): LSTM and GRU in
+    fp16/bf16 whose forward runs in the persistent or resident regime (wide programs included), up to the
+    hidden sizes timed (MEASURED_WINS). There a training step took 0.12-0.80x of cuDNN's time and the
+    forward alone 0.09-0.54x (B in {1, 16, 64}). Not the tiled regime (1.14-1.55x cuDNN's training step at
+    H = 1024, B = 64), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only)."""
+    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
 
 
 @torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant, not a graph break
 def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidden_size: int, batch: int,
-                       proj: bool, training: bool) -> bool:
+                       proj: bool) -> bool:
     if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
         return False
     if not _triton_installed():
         return False
-    from .kernels.dispatch import BLOCK_B, FITTED_TARGETS, grid_sync_enabled, plan
+    from .kernels.dispatch import FITTED_TARGETS, grid_sync_enabled, plan
 
     if torch.cuda.get_device_capability(device) not in FITTED_TARGETS:  # shared memory and registers differ
         return False
@@ -96,10 +92,7 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
     if hidden_size > MEASURED_WINS[mode]:
         return False
     like = torch.empty(0, batch, 1, dtype=dtype, device=device)
-    launch = plan(mode.lower(), like, hidden_size, batch)
-    if launch.regime == "resident" and launch.meta["BLOCK_B"] != BLOCK_B:  # wide programs
-        return not training
-    return launch.regime != "tiled"
+    return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"
 
 
 @functools.cache

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Where the targets are missed, in two kinds of report:
+# Where the fused kernels spend their time, in two kinds of report:
 #   bash scripts/gpu_profile.sh [BUDGET_SECONDS]     (default 180; each profile is cut at its share)
-# - breakdown-*.txt: a whole LSTM and GRU training step at H = 1024, B = 64 (1.4x cuDNN's on an H100)
+# - breakdown-*.txt: a whole LSTM and GRU training step at H = 1024, B = 64 (0.6-0.9x cuDNN's on an H100)
 #   under torch.profiler, every kernel by GPU time: the fused ones beside the GEMMs and copies around them;
 # - the rest: Nsight Compute on one fused kernel each (stall reasons per warp state, scheduler and
 #   occupancy statistics, per-source-line counters): the persistent (LSTM H = 64) and resident (H = 256)
-#   forwards, whose steps take 1.5-3.4 us against a 1 us target, and the LSTM backward at H = 1024,
+#   forwards, whose steps take 1.4-3.6 us against a 1 us target, and the LSTM backward at H = 1024,
 #   B = 64 (32-row resident programs).
 # Reports go to benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
 # $OUT/gpu_profile.tar.gz. Needs ncu, torch and triton; rnnlab is used from this checkout.
