@@ -9,12 +9,14 @@
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   3. activation memory, preset gpu
-#   4. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
+#   4. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
+#      alone, a step, where the 1 us inference target is missed
+#   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
 #      resident programs, the tiled regime's blocks, stages and warps
-#   5. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
-#   6. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
+#   6. the fused-kernel tests (tests/test_triton_kernels.py), compiled on the GPU
+#   7. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
-#   7. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
+#   8. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
 # Every kernel configuration compiles on first use (the machine starts with an empty Triton cache).
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
@@ -74,6 +76,12 @@ step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --bud
     --out "$res"
 lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
+if [[ $name == cpu ]]; then
+    echo "=== forward latency: skipped, no CUDA device" | tee -a "$log"
+else
+    lim=$(limit_for 60)  # 24 s on an H100
+    step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
+fi
 if [[ $name == cpu ]]; then
     echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
 else

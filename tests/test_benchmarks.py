@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from parity import needs_triton
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +139,31 @@ def test_tuning_times_each_choice_and_compares_it_with_the_current_one(tmp_path)
                           "--device", "cpu", "--sizes", "gru"], capture_output=True, text=True, timeout=120,
                          check=False, env=env)
     assert bad.returncode == 2 and "cell:hidden_size pairs" in bad.stderr
+
+
+def test_latency_says_it_needs_cuda(tmp_path):
+    """benchmarks/latency.py times CUDA events, graphs and kernels: without a device it says so, writing
+    nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--out", str(tmp_path / "lat")],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**env, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2 and "needs a CUDA device" in proc.stderr
+    assert not (tmp_path / "lat").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_latency_splits_a_forward_into_call_graph_kernel_and_queue(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--out", str(tmp_path), "--cells", "gru",
+         "--hidden", "64", "--batch", "16", "--seq-len", "64", "--reps", "3"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = json.loads((tmp_path / "latency.json").read_text())["records"]
+    assert rec["note"] == "persistent regime"
+    for column in ("call", "graph", "kernel", "queue"):
+        assert rec[f"{column}_ms"] > 0 and rec[f"{column}_us_per_step"] == pytest.approx(rec[f"{column}_ms"] * 1e3 / 64)
+    assert rec["kernel_ms"] <= rec["graph_ms"]  # the graph replays the kernel and the work around it
+    assert "| gru | 64 | 16 | 64 | 64 | bf16 |" in (tmp_path / "latency.md").read_text()

@@ -26,6 +26,7 @@ def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
     log = (tmp_path / "gpu_check.log").read_text()
     for step in ("gpu tests", "benchmark tiny", "activation memory"):
         assert f"=== {step}: exit 0" in log, log[-3000:]
+    assert "=== forward latency: skipped, no CUDA device" in log
     spent = re.search(r"done in (\d+)s", log)
     assert spent and int(spent.group(1)) <= 60 + 5, log[-1000:]  # the budget, and packing the results
     with tarfile.open(tmp_path / "gpu_check.tar.gz") as tar:

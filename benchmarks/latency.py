@@ -1,0 +1,156 @@
+"""Where a fused forward's time goes, per timestep, for the issue's inference target (at most 1 us a step
+at H <= 256, B <= 16, bf16, T = 1024):
+
+    python benchmarks/latency.py --out benchmarks/results/gpu-<device>/latency [--cells lstm gru]
+
+For each case it times, on CUDA, one inference forward (gradients off) of a ``backend="triton"`` layer
+four ways, median of ``--reps``:
+
+- ``call``: the call as a user makes it, between two CUDA events (as run.py's ``fwd`` rows): the GPU's
+  wait for the CPU to queue the work included;
+- ``graph``: the same call captured once in a CUDA graph and replayed (no CPU work between the events);
+- ``kernel``: the fused kernel alone, its device time under torch.profiler;
+- ``queue``: the CPU's time to queue the call (wall clock, no synchronisation).
+
+So ``call - graph`` is what the CPU adds, and ``graph - kernel`` the work around the kernel (the input
+projection, the output allocations, the final states' casts). Writes DIR/latency.json and DIR/latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from presets import Case  # benchmarks/ is on sys.path when run as a script
+from run import backend_note, build, environment, failure_note
+
+COLUMNS = ("call", "graph", "kernel", "queue")
+
+
+def _event_ms(fn, reps: int) -> float:
+    """Median over ``reps`` of ``fn``'s device time between two CUDA events."""
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _queue_ms(fn, reps: int) -> float:
+    """Median over ``reps`` of the CPU's wall time to return from ``fn`` (the device synchronised between)."""
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
+    return statistics.median(times)
+
+
+def _kernel_ms(fn, reps: int) -> float:
+    """The fused kernels' device time a call (the kernels whose names start "_" and hold "_fwd"), averaged
+    over ``reps`` calls under torch.profiler."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    fused = [e for e in prof.key_averages() if e.key.startswith("_") and "_fwd" in e.key]
+    if not fused:
+        raise RuntimeError(f"no fused forward kernel in the profile: {[e.key for e in prof.key_averages()]}")
+    return sum(e.self_device_time_total for e in fused) / 1e3 / reps
+
+
+def _graphed(fn):
+    """``fn`` captured in a CUDA graph (warmed up on a side stream first, as torch.cuda.graphs asks), as a
+    function that replays it."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def measure(case: Case, reps: int) -> dict:
+    """The four times of ``case`` (ms for the whole sequence and us a step), or a record naming the error."""
+    device = torch.device("cuda")
+    record = {**case.record(), "backend": "triton", "mode": "fwd", "reps": reps}
+    try:
+        module, x = build(case, "triton", device)
+        x = x.detach()
+
+        def call():
+            with torch.no_grad():
+                module(x)
+
+        call()  # compiles
+        times = {"call": _event_ms(call, reps), "queue": _queue_ms(call, reps), "kernel": _kernel_ms(call, reps)}
+        times["graph"] = _event_ms(_graphed(call), reps)
+    except Exception as err:  # recorded, so one failing case does not cost the others
+        return {**record, "note": failure_note(err)}
+    record.update({f"{k}_ms": v for k, v in times.items()})
+    record.update({f"{k}_us_per_step": v * 1e3 / case.T for k, v in times.items()})
+    record["note"] = backend_note(case, "triton", "fwd", device)
+    return record
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    """``result``'s records as a table of microseconds a step."""
+    env = result["environment"]
+    lines = [
+        f"# Forward latency on {env['device']}",
+        "",
+        f"{env['date']}, torch {env['torch']}, triton {env['triton']}, commit {env['git_commit']}. Inference "
+        f"forward of a backend=\"triton\" layer, microseconds a timestep, median of {result['reps']}: call (CUDA "
+        "events around the call), graph (the call replayed from a CUDA graph), kernel (the fused kernel's "
+        "device time), queue (the CPU's time to queue the call).",
+        "",
+        "| cell | T | B | I | H | dtype | " + " | ".join(COLUMNS) + " | notes |",
+        "|" + "---|" * (7 + len(COLUMNS)),
+    ]
+    for r in result["records"]:
+        times = [f"{r[c + '_us_per_step']:.2f}" if c + "_us_per_step" in r else "-" for c in COLUMNS]
+        cells = [r["cell"], r["T"], r["B"], r["I"], r["H"], r["dtype"], *times, r.get("note") or ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="directory for latency.json and latency.md")
+    parser.add_argument("--cells", nargs="+", choices=("lstm", "gru", "rnn_tanh"), default=["lstm", "gru"])
+    parser.add_argument("--hidden", nargs="+", type=int, default=[64, 128, 256])
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--reps", type=int, default=20)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA device: it times CUDA events, graphs and kernels")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"environment": environment(torch.device("cuda")), "reps": args.reps, "records": []}
+    for H, cell, B in itertools.product(args.hidden, args.cells, args.batch):
+        rec = measure(Case(cell, args.seq_len, B, H, H, dtype="bf16"), args.reps)
+        result["records"].append(rec)
+        print(f"{cell} H={H} B={B}: " + ", ".join(
+            f"{c} {rec[c + '_us_per_step']:.2f}" for c in COLUMNS if c + "_us_per_step" in rec) + " us a step; "
+            + (rec.get("note") or ""), flush=True)
+        (args.out / "latency.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_markdown(result, args.out / "latency.md")
+    return int(any((r.get("note") or "").startswith("failed:") for r in result["records"]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
