@@ -8,7 +8,8 @@ PyTorch reference (rnnlab.recurrence); the functions here take the same argument
 outputs as their reference counterparts.
 Each cell's forward and backward are ``torch.library`` custom ops (``rnnlab::lstm_fused``,
 ``rnnlab::lstm_fused_backward``, ... with fake implementations and registered autograd), so the layers
-trace under ``torch.compile`` without graph breaks at the kernels.
+trace under ``torch.compile`` without graph breaks at the kernels; plain inference skips the op's dispatch
+(:func:`rnnlab.kernels.common.plain_inference`).
 
 Status: three regimes chosen by :mod:`rnnlab.kernels.dispatch` from cell, hidden size and dtype:
 persistent (one program holds a batch tile's whole W_hh on chip: H <= 32 in fp32, <= 64 in

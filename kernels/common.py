@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ..recurrence.common import linear_grads
 from ..recurrence.schedule import Schedule, lengths_of
@@ -71,6 +72,19 @@ def needs_backward(*tensors) -> bool:
     """Whether autograd will want a backward through these inputs (None entries ignored): if not, the
     fused forwards skip storing what only the backward reads."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def plain_inference(*tensors) -> bool:
+    """Whether a fused forward on ``tensors`` (its tensor arguments, None entries ignored) may skip its custom
+    op and call the op's implementation directly: no backward will be taken (needs_backward), nothing
+    traces or transforms the call (torch.compile and torch.export, torch.jit.trace, torch.func, dispatch
+    and torch-function modes such as fake tensors), and every tensor is a plain one. With the kernel launch
+    stubbed out, skipping the op took a bf16 LSTM layer's inference call from 179-186 to 148-159 us of CPU
+    time (GRU: 153-157 to 124-128; 2-core AMD EPYC, tiny sizes), time the GPU waits for at every call."""
+    return not (needs_backward(*tensors) or torch.compiler.is_compiling()
+                or torch._C._are_functorch_transforms_active() or torch._C._get_tracing_state() is not None
+                or _get_current_dispatch_mode() is not None or torch._C._is_torch_function_mode_enabled()
+                or any(t is not None and type(t) not in (torch.Tensor, torch.nn.Parameter) for t in tensors))
 
 
 def wanted(grads, need):

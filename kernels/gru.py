@@ -25,6 +25,7 @@ from .common import (
     load_previous,
     needs_backward,
     ping_pong,
+    plain_inference,
     projection_grads,
     recurrent_product,
     resident_gates,
@@ -224,12 +225,12 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T,
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
-@torch.library.custom_op("rnnlab::gru_fused", mutates_args=())
 @autocast_off
-def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-              batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The fused forward as a custom op: Y (T, B, H), h_n (B, H), and for the backward the gates' pre-activations
-    G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both in the stored type (empty unless ``store``)."""
+def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+                 batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward (the custom op ``rnnlab::gru_fused``, and called directly in plain inference): Y (T, B, H),
+    h_n (B, H), and for the backward the gates' pre-activations G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both
+    in the stored type (empty unless ``store``)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
@@ -250,6 +251,9 @@ def gru_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
         _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T, B, H, REVERSE=reverse,
                                      STORE=store, **launch.meta)
     return Y, hn.to(x.dtype), G, ghn
+
+
+gru_fused = torch.library.custom_op("rnnlab::gru_fused", mutates_args=())(_gru_forward)
 
 
 @gru_fused.register_fake
@@ -315,5 +319,6 @@ gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 
 def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False):
     """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`."""
-    store = needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
-    return gru_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store)[:2]
+    tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
+    forward = _gru_forward if plain_inference(*tensors) else gru_fused
+    return forward(*tensors, batch_sizes, reverse, needs_backward(*tensors))[:2]

@@ -51,6 +51,7 @@ from .common import (
     load_previous,
     needs_backward,
     ping_pong,
+    plain_inference,
     projection_grads,
     recurrent_product,
     resident_gates,
@@ -302,15 +303,15 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
-@torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())
 @autocast_off
-def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-               b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The fused forward as a custom op: Y (T, B, P), h_n (B, P), c_n (B, H) (P = H without a projection
-    w_hr (P, H)), and for the backward the gates' pre-activations G (T, B, 4H), the cell states C (T, B, H) and
-    with a projection the unprojected outputs HF (T, B, H); G and C in the stored type, HF in the
-    accumulator's (empty unless ``store``; HF also without a projection)."""
+def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                  b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fused forward (the custom op ``rnnlab::lstm_fused``, and called directly in plain inference): Y (T, B, P),
+    h_n (B, P), c_n (B, H) (P = H without a projection w_hr (P, H)), and for the backward the gates'
+    pre-activations G (T, B, 4H), the cell states C (T, B, H) and with a projection the unprojected outputs HF
+    (T, B, H); G and C in the stored type, HF in the accumulator's (empty unless ``store``; HF also without a
+    projection)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
     launch = plan("lstm", x, H, B, proj=w_hr is not None)
@@ -335,6 +336,9 @@ def lstm_fused(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
         _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
                                       T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
     return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept]
+
+
+lstm_fused = torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())(_lstm_forward)
 
 
 @lstm_fused.register_fake
@@ -412,5 +416,6 @@ lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
-    store = needs_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    return lstm_fused(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store)[:3]
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    forward = _lstm_forward if plain_inference(*tensors) else lstm_fused
+    return forward(*tensors, batch_sizes, reverse, needs_backward(*tensors))[:3]

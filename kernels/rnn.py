@@ -19,6 +19,7 @@ from .common import (
     gate_block,
     lengths_from,
     ping_pong,
+    plain_inference,
     projection_grads,
     recurrent_product,
     resident_slice,
@@ -141,11 +142,11 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, T, B, H,
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
-@torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())
 @autocast_off
-def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-              batch_sizes: list[int] | None, reverse: bool, relu: bool) -> tuple[Tensor, Tensor]:
-    """The fused forward as a custom op: Y (T, B, H) and h_n (B, H)."""
+def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+                 batch_sizes: list[int] | None, reverse: bool, relu: bool) -> tuple[Tensor, Tensor]:
+    """The fused forward (the custom op ``rnnlab::rnn_fused``, and called directly in plain inference): Y (T, B, H) and
+    h_n (B, H)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("rnn", x, H, B)
@@ -163,6 +164,9 @@ def rnn_fused(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | 
         _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, T, B, H, RELU=relu, REVERSE=reverse,
                                      **launch.meta)
     return Y, hn.to(x.dtype)
+
+
+rnn_fused = torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())(_rnn_forward)
 
 
 @rnn_fused.register_fake
@@ -223,4 +227,6 @@ rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 
 def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh"):
     """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`."""
-    return rnn_fused(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity == "relu")
+    tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
+    forward = _rnn_forward if plain_inference(*tensors) else rnn_fused
+    return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu")

@@ -423,6 +423,31 @@ def test_layers_compile_without_graph_breaks(cell):
     assert_same(got, want, 1e-6)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_plain_inference_skips_the_custom_op(cell, monkeypatch):
+    """Outside autograd, tracing and transforms a layer calls its fused forward's implementation directly
+    (the custom op's dispatch is CPU time the GPU waits for), with the op's outputs; a forward that needs a
+    backward, and torch.compile (fullgraph, so no graph break at the kernel), still go through the op."""
+    kernels = getattr(rnnlab.kernels, cell.split("_")[0])
+    name = f"{cell.split('_')[0]}_fused"
+    op, calls = getattr(kernels, name), []
+    monkeypatch.setattr(kernels, name, lambda *args: calls.append(name) or op(*args))
+    torch.manual_seed(12)
+    _, fused, _ = _pair(20, cell=cell)
+    x = torch.randn(6, 3, 5, device=DEVICE)
+    with torch.no_grad():
+        direct = fused(x)
+    assert calls == []
+    through_op = fused(x.requires_grad_())
+    assert calls == [name]
+    with torch.no_grad(), torch._dynamo.config.patch(allow_rnn=True):
+        compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)(x)
+    assert calls == [name, name]
+    flat = [torch.utils._pytree.tree_leaves(out) for out in (direct, through_op, compiled)]
+    assert all(torch.equal(a, b.detach()) for a, b in zip(flat[0], flat[1], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(flat[0], flat[2], strict=True))
+
+
 @pytest.mark.parametrize(("cell", "regime", "P"), [("lstm", "persistent", 0), ("lstm", "tiled", 0),
                                                   ("lstm", "tiled", 7), ("lstm", "resident", 0),
                                                   ("gru", "persistent", 0), ("gru", "tiled", 0)])
