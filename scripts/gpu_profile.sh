@@ -6,7 +6,8 @@
 # - the rest: Nsight Compute on one fused kernel each (stall reasons per warp state, scheduler and
 #   occupancy statistics, per-source-line counters): the persistent (LSTM H = 64) and resident (H = 256)
 #   forwards, whose steps take 1.4-3.6 us against a 1 us target, and the LSTM backward at H = 1024,
-#   B = 64 (32-row resident programs).
+#   B = 64 (32-row resident programs); and the persistent forward's stall samples per SASS instruction
+#   (lstm-H64-B16-sass.csv), to find which instructions the 1 us step waits on.
 # Reports go to benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
 # $OUT/gpu_profile.tar.gz. Needs ncu, torch and triton; rnnlab is used from this checkout.
 set -uo pipefail
@@ -30,21 +31,28 @@ for cell in lstm gru; do
         >"$res/breakdown-$cell-H1024-B64.txt" 2>&1
     head -n 12 "$res/breakdown-$cell-H1024-B64.txt"
 done
-cases=("lstm 64 16 fwd" "lstm 256 16 fwd" "lstm 1024 64 bwd")
+# kind: fwd or bwd, the kernel profiled (sections above, as text); sass: the forward's stall samples and
+# counters per SASS instruction of the kernel (Nsight Compute's source page, as CSV)
+cases=("lstm 64 16 fwd" "lstm 64 16 sass" "lstm 256 16 fwd" "lstm 1024 64 bwd")
 for i in "${!cases[@]}"; do
     read -r cell hidden batch kind <<<"${cases[$i]}"
     left=$((deadline - SECONDS - 10))
     share=$((left / (${#cases[@]} - i)))
-    report=$res/$cell-H$hidden-B$batch-$kind.txt
+    report=$res/$cell-H$hidden-B$batch-$kind.$([[ $kind == sass ]] && echo csv || echo txt)
     if ((share < 20)); then
         echo "skipped: ${share}s of the budget left" | tee "$report"
         continue
     fi
-    mode=$([[ $kind == fwd ]] && echo fwd || echo fwd+bwd)
+    mode=$([[ $kind == bwd ]] && echo fwd+bwd || echo fwd)
+    if [[ $kind == sass ]]; then
+        what=(--kernel-name "regex:_fwd" --section WarpStateStats --section SourceCounters --page source
+              --print-source sass --csv)
+    else
+        what=(--kernel-name "regex:_$kind" --section SpeedOfLight --section WarpStateStats --section SchedulerStats
+              --section Occupancy --section LaunchStats --section SourceCounters)
+    fi
     echo "=== $cell H=$hidden B=$batch $kind (at most ${share}s)"
-    timeout -k 5 "$share" ncu --profile-from-start off --clock-control none --kernel-name "regex:_$kind" \
-        --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
-        --section LaunchStats --section SourceCounters \
+    timeout -k 5 "$share" ncu --profile-from-start off --clock-control none "${what[@]}" \
         "$PY" benchmarks/profile_step.py "$cell" "$hidden" "$batch" --mode "$mode" >"$report" 2>&1
     echo "exit $? after the profile (124: cut at its share)" | tee -a "$report"
     tail -n 3 "$report"
