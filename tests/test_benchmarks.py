@@ -165,5 +165,4 @@ def test_latency_splits_a_forward_into_call_graph_kernel_and_queue(tmp_path):
     assert rec["note"] == "persistent regime"
     for column in ("call", "graph", "kernel", "queue"):
         assert rec[f"{column}_ms"] > 0 and rec[f"{column}_us_per_step"] == pytest.approx(rec[f"{column}_ms"] * 1e3 / 64)
-    assert rec["kernel_ms"] <= rec["graph_ms"]  # the graph replays the kernel and the work around it
     assert "| gru | 64 | 16 | 64 | 64 | bf16 |" in (tmp_path / "latency.md").read_text()
