@@ -3,9 +3,9 @@
 One launch runs a whole sequence for one layer and direction: the recurrent weights are loaded once
 before the time loop and held on chip (Triton stages them in shared memory), the state stays in fp32,
 and packed sequences (per-row lengths) and the reverse direction are handled inside the kernel. The
-input projection and the weight gradients are single GEMMs outside the kernels, shared with the pure-
-PyTorch reference (rnnlab.recurrence); the functions here take the same arguments and return the same
-outputs as their reference counterparts.
+input projection and the weight gradients are single GEMMs outside the kernels, shared with the
+pure-PyTorch reference (rnnlab.recurrence); the functions here take the same arguments and return the
+same outputs as their reference counterparts.
 Each cell's forward and backward are ``torch.library`` custom ops (``rnnlab::lstm_fused``,
 ``rnnlab::lstm_fused_backward``, ... with fake implementations and registered autograd), so the layers
 trace under ``torch.compile`` without graph breaks at the kernels; plain inference skips the op's dispatch
