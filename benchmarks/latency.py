@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from presets import Case  # benchmarks/ is on sys.path when run as a script
-from run import backend_note, build, environment, failure_note
+from run import backend_note, build, environment, exit_status, failure_note
 
 COLUMNS = ("call", "graph", "kernel", "queue")
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             + (rec.get("note") or ""), flush=True)
         (args.out / "latency.json").write_text(json.dumps(result, indent=1) + "\n")
         write_markdown(result, args.out / "latency.md")
-    return int(any((r.get("note") or "").startswith("failed:") for r in result["records"]))
+    return exit_status(result["records"])
 
 
 if __name__ == "__main__":

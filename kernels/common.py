@@ -74,14 +74,15 @@ def needs_backward(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def plain_inference(*tensors) -> bool:
-    """Whether a fused forward on ``tensors`` (its tensor arguments, None entries ignored) may skip its custom
-    op and call the op's implementation directly: no backward will be taken (needs_backward), nothing
-    traces or transforms the call (torch.compile and torch.export, torch.jit.trace, torch.func, dispatch
-    and torch-function modes such as fake tensors), and every tensor is a plain one. With the kernel launch
-    stubbed out, skipping the op took a bf16 LSTM layer's inference call from 179-186 to 148-159 us of CPU
-    time (GRU: 153-157 to 124-128; 2-core AMD EPYC, tiny sizes), time the GPU waits for at every call."""
-    return not (needs_backward(*tensors) or torch.compiler.is_compiling()
+def plain_inference(*tensors, store: bool) -> bool:
+    """Whether a fused forward on ``tensors`` (its tensor arguments, None entries ignored) may skip its custom op and
+    call the op's implementation directly: no backward will be taken (``store``, needs_backward's answer for
+    them, false), nothing traces or transforms the call (torch.compile and torch.export, torch.jit.trace,
+    torch.func, dispatch and torch-function modes such as fake tensors), and every tensor is a plain one. With
+    the kernel launch stubbed out, skipping the op took a bf16 LSTM layer's inference call from 179-186 to
+    148-159 us of CPU time (GRU: 153-157 to 124-128; 2-core AMD EPYC, tiny sizes), time the GPU waits for at
+    every call."""
+    return not (store or torch.compiler.is_compiling()
                 or torch._C._are_functorch_transforms_active() or torch._C._get_tracing_state() is not None
                 or _get_current_dispatch_mode() is not None or torch._C._is_torch_function_mode_enabled()
                 or any(t is not None and type(t) not in (torch.Tensor, torch.nn.Parameter) for t in tensors))

@@ -258,7 +258,7 @@ def force_batch_tile(rows: int):
 
 @contextmanager
 def _override(name: str, value):
-    """``_overrides[name]`` set to ``value`` (None: removed) inside the block, restored after it."""
+    """``_overrides[name]`` set to ``value`` (None: the dispatcher's choice) inside the block, restored after it."""
     previous = _overrides.get(name)
     _overrides[name] = value
     try:

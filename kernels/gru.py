@@ -320,5 +320,6 @@ gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False):
     """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`."""
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
-    forward = _gru_forward if plain_inference(*tensors) else gru_fused
-    return forward(*tensors, batch_sizes, reverse, needs_backward(*tensors))[:2]
+    store = needs_backward(*tensors)
+    forward = _gru_forward if plain_inference(*tensors, store=store) else gru_fused
+    return forward(*tensors, batch_sizes, reverse, store)[:2]

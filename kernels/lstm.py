@@ -417,5 +417,6 @@ lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    forward = _lstm_forward if plain_inference(*tensors) else lstm_fused
-    return forward(*tensors, batch_sizes, reverse, needs_backward(*tensors))[:3]
+    store = needs_backward(*tensors)
+    forward = _lstm_forward if plain_inference(*tensors, store=store) else lstm_fused
+    return forward(*tensors, batch_sizes, reverse, store)[:3]

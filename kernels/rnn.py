@@ -18,6 +18,7 @@ from .common import (
     fake_grads,
     gate_block,
     lengths_from,
+    needs_backward,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -228,5 +229,5 @@ rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh"):
     """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`."""
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
-    forward = _rnn_forward if plain_inference(*tensors) else rnn_fused
+    forward = _rnn_forward if plain_inference(*tensors, store=needs_backward(*tensors)) else rnn_fused
     return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu")

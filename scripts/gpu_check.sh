@@ -78,13 +78,10 @@ lim=$(limit_for 45)
 step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 if [[ $name == cpu ]]; then
     echo "=== forward latency: skipped, no CUDA device" | tee -a "$log"
+    echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-fi
-if [[ $name == cpu ]]; then
-    echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
-else
     lim=$(limit_for 120)
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
