@@ -213,9 +213,10 @@ def split_gates(pre, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """The four (BB, BLOCK_H) tiles of ``pre`` (BB, 4 * BLOCK_H), column g * BLOCK_H + u holding slot g, unit
     u (gate_rows' order). The cells compute every gate of a step in one (BB, 4 BLOCK_H) product and split
     it here: one product, not one a gate, lets the warps share out the columns instead of each repeating a
-    16-wide product (fit.py: about 80 registers fewer in the resident regime), adds the input projections
-    as one accumulator (in the persistent LSTM forward, sm_90: 2 layout conversions a step instead of 7,
-    4 barriers instead of 16), and a streamed step waits on a quarter as many slices of W_hh."""
+    16-wide product (fit.py: about 80 registers fewer in the resident regime), takes fewer layout
+    conversions (in the persistent LSTM forward, sm_90: 4 barriers a step instead of 16), and a streamed
+    step waits on a quarter as many slices of W_hh. The input projections are added after the split, in
+    the cell's layout (lstm._lstm_inputs)."""
     by_gate = tl.permute(tl.reshape(pre, (BLOCK_B, 4, BLOCK_H)), (0, 2, 1))  # (BB, BH, 4)
     even, odd = tl.split(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 2, 2)))  # the last axis: slot % 2
     g0, g2 = tl.split(even)

@@ -42,29 +42,32 @@ from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _gru_inputs(GX, BHH, row_t, j, active, H, BLOCK_H: tl.constexpr, ACC: tl.constexpr):
-    """The (BB, 4 BH) accumulator a step's product for column tile ``j`` starts from, in ACC: slot 0 (r) and
-    1 (z) their input projections plus hidden biases, slot 2 (n) b_hn alone (the product adds h W_hn^T
-    there, and r multiplies both), slot 3 the n input projection (W_hh has no rows there, so the product
-    leaves it as it is). After the product the slots hold a_r, a_z, h W_hn^T + b_hn and x W_in^T + b_in."""
-    c = tl.arange(0, 4 * BLOCK_H)
-    slot = c // BLOCK_H
-    unit = j * BLOCK_H + c % BLOCK_H
-    valid = (unit < H)[None, :]
-    x_col = tl.where(slot == 3, 2 * H + unit, slot * H + unit)
-    x = tl.load(GX + row_t * (3 * H) + x_col[None, :], mask=active & valid & (slot != 2)[None, :], other=0.0)
-    b = tl.load(BHH + slot * H + unit, mask=(unit < H) & (slot < 3), other=0.0)
-    return x.to(ACC) + b[None, :].to(ACC)
+def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's step inputs, in ACC, in the cell's layout (see lstm._lstm_inputs): the r and z input
+    projections plus their hidden biases and the n input projection; GX (T, B, 3H) at the offsets ``gates``
+    of r's units (z's H further, n's 2H), zero outside ``mask``; the hidden biases BHH (3H,) at ``cols``
+    (BH,). The hidden biases are loaded every step: held across the loop they took 3 more tiles of
+    registers and the fp32 persistent kernel spilled 8-24 bytes at its 128 (fit.py, sm_90)."""
+    b_mask = cols < H
+    x_r = tl.load(GX + gates, mask=mask, other=0.0).to(ACC) + tl.load(BHH + cols, mask=b_mask, other=0.0).to(ACC)
+    x_z = (tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
+           + tl.load(BHH + H + cols, mask=b_mask, other=0.0).to(ACC))
+    x_n = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
+    return x_r, x_z, x_n
 
 
 @triton.jit
-def _gru_cell(pre, Y, G, GHN, gates, out, H, h, mask, STORE: tl.constexpr, BLOCK_B: tl.constexpr,
-              BLOCK_H: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime: from ``pre`` (BB, 4 BH), the product added to _gru_inputs'
-    accumulator, r, z and n update h (fp32); stores h (Y) and, when STORE (training), the gates'
-    pre-activations (G, from which the backward recomputes them) and h W_hn^T + b_hn (GHN); returns the
-    new h."""
-    a_r, a_z, ghn, x_n = split_gates(pre, BLOCK_B, BLOCK_H)
+def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, STORE: tl.constexpr,
+              BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T for r, z and n in
+    columns 0, BH and 2 BH, zero in the fourth block, which W_hh lacks) is split by gate and added to
+    _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
+    stores h (Y) and, when STORE (training), the gates'
+    pre-activations (G at ``gates``, z's H and n's 2H further; the backward recomputes the gates from them)
+    and h W_hn^T + b_hn (GHN); returns the new h."""
+    p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
+    a_r, a_z = p_r + x_r, p_z + x_z
+    ghn = p_n + tl.load(BHH + 2 * H + cols, mask=cols < H, other=0.0).to(p_n.dtype)[None, :]
     r, z = sigmoid(a_r), sigmoid(a_z)
     a_n = x_n + r * ghn
     n = tanh(a_n)
@@ -107,19 +110,17 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
     w = gates_block(W, 0, H, H, 3, BLOCK_H, BLOCK_H, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
-    x = _gru_inputs(GX, BHH, row_t, 0, active, H, BLOCK_H, h.dtype)
+    x_r, x_z, x_n = _gru_inputs(GX, BHH, row_t * (3 * H) + cols[None, :], cols, H, m2 & active, h.dtype)
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # recomputed, not carried: see _lstm_fwd_kernel
-        # the next step's inputs, loaded a step ahead (they do not depend on h; the hidden biases come along:
-        # loaded once before the loop, they held 3 more tiles in registers and the fp32 kernel spilled 8-24
-        # bytes at its 128, fit.py, sm_90)
+        # the next step's inputs, loaded a step ahead (they do not depend on h)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
-        next_x = _gru_inputs(GX, BHH, next_row, 0, next_active, H, BLOCK_H, h.dtype)
-        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION, out_dtype=x.dtype)
-        h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h,
-                          m2 & active, STORE, BLOCK_B, BLOCK_H)
+        n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active, h.dtype)
+        product = tl.dot(h.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
+                          row_t * H + cols[None, :], H, h, m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
-        x = next_x
+        x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + state, h, mask=m2)
 
 
@@ -165,12 +166,13 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, T, B, H
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
-            x = _gru_inputs(GX, BHH, row_t, j, active, H, BLOCK_H, HS.dtype.element_ty)
+            gates = row_t * (3 * H) + cols[None, :]
+            x_r, x_z, x_n = _gru_inputs(GX, BHH, gates, cols, H, am, HS.dtype.element_ty)
             h_prev = tl.load(HS + src + state, mask=am, other=0.0)
-            pre = x + recurrent_product(HQ + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H,
-                                        H, True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
-            h_new = _gru_cell(pre, Y, G, GHN, row_t * (3 * H) + cols[None, :], row_t * H + cols[None, :], H, h_prev,
-                              am, STORE, BLOCK_B, BLOCK_H)
+            product = recurrent_product(HQ + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H, H,
+                                        True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
+            h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
+                              h_prev, am, STORE, BLOCK_B, BLOCK_H)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)

@@ -2,8 +2,8 @@
 
 Persistent regime (dispatch.py): one program owns BLOCK_B batch rows of one layer direction for the
 whole sequence: it loads the four (H, H) gate blocks of W_hh once, side by side (H, 4H), keeps h and c
-in fp32 registers, and per step takes one product h @ [W_i W_f W_g W_o]^T onto the precomputed input
-projections (split_gates then splits it by gate), applies the gates and stores h, c and the gates'
+in fp32 registers, and per step takes one product h @ [W_i W_f W_g W_o]^T, splits it by gate (split_gates)
+and adds the precomputed input projections, applies the gates and stores h, c and the gates'
 pre-activations (what the backward needs: it recomputes the activations, a few exponentials,
 but no product; in fp16/bf16 c and the pre-activations are stored in the input dtype, halving the
 activation memory, and recomputing keeps the sigmoid derivatives that a rounded gate near 1 would
@@ -68,28 +68,40 @@ from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _lstm_inputs(GX, g_off, g_mask, ACC: tl.constexpr):
-    """A (BB, 4 BH) tile's input projections for one step, in ACC, gate g in columns g * BH.. (gate_rows'
-    order): GX at ``g_off``, zero outside ``g_mask``. The accumulator the step's product starts from."""
-    return tl.load(GX + g_off, mask=g_mask, other=0.0).to(ACC)
+def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's input projections for one step, gate by gate (i, f, g, o), in ACC: GX (T, B, 4H)
+    at the offsets ``gates`` of gate i's units (gate k's are k * H further), zero outside ``mask``. Loaded
+    in the cell's layout and added after the product is split (_lstm_cell): as the product's accumulator
+    they took one more layout conversion a step (sm_90: 318 instructions a persistent bf16 step at
+    BLOCK_H = 64 against 234)."""
+    x_i = tl.load(GX + gates, mask=mask, other=0.0).to(ACC)
+    x_f = tl.load(GX + gates + H, mask=mask, other=0.0).to(ACC)
+    x_g = tl.load(GX + gates + 2 * H, mask=mask, other=0.0).to(ACC)
+    x_o = tl.load(GX + gates + 3 * H, mask=mask, other=0.0).to(ACC)
+    return x_i, x_f, x_g, x_o
 
 
 @triton.jit
-def _lstm_cell(pre, Y, y_off, C, G, g_off, g_mask, out, c, mask, STORE: tl.constexpr, BLOCK_B: tl.constexpr,
-               BLOCK_H: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime: the gates' pre-activations ``pre`` (BB, 4 BH; the input
-    projections plus the recurrent product, gate g in columns g * BH..) update c (fp32); stores h (Y at
-    ``y_off``: the output, or with a projection the unprojected h) and, when STORE (training), c (C at
-    ``out``) and ``pre`` (G at ``g_off``, masked by ``g_mask``; the backward recomputes the gates from
-    it); returns the new h and c. Gate variants (layer norm, dropout masks) belong here."""
-    a_i, a_f, a_g, a_o = split_gates(pre, BLOCK_B, BLOCK_H)
+def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr,
+               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
+    columns k * BH..) is split by gate and added to the input projections (_lstm_inputs) to give the
+    gates' pre-activations, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
+    projection the unprojected h) and, when STORE (training), c (C at ``out``) and the pre-activations (G at
+    ``gates``, gate k's k * H further; the backward recomputes the gates from them); returns the new h and c.
+    Gate variants (layer norm, dropout masks) belong here."""
+    p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
+    a_i, a_f, a_g, a_o = p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
     i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
     c_new = f * c + i * g
     h_new = o * tanh(c_new)
     tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(C + out, c_new.to(C.dtype.element_ty), mask=mask)
-        tl.store(G + g_off, pre.to(G.dtype.element_ty), mask=g_mask)
+        tl.store(G + gates, a_i.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + H, a_f.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + 2 * H, a_g.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + gates + 3 * H, a_o.to(G.dtype.element_ty), mask=mask)
     return h_new, c_new
 
 
@@ -121,27 +133,25 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr, STORE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
-    g_rows = gate_rows(0, H, 4, BLOCK_H)  # (4 BH,): gate g, unit u in column g * BH + u
     w = gates_block(W, 0, H, H, 4, BLOCK_H, BLOCK_H, DOT_F32)  # (BH, 4 BH): row = input unit
-    g_valid = (g_rows < 4 * H)[None, :]
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
-    x = _lstm_inputs(GX, row_t * (4 * H) + g_rows[None, :], g_valid & active, h.dtype)
+    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row_t * (4 * H) + cols[None, :], H, m2 & active, h.dtype)
     for s in range(0, T):
         # recomputed rather than carried from the last step's: carrying them made the BLOCK_H = 64
         # half-precision kernel spill 16 bytes at its 128 registers (fit.py, sm_90)
         active, row_t = step_rows(s, length, rows, B, REVERSE)
         # the next step's input projections, loaded a step ahead (they do not depend on h)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
-        next_x = _lstm_inputs(GX, next_row * (4 * H) + g_rows[None, :], g_valid & next_active, h.dtype)
+        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
         out = row_t * H + cols[None, :]
-        pre = tl.dot(h.to(w.dtype), w, acc=x, input_precision=PRECISION, out_dtype=x.dtype)
-        h_new, c_new = _lstm_cell(pre, Y, out, C, G, row_t * (4 * H) + g_rows[None, :], g_valid & active, out, c,
-                                  m2 & active, STORE, BLOCK_B, BLOCK_H)
+        product = tl.dot(h.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H,
+                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
-        x = next_x
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     tl.store(HN + state, h, mask=m2)
     tl.store(CN + state, c, mask=m2)
 
@@ -205,15 +215,13 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
                     h_target, h_off = HF, state
             else:
                 h_target, h_off = Y, out
-            g_rows = gate_rows(j, H, 4, BLOCK_H)
-            g_off = row_t * (4 * H) + g_rows[None, :]
-            g_mask = active & (g_rows < 4 * H)[None, :]
-            x = _lstm_inputs(GX, g_off, g_mask, CS.dtype.element_ty)
+            gates = row_t * (4 * H) + cols[None, :]
+            x_i, x_f, x_g, x_o = _lstm_inputs(GX, gates, H, am, CS.dtype.element_ty)
             c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
-            pre = x + recurrent_product(HQ + h_src, h_rows, active, W, 0, g_rows, 4 * H, P, P, True, BLOCK_K, DOT_F32,
-                                        PRECISION, w_all, K_RES)
-            h_new, c_new = _lstm_cell(pre, h_target, h_off, C, G, g_off, g_mask, out, c_prev, am, STORE, BLOCK_B,
-                                      BLOCK_H)
+            product = recurrent_product(HQ + h_src, h_rows, active, W, 0, gate_rows(j, H, 4, BLOCK_H), 4 * H, P, P,
+                                        True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
+            h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, H, out, c_prev, am,
+                                      STORE, BLOCK_B, BLOCK_H)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
