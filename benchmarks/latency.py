@@ -10,10 +10,13 @@ four ways, median of ``--reps``:
   wait for the CPU to queue the work included;
 - ``graph``: the same call captured once in a CUDA graph and replayed (no CPU work between the events);
 - ``kernel``: the fused kernel alone, its device time under torch.profiler;
-- ``queue``: the CPU's time to queue the call (wall clock, no synchronisation).
+- ``queue``: the CPU's time to queue the call (wall clock, no synchronisation);
+- ``exchange``: where the resident regime splits the hidden units over programs (H > 16 here), those
+  programs' exchange of the state alone, without the math (step_floor.py): a floor under ``kernel``.
 
-So ``call - graph`` is what the CPU adds, and ``graph - kernel`` the work around the kernel (the input
-projection, the output allocations, the final states' casts). Writes DIR/latency.json and DIR/latency.md.
+So ``call - graph`` is what the CPU adds, ``graph - kernel`` the work around the kernel (the input
+projection, the output allocations, the final states' casts), and ``kernel - exchange`` what the math and
+on-chip traffic take. Writes DIR/latency.json and DIR/latency.md.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from pathlib import Path
 import torch
 from presets import Case  # benchmarks/ is on sys.path when run as a script
 from run import backend_note, build, environment, exit_status, failure_note
+from step_floor import exchange_call
 
-COLUMNS = ("call", "graph", "kernel", "queue")
+COLUMNS = ("call", "graph", "kernel", "queue", "exchange")
 
 
 def _event_ms(fn, reps: int) -> float:
@@ -85,7 +89,8 @@ def _graphed(fn):
 
 
 def measure(case: Case, reps: int) -> dict:
-    """The four times of ``case`` (ms for the whole sequence and us a step), or a record naming the error."""
+    """The times of ``case`` (ms for the whole sequence and us a step; ``exchange`` only where the resident
+    regime splits a batch tile over programs), or a record naming the error."""
     device = torch.device("cuda")
     record = {**case.record(), "backend": "triton", "mode": "fwd", "reps": reps}
     try:
@@ -99,6 +104,9 @@ def measure(case: Case, reps: int) -> dict:
         call()  # compiles
         times = {"call": _event_ms(call, reps), "queue": _queue_ms(call, reps), "kernel": _kernel_ms(call, reps)}
         times["graph"] = _event_ms(_graphed(call), reps)
+        if (exchange := exchange_call(case.cell.split("_")[0], x, case.H)) is not None:
+            exchange()  # compiles
+            times["exchange"] = _event_ms(exchange, reps)
     except Exception as err:  # recorded, so one failing case does not cost the others
         return {**record, "note": failure_note(err)}
     record.update({f"{k}_ms": v for k, v in times.items()})
@@ -116,7 +124,8 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{env['date']}, torch {env['torch']}, triton {env['triton']}, commit {env['git_commit']}. Inference "
         f"forward of a backend=\"triton\" layer, microseconds a timestep, median of {result['reps']}: call (CUDA "
         "events around the call), graph (the call replayed from a CUDA graph), kernel (the fused kernel's "
-        "device time), queue (the CPU's time to queue the call).",
+        "device time), queue (the CPU's time to queue the call), exchange (the resident regime's exchange of the "
+        "state between its programs alone, no math; - where one program holds the layer).",
         "",
         "| cell | T | B | I | H | dtype | " + " | ".join(COLUMNS) + " | notes |",
         "|" + "---|" * (7 + len(COLUMNS)),

@@ -157,12 +157,37 @@ def test_latency_says_it_needs_cuda(tmp_path):
 def test_latency_splits_a_forward_into_call_graph_kernel_and_queue(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--out", str(tmp_path), "--cells", "gru",
-         "--hidden", "64", "--batch", "16", "--seq-len", "64", "--reps", "3"],
+         "--hidden", "64", "128", "--batch", "16", "--seq-len", "64", "--reps", "3"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    (rec,) = json.loads((tmp_path / "latency.json").read_text())["records"]
-    assert rec["note"] == "persistent regime"
-    for column in ("call", "graph", "kernel", "queue"):
-        assert rec[f"{column}_ms"] > 0 and rec[f"{column}_us_per_step"] == pytest.approx(rec[f"{column}_ms"] * 1e3 / 64)
+    persistent, resident = json.loads((tmp_path / "latency.json").read_text())["records"]
+    assert persistent["note"] == "persistent regime" and "exchange_ms" not in persistent
+    assert resident["note"].startswith("resident regime")
+    for rec, columns in ((persistent, ("call", "graph", "kernel", "queue")),
+                         (resident, ("call", "graph", "kernel", "queue", "exchange"))):
+        for column in columns:
+            assert rec[f"{column}_ms"] > 0
+            assert rec[f"{column}_us_per_step"] == pytest.approx(rec[f"{column}_ms"] * 1e3 / 64)
     assert "| gru | 64 | 16 | 64 | 64 | bf16 |" in (tmp_path / "latency.md").read_text()
+
+
+@needs_triton
+def test_exchange_floor_kernel_compiles_with_the_grid_barrier():
+    """benchmarks/step_floor.py's kernel runs only on a GPU (its programs wait on each other); here it
+    cross-compiles for sm_90 with the fused kernels' grid barrier (an acquiring load of the arrival counter)."""
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.compiler import ASTSource\n"
+        "from step_floor import _exchange_kernel\n"
+        "sig = {'HQ': '*bf16', 'COUNT': '*i32', 'T': 'i32', 'B': 'i32', 'H': 'i32', 'BLOCK_B': 'constexpr',\n"
+        "       'BLOCK_H': 'constexpr', 'K_RES': 'constexpr'}\n"
+        "src = ASTSource(fn=_exchange_kernel, signature=sig, constexprs={'BLOCK_B': 16, 'BLOCK_H': 16, 'K_RES': 256})\n"
+        "print(triton.compile(src, target=GPUTarget('cuda', 90, 32), options={'num_warps': 8}).asm['ptx'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # interpreted kernels do not compile
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                          timeout=300, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ld.global.gpu.acquire" in proc.stdout
