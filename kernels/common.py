@@ -120,16 +120,41 @@ def lengths_from(batch_sizes: list[int] | None, T: int, B: int, device) -> torch
 
 
 @triton.jit
-def sigmoid(x):
+def _exp(x):
+    """e^x (FAST_MATH's form for fp32 when compiled)."""
     if FAST_MATH and x.dtype == tl.float32:
-        return libdevice.fast_dividef(1.0, 1.0 + libdevice.fast_expf(-x))
-    return 1.0 / (1.0 + tl.exp(-x))
+        return libdevice.fast_expf(x)
+    return tl.exp(x)
+
+
+@triton.jit
+def _divide(a, b):
+    """a / b (FAST_MATH's form for fp32 when compiled)."""
+    if FAST_MATH and b.dtype == tl.float32:
+        return libdevice.fast_dividef(a, b)
+    return a / b
+
+
+@triton.jit
+def sigmoid(x):
+    return _divide(1.0, 1.0 + _exp(-x))
 
 
 @triton.jit
 def tanh(x):
     # libdevice tanh is unavailable under the interpreter; exact in real arithmetic
     return 2.0 * sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def sigmoid_tanh(a, b):
+    """sigmoid(a) * tanh(b) with one division where the two functions take two: sign(b) (1 - e^-2|b|) /
+    ((1 + e^-a) (1 + e^-2|b|)). Divisions (reciprocals) and exponentials share the special-function units,
+    16 results a clock an SM: the LSTM cell takes 8 a unit this way instead of 10. The numerator stays
+    within (-1, 1), so an infinite e^-a (a below about -88) gives 0, as sigmoid(a) does."""
+    e = _exp(-2.0 * tl.abs(b))
+    tanh_num = tl.where(b < 0.0, e - 1.0, 1.0 - e)
+    return _divide(tanh_num, (1.0 + _exp(-a)) * (1.0 + e))
 
 
 @triton.jit

@@ -58,6 +58,7 @@ from .common import (
     resident_product,
     resident_slice,
     sigmoid,
+    sigmoid_tanh,
     split_gates,
     step_barrier,
     step_rows,
@@ -92,9 +93,8 @@ def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, ma
     Gate variants (layer norm, dropout masks) belong here."""
     p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
     a_i, a_f, a_g, a_o = p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
-    i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
-    c_new = f * c + i * g
-    h_new = o * tanh(c_new)
+    c_new = sigmoid(a_f) * c + sigmoid_tanh(a_i, a_g)  # f c + i g
+    h_new = sigmoid_tanh(a_o, c_new)  # o tanh(c)
     tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(C + out, c_new.to(C.dtype.element_ty), mask=mask)
