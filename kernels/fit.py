@@ -8,6 +8,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_bwd_tiled sm_90 bf16 1024 grid   # one tiled one, grid barrier
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
     python -m rnnlab.kernels.fit lstm_fwd_tiled sm_90 bf16 1024 resident train - a16   # H a multiple of 16
+    python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer - a16 --loop   # and its time loop's SASS counts
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -120,6 +121,14 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage: for any hidden size that it pads to the same blocks, or with ``align`` "a16" for
     multiples of 16 (_alignment)."""
+    compiled, num_warps = _compile(kernel, target, dtype, hidden, sync, mode, proj, align)
+    usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
+    return Fit(kernel, target, dtype, hidden, sync, mode, proj, align, num_warps, usage["registers"],
+               compiled.metadata.shared, usage["spill_stores"] + usage["spill_loads"])
+
+
+def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode: str, proj: str, align: str):
+    """The compiled configuration (see compile_one) and its warps."""
     tiled = kernel.endswith("_tiled")
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
@@ -142,11 +151,37 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     signature = _signature(kernel, dtype)
     src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
                     attrs=_alignment(signature) if align == "a16" else None)
-    compiled = triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32),
-                              options=options)
-    usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, mode, proj, align, options["num_warps"], usage["registers"],
-               compiled.metadata.shared, usage["spill_stores"] + usage["spill_loads"])
+    return triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32), options=options), options["num_warps"]
+
+
+# The opcodes time_loop counts: barriers, global loads and stores, shared-memory loads and stores (LDSM and
+# STSM: the matrix forms), tensor-core products and special-function instructions (exponentials, reciprocals).
+LOOP_OPCODES = ("BAR", "LDG", "STG", "LDS", "LDSM", "STS", "STSM", "HMMA", "MUFU")
+
+
+def time_loop(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
+              proj: str = "-", align: str = "-") -> dict[str, int]:
+    """Static instruction counts of one configuration's time loop in its SASS (cuobjdump, beside Triton's
+    ptxas): the body of the longest backward branch, which is the loop over timesteps (any loop inside it,
+    such as the grid barrier's spin, counted once): "instructions" in all and each of LOOP_OPCODES. A warp
+    issues these every step, predicated or not, so they show what a change does to a step before a GPU
+    times it."""
+    compiled, _ = _compile(kernel, target, dtype, hidden, sync, mode, proj, align)
+    capability = TARGETS[target][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(compiled.asm["cubin"])
+        tool = os.path.join(os.path.dirname(get_ptxas(capability).path), "cuobjdump")
+        sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
+    # (address, opcode without its predicate, branch target or None) of every instruction
+    code = [(int(address, 16), op, int(target, 16) if target else None)
+            for address, op, target in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)"
+                                                   r"(?:\s+0x([0-9a-f]+))?[^;]*;", sass)]
+    start, end = max(((to, at) for at, op, to in code if op.startswith("BRA") and to is not None and to < at),
+                     key=lambda span: span[1] - span[0])
+    body = [op.split(".")[0] for at, op, _ in code if start <= at <= end]
+    return {"instructions": len(body), **{op: body.count(op) for op in LOOP_OPCODES}}
 
 
 def _alignment(signature: dict[str, str]) -> dict:
@@ -233,11 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
-    quick = "--quick" in argv
-    argv = [a for a in argv if a != "--quick"]
+    quick, loop = "--quick" in argv, "--loop" in argv
+    argv = [a for a in argv if a not in ("--quick", "--loop")]
     if len(argv) > 1:  # one configuration
-        fit = compile_one(argv[0], argv[1], argv[2], int(argv[3]), *argv[4:])
+        config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:])
+        fit = compile_one(*config)
         print(row(fit))
+        if loop:
+            counts = time_loop(*config)
+            print(f"time loop, a warp's SASS a step: {counts.pop('instructions')} instructions; "
+                  + ", ".join(f"{op} {n}" for op, n in counts.items()))
         return 0 if fit.fits else 1
     if argv:  # every configuration of one kernel, in this process
         fits = [compile_one(*config) for config in configurations(quick) if config[0] == argv[0]]
