@@ -15,7 +15,7 @@ from .dispatch import INTERPRET
 # Compiled kernels take fp32 exponentials and divisions in the flush-to-zero forms (ex2.approx.ftz.f32 and
 # div.approx.ftz.f32, through libdevice): ex2.approx.f32 and div.full.f32, what tl.exp and "/" give, come
 # with 3 and 4 more instructions each to handle results and divisors in the subnormal range (sm_90 SASS:
-# 62 of the 232 instructions of a persistent bf16 LSTM forward step at H = 64). In sigmoid and tanh they
+# 61 of the 232 instructions of a persistent bf16 LSTM forward step at H = 64). In sigmoid and tanh they
 # differ only there: 1 + e^-x is the same number when e^-x is subnormal, and a sigmoid below 2^-126 comes
 # out 0. The interpreter, which runs neither, takes tl.exp and "/" (what the tests check the kernels' numbers
 # with on the CPU; tests/test_cuda.py checks the compiled ones against cuDNN).

@@ -59,12 +59,11 @@ def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
 @triton.jit
 def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, STORE: tl.constexpr,
               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T for r, z and n in
-    columns 0, BH and 2 BH, zero in the fourth block, which W_hh lacks) is split by gate and added to
+    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T for r, z and n
+    in columns 0, BH and 2 BH, zero in the fourth block, which W_hh lacks) is split by gate and added to
     _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
-    stores h (Y) and, when STORE (training), the gates'
-    pre-activations (G at ``gates``, z's H and n's 2H further; the backward recomputes the gates from them)
-    and h W_hn^T + b_hn (GHN); returns the new h."""
+    stores h (Y) and, when STORE (training), the gates' pre-activations (G at ``gates``, z's H and n's 2H
+    further; the backward recomputes the gates from them) and h W_hn^T + b_hn (GHN); returns the new h."""
     p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
     a_r, a_z = p_r + x_r, p_z + x_z
     ghn = p_n + tl.load(BHH + 2 * H + cols, mask=cols < H, other=0.0).to(p_n.dtype)[None, :]
