@@ -246,8 +246,8 @@ class Budget:
 
 
 def exit_status(records: list[dict]) -> int:
-    """1 if any measurement failed (see failure_note), else 0."""
-    return int(any(rec.get("note", "").startswith("failed:") for rec in records))
+    """1 if any measurement failed (its note holds failure_note's "failed: ..."), else 0."""
+    return int(any("failed: " in (rec.get("note") or "") for rec in records))
 
 
 def write_results(result: dict, out: Path) -> None:
