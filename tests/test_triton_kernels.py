@@ -81,6 +81,32 @@ def test_fused_against_torch_nn_without_initial_state(cell):
     assert_same(run(fused, x, hx, leaves), run(ref.to(DEVICE), x, hx, leaves), 2e-5, scaled=DEVICE == "cuda")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")  # the interpreter's numpy, on purpose
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_with_saturated_gates(cell):
+    """Weights 60 times their initial scale drive the gates' pre-activations past +-100, where e^-x
+    overflows fp32 (sigmoid_tanh's and sigmoid's denominators become infinite): the gates saturate to 0 or
+    1 without a NaN, as the reference's do. Outputs and final states to 2e-5; the gradients to 2e-4 of each
+    one's largest value: with such weights their elements are sums of large terms that cancel, and the
+    GRU's input gradient differs from the reference's by 8.5e-5 of its largest value (as much before the
+    kernels took flush-to-zero math and sigmoid_tanh)."""
+    torch.manual_seed(2)
+    reference, fused, ref = _pair(20, cell=cell)
+    with torch.no_grad():
+        for module in (reference, fused, ref):
+            for name, p in module.named_parameters():
+                if name.startswith("weight"):
+                    p.mul_(60.0)
+    x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=6,
+                                device=DEVICE)
+    fused_out = run(fused, x, hx, leaves)
+    assert all(torch.isfinite(t).all() for t in fused_out if t is not None)
+    want = run(reference, x, hx, leaves)
+    states = 1 + (cell == "lstm")  # the output and the final states come first
+    assert_same(fused_out[:1 + states], want[:1 + states], 2e-5)
+    assert_same(fused_out[1 + states:], want[1 + states:], 2e-4, scaled=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_split_weight_gradients_match_fp32_gemms(dtype):
     """kernels.common.split_linear_grads: the fp32 gate gradients split into two half-precision parts, each
