@@ -121,10 +121,15 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage: for any hidden size that it pads to the same blocks, or with ``align`` "a16" for
     multiples of 16 (_alignment)."""
-    compiled, num_warps = _compile(kernel, target, dtype, hidden, sync, mode, proj, align)
-    usage = resource_usage(compiled.asm["ptx"], TARGETS[target][0])
-    return Fit(kernel, target, dtype, hidden, sync, mode, proj, align, num_warps, usage["registers"],
-               compiled.metadata.shared, usage["spill_stores"] + usage["spill_loads"])
+    config = (kernel, target, dtype, hidden, sync, mode, proj, align)
+    return _fit(config, *_compile(*config))
+
+
+def _fit(config: tuple, compiled, num_warps: int) -> Fit:
+    """The resource usage of ``compiled``, the configuration ``config`` (compile_one's arguments, all eight)."""
+    usage = resource_usage(compiled.asm["ptx"], TARGETS[config[1]][0])
+    return Fit(*config, num_warps, usage["registers"], compiled.metadata.shared,
+               usage["spill_stores"] + usage["spill_loads"])
 
 
 def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode: str, proj: str, align: str):
@@ -159,15 +164,12 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
 LOOP_OPCODES = ("BAR", "LDG", "STG", "LDS", "LDSM", "STS", "STSM", "HMMA", "MUFU")
 
 
-def time_loop(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
-              proj: str = "-", align: str = "-") -> dict[str, int]:
-    """Static instruction counts of one configuration's time loop in its SASS (cuobjdump, beside Triton's
-    ptxas): the body of the longest backward branch, which is the loop over timesteps (any loop inside it,
-    such as the grid barrier's spin, counted once): "instructions" in all and each of LOOP_OPCODES. A warp
-    issues these every step, predicated or not, so they show what a change does to a step before a GPU
-    times it."""
-    compiled, _ = _compile(kernel, target, dtype, hidden, sync, mode, proj, align)
-    capability = TARGETS[target][0]
+def time_loop(compiled, capability: int) -> dict[str, int]:
+    """Static instruction counts of the time loop of a kernel ``compiled`` for compute capability
+    ``capability``, from its SASS (cuobjdump, beside Triton's ptxas): the body of the longest backward
+    branch, which is the loop over timesteps (any loop inside it, such as the grid barrier's spin, counted
+    once): "instructions" in all and each of LOOP_OPCODES. A warp issues these every step, predicated or
+    not, so they show what a change does to a step before a GPU times it."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
@@ -271,11 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     quick, loop = "--quick" in argv, "--loop" in argv
     argv = [a for a in argv if a not in ("--quick", "--loop")]
     if len(argv) > 1:  # one configuration
-        config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:])
-        fit = compile_one(*config)
+        config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:], *("-",) * (8 - len(argv)))
+        compiled, num_warps = _compile(*config)
+        fit = _fit(config, compiled, num_warps)
         print(row(fit))
         if loop:
-            counts = time_loop(*config)
+            counts = time_loop(compiled, TARGETS[fit.target][0])
             print(f"time loop, a warp's SASS a step: {counts.pop('instructions')} instructions; "
                   + ", ".join(f"{op} {n}" for op, n in counts.items()))
         return 0 if fit.fits else 1
