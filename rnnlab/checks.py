@@ -35,6 +35,14 @@ def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...])
     return str(value)
 
 
+def check_probability(owner: str, name: str, value: object, below_one: bool = False) -> None:
+    """``value`` must be a real number in [0, 1] (``below_one``: in [0, 1))."""
+    upper = "1)" if below_one else "1]"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1
+            or (below_one and value == 1)):
+        raise RNNValueError(f"{owner}: {name} must be a number in [0, {upper}; got {value!r}", name)
+
+
 FUSED_LAYERS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)
 
 
@@ -75,11 +83,29 @@ def check_layer_args(
     check_bool(owner, "bias", bias)
     check_bool(owner, "batch_first", batch_first)
     check_bool(owner, "bidirectional", bidirectional)
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-        raise RNNValueError(f"{owner}: dropout must be a number in [0, 1]; got {dropout!r}", "dropout")
+    check_probability(owner, "dropout", dropout)
     check_int(owner, "proj_size", proj_size, 0)
     if proj_size >= hidden_size:
         raise RNNValueError(
             f"{owner}: proj_size must be smaller than hidden_size ({hidden_size}), or 0 for no projection; "
             f"got {proj_size}", "proj_size"
+        )
+
+
+def check_variant(owner: str, layer_norm: object, zoneout: object, zoneout_cell: object,
+                  recurrent_dropout: object) -> None:
+    """The options of a cell variant (rnnlab.recurrence.variants)."""
+    check_bool(owner, "layer_norm", layer_norm)
+    check_probability(owner, "zoneout", zoneout)
+    check_probability(owner, "zoneout_cell", zoneout_cell)
+    check_probability(owner, "recurrent_dropout", recurrent_dropout, below_one=True)
+
+
+def check_variant_backend(owner: str, options: str, backend: str) -> None:
+    """A module with cell-variant ``options`` on (described, "" when none) runs only rnnlab's step-by-step
+    path: backend "auto" or "torch"."""
+    if options and backend not in ("auto", "torch"):
+        raise NotImplementedError(
+            f"{owner}: {options} runs only on rnnlab's pure-PyTorch path (backend='torch' or 'auto'); "
+            f"got backend={backend!r}, whose kernels compute the plain cell. Turn the option off to use it"
         )

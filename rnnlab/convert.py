@@ -82,12 +82,19 @@ def to_torch(module: nn.Module) -> nn.Module:
     :func:`from_torch`).
 
     Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
+    A layer with cell-variant options on (layer norm, zoneout, recurrent dropout) raises ValueError.
     """
 
     def make(m: nn.Module) -> nn.Module | None:
         base = _torch_base(m)
         if base is None:
             return None
+        options = m.variant.describe() if isinstance(m, layers._RecurrentLayer) else ""
+        if options:
+            raise ValueError(
+                f"to_torch: {m._get_name()} with {options} has no torch.nn equivalent (torch.nn computes the "
+                "plain cell); turn those options off first if the plain cell is what you want"
+            )
         return _rebuild(m, base, _PAIRS[base][1])
 
     return _convert(module, make)

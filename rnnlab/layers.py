@@ -10,6 +10,13 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
   CPU under ``TRITON_INTERPRET=1``);
 - ``"auto"``: the fastest correct backend for the device and options (see :func:`resolve_backend`).
 
+What torch.nn lacks, as keyword-only options of each layer (:mod:`rnnlab.recurrence.variants` has the
+math): ``layer_norm`` (on the gates' input and recurrent pre-activations, and the LSTM's cell state; its
+gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM's ``zoneout_cell``) and
+``recurrent_dropout`` (one mask per sequence on the state entering W_hh). With any of them on, the layer
+runs a step-by-step recurrence through autograd (backend "torch"; "auto" chooses it), which also takes
+double backward and ``torch.func`` transforms.
+
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
 raises under ``create_graph=True``.
 """
@@ -26,8 +33,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import recurrence
-from .checks import check_backend, check_choice, check_layer_args
+from .checks import check_backend, check_choice, check_layer_args, check_variant, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
+from .recurrence.common import autocast_off
+from .recurrence.variants import Variant, variant_scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -104,9 +113,56 @@ class _RecurrentLayer:
     """The forward pass shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     backend: str
+    variant: Variant = Variant()
+    # set by rnnlab.analysis while it records states: called as observe(index, t, h_t) at every step
+    _observe = None
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+        options = self.variant.describe()
+        return f"{super().extra_repr()}, backend={self.backend!r}" + (f", {options}" if options else "")
+
+    def _set_variant(self, layer_norm: bool, zoneout: float, zoneout_cell: float, recurrent_dropout: float) -> None:
+        """Turn on the cell-variant options given, adding the layer-norm parameters they need."""
+        owner = self._get_name()
+        check_variant(owner, layer_norm, zoneout, zoneout_cell, recurrent_dropout)
+        variant = Variant(bool(layer_norm), float(zoneout), float(zoneout_cell), float(recurrent_dropout))
+        check_variant_backend(owner, variant.describe(), self.backend)
+        self.variant = variant
+        if not variant.layer_norm:
+            return
+        like = self.weight_ih_l0
+        for names in self._all_weights:
+            suffix = names[0].removeprefix("weight_ih_")  # l0, l0_reverse, ...
+            gates = getattr(self, names[0]).shape[0]
+            norms = {"ih": gates, "hh": gates}
+            if self.mode == "LSTM":
+                norms |= {"c": self.hidden_size, "c_bias": self.hidden_size}
+            for key, size in norms.items():
+                name = f"ln_bias_c_{suffix}" if key == "c_bias" else f"ln_weight_{key}_{suffix}"
+                self.register_parameter(name, nn.Parameter(torch.empty(size, dtype=like.dtype, device=like.device)))
+        self._reset_norms()
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation, then the layer-norm gains to one and biases to zero."""
+        super().reset_parameters()
+        self._reset_norms()
+
+    def _reset_norms(self) -> None:
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("ln_"):
+                    p.fill_(0.0 if name.startswith("ln_bias") else 1.0)
+
+    def _norms(self, index: int, dtype: torch.dtype | None) -> dict[str, torch.Tensor] | None:
+        """The layer-norm parameters of layer-direction ``index`` (converted to ``dtype`` if given), or None
+        without layer norm."""
+        if not self.variant.layer_norm:
+            return None
+        suffix = self._all_weights[index][0].removeprefix("weight_ih_")
+        keys = ("ih", "hh", "c", "c_bias") if self.mode == "LSTM" else ("ih", "hh")
+        norms = {k: getattr(self, f"ln_bias_c_{suffix}" if k == "c_bias" else f"ln_weight_{k}_{suffix}")
+                 for k in keys}
+        return {k: p if dtype is None else p.to(dtype) for k, p in norms.items()}
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
         """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
@@ -121,6 +177,9 @@ class _RecurrentLayer:
         training = torch.is_grad_enabled() and (
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
+        if self.variant.active or self._observe is not None:
+            check_variant_backend(self._get_name(), self.variant.describe(), self.backend)
+            return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
@@ -168,7 +227,12 @@ class _RecurrentLayer:
         w_hr = weights[-1] if self.proj_size > 0 else None
         return [w_ih, w_hh, b_ih, b_hh, w_hr]
 
-    def _scan(self, x, states, weights, batch_sizes, reverse, fused):
+    def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
+        weights = self._layer_weights(index, dtype)
+        if self.variant.active or self._observe is not None:
+            observe = None if self._observe is None else functools.partial(self._observe, index)
+            return autocast_off(variant_scan)(self.mode, x, states, weights, self._norms(index, dtype), self.variant,
+                                              batch_sizes, reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl = recurrence
         if fused:
@@ -199,8 +263,7 @@ class _RecurrentLayer:
             for direction in range(directions):
                 index = layer * directions + direction
                 states = [h[index] for h in init]
-                weights = self._layer_weights(index, dtype)
-                y, last = self._scan(x, states, weights, seq.batch_sizes, direction == 1, fused)
+                y, last = self._scan(x, states, index, seq.batch_sizes, direction == 1, fused, dtype)
                 outputs.append(y)
                 for kept, h in zip(finals, last, strict=True):
                     kept.append(h)
@@ -230,6 +293,9 @@ class RNN(_RecurrentLayer, nn.RNN):
         dtype=None,
         *,
         backend: str = "auto",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
@@ -240,6 +306,7 @@ class RNN(_RecurrentLayer, nn.RNN):
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
+        self._set_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
 
 
 class LSTM(_RecurrentLayer, nn.LSTM):
@@ -260,6 +327,10 @@ class LSTM(_RecurrentLayer, nn.LSTM):
         dtype=None,
         *,
         backend: str = "auto",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(
@@ -271,6 +342,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device, dtype=dtype,
         )
         self.backend = backend
+        self._set_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout)
 
 
 class GRU(_RecurrentLayer, nn.GRU):
@@ -289,6 +361,9 @@ class GRU(_RecurrentLayer, nn.GRU):
         dtype=None,
         *,
         backend: str = "auto",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
@@ -298,3 +373,4 @@ class GRU(_RecurrentLayer, nn.GRU):
             dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
+        self._set_variant(layer_norm, zoneout, 0.0, recurrent_dropout)

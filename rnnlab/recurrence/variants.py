@@ -1,0 +1,159 @@
+"""Cell variants torch.nn lacks, run step by step through autograd: layer normalisation, zoneout and
+recurrent dropout.
+
+- Layer normalisation (Ba et al. 2016, "Layer Normalization", section 3.1; as haste's LayerNormLSTM and
+  LayerNormGRU): the input and the recurrent pre-activations of all gates are normalised separately, each
+  with its own gain (the layer's biases b_ih, b_hh are added after), and the LSTM's cell state is
+  normalised, with gain and bias, before its tanh (the state carried to the next step stays unnormalised):
+
+      LSTM  gates = LN(x W_ih^T; a_ih) + b_ih + LN(h W_hh^T; a_hh) + b_hh;  c' = f c + i g
+            h' = o tanh(LN(c'; a_c, b_c))                       (then h' W_hr^T when proj_size > 0)
+      GRU   r, z, n as torch.nn.GRU with x W_ih^T and h W_hh^T each replaced by its LN
+      RNN   h' = act(LN(x W_ih^T; a_ih) + b_ih + LN(h W_hh^T; a_hh) + b_hh)
+
+- Zoneout (Krueger et al. 2017): in training each unit of a state keeps its previous value with
+  probability p at each step, h_t = d h_{t-1} + (1 - d) h'_t with d ~ Bernoulli(p); in evaluation the
+  expectation, h_t = p h_{t-1} + (1 - p) h'_t. ``zoneout`` acts on h (the output), ``zoneout_cell`` on the
+  LSTM's c. The output at step t is the zoned-out h_t.
+- Recurrent dropout (Gal and Ghahramani 2016, "variational" dropout): in training the state entering
+  W_hh is multiplied by one dropout mask, drawn once per sequence and scaled by 1 / (1 - p); the GRU's
+  z h_{t-1} term and the LSTM's c take the state unmasked (as Keras' recurrent_dropout).
+
+With every option off the step computes exactly the math of :mod:`rnnlab.recurrence` (the tests compare
+them); it is also the path that exposes each step's state to gradient analysis (``observe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5  # layer norm's epsilon, torch.nn.LayerNorm's default
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The options of a cell variant; all off gives the plain cell."""
+
+    layer_norm: bool = False
+    zoneout: float = 0.0  # probability that a unit of h keeps its previous value at a step
+    zoneout_cell: float = 0.0  # the same for the LSTM's cell state c
+    recurrent_dropout: float = 0.0  # dropout probability on the state entering W_hh
+
+    @property
+    def active(self) -> bool:
+        """Whether any option is on (the plain recurrences and fused kernels cannot run it)."""
+        return self.layer_norm or any((self.zoneout, self.zoneout_cell, self.recurrent_dropout))
+
+    def describe(self) -> str:
+        """The options that are on, as constructor arguments ("layer_norm=True, zoneout=0.1")."""
+        on = {"layer_norm": self.layer_norm, "zoneout": self.zoneout, "zoneout_cell": self.zoneout_cell,
+              "recurrent_dropout": self.recurrent_dropout}
+        return ", ".join(f"{name}={value!r}" for name, value in on.items() if value)
+
+
+# One step of a cell: (x_t (b, G) input pre-activations, normalised and biased; h_in (b, P) the state
+# entering W_hh; states [h (b, P), c (b, H)] before the step; weights; norms) -> new states
+Step = Callable[..., list[torch.Tensor]]
+
+
+def _recurrent(h_in: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+               norms: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    """h_in W_hh^T, layer-normalised with the gain ``norms["hh"]`` if given, plus b_hh: (b, G)."""
+    r = h_in @ w_hh.T
+    if norms is not None:
+        r = F.layer_norm(r, r.shape[-1:], norms["hh"], eps=EPS)
+    return r if b_hh is None else r + b_hh
+
+
+def lstm_step(x_t, h_in, states, w_hh, b_hh, w_hr, norms, nonlinearity=None):
+    """One LSTM step; see the module docstring for the math."""
+    c = states[1]
+    gates = x_t + _recurrent(h_in, w_hh, b_hh, norms)  # (b, 4H)
+    i, f, g, o = gates.chunk(4, 1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (b, H)
+    shown = c if norms is None else F.layer_norm(c, c.shape[-1:], norms["c"], norms["c_bias"], eps=EPS)
+    h = torch.sigmoid(o) * torch.tanh(shown)
+    return [h if w_hr is None else h @ w_hr.T, c]
+
+
+def gru_step(x_t, h_in, states, w_hh, b_hh, w_hr, norms, nonlinearity=None):
+    """One GRU step (torch.nn.GRU's gate order r, z, n; b_hn inside r's product)."""
+    x_r, x_z, x_n = x_t.chunk(3, 1)
+    h_r, h_z, h_n = _recurrent(h_in, w_hh, b_hh, norms).chunk(3, 1)  # each (b, H)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return [n + z * (states[0] - n)]  # (1 - z) n + z h
+
+
+def rnn_step(x_t, h_in, states, w_hh, b_hh, w_hr, norms, nonlinearity="tanh"):
+    """One Elman step with ``nonlinearity`` "tanh" or "relu"."""
+    a = x_t + _recurrent(h_in, w_hh, b_hh, norms)
+    return [torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)]
+
+
+STEPS: dict[str, Step] = {"LSTM": lstm_step, "GRU": gru_step, "RNN_TANH": rnn_step, "RNN_RELU": rnn_step}
+
+
+def zoneout(prev: torch.Tensor, new: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``new`` with each unit kept at ``prev`` with probability ``p`` (training), or their expectation."""
+    if p == 0:
+        return new
+    if training:
+        return torch.where(torch.rand_like(new) < p, prev, new)
+    return torch.lerp(new, prev, p)
+
+
+def variant_scan(
+    mode: str,
+    x: torch.Tensor,
+    init: list[torch.Tensor],
+    weights: list[torch.Tensor | None],
+    norms: dict[str, torch.Tensor] | None,
+    variant: Variant,
+    batch_sizes: list[int] | None,
+    reverse: bool,
+    training: bool,
+    observe: Callable[[int, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One direction of one layer of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") with ``variant``.
+
+    x: (T, B, I), rows sorted by decreasing length when ``batch_sizes`` (packed input) is given;
+    init: [h0 (B, P)] (and c0 (B, H) for LSTM); weights: [w_ih, w_hh, b_ih, b_hh, w_hr] (None where
+    absent); norms: the layer-norm gains {"ih", "hh"} (G,) and, for LSTM, {"c", "c_bias"} (H,), or None;
+    ``training``: zoneout samples and recurrent dropout masks (else the expectation, no mask);
+    ``observe(t, h_t)``: called with every step's new state h_t (b_t, P), for gradient analysis.
+    Returns y (T, B, P) (zero at padded steps) and the final states, each row's after its own last step.
+    """
+    T, B, _ = x.shape
+    w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    step = STEPS[mode]
+    nonlinearity = mode.removeprefix("RNN_").lower()
+    xs = x @ w_ih.T  # (T, B, G) every step's input pre-activations in one GEMM
+    if norms is not None:
+        xs = F.layer_norm(xs, xs.shape[-1:], norms["ih"], eps=EPS)
+    if b_ih is not None:
+        xs = xs + b_ih
+    mask = None  # (B, P) one recurrent dropout mask for the whole sequence
+    if training and variant.recurrent_dropout > 0:
+        keep = 1 - variant.recurrent_dropout
+        mask = torch.empty_like(init[0]).bernoulli_(keep) / keep
+    sizes = batch_sizes if batch_sizes is not None else [B] * T
+    rates = [variant.zoneout, variant.zoneout_cell]
+    states = list(init)  # each (B, F): active rows updated, finished (or not yet started) rows kept
+    outputs: list[torch.Tensor] = [x.new_zeros(0)] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        b = sizes[t]
+        prev = [s[:b] for s in states]
+        h_in = prev[0] if mask is None else prev[0] * mask[:b]
+        new = step(xs[t, :b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
+        new = [zoneout(p, n, rate, training) for p, n, rate in zip(prev, new, rates)]
+        if observe is not None:
+            observe(t, new[0])
+        states = [n if b == B else torch.cat((n, s[b:])) for n, s in zip(new, states, strict=True)]
+        outputs[t] = new[0] if b == B else F.pad(new[0], (0, 0, 0, B - b))
+    return torch.stack(outputs), states
