@@ -143,7 +143,7 @@ def variant_scan(
         keep = 1 - variant.recurrent_dropout
         mask = torch.empty_like(init[0]).bernoulli_(keep) / keep
     sizes = batch_sizes if batch_sizes is not None else [B] * T
-    rates = [variant.zoneout, variant.zoneout_cell]
+    rates = [variant.zoneout, variant.zoneout_cell][: len(init)]  # h's, and the LSTM's c's
     states = list(init)  # each (B, F): active rows updated, finished (or not yet started) rows kept
     outputs: list[torch.Tensor] = [x.new_zeros(0)] * T
     for t in range(T - 1, -1, -1) if reverse else range(T):
@@ -151,7 +151,7 @@ def variant_scan(
         prev = [s[:b] for s in states]
         h_in = prev[0] if mask is None else prev[0] * mask[:b]
         new = step(xs[t, :b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
-        new = [zoneout(p, n, rate, training) for p, n, rate in zip(prev, new, rates)]
+        new = [zoneout(p, n, rate, training) for p, n, rate in zip(prev, new, rates, strict=True)]
         if observe is not None:
             observe(t, new[0])
         states = [n if b == B else torch.cat((n, s[b:])) for n, s in zip(new, states, strict=True)]

@@ -1,0 +1,261 @@
+"""The cell variants torch.nn lacks (layer norm, zoneout, recurrent dropout) on the layers.
+
+Each is checked against an independent statement of its math: a loop over torch.nn's own cells (or, for
+layer norm, over F.layer_norm) with the variant applied by hand, the same random draws included.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
+
+import rnnlab
+from rnnlab.recurrence.variants import EPS
+
+MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+LAYERS = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
+
+
+def make_layer(mode: str, input_size: int = 5, hidden_size: int = 6, dtype=torch.float64, **kwargs):
+    if mode.startswith("rnn"):
+        kwargs["nonlinearity"] = mode.split("_")[1]
+    torch.manual_seed(0)
+    return LAYERS[mode](input_size, hidden_size, dtype=dtype, **kwargs)
+
+
+def hand_step(mode: str, layer, x_t, h, c, h_in, layer_norm: bool):
+    """One step written out from the papers' equations with torch.nn's weights: (h', c')."""
+    w_ih, w_hh, b_ih, b_hh = layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0
+    xs, hs = x_t @ w_ih.T, h_in @ w_hh.T
+    if layer_norm:
+        xs = F.layer_norm(xs, xs.shape[-1:], layer.ln_weight_ih_l0, eps=EPS)
+        hs = F.layer_norm(hs, hs.shape[-1:], layer.ln_weight_hh_l0, eps=EPS)
+    xs, hs = xs + b_ih, hs + b_hh
+    if mode == "lstm":
+        i, f, g, o = (xs + hs).chunk(4, 1)
+        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        shown = F.layer_norm(c, c.shape[-1:], layer.ln_weight_c_l0, layer.ln_bias_c_l0, eps=EPS) if layer_norm else c
+        return o.sigmoid() * shown.tanh(), c
+    if mode == "gru":
+        (x_r, x_z, x_n), (h_r, h_z, h_n) = xs.chunk(3, 1), hs.chunk(3, 1)
+        r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+        n = (x_n + r * h_n).tanh()
+        return (1 - z) * n + z * h, None
+    a = xs + hs
+    return (a.tanh() if mode == "rnn_tanh" else a.relu()), None
+
+
+def hand_layer(mode: str, layer, x, h0, c0, *, training: bool, seed: int = 0):
+    """The whole sequence (T, B, I) by hand, drawing the random masks in the order the layer does:
+    the recurrent dropout mask once, then at each step zoneout's h draw and c draw."""
+    v = layer.variant
+    torch.manual_seed(seed)
+    mask = None
+    if training and v.recurrent_dropout:
+        keep = 1 - v.recurrent_dropout
+        mask = torch.empty_like(h0).bernoulli_(keep) / keep
+    h, c, ys = h0, c0, []
+    for x_t in x:
+        h_new, c_new = hand_step(mode, layer, x_t, h, c, h if mask is None else h * mask, v.layer_norm)
+        for name, p in (("h", v.zoneout), ("c", v.zoneout_cell)):
+            prev, new = (h, h_new) if name == "h" else (c, c_new)
+            if p and new is not None:
+                d = (torch.rand_like(new) < p).to(new.dtype) if training else torch.full_like(new, p)
+                new = d * prev + (1 - d) * new
+            h_new, c_new = (new, c_new) if name == "h" else (h_new, new)
+        h, c = h_new, c_new
+        ys.append(h)
+    return torch.stack(ys), h, c
+
+
+def run_layer(layer, x, h0, c0, seed: int = 0):
+    torch.manual_seed(seed)
+    hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if layer.mode == "LSTM" else h0.unsqueeze(0)
+    y, state = layer(x, hx)
+    h, c = (state[0][0], state[1][0]) if layer.mode == "LSTM" else (state[0], None)
+    return y, h, c
+
+
+OPTIONS = [
+    {"layer_norm": True},
+    {"zoneout": 0.3},
+    {"recurrent_dropout": 0.4},
+    {"layer_norm": True, "zoneout": 0.2, "recurrent_dropout": 0.25},
+]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(o))
+@pytest.mark.parametrize("mode", MODES)
+def test_matches_the_equations(mode, options, training):
+    """Outputs, final states and the input gradient equal a hand-written loop over the equations."""
+    layer = make_layer(mode, backend="torch", **options, **({"zoneout_cell": 0.4} if mode == "lstm" else {}))
+    if options.get("layer_norm"):  # gains and biases off their initial values, so a wrong one shows
+        with torch.no_grad():
+            for name, p in layer.named_parameters():
+                if name.startswith("ln_"):
+                    p.uniform_(0.5, 1.5)
+    layer.train(training)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    h0, c0 = torch.randn(2, 3, 6, dtype=torch.float64, generator=gen)
+    got, want = run_layer(layer, x, h0, c0), hand_layer(mode, layer, x, h0, c0, training=training)
+    for g, w in zip(got, want, strict=True):
+        if w is not None:
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    dx_got, = torch.autograd.grad(got[0].square().sum(), x)
+    dx_want, = torch.autograd.grad(want[0].square().sum(), x)
+    torch.testing.assert_close(dx_got, dx_want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_layer_norm_is_invariant_to_weight_scale(mode):
+    """Layer norm makes a layer's output independent of the scale of W_ih and W_hh (up to its epsilon, so
+    scaled up)."""
+    layer = make_layer(mode, layer_norm=True, bias=False)
+    x = torch.randn(6, 2, 5, dtype=torch.float64)
+    y = layer(x)[0]
+    with torch.no_grad():
+        layer.weight_ih_l0.mul_(7.0)
+        layer.weight_hh_l0.mul_(3.0)
+    torch.testing.assert_close(layer(x)[0], y, rtol=1e-3, atol=1e-3)
+
+
+def test_zoneout_of_one_keeps_the_initial_state():
+    layer = make_layer("lstm", zoneout=1.0, zoneout_cell=1.0).train()
+    x, h0, c0 = torch.randn(5, 2, 5, dtype=torch.float64), torch.randn(1, 2, 6, dtype=torch.float64), \
+        torch.randn(1, 2, 6, dtype=torch.float64)
+    y, (h, c) = layer(x, (h0, c0))
+    torch.testing.assert_close(y, h0.expand(5, 2, 6))
+    torch.testing.assert_close((h, c), (h0, c0))
+
+
+def test_zoneout_keeps_the_fraction_asked_for():
+    """In training, about p of the units keep their previous value at each step."""
+    layer = make_layer("gru", input_size=8, hidden_size=64, dtype=torch.float32, zoneout=0.3).train()
+    y = layer(torch.randn(50, 40, 8))[0]  # (T, B, H)
+    kept = (y[1:] == y[:-1]).double().mean().item()
+    assert abs(kept - 0.3) < 0.02, kept
+
+
+def test_recurrent_dropout_drops_the_fraction_asked_for():
+    """With zero input weights and no biases, the units of h0 that the mask drops never reach the output."""
+    layer = make_layer("rnn_relu", hidden_size=256, recurrent_dropout=0.4, bias=False).train()
+    with torch.no_grad():
+        layer.weight_ih_l0.zero_()
+    h0 = torch.rand(1, 8, 256, dtype=torch.float64, requires_grad=True)
+    y = layer(torch.zeros(6, 8, 5, dtype=torch.float64), h0)[0]
+    dh0, = torch.autograd.grad(y.sum(), h0)
+    assert abs((dh0 == 0).double().mean().item() - 0.4) < 0.03
+
+
+def test_evaluation_is_deterministic_and_dropout_free():
+    layer = make_layer("lstm", layer_norm=True, zoneout=0.2, recurrent_dropout=0.5).eval()
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(layer(x)[0], layer(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", [*MODES, "lstm_proj"])
+def test_packed_sequences_run_each_sequence_alone(mode):
+    """Packed (unsorted, unequal lengths), bidirectional, two layers: each sequence's outputs and final
+    states are what the layer gives it alone."""
+    kwargs = {"proj_size": 3} if mode == "lstm_proj" else {}
+    layer = make_layer(mode.removesuffix("_proj"), num_layers=2, bidirectional=True, layer_norm=True,
+                       zoneout=0.2, **kwargs).eval()
+    seqs = [torch.randn(n, 5, dtype=torch.float64) for n in (4, 7, 1, 5)]
+    y, state = layer(pack_sequence(seqs, enforce_sorted=False))
+    padded, _ = pad_packed_sequence(y)
+    for k, s in enumerate(seqs):
+        y_k, state_k = layer(s.unsqueeze(1))
+        torch.testing.assert_close(padded[: len(s), k], y_k[:, 0], rtol=1e-12, atol=1e-12)
+        for a, b in zip(state if isinstance(state, tuple) else [state],
+                        state_k if isinstance(state_k, tuple) else [state_k], strict=True):
+            torch.testing.assert_close(a[:, k], b[:, 0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck(mode, training):
+    """gradcheck in float64 through the input, the initial state and every parameter (layer-norm gains
+    included); in training each call redraws the same masks."""
+    layer = make_layer(mode, input_size=3, hidden_size=4, layer_norm=True, zoneout=0.3,
+                       recurrent_dropout=0.2, bidirectional=True).train(training)
+    names = [n for n, _ in layer.named_parameters()]
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+
+    def f(x, h0, *params):
+        torch.manual_seed(0)
+        hx = (h0, h0.flip(0)) if mode == "lstm" else h0
+        y, _ = torch.func.functional_call(layer, dict(zip(names, params, strict=True)), (x, hx))
+        return y
+
+    params = [p.detach().requires_grad_() for p in layer.parameters()]
+    assert torch.autograd.gradcheck(f, (x, h0, *params))
+
+
+def test_double_backward():
+    layer = make_layer("gru", layer_norm=True, zoneout=0.1)
+    x = torch.randn(5, 2, 5, dtype=torch.float64, requires_grad=True)
+    dx, = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+    dw, = torch.autograd.grad(dx.square().sum(), layer.weight_hh_l0)
+    assert dw.abs().sum() > 0
+
+
+def test_autocast_runs_in_the_autocast_dtype():
+    layer = make_layer("lstm", dtype=torch.float32, layer_norm=True, zoneout=0.1).eval()
+    x = torch.randn(6, 3, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, (h, c) = layer(x)
+    assert y.dtype == h.dtype == c.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), layer(x)[0], rtol=0, atol=0.05)
+
+
+def test_state_dict_has_the_layer_norm_parameters():
+    layer = make_layer("lstm", num_layers=2, bidirectional=True, layer_norm=True)
+    ln = sorted(k for k in layer.state_dict() if k.startswith("ln_"))
+    assert len(ln) == 16 and "ln_bias_c_l1_reverse" in ln and "ln_weight_hh_l0" in ln
+    assert layer.ln_weight_ih_l0.shape == (24,) and layer.ln_weight_c_l0.shape == (6,)
+    with torch.no_grad():
+        layer.ln_weight_ih_l0.fill_(3.0)
+        layer.ln_bias_c_l0.fill_(2.0)
+    layer.reset_parameters()
+    assert layer.ln_weight_ih_l0.eq(1).all() and layer.ln_bias_c_l0.eq(0).all()
+    plain = torch.nn.LSTM(5, 6, num_layers=2, bidirectional=True, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"Missing key.*ln_weight_ih_l0"):
+        layer.load_state_dict(plain.state_dict())
+    layer.load_state_dict(plain.state_dict(), strict=False)  # the plain weights, gains kept
+    torch.testing.assert_close(layer.weight_hh_l1, plain.weight_hh_l1)
+
+
+def test_off_is_the_plain_layer():
+    """With every option off a layer is exactly torch.nn's (no extra parameters, plain backends)."""
+    layer = make_layer("gru", layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, backend="native")
+    assert not layer.variant.active and not any(k.startswith("ln_") for k in layer.state_dict())
+    assert "zoneout" not in repr(layer)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"layer_norm": "yes"}, TypeError, "layer_norm must be True or False; got str 'yes'"),
+    ({"zoneout": 1.5}, ValueError, r"zoneout must be a number in \[0, 1\]; got 1.5"),
+    ({"zoneout": -0.1}, ValueError, r"zoneout must be a number in \[0, 1\]; got -0.1"),
+    ({"recurrent_dropout": 1.0}, ValueError, r"recurrent_dropout must be a number in \[0, 1\); got 1.0"),
+    ({"zoneout": 0.1, "backend": "native"}, NotImplementedError, "zoneout=0.1 runs only on rnnlab's pure-PyTorch"),
+])
+def test_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        rnnlab.GRU(3, 4, **kwargs)
+
+
+def test_backend_changed_later_is_refused_at_forward():
+    layer = rnnlab.LSTM(3, 4, layer_norm=True)
+    layer.backend = "native"
+    with pytest.raises(NotImplementedError, match="layer_norm=True runs only on rnnlab's pure-PyTorch path"):
+        layer(torch.randn(2, 1, 3))
+
+
+def test_to_torch_refuses_a_variant():
+    with pytest.raises(ValueError, match=r"LSTM with zoneout_cell=0\.5 has no torch\.nn equivalent"):
+        rnnlab.to_torch(rnnlab.LSTM(3, 4, zoneout_cell=0.5))
