@@ -4,6 +4,7 @@ Drop-in replacements for torch.nn's recurrent layers and cells, backed by a hand
 recurrence (the reference) and, on GPUs, fused kernels.
 """
 
+from . import analysis
 from .cells import GRUCell, LSTMCell, RNNCell
 from .convert import from_torch, to_torch
 from .errors import RNNShapeError, RNNTypeError
@@ -20,6 +21,7 @@ __all__ = [
     "RNNCell",
     "RNNShapeError",
     "RNNTypeError",
+    "analysis",
     "from_torch",
     "to_torch",
 ]

@@ -114,7 +114,8 @@ class _RecurrentLayer:
 
     backend: str
     variant: Variant = Variant()
-    # set by rnnlab.analysis while it records states: called as observe(index, t, h_t) at every step
+    # set by rnnlab.analysis.record_states while it records: _observe.begin(seq) at each call, then
+    # _observe(index, t, h_t) at every step of layer-direction index
     _observe = None
 
     def extra_repr(self) -> str:
@@ -179,6 +180,8 @@ class _RecurrentLayer:
         )
         if self.variant.active or self._observe is not None:
             check_variant_backend(self._get_name(), self.variant.describe(), self.backend)
+            if self._observe is not None:
+                self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,

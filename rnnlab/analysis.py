@@ -1,0 +1,144 @@
+"""Gradient analysis: how the gradient of a loss reaches each timestep's hidden state.
+
+The norm of dL/dh_t over t shows vanishing and exploding gradients directly (Pascanu et al. 2013, "On the
+difficulty of training recurrent neural networks"): with the loss on the last outputs only, a tanh RNN's
+norms fall off geometrically into the past, an LSTM's much more slowly. h_t is the state after step t, so
+dL/dh_t is the total gradient, through step t's output and through every later step.
+
+Usage, on any model containing rnnlab layers::
+
+    with rnnlab.analysis.record_states(model) as states:
+        loss = criterion(model(x), target)
+    norms = states.gradient_norms(loss)  # {"encoder": (L * D, T, B), ...}
+    rnnlab.analysis.plot_gradient_norms(norms, "gradients.png")
+
+While recording, the layers run rnnlab's step-by-step recurrence through autograd
+(:mod:`rnnlab.recurrence.variants`, the same math as every backend), so each step's state is a node of the
+graph; outside the ``with`` block nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .inputs import Sequence
+from .layers import _RecurrentLayer
+
+
+class _Call:
+    """The states one call of a layer produced: h_t (b_t, P) for each (layer-direction, t)."""
+
+    def __init__(self, layer: _RecurrentLayer, seq: Sequence):
+        self.seq = seq
+        self.shape = (layer.num_layers * (2 if layer.bidirectional else 1), seq.x.shape[0], seq.batch)
+        self.states: dict[tuple[int, int], torch.Tensor] = {}
+
+    def norms(self, grads: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
+        """(L * D, T, B) norms of the gradients, in the caller's batch order; NaN where a (packed)
+        sequence has no step t."""
+        like = next(iter(self.states.values()))
+        out = torch.full(self.shape, float("nan"), dtype=torch.float64, device=like.device)
+        for (index, t), g in grads.items():
+            out[index, t, : g.shape[0]] = g.double().norm(dim=-1)
+        if self.seq.packed is not None and self.seq.packed.unsorted_indices is not None:
+            out = out.index_select(2, self.seq.packed.unsorted_indices.to(out.device))
+        return out
+
+
+class StateRecorder:
+    """The states recorded by :func:`record_states`, by layer name (as ``named_modules`` gives it; a layer
+    called k > 1 times in the block gives the keys "name[0]" ... "name[k-1]")."""
+
+    def __init__(self):
+        self.calls: dict[str, list[_Call]] = {}
+
+    def _begin(self, name: str, layer: _RecurrentLayer, seq: Sequence) -> None:
+        self.calls.setdefault(name, []).append(_Call(layer, seq))
+
+    def _step(self, name: str, index: int, t: int, h: torch.Tensor) -> None:
+        self.calls[name][-1].states[(index, t)] = h
+
+    def gradient_norms(self, loss: torch.Tensor, retain_graph: bool = False) -> dict[str, torch.Tensor]:
+        """||dloss/dh_t|| for every recorded layer: {name: (L * D, T, B) float64}, NaN where a packed
+        sequence has no step t. ``loss`` must be a scalar computed from the recorded calls; the graph is
+        freed afterwards unless ``retain_graph``."""
+        if loss.dim() != 0:
+            raise ValueError(f"gradient_norms: loss must be a scalar tensor; got shape {tuple(loss.shape)}")
+        entries = [(key, call, step) for key, call in self._keyed() for step in call.states]
+        if not entries:
+            raise ValueError("gradient_norms: no rnnlab layer ran inside the record_states block")
+        states = [call.states[step] for _, call, step in entries]
+        if not all(h.requires_grad for h in states):
+            raise ValueError("gradient_norms: the recorded states do not require grad; record with gradients "
+                             "enabled and with the input or some parameter requiring grad")
+        grads = torch.autograd.grad(loss, states, retain_graph=retain_graph, allow_unused=True,
+                                    materialize_grads=True)
+        per_call: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
+        for (key, _, step), g in zip(entries, grads, strict=True):
+            per_call.setdefault(key, {})[step] = g
+        return {key: call.norms(per_call[key]) for key, call in self._keyed() if call.states}
+
+    def _keyed(self) -> Iterator[tuple[str, _Call]]:
+        for name, calls in self.calls.items():
+            for k, call in enumerate(calls):
+                yield (name if len(calls) == 1 else f"{name}[{k}]"), call
+
+
+class _Observer:
+    """What a layer calls while recorded: ``begin(seq)`` once a call, then ``(index, t, h_t)`` each step."""
+
+    def __init__(self, recorder: StateRecorder, name: str, layer: _RecurrentLayer):
+        self.recorder, self.name, self.layer = recorder, name, layer
+
+    def begin(self, seq: Sequence) -> None:
+        self.recorder._begin(self.name, self.layer, seq)
+
+    def __call__(self, index: int, t: int, h: torch.Tensor) -> None:
+        self.recorder._step(self.name, index, t, h)
+
+
+@contextlib.contextmanager
+def record_states(model: nn.Module) -> Iterator[StateRecorder]:
+    """Record every step's hidden state of each rnnlab RNN/LSTM/GRU layer in ``model`` (the model itself
+    may be one) while the block runs; then :meth:`StateRecorder.gradient_norms` takes a loss."""
+    layers = [(name or type(m).__name__, m) for name, m in model.named_modules() if isinstance(m, _RecurrentLayer)]
+    if not layers:
+        raise ValueError(f"record_states: {type(model).__name__} contains no rnnlab RNN, LSTM or GRU layer "
+                         "(rnnlab.from_torch converts torch.nn ones)")
+    recorder = StateRecorder()
+    for name, layer in layers:
+        layer._observe = _Observer(recorder, name, layer)
+    try:
+        yield recorder
+    finally:
+        for _, layer in layers:
+            layer._observe = None
+
+
+def plot_gradient_norms(norms: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """A plot of log10 ||dL/dh_t|| against t, averaged over the batch (NaNs skipped), a line per layer and
+    direction; written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, n in norms.items():  # (L * D, T, B)
+        curves = n.log10().nanmean(dim=2)  # (L * D, T)
+        for index, curve in enumerate(curves):
+            ax.plot(curve.cpu().numpy(), label=f"{name} #{index}" if len(curves) > 1 else name)
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("log10 ||dL/dh_t|| (batch mean)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,119 @@
+"""rnnlab.analysis: the norms of dL/dh_t against a loop over torch.nn's cells with retained gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_sequence
+
+import rnnlab
+from rnnlab.analysis import plot_gradient_norms, record_states
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_norms_match_a_loop_over_torch_cells(mode, backend):
+    torch.manual_seed(0)
+    cell_cls, layer_cls = {"lstm": (nn.LSTMCell, rnnlab.LSTM), "gru": (nn.GRUCell, rnnlab.GRU),
+                           "rnn_tanh": (nn.RNNCell, rnnlab.RNN)}[mode]
+    layer = layer_cls(4, 6, backend=backend, dtype=torch.float64)
+    cell = cell_cls(4, 6, dtype=torch.float64)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        getattr(cell, name).data.copy_(getattr(layer, f"{name}_l0"))
+    x = torch.randn(9, 3, 4, dtype=torch.float64)
+    target = torch.randn(9, 3, 6, dtype=torch.float64)
+
+    def loss_of(y):  # (T, B, H) -> a scalar that weighs late steps more
+        return ((y - target).square() * torch.arange(1, 10).view(9, 1, 1)).sum()
+
+    with record_states(layer) as states:
+        y = layer(x)[0]
+    got = states.gradient_norms(loss_of(y))["LSTM" if mode == "lstm" else layer._get_name()]
+
+    hs, state = [], None
+    for x_t in x:
+        state = cell(x_t, state)
+        h = state[0] if mode == "lstm" else state
+        h.retain_grad()
+        hs.append(h)
+    loss_of(torch.stack(hs)).backward()
+    want = torch.stack([h.grad.norm(dim=-1) for h in hs])  # (T, B)
+    assert got.shape == (1, 9, 3)
+    torch.testing.assert_close(got[0], want, rtol=1e-10, atol=1e-12)
+
+
+def test_recording_changes_nothing_outside_the_block():
+    layer = rnnlab.LSTM(3, 5, num_layers=2, backend="native")
+    x = torch.randn(6, 2, 3)
+    before = layer(x)[0]
+    with record_states(layer):
+        during = layer(x)[0]
+    torch.testing.assert_close(during, before, rtol=1e-5, atol=1e-6)
+    assert layer._observe is None and torch.equal(layer(x)[0], before)
+
+
+def test_packed_input_bidirectional_stack():
+    """Shape (L * D, T, B) in the caller's order, NaN where a sequence has no step; at a sequence's own
+    last step the top forward direction's gradient is exactly the loss's (sum: norm sqrt(H))."""
+    torch.manual_seed(0)
+    layer = rnnlab.GRU(3, 5, num_layers=2, bidirectional=True)
+    lengths = (2, 5, 3)
+    with record_states(layer) as states:
+        y = layer(pack_sequence([torch.randn(n, 3) for n in lengths], enforce_sorted=False))[0]
+    norms = states.gradient_norms(y.data.sum())["GRU"]
+    assert norms.shape == (4, 5, 3)
+    for b, n in enumerate(lengths):
+        assert norms[:, n:, b].isnan().all() and not norms[:, :n, b].isnan().any()
+        assert norms[2, n - 1, b].item() == pytest.approx(math.sqrt(5))  # top layer, forward
+        assert norms[3, 0, b].item() == pytest.approx(math.sqrt(5))  # top layer, reverse, ends at t = 0
+
+
+class _EncoderDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = rnnlab.LSTM(3, 4)
+        self.decoder = rnnlab.GRUCell(4, 4)  # a cell is not recorded
+        self.head = rnnlab.RNN(4, 4)
+
+    def forward(self, x):
+        y, _ = self.encoder(x)
+        return self.head(y[:2])[0].sum() + self.head(y[2:])[0].sum()
+
+
+def test_a_model_with_several_layers_and_repeated_calls():
+    model = _EncoderDecoder()
+    with record_states(model) as states:
+        loss = model(torch.randn(5, 2, 3))
+    norms = states.gradient_norms(loss)
+    assert {k: tuple(v.shape) for k, v in norms.items()} == {
+        "encoder": (1, 5, 2), "head[0]": (1, 2, 2), "head[1]": (1, 3, 2)}
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="contains no rnnlab RNN, LSTM or GRU layer"), record_states(nn.Linear(2, 2)):
+        pass
+    layer = rnnlab.RNN(2, 3)
+    with record_states(layer) as states:
+        pass
+    with pytest.raises(ValueError, match="no rnnlab layer ran inside the record_states block"):
+        states.gradient_norms(torch.zeros((), requires_grad=True))
+    with record_states(layer) as states:
+        y = layer(torch.randn(4, 1, 2))[0]
+    with pytest.raises(ValueError, match=r"loss must be a scalar tensor; got shape \(4, 1, 3\)"):
+        states.gradient_norms(y)
+    layer.requires_grad_(False)
+    with torch.no_grad(), record_states(layer) as states:
+        y = layer(torch.randn(4, 1, 2))[0]
+    with pytest.raises(ValueError, match="the recorded states do not require grad"):
+        states.gradient_norms(y.sum())
+
+
+def test_plot(tmp_path):
+    layer = rnnlab.LSTM(2, 3, bidirectional=True)
+    with record_states(layer) as states:
+        y = layer(torch.randn(7, 2, 2))[0]
+    path = plot_gradient_norms(states.gradient_norms(y[-1].sum()), tmp_path / "plots" / "grad.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
