@@ -1,5 +1,6 @@
 """Lightning callbacks of rnnlab's experiments: model summary, exact resume of random state, text
-samples during language-model training, and plots of the logged metrics."""
+samples during language-model training, plots of the logged metrics and of the gradient's flow through
+time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import move_data_to_device
 
+from .analysis import plot_gradient_norms, record_states
 from .summary import summarize
 
 
@@ -83,6 +87,37 @@ class MetricPlots(L.Callback):
         files = sorted(self.output_dir.rglob("metrics.csv"))
         if files:
             plot_metrics(files[-1], self.output_dir / "plots" / "metrics.png")
+
+
+class GradientNorms(L.Callback):
+    """At the end of training, how the gradient of one training batch's loss reaches each step's hidden
+    state (rnnlab.analysis): ||dL/dh_t|| per recurrent layer and direction, averaged over the batch, into
+    ``<output_dir>/plots/gradient_norms.png`` and ``<output_dir>/gradient_norms.csv`` (columns layer,
+    direction index, t, mean norm). Evaluation mode (no dropout or zoneout draws); not under FSDP, whose
+    shards one process cannot run alone."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = Path(output_dir)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0 or isinstance(trainer.strategy, FSDPStrategy):
+            return
+        batch = move_data_to_device(next(iter(trainer.datamodule.train_dataloader())), pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.enable_grad(), record_states(pl_module) as states:
+                loss = pl_module.batch_loss(batch)
+            norms = states.gradient_norms(loss)
+        finally:
+            pl_module.train(was_training)
+        plot_gradient_norms(norms, self.output_dir / "plots" / "gradient_norms.png")
+        with (self.output_dir / "gradient_norms.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["layer", "index", "t", "mean_norm"])
+            for name, n in norms.items():  # (L * D, T, B)
+                for index, curve in enumerate(n.nanmean(dim=2).tolist()):
+                    writer.writerows([name, index, t, value] for t, value in enumerate(curve))
 
 
 def plot_metrics(csv_path: Path, png_path: Path) -> Path:

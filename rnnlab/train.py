@@ -66,9 +66,14 @@ def instantiate_model(cfg: DictConfig):
         if not isinstance(cause, (RNNValueError, RNNTypeError)):
             raise
         name = cause.argument  # the layer's constructor argument, which the task takes under the same key
-        if name is None or name not in cfg.model:
+        options = cfg.model.get("cell_options") or {}
+        if name in options:  # the layer's cell-variant options come from model.cell_options
+            key, value = f"cell_options.{name}", options[name]
+        elif name is not None and name in cfg.model:
+            key, value = name, cfg.model[name]
+        else:
             raise ConfigError(f"a model.* key is out of range: {cause}; check the model.* keys") from cause
-        raise ConfigError(f"model.{name}={cfg.model[name]!r} is not accepted ({cause}); set model.{name} on the "
+        raise ConfigError(f"model.{key}={value!r} is not accepted ({cause}); set model.{key} on the "
                           "command line") from cause
 
 

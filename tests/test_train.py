@@ -29,6 +29,19 @@ def test_language_model_fast_dev_run(tmp_path, cell):
     assert metrics["val/ppl"] > 1
 
 
+def test_cell_options_reach_the_layer(tmp_path):
+    """model.cell_options turns on layer norm, zoneout and recurrent dropout in the experiment's layers;
+    a run trains and its checkpoint holds the layer-norm gains."""
+    cfg = compose_config(tmp_path, "debug=fast_dev_run", "model.cell=lstm", "model.cell_options.layer_norm=true",
+                         "model.cell_options.zoneout=0.1", "model.cell_options.zoneout_cell=0.2",
+                         "model.cell_options.recurrent_dropout=0.25", "model.init_range=0.1")
+    task = instantiate(cfg.model, vocab_size=7)
+    assert task.net.rnn.variant.describe() == ("layer_norm=True, zoneout=0.1, zoneout_cell=0.2, "
+                                               "recurrent_dropout=0.25")
+    assert task.net.rnn.ln_weight_c_l0.eq(1).all()  # init_range leaves the layer-norm gains at one
+    assert torch.isfinite(torch.tensor(train(cfg)["test/loss"]))
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_config_instantiates(tmp_path, name):
     cfg = compose_config(tmp_path, f"experiment={name}", tiny=False)
@@ -180,6 +193,8 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
     (["data=sst2"], r"model=lm needs data=ptb or data=stdlib_char or .*; .*is for model=sentiment"),
     (["model.hidden_size=-1"], r"model.hidden_size=-1 is not accepted \(GRU: hidden_size must be an int >= 1; "
                                r"got -1\); set model.hidden_size"),
+    (["model.cell_options.zoneout=2"], r"model.cell_options.zoneout=2 is not accepted \(GRU: zoneout must be a "
+                                       r"number in \[0, 1\]; got 2\); set model.cell_options.zoneout"),
 ])
 def test_config_mistakes_name_the_key_to_change(tmp_path, args, message):
     with pytest.raises(ConfigError, match=message):
@@ -195,6 +210,18 @@ def test_report_prints_each_metric_once_and_both_checkpoints(tmp_path, capsys):
     assert "train/loss = " in report and "train/loss_epoch" not in report
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.cell_options.zoneout_cell=0.1", "model.cell_options.zoneout_cell is the LSTM's cell-state zoneout; "
+                                            "model.cell=gru has no cell state"),
+    ("+model.cell_options.layernorm=true", "model.cell_options takes the keys layer_norm, zoneout, zoneout_cell, "
+                                           "recurrent_dropout; got layernorm"),
+])
+def test_cell_option_mistakes_name_the_key(tmp_path, override, message):
+    with pytest.raises(InstantiationException) as info:
+        build(compose_config(tmp_path, override))
+    assert str(user_error(info.value)).startswith(message)
+
+
 def test_tie_weights_error_names_the_keys(tmp_path):
     with pytest.raises(InstantiationException) as info:  # what rnnlab-train's main reports: user_error
         build(compose_config(tmp_path, "model.tie_weights=true"))
@@ -205,3 +232,14 @@ def test_tie_weights_error_names_the_keys(tmp_path):
 def test_fast_dev_run_keeps_the_trainer_devices(tmp_path):
     cfg = compose_config(tmp_path, "trainer=ddp_sim", "debug=fast_dev_run")
     assert (cfg.trainer.devices, cfg.trainer.fast_dev_run) == (2, True)
+
+
+def test_gradient_norms_are_plotted_and_written(tmp_path):
+    """The GradientNorms callback: ||dL/dh_t|| of one training batch for each of the bptt = 16 steps, every
+    layer and direction, finite and non-zero."""
+    train(compose_config(tmp_path, "debug=fast_dev_run", "model.num_layers=2"))
+    assert (tmp_path / "plots" / "gradient_norms.png").read_bytes().startswith(b"\x89PNG")
+    rows = list(csv.DictReader((tmp_path / "gradient_norms.csv").open()))
+    assert {(r["layer"], r["index"]) for r in rows} == {("net.rnn", "0"), ("net.rnn", "1")}
+    assert sorted({int(r["t"]) for r in rows}) == list(range(16))
+    assert all(0 < float(r["mean_norm"]) < float("inf") for r in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -18,14 +20,14 @@ class RNNClassifier(nn.Module):
 
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
                  num_layers: int = 1, cell: str = "lstm", bidirectional: bool = True, dropout: float = 0.0,
-                 pooling: str = "last", backend: str = "auto"):
+                 pooling: str = "last", backend: str = "auto", cell_options: Mapping | None = None):
         super().__init__()
         if pooling not in POOLING:
             raise ConfigError(f"model.pooling must be one of {', '.join(POOLING)}; got {pooling!r}")
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, bidirectional, backend,
-                            batch_first=True)
+                            batch_first=True, cell_options=cell_options)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 

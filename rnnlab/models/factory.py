@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 
 from ..errors import ConfigError
 from ..layers import GRU, LSTM, RNN
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+# model.cell_options: the layers' cell-variant options (rnnlab.recurrence.variants); zoneout_cell for lstm only
+CELL_OPTIONS = ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout")
 
 
 def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-             bidirectional: bool = False, backend: str = "auto", batch_first: bool = False) -> nn.Module:
-    """An rnnlab LSTM, GRU or RNN; ``cell`` is one of "lstm", "gru", "rnn_tanh", "rnn_relu"."""
+             bidirectional: bool = False, backend: str = "auto", batch_first: bool = False,
+             cell_options: Mapping | None = None) -> nn.Module:
+    """An rnnlab LSTM, GRU or RNN; ``cell`` is one of "lstm", "gru", "rnn_tanh", "rnn_relu";
+    ``cell_options``: keyword arguments among CELL_OPTIONS (layer norm, zoneout, recurrent dropout)."""
     if cell not in CELLS:
         raise ConfigError(f"model.cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    options = dict(cell_options or {})
+    unknown = sorted(set(options) - set(CELL_OPTIONS))
+    if unknown:
+        raise ConfigError(f"model.cell_options takes the keys {', '.join(CELL_OPTIONS)}; got {', '.join(unknown)}")
+    if cell != "lstm" and options.pop("zoneout_cell", 0):
+        raise ConfigError(f"model.cell_options.zoneout_cell is the LSTM's cell-state zoneout; model.cell={cell} "
+                          "has no cell state: set it to 0 (model.cell_options.zoneout acts on h)")
     kwargs = {"num_layers": num_layers, "dropout": dropout if num_layers > 1 else 0.0,
-              "bidirectional": bidirectional, "backend": backend, "batch_first": batch_first}
+              "bidirectional": bidirectional, "backend": backend, "batch_first": batch_first, **options}
     if cell == "lstm":
         return LSTM(input_size, hidden_size, **kwargs)
     if cell == "gru":

@@ -3,6 +3,8 @@ an encoder-decoder that unrolls the horizon step by step on its own predictions 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -20,19 +22,20 @@ class RNNForecaster(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, horizon: int, hidden_size: int = 64,
                  num_layers: int = 1, cell: str = "lstm", dropout: float = 0.0, decoder: str = "direct",
-                 backend: str = "auto", target_index: list[int] | None = None, residual: bool = False):
+                 backend: str = "auto", target_index: list[int] | None = None, residual: bool = False,
+                 cell_options: Mapping | None = None):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"model.decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
         self.decoder_kind, self.horizon, self.output_size, self.residual = decoder, horizon, output_size, residual
         self.target_index = list(target_index) if target_index is not None else list(range(output_size))
         self.encoder = make_rnn(cell, input_size, hidden_size, num_layers, dropout, backend=backend,
-                                batch_first=True)
+                                batch_first=True, cell_options=cell_options)
         if decoder == "direct":
             self.head = nn.Linear(hidden_size, horizon * output_size)
         else:
             self.decoder = make_rnn(cell, output_size, hidden_size, num_layers, dropout, backend=backend,
-                                    batch_first=True)
+                                    batch_first=True, cell_options=cell_options)
             self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ carried in checkpoints (for rnnlab-eval and rnnlab-generate)."""
 from __future__ import annotations
 
 import lightning as L
+import torch
 
 
 class Task(L.LightningModule):
@@ -17,6 +18,11 @@ class Task(L.LightningModule):
             return optimizer
         scheduler = self.hparams.scheduler(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    def batch_loss(self, batch) -> torch.Tensor:
+        """The training loss of one batch, with no side effects (no metric updates, no carried state): what
+        the gradient analysis (rnnlab.callbacks.GradientNorms) differentiates. Each task defines it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define batch_loss")
 
     @staticmethod
     def example_inputs(batch) -> tuple:

@@ -5,7 +5,7 @@ against the actual values at ``<plot_dir>/forecast.png``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -26,11 +26,11 @@ class ForecastTask(Task):
                  target_std: list[float], target_index: list[int], optimizer: Callable,
                  scheduler: Callable | None = None, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
                  dropout: float = 0.0, decoder: str = "direct", residual: bool = False, backend: str = "auto",
-                 plot_dir: str | None = None):
+                 plot_dir: str | None = None, cell_options: Mapping | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = RNNForecaster(input_size, output_size, horizon, hidden_size, num_layers, cell, dropout, decoder,
-                                 backend, target_index, residual)
+                                 backend, target_index, residual, cell_options)
         self.register_buffer("mean", torch.tensor(target_mean))
         self.register_buffer("std", torch.tensor(target_std))
         self.metrics = nn.ModuleDict({
@@ -44,10 +44,13 @@ class ForecastTask(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def batch_loss(self, batch) -> torch.Tensor:
+        x, y = batch  # (B, lookback, C_in), (B, horizon, C_out)
+        return F.mse_loss(self.net(x), y)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.mse_loss(self.net(x), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
+        loss = self.batch_loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         return loss
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:

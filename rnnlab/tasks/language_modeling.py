@@ -8,7 +8,7 @@ character, char level) and ``val/loss_best``; ``test/*`` likewise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +36,12 @@ class LanguageModelTask(Task):
     def __init__(self, vocab_size: int, optimizer: Callable, scheduler: Callable | None = None,
                  cell: str = "gru", embedding_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
                  dropout: float = 0.0, tie_weights: bool = False, backend: str = "auto", init_range: float = 0.0,
-                 sample_length: int = 200, sample_temperature: float = 0.8, sample_prompt: str = ""):
+                 sample_length: int = 200, sample_temperature: float = 0.8, sample_prompt: str = "",
+                 cell_options: Mapping | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout,
-                                    tie_weights, backend, init_range)
+                                    tie_weights, backend, init_range, cell_options)
         self.tokenizer: Tokenizer | None = None  # set from the data module; stored in checkpoints
         self.metrics = nn.ModuleDict({
             "val_loss": MeanMetric(), "test_loss": MeanMetric(), "val_loss_best": MinMetric(),
@@ -57,6 +58,12 @@ class LanguageModelTask(Task):
         self._state[stage] = state
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         return loss, y.numel()
+
+    def batch_loss(self, batch) -> torch.Tensor:
+        """The loss of one batch from a zero initial state (training carries the previous batch's)."""
+        x, y = batch  # (T, B) each
+        logits, _ = self.net(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
     def on_train_epoch_start(self) -> None:
         self._state.pop("train", None)

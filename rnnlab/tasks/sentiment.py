@@ -6,7 +6,7 @@ for ``test``; after testing, writes ``<output_dir>/plots/confusion_matrix.png``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -24,11 +24,11 @@ class SentimentTask(Task):
     def __init__(self, vocab_size: int, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  cell: str = "lstm", embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.0, pooling: str = "last", backend: str = "auto",
-                 plot_dir: str | None = None):
+                 plot_dir: str | None = None, cell_options: Mapping | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = RNNClassifier(vocab_size, num_classes, embedding_dim, hidden_size, num_layers, cell,
-                                 bidirectional, dropout, pooling, backend)
+                                 bidirectional, dropout, pooling, backend, cell_options)
         task = "binary" if num_classes == 2 else "multiclass"
         metric = {"task": task, "num_classes": num_classes}
         self.metrics = nn.ModuleDict({
@@ -57,6 +57,10 @@ class SentimentTask(Task):
         if stage == "test":
             self.confusion.update(preds, labels)
         return loss
+
+    def batch_loss(self, batch) -> torch.Tensor:
+        tokens, lengths, labels = batch
+        return F.cross_entropy(self.net(tokens, lengths), labels)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
