@@ -19,13 +19,25 @@ class Case:
     bidirectional: bool = False
     packed: bool = False
     dtype: str = "fp32"
+    variant: str = ""  # a key of VARIANTS: the layers' cell-variant options ("" for the plain cell)
 
     def record(self) -> dict:
         return asdict(self)
 
     def label(self) -> str:
         extra = f"{'x' + str(self.layers) if self.layers > 1 else ''}{' bi' if self.bidirectional else ''}"
-        return f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H}{extra}{' packed' if self.packed else ''}"
+        extra += f"{' packed' if self.packed else ''}{' ' + self.variant if self.variant else ''}"
+        return f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H}{extra}"
+
+
+# Cell-variant options (rnnlab.recurrence.variants) a case can turn on, by name
+VARIANTS = {
+    "": {},
+    "layer_norm": {"layer_norm": True},
+    "zoneout": {"zoneout": 0.1},
+    "recurrent_dropout": {"recurrent_dropout": 0.25},
+    "all": {"layer_norm": True, "zoneout": 0.1, "recurrent_dropout": 0.25},
+}
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,13 @@ PRESETS = {
         backends=("triton", "native", "torch"),
         warmup=2,
         reps=10,
+    ),
+    # The cell variants' step-by-step recurrence against the plain cell on the hand-written path and
+    # torch.nn, at the first CPU size (native runs only the plain cell: its variant rows say "not run").
+    "variants": Preset(
+        cases=tuple(Case(cell, *CPU_SIZES[0], variant=v) for cell in ("lstm", "gru") for v in VARIANTS),
+        backends=("torch", "native"),
+        reps=5,
     ),
     "cpu": Preset(
         cases=tuple(

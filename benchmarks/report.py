@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 REFERENCE = "native"
-CASE_FIELDS = ("cell", "T", "B", "I", "H", "layers", "bidirectional", "packed", "dtype")
+CASE_FIELDS = ("cell", "T", "B", "I", "H", "layers", "bidirectional", "packed", "dtype", "variant")
+OPTIONAL = {"variant": ""}  # fields that records written before they existed lack, with their value
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -22,12 +23,12 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{max(r['reps'] for r in records)} runs in ms (p10-p90 in brackets); ratio = time / {REFERENCE} time "
         f"(below 1: faster than {REFERENCE}). fwd: forward with gradients off; fwd+bwd: forward and backward.",
         "",
-        "| cell | T | B | I | H | layers | bidir | packed | dtype | mode | "
+        "| cell | T | B | I | H | layers | bidir | packed | dtype | variant | mode | "
         + " | ".join(backends)
         + " | "
         + " | ".join(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE)
         + " | notes |",
-        "|" + "---|" * (10 + len(backends) + len(backends) - 1 + 1),
+        "|" + "---|" * (11 + len(backends) + len(backends) - 1 + 1),
     ]
     for key in keys:
         cells = [str(v) for v in key]
@@ -57,4 +58,4 @@ def write_markdown(result: dict, path: Path) -> None:
 def case_key(r: dict, mode: bool = True) -> tuple:
     """What names record ``r``'s case, a table row's leading columns: its CASE_FIELDS, then its mode
     unless ``mode`` is False."""
-    return tuple(r[f] for f in CASE_FIELDS) + ((r["mode"],) if mode else ())
+    return tuple(r[f] if f in r else OPTIONAL[f] for f in CASE_FIELDS) + ((r["mode"],) if mode else ())

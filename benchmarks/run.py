@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from cudnn_algo import describe
 from plot import write_plots
-from presets import PRESETS, Case  # benchmarks/ is on sys.path when run as a script
+from presets import PRESETS, VARIANTS, Case  # benchmarks/ is on sys.path when run as a script
 from report import write_markdown
 
 import rnnlab
@@ -40,7 +40,7 @@ DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "
 def build(case: Case, backend: str, device: torch.device):
     """The module and its input for one case."""
     kwargs = {"num_layers": case.layers, "bidirectional": case.bidirectional,
-              "backend": "torch" if backend == "compile" else backend}
+              "backend": "torch" if backend == "compile" else backend, **VARIANTS[case.variant]}
     if case.cell.startswith("rnn_"):
         kwargs["nonlinearity"] = case.cell.split("_")[1]
     torch.manual_seed(0)
