@@ -138,6 +138,7 @@ def variant_scan(
         xs = F.layer_norm(xs, xs.shape[-1:], norms["ih"], eps=EPS)
     if b_ih is not None:
         xs = xs + b_ih
+    xs = xs.unbind(0)  # T views (B, G): one backward node for all, where indexing xs[t] makes a (T, B, G) each
     mask = None  # (B, P) one recurrent dropout mask for the whole sequence
     if training and variant.recurrent_dropout > 0:
         keep = 1 - variant.recurrent_dropout
@@ -150,7 +151,7 @@ def variant_scan(
         b = sizes[t]
         prev = [s[:b] for s in states]
         h_in = prev[0] if mask is None else prev[0] * mask[:b]
-        new = step(xs[t, :b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
+        new = step(xs[t][:b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
         new = [zoneout(p, n, rate, training) for p, n, rate in zip(prev, new, rates, strict=True)]
         if observe is not None:
             observe(t, new[0])
