@@ -5,6 +5,12 @@ runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length on
 hand-written backward the layers run. ``backend="native"`` runs torch.nn's cell; ``"auto"`` picks the
 native cell, which has less per-call overhead for a single step. Inside ``torch.autocast`` the
 ``"torch"`` cells run in the autocast dtype, as the layers do.
+
+``layer_norm`` and ``zoneout`` (and the LSTM's ``zoneout_cell``) work as on the layers
+(:mod:`rnnlab.recurrence.variants`); with either on, a cell runs one step of the layers' step-by-step
+recurrence (backend "auto" or "torch"). Zoneout mixes the new state with the ``hx`` given. Recurrent
+dropout needs one mask for a whole sequence, which a cell called step by step cannot know: it is an
+option of the layers only.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import torch
 from torch import nn
 
 from . import recurrence
-from .checks import check_backend, check_bool, check_choice, check_int
+from .cell_options import CellOptions
+from .checks import check_backend, check_bool, check_choice, check_int, check_variant_backend
 from .errors import RNNShapeError
 from .inputs import autocast_dtype, check_pair, check_tensor
+from .recurrence.common import autocast_off
+from .recurrence.variants import variant_scan
 
 CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -27,14 +36,16 @@ def _check_cell_args(owner: str, input_size, hidden_size, bias, backend) -> str:
     return check_backend(owner, backend, fused=False)  # cells have no fused kernel: "triton" is refused there
 
 
-class _Cell:
+class _Cell(CellOptions):
     """The forward pass shared by the cells."""
 
-    backend: str
     _num_states = 1  # 2 for LSTM: (h, c)
+    _mode: str  # the step of rnnlab.recurrence.variants: "LSTM", "GRU", "RNN_TANH", "RNN_RELU"
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+    def _cell_variant(self, layer_norm, zoneout, zoneout_cell=0.0) -> None:
+        """Turn on the cell-variant options, with the layer-norm parameters ln_weight_ih, ..."""
+        self._set_variant(layer_norm, zoneout, zoneout_cell, 0.0, [""], self.weight_ih.shape[0], self.hidden_size,
+                          self._num_states == 2)
 
     def forward(self, input: torch.Tensor, hx: CellState | None = None):
         """One step; arguments and outputs exactly as torch.nn's cell."""
@@ -49,7 +60,9 @@ class _Cell:
         if input.dim() == 2 and input.shape[0] == 0:
             raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
         states = self._check_hx(hx, input, like, amp is not None)
-        if self.backend != "torch":
+        options = self.variant.describe()
+        check_variant_backend(owner, options, self.backend)
+        if not options and self.backend != "torch":
             return super().forward(input, hx)
         dtype = amp or like.dtype
         unbatched = input.dim() == 1
@@ -59,7 +72,12 @@ class _Cell:
         else:
             states = [h.reshape(-1, self.hidden_size).to(dtype) for h in states]
         weights = [w if w is None else w.to(dtype) for w in self._weights()]
-        out = self._step(x, states, *weights)  # the recurrences run with autocast off
+        if options:
+            norms = self._norms("", self._num_states == 2, dtype)
+            _, out = autocast_off(variant_scan)(self._mode, x, states, [*weights, None], norms, self.variant, None,
+                                                False, self.training)
+        else:
+            out = self._step(x, states, *weights)  # the recurrences run with autocast off
         out = [h.squeeze(0) for h in out] if unbatched else out
         return tuple(out) if len(out) == 2 else out[0]
 
@@ -88,12 +106,14 @@ class RNNCell(_Cell, nn.RNNCell):
     """Elman RNN cell with tanh or relu, a drop-in for :class:`torch.nn.RNNCell`."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device=None, dtype=None, *, backend: str = "auto"):
+                 device=None, dtype=None, *, backend: str = "auto", layer_norm: bool = False, zoneout: float = 0.0):
         owner = type(self).__name__
         backend = _check_cell_args(owner, input_size, hidden_size, bias, backend)
         check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
         self.backend = backend
+        self._mode = f"RNN_{nonlinearity.upper()}"
+        self._cell_variant(layer_norm, zoneout)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h = recurrence.rnn_scan(x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity)
@@ -105,11 +125,14 @@ class LSTMCell(_Cell, nn.LSTMCell):
 
     _num_states = 2
 
+    _mode = "LSTM"
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 backend: str = "auto"):
+                 backend: str = "auto", layer_norm: bool = False, zoneout: float = 0.0, zoneout_cell: float = 0.0):
         backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
+        self._cell_variant(layer_norm, zoneout, zoneout_cell)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh)
@@ -119,11 +142,14 @@ class LSTMCell(_Cell, nn.LSTMCell):
 class GRUCell(_Cell, nn.GRUCell):
     """GRU cell, a drop-in for :class:`torch.nn.GRUCell`."""
 
+    _mode = "GRU"
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 backend: str = "auto"):
+                 backend: str = "auto", layer_norm: bool = False, zoneout: float = 0.0):
         backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
+        self._cell_variant(layer_norm, zoneout)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h = recurrence.gru_scan(x, states[0], w_ih, w_hh, b_ih, b_hh)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import cells, layers
+from .cell_options import CellOptions
 
 # torch.nn class -> rnnlab class, and the constructor arguments both share
 _PAIRS: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
@@ -82,14 +83,14 @@ def to_torch(module: nn.Module) -> nn.Module:
     :func:`from_torch`).
 
     Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
-    A layer with cell-variant options on (layer norm, zoneout, recurrent dropout) raises ValueError.
+    A layer or cell with cell-variant options on (layer norm, zoneout, recurrent dropout) raises ValueError.
     """
 
     def make(m: nn.Module) -> nn.Module | None:
         base = _torch_base(m)
         if base is None:
             return None
-        options = m.variant.describe() if isinstance(m, layers._RecurrentLayer) else ""
+        options = m.variant.describe() if isinstance(m, CellOptions) else ""
         if options:
             raise ValueError(
                 f"to_torch: {m._get_name()} with {options} has no torch.nn equivalent (torch.nn computes the "

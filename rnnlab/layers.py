@@ -33,10 +33,11 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import recurrence
-from .checks import check_backend, check_choice, check_layer_args, check_variant, check_variant_backend
+from .cell_options import CellOptions
+from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
 from .recurrence.common import autocast_off
-from .recurrence.variants import Variant, variant_scan
+from .recurrence.variants import variant_scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -109,61 +110,18 @@ def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-class _RecurrentLayer:
+class _RecurrentLayer(CellOptions):
     """The forward pass shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
-    backend: str
-    variant: Variant = Variant()
     # set by rnnlab.analysis.record_states while it records: _observe.begin(seq) at each call, then
     # _observe(index, t, h_t) at every step of layer-direction index
     _observe = None
 
-    def extra_repr(self) -> str:
-        options = self.variant.describe()
-        return f"{super().extra_repr()}, backend={self.backend!r}" + (f", {options}" if options else "")
-
-    def _set_variant(self, layer_norm: bool, zoneout: float, zoneout_cell: float, recurrent_dropout: float) -> None:
-        """Turn on the cell-variant options given, adding the layer-norm parameters they need."""
-        owner = self._get_name()
-        check_variant(owner, layer_norm, zoneout, zoneout_cell, recurrent_dropout)
-        variant = Variant(bool(layer_norm), float(zoneout), float(zoneout_cell), float(recurrent_dropout))
-        check_variant_backend(owner, variant.describe(), self.backend)
-        self.variant = variant
-        if not variant.layer_norm:
-            return
-        like = self.weight_ih_l0
-        for names in self._all_weights:
-            suffix = names[0].removeprefix("weight_ih_")  # l0, l0_reverse, ...
-            gates = getattr(self, names[0]).shape[0]
-            norms = {"ih": gates, "hh": gates}
-            if self.mode == "LSTM":
-                norms |= {"c": self.hidden_size, "c_bias": self.hidden_size}
-            for key, size in norms.items():
-                name = f"ln_bias_c_{suffix}" if key == "c_bias" else f"ln_weight_{key}_{suffix}"
-                self.register_parameter(name, nn.Parameter(torch.empty(size, dtype=like.dtype, device=like.device)))
-        self._reset_norms()
-
-    def reset_parameters(self) -> None:
-        """torch.nn's initialisation, then the layer-norm gains to one and biases to zero."""
-        super().reset_parameters()
-        self._reset_norms()
-
-    def _reset_norms(self) -> None:
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.startswith("ln_"):
-                    p.fill_(0.0 if name.startswith("ln_bias") else 1.0)
-
-    def _norms(self, index: int, dtype: torch.dtype | None) -> dict[str, torch.Tensor] | None:
-        """The layer-norm parameters of layer-direction ``index`` (converted to ``dtype`` if given), or None
-        without layer norm."""
-        if not self.variant.layer_norm:
-            return None
-        suffix = self._all_weights[index][0].removeprefix("weight_ih_")
-        keys = ("ih", "hh", "c", "c_bias") if self.mode == "LSTM" else ("ih", "hh")
-        norms = {k: getattr(self, f"ln_bias_c_{suffix}" if k == "c_bias" else f"ln_weight_{k}_{suffix}")
-                 for k in keys}
-        return {k: p if dtype is None else p.to(dtype) for k, p in norms.items()}
+    def _layer_variant(self, layer_norm, zoneout, zoneout_cell, recurrent_dropout) -> None:
+        """Turn on the cell-variant options, with layer-norm parameters per layer and direction."""
+        suffixes = [names[0].removeprefix("weight_ih_") for names in self._all_weights]  # l0, l0_reverse, ...
+        self._set_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout, suffixes,
+                          self.weight_ih_l0.shape[0], self.hidden_size, self.mode == "LSTM")
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
         """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
@@ -234,8 +192,10 @@ class _RecurrentLayer:
         weights = self._layer_weights(index, dtype)
         if self.variant.active or self._observe is not None:
             observe = None if self._observe is None else functools.partial(self._observe, index)
-            return autocast_off(variant_scan)(self.mode, x, states, weights, self._norms(index, dtype), self.variant,
-                                              batch_sizes, reverse, self.training, observe)
+            suffix = self._all_weights[index][0].removeprefix("weight_ih_")
+            norms = self._norms(suffix, self.mode == "LSTM", dtype)
+            return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
+                                              reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl = recurrence
         if fused:
@@ -309,7 +269,7 @@ class RNN(_RecurrentLayer, nn.RNN):
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._set_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
+        self._layer_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
 
 
 class LSTM(_RecurrentLayer, nn.LSTM):
@@ -345,7 +305,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._set_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout)
+        self._layer_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout)
 
 
 class GRU(_RecurrentLayer, nn.GRU):
@@ -376,4 +336,4 @@ class GRU(_RecurrentLayer, nn.GRU):
             dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._set_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
+        self._layer_variant(layer_norm, zoneout, 0.0, recurrent_dropout)

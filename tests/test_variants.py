@@ -259,3 +259,47 @@ def test_backend_changed_later_is_refused_at_forward():
 def test_to_torch_refuses_a_variant():
     with pytest.raises(ValueError, match=r"LSTM with zoneout_cell=0\.5 has no torch\.nn equivalent"):
         rnnlab.to_torch(rnnlab.LSTM(3, 4, zoneout_cell=0.5))
+
+
+CELLS = {"lstm": rnnlab.LSTMCell, "gru": rnnlab.GRUCell, "rnn_tanh": rnnlab.RNNCell, "rnn_relu": rnnlab.RNNCell}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cell_stepped_in_a_loop_is_the_layer(mode, training):
+    """A cell with layer norm and zoneout, called step by step on the layer's weights, gives the layer's
+    outputs and gradients (in training with the same zoneout draws: the cell draws h's, then c's)."""
+    zoneouts = {"zoneout": 0.3} | ({"zoneout_cell": 0.4} if mode == "lstm" else {})
+    layer = make_layer(mode, layer_norm=True, **zoneouts).train(training)
+    kwargs = {"nonlinearity": mode.split("_")[1]} if mode.startswith("rnn") else {}
+    cell = CELLS[mode](5, 6, dtype=torch.float64, layer_norm=True, **zoneouts, **kwargs).train(training)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.startswith("ln_"):
+                p.uniform_(0.5, 1.5)
+            cell.get_parameter(name.removesuffix("_l0")).copy_(p)  # weight_ih_l0 -> weight_ih, ...
+    x = torch.randn(6, 3, 5, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(2)
+    y_layer = layer(x)[0]
+    torch.manual_seed(2)
+    state, ys = None, []
+    for x_t in x:
+        state = cell(x_t, state)
+        ys.append(state[0] if mode == "lstm" else state)
+    y_cell = torch.stack(ys)
+    torch.testing.assert_close(y_cell, y_layer, rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(y.square().sum(), [x, *m.parameters()]) for y, m in ((y_cell, cell), (y_layer, layer))]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_cell_options_errors():
+    with pytest.raises(NotImplementedError, match="layer_norm=True runs only on rnnlab's pure-PyTorch path"):
+        rnnlab.LSTMCell(3, 4, layer_norm=True, backend="native")
+    with pytest.raises(ValueError, match=r"GRUCell: zoneout must be a number in \[0, 1\]; got 2"):
+        rnnlab.GRUCell(3, 4, zoneout=2)
+    with pytest.raises(ValueError, match=r"RNNCell with zoneout=0\.5 has no torch\.nn equivalent"):
+        rnnlab.to_torch(rnnlab.RNNCell(3, 4, zoneout=0.5))
+    cell = rnnlab.GRUCell(3, 4, layer_norm=True)
+    assert sorted(k for k in cell.state_dict() if k.startswith("ln_")) == ["ln_weight_hh", "ln_weight_ih"]
+    assert "layer_norm=True" in repr(cell)

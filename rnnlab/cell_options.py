@@ -1,0 +1,69 @@
+"""The cell-variant options of rnnlab's layers and cells (layer norm, zoneout, recurrent dropout; the math
+is in :mod:`rnnlab.recurrence.variants`) and the layer-norm parameters they add."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .checks import check_variant, check_variant_backend
+from .recurrence.variants import Variant
+
+
+def _norm_name(key: str, suffix: str) -> str:
+    """The parameter of layer-norm ``key`` ("ih", "hh", "c" gains, "c_bias") for weights named with
+    ``suffix`` ("l0", "l1_reverse" in a layer, "" in a cell): ln_weight_ih_l0, ln_bias_c, ..."""
+    name = "ln_bias_c" if key == "c_bias" else f"ln_weight_{key}"
+    return f"{name}_{suffix}" if suffix else name
+
+
+class CellOptions:
+    """Mixin of a torch.nn recurrent module: ``variant`` (the options that are on) and the layer-norm gains
+    and biases, initialised to one and zero (also by ``reset_parameters``)."""
+
+    backend: str
+    variant: Variant = Variant()
+
+    def _set_variant(self, layer_norm: object, zoneout: object, zoneout_cell: object, recurrent_dropout: object,
+                     suffixes: list[str], gates: int, hidden_size: int, lstm: bool) -> None:
+        """Check and turn on the options given; with layer norm, add its parameters for each of the weight
+        sets named by ``suffixes`` (``gates`` rows of W_ih and W_hh; the LSTM's cell state of
+        ``hidden_size``)."""
+        owner = self._get_name()
+        check_variant(owner, layer_norm, zoneout, zoneout_cell, recurrent_dropout)
+        variant = Variant(bool(layer_norm), float(zoneout), float(zoneout_cell), float(recurrent_dropout))
+        check_variant_backend(owner, variant.describe(), self.backend)
+        self.variant = variant
+        if not variant.layer_norm:
+            return
+        like = next(self.parameters())
+        sizes = {"ih": gates, "hh": gates} | ({"c": hidden_size, "c_bias": hidden_size} if lstm else {})
+        for suffix in suffixes:
+            for key, size in sizes.items():
+                param = nn.Parameter(torch.empty(size, dtype=like.dtype, device=like.device))
+                self.register_parameter(_norm_name(key, suffix), param)
+        self._reset_norms()
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation, then the layer-norm gains to one and biases to zero."""
+        super().reset_parameters()
+        self._reset_norms()
+
+    def _reset_norms(self) -> None:
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("ln_"):
+                    p.fill_(0.0 if name.startswith("ln_bias") else 1.0)
+
+    def _norms(self, suffix: str, lstm: bool, dtype: torch.dtype | None) -> dict[str, torch.Tensor] | None:
+        """The layer-norm parameters of the weights named with ``suffix`` (converted to ``dtype`` if given),
+        or None without layer norm."""
+        if not self.variant.layer_norm:
+            return None
+        keys = ("ih", "hh", "c", "c_bias") if lstm else ("ih", "hh")
+        norms = {k: getattr(self, _norm_name(k, suffix)) for k in keys}
+        return {k: p if dtype is None else p.to(dtype) for k, p in norms.items()}
+
+    def extra_repr(self) -> str:
+        options = self.variant.describe()
+        return f"{super().extra_repr()}, backend={self.backend!r}" + (f", {options}" if options else "")
