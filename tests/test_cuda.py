@@ -28,6 +28,26 @@ def test_cuda_matches_cudnn(cell, form):
     assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 2e-5, scaled=True)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cell_variants_run_on_cuda_as_on_the_cpu(cell):
+    """Layer norm and zoneout (evaluation: no random draws) on CUDA tensors: the CPU's outputs and input
+    gradient, packed and bidirectional."""
+    torch.manual_seed(0)
+    layer_cls = rnnlab.LSTM if cell == "lstm" else rnnlab.GRU
+    cpu = layer_cls(24, 50, num_layers=2, bidirectional=True, layer_norm=True, zoneout=0.2).eval()
+    gpu = layer_cls(24, 50, num_layers=2, bidirectional=True, layer_norm=True, zoneout=0.2, device="cuda").eval()
+    gpu.load_state_dict(cpu.state_dict())
+    seqs = [torch.randn(n, 24) for n in (33, 7, 20)]
+    results = []
+    for module, device in ((cpu, "cpu"), (gpu, "cuda")):
+        leaves = [s.to(device).requires_grad_() for s in seqs]
+        y, _ = module(torch.nn.utils.rnn.pack_sequence(leaves, enforce_sorted=False))
+        grads = torch.autograd.grad(y.data.square().sum(), leaves)
+        results.append((y.data.cpu(), *(g.cpu() for g in grads)))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "tiled-256"])
 @pytest.mark.parametrize("form", ["batched", "packed"])
 @pytest.mark.parametrize("cell", CELLS)
