@@ -7,6 +7,8 @@ and convert every recurrent submodule of a whole model in place.
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from . import cells, layers
@@ -37,7 +39,9 @@ def _rebuild(module: nn.Module, cls: type[nn.Module], names: tuple[str, ...], **
     param = next(module.parameters())
     kwargs = {name: getattr(module, name) for name in names}
     new = cls(**kwargs, device=param.device, dtype=param.dtype, **extra)
-    new.load_state_dict(module.state_dict())
+    missing, unexpected = new.load_state_dict(module.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("ln_") for k in missing):  # only layer-norm gains may be new
+        new.load_state_dict(module.state_dict())  # raises torch's error, naming the keys
     for name, p in module.named_parameters():
         new.get_parameter(name).requires_grad_(p.requires_grad)  # frozen weights stay frozen
     new.train(module.training)
@@ -60,9 +64,14 @@ def _convert(module: nn.Module, make, done: dict[int, nn.Module] | None = None) 
     return converted
 
 
-def from_torch(module: nn.Module, backend: str = "auto") -> nn.Module:
+def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module:
     """rnnlab's equivalent of a torch.nn RNN/LSTM/GRU (layer or cell), with a copy of its weights (and
     their ``requires_grad``, device, dtype and training mode).
+
+    ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``, and where
+    the class takes them ``zoneout_cell``, ``recurrent_dropout``; see rnnlab.recurrence.variants), for
+    example ``from_torch(model, zoneout=0.1)``; new layer-norm gains start at one. An rnnlab module given
+    keeps the options it has unless they are given here.
 
     Given any other module, converts every recurrent submodule in place (one shared by several parents
     stays shared) and returns the module. Hooks registered on a converted module are not carried over.
@@ -73,7 +82,9 @@ def from_torch(module: nn.Module, backend: str = "auto") -> nn.Module:
         if base is None:
             return None
         cls, names = _PAIRS[base]
-        return _rebuild(m, cls, names, backend=backend)
+        kept = dataclasses.asdict(m.variant) if isinstance(m, CellOptions) else {}
+        kept = {k: v for k, v in kept.items() if v}  # the options on (cells take fewer than layers)
+        return _rebuild(m, cls, names, backend=backend, **(kept | options))
 
     return _convert(module, make)
 

@@ -303,3 +303,22 @@ def test_cell_options_errors():
     cell = rnnlab.GRUCell(3, 4, layer_norm=True)
     assert sorted(k for k in cell.state_dict() if k.startswith("ln_")) == ["ln_weight_hh", "ln_weight_ih"]
     assert "layer_norm=True" in repr(cell)
+
+
+def test_from_torch_adds_options():
+    """from_torch(module, **options): torch.nn's weights, the options on, new gains at one; an rnnlab
+    module keeps its options and gains."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LSTM(5, 6), torch.nn.GRUCell(6, 6))
+    rnnlab.from_torch(model, layer_norm=True, zoneout=0.1)
+    lstm, cell = model[1], model[2]
+    assert lstm.variant.describe() == cell.variant.describe() == "layer_norm=True, zoneout=0.1"
+    assert lstm.ln_weight_hh_l0.eq(1).all() and cell.ln_weight_ih.eq(1).all()
+    with torch.no_grad():
+        lstm.ln_weight_c_l0.fill_(2.0)
+    again = rnnlab.from_torch(lstm, backend="torch", zoneout_cell=0.3)
+    assert again.variant.describe() == "layer_norm=True, zoneout=0.1, zoneout_cell=0.3"
+    assert again.ln_weight_c_l0.eq(2).all() and torch.equal(again.weight_hh_l0, lstm.weight_hh_l0)
+    with pytest.raises(RuntimeError, match=r"Unexpected key.*ln_weight_ih_l0"):
+        rnnlab.from_torch(lstm, layer_norm=False)  # the gains would be lost
+    with pytest.raises(TypeError, match="zoneout_cell"):
+        rnnlab.from_torch(torch.nn.GRU(3, 4), zoneout_cell=0.1)
