@@ -51,8 +51,11 @@ class _Call:
 
 
 class StateRecorder:
-    """The states recorded by :func:`record_states`, by layer name (as ``named_modules`` gives it; a layer
-    called k > 1 times in the block gives the keys "name[0]" ... "name[k-1]")."""
+    """The states recorded by :func:`record_states`, by layer name (as ``named_modules`` gives it).
+
+    A layer called several times in the block (a decoder run one step at a time, a sequence fed in
+    chunks) has its calls joined along time, in call order, when they share layers, directions and batch
+    size; otherwise each call has a key of its own, "name[0]" ... "name[k-1]"."""
 
     def __init__(self):
         self.calls: dict[str, list[_Call]] = {}
@@ -81,7 +84,11 @@ class StateRecorder:
         per_call: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
         for (key, _, step), g in zip(entries, grads, strict=True):
             per_call.setdefault(key, {})[step] = g
-        return {key: call.norms(per_call[key]) for key, call in self._keyed() if call.states}
+        norms = {key: call.norms(per_call[key]) for key, call in self._keyed() if call.states}
+        for name, calls in self.calls.items():
+            if len(calls) > 1 and len({(c.shape[0], c.shape[2]) for c in calls}) == 1:
+                norms[name] = torch.cat([norms.pop(f"{name}[{k}]") for k in range(len(calls))], dim=1)
+        return norms
 
     def _keyed(self) -> Iterator[tuple[str, _Call]]:
         for name, calls in self.calls.items():

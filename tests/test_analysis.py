@@ -75,21 +75,33 @@ class _EncoderDecoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = rnnlab.LSTM(3, 4)
-        self.decoder = rnnlab.GRUCell(4, 4)  # a cell is not recorded
+        self.cell = rnnlab.GRUCell(4, 4)  # a cell is not recorded
         self.head = rnnlab.RNN(4, 4)
 
     def forward(self, x):
-        y, _ = self.encoder(x)
-        return self.head(y[:2])[0].sum() + self.head(y[2:])[0].sum()
+        y, _ = self.encoder(x)  # (T, B, 4)
+        out, h = [], None
+        for y_t in y:  # the head one step at a time, carrying its state
+            o, h = self.head(self.cell(y_t).unsqueeze(0), h)
+            out.append(o)
+        return torch.cat(out).sum()
 
 
-def test_a_model_with_several_layers_and_repeated_calls():
+def test_a_layer_called_step_by_step_is_joined_along_time():
     model = _EncoderDecoder()
     with record_states(model) as states:
         loss = model(torch.randn(5, 2, 3))
     norms = states.gradient_norms(loss)
-    assert {k: tuple(v.shape) for k, v in norms.items()} == {
-        "encoder": (1, 5, 2), "head[0]": (1, 2, 2), "head[1]": (1, 3, 2)}
+    assert {k: tuple(v.shape) for k, v in norms.items()} == {"encoder": (1, 5, 2), "head": (1, 5, 2)}
+    assert norms["head"][0, -1].tolist() == pytest.approx([2.0, 2.0])  # the last step: d sum / d h = ones(4)
+
+
+def test_calls_with_other_batches_are_kept_apart():
+    layer = rnnlab.GRU(3, 4)
+    with record_states(layer) as states:
+        loss = layer(torch.randn(6, 2, 3))[0].sum() + layer(torch.randn(3, 1, 3))[0].sum()
+    norms = states.gradient_norms(loss)
+    assert {k: tuple(v.shape) for k, v in norms.items()} == {"GRU[0]": (1, 6, 2), "GRU[1]": (1, 3, 1)}
 
 
 def test_errors():
