@@ -36,6 +36,7 @@ VARIANTS = {
     "layer_norm": {"layer_norm": True},
     "zoneout": {"zoneout": 0.1},
     "recurrent_dropout": {"recurrent_dropout": 0.25},
+    "weight_dropout": {"weight_dropout": 0.5},  # DropConnect: the hand-written path, not the step-by-step one
     "all": {"layer_norm": True, "zoneout": 0.1, "recurrent_dropout": 0.25},
 }
 

@@ -1,5 +1,5 @@
-"""The cell-variant options of rnnlab's layers and cells (layer norm, zoneout, recurrent dropout; the math
-is in :mod:`rnnlab.recurrence.variants`) and the layer-norm parameters they add."""
+"""The cell-variant options of rnnlab's layers and cells (layer norm, zoneout, recurrent and weight
+dropout; the math is in :mod:`rnnlab.recurrence.variants`) and the layer-norm parameters they add."""
 
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ class CellOptions:
     backend: str
     variant: Variant = Variant()
 
-    def _set_variant(self, layer_norm: object, zoneout: object, zoneout_cell: object, recurrent_dropout: object,
-                     suffixes: list[str], gates: int, hidden_size: int, lstm: bool) -> None:
-        """Check and turn on the options given; with layer norm, add its parameters for each of the weight
-        sets named by ``suffixes`` (``gates`` rows of W_ih and W_hh; the LSTM's cell state of
-        ``hidden_size``)."""
+    def _set_variant(self, options: dict[str, object], suffixes: list[str], gates: int, hidden_size: int,
+                     lstm: bool) -> None:
+        """Check and turn on the ``options`` given (Variant's fields by name); with layer norm, add its
+        parameters for each of the weight sets named by ``suffixes`` (``gates`` rows of W_ih and W_hh; the
+        LSTM's cell state of ``hidden_size``)."""
         owner = self._get_name()
-        check_variant(owner, layer_norm, zoneout, zoneout_cell, recurrent_dropout)
-        variant = Variant(bool(layer_norm), float(zoneout), float(zoneout_cell), float(recurrent_dropout))
-        check_variant_backend(owner, variant.describe(), self.backend)
+        check_variant(owner, options)
+        variant = Variant(**{k: bool(v) if k == "layer_norm" else float(v) for k, v in options.items()})
+        check_variant_backend(owner, variant, self.backend)
         self.variant = variant
         if not variant.layer_norm:
             return

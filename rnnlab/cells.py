@@ -42,10 +42,9 @@ class _Cell(CellOptions):
     _num_states = 1  # 2 for LSTM: (h, c)
     _mode: str  # the step of rnnlab.recurrence.variants: "LSTM", "GRU", "RNN_TANH", "RNN_RELU"
 
-    def _cell_variant(self, layer_norm, zoneout, zoneout_cell=0.0) -> None:
+    def _cell_variant(self, **options) -> None:
         """Turn on the cell-variant options, with the layer-norm parameters ln_weight_ih, ..."""
-        self._set_variant(layer_norm, zoneout, zoneout_cell, 0.0, [""], self.weight_ih.shape[0], self.hidden_size,
-                          self._num_states == 2)
+        self._set_variant(options, [""], self.weight_ih.shape[0], self.hidden_size, self._num_states == 2)
 
     def forward(self, input: torch.Tensor, hx: CellState | None = None):
         """One step; arguments and outputs exactly as torch.nn's cell."""
@@ -60,9 +59,8 @@ class _Cell(CellOptions):
         if input.dim() == 2 and input.shape[0] == 0:
             raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
         states = self._check_hx(hx, input, like, amp is not None)
-        options = self.variant.describe()
-        check_variant_backend(owner, options, self.backend)
-        if not options and self.backend != "torch":
+        check_variant_backend(owner, self.variant, self.backend)
+        if not self.variant.stepwise and self.backend != "torch":
             return super().forward(input, hx)
         dtype = amp or like.dtype
         unbatched = input.dim() == 1
@@ -72,7 +70,7 @@ class _Cell(CellOptions):
         else:
             states = [h.reshape(-1, self.hidden_size).to(dtype) for h in states]
         weights = [w if w is None else w.to(dtype) for w in self._weights()]
-        if options:
+        if self.variant.stepwise:
             norms = self._norms("", self._num_states == 2, dtype)
             _, out = autocast_off(variant_scan)(self._mode, x, states, [*weights, None], norms, self.variant, None,
                                                 False, self.training)
@@ -113,7 +111,7 @@ class RNNCell(_Cell, nn.RNNCell):
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
         self.backend = backend
         self._mode = f"RNN_{nonlinearity.upper()}"
-        self._cell_variant(layer_norm, zoneout)
+        self._cell_variant(layer_norm=layer_norm, zoneout=zoneout)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h = recurrence.rnn_scan(x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity)
@@ -132,7 +130,7 @@ class LSTMCell(_Cell, nn.LSTMCell):
         backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
-        self._cell_variant(layer_norm, zoneout, zoneout_cell)
+        self._cell_variant(layer_norm=layer_norm, zoneout=zoneout, zoneout_cell=zoneout_cell)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh)
@@ -149,7 +147,7 @@ class GRUCell(_Cell, nn.GRUCell):
         backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
-        self._cell_variant(layer_norm, zoneout)
+        self._cell_variant(layer_norm=layer_norm, zoneout=zoneout)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h = recurrence.gru_scan(x, states[0], w_ih, w_hh, b_ih, b_hh)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 from .errors import RNNTypeError, RNNValueError
+from .recurrence.variants import Variant
 
 BACKENDS = ("auto", "torch", "native", "triton")
 
@@ -92,20 +93,26 @@ def check_layer_args(
         )
 
 
-def check_variant(owner: str, layer_norm: object, zoneout: object, zoneout_cell: object,
-                  recurrent_dropout: object) -> None:
-    """The options of a cell variant (rnnlab.recurrence.variants)."""
-    check_bool(owner, "layer_norm", layer_norm)
-    check_probability(owner, "zoneout", zoneout)
-    check_probability(owner, "zoneout_cell", zoneout_cell)
-    check_probability(owner, "recurrent_dropout", recurrent_dropout, below_one=True)
+def check_variant(owner: str, options: dict[str, object]) -> None:
+    """The options of a cell variant (fields of rnnlab.recurrence.variants.Variant, by name)."""
+    for name, value in options.items():
+        if name == "layer_norm":
+            check_bool(owner, name, value)
+        else:  # probabilities; a dropout of 1 would divide by zero
+            check_probability(owner, name, value, below_one=name.endswith("dropout"))
 
 
-def check_variant_backend(owner: str, options: str, backend: str) -> None:
-    """A module with cell-variant ``options`` on (described, "" when none) runs only rnnlab's step-by-step
-    path: backend "auto" or "torch"."""
-    if options and backend not in ("auto", "torch"):
+def check_variant_backend(owner: str, variant: Variant, backend: str) -> None:
+    """The backends that run ``variant``: the step-by-step options only rnnlab's pure-PyTorch path
+    ("auto" or "torch"); weight dropout any but torch.nn's kernel ("native"), which reads its own weights."""
+    stepwise = variant.describe(stepwise_only=True)
+    if stepwise and backend not in ("auto", "torch"):
         raise NotImplementedError(
-            f"{owner}: {options} runs only on rnnlab's pure-PyTorch path (backend='torch' or 'auto'); "
+            f"{owner}: {stepwise} runs only on rnnlab's pure-PyTorch path (backend='torch' or 'auto'); "
             f"got backend={backend!r}, whose kernels compute the plain cell. Turn the option off to use it"
+        )
+    if variant.weight_dropout and backend == "native":
+        raise NotImplementedError(
+            f"{owner}: weight_dropout={variant.weight_dropout!r} needs backend 'torch', 'triton' or 'auto'; got "
+            "backend='native', whose kernel reads the module's own weights (no dropout mask can reach them)"
         )

@@ -69,7 +69,8 @@ def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module
     their ``requires_grad``, device, dtype and training mode).
 
     ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``, and where
-    the class takes them ``zoneout_cell``, ``recurrent_dropout``; see rnnlab.recurrence.variants), for
+    the class takes them ``zoneout_cell``, ``recurrent_dropout``, ``weight_dropout``; see
+    rnnlab.recurrence.variants), for
     example ``from_torch(model, zoneout=0.1)``; new layer-norm gains start at one. An rnnlab module given
     keeps the options it has unless they are given here.
 
@@ -94,7 +95,8 @@ def to_torch(module: nn.Module) -> nn.Module:
     :func:`from_torch`).
 
     Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
-    A layer or cell with cell-variant options on (layer norm, zoneout, recurrent dropout) raises ValueError.
+    A layer or cell with cell-variant options on (layer norm, zoneout, recurrent or weight dropout) raises
+    ValueError.
     """
 
     def make(m: nn.Module) -> nn.Module | None:

@@ -15,7 +15,9 @@ math): ``layer_norm`` (on the gates' input and recurrent pre-activations, and th
 gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM's ``zoneout_cell``) and
 ``recurrent_dropout`` (one mask per sequence on the state entering W_hh). With any of them on, the layer
 runs a step-by-step recurrence through autograd (backend "torch"; "auto" chooses it), which also takes
-double backward and ``torch.func`` transforms.
+double backward and ``torch.func`` transforms. ``weight_dropout`` (DropConnect on W_hh, one mask per call
+in training) only changes the weight a backend is given: it runs on "torch" and "triton" ("auto" then
+takes one of them where it would take torch.nn's kernel).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
 raises under ``create_graph=True``.
@@ -117,11 +119,10 @@ class _RecurrentLayer(CellOptions):
     # _observe(index, t, h_t) at every step of layer-direction index
     _observe = None
 
-    def _layer_variant(self, layer_norm, zoneout, zoneout_cell, recurrent_dropout) -> None:
+    def _layer_variant(self, **options) -> None:
         """Turn on the cell-variant options, with layer-norm parameters per layer and direction."""
         suffixes = [names[0].removeprefix("weight_ih_") for names in self._all_weights]  # l0, l0_reverse, ...
-        self._set_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout, suffixes,
-                          self.weight_ih_l0.shape[0], self.hidden_size, self.mode == "LSTM")
+        self._set_variant(options, suffixes, self.weight_ih_l0.shape[0], self.hidden_size, self.mode == "LSTM")
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
         """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
@@ -136,14 +137,16 @@ class _RecurrentLayer(CellOptions):
         training = torch.is_grad_enabled() and (
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
-        if self.variant.active or self._observe is not None:
-            check_variant_backend(self._get_name(), self.variant.describe(), self.backend)
+        check_variant_backend(self._get_name(), self.variant, self.backend)
+        if self.variant.stepwise or self._observe is not None:
             if self._observe is not None:
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
+        if backend == "native" and self.variant.weight_dropout and self.training:  # "auto": a backend that takes
+            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"  # the dropped weights
         if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
@@ -179,8 +182,10 @@ class _RecurrentLayer(CellOptions):
 
     def _layer_weights(self, index: int, dtype: torch.dtype | None = None) -> list[torch.Tensor | None]:
         """[w_ih, w_hh, b_ih, b_hh, w_hr] of layer-direction ``index`` (converted to ``dtype`` if given);
-        absent ones are None."""
+        absent ones are None. In training with weight dropout, w_hh with a fresh DropConnect mask."""
         weights = [getattr(self, name) for name in self._all_weights[index]]
+        if self.variant.weight_dropout and self.training:
+            weights[1] = F.dropout(weights[1], self.variant.weight_dropout, training=True)
         if dtype is not None:
             weights = [w.to(dtype) for w in weights]
         w_ih, w_hh = weights[:2]
@@ -190,7 +195,7 @@ class _RecurrentLayer(CellOptions):
 
     def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
         weights = self._layer_weights(index, dtype)
-        if self.variant.active or self._observe is not None:
+        if self.variant.stepwise or self._observe is not None:
             observe = None if self._observe is None else functools.partial(self._observe, index)
             suffix = self._all_weights[index][0].removeprefix("weight_ih_")
             norms = self._norms(suffix, self.mode == "LSTM", dtype)
@@ -259,6 +264,7 @@ class RNN(_RecurrentLayer, nn.RNN):
         layer_norm: bool = False,
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
@@ -269,7 +275,8 @@ class RNN(_RecurrentLayer, nn.RNN):
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._layer_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
+        self._layer_variant(layer_norm=layer_norm, zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+                            weight_dropout=weight_dropout)
 
 
 class LSTM(_RecurrentLayer, nn.LSTM):
@@ -294,6 +301,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
         zoneout: float = 0.0,
         zoneout_cell: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(
@@ -305,7 +313,8 @@ class LSTM(_RecurrentLayer, nn.LSTM):
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._layer_variant(layer_norm, zoneout, zoneout_cell, recurrent_dropout)
+        self._layer_variant(layer_norm=layer_norm, zoneout=zoneout, zoneout_cell=zoneout_cell,
+                            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout)
 
 
 class GRU(_RecurrentLayer, nn.GRU):
@@ -327,6 +336,7 @@ class GRU(_RecurrentLayer, nn.GRU):
         layer_norm: bool = False,
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
@@ -336,4 +346,5 @@ class GRU(_RecurrentLayer, nn.GRU):
             dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
         )
         self.backend = backend
-        self._layer_variant(layer_norm, zoneout, 0.0, recurrent_dropout)
+        self._layer_variant(layer_norm=layer_norm, zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+                            weight_dropout=weight_dropout)

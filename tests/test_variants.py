@@ -233,7 +233,7 @@ def test_state_dict_has_the_layer_norm_parameters():
 def test_off_is_the_plain_layer():
     """With every option off a layer is exactly torch.nn's (no extra parameters, plain backends)."""
     layer = make_layer("gru", layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, backend="native")
-    assert not layer.variant.active and not any(k.startswith("ln_") for k in layer.state_dict())
+    assert not layer.variant.describe() and not any(k.startswith("ln_") for k in layer.state_dict())
     assert "zoneout" not in repr(layer)
 
 
@@ -322,3 +322,51 @@ def test_from_torch_adds_options():
         rnnlab.from_torch(lstm, layer_norm=False)  # the gains would be lost
     with pytest.raises(TypeError, match="zoneout_cell"):
         rnnlab.from_torch(torch.nn.GRU(3, 4), zoneout_cell=0.1)
+
+
+def _with_dropped_weight(layer, p: float, seed: int):
+    """torch.nn's layer of the same weights with W_hh replaced by the DropConnect draw the layer makes
+    first in its forward after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    dropped = F.dropout(layer.weight_hh_l0, p, training=True)
+    ref = rnnlab.to_torch(LAYERS["lstm" if layer.mode == "LSTM" else "gru"](
+        layer.input_size, layer.hidden_size, dtype=layer.weight_hh_l0.dtype))
+    ref.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        ref.weight_hh_l0.copy_(dropped)
+    return ref
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_weight_dropout_is_one_dropconnect_mask_per_call(mode, backend):
+    """In training the layer computes torch.nn's cell with one dropped W_hh for the whole sequence, on
+    the hand-written path and the fused kernels alike ("auto" leaves torch.nn's kernel for them); the
+    gradient of a dropped entry is zero. In evaluation it is torch.nn's layer."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+        if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
+            pytest.skip("the fused kernels need CUDA or TRITON_INTERPRET=1")
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    layer = make_layer(mode, dtype=dtype, backend=backend, weight_dropout=0.5).train()
+    ref = _with_dropped_weight(layer, 0.5, seed=4)
+    x = torch.randn(5, 3, 5, dtype=dtype)
+    torch.manual_seed(4)
+    y = layer(x)[0]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(y, ref(x)[0], rtol=tol, atol=tol)
+    dw, = torch.autograd.grad(y.square().sum(), layer.weight_hh_l0)
+    assert torch.equal(dw == 0, ref.weight_hh_l0 == 0)
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], rnnlab.to_torch(make_layer(mode, dtype=dtype))(x)[0], rtol=tol, atol=tol)
+
+
+def test_weight_dropout_errors():
+    with pytest.raises(NotImplementedError, match=r"weight_dropout=0\.2 needs backend 'torch', 'triton' or 'auto'"):
+        rnnlab.LSTM(3, 4, weight_dropout=0.2, backend="native")
+    with pytest.raises(ValueError, match=r"weight_dropout must be a number in \[0, 1\); got 1"):
+        rnnlab.GRU(3, 4, weight_dropout=1)
+    with pytest.raises(TypeError, match="weight_dropout"):
+        rnnlab.GRUCell(3, 4, weight_dropout=0.2)  # one mask per sequence: a layer option
+    with pytest.raises(ValueError, match=r"RNN with weight_dropout=0\.3 has no torch\.nn equivalent"):
+        rnnlab.to_torch(rnnlab.RNN(3, 4, weight_dropout=0.3))

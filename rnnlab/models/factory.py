@@ -11,14 +11,15 @@ from ..layers import GRU, LSTM, RNN
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 # model.cell_options: the layers' cell-variant options (rnnlab.recurrence.variants); zoneout_cell for lstm only
-CELL_OPTIONS = ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout")
+CELL_OPTIONS = ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout")
 
 
 def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
              bidirectional: bool = False, backend: str = "auto", batch_first: bool = False,
              cell_options: Mapping | None = None) -> nn.Module:
     """An rnnlab LSTM, GRU or RNN; ``cell`` is one of "lstm", "gru", "rnn_tanh", "rnn_relu";
-    ``cell_options``: keyword arguments among CELL_OPTIONS (layer norm, zoneout, recurrent dropout)."""
+    ``cell_options``: keyword arguments among CELL_OPTIONS (layer norm, zoneout, recurrent and weight
+    dropout)."""
     if cell not in CELLS:
         raise ConfigError(f"model.cell must be one of {', '.join(CELLS)}; got {cell!r}")
     options = dict(cell_options or {})

@@ -18,6 +18,10 @@ recurrent dropout.
 - Recurrent dropout (Gal and Ghahramani 2016, "variational" dropout): in training the state entering
   W_hh is multiplied by one dropout mask, drawn once per sequence and scaled by 1 / (1 - p); the GRU's
   z h_{t-1} term and the LSTM's c take the state unmasked (as Keras' recurrent_dropout).
+- Weight dropout (DropConnect on W_hh, Wan et al. 2013, as AWD-LSTM's WeightDrop, Merity et al. 2018):
+  in training each call multiplies W_hh by one dropout mask for the whole sequence. It changes only the
+  weight the recurrence is given, so the layers apply it before any backend but torch.nn's own (which
+  reads its weights itself) and it needs no step-by-step recurrence.
 
 With every option off the step computes exactly the math of :mod:`rnnlab.recurrence` (the tests compare
 them); it is also the path that exposes each step's state to gradient analysis (``observe``).
@@ -25,6 +29,7 @@ them); it is also the path that exposes each step's state to gradient analysis (
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,16 +47,20 @@ class Variant:
     zoneout: float = 0.0  # probability that a unit of h keeps its previous value at a step
     zoneout_cell: float = 0.0  # the same for the LSTM's cell state c
     recurrent_dropout: float = 0.0  # dropout probability on the state entering W_hh
+    weight_dropout: float = 0.0  # dropout probability on the entries of W_hh (DropConnect; layers only)
 
     @property
-    def active(self) -> bool:
-        """Whether any option is on (the plain recurrences and fused kernels cannot run it)."""
+    def stepwise(self) -> bool:
+        """Whether an option on needs the step-by-step recurrence (the plain recurrences and fused kernels
+        compute the plain cell)."""
         return self.layer_norm or any((self.zoneout, self.zoneout_cell, self.recurrent_dropout))
 
-    def describe(self) -> str:
-        """The options that are on, as constructor arguments ("layer_norm=True, zoneout=0.1")."""
-        on = {"layer_norm": self.layer_norm, "zoneout": self.zoneout, "zoneout_cell": self.zoneout_cell,
-              "recurrent_dropout": self.recurrent_dropout}
+    def describe(self, stepwise_only: bool = False) -> str:
+        """The options that are on, as constructor arguments ("layer_norm=True, zoneout=0.1");
+        ``stepwise_only``: those that need the step-by-step recurrence."""
+        on = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if stepwise_only:
+            on.pop("weight_dropout")
         return ", ".join(f"{name}={value!r}" for name, value in on.items() if value)
 
 
