@@ -3,10 +3,14 @@ dropout; the math is in :mod:`rnnlab.recurrence.variants`) and the layer-norm pa
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
 from .checks import check_variant, check_variant_backend
+from .errors import RNNValueError
 from .recurrence.variants import Variant
 
 
@@ -19,10 +23,32 @@ def _norm_name(key: str, suffix: str) -> str:
 
 class CellOptions:
     """Mixin of a torch.nn recurrent module: ``variant`` (the options that are on) and the layer-norm gains
-    and biases, initialised to one and zero (also by ``reset_parameters``)."""
+    and biases, initialised to one and zero (also by ``reset_parameters``), and the LSTM's ``forget_bias``."""
 
     backend: str
     variant: Variant = Variant()
+    forget_bias = 0.0  # LSTM: the forget gate's bias starts here (b_ih's slice; b_hh's at zero); 0: torch.nn's draw
+
+    def _set_forget_bias(self, forget_bias: object, bias: bool) -> None:
+        """Start the LSTM's forget gate at ``forget_bias`` (Jozefowicz et al. 2015 advise 1; Keras' and
+        haste's default): b_ih's forget slice ``forget_bias``, b_hh's zero, every other weight as torch.nn
+        draws it. 0 keeps torch.nn's initialisation exactly."""
+        owner = self._get_name()
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real) or not math.isfinite(forget_bias):
+            raise RNNValueError(f"{owner}: forget_bias must be a finite number; got {forget_bias!r}", "forget_bias")
+        if forget_bias and not bias:
+            raise RNNValueError(f"{owner}: forget_bias={forget_bias!r} needs bias=True; got bias=False", "forget_bias")
+        self.forget_bias = float(forget_bias)
+        self._reset_forget_bias()
+
+    def _reset_forget_bias(self) -> None:
+        if not self.forget_bias:
+            return
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith(("bias_ih", "bias_hh")):  # (4H,) in gate order i, f, g, o
+                    H = p.shape[0] // 4
+                    p[H : 2 * H] = self.forget_bias if name.startswith("bias_ih") else 0.0
 
     def _set_variant(self, options: dict[str, object], suffixes: list[str], gates: int, hidden_size: int,
                      lstm: bool) -> None:
@@ -45,9 +71,11 @@ class CellOptions:
         self._reset_norms()
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation, then the layer-norm gains to one and biases to zero."""
+        """torch.nn's initialisation, then the layer-norm gains to one and biases to zero, and the forget
+        gate's bias to ``forget_bias`` if set."""
         super().reset_parameters()
         self._reset_norms()
+        self._reset_forget_bias()
 
     def _reset_norms(self) -> None:
         with torch.no_grad():
@@ -65,5 +93,6 @@ class CellOptions:
         return {k: p if dtype is None else p.to(dtype) for k, p in norms.items()}
 
     def extra_repr(self) -> str:
-        options = self.variant.describe()
-        return f"{super().extra_repr()}, backend={self.backend!r}" + (f", {options}" if options else "")
+        parts = [super().extra_repr(), f"backend={self.backend!r}", self.variant.describe()]
+        parts.append(f"forget_bias={self.forget_bias!r}" if self.forget_bias else "")
+        return ", ".join(p for p in parts if p)

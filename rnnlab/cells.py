@@ -126,11 +126,13 @@ class LSTMCell(_Cell, nn.LSTMCell):
     _mode = "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 backend: str = "auto", layer_norm: bool = False, zoneout: float = 0.0, zoneout_cell: float = 0.0):
+                 backend: str = "auto", layer_norm: bool = False, zoneout: float = 0.0, zoneout_cell: float = 0.0,
+                 forget_bias: float = 0.0):
         backend = _check_cell_args(type(self).__name__, input_size, hidden_size, bias, backend)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.backend = backend
         self._cell_variant(layer_norm=layer_norm, zoneout=zoneout, zoneout_cell=zoneout_cell)
+        self._set_forget_bias(forget_bias, bias)
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h, c = recurrence.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh)

@@ -83,6 +83,9 @@ def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module
         if base is None:
             return None
         cls, names = _PAIRS[base]
+        if "forget_bias" in options:
+            raise ValueError("from_torch: forget_bias is an initialisation, and the weights come from the module "
+                             "converted; set its forget-gate biases instead")
         kept = dataclasses.asdict(m.variant) if isinstance(m, CellOptions) else {}
         kept = {k: v for k, v in kept.items() if v}  # the options on (cells take fewer than layers)
         return _rebuild(m, cls, names, backend=backend, **(kept | options))

@@ -17,7 +17,8 @@ gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM'
 runs a step-by-step recurrence through autograd (backend "torch"; "auto" chooses it), which also takes
 double backward and ``torch.func`` transforms. ``weight_dropout`` (DropConnect on W_hh, one mask per call
 in training) only changes the weight a backend is given: it runs on "torch" and "triton" ("auto" then
-takes one of them where it would take torch.nn's kernel).
+takes one of them where it would take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget
+gate's bias at a value of choice (an initialisation: every backend runs it).
 
 Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
 raises under ``create_graph=True``.
@@ -302,6 +303,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
         zoneout_cell: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        forget_bias: float = 0.0,
     ):
         owner = type(self).__name__
         check_layer_args(
@@ -315,6 +317,7 @@ class LSTM(_RecurrentLayer, nn.LSTM):
         self.backend = backend
         self._layer_variant(layer_norm=layer_norm, zoneout=zoneout, zoneout_cell=zoneout_cell,
                             recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout)
+        self._set_forget_bias(forget_bias, bias)
 
 
 class GRU(_RecurrentLayer, nn.GRU):

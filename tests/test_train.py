@@ -35,11 +35,12 @@ def test_cell_options_reach_the_layer(tmp_path):
     cfg = compose_config(tmp_path, "debug=fast_dev_run", "model.cell=lstm", "model.cell_options.layer_norm=true",
                          "model.cell_options.zoneout=0.1", "model.cell_options.zoneout_cell=0.2",
                          "model.cell_options.recurrent_dropout=0.25", "model.cell_options.weight_dropout=0.3",
-                         "model.init_range=0.1")
+                         "model.cell_options.forget_bias=1.0", "model.init_range=0.1")
     task = instantiate(cfg.model, vocab_size=7)
     assert task.net.rnn.variant.describe() == ("layer_norm=True, zoneout=0.1, zoneout_cell=0.2, "
                                                "recurrent_dropout=0.25, weight_dropout=0.3")
-    assert task.net.rnn.ln_weight_c_l0.eq(1).all()  # init_range leaves the layer-norm gains at one
+    # init_range's uniform draw leaves the layer-norm gains at one and the forget-gate bias at forget_bias
+    assert task.net.rnn.ln_weight_c_l0.eq(1).all() and task.net.rnn.bias_ih_l0[16:32].eq(1).all()
     assert torch.isfinite(torch.tensor(train(cfg)["test/loss"]))
 
 
@@ -213,9 +214,11 @@ def test_report_prints_each_metric_once_and_both_checkpoints(tmp_path, capsys):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("model.cell_options.zoneout_cell=0.1", "model.cell_options.zoneout_cell is the LSTM's cell-state zoneout; "
-                                            "model.cell=gru has no cell state"),
+                                            "model.cell=gru has none: set it to 0"),
+    ("model.cell_options.forget_bias=1", "model.cell_options.forget_bias is the LSTM's forget-gate bias; "
+                                         "model.cell=gru has none"),
     ("+model.cell_options.layernorm=true", "model.cell_options takes the keys layer_norm, zoneout, zoneout_cell, "
-                                           "recurrent_dropout, weight_dropout; got layernorm"),
+                                           "recurrent_dropout, weight_dropout, forget_bias; got layernorm"),
 ])
 def test_cell_option_mistakes_name_the_key(tmp_path, override, message):
     with pytest.raises(InstantiationException) as info:

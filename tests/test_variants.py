@@ -370,3 +370,31 @@ def test_weight_dropout_errors():
         rnnlab.GRUCell(3, 4, weight_dropout=0.2)  # one mask per sequence: a layer option
     with pytest.raises(ValueError, match=r"RNN with weight_dropout=0\.3 has no torch\.nn equivalent"):
         rnnlab.to_torch(rnnlab.RNN(3, 4, weight_dropout=0.3))
+
+
+@pytest.mark.parametrize("cls", [rnnlab.LSTM, rnnlab.LSTMCell])
+def test_forget_bias(cls):
+    """forget_bias=v: b_ih's forget slice v and b_hh's zero, everything else torch.nn's draw (the same
+    random numbers: forget_bias=0 is torch.nn's initialisation exactly); reset_parameters keeps it."""
+    torch.manual_seed(5)
+    plain = cls(3, 4)
+    torch.manual_seed(5)
+    biased = cls(3, 4, forget_bias=1.5)
+    suffix = "_l0" if cls is rnnlab.LSTM else ""
+    torch.manual_seed(5)
+    ref = (torch.nn.LSTM if cls is rnnlab.LSTM else torch.nn.LSTMCell)(3, 4)
+    for (name, p), q, r in zip(plain.named_parameters(), biased.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, r)
+        if name.startswith("bias_"):
+            assert q[4:8].eq(1.5 if name.startswith("bias_ih") else 0.0).all()
+            assert torch.equal(torch.cat((q[:4], q[8:])), torch.cat((p[:4], p[8:])))
+        else:
+            assert torch.equal(p, q)
+    biased.reset_parameters()
+    assert getattr(biased, f"bias_ih{suffix}")[4:8].eq(1.5).all() and "forget_bias=1.5" in repr(biased)
+    with pytest.raises(ValueError, match=r"forget_bias=1\.0 needs bias=True; got bias=False"):
+        cls(3, 4, bias=False, forget_bias=1.0)
+    with pytest.raises(ValueError, match="forget_bias must be a finite number; got nan"):
+        cls(3, 4, forget_bias=float("nan"))
+    with pytest.raises(ValueError, match="forget_bias is an initialisation"):
+        rnnlab.from_torch(ref, forget_bias=1.0)

@@ -10,8 +10,10 @@ from ..errors import ConfigError
 from ..layers import GRU, LSTM, RNN
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-# model.cell_options: the layers' cell-variant options (rnnlab.recurrence.variants); zoneout_cell for lstm only
-CELL_OPTIONS = ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout")
+# model.cell_options: the layers' cell-variant options (rnnlab.recurrence.variants) and the LSTM's
+# forget-gate bias; LSTM_ONLY for model.cell=lstm only
+CELL_OPTIONS = ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout", "forget_bias")
+LSTM_ONLY = {"zoneout_cell": "the LSTM's cell-state zoneout", "forget_bias": "the LSTM's forget-gate bias"}
 
 
 def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
@@ -26,9 +28,9 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
     unknown = sorted(set(options) - set(CELL_OPTIONS))
     if unknown:
         raise ConfigError(f"model.cell_options takes the keys {', '.join(CELL_OPTIONS)}; got {', '.join(unknown)}")
-    if cell != "lstm" and options.pop("zoneout_cell", 0):
-        raise ConfigError(f"model.cell_options.zoneout_cell is the LSTM's cell-state zoneout; model.cell={cell} "
-                          "has no cell state: set it to 0 (model.cell_options.zoneout acts on h)")
+    for key, what in LSTM_ONLY.items():
+        if cell != "lstm" and options.pop(key, 0):
+            raise ConfigError(f"model.cell_options.{key} is {what}; model.cell={cell} has none: set it to 0")
     kwargs = {"num_layers": num_layers, "dropout": dropout if num_layers > 1 else 0.0,
               "bidirectional": bidirectional, "backend": backend, "batch_first": batch_first, **options}
     if cell == "lstm":
