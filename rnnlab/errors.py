@@ -45,3 +45,12 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A data set is missing, corrupt or malformed; the message says what to fix."""
+
+
+def user_error(err: Exception) -> Exception | None:
+    """The error a user fixes on the command line (rnnlab's ConfigError or DataError, also when Hydra wraps
+    it in an InstantiationException), or None for anything else: a bug, to show with its traceback."""
+    from hydra.errors import InstantiationException  # here, so that the layers' imports stay free of Hydra
+
+    cause = err.__cause__ if isinstance(err, InstantiationException) else err
+    return cause if isinstance(cause, (ConfigError, DataError)) else None

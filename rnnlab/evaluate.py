@@ -18,8 +18,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 
 from .checkpoints import load_run
-from .errors import ConfigError, DataError
-from .train import user_error
+from .errors import ConfigError, DataError, user_error
 
 
 def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None,

@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from .errors import ConfigError, DataError, RNNTypeError, RNNValueError
+from .errors import ConfigError, DataError, RNNTypeError, RNNValueError, user_error
 
 CONF = Path(__file__).resolve().parent / "conf"
 TASK_OF_DATA = {  # the task each data module feeds
@@ -24,13 +24,6 @@ TASK_OF_DATA = {  # the task each data module feeds
     "rnnlab.data.sentiment.SentimentData": "rnnlab.tasks.SentimentTask",
     "rnnlab.data.forecasting.ForecastData": "rnnlab.tasks.ForecastTask",
 }
-
-
-def user_error(err: Exception) -> Exception | None:
-    """The error a user fixes on the command line (rnnlab's ConfigError or DataError, also when Hydra wraps
-    it in an InstantiationException), or None for anything else: a bug, to show with its traceback."""
-    cause = err.__cause__ if isinstance(err, InstantiationException) else err
-    return cause if isinstance(cause, (ConfigError, DataError)) else None
 
 
 def _target(group: str, name: str) -> str:

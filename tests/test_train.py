@@ -13,8 +13,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from rnnlab.errors import ConfigError, DataError
-from rnnlab.train import build, train, user_error
+from rnnlab.errors import ConfigError, DataError, user_error
+from rnnlab.train import build, train
 from train_helpers import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
