@@ -3,13 +3,10 @@ dropout; the math is in :mod:`rnnlab.recurrence.variants`) and the layer-norm pa
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
-from .checks import check_variant, check_variant_backend
+from .checks import check_finite, check_variant, check_variant_backend
 from .errors import RNNValueError
 from .recurrence.variants import Variant
 
@@ -34,8 +31,7 @@ class CellOptions:
         haste's default): b_ih's forget slice ``forget_bias``, b_hh's zero, every other weight as torch.nn
         draws it. 0 keeps torch.nn's initialisation exactly."""
         owner = self._get_name()
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real) or not math.isfinite(forget_bias):
-            raise RNNValueError(f"{owner}: forget_bias must be a finite number; got {forget_bias!r}", "forget_bias")
+        check_finite(owner, "forget_bias", forget_bias)
         if forget_bias and not bias:
             raise RNNValueError(f"{owner}: forget_bias={forget_bias!r} needs bias=True; got bias=False", "forget_bias")
         self.forget_bias = float(forget_bias)

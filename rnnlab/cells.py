@@ -122,7 +122,6 @@ class LSTMCell(_Cell, nn.LSTMCell):
     """LSTM cell, a drop-in for :class:`torch.nn.LSTMCell`."""
 
     _num_states = 2
-
     _mode = "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,

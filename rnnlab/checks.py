@@ -6,6 +6,7 @@ was expected and what was received (errors that are also ``RuntimeError``s, see 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from .errors import RNNTypeError, RNNValueError
@@ -42,6 +43,12 @@ def check_probability(owner: str, name: str, value: object, below_one: bool = Fa
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1
             or (below_one and value == 1)):
         raise RNNValueError(f"{owner}: {name} must be a number in [0, {upper}; got {value!r}", name)
+
+
+def check_finite(owner: str, name: str, value: object) -> None:
+    """``value`` must be a finite real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RNNValueError(f"{owner}: {name} must be a finite number; got {value!r}", name)
 
 
 FUSED_LAYERS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)

@@ -70,9 +70,8 @@ def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module
 
     ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``, and where
     the class takes them ``zoneout_cell``, ``recurrent_dropout``, ``weight_dropout``; see
-    rnnlab.recurrence.variants), for
-    example ``from_torch(model, zoneout=0.1)``; new layer-norm gains start at one. An rnnlab module given
-    keeps the options it has unless they are given here.
+    rnnlab.recurrence.variants), for example ``from_torch(model, zoneout=0.1)``; new layer-norm gains start
+    at one. An rnnlab module given keeps the options it has unless they are given here.
 
     Given any other module, converts every recurrent submodule in place (one shared by several parents
     stays shared) and returns the module. Hooks registered on a converted module are not carried over.

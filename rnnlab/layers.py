@@ -122,8 +122,12 @@ class _RecurrentLayer(CellOptions):
 
     def _layer_variant(self, **options) -> None:
         """Turn on the cell-variant options, with layer-norm parameters per layer and direction."""
-        suffixes = [names[0].removeprefix("weight_ih_") for names in self._all_weights]  # l0, l0_reverse, ...
+        suffixes = [self._weight_suffix(index) for index in range(len(self._all_weights))]
         self._set_variant(options, suffixes, self.weight_ih_l0.shape[0], self.hidden_size, self.mode == "LSTM")
+
+    def _weight_suffix(self, index: int) -> str:
+        """What names layer-direction ``index``'s weights: "l0", "l0_reverse", ..."""
+        return self._all_weights[index][0].removeprefix("weight_ih_")
 
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
         """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
@@ -198,8 +202,7 @@ class _RecurrentLayer(CellOptions):
         weights = self._layer_weights(index, dtype)
         if self.variant.stepwise or self._observe is not None:
             observe = None if self._observe is None else functools.partial(self._observe, index)
-            suffix = self._all_weights[index][0].removeprefix("weight_ih_")
-            norms = self._norms(suffix, self.mode == "LSTM", dtype)
+            norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
             return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights

@@ -21,7 +21,7 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
              cell_options: Mapping | None = None) -> nn.Module:
     """An rnnlab LSTM, GRU or RNN; ``cell`` is one of "lstm", "gru", "rnn_tanh", "rnn_relu";
     ``cell_options``: keyword arguments among CELL_OPTIONS (layer norm, zoneout, recurrent and weight
-    dropout)."""
+    dropout, the LSTM's forget-gate bias)."""
     if cell not in CELLS:
         raise ConfigError(f"model.cell must be one of {', '.join(CELLS)}; got {cell!r}")
     options = dict(cell_options or {})
