@@ -329,8 +329,8 @@ def _with_dropped_weight(layer, p: float, seed: int):
     first in its forward after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
     dropped = F.dropout(layer.weight_hh_l0, p, training=True)
-    ref = rnnlab.to_torch(LAYERS["lstm" if layer.mode == "LSTM" else "gru"](
-        layer.input_size, layer.hidden_size, dtype=layer.weight_hh_l0.dtype))
+    ref = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[layer.mode](layer.input_size, layer.hidden_size,
+                                                                   dtype=layer.weight_hh_l0.dtype)
     ref.load_state_dict(layer.state_dict())
     with torch.no_grad():
         ref.weight_hh_l0.copy_(dropped)
