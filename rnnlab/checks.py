@@ -112,11 +112,11 @@ def check_variant(owner: str, options: dict[str, object]) -> None:
 def check_variant_backend(owner: str, variant: Variant, backend: str) -> None:
     """The backends that run ``variant``: the step-by-step options only rnnlab's pure-PyTorch path
     ("auto" or "torch"); weight dropout any but torch.nn's kernel ("native"), which reads its own weights."""
-    stepwise = variant.describe(stepwise_only=True)
-    if stepwise and backend not in ("auto", "torch"):
+    if variant.stepwise and backend not in ("auto", "torch"):  # described only when raising: a per-call check
         raise NotImplementedError(
-            f"{owner}: {stepwise} runs only on rnnlab's pure-PyTorch path (backend='torch' or 'auto'); "
-            f"got backend={backend!r}, whose kernels compute the plain cell. Turn the option off to use it"
+            f"{owner}: {variant.describe(stepwise_only=True)} runs only on rnnlab's pure-PyTorch path "
+            f"(backend='torch' or 'auto'); got backend={backend!r}, whose kernels compute the plain cell. "
+            "Turn the option off to use it"
         )
     if variant.weight_dropout and backend == "native":
         raise NotImplementedError(
