@@ -68,7 +68,7 @@ step() {
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
-pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs)
+pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0)  # one process (pyproject.toml asks for -n auto)
 lim=$(limit_for 180)  # 50 s on the H200 before the resident cases at H = 128-1024 were added
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
 lim=$(limit_for 180)
@@ -86,9 +86,8 @@ else
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
 # compiling dominates the fused-kernel tests on a GPU (the H100 ran two thirds of them in 120 s in one
-# process): spread them over 8 processes where pytest-xdist is installed (it is on the device machines)
-parallel=()
-"$PY" -c "import xdist" 2>/dev/null && parallel=(-n 8)
+# process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
+parallel=(-n 8)
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py
 lim=$(limit_for 60)

@@ -13,6 +13,39 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+# The default run is spread over the CPU's cores (pytest-xdist, ``-n auto`` in pyproject.toml). Collection then
+# happens in the workers, whose deselections pytest-xdist does not report: each worker sends its count to the
+# controller, which prints it as the run's last word on what was left out.
+
+
+def pytest_deselected(items):
+    config = items[0].config if items else None
+    if config is not None:
+        config.stash[_DESELECTED] = config.stash.get(_DESELECTED, 0) + len(items)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand the count to the controller
+        session.config.workeroutput["deselected"] = session.config.stash.get(_DESELECTED, 0)
+
+
+def pytest_testnodedown(node, error):
+    counts = node.config.stash.get(_WORKER_DESELECTED, [])
+    counts.append(node.workeroutput.get("deselected", 0))
+    node.config.stash[_WORKER_DESELECTED] = counts
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    counts = config.stash.get(_WORKER_DESELECTED, [])
+    if counts:  # every worker collects the whole suite: each deselected the same tests
+        terminalreporter.write_line(f"{max(counts)} deselected by -m {config.option.markexpr!r} "
+                                    "(run them with -m slow or -m gpu)")
+
+
+_DESELECTED = pytest.StashKey[int]()
+_WORKER_DESELECTED = pytest.StashKey[list]()
+
+
 @pytest.fixture(autouse=True)
 def no_tf32():
     """fp32 parity needs full-precision products: TF32 off in cuDNN and cuBLAS (a no-op on the CPU)."""
