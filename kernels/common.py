@@ -23,19 +23,33 @@ FAST_MATH: tl.constexpr = tl.constexpr(not INTERPRET)
 
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
-                     need_w_hh):
+                     need_w_hh, drop=None):
     """dx, dW_ih and dW_hh in the accumulator type (that of the gate gradients: fp32, or fp64 for fp64
     input) from a fused backward's gate gradients, as single GEMMs over all timesteps:
     d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and hidden sides
-    (the same tensor except for GRU); the hidden states entering each step come from Y and h0. For
-    fp16/bf16 input the GEMMs take its operands as they are (split_linear_grads)."""
+    (the same tensor except for GRU); the hidden states entering each step come from Y and h0, times the
+    recurrent dropout mask ``drop`` (B, H) if given. For fp16/bf16 input the GEMMs take its operands as they
+    are (split_linear_grads)."""
     T, B, _ = x.shape
     acc = d_input_side.dtype
     grads = linear_grads if acc == x.dtype else split_linear_grads
     dx, dw_ih = grads(d_input_side, x, w_ih.to(x.dtype), need_x, need_w_ih)
-    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0).to(x.dtype)  # (T, B, H)
+    h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0)  # (T, B, H)
+    h_prev = (h_prev if drop is None else h_prev * drop).to(x.dtype)
     _, dw_hh = grads(d_hidden_side, h_prev, w_hh.to(x.dtype), False, need_w_hh)
     return dx, dw_ih, dw_hh
+
+
+def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: torch.Tensor | None = None,
+                 cell_state: bool = False) -> dict:
+    """The kernels' keyword arguments for a cell variant's draws (rnnlab.recurrence.variants.Masks): recurrent
+    dropout's mask D (B, H) and DROP, zoneout's weights Z and ZONE (h's) and, with a ``cell_state`` (LSTM),
+    ZC and ZONE_C (c's), and ZS: 1 for training's per-step weights (T, B, F), 0 for evaluation's (F,)."""
+    args = {"D": drop, "DROP": drop is not None, "Z": zone, "ZONE": zone is not None}
+    if cell_state:
+        args |= {"ZC": zone_c, "ZONE_C": zone_c is not None}
+    args["ZS"] = int(any(z is not None and z.dim() == 3 for z in (zone, zone_c)))
+    return args
 
 
 def split_linear_grads(d_out, inputs, weight, need_input, need_weight):
@@ -155,6 +169,25 @@ def sigmoid_tanh(a, b):
     e = _exp(-2.0 * tl.abs(b))
     tanh_num = tl.where(b < 0.0, e - 1.0, 1.0 - e)
     return _divide(tanh_num, (1.0 + _exp(-a)) * (1.0 + e))
+
+
+@triton.jit
+def zone_weight(Z, out, cols, ZS, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's zoneout weights (rnnlab.recurrence.variants.Masks), in ACC: in training (ZS = 1) Z
+    (T, B, F) at the offsets ``out`` (BB, BH) of the tile's step; in evaluation (ZS = 0) Z (F,) at ``cols`` (BH,)."""
+    return tl.load(Z + out * ZS + cols[None, :] * (1 - ZS), mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def lerp(new, prev, w):
+    """torch.lerp(new, prev, w) in its own two forms: exactly ``new`` at w = 0 and ``prev`` at w = 1 (zoneout)."""
+    return tl.where(w < 0.5, new + w * (prev - new), prev - (prev - new) * (1.0 - w))
+
+
+@triton.jit
+def dropout_tile(D, state, mask, ACC: tl.constexpr):
+    """Recurrent dropout's (BB, BH) tile of its scaled mask D (B, H) at the offsets ``state``, in ACC."""
+    return tl.load(D + state, mask=mask, other=0.0).to(ACC)
 
 
 @triton.jit

@@ -16,12 +16,14 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    dropout_tile,
     exchange_rows,
     fake_grads,
     gate_block,
     gate_rows,
     gates_block,
     lengths_from,
+    lerp,
     load_previous,
     needs_backward,
     ping_pong,
@@ -36,7 +38,9 @@ from .common import (
     step_barrier,
     step_rows,
     tanh,
+    variant_args,
     wanted,
+    zone_weight,
 )
 from .dispatch import accumulator, plan, stored
 
@@ -57,13 +61,14 @@ def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
 
 
 @triton.jit
-def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, STORE: tl.constexpr,
-              BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, Z, ZS, STORE: tl.constexpr,
+              ZONE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T for r, z and n
     in columns 0, BH and 2 BH, zero in the fourth block, which W_hh lacks) is split by gate and added to
     _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
     stores h (Y) and, when STORE (training), the gates' pre-activations (G at ``gates``, z's H and n's 2H
-    further; the backward recomputes the gates from them) and h W_hn^T + b_hn (GHN); returns the new h."""
+    further; the backward recomputes the gates from them) and h W_hn^T + b_hn (GHN); returns the new h. With
+    ZONE the new h is zoned out towards h by the weights Z (zone_weight's, ZS) before it is stored."""
     p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
     a_r, a_z = p_r + x_r, p_z + x_z
     ghn = p_n + tl.load(BHH + 2 * H + cols, mask=cols < H, other=0.0).to(p_n.dtype)[None, :]
@@ -71,6 +76,8 @@ def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, ma
     a_n = x_n + r * ghn
     n = tanh(a_n)
     h_new = n + z * (h - n)
+    if ZONE:
+        h_new = lerp(h_new, h, zone_weight(Z, out, cols, ZS, mask, h.dtype))
     tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(G + gates, a_r.to(G.dtype.element_ty), mask=mask)
@@ -101,9 +108,10 @@ def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
 
 
 @triton.jit
-def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
+def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                    PRECISION: tl.constexpr, STORE: tl.constexpr):
+                    PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_gru_cell)
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     # (BH, 4 BH): row = input unit, column = gate (r, z, n, none) and output unit
     w = gates_block(W, 0, H, H, 3, BLOCK_H, BLOCK_H, DOT_F32)
@@ -115,18 +123,22 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, T, B, H,
         # the next step's inputs, loaded a step ahead (they do not depend on h)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active, h.dtype)
-        product = tl.dot(h.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        if DROP:
+            h_in = h * dropout_tile(D, state, m2, h.dtype)
+        else:
+            h_in = h
+        product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
-                          row_t * H + cols[None, :], H, h, m2 & active, STORE, BLOCK_B, BLOCK_H)
+                          row_t * H + cols[None, :], H, h, m2 & active, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
         x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + state, h, mask=m2)
 
 
 @triton.jit
-def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
+def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H, ZS,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                    PRECISION: tl.constexpr):
+                    PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_r = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
@@ -139,21 +151,36 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, T, B, H,
         out = row_t * H + cols[None, :]
         h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
+        if ZONE:  # h_t = lerp(h'_t, h_{t-1}, w): dh'_t = (1 - w) dh_t, and w dh_t goes straight to h_{t-1}
+            zw = zone_weight(Z, out, cols, ZS, am, dh.dtype)
+            d_cell = dh_t * (1.0 - zw)
+        else:
+            d_cell = dh_t
         d_r, d_z, d_hn, dh_new = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
-                                                 dh_t, am)
-        dh_new += tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
-        dh_new += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
-        dh_new += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
+                                                 d_cell, am)
+        if ZONE:
+            dh_new += zw * dh_t
+        if DROP:
+            back = tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
+            back += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
+            back += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
+            dh_new += back * dropout_tile(D, state, m2, dh.dtype)
+        else:
+            dh_new += tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
+            dh_new += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
+            dh_new += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
         dh = tl.where(active, dh_new, dh)
     tl.store(DH0 + state, dh, mask=m2)
 
 
 @triton.jit
-def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, T, B, H,
+def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T, B, H, ZS,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr):
-    # HS (2, B, H): h_{t-1} and h_t in the accumulator type, HQ likewise in the products' (dispatch.stored).
+                          GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr,
+                          ZONE: tl.constexpr):
+    # HS (2, B, H): h_{t-1} and h_t in the accumulator type, HQ likewise in the products' (dispatch.stored),
+    # times the dropout mask D (B, H) with DROP (the host puts h_0 * D in slot 0). ZONE: see _gru_cell.
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero; or W
@@ -171,18 +198,22 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, T, B, H
             product = recurrent_product(HQ + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H, H,
                                         True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
             h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
-                              h_prev, am, STORE, BLOCK_B, BLOCK_H)
+                              h_prev, am, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
             tl.store(HS + B * H - src + state, h_new, mask=am)
-            tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+            if DROP:
+                tl.store(HQ + B * H - src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
+                    HQ.dtype.element_ty), mask=am)
+            else:
+                tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit
-def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T, B, H,
+def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D, Z, T, B, H, ZS,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. DQ (2, B, 3H): a step's hidden-side
     # gate gradients for the product (exchange_rows); DGH (T, B, 3H) keeps them all. K_RES > 0: this
     # program holds its column tile of W_hh for the whole sequence (resident regime).
@@ -202,8 +233,15 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T,
             dh_t = tl.load(DHS + state, mask=am, other=0.0)
             dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
+            if ZONE:  # see _gru_bwd_kernel
+                zw = zone_weight(Z, out, cols, ZS, am, dh_t.dtype)
+                d_cell = dh_t * (1.0 - zw)
+            else:
+                d_cell = dh_t
             d_r, d_z, d_hn, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H,
-                                                        h_prev, dh_t, am)
+                                                        h_prev, d_cell, am)
+            if ZONE:
+                dh_direct += zw * dh_t
             tl.store(DHS + state, dh_direct, mask=am)  # the products with W_hh are added below
             q = DQ + q_rows + cols[None, :]
             tl.store(q, d_r.to(DQ.dtype.element_ty), mask=am)
@@ -213,7 +251,10 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
-            dh = tl.load(DHS + state, mask=am, other=0.0)
+            if DROP:  # the product's gradient reaches h through the mask
+                dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=DHS.dtype.element_ty)
+            else:
+                dh = tl.load(DHS + state, mask=am, other=0.0)
             if K_RES:  # a product a gate (one over all three, K = 3H padded to 4 K_RES, spilled 280-352 bytes
                 # at H = 128 where these fit; fit.py, sm_80 and sm_90)
                 dh += resident_product(DQ, q_rows, active, w_r, H, K_RES, PRECISION)
@@ -222,16 +263,20 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, T,
             else:  # one product over every gate's hidden-side gradient (K = 3H: DQ's rows and W's are gate-major)
                 dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, W, 0)
+            if DROP:
+                dh = tl.load(DHS + state, mask=am, other=0.0) + dh * dropout_tile(D, state, am, dh.dtype)
             tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
 @autocast_off
 def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-                 batch_sizes: list[int] | None, reverse: bool, store: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                 batch_sizes: list[int] | None, reverse: bool, store: bool, drop: Tensor | None = None,
+                 zone: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fused forward (the custom op ``rnnlab::gru_fused``, and called directly in plain inference): Y (T, B, H),
     h_n (B, H), and for the backward the gates' pre-activations G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both
-    in the stored type (empty unless ``store``)."""
+    in the stored type (empty unless ``store``). ``drop`` and ``zone``: recurrent dropout's mask and zoneout's
+    weights (rnnlab.recurrence.variants.Masks), or None."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("gru", x, H, B)
@@ -244,13 +289,15 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     ghn = torch.zeros(T if store else 0, B, H, dtype=keep, device=x.device)
     hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
+    masks = variant_args(drop, zone)
     if launch.tiled:
-        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), ping_pong(h0, keep), lengths, Y, G, ghn, hn,
-                                           launch.counters(x.device), T, B, H, REVERSE=reverse, STORE=store,
-                                           **launch.meta)
+        hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
+        _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), hq, lengths, Y, G, ghn, hn,
+                                           launch.counters(x.device), T=T, B=B, H=H, REVERSE=reverse, STORE=store,
+                                           **launch.meta, **masks)
     else:
-        _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T, B, H, REVERSE=reverse,
-                                     STORE=store, **launch.meta)
+        _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T=T, B=B, H=H,
+                                     REVERSE=reverse, STORE=store, **launch.meta, **masks)
     return Y, hn.to(x.dtype), G, ghn
 
 
@@ -258,7 +305,7 @@ gru_fused = torch.library.custom_op("rnnlab::gru_fused", mutates_args=())(_gru_f
 
 
 @gru_fused.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store, drop=None, zone=None):
     T, B, _ = x.shape
     H = w_hh.shape[1]
     kept, keep = T if store else 0, stored(x.dtype)
@@ -269,7 +316,8 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store):
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
 @autocast_off
 def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, G: Tensor,
-                       ghn: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool, need: list[bool]
+                       ghn: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool, need: list[bool],
+                       drop: Tensor | None = None, zone: Tensor | None = None
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, h0, w_ih, w_hh, b_ih and b_hh (each empty where ``need`` says it is not wanted)."""
     T, B, _ = x.shape
@@ -280,30 +328,33 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     dG = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # input-side pre-activations
     dGH = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # hidden-side pre-activations
     w = w_hh.contiguous()
+    masks = variant_args(drop, zone)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
         _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dq, dh0,
-                                           launch.counters(x.device), T, B, H, REVERSE=reverse, **launch.meta)
+                                           launch.counters(x.device), T=T, B=B, H=H, REVERSE=reverse, **launch.meta,
+                                           **masks)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,
-                                     dG, dGH, dh0, T, B, H, REVERSE=reverse, **launch.meta)
-    dx, dw_ih, dw_hh = projection_grads(dG, dGH, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])
+                                     dG, dGH, dh0, T=T, B=B, H=H, REVERSE=reverse, **launch.meta, **masks)
+    dx, dw_ih, dw_hh = projection_grads(dG, dGH, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
+                                        drop)
     db_ih, db_hh = bias_grad(dG, need[4]), bias_grad(dGH, need[5])
     return cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh), (x, h0, w_ih, w_hh, w_ih, w_ih), need)
 
 
 @gru_fused_backward.register_fake
-def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, batch_sizes, reverse, need):
+def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, batch_sizes, reverse, need, drop=None, zone=None):
     bias = w_hh.new_empty(w_hh.shape[0])
     return fake_grads((x, h0, w_ih, w_hh, bias, bias), need)
 
 
 def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _ = inputs
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _, drop, zone = inputs
     Y, _, G, ghn = output
-    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y, drop, zone)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
     ctx.mark_non_differentiable(G, ghn)
 
@@ -311,16 +362,19 @@ def _gru_setup(ctx, inputs, output):
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
     refuse_double_backward("GRU", "triton")
     need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
-    grads = gru_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse, need)
-    return (*wanted(grads, need), None, None, None)
+    *saved, drop, zone = ctx.saved_tensors
+    grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone)
+    return (*wanted(grads, need), None, None, None, None, None)
 
 
 gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 
 
-def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False):
-    """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`."""
+def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, masks=None):
+    """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`, and ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout."""
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
     store = needs_backward(*tensors)
     forward = _gru_forward if plain_inference(*tensors, store=store) else gru_fused
-    return forward(*tensors, batch_sizes, reverse, store)[:2]
+    drop, zone = (None, None) if masks is None else (masks.dropout, masks.zoneout)
+    return forward(*tensors, batch_sizes, reverse, store, drop, zone)[:2]

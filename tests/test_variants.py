@@ -49,20 +49,27 @@ def hand_step(mode: str, layer, x_t, h, c, h_in, layer_norm: bool):
 
 def hand_layer(mode: str, layer, x, h0, c0, *, training: bool, seed: int = 0):
     """The whole sequence (T, B, I) by hand, drawing the random masks in the order the layer does:
-    the recurrent dropout mask once, then at each step zoneout's h draw and c draw."""
+    the recurrent dropout mask once, then zoneout's uniforms, at each step h's draw and c's draw."""
     v = layer.variant
     torch.manual_seed(seed)
     mask = None
     if training and v.recurrent_dropout:
         keep = 1 - v.recurrent_dropout
         mask = torch.empty_like(h0).bernoulli_(keep) / keep
+    rates = {"h": v.zoneout, "c": v.zoneout_cell if c0 is not None else 0.0}
+    uniform = {}
+    if training:
+        for t in range(len(x)):
+            for name in ("h", "c"):
+                if rates[name]:
+                    uniform.setdefault(name, []).append(torch.rand_like(h0))
     h, c, ys = h0, c0, []
-    for x_t in x:
+    for t, x_t in enumerate(x):
         h_new, c_new = hand_step(mode, layer, x_t, h, c, h if mask is None else h * mask, v.layer_norm)
-        for name, p in (("h", v.zoneout), ("c", v.zoneout_cell)):
+        for name, p in rates.items():
             prev, new = (h, h_new) if name == "h" else (c, c_new)
-            if p and new is not None:
-                d = (torch.rand_like(new) < p).to(new.dtype) if training else torch.full_like(new, p)
+            if p:
+                d = (uniform[name][t] < p).to(new.dtype) if training else torch.full_like(new, p)
                 new = d * prev + (1 - d) * new
             h_new, c_new = (new, c_new) if name == "h" else (h_new, new)
         h, c = h_new, c_new

@@ -30,6 +30,7 @@ them); it is also the path that exposes each step's state to gradient analysis (
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,13 +109,49 @@ def rnn_step(x_t, h_in, states, w_hh, b_hh, w_hr, norms, nonlinearity="tanh"):
 STEPS: dict[str, Step] = {"LSTM": lstm_step, "GRU": gru_step, "RNN_TANH": rnn_step, "RNN_RELU": rnn_step}
 
 
-def zoneout(prev: torch.Tensor, new: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``new`` with each unit kept at ``prev`` with probability ``p`` (training), or their expectation."""
-    if p == 0:
-        return new
-    if training:
-        return torch.where(torch.rand_like(new) < p, prev, new)
-    return torch.lerp(new, prev, p)
+@dataclass(frozen=True)
+class Masks:
+    """The random draws of one call of one layer direction (every backend that runs the variant takes them):
+
+    dropout: (B, P) recurrent dropout's scaled mask (0 or 1 / (1 - p)), or None;
+    zoneout, zoneout_cell: how much of the previous h (B, P) and c (B, H) each unit keeps at each step,
+    ``h_t = lerp(h'_t, h_{t-1}, w)``: in training (T, B, F), 1 where the unit keeps its previous value and 0
+    elsewhere; in evaluation (F,) filled with the rate (the expectation); None where the option is off.
+    """
+
+    dropout: torch.Tensor | None = None
+    zoneout: torch.Tensor | None = None
+    zoneout_cell: torch.Tensor | None = None
+
+    def zoneout_at(self, t: int, b: int) -> list[torch.Tensor | None]:
+        """The zoneout weights of step ``t``'s first ``b`` rows, h's then c's: (b, F) each, or (F,), or None."""
+        return [w if w is None or w.dim() == 1 else w[t, :b] for w in (self.zoneout, self.zoneout_cell)]
+
+
+def draw_masks(variant: Variant, T: int, B: int, P: int, H: int, like: torch.Tensor, training: bool) -> Masks:
+    """The Masks of a call over (T, B) with states h (P wide) and c (H; 0 without a cell state), in ``like``'s
+    dtype and device. Draws the dropout mask first, then zoneout's uniforms step by step, each step's h
+    draw before its c draw (what an LSTMCell called once a step draws)."""
+    new = functools.partial(torch.empty, dtype=like.dtype, device=like.device)
+    dropout = None
+    if training and variant.recurrent_dropout > 0:
+        keep = 1 - variant.recurrent_dropout
+        dropout = new(B, P).bernoulli_(keep) / keep
+    rates = {"zoneout": variant.zoneout, "zoneout_cell": variant.zoneout_cell if H else 0.0}
+    widths = {"zoneout": P, "zoneout_cell": H}
+    if not training:
+        return Masks(dropout, **{k: new(widths[k]).fill_(p) if p else None for k, p in rates.items()})
+    on = [k for k, p in rates.items() if p]
+    if len(on) == 2 and P == H:  # one draw a step: h's (B, H) then c's
+        uniform = dict(zip(on, new(T, 2, B, H).uniform_().unbind(1), strict=True))
+    else:  # one state, or different widths (proj_size): all h's draws, then all c's
+        uniform = {k: new(T, B, widths[k]).uniform_() for k in on}
+    return Masks(dropout, **{k: (uniform[k] < rates[k]).to(like.dtype) if k in uniform else None for k in rates})
+
+
+def zoneout(prev: torch.Tensor, new: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``new`` with each unit moved to ``prev`` by ``weight`` (Masks: 1 keeps ``prev`` exactly, 0 ``new``)."""
+    return new if weight is None else torch.lerp(new, prev, weight)
 
 
 def variant_scan(
@@ -128,14 +165,16 @@ def variant_scan(
     reverse: bool,
     training: bool,
     observe: Callable[[int, torch.Tensor], None] | None = None,
+    masks: Masks | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One direction of one layer of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") with ``variant``.
 
     x: (T, B, I), rows sorted by decreasing length when ``batch_sizes`` (packed input) is given;
     init: [h0 (B, P)] (and c0 (B, H) for LSTM); weights: [w_ih, w_hh, b_ih, b_hh, w_hr] (None where
     absent); norms: the layer-norm gains {"ih", "hh"} (G,) and, for LSTM, {"c", "c_bias"} (H,), or None;
-    ``training``: zoneout samples and recurrent dropout masks (else the expectation, no mask);
-    ``observe(t, h_t)``: called with every step's new state h_t (b_t, P), for gradient analysis.
+    ``training``: zoneout samples and recurrent dropout masks (else the expectation, no mask), drawn here
+    (draw_masks) unless ``masks`` gives them; ``observe(t, h_t)``: called with every step's new state h_t
+    (b_t, P), for gradient analysis.
     Returns y (T, B, P) (zero at padded steps) and the final states, each row's after its own last step.
     """
     T, B, _ = x.shape
@@ -148,12 +187,10 @@ def variant_scan(
     if b_ih is not None:
         xs = xs + b_ih
     xs = xs.unbind(0)  # T views (B, G): one backward node for all, where indexing xs[t] makes a (T, B, G) each
-    mask = None  # (B, P) one recurrent dropout mask for the whole sequence
-    if training and variant.recurrent_dropout > 0:
-        keep = 1 - variant.recurrent_dropout
-        mask = torch.empty_like(init[0]).bernoulli_(keep) / keep
+    if masks is None:
+        masks = draw_masks(variant, T, B, init[0].shape[1], init[1].shape[1] if len(init) == 2 else 0, x, training)
+    mask = masks.dropout  # (B, P) one recurrent dropout mask for the whole sequence
     sizes = batch_sizes if batch_sizes is not None else [B] * T
-    rates = [variant.zoneout, variant.zoneout_cell][: len(init)]  # h's, and the LSTM's c's
     states = list(init)  # each (B, F): active rows updated, finished (or not yet started) rows kept
     outputs: list[torch.Tensor] = [x.new_zeros(0)] * T
     for t in range(T - 1, -1, -1) if reverse else range(T):
@@ -161,7 +198,7 @@ def variant_scan(
         prev = [s[:b] for s in states]
         h_in = prev[0] if mask is None else prev[0] * mask[:b]
         new = step(xs[t][:b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
-        new = [zoneout(p, n, rate, training) for p, n, rate in zip(prev, new, rates, strict=True)]
+        new = [zoneout(p, n, w) for p, n, w in zip(prev, new, masks.zoneout_at(t, b), strict=False)]
         if observe is not None:
             observe(t, new[0])
         states = [n if b == B else torch.cat((n, s[b:])) for n, s in zip(new, states, strict=True)]
