@@ -14,10 +14,12 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    dropout_tile,
     exchange_rows,
     fake_grads,
     gate_block,
     lengths_from,
+    lerp,
     needs_backward,
     ping_pong,
     plain_inference,
@@ -27,30 +29,47 @@ from .common import (
     step_barrier,
     step_rows,
     tanh,
+    variant_args,
     wanted,
+    zone_weight,
 )
 from .dispatch import accumulator, plan, stored
 
 
 @triton.jit
-def _rnn_cell(GX, Y, out, hw, mask, RELU: tl.constexpr):
+def _rnn_cell(GX, Y, A, out, cols, hw, h, mask, Z, ZS, RELU: tl.constexpr, ZONE: tl.constexpr):
     """One step of a (BB, BH) tile, both regimes: the activation of the input projection (GX) plus the
-    recurrent product ``hw``; stores h (Y) and returns it."""
+    recurrent product ``hw``; stores h (Y) and returns it. With ZONE the activation is stored in A and the new
+    h is zoned out towards ``h`` by the weights Z (zone_weight's, ZS)."""
     pre = tl.load(GX + out, mask=mask, other=0.0).to(hw.dtype) + hw
     if RELU:
-        h = tl.maximum(pre, 0.0)
+        h_new = tl.maximum(pre, 0.0)
     else:
-        h = tanh(pre)
-    tl.store(Y + out, h.to(Y.dtype.element_ty), mask=mask)
-    return h
+        h_new = tanh(pre)
+    if ZONE:
+        tl.store(A + out, h_new.to(A.dtype.element_ty), mask=mask)
+        h_new = lerp(h_new, h, zone_weight(Z, out, cols, ZS, mask, h.dtype))
+    tl.store(Y + out, h_new.to(Y.dtype.element_ty), mask=mask)
+    return h_new
 
 
 @triton.jit
-def _rnn_cell_grads(Y, DY, DG, out, dh, mask, RELU: tl.constexpr):
-    """The backward of _rnn_cell for a tile: dh (from later steps) plus DY at h_t, through the activation
-    (its derivative from the stored output); stores the pre-activation gradient (DG) and returns it."""
-    y = tl.load(Y + out, mask=mask, other=0.0).to(dh.dtype)
+def _rnn_step_grads(Y, A, DY, DG, out, cols, dh, mask, Z, ZS, RELU: tl.constexpr, ZONE: tl.constexpr):
+    """The backward of _rnn_cell for a tile: dh (from later steps) plus DY at h_t, through zoneout (ZONE) and
+    the activation; stores the pre-activation gradient (DG) and returns it with the part of dh_t that goes
+    straight to h_{t-1} (zoneout's; 0.0 without)."""
     dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(dh.dtype)
+    if ZONE:  # h_t = lerp(a_t, h_{t-1}, w): da_t = (1 - w) dh_t, and w dh_t goes straight to h_{t-1}
+        zw = zone_weight(Z, out, cols, ZS, mask, dh.dtype)
+        return _rnn_cell_grads(A, DG, out, dh * (1.0 - zw), mask, RELU), zw * dh
+    return _rnn_cell_grads(Y, DG, out, dh, mask, RELU), 0.0
+
+
+@triton.jit
+def _rnn_cell_grads(Y, DG, out, dh, mask, RELU: tl.constexpr):
+    """dh at the activation's output, through the activation (its derivative from the stored output Y);
+    stores the pre-activation gradient (DG) and returns it."""
+    y = tl.load(Y + out, mask=mask, other=0.0).to(dh.dtype)
     if RELU:
         d_pre = tl.where(y > 0.0, dh, 0.0)
     else:
@@ -60,24 +79,30 @@ def _rnn_cell_grads(Y, DY, DG, out, dh, mask, RELU: tl.constexpr):
 
 
 @triton.jit
-def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, T, B, H,
+def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_rnn_cell)
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
-        h_new = _rnn_cell(GX, Y, out, tl.dot(h.to(w.dtype), w, input_precision=PRECISION), m2 & active, RELU)
+        if DROP:
+            h_in = h * dropout_tile(D, state, m2, h.dtype)
+        else:
+            h_in = h
+        h_new = _rnn_cell(GX, Y, A, out, cols, tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION), h,
+                          m2 & active, Z, ZS, RELU, ZONE)
         h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
 
 
 @triton.jit
-def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
+def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, T, B, H, ZS,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
+                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
@@ -85,17 +110,24 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, T, B, H,
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
-        d_pre = _rnn_cell_grads(Y, DY, DG, out, dh, m2 & active, RELU)
-        dh = tl.where(active, tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION), dh)
+        d_pre, direct = _rnn_step_grads(Y, A, DY, DG, out, cols, dh, m2 & active, Z, ZS, RELU, ZONE)
+        back = tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION)
+        if DROP:
+            back = back * dropout_tile(D, state, m2, dh.dtype)
+        if ZONE:
+            back += direct
+        dh = tl.where(active, back, dh)
     tl.store(DH0 + state, dh, mask=m2)
 
 
 @triton.jit
-def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, T, B, H,
+def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
-    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime)
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
+    # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
+    # HQ (2, B, H): h_{t-1} and h_t in the products' type, times the dropout mask D (B, H) with DROP (the host
+    # puts h_0 * D in slot 0); with ZONE, HS (2, B, H) holds them as they are, in the accumulator type.
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w = resident_slice(W, 0, H, H, H, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
@@ -107,18 +139,28 @@ def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, T, B, H,
             cols, am = column_tile(j, active, H, BLOCK_H)
             hw = recurrent_product(HQ + src, state_rows, active, W, 0, cols, H, H, H, True,
                                    BLOCK_K, DOT_F32, PRECISION, w, K_RES)
-            h_new = _rnn_cell(GX, Y, row_t * H + cols[None, :], hw, am, RELU)
             state = state_rows + cols[None, :]
-            tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+            if ZONE:
+                h_prev = tl.load(HS + src + state, mask=am, other=0.0)
+            else:
+                h_prev = 0.0  # unused
+            h_new = _rnn_cell(GX, Y, A, row_t * H + cols[None, :], cols, hw, h_prev, am, Z, ZS, RELU, ZONE)
+            if ZONE:
+                tl.store(HS + B * H - src + state, h_new, mask=am)
+            if DROP:
+                tl.store(HQ + B * H - src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
+                    HQ.dtype.element_ty), mask=am)
+            else:
+                tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit
-def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, T, B, H,
+def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, A, D, Z, T, B, H, ZS,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr):
+                          GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. DQ (2, B, H): a step's gradients
     # for the product (exchange_rows); DG (T, B, H) keeps them all. K_RES > 0: this program holds its
     # column tile of W_hh for the whole sequence (resident regime).
@@ -131,23 +173,32 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, T, B, H,
         q_rows = exchange_rows(step, rows, B, H)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
-            d_pre = _rnn_cell_grads(Y, DY, DG, row_t * H + cols[None, :],
-                                    tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0), am, RELU)
+            d_pre, direct = _rnn_step_grads(Y, A, DY, DG, row_t * H + cols[None, :], cols,
+                                            tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0), am, Z, ZS,
+                                            RELU, ZONE)
             tl.store(DQ + q_rows + cols[None, :], d_pre.to(DQ.dtype.element_ty), mask=am)
+            if ZONE:  # added to the product's below
+                tl.store(DHS + state_rows + cols[None, :], direct, mask=am)
         step_barrier(COUNT + tl.program_id(0), (step + 1) * tl.num_programs(1), GRID_SYNC)
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             dh = recurrent_product(DQ, q_rows, active, W, 0, cols, H, H, H, False, BLOCK_K, DOT_F32, PRECISION,
                                    w, K_RES)
+            if DROP:
+                dh = dh * dropout_tile(D, state_rows + cols[None, :], am, dh.dtype)
+            if ZONE:
+                dh += tl.load(DHS + state_rows + cols[None, :], mask=am, other=0.0)
             tl.store(DHS + state_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
 @autocast_off
 def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-                 batch_sizes: list[int] | None, reverse: bool, relu: bool) -> tuple[Tensor, Tensor]:
-    """The fused forward (the custom op ``rnnlab::rnn_fused``, and called directly in plain inference): Y (T, B, H) and
-    h_n (B, H)."""
+                 batch_sizes: list[int] | None, reverse: bool, relu: bool, drop: Tensor | None = None,
+                 zone: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The fused forward (the custom op ``rnnlab::rnn_fused``, and called directly in plain inference): Y (T, B, H),
+    h_n (B, H) and, with zoneout, the activations before it, A (T, B, H) (for the backward; else empty).
+    ``drop`` and ``zone``: recurrent dropout's mask and zoneout's weights (rnnlab.recurrence.variants.Masks)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     launch = plan("rnn", x, H, B)
@@ -155,31 +206,36 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
+    A = torch.zeros(T if zone is not None else 0, B, H, dtype=x.dtype, device=x.device)
     hn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
+    masks = variant_args(drop, zone)
     if launch.tiled:
-        hs = ping_pong(h0, stored(x.dtype))  # h_{t-1} and h_t in the products' type
-        _rnn_fwd_tiled_kernel[launch.grid](gx, w, hs, lengths, Y, hn, launch.counters(x.device), T, B, H, RELU=relu,
-                                           REVERSE=reverse, **launch.meta)
+        hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, stored(x.dtype))  # what W_hh multiplies
+        hs = ping_pong(h0, acc) if zone is not None else None
+        _rnn_fwd_tiled_kernel[launch.grid](gx, w, hq, lengths, Y, hn, launch.counters(x.device), hs, A, T=T, B=B, H=H,
+                                           RELU=relu, REVERSE=reverse, **launch.meta, **masks)
     else:
-        _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, T, B, H, RELU=relu, REVERSE=reverse,
-                                     **launch.meta)
-    return Y, hn.to(x.dtype)
+        _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, A, T=T, B=B, H=H, RELU=relu,
+                                     REVERSE=reverse, **launch.meta, **masks)
+    return Y, hn.to(x.dtype), A
 
 
 rnn_fused = torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())(_rnn_forward)
 
 
 @rnn_fused.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, drop=None, zone=None):
     T, B, _ = x.shape
-    return x.new_empty(T, B, w_hh.shape[1]), x.new_empty(B, w_hh.shape[1])
+    H = w_hh.shape[1]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T if zone is not None else 0, B, H)
 
 
 @torch.library.custom_op("rnnlab::rnn_fused_backward", mutates_args=())
 @autocast_off
 def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, Y: Tensor,
-                       batch_sizes: list[int] | None, reverse: bool, relu: bool, need: list[bool]
+                       A: Tensor, batch_sizes: list[int] | None, reverse: bool, relu: bool, need: list[bool],
+                       drop: Tensor | None = None, zone: Tensor | None = None
                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, h0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
     T, B, _ = x.shape
@@ -189,45 +245,53 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
+    masks = variant_args(drop, zone)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
-        _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dq, dh0, launch.counters(x.device),
-                                           T, B, H, RELU=relu, REVERSE=reverse, **launch.meta)
+        _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dq, dh0, launch.counters(x.device), A,
+                                           T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
-        _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, T, B, H,
-                                     RELU=relu, REVERSE=reverse, **launch.meta)
-    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4])
+        _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, A, T=T, B=B, H=H,
+                                     RELU=relu, REVERSE=reverse, **launch.meta, **masks)
+    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
+                                        drop)
     db = bias_grad(dG, need[4])
     return cast_grads((dx, dh0, dw_ih, dw_hh, db), (x, h0, w_ih, w_hh, w_ih), need)
 
 
 @rnn_fused_backward.register_fake
-def _(dY, dh_n, x, h0, w_ih, w_hh, Y, batch_sizes, reverse, relu, need):
+def _(dY, dh_n, x, h0, w_ih, w_hh, Y, A, batch_sizes, reverse, relu, need, drop=None, zone=None):
     return fake_grads((x, h0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0])), need)
 
 
 def _rnn_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu = inputs
-    ctx.save_for_backward(x, h0, w_ih, w_hh, output[0])
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu, drop, zone = inputs
+    ctx.save_for_backward(x, h0, w_ih, w_hh, output[0], output[2], drop, zone)
     ctx.batch_sizes, ctx.reverse, ctx.relu, ctx.has_bias = batch_sizes, reverse, relu, b_ih is not None
+    ctx.mark_non_differentiable(output[2])
 
 
-def _rnn_backward(ctx, dY, dh_n):
+def _rnn_backward(ctx, dY, dh_n, _dA):
     refuse_double_backward("RNN", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
-    dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,
-                                                   ctx.relu, [*need[:4], bias])
-    return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None)
+    *saved, drop, zone = ctx.saved_tensors
+    dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
+                                                   [*need[:4], bias], drop, zone)
+    return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,
+            None, None)
 
 
 rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 
 
-def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh"):
-    """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`."""
+def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh",
+                    masks=None):
+    """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`, and ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout."""
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
     forward = _rnn_forward if plain_inference(*tensors, store=needs_backward(*tensors)) else rnn_fused
-    return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu")
+    drop, zone = (None, None) if masks is None else (masks.dropout, masks.zoneout)
+    return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu", drop, zone)[:2]
