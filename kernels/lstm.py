@@ -42,12 +42,14 @@ from .common import (
     batch_tile,
     cast_grads,
     column_tile,
+    dropout_tile,
     exchange_rows,
     fake_grads,
     gate_block,
     gate_rows,
     gates_block,
     lengths_from,
+    lerp,
     load_previous,
     needs_backward,
     ping_pong,
@@ -63,7 +65,9 @@ from .common import (
     step_barrier,
     step_rows,
     tanh,
+    variant_args,
     wanted,
+    zone_weight,
 )
 from .dispatch import accumulator, plan, stored
 
@@ -84,17 +88,24 @@ def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
 
 @triton.jit
 def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr,
-               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, h=0.0, cols=None, Z=None, ZC=None, ZS=0,
+               ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False):
     """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
     columns k * BH..) is split by gate and added to the input projections (_lstm_inputs) to give the
     gates' pre-activations, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
     projection the unprojected h) and, when STORE (training), c (C at ``out``) and the pre-activations (G at
     ``gates``, gate k's k * H further; the backward recomputes the gates from them); returns the new h and c.
-    Gate variants (layer norm, dropout masks) belong here."""
+    Zoneout (ZONE for h, ZONE_C for c, by the weights Z and ZC at the tile's ``cols``: zone_weight's) moves the
+    new h and c towards the previous ``h`` and ``c``; h is computed from the new c before its zoneout.
+    Gate variants (layer norm) belong here."""
     p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
     a_i, a_f, a_g, a_o = p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
     c_new = sigmoid(a_f) * c + sigmoid_tanh(a_i, a_g)  # f c + i g
     h_new = sigmoid_tanh(a_o, c_new)  # o tanh(c)
+    if ZONE_C:
+        c_new = lerp(c_new, c, zone_weight(ZC, out, cols, ZS, mask, c.dtype))
+    if ZONE:
+        h_new = lerp(h_new, h, zone_weight(Z, out, cols, ZS, mask, c.dtype))
     tl.store(Y + y_off, h_new.to(Y.dtype.element_ty), mask=mask)
     if STORE:
         tl.store(C + out, c_new.to(C.dtype.element_ty), mask=mask)
@@ -106,16 +117,20 @@ def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, ma
 
 
 @triton.jit
-def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask):
-    """The backward of _lstm_cell for a tile: from the gradients dh and dc reaching h_t and c_t, stores the
-    gate pre-activation gradients (DG) and returns them with the gradient passed on to c_{t-1}. The gates
-    are recomputed from their stored pre-activations in dh's type: G and C may be stored narrower
-    (half precision), and a sigmoid rounded to bf16 near 1 would leave its derivative s(1 - s) no digit."""
+def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask, ZONE_C: tl.constexpr = False):
+    """The backward of _lstm_cell for a tile: from the gradients dh and dc reaching h_t and c_t (before any
+    zoneout), stores the gate pre-activation gradients (DG) and returns them with the gradient passed on to
+    c_{t-1}. The gates are recomputed from their stored pre-activations in dh's type: G and C may be stored
+    narrower (half precision), and a sigmoid rounded to bf16 near 1 would leave its derivative s(1 - s) no
+    digit. With ZONE_C, C holds the zoned-out cell states and the new one is recomputed, f c_{t-1} + i g."""
     i = sigmoid(tl.load(G + gates, mask=mask, other=0.0).to(dh.dtype))
     f = sigmoid(tl.load(G + gates + H, mask=mask, other=0.0).to(dh.dtype))
     g = tanh(tl.load(G + gates + 2 * H, mask=mask, other=0.0).to(dh.dtype))
     o = sigmoid(tl.load(G + gates + 3 * H, mask=mask, other=0.0).to(dh.dtype))
-    tc = tanh(tl.load(C + out, mask=mask, other=0.0).to(dh.dtype))
+    if ZONE_C:
+        tc = tanh(f * c_prev + i * g)
+    else:
+        tc = tanh(tl.load(C + out, mask=mask, other=0.0).to(dh.dtype))
     d_o = dh * tc * o * (1.0 - o)
     dc = dc + dh * o * (1.0 - tc * tc)
     d_i = dc * g * i * (1.0 - i)
@@ -129,9 +144,28 @@ def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask):
 
 
 @triton.jit
-def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
+def _lstm_zone_grads(Z, ZC, out, cols, ZS, mask, dh, dc, ZONE: tl.constexpr, ZONE_C: tl.constexpr):
+    """Zoneout's backward for a tile: from dh and dc reaching the zoned-out h_t and c_t, the parts reaching the
+    cell's new h and c ((1 - w) d) and those going straight to h_{t-1} and c_{t-1} (w d; 0.0 where off)."""
+    if ZONE:
+        zw = zone_weight(Z, out, cols, ZS, mask, dh.dtype)
+        dh_cell, dh_direct = dh * (1.0 - zw), zw * dh
+    else:
+        dh_cell, dh_direct = dh, 0.0
+    if ZONE_C:
+        zcw = zone_weight(ZC, out, cols, ZS, mask, dc.dtype)
+        dc_cell, dc_direct = dc * (1.0 - zcw), zcw * dc
+    else:
+        dc_cell, dc_direct = dc, 0.0
+    return dh_cell, dh_direct, dc_cell, dc_direct
+
+
+@triton.jit
+def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                     PRECISION: tl.constexpr, STORE: tl.constexpr):
+                     PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
+                     ZONE_C: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE, ZONE_C: zoneout (_lstm_cell)
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gates_block(W, 0, H, H, 4, BLOCK_H, BLOCK_H, DOT_F32)  # (BH, 4 BH): row = input unit
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
@@ -146,9 +180,13 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
         out = row_t * H + cols[None, :]
-        product = tl.dot(h.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        if DROP:
+            h_in = h * dropout_tile(D, state, m2, h.dtype)
+        else:
+            h_in = h
+        product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H,
-                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H)
+                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H, h, cols, Z, ZC, ZS, ZONE, ZONE_C)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
@@ -157,9 +195,9 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, T, B, H,
 
 
 @triton.jit
-def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
+def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, B, H, ZS,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                     PRECISION: tl.constexpr):
+                     PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr, ZONE_C: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_i = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)  # (BH, BH): row = gate unit, column = hidden unit
     w_f = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
@@ -174,12 +212,21 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
         out = row_t * H + cols[None, :]
         c_prev = load_previous(C, C0, out, state, s, B, H, am, DH0.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
+        if ZONE or ZONE_C:
+            dh_t, dh_direct, dc_t, dc_direct = _lstm_zone_grads(Z, ZC, out, cols, ZS, am, dh_t, dc, ZONE, ZONE_C)
+        else:
+            dc_t = dc
         d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
-                                                       dh_t, dc, am)
+                                                       dh_t, dc_t, am, ZONE_C)
         dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
         dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
         dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
         dh_new += tl.dot(d_o.to(w_o.dtype), w_o, input_precision=PRECISION)
+        if DROP:
+            dh_new = dh_new * dropout_tile(D, state, m2, dh.dtype)
+        if ZONE or ZONE_C:
+            dh_new += dh_direct
+            dc_prev += dc_direct
         dh = tl.where(active, dh_new, dh)
         dc = tl.where(active, dc_prev, dc)
     tl.store(DH0 + state, dh, mask=m2)
@@ -187,14 +234,16 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, T, B, H,
 
 
 @triton.jit
-def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T, B, H, P,
+def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, HS, D, Z, ZC, T, B, H, P, ZS,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                            GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr,
-                           K_RES: tl.constexpr):
+                           K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr, ZONE_C: tl.constexpr):
     # h is P wide (HQ: (2, B, P)), c H wide (CS: (2, B, H)); P == H without a projection. With PROJ a
     # second phase projects the unprojected h (HF: (T, B, H) when STORE, else (B, H)) with WR (P, H).
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
+    # Without PROJ only: DROP puts h * D (recurrent dropout, D (B, H)) in HQ (the host puts h_0 * D in slot 0);
+    # ZONE, ZONE_C: zoneout (_lstm_cell), with HS (2, B, H) holding h as it is, in the accumulator type.
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_all = resident_gates(W, H, P, 4, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
@@ -220,12 +269,22 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
             c_prev = tl.load(CS + c_src + state, mask=am, other=0.0)
             product = recurrent_product(HQ + h_src, h_rows, active, W, 0, gate_rows(j, H, 4, BLOCK_H), 4 * H, P, P,
                                         True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
+            if ZONE:
+                h_prev = tl.load(HS + c_src + state, mask=am, other=0.0)
+            else:
+                h_prev = 0.0  # unused
             h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, H, out, c_prev, am,
-                                      STORE, BLOCK_B, BLOCK_H)
+                                      STORE, BLOCK_B, BLOCK_H, h_prev, cols, Z, ZC, ZS, ZONE, ZONE_C)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
-                tl.store(HQ + B * P - h_src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+                if ZONE:
+                    tl.store(HS + B * H - c_src + state, h_new, mask=am)
+                if DROP:
+                    tl.store(HQ + B * P - h_src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
+                        HQ.dtype.element_ty), mask=am)
+                else:
+                    tl.store(HQ + B * P - h_src + state, h_new.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + state, h_new, mask=am & last)
         if PROJ:
             step_barrier(COUNT + tl.program_id(0), (2 * s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -246,10 +305,11 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, T
 
 
 @triton.jit
-def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUNT, T, B, H, P,
+def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUNT, D, Z, ZC, T, B, H, P, ZS,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
-                           GRID_SYNC: tl.constexpr, PROJ: tl.constexpr, K_RES: tl.constexpr):
+                           GRID_SYNC: tl.constexpr, PROJ: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr,
+                           ZONE: tl.constexpr, ZONE_C: tl.constexpr):
     # DHS (B, P), DCS (B, H): dh and dc entering each step, from dh_n and dc_n in to dh_0 and dc_0 out.
     # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
     # DQ (2, B, 4H): a step's gate gradients for the product (exchange_rows); DG (T, B, 4H) keeps them all.
@@ -283,8 +343,15 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
                 dh_t = tl.load(DHS + state, mask=am, other=0.0)
                 dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             c_prev = load_previous(C, C0, out, state, s, B, H, am, DCS.dtype.element_ty, REVERSE)
+            dc_t = tl.load(DCS + state, mask=am, other=0.0)
+            if ZONE or ZONE_C:  # without PROJ only
+                dh_t, dh_direct, dc_t, dc_direct = _lstm_zone_grads(Z, ZC, out, cols, ZS, am, dh_t, dc_t, ZONE,
+                                                                    ZONE_C)
             d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
-                                                           dh_t, tl.load(DCS + state, mask=am, other=0.0), am)
+                                                           dh_t, dc_t, am, ZONE_C)
+            if ZONE or ZONE_C:
+                dc_prev += dc_direct
+                tl.store(DHS + state, dh_direct, mask=am)  # added to the product's below
             tl.store(DCS + state, dc_prev, mask=am)
             q = DQ + q_rows + cols[None, :]
             tl.store(q, d_i.to(DQ.dtype.element_ty), mask=am)
@@ -307,21 +374,31 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
                 # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
                 dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
                                        W, 0)
+            if DROP:
+                dh = dh * dropout_tile(D, h_rows + cols[None, :], am, dh.dtype)
+            if ZONE or ZONE_C:
+                dh += tl.load(DHS + h_rows + cols[None, :], mask=am, other=0.0)
             tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
 @autocast_off
 def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-                  b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool
+                  b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool,
+                  drop: Tensor | None = None, zone: Tensor | None = None, zone_c: Tensor | None = None
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward (the custom op ``rnnlab::lstm_fused``, and called directly in plain inference): Y (T, B, P),
     h_n (B, P), c_n (B, H) (P = H without a projection w_hr (P, H)), and for the backward the gates'
     pre-activations G (T, B, 4H), the cell states C (T, B, H) and with a projection the unprojected outputs HF
     (T, B, H); G and C in the stored type, HF in the accumulator's (empty unless ``store``; HF also without a
-    projection)."""
+    projection). ``drop``, ``zone`` and ``zone_c``: recurrent dropout's mask and zoneout's weights for h and c
+    (rnnlab.recurrence.variants.Masks; not with a projection); C then holds the zoned-out cell states."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
+    masks = variant_args(drop, zone, zone_c, cell_state=True)
+    if w_hr is not None and (masks["DROP"] or masks["ZONE"] or masks["ZONE_C"]):
+        raise NotImplementedError("LSTM: the fused kernels take recurrent dropout and zoneout without proj_size "
+                                  "only; use backend='torch' for proj_size with them")
     launch = plan("lstm", x, H, B, proj=w_hr is not None)
     acc, keep = accumulator(x.dtype), stored(x.dtype)
     kept = T if store else 0
@@ -337,12 +414,14 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     w = w_hh.contiguous()
     if launch.tiled:
         wr = w if w_hr is None else w_hr.contiguous()
-        _lstm_fwd_tiled_kernel[launch.grid](gx, w, wr, ping_pong(h0, keep), ping_pong(c0, acc), HF, lengths, Y, C, G,
-                                            hn, cn, launch.counters(x.device), T, B, H, P, REVERSE=reverse,
-                                            STORE=store, PROJ=w_hr is not None, **launch.meta)
+        hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
+        hs = ping_pong(h0, acc) if zone is not None else None
+        _lstm_fwd_tiled_kernel[launch.grid](gx, w, wr, hq, ping_pong(c0, acc), HF, lengths, Y, C, G,
+                                            hn, cn, launch.counters(x.device), hs, T=T, B=B, H=H, P=P, REVERSE=reverse,
+                                            STORE=store, PROJ=w_hr is not None, **launch.meta, **masks)
     else:
         _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
-                                      T, B, H, REVERSE=reverse, STORE=store, **launch.meta)
+                                      T=T, B=B, H=H, REVERSE=reverse, STORE=store, **launch.meta, **masks)
     return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept]
 
 
@@ -350,7 +429,7 @@ lstm_fused = torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())(_lst
 
 
 @lstm_fused.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store, drop=None, zone=None, zone_c=None):
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
     kept, acc, keep = T if store else 0, accumulator(x.dtype), stored(x.dtype)
@@ -362,7 +441,8 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store):
 @autocast_off
 def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
                         w_hh: Tensor, w_hr: Tensor | None, G: Tensor, C: Tensor, HF: Tensor, Y: Tensor,
-                        batch_sizes: list[int] | None, reverse: bool, need: list[bool]
+                        batch_sizes: list[int] | None, reverse: bool, need: list[bool], drop: Tensor | None = None,
+                        zone: Tensor | None = None, zone_c: Tensor | None = None
                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of x, h0, c0, w_ih, w_hh, the bias and w_hr (each empty where ``need`` says it is not
     wanted)."""
@@ -374,20 +454,22 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)
     DHP = x.new_zeros((T, B, P) if w_hr is not None else (0, B, P), dtype=acc)  # each step's dh (projection)
     w = w_hh.contiguous()
+    masks = variant_args(drop, zone, zone_c, cell_state=True)
     if launch.tiled:
         dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
         wr = w if w_hr is None else w_hr.contiguous()
         dq = torch.empty(2, B, 4 * H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
         _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, wr, lengths, dG, dq, dh0, dc0,
-                                            DHP, launch.counters(x.device), T, B, H, P, REVERSE=reverse,
-                                            PROJ=w_hr is not None, **launch.meta)
+                                            DHP, launch.counters(x.device), T=T, B=B, H=H, P=P, REVERSE=reverse,
+                                            PROJ=w_hr is not None, **launch.meta, **masks)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         dc0 = torch.empty(B, H, dtype=acc, device=x.device)
         _lstm_bwd_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
-                                      w, lengths, dG, dh0, dc0, T, B, H, REVERSE=reverse, **launch.meta)
+                                      w, lengths, dG, dh0, dc0, T=T, B=B, H=H, REVERSE=reverse, **launch.meta, **masks)
     # weight gradients accumulate in fp32 (fp64 for fp64 input) whatever the input dtype
-    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5])
+    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5],
+                                        drop)
     db = bias_grad(dG, need[5])
     dw_hr = linear_grads(DHP, HF, w_hr.to(acc), False, True)[1] if need[6] else None  # sum_t dh_t^T hf_t
     likes = (x, h0, c0, w_ih, w_hh, w_ih, w_ih if w_hr is None else w_hr)
@@ -395,15 +477,16 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
 
 
 @lstm_fused_backward.register_fake
-def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, batch_sizes, reverse, need):
+def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, batch_sizes, reverse, need, drop=None, zone=None,
+      zone_c=None):
     proj = w_hh.new_empty(0) if w_hr is None else w_hr
     return fake_grads((x, h0, c0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0]), proj), need)
 
 
 def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _ = inputs
+    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _, drop, zone, zone_c = inputs
     Y, _, _, G, C, HF = output
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, drop, zone, zone_c)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
     ctx.mark_non_differentiable(G, C, HF)
 
@@ -412,19 +495,23 @@ def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF):
     refuse_double_backward("LSTM", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
-    grads = lstm_fused_backward(dY, dh_n, dc_n, *ctx.saved_tensors, ctx.batch_sizes, ctx.reverse,
-                                [*need[:5], bias, need[7]])
+    *saved, drop, zone, zone_c = ctx.saved_tensors
+    grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse, [*need[:5], bias, need[7]],
+                                drop, zone, zone_c)
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = grads
     return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
-            *wanted((dw_hr,), need[7:8]), None, None, None)
+            *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None)
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 
 
-def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False):
-    """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`."""
+def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False,
+                     masks=None):
+    """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`, and ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout (without ``w_hr``)."""
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     store = needs_backward(*tensors)
     forward = _lstm_forward if plain_inference(*tensors, store=store) else lstm_fused
-    return forward(*tensors, batch_sizes, reverse, store)[:3]
+    drawn = (None, None, None) if masks is None else (masks.dropout, masks.zoneout, masks.zoneout_cell)
+    return forward(*tensors, batch_sizes, reverse, store, *drawn)[:3]
