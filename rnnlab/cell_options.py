@@ -24,6 +24,8 @@ class CellOptions:
 
     backend: str
     variant: Variant = Variant()
+    # whether the fused kernels run the zoneout and recurrent dropout options (the layers without proj_size)
+    _fused_variants = False
     forget_bias = 0.0  # LSTM: the forget gate's bias starts here (b_ih's slice; b_hh's at zero); 0: torch.nn's draw
 
     def _set_forget_bias(self, forget_bias: object, bias: bool) -> None:
@@ -54,7 +56,7 @@ class CellOptions:
         owner = self._get_name()
         check_variant(owner, options)
         variant = Variant(**{k: bool(v) if k == "layer_norm" else float(v) for k, v in options.items()})
-        check_variant_backend(owner, variant, self.backend)
+        check_variant_backend(owner, variant, self.backend, self._fused_variants)
         self.variant = variant
         if not variant.layer_norm:
             return

@@ -109,14 +109,19 @@ def check_variant(owner: str, options: dict[str, object]) -> None:
             check_probability(owner, name, value, below_one=name.endswith("dropout"))
 
 
-def check_variant_backend(owner: str, variant: Variant, backend: str) -> None:
-    """The backends that run ``variant``: the step-by-step options only rnnlab's pure-PyTorch path
-    ("auto" or "torch"); weight dropout any but torch.nn's kernel ("native"), which reads its own weights."""
-    if variant.stepwise and backend not in ("auto", "torch"):  # described only when raising: a per-call check
+def check_variant_backend(owner: str, variant: Variant, backend: str, fused: bool = False) -> None:
+    """The backends that run ``variant``: layer norm only rnnlab's pure-PyTorch path ("auto" or "torch");
+    zoneout and recurrent dropout also the fused kernels ("triton") where the module has them for its
+    configuration (``fused``: the layers, without a projection); weight dropout any but torch.nn's kernel
+    ("native"), which reads its own weights. Messages are built only when raising: this runs at every call."""
+    if variant.stepwise and backend not in ("auto", "torch") and (
+            backend != "triton" or variant.layer_norm or not fused):
+        kernels = "the fused kernels" if backend == "triton" else "torch.nn's kernel"
+        also = " and, without layer_norm, the fused kernels (backend='triton')" if fused else ""
         raise NotImplementedError(
-            f"{owner}: {variant.describe(stepwise_only=True)} runs only on rnnlab's pure-PyTorch path "
-            f"(backend='torch' or 'auto'); got backend={backend!r}, whose kernels compute the plain cell. "
-            "Turn the option off to use it"
+            f"{owner}: {variant.describe(stepwise_only=True)} runs on rnnlab's pure-PyTorch path (backend='torch' "
+            f"or 'auto'){also}; got backend={backend!r}, where {kernels} compute the plain cell. Turn the option "
+            "off to use it"
         )
     if variant.weight_dropout and backend == "native":
         raise NotImplementedError(

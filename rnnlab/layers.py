@@ -40,7 +40,7 @@ from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
 from .recurrence.common import autocast_off
-from .recurrence.variants import variant_scan
+from .recurrence.variants import draw_masks, variant_scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -120,6 +120,11 @@ class _RecurrentLayer(CellOptions):
     # _observe(index, t, h_t) at every step of layer-direction index
     _observe = None
 
+    @property
+    def _fused_variants(self) -> bool:
+        """Whether the fused kernels run zoneout and recurrent dropout: without a projection."""
+        return self.proj_size == 0
+
     def _layer_variant(self, **options) -> None:
         """Turn on the cell-variant options, with layer-norm parameters per layer and direction."""
         suffixes = [self._weight_suffix(index) for index in range(len(self._all_weights))]
@@ -142,19 +147,31 @@ class _RecurrentLayer(CellOptions):
         training = torch.is_grad_enabled() and (
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
-        check_variant_backend(self._get_name(), self.variant, self.backend)
-        if self.variant.stepwise or self._observe is not None:
+        check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
+        if self._stepwise(seq.data):
             if self._observe is not None:
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
-        if backend == "native" and self.variant.weight_dropout and self.training:  # "auto": a backend that takes
-            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"  # the dropped weights
+        if backend == "native" and (self.variant.stepwise or (self.variant.weight_dropout and self.training)):
+            # "auto": a backend that takes the options (and the dropped weights)
+            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"
         if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
+
+    def _stepwise(self, x: torch.Tensor) -> bool:
+        """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
+        for gradient analysis, for layer norm, and for zoneout and recurrent dropout unless they run on the
+        fused kernels (backend "triton", or "auto" on CUDA with Triton installed; not with proj_size)."""
+        if self._observe is not None or self.variant.layer_norm:
+            return True
+        if not self.variant.stepwise:
+            return False
+        fused = self.backend == "triton" or (self.backend == "auto" and x.is_cuda and _triton_installed())
+        return not (fused and self._fused_variants)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -200,13 +217,13 @@ class _RecurrentLayer(CellOptions):
 
     def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
         weights = self._layer_weights(index, dtype)
-        if self.variant.stepwise or self._observe is not None:
+        if not fused and (self.variant.stepwise or self._observe is not None):
             observe = None if self._observe is None else functools.partial(self._observe, index)
             norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
             return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
-        impl = recurrence
+        impl, options = recurrence, {}
         if fused:
             if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise NotImplementedError(
@@ -214,13 +231,18 @@ class _RecurrentLayer(CellOptions):
                     f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
                 )
             from . import kernels as impl
+
+            if self.variant.stepwise:  # zoneout and recurrent dropout (_stepwise: nothing else reaches here)
+                P, H = states[0].shape[1], states[-1].shape[1] if self.mode == "LSTM" else 0
+                options["masks"] = draw_masks(self.variant, x.shape[0], x.shape[1], P, H, x, self.training)
         if self.mode == "LSTM":
-            y, h, c = impl.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+            y, h, c = impl.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, **options)
             return y, [h, c]
         if self.mode == "GRU":
-            y, h = impl.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+            y, h = impl.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, **options)
         else:
-            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, self.nonlinearity)
+            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, self.nonlinearity,
+                                 **options)
         return y, [h]
 
     def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):

@@ -55,14 +55,14 @@ def hand_layer(mode: str, layer, x, h0, c0, *, training: bool, seed: int = 0):
     mask = None
     if training and v.recurrent_dropout:
         keep = 1 - v.recurrent_dropout
-        mask = torch.empty_like(h0).bernoulli_(keep) / keep
+        mask = torch.empty(h0.shape, dtype=torch.float32).bernoulli_(keep).to(h0.dtype) / keep
     rates = {"h": v.zoneout, "c": v.zoneout_cell if c0 is not None else 0.0}
     uniform = {}
     if training:
-        for t in range(len(x)):
+        for _ in range(len(x)):
             for name in ("h", "c"):
                 if rates[name]:
-                    uniform.setdefault(name, []).append(torch.rand_like(h0))
+                    uniform.setdefault(name, []).append(torch.rand(h0.shape))  # in fp32, as the layers draw
     h, c, ys = h0, c0, []
     for t, x_t in enumerate(x):
         h_new, c_new = hand_step(mode, layer, x_t, h, c, h if mask is None else h * mask, v.layer_norm)
@@ -249,7 +249,7 @@ def test_off_is_the_plain_layer():
     ({"zoneout": 1.5}, ValueError, r"zoneout must be a number in \[0, 1\]; got 1.5"),
     ({"zoneout": -0.1}, ValueError, r"zoneout must be a number in \[0, 1\]; got -0.1"),
     ({"recurrent_dropout": 1.0}, ValueError, r"recurrent_dropout must be a number in \[0, 1\); got 1.0"),
-    ({"zoneout": 0.1, "backend": "native"}, NotImplementedError, "zoneout=0.1 runs only on rnnlab's pure-PyTorch"),
+    ({"zoneout": 0.1, "backend": "native"}, NotImplementedError, "zoneout=0.1 runs on rnnlab's pure-PyTorch path"),
 ])
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -259,7 +259,7 @@ def test_bad_options(kwargs, error, match):
 def test_backend_changed_later_is_refused_at_forward():
     layer = rnnlab.LSTM(3, 4, layer_norm=True)
     layer.backend = "native"
-    with pytest.raises(NotImplementedError, match="layer_norm=True runs only on rnnlab's pure-PyTorch path"):
+    with pytest.raises(NotImplementedError, match="layer_norm=True runs on rnnlab's pure-PyTorch path"):
         layer(torch.randn(2, 1, 3))
 
 
@@ -301,7 +301,7 @@ def test_a_cell_stepped_in_a_loop_is_the_layer(mode, training):
 
 
 def test_cell_options_errors():
-    with pytest.raises(NotImplementedError, match="layer_norm=True runs only on rnnlab's pure-PyTorch path"):
+    with pytest.raises(NotImplementedError, match="layer_norm=True runs on rnnlab's pure-PyTorch path"):
         rnnlab.LSTMCell(3, 4, layer_norm=True, backend="native")
     with pytest.raises(ValueError, match=r"GRUCell: zoneout must be a number in \[0, 1\]; got 2"):
         rnnlab.GRUCell(3, 4, zoneout=2)

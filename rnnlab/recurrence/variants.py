@@ -131,16 +131,17 @@ class Masks:
 def draw_masks(variant: Variant, T: int, B: int, P: int, H: int, like: torch.Tensor, training: bool) -> Masks:
     """The Masks of a call over (T, B) with states h (P wide) and c (H; 0 without a cell state), in ``like``'s
     dtype and device. Draws the dropout mask first, then zoneout's uniforms step by step, each step's h
-    draw before its c draw (what an LSTMCell called once a step draws)."""
-    new = functools.partial(torch.empty, dtype=like.dtype, device=like.device)
+    draw before its c draw (what an LSTMCell called once a step draws). The draws are taken in fp32 whatever
+    the dtype, so a seed gives every dtype the same masks."""
+    new = functools.partial(torch.empty, dtype=torch.float32, device=like.device)
     dropout = None
     if training and variant.recurrent_dropout > 0:
         keep = 1 - variant.recurrent_dropout
-        dropout = new(B, P).bernoulli_(keep) / keep
+        dropout = new(B, P).bernoulli_(keep).to(like.dtype) / keep
     rates = {"zoneout": variant.zoneout, "zoneout_cell": variant.zoneout_cell if H else 0.0}
     widths = {"zoneout": P, "zoneout_cell": H}
     if not training:
-        return Masks(dropout, **{k: new(widths[k]).fill_(p) if p else None for k, p in rates.items()})
+        return Masks(dropout, **{k: like.new_full((widths[k],), p) if p else None for k, p in rates.items()})
     on = [k for k, p in rates.items() if p]
     if len(on) == 2 and P == H:  # one draw a step: h's (B, H) then c's
         uniform = dict(zip(on, new(T, 2, B, H).uniform_().unbind(1), strict=True))

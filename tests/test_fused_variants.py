@@ -1,0 +1,140 @@
+"""Zoneout and recurrent dropout on the fused Triton kernels (backend="triton") against the step-by-step
+recurrence that specifies them (rnnlab.recurrence.variants, backend="torch"), with the same random draws:
+outputs, final states and every gradient, in training (per-step zoneout masks, one dropout mask per
+sequence) and evaluation (zoneout's expectation), in the persistent (H = 20) and tiled (H = 50: two column
+tiles, the last partial) regimes, two bidirectional layers on packed input with unequal lengths; gradcheck
+in float64 through the kernels with fixed draws; fp16/bf16 against float64. Run by the Triton interpreter
+on the CPU (TRITON_INTERPRET=1, set in conftest.py), compiled on a GPU.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+import rnnlab
+from parity import assert_same, make_inputs, make_pair, relative_errors, run
+
+triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab import kernels  # noqa: E402
+from rnnlab.kernels.dispatch import force_regime  # noqa: E402
+from rnnlab.recurrence.variants import Variant, draw_masks  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
+    reason="needs a GPU or TRITON_INTERPRET=1",
+)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def options(cell: str, zoneout: float = 0.3, dropout: float = 0.25) -> dict[str, float]:
+    """Every option the kernels take for ``cell`` (the LSTM's cell-state zoneout at another rate)."""
+    cell_state = {"zoneout_cell": zoneout + 0.1} if cell == "lstm" else {}
+    return {"zoneout": zoneout, "recurrent_dropout": dropout, **cell_state}
+
+
+def _layers(cell: str, H: int, dtype: torch.dtype, **kwargs):
+    """(step-by-step layer, fused layer, torch.nn layer), the same weights and options."""
+    ref, _ = make_pair(cell, 5, H, dtype, **kwargs)
+    opts = options(cell)
+    return (rnnlab.from_torch(ref, backend="torch", **opts).to(DEVICE),
+            rnnlab.from_torch(ref, backend="triton", **opts).to(DEVICE), ref)
+
+
+def _run_seeded(layer, x, hx, leaves, seed: int = 3):
+    torch.manual_seed(seed)  # the same masks for both layers: they draw in the same order
+    return run(layer, x, hx, leaves)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("H", [20, 50], ids=["persistent", "tiled"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_variants_match_the_step_by_step_recurrence(cell, H, training):
+    reference, fused, ref = _layers(cell, H, torch.float32, num_layers=2, bidirectional=True, dropout=0.2)
+    reference.train(training)
+    fused.train(training)
+    x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
+    got, want = _run_seeded(fused, x, hx, leaves), _run_seeded(reference, x, hx, leaves)
+    assert_same(got, want, 2e-5)
+
+
+def test_training_draws_differ_between_calls_and_zone_out_units():
+    """Each training call draws new masks (two calls differ), and zoneout with rate 1 keeps the initial
+    state through the fused kernels as on the step-by-step path."""
+    layer = rnnlab.GRU(5, 20, backend="triton", zoneout=0.5, recurrent_dropout=0.5).to(DEVICE)
+    x = torch.randn(6, 3, 5, device=DEVICE)
+    assert not torch.equal(layer(x)[0], layer(x)[0])
+    frozen = rnnlab.LSTM(5, 20, backend="triton", zoneout=1.0, zoneout_cell=1.0).to(DEVICE)
+    h0, c0 = torch.randn(1, 3, 20, device=DEVICE), torch.randn(1, 3, 20, device=DEVICE)
+    y, (h, c) = frozen(x, (h0, c0))
+    assert torch.equal(y, h0.expand(6, 3, 20)) and torch.equal(h, h0) and torch.equal(c, c0)
+
+
+SCANS = {"lstm": kernels.lstm_scan, "gru": kernels.gru_scan, "rnn_tanh": kernels.rnn_scan}
+
+
+def _gradcheck_cases():
+    """Each cell in both regimes, training and evaluation; the default run keeps two of the four (one a regime
+    and mode), the others are slow (10-25 s each under the interpreter)."""
+    for cell in SCANS:
+        for regime, training in itertools.product(("persistent", "tiled"), (True, False)):
+            slow = (regime == "persistent") != training
+            yield pytest.param(cell, regime, training, marks=[pytest.mark.slow] if slow else [],
+                               id=f"{cell}-{regime}-{'train' if training else 'eval'}")
+
+
+@pytest.mark.parametrize(("cell", "regime", "training"), list(_gradcheck_cases()))
+def test_gradcheck_through_the_fused_variants(cell, regime, training):
+    """torch.autograd.gradcheck in float64 through every input of one direction with fixed draws, packed
+    and reversed."""
+    T, B, I, H = 3, 2, 2, 3
+    G = {"lstm": 4, "gru": 3}.get(cell, 1) * H
+    gen = torch.Generator().manual_seed(7)
+
+    def leaf(*shape):
+        return (0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).to(DEVICE).requires_grad_()
+
+    x, h0 = leaf(T, B, I), leaf(B, H)
+    states = (h0, leaf(B, H)) if cell == "lstm" else (h0,)
+    weights = (leaf(G, I), leaf(G, H), leaf(G), leaf(G))
+    torch.manual_seed(8)
+    masks = draw_masks(Variant(**options(cell, 0.4, 0.3)), T, B, H, H if cell == "lstm" else 0, x, training)
+
+    def scan(x, *args):
+        with force_regime(regime):
+            if cell == "lstm":
+                return SCANS[cell](x, *args, None, [2, 2, 1], True, masks=masks)
+            return SCANS[cell](x, *args, [2, 2, 1], True, masks=masks)
+
+    assert torch.autograd.gradcheck(scan, (x, *states, *weights))
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
+@pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("gru", 20), ("gru", 50), ("rnn_tanh", 50)])
+def test_fused_variants_in_half_precision(cell, H, dtype, bound):
+    """Errors relative to each item's largest value against the step-by-step path in float64 with the same
+    draws (rates whose masks are exact in half precision), within the plain kernels' bounds
+    (test_triton_kernels.test_fused_half_precision)."""
+    ref, _ = make_pair(cell, 5, H, torch.float64)
+    opts = options(cell, 0.25, 0.5)
+    want_layer = rnnlab.from_torch(ref, backend="torch", **opts)
+    layer = rnnlab.from_torch(ref, backend="triton", **opts).to(DEVICE, dtype)
+    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
+    want = _run_seeded(want_layer, *make_inputs(ref, dtype=torch.float64, **shape))
+    got = _run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
+    errors = relative_errors(got, want)
+    assert max(errors) < bound, errors
+
+
+def test_what_the_kernels_do_not_take_is_refused():
+    """Layer norm and a projection stay on the step-by-step path: backend="triton" with them names the way
+    out; "auto" runs them there."""
+    with pytest.raises(NotImplementedError, match="layer_norm=True runs on rnnlab's pure-PyTorch path"):
+        rnnlab.LSTM(3, 8, backend="triton", layer_norm=True)
+    with pytest.raises(NotImplementedError, match=r"zoneout=0\.1 runs on rnnlab's pure-PyTorch path .*'auto'\);"):
+        rnnlab.LSTM(3, 8, proj_size=4, backend="triton", zoneout=0.1)
+    with pytest.raises(NotImplementedError, match=r"zoneout=0\.1 .* and, without layer_norm, the fused kernels"):
+        rnnlab.GRU(3, 8, backend="native", zoneout=0.1)
+    layer = rnnlab.LSTM(3, 8, proj_size=4, zoneout=0.1)
+    assert layer(torch.randn(4, 2, 3))[0].shape == (4, 2, 4)
