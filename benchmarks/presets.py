@@ -38,6 +38,7 @@ VARIANTS = {
     "recurrent_dropout": {"recurrent_dropout": 0.25},
     "weight_dropout": {"weight_dropout": 0.5},  # DropConnect: the hand-written path, not the step-by-step one
     "all": {"layer_norm": True, "zoneout": 0.1, "recurrent_dropout": 0.25},
+    "masks": {"zoneout": 0.1, "recurrent_dropout": 0.25},  # what the fused kernels take
 }
 
 
@@ -115,6 +116,16 @@ PRESETS = {
     # The pure-PyTorch path beside both kernels at one of those sizes (a step costs it a dozen launches).
     "gpu-torch": Preset(
         cases=tuple(Case(cell, 1024, 16, 256, 256, dtype="bf16") for cell in ("lstm", "gru", "rnn_tanh")),
+        backends=("triton", "native", "torch"),
+        warmup=1,
+        reps=5,
+    ),
+    # Zoneout and recurrent dropout on the fused kernels (and "auto", which picks them on CUDA) against the
+    # step-by-step recurrence that runs them on "torch" (a dozen launches a step, each way), and the plain
+    # cell, at one of the gpu preset's sizes with a shorter sequence (the step-by-step path is slow).
+    "gpu-variants": Preset(
+        cases=tuple(Case(cell, 256, 16, 256, 256, dtype="bf16", variant=v)
+                    for cell in ("lstm", "gru") for v in ("", "zoneout", "recurrent_dropout", "masks")),
         backends=("triton", "native", "torch"),
         warmup=1,
         reps=5,

@@ -21,6 +21,10 @@ reference, cross-compiled for sm_80/sm_90 (fit.py), and tested against cuDNN on 
 (tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's time up
 to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
 (:func:`rnnlab.layers.resolve_backend`).
+Zoneout and recurrent dropout (rnnlab.recurrence.variants) run inside every regime from draws made before the
+launch (the ``masks`` argument; constexpr flags DROP, ZONE, ZONE_C, so the plain kernels compile as before):
+the product takes h times the dropout mask, and the new h (and c) is moved towards the previous one by
+zoneout's weights; the backward splits the gradient the same way.
 Set ``TRITON_INTERPRET=1`` before importing this module to run the kernels on the CPU.
 """
 

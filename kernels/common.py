@@ -44,11 +44,11 @@ def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: t
                  cell_state: bool = False) -> dict:
     """The kernels' keyword arguments for a cell variant's draws (rnnlab.recurrence.variants.Masks): recurrent
     dropout's mask D (B, H) and DROP, zoneout's weights Z and ZONE (h's) and, with a ``cell_state`` (LSTM),
-    ZC and ZONE_C (c's), and ZS: 1 for training's per-step weights (T, B, F), 0 for evaluation's (F,)."""
+    ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,)."""
     args = {"D": drop, "DROP": drop is not None, "Z": zone, "ZONE": zone is not None}
     if cell_state:
         args |= {"ZC": zone_c, "ZONE_C": zone_c is not None}
-    args["ZS"] = int(any(z is not None and z.dim() == 3 for z in (zone, zone_c)))
+    args["ZS"] = any(z is not None and z.dim() == 3 for z in (zone, zone_c))
     return args
 
 
@@ -172,10 +172,16 @@ def sigmoid_tanh(a, b):
 
 
 @triton.jit
-def zone_weight(Z, out, cols, ZS, mask, ACC: tl.constexpr):
-    """A (BB, BH) tile's zoneout weights (rnnlab.recurrence.variants.Masks), in ACC: in training (ZS = 1) Z
-    (T, B, F) at the offsets ``out`` (BB, BH) of the tile's step; in evaluation (ZS = 0) Z (F,) at ``cols`` (BH,)."""
-    return tl.load(Z + out * ZS + cols[None, :] * (1 - ZS), mask=mask, other=0.0).to(ACC)
+def zone_weight(Z, out, cols, ZS: tl.constexpr, mask, ACC: tl.constexpr):
+    """A (BB, BH) tile's zoneout weights (rnnlab.recurrence.variants.Masks), in ACC: in training (ZS) Z (T, B, F)
+    at the offsets ``out`` (BB, BH) of the tile's step; in evaluation Z (F,) at ``cols`` (BH,). A constexpr: as a
+    run-time factor of the offsets it hid their alignment from the compiler (the wide LSTM backward at H = 1024
+    then spilled 16-32 bytes, fit.py, sm_90)."""
+    if ZS:
+        w = tl.load(Z + out, mask=mask, other=0.0)
+    else:
+        w = tl.load(Z + cols[None, :] + tl.zeros_like(out), mask=mask, other=0.0)
+    return w.to(ACC)
 
 
 @triton.jit

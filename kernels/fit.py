@@ -53,7 +53,7 @@ WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows ma
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
-ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS"}
+ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS", "DHQ"}
 # the activations kept for the backward, and what a step's product reads: h (HQ; the GRU's beside its
 # state in HS) and the gate gradients (DQ) (dispatch.stored)
 STORED_BUFFERS = {"C", "G", "GHN", "HQ", "DQ"}
@@ -75,6 +75,7 @@ class Fit:
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     align: str  # "a16": compiled as launched for H a multiple of 16 (_alignment), else "-": for any H
+    variant: str  # "masks": with recurrent dropout and zoneout (DROP, ZONE, ZONE_C), else "-"
     num_warps: int
     registers: int
     shared: int
@@ -113,26 +114,29 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
 
 
 _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ",
-          "K_RES")
+          "K_RES", "DROP", "ZONE", "ZONE_C", "ZS")
+# the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights)
+VARIANT_FLAGS = ("DROP", "ZONE", "ZONE_C", "ZS")
 
 
 def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
-                proj: str = "-", align: str = "-") -> Fit:
+                proj: str = "-", align: str = "-", variant: str = "-") -> Fit:
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage: for any hidden size that it pads to the same blocks, or with ``align`` "a16" for
-    multiples of 16 (_alignment)."""
-    config = (kernel, target, dtype, hidden, sync, mode, proj, align)
+    multiples of 16 (_alignment); with ``variant`` "masks", recurrent dropout and zoneout on."""
+    config = (kernel, target, dtype, hidden, sync, mode, proj, align, variant)
     return _fit(config, *_compile(*config))
 
 
 def _fit(config: tuple, compiled, num_warps: int) -> Fit:
-    """The resource usage of ``compiled``, the configuration ``config`` (compile_one's arguments, all eight)."""
+    """The resource usage of ``compiled``, the configuration ``config`` (compile_one's arguments, all nine)."""
     usage = resource_usage(compiled.asm["ptx"], TARGETS[config[1]][0])
     return Fit(*config, num_warps, usage["registers"], compiled.metadata.shared,
                usage["spill_stores"] + usage["spill_loads"])
 
 
-def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode: str, proj: str, align: str):
+def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode: str, proj: str, align: str,
+             variant: str = "-"):
     """The compiled configuration (see compile_one) and its warps."""
     tiled = kernel.endswith("_tiled")
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
@@ -153,6 +157,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
         constexprs["STORE"] = mode == "train"
     if "PROJ" in KERNELS[kernel].arg_names:
         constexprs["PROJ"] = proj == "proj"
+    for flag in VARIANT_FLAGS:
+        if flag in KERNELS[kernel].arg_names:
+            constexprs[flag] = variant == "masks"
     signature = _signature(kernel, dtype)
     src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
                     attrs=_alignment(signature) if align == "a16" else None)
@@ -239,7 +246,9 @@ def configurations(quick: bool = False):
             largest = (hidden, sync, mode, proj) == (TILED_SHAPES[-1], "grid", modes[0], projs[-1])
             smallest = (hidden, sync, mode, proj) == (TILED_SHAPES[0], "loop", modes[-1], "-") and target == "sm_90"
             if not quick or sync == "-" or largest or smallest:
-                yield kernel, target, dtype, hidden, sync, mode, proj, "-"
+                yield kernel, target, dtype, hidden, sync, mode, proj, "-", "-"
+            if sync == "-" and mode == modes[0] and (not quick or hidden == shapes[-1][0]):
+                yield kernel, target, dtype, hidden, sync, mode, proj, "-", "masks"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):
@@ -254,16 +263,18 @@ def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quic
                                ("wide", "a16", wide)):
         for hidden, mode in itertools.product(sizes, modes):
             if not quick or (hidden == sizes[-1] and mode == modes[0]):
-                yield kernel, target, dtype, hidden, sync, mode, "-", align
+                yield kernel, target, dtype, hidden, sync, mode, "-", align, "-"
+                yield kernel, target, dtype, hidden, sync, mode, "-", align, "masks"
 
 
-HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'align':5} {'warps':>5} "
-          f"{'regs':>4} {'shared':>7} {'spill':>5} fits")
+HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5} {'proj':4} {'align':5} "
+          f"{'variant':7} {'warps':>5} {'regs':>4} {'shared':>7} {'spill':>5} fits")
 
 
 def row(fit: Fit) -> str:
     return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.proj:4} "
-            f"{fit.align:5} {fit.num_warps:5} {fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} {fit.fits}")
+            f"{fit.align:5} {fit.variant:7} {fit.num_warps:5} {fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} "
+            f"{fit.fits}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     quick, loop = "--quick" in argv, "--loop" in argv
     argv = [a for a in argv if a not in ("--quick", "--loop")]
     if len(argv) > 1:  # one configuration
-        config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:], *("-",) * (8 - len(argv)))
+        config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:], *("-",) * (9 - len(argv)))
         compiled, num_warps = _compile(*config)
         fit = _fit(config, compiled, num_warps)
         print(row(fit))

@@ -108,7 +108,7 @@ def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
 
 
 @triton.jit
-def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS,
+def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS: tl.constexpr,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_gru_cell)
@@ -136,7 +136,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS,
 
 
 @triton.jit
-def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H, ZS,
+def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H, ZS: tl.constexpr,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                     PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
@@ -174,7 +174,7 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H,
 
 
 @triton.jit
-def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T, B, H, ZS,
+def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T, B, H, ZS: tl.constexpr,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, STORE: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr,
@@ -210,13 +210,15 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T
 
 
 @triton.jit
-def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D, Z, T, B, H, ZS,
+def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D, DHQ, Z, T, B, H, ZS: tl.constexpr,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     # DHS (B, H) fp32: dh entering each step, from dh_n in to dh_0 out. DQ (2, B, 3H): a step's hidden-side
     # gate gradients for the product (exchange_rows); DGH (T, B, 3H) keeps them all. K_RES > 0: this
-    # program holds its column tile of W_hh for the whole sequence (resident regime).
+    # program holds its column tile of W_hh for the whole sequence (resident regime). With DROP the product's
+    # part of dh goes to DHQ (B, H) fp32 and the next step adds it through the mask D (the host adds the last
+    # one): multiplied in the product's layout it spilled the resident kernel at H = 256 (fit.py, sm_90).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_r = resident_slice(W, 0, H, H, H, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     w_z = resident_slice(W, H, H, H, H, False, BLOCK_H, K_RES, DOT_F32)
@@ -231,6 +233,8 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D,
             out = row_t * H + cols[None, :]
             state = state_rows + cols[None, :]
             dh_t = tl.load(DHS + state, mask=am, other=0.0)
+            if DROP:
+                dh_t += tl.load(DHQ + state, mask=am, other=0.0) * dropout_tile(D, state, am, dh_t.dtype)
             dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
             if ZONE:  # see _gru_bwd_kernel
@@ -251,7 +255,7 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D,
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
-            if DROP:  # the product's gradient reaches h through the mask
+            if DROP:  # the product's gradient reaches h through the mask: added next step
                 dh = tl.zeros((BLOCK_B, BLOCK_H), dtype=DHS.dtype.element_ty)
             else:
                 dh = tl.load(DHS + state, mask=am, other=0.0)
@@ -264,8 +268,9 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D,
                 dh += recurrent_product(DQ, q_rows, active, W, 0, cols, H, 3 * H, H, False, BLOCK_K, DOT_F32,
                                         PRECISION, W, 0)
             if DROP:
-                dh = tl.load(DHS + state, mask=am, other=0.0) + dh * dropout_tile(D, state, am, dh.dtype)
-            tl.store(DHS + state, dh, mask=am)
+                tl.store(DHQ + state, dh, mask=am)
+            else:
+                tl.store(DHS + state, dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
@@ -332,9 +337,12 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
+        dhq = torch.zeros_like(dh0) if drop is not None else None  # the product's part of dh, with dropout
         _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dq, dh0,
-                                           launch.counters(x.device), T=T, B=B, H=H, REVERSE=reverse, **launch.meta,
-                                           **masks)
+                                           launch.counters(x.device), DHQ=dhq, T=T, B=B, H=H, REVERSE=reverse,
+                                           **launch.meta, **masks)
+        if drop is not None:
+            dh0 += dhq * drop
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,

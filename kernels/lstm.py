@@ -88,8 +88,8 @@ def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
 
 @triton.jit
 def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr,
-               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, h=0.0, cols=None, Z=None, ZC=None, ZS=0,
-               ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False):
+               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, h=0.0, cols=None, Z=None, ZC=None,
+               ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False):
     """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
     columns k * BH..) is split by gate and added to the input projections (_lstm_inputs) to give the
     gates' pre-activations, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
@@ -161,7 +161,7 @@ def _lstm_zone_grads(Z, ZC, out, cols, ZS, mask, dh, dc, ZONE: tl.constexpr, ZON
 
 
 @triton.jit
-def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS,
+def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS: tl.constexpr,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
                      ZONE_C: tl.constexpr):
@@ -195,7 +195,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS,
 
 
 @triton.jit
-def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, B, H, ZS,
+def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, B, H, ZS: tl.constexpr,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr, ZONE_C: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
@@ -234,7 +234,8 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, 
 
 
 @triton.jit
-def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, HS, D, Z, ZC, T, B, H, P, ZS,
+def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, HS, D, Z, ZC, T, B, H, P,
+                           ZS: tl.constexpr,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                            GRID_SYNC: tl.constexpr, STORE: tl.constexpr, PROJ: tl.constexpr,
@@ -305,7 +306,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
 
 
 @triton.jit
-def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUNT, D, Z, ZC, T, B, H, P, ZS,
+def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUNT, D, DHQ, Z, ZC, T, B, H, P,
+                           ZS: tl.constexpr,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                            BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                            GRID_SYNC: tl.constexpr, PROJ: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr,
@@ -314,6 +316,9 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
     # With PROJ, DHP (T, B, P) keeps each step's full dh_t (for the unprojected h's gradient and dW_hr).
     # DQ (2, B, 4H): a step's gate gradients for the product (exchange_rows); DG (T, B, 4H) keeps them all.
     # K_RES > 0: this program holds its column tile of W_hh for the whole sequence (resident regime).
+    # Without PROJ only: with DROP or ZONE the product's part of dh goes to DHQ (B, H) and the next step adds it
+    # (through the mask D with DROP; the host adds the last one) to zoneout's direct part, kept in DHS: added in
+    # the product's layout they spilled the resident kernel at H = 256 and the wide one at 1024 (fit.py, sm_90).
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_i = resident_slice(W, 0, P, H, P, False, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     w_f = resident_slice(W, H, P, H, P, False, BLOCK_H, K_RES, DOT_F32)
@@ -341,17 +346,31 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
                                          PRECISION, WR, 0)
             else:
                 dh_t = tl.load(DHS + state, mask=am, other=0.0)
+                if DROP:
+                    dh_t += tl.load(DHQ + state, mask=am, other=0.0) * dropout_tile(D, state, am, dh_t.dtype)
+                elif ZONE:
+                    dh_t += tl.load(DHQ + state, mask=am, other=0.0)
                 dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             c_prev = load_previous(C, C0, out, state, s, B, H, am, DCS.dtype.element_ty, REVERSE)
             dc_t = tl.load(DCS + state, mask=am, other=0.0)
-            if ZONE or ZONE_C:  # without PROJ only
-                dh_t, dh_direct, dc_t, dc_direct = _lstm_zone_grads(Z, ZC, out, cols, ZS, am, dh_t, dc_t, ZONE,
-                                                                    ZONE_C)
+            # zoneout (without PROJ only): the parts going straight to h_{t-1} and c_{t-1} (_lstm_zone_grads) are
+            # stored at once, not held in registers across the cell's backward (held, the wide kernel at
+            # H = 1024 spilled 16-32 bytes, fit.py, sm_90); dh's is added to the product's part next step, dc's
+            # read back below
+            if ZONE:
+                zw = zone_weight(Z, out, cols, ZS, am, dh_t.dtype)
+                tl.store(DHS + state, zw * dh_t, mask=am)
+                dh_t = dh_t * (1.0 - zw)
+            elif DROP:
+                tl.store(DHS + state, tl.zeros_like(dh_t), mask=am)
+            if ZONE_C:
+                zcw = zone_weight(ZC, out, cols, ZS, am, dc_t.dtype)
+                tl.store(DCS + state, zcw * dc_t, mask=am)
+                dc_t = dc_t * (1.0 - zcw)
             d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
                                                            dh_t, dc_t, am, ZONE_C)
-            if ZONE or ZONE_C:
-                dc_prev += dc_direct
-                tl.store(DHS + state, dh_direct, mask=am)  # added to the product's below
+            if ZONE_C:
+                dc_prev += tl.load(DCS + state, mask=am, other=0.0)
             tl.store(DCS + state, dc_prev, mask=am)
             q = DQ + q_rows + cols[None, :]
             tl.store(q, d_i.to(DQ.dtype.element_ty), mask=am)
@@ -374,11 +393,10 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
                 # one product over every gate's gradient (K = 4H: DQ's rows and W's are gate-major)
                 dh = recurrent_product(DQ, q_rows, active, W, 0, cols, P, 4 * H, P, False, BLOCK_K, DOT_F32, PRECISION,
                                        W, 0)
-            if DROP:
-                dh = dh * dropout_tile(D, h_rows + cols[None, :], am, dh.dtype)
-            if ZONE or ZONE_C:
-                dh += tl.load(DHS + h_rows + cols[None, :], mask=am, other=0.0)
-            tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
+            if DROP or ZONE:
+                tl.store(DHQ + h_rows + cols[None, :], dh, mask=am)
+            else:
+                tl.store(DHS + h_rows + cols[None, :], dh, mask=am)
         tl.debug_barrier()  # this program reads its dh tiles back next step, in another thread layout
 
 
@@ -459,9 +477,13 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
         dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
         wr = w if w_hr is None else w_hr.contiguous()
         dq = torch.empty(2, B, 4 * H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
+        split = drop is not None or zone is not None
+        dhq = torch.zeros_like(dh0) if split else None  # the product's part of dh, with dropout or zoneout
         _lstm_bwd_tiled_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), w, wr, lengths, dG, dq, dh0, dc0,
-                                            DHP, launch.counters(x.device), T=T, B=B, H=H, P=P, REVERSE=reverse,
-                                            PROJ=w_hr is not None, **launch.meta, **masks)
+                                            DHP, launch.counters(x.device), DHQ=dhq, T=T, B=B, H=H, P=P,
+                                            REVERSE=reverse, PROJ=w_hr is not None, **launch.meta, **masks)
+        if split:
+            dh0 += dhq if drop is None else dhq * drop
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         dc0 = torch.empty(B, H, dtype=acc, device=x.device)

@@ -61,8 +61,10 @@ def _rnn_step_grads(Y, A, DY, DG, out, cols, dh, mask, Z, ZS, RELU: tl.constexpr
     dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(dh.dtype)
     if ZONE:  # h_t = lerp(a_t, h_{t-1}, w): da_t = (1 - w) dh_t, and w dh_t goes straight to h_{t-1}
         zw = zone_weight(Z, out, cols, ZS, mask, dh.dtype)
-        return _rnn_cell_grads(A, DG, out, dh * (1.0 - zw), mask, RELU), zw * dh
-    return _rnn_cell_grads(Y, DG, out, dh, mask, RELU), 0.0
+        d_pre, direct = _rnn_cell_grads(A, DG, out, dh * (1.0 - zw), mask, RELU), zw * dh
+    else:
+        d_pre, direct = _rnn_cell_grads(Y, DG, out, dh, mask, RELU), 0.0
+    return d_pre, direct
 
 
 @triton.jit
@@ -79,7 +81,7 @@ def _rnn_cell_grads(Y, DG, out, dh, mask, RELU: tl.constexpr):
 
 
 @triton.jit
-def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS,
+def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS: tl.constexpr,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_rnn_cell)
@@ -100,7 +102,7 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS,
 
 
 @triton.jit
-def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, T, B, H, ZS,
+def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, T, B, H, ZS: tl.constexpr,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
@@ -121,7 +123,7 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, T, B, H, ZS,
 
 
 @triton.jit
-def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS,
+def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS: tl.constexpr,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
@@ -157,7 +159,7 @@ def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS
 
 
 @triton.jit
-def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, A, D, Z, T, B, H, ZS,
+def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, A, D, Z, T, B, H, ZS: tl.constexpr,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
                           GRID_SYNC: tl.constexpr, K_RES: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):

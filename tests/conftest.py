@@ -38,8 +38,8 @@ def pytest_testnodedown(node, error):
 def pytest_terminal_summary(terminalreporter, config):
     counts = config.stash.get(_WORKER_DESELECTED, [])
     if counts:  # every worker collects the whole suite: each deselected the same tests
-        terminalreporter.write_line(f"{max(counts)} deselected by -m {config.option.markexpr!r} "
-                                    "(run them with -m slow or -m gpu)")
+        terminalreporter.write_line(f"{max(counts)} deselected (-m {config.option.markexpr!r}, and -k if given; "
+                                    "the slow and gpu tests run with -m slow or -m gpu)")
 
 
 _DESELECTED = pytest.StashKey[int]()

@@ -59,6 +59,22 @@ def test_fused_variants_match_the_step_by_step_recurrence(cell, H, training):
     assert_same(got, want, 2e-5)
 
 
+ALONE = [("lstm", {"zoneout": 0.3}), ("lstm", {"zoneout_cell": 0.4}), ("lstm", {"recurrent_dropout": 0.25}),
+         ("gru", {"zoneout": 0.3}), ("gru", {"recurrent_dropout": 0.25}), ("rnn_tanh", {"zoneout": 0.3}),
+         ("rnn_tanh", {"recurrent_dropout": 0.25})]
+
+
+@pytest.mark.parametrize("H", [20, 50], ids=["persistent", "tiled"])
+@pytest.mark.parametrize(("cell", "option"), ALONE, ids=[f"{c}-{next(iter(o))}" for c, o in ALONE])
+def test_each_option_alone(cell, option, H):
+    """Each option by itself (the kernels take their own path for each): training, packed, reversed."""
+    ref, _ = make_pair(cell, 5, H, torch.float32, bidirectional=True)
+    reference = rnnlab.from_torch(ref, backend="torch", **option).to(DEVICE)
+    fused = rnnlab.from_torch(ref, backend="triton", **option).to(DEVICE)
+    x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
+    assert_same(_run_seeded(fused, x, hx, leaves), _run_seeded(reference, x, hx, leaves), 2e-5)
+
+
 def test_training_draws_differ_between_calls_and_zone_out_units():
     """Each training call draws new masks (two calls differ), and zoneout with rate 1 keeps the initial
     state through the fused kernels as on the step-by-step path."""

@@ -3,7 +3,8 @@
 Each function runs one direction of one layer over a time-major, padded sequence whose batch rows are
 sorted by decreasing length (see :mod:`rnnlab.recurrence.schedule`), with a hand-written backward.
 The cell variants torch.nn lacks (layer norm, zoneout, recurrent dropout) run step by step through
-autograd instead, in :mod:`rnnlab.recurrence.variants`.
+autograd instead, in :mod:`rnnlab.recurrence.variants`, their specification (zoneout and recurrent dropout
+also run on the fused kernels, from the same random draws).
 """
 
 from __future__ import annotations
