@@ -145,11 +145,13 @@ PRESETS = {
         warmup=2,
         reps=10,
     ),
-    # The cell variants' step-by-step recurrence against the plain cell on the hand-written path and
-    # torch.nn, at the first CPU size (native runs only the plain cell: its variant rows say "not run").
+    # The cell variants at the first CPU size: step by step ("torch"; the plain cell there is the hand-written
+    # path), on "auto" (zoneout and recurrent dropout on the hand-written recurrences with their masks, the
+    # rest as "torch" or, for the plain LSTM, torch.nn's kernel) and torch.nn's kernel (native runs only the
+    # plain cell: its variant rows say "not run").
     "variants": Preset(
         cases=tuple(Case(cell, *CPU_SIZES[0], variant=v) for cell in ("lstm", "gru") for v in VARIANTS),
-        backends=("torch", "native"),
+        backends=("torch", "auto", "native"),
         reps=5,
     ),
     "cpu": Preset(

@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, required=True, help="directory for results.json and results.md")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--backends", nargs="+", choices=("triton", "native", "torch", "compile"),
+    parser.add_argument("--backends", nargs="+", choices=("triton", "native", "torch", "auto", "compile"),
                         help="time these backends instead of the preset's")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no measurement after this many seconds; the rest are recorded as not run")

@@ -368,9 +368,9 @@ def _gru_setup(ctx, inputs, output):
 
 
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
-    refuse_double_backward("GRU", "triton")
     need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
     *saved, drop, zone = ctx.saved_tensors
+    refuse_double_backward("GRU", "triton", drop is not None or zone is not None)
     grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone)
     return (*wanted(grads, need), None, None, None, None, None)
 

@@ -514,10 +514,10 @@ def _lstm_setup(ctx, inputs, output):
 
 
 def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF):
-    refuse_double_backward("LSTM", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
     *saved, drop, zone, zone_c = ctx.saved_tensors
+    refuse_double_backward("LSTM", "triton", any(m is not None for m in (drop, zone, zone_c)))
     grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse, [*need[:5], bias, need[7]],
                                 drop, zone, zone_c)
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = grads

@@ -276,10 +276,10 @@ def _rnn_setup(ctx, inputs, output):
 
 
 def _rnn_backward(ctx, dY, dh_n, _dA):
-    refuse_double_backward("RNN", "triton")
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
     *saved, drop, zone = ctx.saved_tensors
+    refuse_double_backward("RNN", "triton", drop is not None or zone is not None)
     dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
                                                    [*need[:4], bias], drop, zone)
     return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,

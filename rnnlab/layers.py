@@ -150,30 +150,36 @@ class _RecurrentLayer(CellOptions):
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
         check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
-        if self._stepwise(seq.data):
+        if self._stepwise():
             if self._observe is not None:
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
+        if self.variant.stepwise:
+            return self._forward_torch(seq, hx, self._masked_backend(seq.data) == "triton", amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
-        if backend == "native" and (self.variant.stepwise or (self.variant.weight_dropout and self.training)):
-            # "auto": a backend that takes the options (and the dropped weights)
-            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"
+        if backend == "native" and self.variant.weight_dropout and self.training:  # "auto": a backend that takes
+            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"  # the dropped weights
         if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
 
-    def _stepwise(self, x: torch.Tensor) -> bool:
+    def _stepwise(self) -> bool:
         """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
-        for gradient analysis, for layer norm, and for zoneout and recurrent dropout unless they run on the
-        fused kernels (backend "triton", or "auto" on CUDA with Triton installed; not with proj_size)."""
+        for gradient analysis, for layer norm, and for zoneout and recurrent dropout on backend "torch" (their
+        specification, which takes double backward) or under a ``torch.func`` transform. Elsewhere zoneout and
+        recurrent dropout run on the fused kernels or the hand-written recurrences (_masked_backend)."""
         if self._observe is not None or self.variant.layer_norm:
             return True
-        if not self.variant.stepwise:
-            return False
-        fused = self.backend == "triton" or (self.backend == "auto" and x.is_cuda and _triton_installed())
-        return not (fused and self._fused_variants)
+        return self.variant.stepwise and (self.backend == "torch" or torch._C._are_functorch_transforms_active())
+
+    def _masked_backend(self, x: torch.Tensor) -> str:
+        """Where zoneout and recurrent dropout run when not step by step: the fused kernels ("triton", or
+        "auto" on CUDA with Triton installed, without proj_size), else the hand-written recurrences with the
+        masks ("torch": "auto" elsewhere)."""
+        auto_fused = self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants
+        return "triton" if self.backend == "triton" or auto_fused else "torch"
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -219,13 +225,16 @@ class _RecurrentLayer(CellOptions):
 
     def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
         weights = self._layer_weights(index, dtype)
-        if not fused and (self.variant.stepwise or self._observe is not None):
+        if self._stepwise():
             observe = None if self._observe is None else functools.partial(self._observe, index)
             norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
             return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl, options = recurrence, {}
+        if self.variant.stepwise:  # zoneout and recurrent dropout (_stepwise: nothing else reaches here)
+            P, H = states[0].shape[1], states[-1].shape[1] if self.mode == "LSTM" else 0
+            options["masks"] = draw_masks(self.variant, x.shape[0], x.shape[1], P, H, x, self.training)
         if fused:
             if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise NotImplementedError(
@@ -233,10 +242,6 @@ class _RecurrentLayer(CellOptions):
                     f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
                 )
             from . import kernels as impl
-
-            if self.variant.stepwise:  # zoneout and recurrent dropout (_stepwise: nothing else reaches here)
-                P, H = states[0].shape[1], states[-1].shape[1] if self.mode == "LSTM" else 0
-                options["masks"] = draw_masks(self.variant, x.shape[0], x.shape[1], P, H, x, self.training)
         if self.mode == "LSTM":
             y, h, c = impl.lstm_scan(x, *states, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, **options)
             return y, [h, c]

@@ -15,6 +15,7 @@ from .gru import GRUScan
 from .lstm import LSTMScan
 from .rnn import NONLINEARITIES, RNNScan
 from .schedule import Schedule
+from .variants import Masks
 
 __all__ = ["NONLINEARITIES", "Schedule", "gru_scan", "lstm_scan", "rnn_scan"]
 
@@ -30,14 +31,16 @@ def lstm_scan(
     w_hr: torch.Tensor | None = None,
     batch_sizes: list[int] | None = None,
     reverse: bool = False,
+    masks: Masks | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LSTM over a sequence.
 
     x: (T, B, I); h0: (B, P); c0: (B, H); w_ih: (4H, I); w_hh: (4H, P); b_ih, b_hh: (4H,);
-    w_hr: (P, H) or None (then P = H); batch_sizes: active rows per timestep (packed input) or None.
+    w_hr: (P, H) or None (then P = H); batch_sizes: active rows per timestep (packed input) or None;
+    masks: recurrent dropout's and zoneout's draws (:class:`rnnlab.recurrence.variants.Masks`) or None.
     Returns y (T, B, P) (zero at padded steps), h_n (B, P), c_n (B, H).
     """
-    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks)
 
 
 def gru_scan(
@@ -49,13 +52,14 @@ def gru_scan(
     b_hh: torch.Tensor | None = None,
     batch_sizes: list[int] | None = None,
     reverse: bool = False,
+    masks: Masks | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GRU over a sequence.
 
-    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,).
+    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,); masks as :func:`lstm_scan`'s.
     Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
     """
-    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks)
 
 
 def rnn_scan(
@@ -68,12 +72,13 @@ def rnn_scan(
     batch_sizes: list[int] | None = None,
     reverse: bool = False,
     nonlinearity: str = "tanh",
+    masks: Masks | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Elman RNN over a sequence with ``nonlinearity`` "tanh" or "relu".
 
-    x: (T, B, I); h0: (B, H); w_ih: (H, I); w_hh: (H, H); b_ih, b_hh: (H,).
+    x: (T, B, I); h0: (B, H); w_ih: (H, I); w_hh: (H, H); b_ih, b_hh: (H,); masks as :func:`lstm_scan`'s.
     Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
-    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity)
+    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks)

@@ -53,20 +53,32 @@ def bias_grad(d_out: torch.Tensor, need: bool) -> torch.Tensor | None:
     return d_out.reshape(-1, d_out.shape[-1]).sum(0) if need else None
 
 
-def refuse_double_backward(cell: str, backend: str = "torch") -> None:
+def refuse_double_backward(cell: str, backend: str = "torch", masked: bool = False) -> None:
     """Raise if autograd is recording a hand-written backward (``create_graph=True``: a gradient penalty, a
     Hessian-vector product). Those backwards are not differentiable, so the gradients they return would
-    carry no graph and second-order terms would be dropped without a word."""
+    carry no graph and second-order terms would be dropped without a word. ``masked``: with zoneout or
+    recurrent dropout (the way out is then the step-by-step recurrence, not torch.nn's kernel)."""
     if torch.is_grad_enabled():
+        way_out = ("backend='torch', which runs zoneout and recurrent dropout step by step through autograd" if masked
+                   else "backend='native'")
         raise RuntimeError(
             f"{cell}: backend='{backend}' has a hand-written backward that is not itself differentiable, so it cannot "
-            "run with create_graph=True (double backward, gradient penalties); use backend='native' for that"
+            f"run with create_graph=True (double backward, gradient penalties); use {way_out} for that"
         )
 
 
 def clone_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
     """A copy of ``t``, or None."""
     return None if t is None else t.clone()
+
+
+def zoneout_grads(grad: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Zoneout's backward (state = lerp(new, previous, weight), rnnlab.recurrence.variants.Masks): the parts of
+    ``grad`` reaching the new state, (1 - weight) grad, and the previous one, weight grad (None without
+    zoneout, when ``weight`` is None and the new state takes all of ``grad``)."""
+    if weight is None:
+        return grad, None
+    return grad * (1 - weight), grad * weight
 
 
 def set_rows(state: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

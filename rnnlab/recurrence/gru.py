@@ -5,6 +5,8 @@ Math (torch.nn.GRU, gate order r, z, n):
     n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn));  h' = n + z * (h - n)
 
 The forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and the outputs (T, B, H).
+With ``masks`` (rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask (the
+z h term takes h as it is) and zoneout moves h' towards h.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from .common import (
     input_projection,
     linear_grads,
     refuse_double_backward,
+    set_rows,
     sigmoid_grad,
     tanh_,
     tanh_grad,
+    zoneout_grads,
 )
 from .gemm import StepWeight
 from .schedule import Schedule
@@ -30,10 +34,11 @@ class GRUScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         sched = Schedule(T, B, batch_sizes, reverse)
+        drop = None if masks is None else masks.dropout  # (B, H) or None
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
@@ -41,7 +46,7 @@ class GRUScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            gh = recurrent(h)  # (b, 3H)
+            gh = recurrent(h if drop is None else h * drop[:b])  # (b, 3H)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
             rz.add_(gh[:, : 2 * H]).sigmoid_()
@@ -51,17 +56,21 @@ class GRUScan(torch.autograd.Function):
             y = Y[t, :b]
             torch.sub(h, n, out=y)
             torch.addcmul(n, rz[:, H:], y, out=y)
+            if masks is not None and masks.zoneout is not None:
+                torch.lerp(y, h, masks.zoneout_at(t, b)[0], out=y)
         ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y)
-        ctx.sched = sched
+        ctx.sched, ctx.masks = sched, masks
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y)
 
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n):
-        refuse_double_backward("GRU")
+        refuse_double_backward("GRU", *(("auto", True) if ctx.masks is not None else ()))
         x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
+        masks = ctx.masks
+        drop = None if masks is None else masks.dropout  # (B, H) or None
         T, B, _ = x.shape
         H = Y.shape[-1]
         r, z, n = G.chunk(3, 2)  # each (T, B, H)
@@ -81,15 +90,23 @@ class GRUScan(torch.autograd.Function):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
+            dh, direct = zoneout_grads(dh, None if masks is None else masks.zoneout_at(t, b)[0])
             torch.mul(dh.unsqueeze(1), KZN[t, :b], out=dG3[t, :b, 1:])
             dn = dG3[t, :b, 2]
             torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
             dGH[t, :b, : 2 * H] = dG[t, :b, : 2 * H]
             torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
-            recurrent.addmm_(dh.mul_(z[t, :b]), dGH[t, :b])
+            if masks is None:  # in place in carry
+                recurrent.addmm_(dh.mul_(z[t, :b]), dGH[t, :b])
+                continue
+            back = recurrent(dGH[t, :b])  # (b, H)
+            if drop is not None:
+                back = back * drop[:b]
+            back.addcmul_(dh, z[t, :b])
+            carry = set_rows(carry, back if direct is None else back.add_(direct))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dGH, h_prev, w_hh, False, need[3])
+        _, dw_hh = linear_grads(dGH, h_prev if drop is None else h_prev * drop, w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])
-        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None
+        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None

@@ -9,6 +9,10 @@ the outputs (T, B, P);
 the backward precomputes every factor that does not depend on the incoming gradient without a time loop,
 so the reverse loop does only a handful of operations per step, and computes all weight gradients as
 single GEMMs over all timesteps after the loop.
+
+With ``masks`` (rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask and
+zoneout moves h' (after any projection) and c' towards h and c: the stored cell states are then the zoned
+ones, and the tanh is stored of c' (what h' was computed from).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .common import (
     tanh_,
     tanh_by_sigmoid,
     tanh_grad,
+    zoneout_grads,
 )
 from .gemm import StepWeight
 from .schedule import Schedule
@@ -37,10 +42,11 @@ class LSTMScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks=None):
         T, B, _ = x.shape
         H = w_ih.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
+        drop = None if masks is None else masks.dropout  # (B, P) or None
         # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
         # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
         one_sigmoid = tanh_by_sigmoid(x.dtype)
@@ -56,7 +62,8 @@ class LSTMScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
-            recurrent.addmm_(g, sched.incoming(Y, h0, step))
+            h = sched.incoming(Y, h0, step)  # (b, P)
+            recurrent.addmm_(g, h if drop is None else h * drop[:b])
             i, f, gg, o = g.chunk(4, 1)
             if one_sigmoid:
                 g.sigmoid_()
@@ -66,24 +73,33 @@ class LSTMScan(torch.autograd.Function):
                 o.sigmoid_()
                 gg.tanh_()
             c = C[t, :b]
-            torch.mul(f, sched.incoming(C, c0, step), out=c)
+            c_prev = sched.incoming(C, c0, step)  # (b, H)
+            torch.mul(f, c_prev, out=c)
             c.addcmul_(i, gg)
             tc = tanh_(c, out=TC[t, :b])
             if w_hr is None:
                 torch.mul(tc, o, out=Y[t, :b])
             else:
                 Y[t, :b] = project(tc * o)
+            if masks is not None:
+                zone_h, zone_c = masks.zoneout_at(t, b)
+                if zone_h is not None:
+                    torch.lerp(Y[t, :b], h, zone_h, out=Y[t, :b])
+                if zone_c is not None:
+                    c.lerp_(c_prev, zone_c)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y)
-        ctx.sched = sched
+        ctx.sched, ctx.masks = sched, masks
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
 
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n, dc_n):
-        refuse_double_backward("LSTM")
+        refuse_double_backward("LSTM", *(("auto", True) if ctx.masks is not None else ()))
         x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
+        masks = ctx.masks
+        drop = None if masks is None else masks.dropout  # (B, P) or None
         T, B, _ = x.shape
         H = C.shape[-1]
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
@@ -107,21 +123,30 @@ class LSTMScan(torch.autograd.Function):
             t, b = step.t, step.b
             dh = carry_h[:b]
             dh.add_(dY[t, :b])
+            dc = carry_c[:b]
+            zone_h, zone_c = (None, None) if masks is None else masks.zoneout_at(t, b)
+            dh, direct_h = zoneout_grads(dh, zone_h)
+            dc, direct_c = zoneout_grads(dc, zone_c)
             if w_hr is not None:
                 dY_total[t, :b] = dh
                 dh = unproject(dh)  # (b, H)
-            dc = carry_c[:b]
             dc.addcmul_(dh, A[t, :b])
             torch.mul(dh, Bo[t, :b], out=dG4[t, :b, 3])
             torch.mul(dc.unsqueeze(1), K[t, :b], out=dG4[t, :b, :3])
             dc.mul_(f[t, :b])
-            carry_h = set_rows(carry_h, recurrent(dG[t, :b]))
+            if direct_c is not None:
+                carry_c = set_rows(carry_c, dc.add_(direct_c))
+            back = recurrent(dG[t, :b])  # (b, P)
+            if drop is not None:
+                back.mul_(drop[:b])
+            carry_h = set_rows(carry_h, back if direct_h is None else back.add_(direct_h))
         need = ctx.needs_input_grad
+        h_in = sched.all_incoming(Y, h0)  # (T, B, P)
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
-        _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[4])
+        _, dw_hh = linear_grads(dG, h_in if drop is None else h_in * drop, w_hh, False, need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
         dw_hr = None
         if w_hr is not None and need[7]:
             _, dw_hr = linear_grads(dY_total, o * TC, w_hr, False, True)
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
-        return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None
+        return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None, None

@@ -1,7 +1,9 @@
 """Elman RNN recurrence (tanh or relu) over a whole sequence with a hand-written backward.
 
 Math (torch.nn.RNN): h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). The forward stores only the outputs
-(T, B, H): the activation's derivative is a function of its output for both tanh and relu.
+(T, B, H): the activation's derivative is a function of its output for both tanh and relu. With ``masks``
+(rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask and zoneout moves h'
+towards h; the activations before zoneout are then stored too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .common import (
     set_rows,
     tanh_,
     tanh_grad,
+    zoneout_grads,
 )
 from .gemm import StepWeight
 from .schedule import Schedule
@@ -30,29 +33,37 @@ class RNNScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks=None):
         T, B, _ = x.shape
         sched = Schedule(T, B, batch_sizes, reverse)
+        drop = None if masks is None else masks.dropout  # (B, H) or None
+        zoned = masks is not None and masks.zoneout is not None
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
+        A = sched.new_buffer(h0.shape[-1], like=x) if zoned else Y  # (T, B, H) the activations
         recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
-            pre = recurrent.addmm_(G[t, :b], sched.incoming(Y, h0, step))  # (b, H)
+            h = sched.incoming(Y, h0, step)  # (b, H)
+            pre = recurrent.addmm_(G[t, :b], h if drop is None else h * drop[:b])  # (b, H)
             if nonlinearity == "tanh":
-                tanh_(pre, out=Y[t, :b])
+                tanh_(pre, out=A[t, :b])
             else:
-                torch.clamp_min(pre, 0, out=Y[t, :b])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y)
-        ctx.sched, ctx.nonlinearity, ctx.has_bias = sched, nonlinearity, b_ih is not None
+                torch.clamp_min(pre, 0, out=A[t, :b])
+            if zoned:
+                torch.lerp(A[t, :b], h, masks.zoneout_at(t, b)[0], out=Y[t, :b])
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A)
+        ctx.sched, ctx.nonlinearity, ctx.has_bias, ctx.masks = sched, nonlinearity, b_ih is not None, masks
         return Y, sched.final(Y)
 
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n):
-        refuse_double_backward("RNN")
-        x, h0, w_ih, w_hh, Y = ctx.saved_tensors
+        refuse_double_backward("RNN", *(("auto", True) if ctx.masks is not None else ()))
+        x, h0, w_ih, w_hh, Y, A = ctx.saved_tensors
         sched: Schedule = ctx.sched
+        masks = ctx.masks
+        drop = None if masks is None else masks.dropout  # (B, H) or None
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
         T, B, _ = x.shape
         carry = dh_n.clone()  # (B, H)
@@ -61,14 +72,19 @@ class RNNScan(torch.autograd.Function):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
+            dh, direct = zoneout_grads(dh, None if masks is None else masks.zoneout_at(t, b)[0])
             if ctx.nonlinearity == "tanh":
-                tanh_grad(dh, Y[t, :b], out=dG[t, :b])
+                tanh_grad(dh, A[t, :b], out=dG[t, :b])
             else:
-                torch.ops.aten.threshold_backward.grad_input(dh, Y[t, :b], 0, grad_input=dG[t, :b])
-            carry = set_rows(carry, recurrent(dG[t, :b]))
+                torch.ops.aten.threshold_backward.grad_input(dh, A[t, :b], 0, grad_input=dG[t, :b])
+            back = recurrent(dG[t, :b])  # (b, H)
+            if drop is not None:
+                back = back * drop[:b]
+            carry = set_rows(carry, back if direct is None else back + direct)
         need = ctx.needs_input_grad
+        h_in = sched.all_incoming(Y, h0)  # (T, B, H)
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dG, sched.all_incoming(Y, h0), w_hh, False, need[3])
+        _, dw_hh = linear_grads(dG, h_in if drop is None else h_in * drop, w_hh, False, need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
-        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None
+        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None
