@@ -116,12 +116,16 @@ def check_variant_backend(owner: str, variant: Variant, backend: str, fused: boo
     ("native"), which reads its own weights. Messages are built only when raising: this runs at every call."""
     if variant.stepwise and backend not in ("auto", "torch") and (
             backend != "triton" or variant.layer_norm or not fused):
-        kernels = "the fused kernels" if backend == "triton" else "torch.nn's kernel"
+        if variant.layer_norm:
+            reason = "no kernel computes layer norm"
+        elif backend == "native":
+            reason = "torch.nn's kernel computes the plain cell"
+        else:
+            reason = "the fused kernels take zoneout and recurrent dropout without proj_size only"
         also = " and, without layer_norm, the fused kernels (backend='triton')" if fused else ""
         raise NotImplementedError(
             f"{owner}: {variant.describe(stepwise_only=True)} runs on rnnlab's pure-PyTorch path (backend='torch' "
-            f"or 'auto'){also}; got backend={backend!r}, where {kernels} compute the plain cell. Turn the option "
-            "off to use it"
+            f"or 'auto'){also}; got backend={backend!r}: {reason}. Turn the option off to use it"
         )
     if variant.weight_dropout and backend == "native":
         raise NotImplementedError(
