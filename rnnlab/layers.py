@@ -13,17 +13,17 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 What torch.nn lacks, as keyword-only options of each layer (:mod:`rnnlab.recurrence.variants` has the
 math): ``layer_norm`` (on the gates' input and recurrent pre-activations, and the LSTM's cell state; its
 gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM's ``zoneout_cell``) and
-``recurrent_dropout`` (one mask per sequence on the state entering W_hh). With any of them on, the layer
-runs a step-by-step recurrence through autograd (backend "torch"; "auto" chooses it on the CPU), which also
-takes double backward and ``torch.func`` transforms; zoneout and recurrent dropout without layer norm also
-run on the fused kernels (backend "triton"; "auto" chooses them on CUDA; not with ``proj_size``), which
-take the same random draws. ``weight_dropout`` (DropConnect on W_hh, one mask per call
+``recurrent_dropout`` (one mask per sequence on the state entering W_hh). On backend "torch" (and with
+layer norm on "auto") they run in a step-by-step recurrence through autograd, their specification, which
+also takes double backward and ``torch.func`` transforms; without layer norm, "auto" runs zoneout and
+recurrent dropout on the fused kernels on CUDA (as "triton" does; not with ``proj_size``) and elsewhere on
+the hand-written recurrences, all from the same random draws (variants.Masks). ``weight_dropout`` (DropConnect on W_hh, one mask per call
 in training) only changes the weight a backend is given: it runs on "torch" and "triton" ("auto" then
 takes one of them where it would take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget
 gate's bias at a value of choice (an initialisation: every backend runs it).
 
-Unlike torch.nn's kernels, the ``"torch"`` backward is not itself differentiable (no double backward): it
-raises under ``create_graph=True``.
+Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
+differentiable (no double backward): it raises under ``create_graph=True``.
 """
 
 from __future__ import annotations

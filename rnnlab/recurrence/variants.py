@@ -53,8 +53,9 @@ class Variant:
 
     @property
     def stepwise(self) -> bool:
-        """Whether an option on needs the step-by-step recurrence (the plain recurrences and fused kernels
-        compute the plain cell)."""
+        """Whether an option on changes the recurrence itself (layer norm, zoneout, recurrent dropout; weight
+        dropout only changes the weight it is given): the step-by-step recurrence runs them all, the
+        hand-written recurrences and the fused kernels zoneout and recurrent dropout (their Masks)."""
         return self.layer_norm or any((self.zoneout, self.zoneout_cell, self.recurrent_dropout))
 
     def describe(self, stepwise_only: bool = False) -> str:
