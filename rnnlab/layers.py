@@ -18,9 +18,10 @@ layer norm on "auto") they run in a step-by-step recurrence through autograd, th
 also takes double backward and ``torch.func`` transforms; without layer norm, "auto" runs zoneout and
 recurrent dropout on the fused kernels on CUDA (as "triton" does; not with ``proj_size``) and elsewhere on
 the hand-written recurrences, all from the same random draws (variants.Masks). ``weight_dropout``
-(DropConnect on W_hh, one mask per call in training) only changes the weight a backend is given: it runs on "torch" and "triton" ("auto" then
-takes one of them where it would take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget
-gate's bias at a value of choice (an initialisation: every backend runs it).
+(DropConnect on W_hh, one mask per call in training) only changes the weight a backend is given: it runs
+on "torch" and "triton" ("auto" then takes one of them where it would take torch.nn's kernel). The LSTM's
+``forget_bias`` starts the forget gate's bias at a value of choice (an initialisation: every backend runs
+it).
 
 Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
 differentiable (no double backward): it raises under ``create_graph=True``.
