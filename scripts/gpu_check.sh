@@ -13,7 +13,7 @@
 #      alone, a step, where the 1 us inference target is missed
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
 #      resident programs, the tiled regime's blocks, stages and warps
-#   6. the fused-kernel tests (tests/test_triton_kernels.py, tests/test_fused_variants.py), compiled on the GPU
+#   6. the fused-kernel tests (tests/test_triton_kernels.py, then tests/test_fused_variants.py), compiled on the GPU
 #   7. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
 #   8. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
@@ -90,7 +90,9 @@ fi
 # process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
 parallel=(-n 8)
 lim=$(limit_for 120)
-step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py tests/test_fused_variants.py
+step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py
+lim=$(limit_for 90)
+step "fused-variant tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_fused_variants.py
 lim=$(limit_for 60)
 step "tiled regime without the grid barrier" "$lim" env RNNLAB_GRID_SYNC=0 "${pytest[@]}" -m gpu -k tiled \
     tests/test_cuda.py::test_fused_kernels_match_cudnn

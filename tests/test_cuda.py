@@ -48,26 +48,6 @@ def test_cell_variants_run_on_cuda_as_on_the_cpu(cell):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "resident-256"])
-@pytest.mark.parametrize("cell", CELLS)
-def test_fused_variants_match_the_step_by_step_path(cell, H):
-    """Zoneout and recurrent dropout on the fused kernels, which backend="auto" picks for them on CUDA, in
-    every regime (the resident one runs only on a GPU) against the step-by-step path with the same draws:
-    training, packed, two bidirectional layers."""
-    options = {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
-    torch.manual_seed(4)
-    ref, _ = make_pair(cell, 24, H, torch.float32, num_layers=2, bidirectional=True)
-    fused = rnnlab.from_torch(ref, **options).cuda()
-    step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
-    x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
-    assert not fused._stepwise() and fused._masked_backend(leaves[0]) == "triton"
-    results = []
-    for module in (fused, step):
-        torch.manual_seed(5)
-        results.append(run(module, x, hx, leaves))
-    assert_same(*results, 2e-5, scaled=True)
-
-
 @pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "tiled-256"])
 @pytest.mark.parametrize("form", ["batched", "packed"])
 @pytest.mark.parametrize("cell", CELLS)
@@ -184,3 +164,24 @@ def test_auto_runs_the_fused_kernels_where_they_beat_cudnn(cell, H, B, dtype, tr
     x = torch.zeros(1, B, 8, device="cuda", dtype=dtype)
     assert resolve_backend("auto", mode, x, training=training, hidden_size=H, batch=B) == expected
     assert resolve_backend("auto", mode, x, training=training, hidden_size=H, batch=B, proj=True) == "native"
+
+
+@pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "tiled-256"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_variants_match_the_step_by_step_path(cell, H):
+    """Zoneout and recurrent dropout on the fused kernels, which backend="auto" picks for them on CUDA, in
+    every regime (the resident one and the tiled one spread over programs run only on a GPU) against the
+    step-by-step path with the same draws: training, packed, two bidirectional layers. Last in this file:
+    its kernels compile on first use, after the older tests have run."""
+    options = {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
+    torch.manual_seed(4)
+    ref, _ = make_pair(cell, 24, H, torch.float32, num_layers=2, bidirectional=True)
+    fused = rnnlab.from_torch(ref, **options).cuda()
+    step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
+    x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
+    assert not fused._stepwise() and fused._masked_backend(leaves[0]) == "triton"
+    results = []
+    for module in (fused, step):
+        torch.manual_seed(5)
+        results.append(run(module, x, hx, leaves))
+    assert_same(*results, 2e-5, scaled=True)
