@@ -9,6 +9,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
     python -m rnnlab.kernels.fit lstm_fwd_tiled sm_90 bf16 1024 resident train - a16   # H a multiple of 16
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer - a16 --loop   # and its time loop's SASS counts
+    python -m rnnlab.kernels.fit gru_bwd_tiled sm_90 bf16 256 resident - - - masks   # with zoneout and dropout
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -222,12 +223,14 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
 
 def configurations(quick: bool = False):
     """Every launch configuration the dispatcher can choose, as (kernel, target, dtype, hidden size, sync,
-    mode, proj, align): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at
+    mode, proj, align, variant): the persistent kernels at each BLOCK_H up to their regime's limit, the tiled ones at
     a hidden size for each of their block shapes, with and without the grid barrier, and in the resident
     regime at each of RESIDENT_SHAPES up to its limit for any hidden size and, beyond it, up to that for
     multiples of 16 (ALIGNED_RESIDENT_H, "a16"), and with WIDE_BLOCK_B rows ("wide") for multiples of 16
     in fp16/bf16 on WIDE_TARGET; forwards with a STORE flag in training and
-    inference; the tiled LSTM with and without a projection. ``quick`` keeps every persistent
+    inference; the tiled LSTM with and without a projection; and with the cell variants' masks (recurrent
+    dropout and zoneout, "masks") every persistent and resident configuration in training (``quick``: the
+    largest of each). ``quick`` keeps every persistent
     configuration but, of the tiled ones (1-30 s of compiling each), only the largest code path (H = 1024,
     grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
     inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16; wide ones in
