@@ -191,9 +191,26 @@ def lerp(new, prev, w):
 
 
 @triton.jit
+def zone_split(Z, out, cols, ZS: tl.constexpr, mask, d):
+    """Zoneout's backward for a tile: of the gradient ``d`` reaching a zoned-out state (h = lerp(h', h_prev, w)),
+    the part reaching the cell's new state, (1 - w) d, and the part going straight to the previous one, w d."""
+    w = zone_weight(Z, out, cols, ZS, mask, d.dtype)
+    return d * (1.0 - w), w * d
+
+
+@triton.jit
 def dropout_tile(D, state, mask, ACC: tl.constexpr):
     """Recurrent dropout's (BB, BH) tile of its scaled mask D (B, H) at the offsets ``state``, in ACC."""
     return tl.load(D + state, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def recurrent_operand(h, D, state, mask, DROP: tl.constexpr):
+    """What W_hh multiplies: the (BB, BH) tile ``h``, times recurrent dropout's mask D (B, H) at ``state`` with
+    DROP."""
+    if DROP:
+        h = h * dropout_tile(D, state, mask, h.dtype)
+    return h
 
 
 @triton.jit

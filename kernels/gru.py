@@ -29,6 +29,7 @@ from .common import (
     ping_pong,
     plain_inference,
     projection_grads,
+    recurrent_operand,
     recurrent_product,
     resident_gates,
     resident_product,
@@ -40,6 +41,7 @@ from .common import (
     tanh,
     variant_args,
     wanted,
+    zone_split,
     zone_weight,
 )
 from .dispatch import accumulator, plan, stored
@@ -123,10 +125,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS: tl.co
         # the next step's inputs, loaded a step ahead (they do not depend on h)
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active, h.dtype)
-        if DROP:
-            h_in = h * dropout_tile(D, state, m2, h.dtype)
-        else:
-            h_in = h
+        h_in = recurrent_operand(h, D, state, m2, DROP)
         product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
                           row_t * H + cols[None, :], H, h, m2 & active, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
@@ -152,14 +151,13 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H,
         h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
         dh_t = dh + tl.load(DY + out, mask=am, other=0.0).to(dh.dtype)
         if ZONE:  # h_t = lerp(h'_t, h_{t-1}, w): dh'_t = (1 - w) dh_t, and w dh_t goes straight to h_{t-1}
-            zw = zone_weight(Z, out, cols, ZS, am, dh.dtype)
-            d_cell = dh_t * (1.0 - zw)
+            d_cell, zoned = zone_split(Z, out, cols, ZS, am, dh_t)
         else:
             d_cell = dh_t
         d_r, d_z, d_hn, dh_new = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H, h_prev,
                                                  d_cell, am)
         if ZONE:
-            dh_new += zw * dh_t
+            dh_new += zoned
         if DROP:
             back = tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
             back += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
@@ -200,11 +198,8 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T
             h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
                               h_prev, am, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
             tl.store(HS + B * H - src + state, h_new, mask=am)
-            if DROP:
-                tl.store(HQ + B * H - src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
-                    HQ.dtype.element_ty), mask=am)
-            else:
-                tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+            h_in = recurrent_operand(h_new, D, state, am, DROP)
+            tl.store(HQ + B * H - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
@@ -238,14 +233,13 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D,
             dh_t += tl.load(DY + out, mask=am, other=0.0).to(dh_t.dtype)
             h_prev = load_previous(Y, H0, out, state, s, B, H, am, DG.dtype.element_ty, REVERSE)
             if ZONE:  # see _gru_bwd_kernel
-                zw = zone_weight(Z, out, cols, ZS, am, dh_t.dtype)
-                d_cell = dh_t * (1.0 - zw)
+                d_cell, zoned = zone_split(Z, out, cols, ZS, am, dh_t)
             else:
                 d_cell = dh_t
             d_r, d_z, d_hn, dh_direct = _gru_cell_grads(G, GHN, DG, DGH, row_t * (3 * H) + cols[None, :], out, H,
                                                         h_prev, d_cell, am)
             if ZONE:
-                dh_direct += zw * dh_t
+                dh_direct += zoned
             tl.store(DHS + state, dh_direct, mask=am)  # the products with W_hh are added below
             q = DQ + q_rows + cols[None, :]
             tl.store(q, d_r.to(DQ.dtype.element_ty), mask=am)

@@ -55,6 +55,7 @@ from .common import (
     ping_pong,
     plain_inference,
     projection_grads,
+    recurrent_operand,
     recurrent_product,
     resident_gates,
     resident_product,
@@ -67,6 +68,7 @@ from .common import (
     tanh,
     variant_args,
     wanted,
+    zone_split,
     zone_weight,
 )
 from .dispatch import accumulator, plan, stored
@@ -148,13 +150,11 @@ def _lstm_zone_grads(Z, ZC, out, cols, ZS, mask, dh, dc, ZONE: tl.constexpr, ZON
     """Zoneout's backward for a tile: from dh and dc reaching the zoned-out h_t and c_t, the parts reaching the
     cell's new h and c ((1 - w) d) and those going straight to h_{t-1} and c_{t-1} (w d; 0.0 where off)."""
     if ZONE:
-        zw = zone_weight(Z, out, cols, ZS, mask, dh.dtype)
-        dh_cell, dh_direct = dh * (1.0 - zw), zw * dh
+        dh_cell, dh_direct = zone_split(Z, out, cols, ZS, mask, dh)
     else:
         dh_cell, dh_direct = dh, 0.0
     if ZONE_C:
-        zcw = zone_weight(ZC, out, cols, ZS, mask, dc.dtype)
-        dc_cell, dc_direct = dc * (1.0 - zcw), zcw * dc
+        dc_cell, dc_direct = zone_split(ZC, out, cols, ZS, mask, dc)
     else:
         dc_cell, dc_direct = dc, 0.0
     return dh_cell, dh_direct, dc_cell, dc_direct
@@ -180,10 +180,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS:
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
         out = row_t * H + cols[None, :]
-        if DROP:
-            h_in = h * dropout_tile(D, state, m2, h.dtype)
-        else:
-            h_in = h
+        h_in = recurrent_operand(h, D, state, m2, DROP)
         product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H,
                                   out, c, m2 & active, STORE, BLOCK_B, BLOCK_H, h, cols, Z, ZC, ZS, ZONE, ZONE_C)
@@ -281,11 +278,8 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
             if not PROJ:
                 if ZONE:
                     tl.store(HS + B * H - c_src + state, h_new, mask=am)
-                if DROP:
-                    tl.store(HQ + B * P - h_src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
-                        HQ.dtype.element_ty), mask=am)
-                else:
-                    tl.store(HQ + B * P - h_src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+                h_in = recurrent_operand(h_new, D, state, am, DROP)
+                tl.store(HQ + B * P - h_src + state, h_in.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + state, h_new, mask=am & last)
         if PROJ:
             step_barrier(COUNT + tl.program_id(0), (2 * s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -358,15 +352,13 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
             # H = 1024 spilled 16-32 bytes, fit.py, sm_90); dh's is added to the product's part next step, dc's
             # read back below
             if ZONE:
-                zw = zone_weight(Z, out, cols, ZS, am, dh_t.dtype)
-                tl.store(DHS + state, zw * dh_t, mask=am)
-                dh_t = dh_t * (1.0 - zw)
+                dh_t, zoned = zone_split(Z, out, cols, ZS, am, dh_t)
+                tl.store(DHS + state, zoned, mask=am)
             elif DROP:
                 tl.store(DHS + state, tl.zeros_like(dh_t), mask=am)
             if ZONE_C:
-                zcw = zone_weight(ZC, out, cols, ZS, am, dc_t.dtype)
-                tl.store(DCS + state, zcw * dc_t, mask=am)
-                dc_t = dc_t * (1.0 - zcw)
+                dc_t, zoned_c = zone_split(ZC, out, cols, ZS, am, dc_t)
+                tl.store(DCS + state, zoned_c, mask=am)
             d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
                                                            dh_t, dc_t, am, ZONE_C)
             if ZONE_C:

@@ -24,6 +24,7 @@ from .common import (
     ping_pong,
     plain_inference,
     projection_grads,
+    recurrent_operand,
     recurrent_product,
     resident_slice,
     step_barrier,
@@ -31,6 +32,7 @@ from .common import (
     tanh,
     variant_args,
     wanted,
+    zone_split,
     zone_weight,
 )
 from .dispatch import accumulator, plan, stored
@@ -60,8 +62,8 @@ def _rnn_step_grads(Y, A, DY, DG, out, cols, dh, mask, Z, ZS, RELU: tl.constexpr
     straight to h_{t-1} (zoneout's; 0.0 without)."""
     dh = dh + tl.load(DY + out, mask=mask, other=0.0).to(dh.dtype)
     if ZONE:  # h_t = lerp(a_t, h_{t-1}, w): da_t = (1 - w) dh_t, and w dh_t goes straight to h_{t-1}
-        zw = zone_weight(Z, out, cols, ZS, mask, dh.dtype)
-        d_pre, direct = _rnn_cell_grads(A, DG, out, dh * (1.0 - zw), mask, RELU), zw * dh
+        d_act, direct = zone_split(Z, out, cols, ZS, mask, dh)
+        d_pre = _rnn_cell_grads(A, DG, out, d_act, mask, RELU)
     else:
         d_pre, direct = _rnn_cell_grads(Y, DG, out, dh, mask, RELU), 0.0
     return d_pre, direct
@@ -91,10 +93,7 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS: tl.constexpr,
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
-        if DROP:
-            h_in = h * dropout_tile(D, state, m2, h.dtype)
-        else:
-            h_in = h
+        h_in = recurrent_operand(h, D, state, m2, DROP)
         h_new = _rnn_cell(GX, Y, A, out, cols, tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION), h,
                           m2 & active, Z, ZS, RELU, ZONE)
         h = tl.where(active, h_new, h)
@@ -149,11 +148,8 @@ def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS
             h_new = _rnn_cell(GX, Y, A, row_t * H + cols[None, :], cols, hw, h_prev, am, Z, ZS, RELU, ZONE)
             if ZONE:
                 tl.store(HS + B * H - src + state, h_new, mask=am)
-            if DROP:
-                tl.store(HQ + B * H - src + state, (h_new * dropout_tile(D, state, am, h_new.dtype)).to(
-                    HQ.dtype.element_ty), mask=am)
-            else:
-                tl.store(HQ + B * H - src + state, h_new.to(HQ.dtype.element_ty), mask=am)
+            h_in = recurrent_operand(h_new, D, state, am, DROP)
+            tl.store(HQ + B * H - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
