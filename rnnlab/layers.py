@@ -156,7 +156,7 @@ class _RecurrentLayer(CellOptions):
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
         if self.variant.stepwise:
-            return self._forward_torch(seq, hx, self._masked_backend(seq.data) == "triton", amp)
+            return self._forward_torch(seq, hx, self._fused_masks(seq.data), amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
@@ -170,17 +170,17 @@ class _RecurrentLayer(CellOptions):
         """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
         for gradient analysis, for layer norm, and for zoneout and recurrent dropout on backend "torch" (their
         specification, which takes double backward) or under a ``torch.func`` transform. Elsewhere zoneout and
-        recurrent dropout run on the fused kernels or the hand-written recurrences (_masked_backend)."""
+        recurrent dropout run on the fused kernels or the hand-written recurrences (_fused_masks)."""
         if self._observe is not None or self.variant.layer_norm:
             return True
         return self.variant.stepwise and (self.backend == "torch" or torch._C._are_functorch_transforms_active())
 
-    def _masked_backend(self, x: torch.Tensor) -> str:
-        """Where zoneout and recurrent dropout run when not step by step: the fused kernels ("triton", or
-        "auto" on CUDA with Triton installed, without proj_size), else the hand-written recurrences with the
-        masks ("torch": "auto" elsewhere)."""
+    def _fused_masks(self, x: torch.Tensor) -> bool:
+        """Whether zoneout and recurrent dropout, when not step by step, run on the fused kernels ("triton",
+        or "auto" on CUDA with Triton installed, without proj_size) rather than the hand-written recurrences
+        ("auto" elsewhere)."""
         auto_fused = self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants
-        return "triton" if self.backend == "triton" or auto_fused else "torch"
+        return self.backend == "triton" or auto_fused
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -234,8 +234,7 @@ class _RecurrentLayer(CellOptions):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl, options = recurrence, {}
         if self.variant.stepwise:  # zoneout and recurrent dropout (_stepwise: nothing else reaches here)
-            P, H = states[0].shape[1], states[-1].shape[1] if self.mode == "LSTM" else 0
-            options["masks"] = draw_masks(self.variant, x.shape[0], x.shape[1], P, H, x, self.training)
+            options["masks"] = draw_masks(self.variant, x, states, self.training)
         if fused:
             if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise NotImplementedError(

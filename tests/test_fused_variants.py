@@ -115,7 +115,7 @@ def test_gradcheck_through_the_fused_variants(cell, regime, training):
     states = (h0, leaf(B, H)) if cell == "lstm" else (h0,)
     weights = (leaf(G, I), leaf(G, H), leaf(G), leaf(G))
     torch.manual_seed(8)
-    masks = draw_masks(Variant(**options(cell, 0.4, 0.3)), T, B, H, H if cell == "lstm" else 0, x, training)
+    masks = draw_masks(Variant(**options(cell, 0.4, 0.3)), x, states, training)
 
     def scan(x, *args):
         with force_regime(regime):

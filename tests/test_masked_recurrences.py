@@ -66,12 +66,13 @@ def test_gradcheck(cell, training):
 
     x, h0 = leaf(T, B, I), leaf(B, P)
     weights = (leaf(G, I), leaf(G, P), leaf(G), leaf(G))
-    torch.manual_seed(8)
     lstm = cell.startswith("lstm")
-    masks = draw_masks(Variant(**options(cell)), T, B, P, H if lstm else 0, x, training)
+    states = (h0, leaf(B, H)) if lstm else (h0,)
+    torch.manual_seed(8)
+    masks = draw_masks(Variant(**options(cell)), x, states, training)
     sizes = [3, 3, 2, 1]
     if lstm:
-        inputs = (x, h0, leaf(B, H), *weights, leaf(P, H) if cell == "lstm_proj" else None)
+        inputs = (x, *states, *weights, leaf(P, H) if cell == "lstm_proj" else None)
         scan = lambda *a: recurrence.lstm_scan(*a, sizes, True, masks=masks)  # noqa: E731
     elif cell == "gru":
         inputs = (x, h0, *weights)

@@ -27,6 +27,7 @@ from .common import (
 )
 from .gemm import StepWeight
 from .schedule import Schedule
+from .variants import Masks
 
 
 class GRUScan(torch.autograd.Function):
@@ -38,7 +39,8 @@ class GRUScan(torch.autograd.Function):
         T, B, _ = x.shape
         H = h0.shape[-1]
         sched = Schedule(T, B, batch_sizes, reverse)
-        drop = None if masks is None else masks.dropout  # (B, H) or None
+        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        masks = Masks() if masks is None else masks
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
@@ -46,7 +48,7 @@ class GRUScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            gh = recurrent(h if drop is None else h * drop[:b])  # (b, 3H)
+            gh = recurrent(masks.dropped(h))  # (b, 3H)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
             rz.add_(gh[:, : 2 * H]).sigmoid_()
@@ -56,7 +58,7 @@ class GRUScan(torch.autograd.Function):
             y = Y[t, :b]
             torch.sub(h, n, out=y)
             torch.addcmul(n, rz[:, H:], y, out=y)
-            if masks is not None and masks.zoneout is not None:
+            if masks.zoneout is not None:
                 torch.lerp(y, h, masks.zoneout_at(t, b)[0], out=y)
         ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y)
         ctx.sched, ctx.masks = sched, masks
@@ -66,11 +68,10 @@ class GRUScan(torch.autograd.Function):
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n):
-        refuse_double_backward("GRU", *(("auto", True) if ctx.masks is not None else ()))
+        masks: Masks = ctx.masks
+        refuse_double_backward("GRU", "auto" if ctx.masked else "torch", ctx.masked)
         x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
-        masks = ctx.masks
-        drop = None if masks is None else masks.dropout  # (B, H) or None
         T, B, _ = x.shape
         H = Y.shape[-1]
         r, z, n = G.chunk(3, 2)  # each (T, B, H)
@@ -90,23 +91,21 @@ class GRUScan(torch.autograd.Function):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
-            dh, direct = zoneout_grads(dh, None if masks is None else masks.zoneout_at(t, b)[0])
+            dh, direct = zoneout_grads(dh, masks.zoneout_at(t, b)[0])
             torch.mul(dh.unsqueeze(1), KZN[t, :b], out=dG3[t, :b, 1:])
             dn = dG3[t, :b, 2]
             torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
             dGH[t, :b, : 2 * H] = dG[t, :b, : 2 * H]
             torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
-            if masks is None:  # in place in carry
+            if not masks.any:  # in place in carry
                 recurrent.addmm_(dh.mul_(z[t, :b]), dGH[t, :b])
                 continue
-            back = recurrent(dGH[t, :b])  # (b, H)
-            if drop is not None:
-                back = back * drop[:b]
+            back = masks.dropped(recurrent(dGH[t, :b]))  # (b, H)
             back.addcmul_(dh, z[t, :b])
             carry = set_rows(carry, back if direct is None else back.add_(direct))
         need = ctx.needs_input_grad
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dGH, h_prev if drop is None else h_prev * drop, w_hh, False, need[3])
+        _, dw_hh = linear_grads(dGH, masks.dropped(h_prev), w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])
         return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None

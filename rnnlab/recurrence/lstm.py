@@ -35,6 +35,7 @@ from .common import (
 )
 from .gemm import StepWeight
 from .schedule import Schedule
+from .variants import Masks
 
 
 class LSTMScan(torch.autograd.Function):
@@ -46,7 +47,8 @@ class LSTMScan(torch.autograd.Function):
         T, B, _ = x.shape
         H = w_ih.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
-        drop = None if masks is None else masks.dropout  # (B, P) or None
+        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        masks = Masks() if masks is None else masks
         # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
         # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
         one_sigmoid = tanh_by_sigmoid(x.dtype)
@@ -63,7 +65,7 @@ class LSTMScan(torch.autograd.Function):
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
             h = sched.incoming(Y, h0, step)  # (b, P)
-            recurrent.addmm_(g, h if drop is None else h * drop[:b])
+            recurrent.addmm_(g, masks.dropped(h))
             i, f, gg, o = g.chunk(4, 1)
             if one_sigmoid:
                 g.sigmoid_()
@@ -81,12 +83,11 @@ class LSTMScan(torch.autograd.Function):
                 torch.mul(tc, o, out=Y[t, :b])
             else:
                 Y[t, :b] = project(tc * o)
-            if masks is not None:
-                zone_h, zone_c = masks.zoneout_at(t, b)
-                if zone_h is not None:
-                    torch.lerp(Y[t, :b], h, zone_h, out=Y[t, :b])
-                if zone_c is not None:
-                    c.lerp_(c_prev, zone_c)
+            zone_h, zone_c = masks.zoneout_at(t, b)
+            if zone_h is not None:
+                torch.lerp(Y[t, :b], h, zone_h, out=Y[t, :b])
+            if zone_c is not None:
+                c.lerp_(c_prev, zone_c)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y)
         ctx.sched, ctx.masks = sched, masks
         ctx.has_bias = b_ih is not None
@@ -95,11 +96,10 @@ class LSTMScan(torch.autograd.Function):
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n, dc_n):
-        refuse_double_backward("LSTM", *(("auto", True) if ctx.masks is not None else ()))
+        masks: Masks = ctx.masks
+        refuse_double_backward("LSTM", "auto" if ctx.masked else "torch", ctx.masked)
         x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors
         sched: Schedule = ctx.sched
-        masks = ctx.masks
-        drop = None if masks is None else masks.dropout  # (B, P) or None
         T, B, _ = x.shape
         H = C.shape[-1]
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
@@ -124,7 +124,7 @@ class LSTMScan(torch.autograd.Function):
             dh = carry_h[:b]
             dh.add_(dY[t, :b])
             dc = carry_c[:b]
-            zone_h, zone_c = (None, None) if masks is None else masks.zoneout_at(t, b)
+            zone_h, zone_c = masks.zoneout_at(t, b)
             dh, direct_h = zoneout_grads(dh, zone_h)
             dc, direct_c = zoneout_grads(dc, zone_c)
             if w_hr is not None:
@@ -136,14 +136,11 @@ class LSTMScan(torch.autograd.Function):
             dc.mul_(f[t, :b])
             if direct_c is not None:
                 carry_c = set_rows(carry_c, dc.add_(direct_c))
-            back = recurrent(dG[t, :b])  # (b, P)
-            if drop is not None:
-                back.mul_(drop[:b])
+            back = masks.dropped(recurrent(dG[t, :b]))  # (b, P)
             carry_h = set_rows(carry_h, back if direct_h is None else back.add_(direct_h))
         need = ctx.needs_input_grad
-        h_in = sched.all_incoming(Y, h0)  # (T, B, P)
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
-        _, dw_hh = linear_grads(dG, h_in if drop is None else h_in * drop, w_hh, False, need[4])
+        _, dw_hh = linear_grads(dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
         dw_hr = None
         if w_hr is not None and need[7]:

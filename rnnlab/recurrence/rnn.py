@@ -24,6 +24,7 @@ from .common import (
 )
 from .gemm import StepWeight
 from .schedule import Schedule
+from .variants import Masks
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -36,8 +37,9 @@ class RNNScan(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks=None):
         T, B, _ = x.shape
         sched = Schedule(T, B, batch_sizes, reverse)
-        drop = None if masks is None else masks.dropout  # (B, H) or None
-        zoned = masks is not None and masks.zoneout is not None
+        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        masks = Masks() if masks is None else masks
+        zoned = masks.zoneout is not None
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
         A = sched.new_buffer(h0.shape[-1], like=x) if zoned else Y  # (T, B, H) the activations
@@ -45,7 +47,7 @@ class RNNScan(torch.autograd.Function):
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            pre = recurrent.addmm_(G[t, :b], h if drop is None else h * drop[:b])  # (b, H)
+            pre = recurrent.addmm_(G[t, :b], masks.dropped(h))  # (b, H)
             if nonlinearity == "tanh":
                 tanh_(pre, out=A[t, :b])
             else:
@@ -59,11 +61,10 @@ class RNNScan(torch.autograd.Function):
     @staticmethod
     @autocast_off
     def backward(ctx, dY, dh_n):
-        refuse_double_backward("RNN", *(("auto", True) if ctx.masks is not None else ()))
+        masks: Masks = ctx.masks
+        refuse_double_backward("RNN", "auto" if ctx.masked else "torch", ctx.masked)
         x, h0, w_ih, w_hh, Y, A = ctx.saved_tensors
         sched: Schedule = ctx.sched
-        masks = ctx.masks
-        drop = None if masks is None else masks.dropout  # (B, H) or None
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
         T, B, _ = x.shape
         carry = dh_n.clone()  # (B, H)
@@ -72,19 +73,16 @@ class RNNScan(torch.autograd.Function):
             t, b = step.t, step.b
             dh = carry[:b]
             dh.add_(dY[t, :b])
-            dh, direct = zoneout_grads(dh, None if masks is None else masks.zoneout_at(t, b)[0])
+            dh, direct = zoneout_grads(dh, masks.zoneout_at(t, b)[0])
             if ctx.nonlinearity == "tanh":
                 tanh_grad(dh, A[t, :b], out=dG[t, :b])
             else:
                 torch.ops.aten.threshold_backward.grad_input(dh, A[t, :b], 0, grad_input=dG[t, :b])
-            back = recurrent(dG[t, :b])  # (b, H)
-            if drop is not None:
-                back = back * drop[:b]
+            back = masks.dropped(recurrent(dG[t, :b]))  # (b, H)
             carry = set_rows(carry, back if direct is None else back + direct)
         need = ctx.needs_input_grad
-        h_in = sched.all_incoming(Y, h0)  # (T, B, H)
         dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dG, h_in if drop is None else h_in * drop, w_hh, False, need[3])
+        _, dw_hh = linear_grads(dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
         return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None

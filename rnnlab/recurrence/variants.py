@@ -125,16 +125,27 @@ class Masks:
     zoneout: torch.Tensor | None = None
     zoneout_cell: torch.Tensor | None = None
 
+    @property
+    def any(self) -> bool:
+        """Whether any option drew something (an empty Masks is the plain cell's)."""
+        return any(m is not None for m in (self.dropout, self.zoneout, self.zoneout_cell))
+
+    def dropped(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` (..., b, P) as W_hh takes it: times the first b rows of the dropout mask, if there is one."""
+        return h if self.dropout is None else h * self.dropout[: h.shape[-2]]
+
     def zoneout_at(self, t: int, b: int) -> list[torch.Tensor | None]:
         """The zoneout weights of step ``t``'s first ``b`` rows, h's then c's: (b, F) each, or (F,), or None."""
         return [w if w is None or w.dim() == 1 else w[t, :b] for w in (self.zoneout, self.zoneout_cell)]
 
 
-def draw_masks(variant: Variant, T: int, B: int, P: int, H: int, like: torch.Tensor, training: bool) -> Masks:
-    """The Masks of a call over (T, B) with states h (P wide) and c (H; 0 without a cell state), in ``like``'s
-    dtype and device. Draws the dropout mask first, then zoneout's uniforms step by step, each step's h
-    draw before its c draw (what an LSTMCell called once a step draws). The draws are taken in fp32 whatever
-    the dtype, so a seed gives every dtype the same masks."""
+def draw_masks(variant: Variant, x: torch.Tensor, init: list[torch.Tensor], training: bool) -> Masks:
+    """The Masks of a call on ``x`` (T, B, I) from the initial states ``init`` ([h0 (B, P)], and c0 (B, H) for
+    the LSTM), in x's dtype and device. Draws the dropout mask first, then zoneout's uniforms step by step,
+    each step's h draw before its c draw (what an LSTMCell called once a step draws). The draws are taken in
+    fp32 whatever the dtype, so a seed gives every dtype the same masks."""
+    (T, B, _), like = x.shape, x
+    P, H = init[0].shape[1], init[1].shape[1] if len(init) == 2 else 0
     new = functools.partial(torch.empty, dtype=torch.float32, device=like.device)
     dropout = None
     if training and variant.recurrent_dropout > 0:
@@ -191,16 +202,14 @@ def variant_scan(
         xs = xs + b_ih
     xs = xs.unbind(0)  # T views (B, G): one backward node for all, where indexing xs[t] makes a (T, B, G) each
     if masks is None:
-        masks = draw_masks(variant, T, B, init[0].shape[1], init[1].shape[1] if len(init) == 2 else 0, x, training)
-    mask = masks.dropout  # (B, P) one recurrent dropout mask for the whole sequence
+        masks = draw_masks(variant, x, init, training)
     sizes = batch_sizes if batch_sizes is not None else [B] * T
     states = list(init)  # each (B, F): active rows updated, finished (or not yet started) rows kept
     outputs: list[torch.Tensor] = [x.new_zeros(0)] * T
     for t in range(T - 1, -1, -1) if reverse else range(T):
         b = sizes[t]
         prev = [s[:b] for s in states]
-        h_in = prev[0] if mask is None else prev[0] * mask[:b]
-        new = step(xs[t][:b], h_in, prev, w_hh, b_hh, w_hr, norms, nonlinearity)
+        new = step(xs[t][:b], masks.dropped(prev[0]), prev, w_hh, b_hh, w_hr, norms, nonlinearity)
         new = [zoneout(p, n, w) for p, n, w in zip(prev, new, masks.zoneout_at(t, b), strict=False)]
         if observe is not None:
             observe(t, new[0])
