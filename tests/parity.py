@@ -10,6 +10,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
 import rnnlab
+from rnnlab.recurrence.variants import Variant, draw_masks
 
 TORCH_CLASSES = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM,
                  "lstm_proj": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -108,3 +109,49 @@ def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: float, s
         assert a is not None and b is not None, f"item {k}: missing gradient"
         atol = tol * b.abs().max().item() if scaled else tol
         torch.testing.assert_close(a, b, atol=atol, rtol=tol, msg=lambda m, k=k: f"item {k}: {m}")
+
+
+def variant_options(cell: str, zoneout: float = 0.3, dropout: float = 0.25) -> dict[str, float]:
+    """Every option the hand-written recurrences and the fused kernels take for ``cell`` (the LSTM's
+    cell-state zoneout at another rate)."""
+    cell_state = {"zoneout_cell": zoneout + 0.1} if cell.startswith("lstm") else {}
+    return {"zoneout": zoneout, "recurrent_dropout": dropout, **cell_state}
+
+
+# (cell, option): each of variant_options' options by itself, for each code path it takes
+SINGLE_OPTIONS = [("lstm", "zoneout"), ("lstm", "zoneout_cell"), ("lstm", "recurrent_dropout"), ("gru", "zoneout"),
+                  ("gru", "recurrent_dropout"), ("rnn_tanh", "zoneout"), ("rnn_tanh", "recurrent_dropout")]
+
+
+def run_seeded(module, make_input, hx, leaves, seed: int = 3):
+    """:func:`run` after seeding the random generators: two modules with the same options draw the same
+    zoneout and dropout masks (they draw in the same order)."""
+    torch.manual_seed(seed)
+    return run(module, make_input, hx, leaves)
+
+
+def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, float], sizes: list[int], I: int,
+                          H: int, proj: int = 0, device="cpu") -> bool:
+    """torch.autograd.gradcheck in float64 through every input of one reversed direction of ``impl``'s scan
+    (rnnlab.recurrence or rnnlab.kernels) of ``cell`` ("lstm", "gru", "rnn_tanh"; the LSTM with a projection
+    of ``proj`` units if given) over packed input of ``sizes``, with the cell ``options``' draws fixed."""
+    T, B = len(sizes), sizes[0]
+    P = proj or H
+    G = {"lstm": 4, "gru": 3}.get(cell, 1) * H
+    gen = torch.Generator().manual_seed(7)
+
+    def leaf(*shape):
+        return (0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).to(device).requires_grad_()
+
+    x, h0 = leaf(T, B, I), leaf(B, P)
+    states = (h0, leaf(B, H)) if cell == "lstm" else (h0,)
+    weights = (leaf(G, I), leaf(G, P), leaf(G), leaf(G))
+    torch.manual_seed(8)
+    masks = draw_masks(Variant(**options), x, states, training)
+    if cell == "lstm":
+        inputs = (x, *states, *weights, leaf(P, H) if proj else None)
+        return torch.autograd.gradcheck(lambda *a: impl.lstm_scan(*a, sizes, True, masks=masks), inputs)
+    inputs = (x, h0, *weights)
+    if cell == "gru":
+        return torch.autograd.gradcheck(lambda *a: impl.gru_scan(*a, sizes, True, masks=masks), inputs)
+    return torch.autograd.gradcheck(lambda *a: impl.rnn_scan(*a, sizes, True, "tanh", masks=masks), inputs)

@@ -13,12 +13,20 @@ import pytest
 import torch
 
 import rnnlab
-from parity import assert_same, make_inputs, make_pair, relative_errors, run
+from parity import (
+    SINGLE_OPTIONS,
+    assert_same,
+    gradcheck_masked_scan,
+    make_inputs,
+    make_pair,
+    relative_errors,
+    run_seeded,
+    variant_options,
+)
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab import kernels  # noqa: E402
 from rnnlab.kernels.dispatch import force_regime  # noqa: E402
-from rnnlab.recurrence.variants import Variant, draw_masks  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
@@ -28,23 +36,12 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 
-def options(cell: str, zoneout: float = 0.3, dropout: float = 0.25) -> dict[str, float]:
-    """Every option the kernels take for ``cell`` (the LSTM's cell-state zoneout at another rate)."""
-    cell_state = {"zoneout_cell": zoneout + 0.1} if cell == "lstm" else {}
-    return {"zoneout": zoneout, "recurrent_dropout": dropout, **cell_state}
-
-
 def _layers(cell: str, H: int, dtype: torch.dtype, **kwargs):
     """(step-by-step layer, fused layer, torch.nn layer), the same weights and options."""
     ref, _ = make_pair(cell, 5, H, dtype, **kwargs)
-    opts = options(cell)
+    opts = variant_options(cell)
     return (rnnlab.from_torch(ref, backend="torch", **opts).to(DEVICE),
             rnnlab.from_torch(ref, backend="triton", **opts).to(DEVICE), ref)
-
-
-def _run_seeded(layer, x, hx, leaves, seed: int = 3):
-    torch.manual_seed(seed)  # the same masks for both layers: they draw in the same order
-    return run(layer, x, hx, leaves)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -55,24 +52,20 @@ def test_fused_variants_match_the_step_by_step_recurrence(cell, H, training):
     reference.train(training)
     fused.train(training)
     x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
-    got, want = _run_seeded(fused, x, hx, leaves), _run_seeded(reference, x, hx, leaves)
+    got, want = run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves)
     assert_same(got, want, 2e-5)
 
 
-ALONE = [("lstm", {"zoneout": 0.3}), ("lstm", {"zoneout_cell": 0.4}), ("lstm", {"recurrent_dropout": 0.25}),
-         ("gru", {"zoneout": 0.3}), ("gru", {"recurrent_dropout": 0.25}), ("rnn_tanh", {"zoneout": 0.3}),
-         ("rnn_tanh", {"recurrent_dropout": 0.25})]
-
-
 @pytest.mark.parametrize("H", [20, 50], ids=["persistent", "tiled"])
-@pytest.mark.parametrize(("cell", "option"), ALONE, ids=[f"{c}-{next(iter(o))}" for c, o in ALONE])
+@pytest.mark.parametrize(("cell", "option"), SINGLE_OPTIONS, ids=[f"{c}-{o}" for c, o in SINGLE_OPTIONS])
 def test_each_option_alone(cell, option, H):
     """Each option by itself (the kernels take their own path for each): training, packed, reversed."""
     ref, _ = make_pair(cell, 5, H, torch.float32, bidirectional=True)
-    reference = rnnlab.from_torch(ref, backend="torch", **option).to(DEVICE)
-    fused = rnnlab.from_torch(ref, backend="triton", **option).to(DEVICE)
+    alone = {option: variant_options(cell)[option]}
+    reference = rnnlab.from_torch(ref, backend="torch", **alone).to(DEVICE)
+    fused = rnnlab.from_torch(ref, backend="triton", **alone).to(DEVICE)
     x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
-    assert_same(_run_seeded(fused, x, hx, leaves), _run_seeded(reference, x, hx, leaves), 2e-5)
+    assert_same(run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves), 2e-5)
 
 
 def test_training_draws_differ_between_calls_and_zone_out_units():
@@ -87,13 +80,10 @@ def test_training_draws_differ_between_calls_and_zone_out_units():
     assert torch.equal(y, h0.expand(6, 3, 20)) and torch.equal(h, h0) and torch.equal(c, c0)
 
 
-SCANS = {"lstm": kernels.lstm_scan, "gru": kernels.gru_scan, "rnn_tanh": kernels.rnn_scan}
-
-
 def _gradcheck_cases():
     """Each cell in both regimes, training and evaluation; the default run keeps two of the four (one a regime
     and mode), the others are slow (10-25 s each under the interpreter)."""
-    for cell in SCANS:
+    for cell in ("lstm", "gru", "rnn_tanh"):
         for regime, training in itertools.product(("persistent", "tiled"), (True, False)):
             slow = (regime == "persistent") != training
             yield pytest.param(cell, regime, training, marks=[pytest.mark.slow] if slow else [],
@@ -104,26 +94,9 @@ def _gradcheck_cases():
 def test_gradcheck_through_the_fused_variants(cell, regime, training):
     """torch.autograd.gradcheck in float64 through every input of one direction with fixed draws, packed
     and reversed."""
-    T, B, I, H = 3, 2, 2, 3
-    G = {"lstm": 4, "gru": 3}.get(cell, 1) * H
-    gen = torch.Generator().manual_seed(7)
-
-    def leaf(*shape):
-        return (0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).to(DEVICE).requires_grad_()
-
-    x, h0 = leaf(T, B, I), leaf(B, H)
-    states = (h0, leaf(B, H)) if cell == "lstm" else (h0,)
-    weights = (leaf(G, I), leaf(G, H), leaf(G), leaf(G))
-    torch.manual_seed(8)
-    masks = draw_masks(Variant(**options(cell, 0.4, 0.3)), x, states, training)
-
-    def scan(x, *args):
-        with force_regime(regime):
-            if cell == "lstm":
-                return SCANS[cell](x, *args, None, [2, 2, 1], True, masks=masks)
-            return SCANS[cell](x, *args, [2, 2, 1], True, masks=masks)
-
-    assert torch.autograd.gradcheck(scan, (x, *states, *weights))
+    with force_regime(regime):
+        assert gradcheck_masked_scan(kernels, cell, training, variant_options(cell, 0.4, 0.3), [2, 2, 1], I=2, H=3,
+                                     device=DEVICE)
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
@@ -133,12 +106,12 @@ def test_fused_variants_in_half_precision(cell, H, dtype, bound):
     draws (rates whose masks are exact in half precision), within the plain kernels' bounds
     (test_triton_kernels.test_fused_half_precision)."""
     ref, _ = make_pair(cell, 5, H, torch.float64)
-    opts = options(cell, 0.25, 0.5)
+    opts = variant_options(cell, 0.25, 0.5)
     want_layer = rnnlab.from_torch(ref, backend="torch", **opts)
     layer = rnnlab.from_torch(ref, backend="triton", **opts).to(DEVICE, dtype)
     shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
-    want = _run_seeded(want_layer, *make_inputs(ref, dtype=torch.float64, **shape))
-    got = _run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
+    want = run_seeded(want_layer, *make_inputs(ref, dtype=torch.float64, **shape))
+    got = run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
     errors = relative_errors(got, want)
     assert max(errors) < bound, errors
 

@@ -8,79 +8,48 @@ import pytest
 import torch
 
 import rnnlab
-from parity import assert_same, make_inputs, make_pair, run
+from parity import (
+    SINGLE_OPTIONS,
+    assert_same,
+    gradcheck_masked_scan,
+    make_inputs,
+    make_pair,
+    run_seeded,
+    variant_options,
+)
 from rnnlab import recurrence
-from rnnlab.recurrence.variants import Variant, draw_masks
 
 CELLS = ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"]
-
-
-def options(cell: str) -> dict[str, float]:
-    cell_state = {"zoneout_cell": 0.4} if cell.startswith("lstm") else {}
-    return {"zoneout": 0.3, "recurrent_dropout": 0.25, **cell_state}
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_auto_matches_the_step_by_step_recurrence(cell, training):
     ref, _ = make_pair(cell, 5, 6, torch.float64, num_layers=2, bidirectional=True, dropout=0.2)
-    step = rnnlab.from_torch(ref, backend="torch", **options(cell)).train(training)
-    fast = rnnlab.from_torch(ref, **options(cell)).train(training)
+    step = rnnlab.from_torch(ref, backend="torch", **variant_options(cell)).train(training)
+    fast = rnnlab.from_torch(ref, **variant_options(cell)).train(training)
     assert not fast._stepwise() and step._stepwise()
     x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float64, with_state=True, seed=4)
-    results = []
-    for layer in (fast, step):
-        torch.manual_seed(3)  # the same draws: both draw in the same order
-        results.append(run(layer, x, hx, leaves))
-    assert_same(*results, 1e-12)
+    assert_same(run_seeded(fast, x, hx, leaves), run_seeded(step, x, hx, leaves), 1e-12)
 
 
-ALONE = [("lstm", "zoneout"), ("lstm", "zoneout_cell"), ("lstm", "recurrent_dropout"), ("gru", "zoneout"),
-         ("gru", "recurrent_dropout"), ("rnn_tanh", "zoneout"), ("rnn_tanh", "recurrent_dropout")]
-
-
-@pytest.mark.parametrize(("cell", "option"), ALONE, ids=[f"{c}-{o}" for c, o in ALONE])
+@pytest.mark.parametrize(("cell", "option"), SINGLE_OPTIONS, ids=[f"{c}-{o}" for c, o in SINGLE_OPTIONS])
 def test_each_option_alone(cell, option):
     ref, _ = make_pair(cell, 5, 6, torch.float64)
-    step = rnnlab.from_torch(ref, backend="torch", **{option: 0.3})
-    fast = rnnlab.from_torch(ref, **{option: 0.3})
+    alone = {option: variant_options(cell)[option]}
+    step = rnnlab.from_torch(ref, backend="torch", **alone)
+    fast = rnnlab.from_torch(ref, **alone)
     x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float64, with_state=True, seed=4)
-    results = []
-    for layer in (fast, step):
-        torch.manual_seed(3)
-        results.append(run(layer, x, hx, leaves))
-    assert_same(*results, 1e-12)
+    assert_same(run_seeded(fast, x, hx, leaves), run_seeded(step, x, hx, leaves), 1e-12)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("cell", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
 def test_gradcheck(cell, training):
     """torch.autograd.gradcheck through every input of one direction with fixed draws, packed and reversed."""
-    T, B, I, H = 4, 3, 3, 4
-    P = 3 if cell == "lstm_proj" else H
-    G = {"gru": 3, "rnn_tanh": 1}.get(cell, 4) * H
-    gen = torch.Generator().manual_seed(7)
-
-    def leaf(*shape):
-        return (0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).requires_grad_()
-
-    x, h0 = leaf(T, B, I), leaf(B, P)
-    weights = (leaf(G, I), leaf(G, P), leaf(G), leaf(G))
-    lstm = cell.startswith("lstm")
-    states = (h0, leaf(B, H)) if lstm else (h0,)
-    torch.manual_seed(8)
-    masks = draw_masks(Variant(**options(cell)), x, states, training)
-    sizes = [3, 3, 2, 1]
-    if lstm:
-        inputs = (x, *states, *weights, leaf(P, H) if cell == "lstm_proj" else None)
-        scan = lambda *a: recurrence.lstm_scan(*a, sizes, True, masks=masks)  # noqa: E731
-    elif cell == "gru":
-        inputs = (x, h0, *weights)
-        scan = lambda *a: recurrence.gru_scan(*a, sizes, True, masks=masks)  # noqa: E731
-    else:
-        inputs = (x, h0, *weights)
-        scan = lambda *a: recurrence.rnn_scan(*a, sizes, True, "tanh", masks=masks)  # noqa: E731
-    assert torch.autograd.gradcheck(scan, inputs)
+    proj = 3 if cell == "lstm_proj" else 0
+    assert gradcheck_masked_scan(recurrence, cell.removesuffix("_proj"), training, variant_options(cell),
+                                 [3, 3, 2, 1], I=3, H=4, proj=proj)
 
 
 def test_double_backward_names_the_step_by_step_path():
