@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -10,6 +11,7 @@ from triton.language.extra import libdevice
 
 from ..recurrence.common import linear_grads
 from ..recurrence.schedule import Schedule, lengths_of
+from ..recurrence.variants import EPS
 from .dispatch import INTERPRET
 
 # Compiled kernels take fp32 exponentials and divisions in the flush-to-zero forms (ex2.approx.ftz.f32 and
@@ -20,6 +22,7 @@ from .dispatch import INTERPRET
 # out 0. The interpreter, which runs neither, takes tl.exp and "/" (what the tests check the kernels' numbers
 # with on the CPU; tests/test_cuda.py checks the compiled ones against cuDNN).
 FAST_MATH: tl.constexpr = tl.constexpr(not INTERPRET)
+NORM_EPS: tl.constexpr = tl.constexpr(EPS)  # layer norm's epsilon
 
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
@@ -27,13 +30,17 @@ def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_si
     """dx, dW_ih and dW_hh in the accumulator type (that of the gate gradients: fp32, or fp64 for fp64
     input) from a fused backward's gate gradients, as single GEMMs over all timesteps:
     d_input_side/d_hidden_side (T, B, G) are the pre-activation gradients on the input and hidden sides
-    (the same tensor except for GRU); the hidden states entering each step come from Y and h0, times the
+    (the same tensor except for GRU; with layer norm d_hidden_side is its input's); without ``w_ih`` x held the
+    input projections and dx is d_input_side. The hidden states entering each step come from Y and h0, times the
     recurrent dropout mask ``drop`` (B, H) if given. For fp16/bf16 input the GEMMs take its operands as they
     are (split_linear_grads)."""
     T, B, _ = x.shape
     acc = d_input_side.dtype
     grads = linear_grads if acc == x.dtype else split_linear_grads
-    dx, dw_ih = grads(d_input_side, x, w_ih.to(x.dtype), need_x, need_w_ih)
+    if w_ih is None:  # x held the input projections (normalised_inputs)
+        dx, dw_ih = d_input_side if need_x else None, None
+    else:
+        dx, dw_ih = grads(d_input_side, x, w_ih.to(x.dtype), need_x, need_w_ih)
     h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0)  # (T, B, H)
     h_prev = (h_prev if drop is None else h_prev * drop).to(x.dtype)
     _, dw_hh = grads(d_hidden_side, h_prev, w_hh.to(x.dtype), False, need_w_hh)
@@ -41,15 +48,37 @@ def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_si
 
 
 def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: torch.Tensor | None = None,
-                 cell_state: bool = False) -> dict:
+                 cell_state: bool = False, norm: torch.Tensor | None = None) -> dict:
     """The kernels' keyword arguments for a cell variant's draws (rnnlab.recurrence.variants.Masks): recurrent
     dropout's mask D (B, H) and DROP, zoneout's weights Z and ZONE (h's) and, with a ``cell_state`` (LSTM),
-    ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,)."""
+    ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,);
+    with ``norm`` (layer norm's parameters, normalised_inputs'), LN and NORM (the persistent kernels only)."""
     args = {"D": drop, "DROP": drop is not None, "Z": zone, "ZONE": zone is not None}
+    if norm is not None:
+        args |= {"LN": norm, "NORM": True}
     if cell_state:
         args |= {"ZC": zone_c, "ZONE_C": zone_c is not None}
     args["ZS"] = any(z is not None and z.dim() == 3 for z in (zone, zone_c))
     return args
+
+
+def normalised_inputs(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torch.Tensor] | None,
+                      keys: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """What a fused forward takes for layer norm (``norms``: variant_scan's gains and biases): the input
+    projections x W_ih^T (T, B, G), normalised with the gain norms["ih"] through autograd, in place of x and
+    no w_ih, and the parameters ``keys`` the kernels apply, concatenated; without layer norm x, w_ih, None."""
+    if norms is None:
+        return x, w_ih, None
+    xs = F.layer_norm(x @ w_ih.T, (w_ih.shape[0],), norms["ih"], eps=EPS)
+    return xs, None, torch.cat([norms[k] for k in keys])
+
+
+def norm_grads(d_gates: torch.Tensor, RH: torch.Tensor, d_state: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradients of a fused kernel's layer-norm parameters: the recurrent gains' (G,), the sum over steps
+    and rows of the gradients reaching the normalised products (d_gates (T, B, G)) times those (RH, stored),
+    then (LSTM) c's gain and bias, summed over the backward's programs (d_state (programs, 2, H))."""
+    d_gain = (d_gates * RH).sum((0, 1))
+    return d_gain if d_state is None else torch.cat((d_gain, d_state.sum(0).reshape(-1)))
 
 
 def split_linear_grads(d_out, inputs, weight, need_input, need_weight):
@@ -211,6 +240,45 @@ def recurrent_operand(h, D, state, mask, DROP: tl.constexpr):
     if DROP:
         h = h * dropout_tile(D, state, mask, h.dtype)
     return h
+
+
+@triton.jit
+def norm_columns(H, GATES: tl.constexpr, WIDTH: tl.constexpr, BLOCK_H: tl.constexpr):
+    """For a tile (BB, WIDTH) in split_gates' layout (gate g's unit u in column g * BLOCK_H + u): each column's
+    offset g * H + u into a row of GATES * H gate values (the layer-norm gains, a stored normalised product),
+    and whether it holds one of the GATES gates' H units; (WIDTH,) each."""
+    c = tl.arange(0, WIDTH)
+    gate, unit = c // BLOCK_H, c % BLOCK_H
+    return gate * H + unit, (gate < GATES) & (unit < H)
+
+
+@triton.jit
+def normalise(x, valid, N):
+    """Layer normalisation of each row of ``x`` (BB, W) over its ``valid`` (W,) columns, N of them: the
+    normalised rows (x - mean) / sqrt(var + eps) (zero outside ``valid``), the mean and 1 / sqrt(var + eps),
+    (BB, 1) each. Two passes (the mean, then the centred squares), as torch's layer_norm."""
+    mean = tl.sum(tl.where(valid[None, :], x, 0.0), axis=1)[:, None] / N
+    centred = tl.where(valid[None, :], x - mean, 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1)[:, None] / N + NORM_EPS)
+    return centred * rstd, mean, rstd
+
+
+@triton.jit
+def normalise_grad(d_norm, x_norm, rstd, valid, N):
+    """normalise's backward: from the gradient ``d_norm`` (BB, W) reaching the normalised rows ``x_norm`` (after
+    any gain: d_norm is the gradient times the gain) and their ``rstd`` (BB, 1), the gradient of the rows
+    before normalisation, rstd (d - mean(d) - x_norm mean(d x_norm)), zero outside ``valid``."""
+    d = tl.where(valid[None, :], d_norm, 0.0)
+    mean_d = tl.sum(d, axis=1)[:, None] / N
+    mean_dx = tl.sum(d * x_norm, axis=1)[:, None] / N
+    return tl.where(valid[None, :], rstd * (d - mean_d - x_norm * mean_dx), 0.0)
+
+
+@triton.jit
+def join_gates(g0, g1, g2, g3, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """split_gates' inverse: four (BB, BLOCK_H) tiles side by side, (BB, 4 * BLOCK_H)."""
+    by_gate = tl.join(tl.join(g0, g2), tl.join(g1, g3))  # (BB, BH, 2, 2): slot // 2, then slot % 2
+    return tl.reshape(tl.permute(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 4)), (0, 2, 1)), (BLOCK_B, 4 * BLOCK_H))
 
 
 @triton.jit

@@ -161,6 +161,13 @@ def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
     return MAX_PERSISTENT_H[cell, operand_width(dtype)]
 
 
+def norm_fits(cell: str, dtype: torch.dtype, H: int) -> bool:
+    """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype``: where the
+    persistent regime runs, in which one program holds all the gates of its rows (the tiled and resident
+    regimes would need a reduction across programs every step)."""
+    return H <= max_persistent_h(cell, dtype)
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """tl.dot precision for fp32 operands: three-pass TF32 (about fp32 accuracy). Triton 3.9's compiler
     aborts on the "ieee" fp32 backward kernel for sm_90 (an LLVM SLP-vectorizer assertion, seen in
@@ -294,11 +301,19 @@ def _all_registers(warps: int) -> int:
     return min(255, 65536 // (32 * warps))
 
 
-def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False) -> Launch:
+def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False,
+         norm: bool = False) -> Launch:
     """The launch of ``cell``'s forward (or ``backward``) kernel for input ``x`` (T, B, I), hidden size ``H``
-    and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime. The two directions
-    may run in different regimes (they share the stored activations' layout)."""
+    and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime, layer norm (``norm``) in
+    the persistent one only (norm_fits). The two directions may run in different regimes (they share the
+    stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
+    if norm and (proj or not norm_fits(cell, x.dtype, H) or _overrides.get("regime") not in (None, "persistent")):
+        raise NotImplementedError(
+            f"{cell.upper()}: the fused kernels take layer norm in their persistent regime only (one program "
+            f"holds a row's every gate), hidden sizes up to {limit} for {x.dtype}; got hidden_size={H}"
+            f"{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it step by step"
+        )
     batch_tiles = triton.cdiv(B, BLOCK_B)
     # None: the resident regime if it can run, else the tiled one
     regime = _overrides.get("regime") or ("persistent" if limit >= H else None)

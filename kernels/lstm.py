@@ -48,10 +48,16 @@ from .common import (
     gate_block,
     gate_rows,
     gates_block,
+    join_gates,
     lengths_from,
     lerp,
     load_previous,
     needs_backward,
+    norm_columns,
+    norm_grads,
+    normalise,
+    normalise_grad,
+    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -91,7 +97,8 @@ def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
 @triton.jit
 def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr,
                BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, h=0.0, cols=None, Z=None, ZC=None,
-               ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False):
+               ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False,
+               NORM: tl.constexpr = False, c_gain=None, c_bias=None, stats=None, live=None):
     """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
     columns k * BH..) is split by gate and added to the input projections (_lstm_inputs) to give the
     gates' pre-activations, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
@@ -99,11 +106,20 @@ def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, ma
     ``gates``, gate k's k * H further; the backward recomputes the gates from them); returns the new h and c.
     Zoneout (ZONE for h, ZONE_C for c, by the weights Z and ZC at the tile's ``cols``: zone_weight's) moves the
     new h and c towards the previous ``h`` and ``c``; h is computed from the new c before its zoneout.
-    Gate variants (layer norm) belong here."""
+    With NORM (one tile holds all H units: the persistent regime) h takes the layer-normalised c, times
+    ``c_gain`` plus ``c_bias`` (BH,), and training stores its mean and 1 / std at ``stats`` + 1 and + 2
+    ((BB, 1) pointers into NS, rows ``live``)."""
     p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
     a_i, a_f, a_g, a_o = p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
     c_new = sigmoid(a_f) * c + sigmoid_tanh(a_i, a_g)  # f c + i g
-    h_new = sigmoid_tanh(a_o, c_new)  # o tanh(c)
+    if NORM:
+        c_norm, mean_c, rstd_c = normalise(c_new, cols < H, H)
+        h_new = sigmoid_tanh(a_o, c_norm * c_gain[None, :] + c_bias[None, :])  # o tanh(LN(c))
+        if STORE:
+            tl.store(stats + 1, mean_c, mask=live)
+            tl.store(stats + 2, rstd_c, mask=live)
+    else:
+        h_new = sigmoid_tanh(a_o, c_new)  # o tanh(c)
     if ZONE_C:
         c_new = lerp(c_new, c, zone_weight(ZC, out, cols, ZS, mask, c.dtype))
     if ZONE:
@@ -119,22 +135,35 @@ def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, ma
 
 
 @triton.jit
-def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask, ZONE_C: tl.constexpr = False):
+def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask, ZONE_C: tl.constexpr = False,
+                     NORM: tl.constexpr = False, cols=None, c_gain=None, c_bias=None, mean_c=None, rstd_c=None):
     """The backward of _lstm_cell for a tile: from the gradients dh and dc reaching h_t and c_t (before any
     zoneout), stores the gate pre-activation gradients (DG) and returns them with the gradient passed on to
     c_{t-1}. The gates are recomputed from their stored pre-activations in dh's type: G and C may be stored
     narrower (half precision), and a sigmoid rounded to bf16 near 1 would leave its derivative s(1 - s) no
-    digit. With ZONE_C, C holds the zoned-out cell states and the new one is recomputed, f c_{t-1} + i g."""
+    digit. With ZONE_C, C holds the zoned-out cell states and the new one is recomputed, f c_{t-1} + i g.
+    With NORM, tanh takes the layer-normalised c (_lstm_cell; its mean_c and rstd_c (BB, 1) as stored);
+    also returns the gradient reaching the normalised c times its gain plus bias, and the normalised c
+    (for the gain's and bias' gradients; c itself without NORM)."""
     i = sigmoid(tl.load(G + gates, mask=mask, other=0.0).to(dh.dtype))
     f = sigmoid(tl.load(G + gates + H, mask=mask, other=0.0).to(dh.dtype))
     g = tanh(tl.load(G + gates + 2 * H, mask=mask, other=0.0).to(dh.dtype))
     o = sigmoid(tl.load(G + gates + 3 * H, mask=mask, other=0.0).to(dh.dtype))
     if ZONE_C:
-        tc = tanh(f * c_prev + i * g)
+        c = f * c_prev + i * g
     else:
-        tc = tanh(tl.load(C + out, mask=mask, other=0.0).to(dh.dtype))
+        c = tl.load(C + out, mask=mask, other=0.0).to(dh.dtype)
+    if NORM:
+        c = tl.where(cols[None, :] < H, (c - mean_c) * rstd_c, 0.0)  # normalised
+        tc = tanh(c * c_gain[None, :] + c_bias[None, :])
+    else:
+        tc = tanh(c)
     d_o = dh * tc * o * (1.0 - o)
-    dc = dc + dh * o * (1.0 - tc * tc)
+    d_shown = dh * o * (1.0 - tc * tc)
+    if NORM:
+        dc = dc + normalise_grad(d_shown * c_gain[None, :], c, rstd_c, cols < H, H)
+    else:
+        dc = dc + d_shown
     d_i = dc * g * i * (1.0 - i)
     d_f = dc * c_prev * f * (1.0 - f)
     d_g = dc * i * (1.0 - g * g)
@@ -142,7 +171,7 @@ def _lstm_cell_grads(G, C, DG, gates, out, H, c_prev, dh, dc, mask, ZONE_C: tl.c
     tl.store(DG + gates + H, d_f, mask=mask)
     tl.store(DG + gates + 2 * H, d_g, mask=mask)
     tl.store(DG + gates + 3 * H, d_o, mask=mask)
-    return d_i, d_f, d_g, d_o, dc * f
+    return d_i, d_f, d_g, d_o, dc * f, d_shown, c
 
 
 @triton.jit
@@ -161,15 +190,25 @@ def _lstm_zone_grads(Z, ZC, out, cols, ZS, mask, dh, dc, ZONE: tl.constexpr, ZON
 
 
 @triton.jit
-def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS: tl.constexpr,
+def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, LN, RH, NS, T, B, H, ZS: tl.constexpr,
                      REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
                      PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
-                     ZONE_C: tl.constexpr):
-    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE, ZONE_C: zoneout (_lstm_cell)
+                     ZONE_C: tl.constexpr, NORM: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE, ZONE_C: zoneout (_lstm_cell).
+    # NORM: layer norm (rnnlab.recurrence.variants) of the recurrent product (gains LN[:4H]) and of c (gain
+    # LN[4H:5H], bias LN[5H:]); training stores the normalised products RH (T, B, 4H) and per row NS (T, B, 3):
+    # the product's 1 / std, c's mean and 1 / std. The input projections GX come normalised.
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gates_block(W, 0, H, H, 4, BLOCK_H, BLOCK_H, DOT_F32)  # (BH, 4 BH): row = input unit
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
     c = tl.load(C0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)
+    if NORM:
+        ln_cols, ln_valid = norm_columns(H, 4, 4 * BLOCK_H, BLOCK_H)  # (4 BH,) each, the product's columns
+        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(h.dtype)
+        c_gain = tl.load(LN + 4 * H + cols, mask=cols < H, other=0.0).to(h.dtype)
+        c_bias = tl.load(LN + 5 * H + cols, mask=cols < H, other=0.0).to(h.dtype)
+    else:
+        gain, c_gain, c_bias = 0.0, 0.0, 0.0  # unused
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row_t * (4 * H) + cols[None, :], H, m2 & active, h.dtype)
     for s in range(0, T):
@@ -182,8 +221,16 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS:
         out = row_t * H + cols[None, :]
         h_in = recurrent_operand(h, D, state, m2, DROP)
         product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        if NORM:
+            product, _, rstd = normalise(product, ln_valid, 4 * H)
+            if STORE:
+                tl.store(RH + row_t * (4 * H) + ln_cols[None, :], product.to(RH.dtype.element_ty),
+                         mask=ln_valid[None, :] & active)
+                tl.store(NS + row_t * 3, rstd, mask=active)
+            product = product * gain[None, :]
         h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H,
-                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H, h, cols, Z, ZC, ZS, ZONE, ZONE_C)
+                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H, h, cols, Z, ZC, ZS, ZONE, ZONE_C,
+                                  NORM, c_gain, c_bias, NS + row_t * 3, active)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
@@ -192,9 +239,13 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, T, B, H, ZS:
 
 
 @triton.jit
-def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, B, H, ZS: tl.constexpr,
-                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                     PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr, ZONE_C: tl.constexpr):
+def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN, RH, NS, DR, DLN, T, B, H,
+                     ZS: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                     DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
+                     ZONE_C: tl.constexpr, NORM: tl.constexpr):
+    # NORM (_lstm_fwd_kernel's): DR (T, B, 4H) takes the gradients of the recurrent product before its layer
+    # norm (what dW_hh needs; DG keeps those of the gates' pre-activations), and DLN (programs, 2, H) this
+    # program's part of the gradients of c's gain and bias.
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_i = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)  # (BH, BH): row = gate unit, column = hidden unit
     w_f = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
@@ -202,6 +253,15 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, 
     w_o = gate_block(W, 3, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     dc = tl.load(DCN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)
+    if NORM:
+        ln_cols, ln_valid = norm_columns(H, 4, 4 * BLOCK_H, BLOCK_H)
+        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(dh.dtype)
+        c_gain = tl.load(LN + 4 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        c_bias = tl.load(LN + 5 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
+    else:
+        gain, c_gain, c_bias = 0.0, 0.0, 0.0  # unused
+    gain_grad = tl.zeros_like(dh)  # (BB, BH): c's gain and bias, summed over rows at the end
+    bias_grad = tl.zeros_like(dh)
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -213,8 +273,23 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, 
             dh_t, dh_direct, dc_t, dc_direct = _lstm_zone_grads(Z, ZC, out, cols, ZS, am, dh_t, dc, ZONE, ZONE_C)
         else:
             dc_t = dc
-        d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
-                                                       dh_t, dc_t, am, ZONE_C)
+        if NORM:  # c's mean and 1 / std, as the forward stored them
+            mean_c = tl.load(NS + row_t * 3 + 1, mask=active, other=0.0)
+            rstd_c = tl.load(NS + row_t * 3 + 2, mask=active, other=0.0)
+        else:
+            mean_c, rstd_c = 0.0, 0.0  # unused
+        d_i, d_f, d_g, d_o, dc_prev, d_shown, c_norm = _lstm_cell_grads(
+            G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t, dc_t, am, ZONE_C, NORM, cols, c_gain,
+            c_bias, mean_c, rstd_c)
+        if NORM:  # the gradients through the recurrent product's layer norm (_lstm_fwd_kernel)
+            gain_grad += tl.where(am, d_shown * c_norm, 0.0)
+            bias_grad += tl.where(am, d_shown, 0.0)
+            d_norm = join_gates(d_i, d_f, d_g, d_o, BLOCK_B, BLOCK_H) * gain[None, :]
+            at = row_t * (4 * H) + ln_cols[None, :]
+            r_norm = tl.load(RH + at, mask=ln_valid[None, :] & active, other=0.0).to(dh.dtype)
+            d_r = normalise_grad(d_norm, r_norm, tl.load(NS + row_t * 3, mask=active, other=1.0), ln_valid, 4 * H)
+            tl.store(DR + at, d_r, mask=ln_valid[None, :] & active)
+            d_i, d_f, d_g, d_o = split_gates(d_r, BLOCK_B, BLOCK_H)
         dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
         dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
         dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
@@ -228,6 +303,9 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, T, 
         dc = tl.where(active, dc_prev, dc)
     tl.store(DH0 + state, dh, mask=m2)
     tl.store(DC0 + state, dc, mask=m2)
+    if NORM:
+        tl.store(DLN + tl.program_id(0) * 2 * H + cols, tl.sum(gain_grad, axis=0), mask=cols < H)
+        tl.store(DLN + tl.program_id(0) * 2 * H + H + cols, tl.sum(bias_grad, axis=0), mask=cols < H)
 
 
 @triton.jit
@@ -359,8 +437,8 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
             if ZONE_C:
                 dc_t, zoned_c = zone_split(ZC, out, cols, ZS, am, dc_t)
                 tl.store(DCS + state, zoned_c, mask=am)
-            d_i, d_f, d_g, d_o, dc_prev = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev,
-                                                           dh_t, dc_t, am, ZONE_C)
+            d_i, d_f, d_g, d_o, dc_prev, _, _ = _lstm_cell_grads(G, C, DG, row_t * (4 * H) + cols[None, :], out, H,
+                                                                 c_prev, dh_t, dc_t, am, ZONE_C)
             if ZONE_C:
                 dc_prev += tl.load(DCS + state, mask=am, other=0.0)
             tl.store(DCS + state, dc_prev, mask=am)
@@ -393,26 +471,32 @@ def _lstm_bwd_tiled_kernel(G, C, C0, DY, W, WR, LEN, DG, DQ, DHS, DCS, DHP, COUN
 
 
 @autocast_off
-def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih: Tensor | None,
                   b_hh: Tensor | None, w_hr: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool,
-                  drop: Tensor | None = None, zone: Tensor | None = None, zone_c: Tensor | None = None
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  drop: Tensor | None = None, zone: Tensor | None = None, zone_c: Tensor | None = None,
+                  norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward (the custom op ``rnnlab::lstm_fused``, and called directly in plain inference): Y (T, B, P),
     h_n (B, P), c_n (B, H) (P = H without a projection w_hr (P, H)), and for the backward the gates'
     pre-activations G (T, B, 4H), the cell states C (T, B, H) and with a projection the unprojected outputs HF
     (T, B, H); G and C in the stored type, HF in the accumulator's (empty unless ``store``; HF also without a
     projection). ``drop``, ``zone`` and ``zone_c``: recurrent dropout's mask and zoneout's weights for h and c
-    (rnnlab.recurrence.variants.Masks; not with a projection); C then holds the zoned-out cell states."""
+    (rnnlab.recurrence.variants.Masks; not with a projection); C then holds the zoned-out cell states.
+    ``norm``: layer norm's recurrent gains, c's gain and c's bias, concatenated (6H,); x then holds the
+    normalised input projections (T, B, 4H) (``w_ih`` None), and for the backward the normalised recurrent
+    products RH (T, B, 4H, stored type) and per row the statistics NS (T, B, 3) come last (else empty)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    masks = variant_args(drop, zone, zone_c, cell_state=True)
+    masks = variant_args(drop, zone, zone_c, cell_state=True, norm=norm)
     if w_hr is not None and (masks["DROP"] or masks["ZONE"] or masks["ZONE_C"]):
         raise NotImplementedError("LSTM: the fused kernels take recurrent dropout and zoneout without proj_size "
                                   "only; use backend='torch' for proj_size with them")
-    launch = plan("lstm", x, H, B, proj=w_hr is not None)
+    launch = plan("lstm", x, H, B, proj=w_hr is not None, norm=norm is not None)
     acc, keep = accumulator(x.dtype), stored(x.dtype)
     kept = T if store else 0
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
+    normed = kept if norm is not None else 0
+    RH = torch.zeros(normed, B, 4 * H, dtype=keep, device=x.device)
+    NS = torch.zeros(normed, B, 3, dtype=acc, device=x.device)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, P, dtype=x.dtype, device=x.device)
     C = torch.zeros(kept, B, H, dtype=keep, device=x.device)
@@ -430,41 +514,47 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                                             hn, cn, launch.counters(x.device), hs, T=T, B=B, H=H, P=P, REVERSE=reverse,
                                             STORE=store, PROJ=w_hr is not None, **launch.meta, **masks)
     else:
-        _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn,
+        _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn, RH=RH, NS=NS,
                                       T=T, B=B, H=H, REVERSE=reverse, STORE=store, **launch.meta, **masks)
-    return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept]
+    return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept], RH, NS
 
 
 lstm_fused = torch.library.custom_op("rnnlab::lstm_fused", mutates_args=())(_lstm_forward)
 
 
 @lstm_fused.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store, drop=None, zone=None, zone_c=None):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, store, drop=None, zone=None, zone_c=None,
+      norm=None):
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
     kept, acc, keep = T if store else 0, accumulator(x.dtype), stored(x.dtype)
+    normed = kept if norm is not None else 0
     return (x.new_empty(T, B, P), x.new_empty(B, P), c0.new_empty(B, H), x.new_empty(kept, B, 4 * H, dtype=keep),
-            x.new_empty(kept, B, H, dtype=keep), x.new_empty(kept if w_hr is not None else 0, B, H, dtype=acc))
+            x.new_empty(kept, B, H, dtype=keep), x.new_empty(kept if w_hr is not None else 0, B, H, dtype=acc),
+            x.new_empty(normed, B, 4 * H, dtype=keep), x.new_empty(normed, B, 3, dtype=acc))
 
 
 @torch.library.custom_op("rnnlab::lstm_fused_backward", mutates_args=())
 @autocast_off
-def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
-                        w_hh: Tensor, w_hr: Tensor | None, G: Tensor, C: Tensor, HF: Tensor, Y: Tensor,
-                        batch_sizes: list[int] | None, reverse: bool, need: list[bool], drop: Tensor | None = None,
-                        zone: Tensor | None = None, zone_c: Tensor | None = None
-                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of x, h0, c0, w_ih, w_hh, the bias and w_hr (each empty where ``need`` says it is not
-    wanted)."""
+def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor,
+                        w_ih: Tensor | None, w_hh: Tensor, w_hr: Tensor | None, G: Tensor, C: Tensor, HF: Tensor,
+                        Y: Tensor, RH: Tensor, NS: Tensor, batch_sizes: list[int] | None, reverse: bool,
+                        need: list[bool], drop: Tensor | None = None, zone: Tensor | None = None,
+                        zone_c: Tensor | None = None, norm: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, c0, w_ih, w_hh, the bias, w_hr and the layer-norm parameters ``norm`` (each empty where
+    ``need`` says it is not wanted)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    launch = plan("lstm", x, H, B, proj=w_hr is not None, backward=True)
+    launch = plan("lstm", x, H, B, proj=w_hr is not None, backward=True, norm=norm is not None)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)
     DHP = x.new_zeros((T, B, P) if w_hr is not None else (0, B, P), dtype=acc)  # each step's dh (projection)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, zone_c, cell_state=True)
+    masks = variant_args(drop, zone, zone_c, cell_state=True, norm=norm)
+    dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
+    dLN = torch.zeros(launch.grid[0] if norm is not None else 0, 2, H, dtype=acc, device=x.device)
     if launch.tiled:
         dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
         wr = w if w_hr is None else w_hr.contiguous()
@@ -480,52 +570,57 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         dc0 = torch.empty(B, H, dtype=acc, device=x.device)
         _lstm_bwd_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
-                                      w, lengths, dG, dh0, dc0, T=T, B=B, H=H, REVERSE=reverse, **launch.meta, **masks)
+                                      w, lengths, dG, dh0, dc0, RH=RH, NS=NS, DR=dR, DLN=dLN, T=T, B=B, H=H,
+                                      REVERSE=reverse, **launch.meta, **masks)
     # weight gradients accumulate in fp32 (fp64 for fp64 input) whatever the input dtype
-    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5],
+    dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5],
                                         drop)
     db = bias_grad(dG, need[5])
     dw_hr = linear_grads(DHP, HF, w_hr.to(acc), False, True)[1] if need[6] else None  # sum_t dh_t^T hf_t
-    likes = (x, h0, c0, w_ih, w_hh, w_ih, w_ih if w_hr is None else w_hr)
-    return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr), likes, need)
+    d_norm = norm_grads(dG, RH, dLN) if need[7] else None
+    likes = (x, h0, c0, w_hh, w_hh, w_hh, w_hh if w_hr is None else w_hr, w_hh if norm is None else norm)
+    return cast_grads((dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, d_norm), likes, need)
 
 
 @lstm_fused_backward.register_fake
-def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, batch_sizes, reverse, need, drop=None, zone=None,
-      zone_c=None):
+def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, RH, NS, batch_sizes, reverse, need, drop=None,
+      zone=None, zone_c=None, norm=None):
     proj = w_hh.new_empty(0) if w_hr is None else w_hr
-    return fake_grads((x, h0, c0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0]), proj), need)
+    return fake_grads((x, h0, c0, w_hh if w_ih is None else w_ih, w_hh, w_hh.new_empty(w_hh.shape[0]), proj,
+                       w_hh if norm is None else norm), need)
 
 
 def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _, drop, zone, zone_c = inputs
-    Y, _, _, G, C, HF = output
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, drop, zone, zone_c)
+    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _, drop, zone, zone_c, norm = inputs
+    Y, _, _, G, C, HF, RH, NS = output
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, RH, NS, drop, zone, zone_c, norm)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
-    ctx.mark_non_differentiable(G, C, HF)
+    ctx.mark_non_differentiable(G, C, HF, RH, NS)
 
 
-def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF):
+def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF, _dRH, _dNS):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
-    *saved, drop, zone, zone_c = ctx.saved_tensors
-    refuse_double_backward("LSTM", "triton", any(m is not None for m in (drop, zone, zone_c)))
-    grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse, [*need[:5], bias, need[7]],
-                                drop, zone, zone_c)
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = grads
+    *saved, drop, zone, zone_c, norm = ctx.saved_tensors
+    refuse_double_backward("LSTM", "triton", any(m is not None for m in (drop, zone, zone_c, norm)))
+    grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse,
+                                [*need[:5], bias, need[7], need[14]], drop, zone, zone_c, norm)
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, d_norm = grads
     return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
-            *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None)
+            *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None, *wanted((d_norm,), need[14:]))
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)
 
 
 def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, batch_sizes=None, reverse=False,
-                     masks=None):
-    """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`, and ``masks``
-    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout (without ``w_hr``)."""
+                     masks=None, norms=None):
+    """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`, ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
+    layer norm (both without ``w_hr``)."""
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh", "c", "c_bias"))
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    store = needs_backward(*tensors)
-    forward = _lstm_forward if plain_inference(*tensors, store=store) else lstm_fused
+    store = needs_backward(*tensors, norm)
+    forward = _lstm_forward if plain_inference(*tensors, norm, store=store) else lstm_fused
     drawn = (None, None, None) if masks is None else (masks.dropout, masks.zoneout, masks.zoneout_cell)
-    return forward(*tensors, batch_sizes, reverse, store, *drawn)[:3]
+    return forward(*tensors, batch_sizes, reverse, store, *drawn, norm)[:3]

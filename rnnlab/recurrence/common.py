@@ -27,8 +27,11 @@ def autocast_off(fn):
     return run
 
 
-def input_projection(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G), a fresh tensor."""
+def input_projection(x: torch.Tensor, w_ih: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G), a fresh tensor. Without
+    ``w_ih``, x holds the projections (T, B, G) already (the fused kernels' layer norm): x + bias."""
+    if w_ih is None:
+        return x.clone() if bias is None else x + bias
     T, B, I = x.shape
     return linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)
 
