@@ -22,10 +22,16 @@ from .common import (
     gate_block,
     gate_rows,
     gates_block,
+    join_gates,
     lengths_from,
     lerp,
     load_previous,
     needs_backward,
+    norm_columns,
+    norm_grads,
+    normalise,
+    normalise_grad,
+    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -110,14 +116,22 @@ def _gru_cell_grads(G, GHN, DG, DGH, gates, out, H, h_prev, dh, mask):
 
 
 @triton.jit
-def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS: tl.constexpr,
+def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, LN, RH, NS, T, B, H, ZS: tl.constexpr,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                    PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
-    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_gru_cell)
+                    PRECISION: tl.constexpr, STORE: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
+                    NORM: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_gru_cell).
+    # NORM: the recurrent product layer-normalised (gains LN (3H,)) before b_hh; training stores the normalised
+    # products RH (T, B, 3H) and their 1 / std NS (T, B, 1). The input projections GX come normalised.
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     # (BH, 4 BH): row = input unit, column = gate (r, z, n, none) and output unit
     w = gates_block(W, 0, H, H, 3, BLOCK_H, BLOCK_H, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
+    if NORM:
+        ln_cols, ln_valid = norm_columns(H, 3, 4 * BLOCK_H, BLOCK_H)  # (4 BH,) each, the product's columns
+        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(h.dtype)
+    else:
+        gain = 0.0  # unused
     active, row_t = step_rows(0, length, rows, B, REVERSE)  # (BB, 1) each
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row_t * (3 * H) + cols[None, :], cols, H, m2 & active, h.dtype)
     for s in range(0, T):
@@ -127,6 +141,13 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS: tl.co
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active, h.dtype)
         h_in = recurrent_operand(h, D, state, m2, DROP)
         product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        if NORM:
+            product, _, rstd = normalise(product, ln_valid, 3 * H)
+            if STORE:
+                tl.store(RH + row_t * (3 * H) + ln_cols[None, :], product.to(RH.dtype.element_ty),
+                         mask=ln_valid[None, :] & active)
+                tl.store(NS + row_t, rstd, mask=active)
+            product = product * gain[None, :]
         h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
                           row_t * H + cols[None, :], H, h, m2 & active, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
         h = tl.where(active, h_new, h)
@@ -135,14 +156,21 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, T, B, H, ZS: tl.co
 
 
 @triton.jit
-def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H, ZS: tl.constexpr,
+def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, NS, DR, T, B, H, ZS: tl.constexpr,
                     REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr,
-                    PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
+                    PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr, NORM: tl.constexpr):
+    # NORM (_gru_fwd_kernel's): DR (T, B, 3H) takes the gradients of the recurrent product before its layer
+    # norm (what dW_hh needs; DGH keeps those after it)
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w_r = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
+    if NORM:
+        ln_cols, ln_valid = norm_columns(H, 3, 4 * BLOCK_H, BLOCK_H)
+        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(dh.dtype)
+    else:
+        gain = 0.0  # unused
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -158,6 +186,13 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, T, B, H,
                                                  d_cell, am)
         if ZONE:
             dh_new += zoned
+        if NORM:  # through the recurrent product's layer norm
+            at = row_t * (3 * H) + ln_cols[None, :]
+            r_norm = tl.load(RH + at, mask=ln_valid[None, :] & active, other=0.0).to(dh.dtype)
+            d_norm = join_gates(d_r, d_z, d_hn, tl.zeros_like(d_r), BLOCK_B, BLOCK_H) * gain[None, :]
+            d_prod = normalise_grad(d_norm, r_norm, tl.load(NS + row_t, mask=active, other=1.0), ln_valid, 3 * H)
+            tl.store(DR + at, d_prod, mask=ln_valid[None, :] & active)
+            d_r, d_z, d_hn, _ = split_gates(d_prod, BLOCK_B, BLOCK_H)
         if DROP:
             back = tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
             back += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
@@ -269,16 +304,19 @@ def _gru_bwd_tiled_kernel(G, GHN, Y, H0, DY, W, LEN, DG, DGH, DQ, DHS, COUNT, D,
 
 
 @autocast_off
-def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-                 batch_sizes: list[int] | None, reverse: bool, store: bool, drop: Tensor | None = None,
-                 zone: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool, store: bool,
+                 drop: Tensor | None = None, zone: Tensor | None = None, norm: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward (the custom op ``rnnlab::gru_fused``, and called directly in plain inference): Y (T, B, H),
     h_n (B, H), and for the backward the gates' pre-activations G (T, B, 3H) and h W_hn^T + b_hn (T, B, H), both
     in the stored type (empty unless ``store``). ``drop`` and ``zone``: recurrent dropout's mask and zoneout's
-    weights (rnnlab.recurrence.variants.Masks), or None."""
+    weights (rnnlab.recurrence.variants.Masks), or None. ``norm``: layer norm's recurrent gains (3H,); x then
+    holds the normalised input projections (T, B, 3H) (``w_ih`` None), and for the backward the normalised
+    recurrent products RH (T, B, 3H, stored type) and their 1 / std NS (T, B, 1) come last (else empty)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("gru", x, H, B)
+    launch = plan("gru", x, H, B, norm=norm is not None)
     acc, keep = accumulator(x.dtype), stored(x.dtype)
     gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
     b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
@@ -287,47 +325,54 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     G = torch.zeros(T if store else 0, B, 3 * H, dtype=keep, device=x.device)
     ghn = torch.zeros(T if store else 0, B, H, dtype=keep, device=x.device)
     hn = torch.empty(B, H, dtype=acc, device=x.device)
+    normed = T if store and norm is not None else 0
+    RH = torch.zeros(normed, B, 3 * H, dtype=keep, device=x.device)
+    NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone)
+    masks = variant_args(drop, zone, norm=norm)
     if launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
         _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), hq, lengths, Y, G, ghn, hn,
                                            launch.counters(x.device), T=T, B=B, H=H, REVERSE=reverse, STORE=store,
                                            **launch.meta, **masks)
     else:
-        _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, T=T, B=B, H=H,
+        _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, RH=RH, NS=NS, T=T, B=B, H=H,
                                      REVERSE=reverse, STORE=store, **launch.meta, **masks)
-    return Y, hn.to(x.dtype), G, ghn
+    return Y, hn.to(x.dtype), G, ghn, RH, NS
 
 
 gru_fused = torch.library.custom_op("rnnlab::gru_fused", mutates_args=())(_gru_forward)
 
 
 @gru_fused.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store, drop=None, zone=None):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, store, drop=None, zone=None, norm=None):
     T, B, _ = x.shape
     H = w_hh.shape[1]
     kept, keep = T if store else 0, stored(x.dtype)
+    normed = kept if norm is not None else 0
     return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(kept, B, 3 * H, dtype=keep),
-            x.new_empty(kept, B, H, dtype=keep))
+            x.new_empty(kept, B, H, dtype=keep), x.new_empty(normed, B, 3 * H, dtype=keep),
+            x.new_empty(normed, B, 1, dtype=accumulator(x.dtype)))
 
 
 @torch.library.custom_op("rnnlab::gru_fused_backward", mutates_args=())
 @autocast_off
-def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, G: Tensor,
-                       ghn: Tensor, Y: Tensor, batch_sizes: list[int] | None, reverse: bool, need: list[bool],
-                       drop: Tensor | None = None, zone: Tensor | None = None
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of x, h0, w_ih, w_hh, b_ih and b_hh (each empty where ``need`` says it is not wanted)."""
+def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor,
+                       G: Tensor, ghn: Tensor, Y: Tensor, RH: Tensor, NS: Tensor, batch_sizes: list[int] | None,
+                       reverse: bool, need: list[bool], drop: Tensor | None = None, zone: Tensor | None = None,
+                       norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, w_ih, w_hh, b_ih, b_hh and the layer-norm gains ``norm`` (each empty where ``need``
+    says it is not wanted)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("gru", x, H, B, backward=True)
+    launch = plan("gru", x, H, B, backward=True, norm=norm is not None)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # input-side pre-activations
     dGH = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # hidden-side pre-activations
+    dR = torch.zeros_like(dGH) if norm is not None else dGH  # the recurrent product's gradients
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone)
+    masks = variant_args(drop, zone, norm=norm)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
@@ -340,43 +385,51 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,
-                                     dG, dGH, dh0, T=T, B=B, H=H, REVERSE=reverse, **launch.meta, **masks)
-    dx, dw_ih, dw_hh = projection_grads(dG, dGH, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
+                                     dG, dGH, dh0, RH=RH, NS=NS, DR=dR, T=T, B=B, H=H, REVERSE=reverse,
+                                     **launch.meta, **masks)
+    dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
                                         drop)
     db_ih, db_hh = bias_grad(dG, need[4]), bias_grad(dGH, need[5])
-    return cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh), (x, h0, w_ih, w_hh, w_ih, w_ih), need)
+    d_norm = norm_grads(dGH, RH) if need[6] else None
+    return cast_grads((dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d_norm),
+                      (x, h0, w_hh, w_hh, w_hh, w_hh, w_hh if norm is None else norm), need)
 
 
 @gru_fused_backward.register_fake
-def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, batch_sizes, reverse, need, drop=None, zone=None):
+def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, RH, NS, batch_sizes, reverse, need, drop=None, zone=None, norm=None):
     bias = w_hh.new_empty(w_hh.shape[0])
-    return fake_grads((x, h0, w_ih, w_hh, bias, bias), need)
+    return fake_grads((x, h0, w_hh if w_ih is None else w_ih, w_hh, bias, bias, bias if norm is None else norm),
+                      need)
 
 
 def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _, drop, zone = inputs
-    Y, _, G, ghn = output
-    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y, drop, zone)
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _, drop, zone, norm = inputs
+    Y, _, G, ghn, RH, NS = output
+    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y, RH, NS, drop, zone, norm)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
-    ctx.mark_non_differentiable(G, ghn)
+    ctx.mark_non_differentiable(G, ghn, RH, NS)
 
 
-def _gru_backward(ctx, dY, dh_n, _dG, _dghn):
-    need = [*ctx.needs_input_grad[:4], *(ctx.has_bias and n for n in ctx.needs_input_grad[4:6])]
-    *saved, drop, zone = ctx.saved_tensors
-    refuse_double_backward("GRU", "triton", drop is not None or zone is not None)
-    grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone)
-    return (*wanted(grads, need), None, None, None, None, None)
+def _gru_backward(ctx, dY, dh_n, _dG, _dghn, _dRH, _dNS):
+    needs = ctx.needs_input_grad
+    need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), needs[11]]
+    *saved, drop, zone, norm = ctx.saved_tensors
+    refuse_double_backward("GRU", "triton", any(m is not None for m in (drop, zone, norm)))
+    grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone, norm)
+    return (*wanted(grads[:6], need[:6]), None, None, None, None, None, *wanted(grads[6:], need[6:]))
 
 
 gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)
 
 
-def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, masks=None):
-    """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`, and ``masks``
-    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout."""
+def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, masks=None,
+                    norms=None):
+    """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`, ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
+    layer norm."""
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
-    store = needs_backward(*tensors)
-    forward = _gru_forward if plain_inference(*tensors, store=store) else gru_fused
+    store = needs_backward(*tensors, norm)
+    forward = _gru_forward if plain_inference(*tensors, norm, store=store) else gru_fused
     drop, zone = (None, None) if masks is None else (masks.dropout, masks.zoneout)
-    return forward(*tensors, batch_sizes, reverse, store, drop, zone)[:2]
+    return forward(*tensors, batch_sizes, reverse, store, drop, zone, norm)[:2]

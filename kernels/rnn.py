@@ -21,6 +21,10 @@ from .common import (
     lengths_from,
     lerp,
     needs_backward,
+    norm_grads,
+    normalise,
+    normalise_grad,
+    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -83,35 +87,58 @@ def _rnn_cell_grads(Y, DG, out, dh, mask, RELU: tl.constexpr):
 
 
 @triton.jit
-def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, T, B, H, ZS: tl.constexpr,
+def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, LN, RH, NS, T, B, H, ZS: tl.constexpr,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
-    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_rnn_cell)
+                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
+                    NORM: tl.constexpr):
+    # DROP: W_hh multiplies h * D (recurrent dropout, D (B, H)); ZONE: zoneout by the weights Z (_rnn_cell).
+    # NORM: the recurrent product layer-normalised (gain LN (H,)), stored normalised in RH (T, B, H) with its
+    # 1 / std in NS (T, B, 1) for the backward. The input projections GX come normalised.
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, True, DOT_F32)
     h = tl.load(H0 + state, mask=m2, other=0.0).to(HN.dtype.element_ty)  # the accumulator type
+    if NORM:
+        gain = tl.load(LN + cols, mask=cols < H, other=0.0).to(h.dtype)
+    else:
+        gain = 0.0  # unused
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
         h_in = recurrent_operand(h, D, state, m2, DROP)
-        h_new = _rnn_cell(GX, Y, A, out, cols, tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION), h,
-                          m2 & active, Z, ZS, RELU, ZONE)
+        hw = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        if NORM:
+            hw, _, rstd = normalise(hw, cols < H, H)
+            tl.store(RH + out, hw.to(RH.dtype.element_ty), mask=m2 & active)
+            tl.store(NS + row_t, rstd, mask=active)
+            hw = hw * gain[None, :]
+        h_new = _rnn_cell(GX, Y, A, out, cols, hw, h, m2 & active, Z, ZS, RELU, ZONE)
         h = tl.where(active, h_new, h)
     tl.store(HN + state, h, mask=m2)
 
 
 @triton.jit
-def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, T, B, H, ZS: tl.constexpr,
+def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, LN, RH, NS, DR, T, B, H, ZS: tl.constexpr,
                     RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr):
+                    DOT_F32: tl.constexpr, PRECISION: tl.constexpr, DROP: tl.constexpr, ZONE: tl.constexpr,
+                    NORM: tl.constexpr):
+    # NORM (_rnn_fwd_kernel's): DR (T, B, H) takes the gradients of the recurrent product before its layer norm
     rows, cols, m2, state, length = batch_tile(LEN, B, H, BLOCK_B, BLOCK_H)
     w = gate_block(W, 0, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
+    if NORM:
+        gain = tl.load(LN + cols, mask=cols < H, other=0.0).to(dh.dtype)
+    else:
+        gain = 0.0  # unused
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
         d_pre, direct = _rnn_step_grads(Y, A, DY, DG, out, cols, dh, m2 & active, Z, ZS, RELU, ZONE)
+        if NORM:  # through the recurrent product's layer norm
+            r_norm = tl.load(RH + out, mask=m2 & active, other=0.0).to(dh.dtype)
+            d_pre = normalise_grad(d_pre * gain[None, :], r_norm, tl.load(NS + row_t, mask=active, other=1.0),
+                                   cols < H, H)
+            tl.store(DR + out, d_pre, mask=m2 & active)
         back = tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION)
         if DROP:
             back = back * dropout_tile(D, state, m2, dh.dtype)
@@ -191,59 +218,70 @@ def _rnn_bwd_tiled_kernel(Y, DY, W, LEN, DG, DQ, DHS, COUNT, A, D, Z, T, B, H, Z
 
 
 @autocast_off
-def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
-                 batch_sizes: list[int] | None, reverse: bool, relu: bool, drop: Tensor | None = None,
-                 zone: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, batch_sizes: list[int] | None, reverse: bool, relu: bool,
+                 drop: Tensor | None = None, zone: Tensor | None = None, norm: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused forward (the custom op ``rnnlab::rnn_fused``, and called directly in plain inference): Y (T, B, H),
     h_n (B, H) and, with zoneout, the activations before it, A (T, B, H) (for the backward; else empty).
-    ``drop`` and ``zone``: recurrent dropout's mask and zoneout's weights (rnnlab.recurrence.variants.Masks)."""
+    ``drop`` and ``zone``: recurrent dropout's mask and zoneout's weights (rnnlab.recurrence.variants.Masks).
+    ``norm``: layer norm's recurrent gain (H,); x then holds the normalised input projections (T, B, H)
+    (``w_ih`` None), and the normalised recurrent products RH (T, B, H, stored type) and their 1 / std NS
+    (T, B, 1) come last (else empty)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("rnn", x, H, B)
+    launch = plan("rnn", x, H, B, norm=norm is not None)
     acc = accumulator(x.dtype)
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     Y = torch.zeros(T, B, H, dtype=x.dtype, device=x.device)
     A = torch.zeros(T if zone is not None else 0, B, H, dtype=x.dtype, device=x.device)
     hn = torch.empty(B, H, dtype=acc, device=x.device)
+    normed = T if norm is not None else 0
+    RH = torch.zeros(normed, B, H, dtype=stored(x.dtype), device=x.device)
+    NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone)
+    masks = variant_args(drop, zone, norm=norm)
     if launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, stored(x.dtype))  # what W_hh multiplies
         hs = ping_pong(h0, acc) if zone is not None else None
         _rnn_fwd_tiled_kernel[launch.grid](gx, w, hq, lengths, Y, hn, launch.counters(x.device), hs, A, T=T, B=B, H=H,
                                            RELU=relu, REVERSE=reverse, **launch.meta, **masks)
     else:
-        _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, A, T=T, B=B, H=H, RELU=relu,
-                                     REVERSE=reverse, **launch.meta, **masks)
-    return Y, hn.to(x.dtype), A
+        _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, A, RH=RH, NS=NS, T=T, B=B, H=H,
+                                     RELU=relu, REVERSE=reverse, **launch.meta, **masks)
+    return Y, hn.to(x.dtype), A, RH, NS
 
 
 rnn_fused = torch.library.custom_op("rnnlab::rnn_fused", mutates_args=())(_rnn_forward)
 
 
 @rnn_fused.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, drop=None, zone=None):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, drop=None, zone=None, norm=None):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T if zone is not None else 0, B, H)
+    normed = T if norm is not None else 0
+    return (x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T if zone is not None else 0, B, H),
+            x.new_empty(normed, B, H, dtype=stored(x.dtype)), x.new_empty(normed, B, 1, dtype=accumulator(x.dtype)))
 
 
 @torch.library.custom_op("rnnlab::rnn_fused_backward", mutates_args=())
 @autocast_off
-def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, Y: Tensor,
-                       A: Tensor, batch_sizes: list[int] | None, reverse: bool, relu: bool, need: list[bool],
-                       drop: Tensor | None = None, zone: Tensor | None = None
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of x, h0, w_ih, w_hh and the bias (each empty where ``need`` says it is not wanted)."""
+def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor,
+                       Y: Tensor, A: Tensor, RH: Tensor, NS: Tensor, batch_sizes: list[int] | None, reverse: bool,
+                       relu: bool, need: list[bool], drop: Tensor | None = None, zone: Tensor | None = None,
+                       norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of x, h0, w_ih, w_hh, the bias and the layer-norm gain ``norm`` (each empty where ``need`` says
+    it is not wanted)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("rnn", x, H, B, backward=True)
+    launch = plan("rnn", x, H, B, backward=True, norm=norm is not None)
     acc = accumulator(x.dtype)
     lengths = lengths_from(batch_sizes, T, B, x.device)
     dG = torch.zeros(T, B, H, dtype=acc, device=x.device)
+    dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone)
+    masks = variant_args(drop, zone, norm=norm)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
@@ -251,45 +289,51 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
                                            T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
-        _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, A, T=T, B=B, H=H,
-                                     RELU=relu, REVERSE=reverse, **launch.meta, **masks)
-    dx, dw_ih, dw_hh = projection_grads(dG, dG, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
+        _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, A, RH=RH, NS=NS,
+                                     DR=dR, T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)
+    dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
                                         drop)
     db = bias_grad(dG, need[4])
-    return cast_grads((dx, dh0, dw_ih, dw_hh, db), (x, h0, w_ih, w_hh, w_ih), need)
+    d_norm = norm_grads(dG, RH) if need[5] else None
+    return cast_grads((dx, dh0, dw_ih, dw_hh, db, d_norm), (x, h0, w_hh, w_hh, w_hh, w_hh if norm is None else norm),
+                      need)
 
 
 @rnn_fused_backward.register_fake
-def _(dY, dh_n, x, h0, w_ih, w_hh, Y, A, batch_sizes, reverse, relu, need, drop=None, zone=None):
-    return fake_grads((x, h0, w_ih, w_hh, w_hh.new_empty(w_hh.shape[0])), need)
+def _(dY, dh_n, x, h0, w_ih, w_hh, Y, A, RH, NS, batch_sizes, reverse, relu, need, drop=None, zone=None, norm=None):
+    bias = w_hh.new_empty(w_hh.shape[0])
+    return fake_grads((x, h0, w_hh if w_ih is None else w_ih, w_hh, bias, bias if norm is None else norm), need)
 
 
 def _rnn_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu, drop, zone = inputs
-    ctx.save_for_backward(x, h0, w_ih, w_hh, output[0], output[2], drop, zone)
+    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu, drop, zone, norm = inputs
+    Y, _, A, RH, NS = output
+    ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, RH, NS, drop, zone, norm)
     ctx.batch_sizes, ctx.reverse, ctx.relu, ctx.has_bias = batch_sizes, reverse, relu, b_ih is not None
-    ctx.mark_non_differentiable(output[2])
+    ctx.mark_non_differentiable(A, RH, NS)
 
 
-def _rnn_backward(ctx, dY, dh_n, _dA):
+def _rnn_backward(ctx, dY, dh_n, _dA, _dRH, _dNS):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
-    *saved, drop, zone = ctx.saved_tensors
-    refuse_double_backward("RNN", "triton", drop is not None or zone is not None)
-    dx, dh0, dw_ih, dw_hh, db = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
-                                                   [*need[:4], bias], drop, zone)
+    *saved, drop, zone, norm = ctx.saved_tensors
+    refuse_double_backward("RNN", "triton", any(m is not None for m in (drop, zone, norm)))
+    dx, dh0, dw_ih, dw_hh, db, d_norm = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
+                                                           [*need[:4], bias, need[11]], drop, zone, norm)
     return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,
-            None, None)
+            None, None, *wanted((d_norm,), need[11:]))
 
 
 rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 
 
 def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, reverse=False, nonlinearity="tanh",
-                    masks=None):
-    """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`, and ``masks``
-    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout."""
+                    masks=None, norms=None):
+    """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`, ``masks``
+    (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
+    layer norm."""
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
-    forward = _rnn_forward if plain_inference(*tensors, store=needs_backward(*tensors)) else rnn_fused
+    forward = _rnn_forward if plain_inference(*tensors, norm, store=needs_backward(*tensors, norm)) else rnn_fused
     drop, zone = (None, None) if masks is None else (masks.dropout, masks.zoneout)
-    return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu", drop, zone)[:2]
+    return forward(*tensors, batch_sizes, reverse, nonlinearity == "relu", drop, zone, norm)[:2]
