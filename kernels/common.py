@@ -267,18 +267,24 @@ def normalise(x, valid, N):
 def normalise_grad(d_norm, x_norm, rstd, valid, N):
     """normalise's backward: from the gradient ``d_norm`` (BB, W) reaching the normalised rows ``x_norm`` (after
     any gain: d_norm is the gradient times the gain) and their ``rstd`` (BB, 1), the gradient of the rows
-    before normalisation, rstd (d - mean(d) - x_norm mean(d x_norm)), zero outside ``valid``."""
+    before normalisation, rstd (d - mean(d) - x_norm mean(d x_norm)), zero outside ``valid``. A row split
+    over tiles takes norm_sums of each, then norm_grad_tile with the means of their sums."""
     d = tl.where(valid[None, :], d_norm, 0.0)
-    mean_d = tl.sum(d, axis=1)[:, None] / N
-    mean_dx = tl.sum(d * x_norm, axis=1)[:, None] / N
-    return tl.where(valid[None, :], rstd * (d - mean_d - x_norm * mean_dx), 0.0)
+    sum_d, sum_dx = norm_sums(d, x_norm)
+    return norm_grad_tile(d, x_norm, rstd, sum_d / N, sum_dx / N, valid)
 
 
 @triton.jit
-def join_gates(g0, g1, g2, g3, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """split_gates' inverse: four (BB, BLOCK_H) tiles side by side, (BB, 4 * BLOCK_H)."""
-    by_gate = tl.join(tl.join(g0, g2), tl.join(g1, g3))  # (BB, BH, 2, 2): slot // 2, then slot % 2
-    return tl.reshape(tl.permute(tl.reshape(by_gate, (BLOCK_B, BLOCK_H, 4)), (0, 2, 1)), (BLOCK_B, 4 * BLOCK_H))
+def norm_sums(d_norm, x_norm):
+    """A tile's part of normalise_grad's means: the row sums of ``d_norm`` and ``d_norm * x_norm``, (BB, 1) each
+    (both zero outside the valid columns)."""
+    return tl.sum(d_norm, axis=1)[:, None], tl.sum(d_norm * x_norm, axis=1)[:, None]
+
+
+@triton.jit
+def norm_grad_tile(d_norm, x_norm, rstd, mean_d, mean_dx, valid):
+    """normalise_grad for one tile of a row, given the row's means of d_norm and d_norm * x_norm (norm_sums)."""
+    return tl.where(valid[None, :], rstd * (d_norm - mean_d - x_norm * mean_dx), 0.0)
 
 
 @triton.jit

@@ -59,6 +59,10 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # nothing (fit.py, sm_80 and sm_90). Not for every kernel: lifted, the fp32 LSTM backward spills.
 ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half", True), ("gru", "half", False),
                  ("gru", "fp64", False)}
+# Layer norm (rnnlab.recurrence.variants) runs in the persistent kernels only, at hidden sizes up to these
+MAX_NORM_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("gru", "fp32"): 32, ("gru", "half"): 32,
+              ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16, ("rnn", "fp64"): 16}
+NORM_ALL_REGISTERS: set[tuple[str, str, bool]] = set()
 # Warps a persistent program where a GPU timed another count faster than num_warps' (cell, operand width,
 # backward, BLOCK_H): on an H100 the GRU forward at BLOCK_H = 64 took 0.88x of 16 warps' time with 8 and
 # 0.80x with 4 (benchmarks/tune.py's warps group, bf16, B = 16, without storing for a backward), but with
@@ -162,10 +166,10 @@ def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
 
 
 def norm_fits(cell: str, dtype: torch.dtype, H: int) -> bool:
-    """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype``: where the
-    persistent regime runs, in which one program holds all the gates of its rows (the tiled and resident
-    regimes would need a reduction across programs every step)."""
-    return H <= max_persistent_h(cell, dtype)
+    """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype``: in the
+    persistent regime, in which one program holds all the gates of its rows (the tiled and resident regimes
+    would need a reduction across programs every step), up to MAX_NORM_H."""
+    return MAX_NORM_H[cell, operand_width(dtype)] >= H
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -311,7 +315,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     if norm and (proj or not norm_fits(cell, x.dtype, H) or _overrides.get("regime") not in (None, "persistent")):
         raise NotImplementedError(
             f"{cell.upper()}: the fused kernels take layer norm in their persistent regime only (one program "
-            f"holds a row's every gate), hidden sizes up to {limit} for {x.dtype}; got hidden_size={H}"
+            f"holds a row's every gate), hidden sizes up to {MAX_NORM_H[cell, operand_width(x.dtype)]} for "
+            f"{x.dtype}; got hidden_size={H}"
             f"{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it step by step"
         )
     batch_tiles = triton.cdiv(B, BLOCK_B)
@@ -328,7 +333,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
         timed = TIMED_WARPS.get((cell, operand_width(x.dtype), backward, bh))
         warps = _overrides.get("warps") or timed or num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}
-        if (cell, operand_width(x.dtype), backward) in ALL_REGISTERS or _overrides.get("warps"):
+        key = (cell, operand_width(x.dtype), backward)
+        if key in ALL_REGISTERS or (norm and key in NORM_ALL_REGISTERS) or _overrides.get("warps"):
             meta["maxnreg"] = _all_registers(warps)
         return Launch(regime, (batch_tiles,), meta)
     if regime in (None, "resident"):

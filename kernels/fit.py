@@ -54,10 +54,10 @@ WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows ma
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 DTYPES = tuple(TORCH_DTYPES)
-ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS", "DHQ"}
+ACC_BUFFERS = {"HF", "DHP", "HN", "CN", "DG", "DGH", "DH0", "DC0", "HS", "CS", "DHS", "DCS", "DHQ", "NS", "DR", "DLN"}
 # the activations kept for the backward, and what a step's product reads: h (HQ; the GRU's beside its
 # state in HS) and the gate gradients (DQ) (dispatch.stored)
-STORED_BUFFERS = {"C", "G", "GHN", "HQ", "DQ"}
+STORED_BUFFERS = {"C", "G", "GHN", "HQ", "DQ", "RH"}
 INT_BUFFERS = {"LEN", "COUNT"}
 SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
@@ -76,7 +76,8 @@ class Fit:
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     align: str  # "a16": compiled as launched for H a multiple of 16 (_alignment), else "-": for any H
-    variant: str  # "masks": with recurrent dropout and zoneout (DROP, ZONE, ZONE_C), else "-"
+    variant: str  # "masks": with recurrent dropout and zoneout (DROP, ZONE, ZONE_C), "norm": layer norm (NORM,
+    # persistent kernels), "all": both, else "-"
     num_warps: int
     registers: int
     shared: int
@@ -115,16 +116,19 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
 
 
 _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ",
-          "K_RES", "DROP", "ZONE", "ZONE_C", "ZS")
-# the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights)
-VARIANT_FLAGS = ("DROP", "ZONE", "ZONE_C", "ZS")
+          "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
+# the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights) and the
+# variants (Fit.variant) that turn them on
+VARIANT_FLAGS = {"DROP": ("masks", "all"), "ZONE": ("masks", "all"), "ZONE_C": ("masks", "all"),
+                 "ZS": ("masks", "all"), "NORM": ("norm", "all")}
 
 
 def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "-", mode: str = "-",
                 proj: str = "-", align: str = "-", variant: str = "-") -> Fit:
     """Compile one configuration as the dispatcher would launch it for hidden size ``hidden`` and read its
     resource usage: for any hidden size that it pads to the same blocks, or with ``align`` "a16" for
-    multiples of 16 (_alignment); with ``variant`` "masks", recurrent dropout and zoneout on."""
+    multiples of 16 (_alignment); with ``variant`` "masks", recurrent dropout and zoneout on, "norm" layer norm,
+    "all" both."""
     config = (kernel, target, dtype, hidden, sync, mode, proj, align, variant)
     return _fit(config, *_compile(*config))
 
@@ -146,7 +150,7 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",
-                             backward="_bwd" in kernel).meta)
+                             backward="_bwd" in kernel, norm=variant in VARIANT_FLAGS["NORM"]).meta)
     options = {key: meta.pop(key) for key in ("num_warps", "num_stages", "maxnreg", "launch_cooperative_grid")
                if key in meta}
     constexprs = {"REVERSE": False, **meta}
@@ -158,9 +162,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
         constexprs["STORE"] = mode == "train"
     if "PROJ" in KERNELS[kernel].arg_names:
         constexprs["PROJ"] = proj == "proj"
-    for flag in VARIANT_FLAGS:
+    for flag, variants in VARIANT_FLAGS.items():
         if flag in KERNELS[kernel].arg_names:
-            constexprs[flag] = variant == "masks"
+            constexprs[flag] = variant in variants
     signature = _signature(kernel, dtype)
     src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
                     attrs=_alignment(signature) if align == "a16" else None)

@@ -22,15 +22,15 @@ from .common import (
     gate_block,
     gate_rows,
     gates_block,
-    join_gates,
     lengths_from,
     lerp,
     load_previous,
     needs_backward,
     norm_columns,
+    norm_grad_tile,
     norm_grads,
+    norm_sums,
     normalise,
-    normalise_grad,
     normalised_inputs,
     ping_pong,
     plain_inference,
@@ -166,11 +166,12 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
     w_z = gate_block(W, 1, H, BLOCK_H, False, DOT_F32)
     w_n = gate_block(W, 2, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
-    if NORM:
-        ln_cols, ln_valid = norm_columns(H, 3, 4 * BLOCK_H, BLOCK_H)
-        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(dh.dtype)
+    if NORM:  # the recurrent gains gate by gate, (BH,) each
+        g_r = tl.load(LN + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        g_z = tl.load(LN + H + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        g_n = tl.load(LN + 2 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
     else:
-        gain = 0.0  # unused
+        g_r, g_z, g_n = 0.0, 0.0, 0.0  # unused
     for step in range(0, T):
         s = T - 1 - step
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
@@ -186,13 +187,23 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
                                                  d_cell, am)
         if ZONE:
             dh_new += zoned
-        if NORM:  # through the recurrent product's layer norm
-            at = row_t * (3 * H) + ln_cols[None, :]
-            r_norm = tl.load(RH + at, mask=ln_valid[None, :] & active, other=0.0).to(dh.dtype)
-            d_norm = join_gates(d_r, d_z, d_hn, tl.zeros_like(d_r), BLOCK_B, BLOCK_H) * gain[None, :]
-            d_prod = normalise_grad(d_norm, r_norm, tl.load(NS + row_t, mask=active, other=1.0), ln_valid, 3 * H)
-            tl.store(DR + at, d_prod, mask=ln_valid[None, :] & active)
-            d_r, d_z, d_hn, _ = split_gates(d_prod, BLOCK_B, BLOCK_H)
+        if NORM:  # through the recurrent product's layer norm, gate by gate (as the LSTM's)
+            gates = row_t * (3 * H) + cols[None, :]
+            r_r = tl.load(RH + gates, mask=am, other=0.0).to(dh.dtype)  # the normalised products
+            r_z = tl.load(RH + gates + H, mask=am, other=0.0).to(dh.dtype)
+            r_n = tl.load(RH + gates + 2 * H, mask=am, other=0.0).to(dh.dtype)
+            d_r, d_z, d_hn = d_r * g_r[None, :], d_z * g_z[None, :], d_hn * g_n[None, :]
+            s_r, q_r = norm_sums(d_r, r_r)
+            s_z, q_z = norm_sums(d_z, r_z)
+            s_n, q_n = norm_sums(d_hn, r_n)
+            mean_d, mean_dx = (s_r + s_z + s_n) / (3 * H), (q_r + q_z + q_n) / (3 * H)
+            rstd = tl.load(NS + row_t, mask=active, other=1.0)
+            d_r = norm_grad_tile(d_r, r_r, rstd, mean_d, mean_dx, cols < H)
+            d_z = norm_grad_tile(d_z, r_z, rstd, mean_d, mean_dx, cols < H)
+            d_hn = norm_grad_tile(d_hn, r_n, rstd, mean_d, mean_dx, cols < H)
+            tl.store(DR + gates, d_r, mask=am)
+            tl.store(DR + gates + H, d_z, mask=am)
+            tl.store(DR + gates + 2 * H, d_hn, mask=am)
         if DROP:
             back = tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
             back += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)

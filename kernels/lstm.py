@@ -48,13 +48,14 @@ from .common import (
     gate_block,
     gate_rows,
     gates_block,
-    join_gates,
     lengths_from,
     lerp,
     load_previous,
     needs_backward,
     norm_columns,
+    norm_grad_tile,
     norm_grads,
+    norm_sums,
     normalise,
     normalise_grad,
     normalised_inputs,
@@ -253,13 +254,15 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
     w_o = gate_block(W, 3, H, BLOCK_H, False, DOT_F32)
     dh = tl.load(DHN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)  # the accumulator type
     dc = tl.load(DCN + state, mask=m2, other=0.0).to(DH0.dtype.element_ty)
-    if NORM:
-        ln_cols, ln_valid = norm_columns(H, 4, 4 * BLOCK_H, BLOCK_H)
-        gain = tl.load(LN + ln_cols, mask=ln_valid, other=0.0).to(dh.dtype)
+    if NORM:  # the recurrent gains gate by gate, c's gain and bias; (BH,) each
+        g_i = tl.load(LN + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        g_f = tl.load(LN + H + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        g_g = tl.load(LN + 2 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
+        g_o = tl.load(LN + 3 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
         c_gain = tl.load(LN + 4 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
         c_bias = tl.load(LN + 5 * H + cols, mask=cols < H, other=0.0).to(dh.dtype)
     else:
-        gain, c_gain, c_bias = 0.0, 0.0, 0.0  # unused
+        g_i, g_f, g_g, g_o, c_gain, c_bias = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0  # unused
     gain_grad = tl.zeros_like(dh)  # (BB, BH): c's gain and bias, summed over rows at the end
     bias_grad = tl.zeros_like(dh)
     for step in range(0, T):
@@ -281,15 +284,27 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
         d_i, d_f, d_g, d_o, dc_prev, d_shown, c_norm = _lstm_cell_grads(
             G, C, DG, row_t * (4 * H) + cols[None, :], out, H, c_prev, dh_t, dc_t, am, ZONE_C, NORM, cols, c_gain,
             c_bias, mean_c, rstd_c)
-        if NORM:  # the gradients through the recurrent product's layer norm (_lstm_fwd_kernel)
+        if NORM:  # the gradients through the recurrent product's layer norm (_lstm_fwd_kernel), gate by gate in the
+            # cell's layout (joined into the product's, the fp32 kernel spilled: fit.py, sm_90)
             gain_grad += tl.where(am, d_shown * c_norm, 0.0)
             bias_grad += tl.where(am, d_shown, 0.0)
-            d_norm = join_gates(d_i, d_f, d_g, d_o, BLOCK_B, BLOCK_H) * gain[None, :]
-            at = row_t * (4 * H) + ln_cols[None, :]
-            r_norm = tl.load(RH + at, mask=ln_valid[None, :] & active, other=0.0).to(dh.dtype)
-            d_r = normalise_grad(d_norm, r_norm, tl.load(NS + row_t * 3, mask=active, other=1.0), ln_valid, 4 * H)
-            tl.store(DR + at, d_r, mask=ln_valid[None, :] & active)
-            d_i, d_f, d_g, d_o = split_gates(d_r, BLOCK_B, BLOCK_H)
+            gates = row_t * (4 * H) + cols[None, :]
+            r_i, r_f, r_g, r_o = _lstm_inputs(RH, gates, H, am, dh.dtype)  # the normalised products
+            d_i, d_f, d_g, d_o = d_i * g_i[None, :], d_f * g_f[None, :], d_g * g_g[None, :], d_o * g_o[None, :]
+            s_i, q_i = norm_sums(d_i, r_i)
+            s_f, q_f = norm_sums(d_f, r_f)
+            s_g, q_g = norm_sums(d_g, r_g)
+            s_o, q_o = norm_sums(d_o, r_o)
+            mean_d, mean_dx = (s_i + s_f + s_g + s_o) / (4 * H), (q_i + q_f + q_g + q_o) / (4 * H)
+            rstd = tl.load(NS + row_t * 3, mask=active, other=1.0)
+            d_i = norm_grad_tile(d_i, r_i, rstd, mean_d, mean_dx, cols < H)
+            d_f = norm_grad_tile(d_f, r_f, rstd, mean_d, mean_dx, cols < H)
+            d_g = norm_grad_tile(d_g, r_g, rstd, mean_d, mean_dx, cols < H)
+            d_o = norm_grad_tile(d_o, r_o, rstd, mean_d, mean_dx, cols < H)
+            tl.store(DR + gates, d_i, mask=am)
+            tl.store(DR + gates + H, d_f, mask=am)
+            tl.store(DR + gates + 2 * H, d_g, mask=am)
+            tl.store(DR + gates + 3 * H, d_o, mask=am)
         dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
         dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
         dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)

@@ -110,19 +110,17 @@ def check_variant(owner: str, options: dict[str, object]) -> None:
 
 
 def check_variant_backend(owner: str, variant: Variant, backend: str, fused: bool = False) -> None:
-    """The backends that run ``variant``: layer norm only rnnlab's pure-PyTorch path ("auto" or "torch");
-    zoneout and recurrent dropout also the fused kernels ("triton") where the module has them for its
-    configuration (``fused``: the layers, without a projection); weight dropout any but torch.nn's kernel
-    ("native"), which reads its own weights. Messages are built only when raising: this runs at every call."""
-    if variant.stepwise and backend not in ("auto", "torch") and (
-            backend != "triton" or variant.layer_norm or not fused):
-        if variant.layer_norm:
-            reason = "no kernel computes layer norm"
-        elif backend == "native":
+    """The backends that run ``variant``: layer norm, zoneout and recurrent dropout rnnlab's pure-PyTorch path
+    ("auto" or "torch") and the fused kernels ("triton") where the module has them for its configuration
+    (``fused``: the layers, without a projection; layer norm where the persistent regime runs, which the
+    kernels check at the call); weight dropout any but torch.nn's kernel ("native"), which reads its own
+    weights. Messages are built only when raising: this runs at every call."""
+    if variant.stepwise and backend not in ("auto", "torch") and (backend != "triton" or not fused):
+        if backend == "native":
             reason = "torch.nn's kernel computes the plain cell"
         else:
-            reason = "the fused kernels take zoneout and recurrent dropout without proj_size only"
-        also = " and, without layer_norm, the fused kernels (backend='triton')" if fused else ""
+            reason = "the fused kernels take these options without proj_size only"
+        also = " and the fused kernels (backend='triton')" if fused else ""
         raise NotImplementedError(
             f"{owner}: {variant.describe(stepwise_only=True)} runs on rnnlab's pure-PyTorch path (backend='torch' "
             f"or 'auto'){also}; got backend={backend!r}: {reason}. Turn the option off to use it"

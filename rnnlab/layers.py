@@ -125,7 +125,8 @@ class _RecurrentLayer(CellOptions):
 
     @property
     def _fused_variants(self) -> bool:
-        """Whether the fused kernels run zoneout and recurrent dropout: without a projection."""
+        """Whether the fused kernels run the cell options (layer norm, zoneout, recurrent dropout): without a
+        projection."""
         return self.proj_size == 0
 
     def _layer_variant(self, **options) -> None:
@@ -151,12 +152,12 @@ class _RecurrentLayer(CellOptions):
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
         check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
-        if self._stepwise():
+        if self._stepwise(seq.data, amp):
             if self._observe is not None:
                 self._observe.begin(seq)
-            return self._forward_torch(seq, hx, dtype=amp)
+            return self._forward_torch(seq, hx, dtype=amp, stepwise=True)
         if self.variant.stepwise:
-            return self._forward_torch(seq, hx, self._fused_masks(seq.data), amp)
+            return self._forward_torch(seq, hx, self._fused_options(seq.data, amp), amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
@@ -166,21 +167,35 @@ class _RecurrentLayer(CellOptions):
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
 
-    def _stepwise(self) -> bool:
-        """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
-        for gradient analysis, for layer norm, and for zoneout and recurrent dropout on backend "torch" (their
-        specification, which takes double backward) or under a ``torch.func`` transform. Elsewhere zoneout and
-        recurrent dropout run on the fused kernels or the hand-written recurrences (_fused_masks)."""
-        if self._observe is not None or self.variant.layer_norm:
+    def _stepwise(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+        """Whether a call on ``x`` (computing in ``dtype``, x's if None) runs the step-by-step recurrence
+        (rnnlab.recurrence.variants): to record states for gradient analysis, and for the cell options on
+        backend "torch" (their specification, which takes double backward) or under a ``torch.func``
+        transform, and for layer norm where the fused kernels do not run it (_fused_options). Elsewhere the
+        options run on the fused kernels or (zoneout and recurrent dropout) the hand-written recurrences."""
+        if self._observe is not None:
             return True
-        return self.variant.stepwise and (self.backend == "torch" or torch._C._are_functorch_transforms_active())
+        if not self.variant.stepwise:
+            return False
+        if self.backend == "torch" or torch._C._are_functorch_transforms_active():
+            return True
+        return self.variant.layer_norm and not self._fused_options(x, dtype)
 
-    def _fused_masks(self, x: torch.Tensor) -> bool:
-        """Whether zoneout and recurrent dropout, when not step by step, run on the fused kernels ("triton",
-        or "auto" on CUDA with Triton installed, without proj_size) rather than the hand-written recurrences
-        ("auto" elsewhere)."""
-        auto_fused = self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants
-        return self.backend == "triton" or auto_fused
+    def _fused_options(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+        """Whether the cell options, when not step by step, run on the fused kernels: on "triton", and on "auto"
+        for CUDA input with Triton installed and without proj_size, layer norm only where the persistent regime
+        runs (kernels.dispatch.norm_fits, for ``dtype``, x's if None). Elsewhere "auto" runs zoneout and
+        recurrent dropout on the hand-written recurrences."""
+        if self.backend == "triton":
+            return True
+        if not (self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants):
+            return False
+        if not self.variant.layer_norm:
+            return True
+        from .kernels.dispatch import norm_fits
+
+        cell = "rnn" if self.mode.startswith("RNN") else self.mode.lower()
+        return norm_fits(cell, dtype or x.dtype, self.hidden_size)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -224,17 +239,19 @@ class _RecurrentLayer(CellOptions):
         w_hr = weights[-1] if self.proj_size > 0 else None
         return [w_ih, w_hh, b_ih, b_hh, w_hr]
 
-    def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
+    def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype, stepwise):
         weights = self._layer_weights(index, dtype)
-        if self._stepwise():
+        norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
+        if stepwise:
             observe = None if self._observe is None else functools.partial(self._observe, index)
-            norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
             return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl, options = recurrence, {}
-        if self.variant.stepwise:  # zoneout and recurrent dropout (_stepwise: nothing else reaches here)
+        if self.variant.stepwise:  # zoneout and recurrent dropout, and layer norm when fused (_stepwise)
             options["masks"] = draw_masks(self.variant, x, states, self.training)
+        if norms is not None:
+            options["norms"] = norms
         if fused:
             if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise NotImplementedError(
@@ -252,9 +269,10 @@ class _RecurrentLayer(CellOptions):
                                  **options)
         return y, [h]
 
-    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):
-        """The layer on rnnlab's recurrences (``fused``: the Triton kernels), the input, initial states and
-        weights converted to ``dtype`` if given."""
+    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None,
+                       stepwise: bool = False):
+        """The layer on rnnlab's recurrences (``fused``: the Triton kernels; ``stepwise``: the step-by-step
+        recurrence), the input, initial states and weights converted to ``dtype`` if given."""
         init = [h if dtype is None else h.to(dtype) for h in self._initial_states(seq, hx)]  # each (L * D, B, F)
         directions = 2 if self.bidirectional else 1
         finals: list[list[torch.Tensor]] = [[] for _ in init]
@@ -264,7 +282,7 @@ class _RecurrentLayer(CellOptions):
             for direction in range(directions):
                 index = layer * directions + direction
                 states = [h[index] for h in init]
-                y, last = self._scan(x, states, index, seq.batch_sizes, direction == 1, fused, dtype)
+                y, last = self._scan(x, states, index, seq.batch_sizes, direction == 1, fused, dtype, stepwise)
                 outputs.append(y)
                 for kept, h in zip(finals, last, strict=True):
                     kept.append(h)

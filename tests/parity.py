@@ -38,16 +38,19 @@ def state_shapes(module: torch.nn.Module, batch: int | None) -> list[tuple[int, 
     return [(s[0], batch, s[1]) if batch is not None else s for s in shapes]
 
 
-def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, seed: int, device="cpu"):
+def make_inputs(module, form: str, T: int, B: int, dtype, with_state: bool, seed: int, device="cpu",
+                rounded_to: torch.dtype | None = None):
     """Leaf tensors for a call: (make_input, hx, leaves). ``form``: "batched", "unbatched" or "packed".
 
     Values are drawn in float64 from ``seed`` and then cast, so every dtype and device gets the same
-    numbers. ``make_input()`` builds the input from the leaves (packing records a graph, so once per call).
+    numbers (``rounded_to``: first rounded to that dtype, for a float64 reference of a half-precision run).
+    ``make_input()`` builds the input from the leaves (packing records a graph, so once per call).
     """
     gen = torch.Generator().manual_seed(seed)
 
     def leaf(*shape):
-        return torch.randn(*shape, dtype=torch.float64, generator=gen).to(device, dtype).requires_grad_()
+        values = torch.randn(*shape, dtype=torch.float64, generator=gen)
+        return (values if rounded_to is None else values.to(rounded_to)).to(device, dtype).requires_grad_()
 
     I = module.input_size
     if form == "packed":
@@ -131,27 +134,36 @@ def run_seeded(module, make_input, hx, leaves, seed: int = 3):
 
 
 def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, float], sizes: list[int], I: int,
-                          H: int, proj: int = 0, device="cpu") -> bool:
+                          H: int, proj: int = 0, device="cpu", norm: bool = False) -> bool:
     """torch.autograd.gradcheck in float64 through every input of one reversed direction of ``impl``'s scan
     (rnnlab.recurrence or rnnlab.kernels) of ``cell`` ("lstm", "gru", "rnn_tanh"; the LSTM with a projection
-    of ``proj`` units if given) over packed input of ``sizes``, with the cell ``options``' draws fixed."""
+    of ``proj`` units if given) over packed input of ``sizes``, with the cell ``options``' draws fixed; with
+    ``norm``, layer norm (rnnlab.kernels only) and its gains and biases among the inputs."""
     T, B = len(sizes), sizes[0]
     P = proj or H
     G = {"lstm": 4, "gru": 3}.get(cell, 1) * H
     gen = torch.Generator().manual_seed(7)
 
-    def leaf(*shape):
-        return (0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).to(device).requires_grad_()
+    def leaf(*shape, mean=0.0):
+        return (mean + 0.5 * torch.randn(*shape, dtype=torch.float64, generator=gen)).to(device).requires_grad_()
 
     x, h0 = leaf(T, B, I), leaf(B, P)
     states = (h0, leaf(B, H)) if cell == "lstm" else (h0,)
     weights = (leaf(G, I), leaf(G, P), leaf(G), leaf(G))
+    sizes_of = {"ih": G, "hh": G, "c": H, "c_bias": H}
+    keys = [k for k in sizes_of if norm and (cell == "lstm" or not k.startswith("c"))]
+    norms = tuple(leaf(sizes_of[k], mean=0.0 if k == "c_bias" else 1.0) for k in keys)
     torch.manual_seed(8)
     masks = draw_masks(Variant(**options), x, states, training)
-    if cell == "lstm":
-        inputs = (x, *states, *weights, leaf(P, H) if proj else None)
-        return torch.autograd.gradcheck(lambda *a: impl.lstm_scan(*a, sizes, True, masks=masks), inputs)
-    inputs = (x, h0, *weights)
-    if cell == "gru":
-        return torch.autograd.gradcheck(lambda *a: impl.gru_scan(*a, sizes, True, masks=masks), inputs)
-    return torch.autograd.gradcheck(lambda *a: impl.rnn_scan(*a, sizes, True, "tanh", masks=masks), inputs)
+
+    def scan(*a):
+        split = len(a) - len(keys)
+        args, extra = a[:split], {"norms": dict(zip(keys, a[split:], strict=True))} if keys else {}
+        if cell == "lstm":
+            return impl.lstm_scan(*args, sizes, True, masks=masks, **extra)
+        if cell == "gru":
+            return impl.gru_scan(*args, sizes, True, masks=masks, **extra)
+        return impl.rnn_scan(*args, sizes, True, "tanh", masks=masks, **extra)
+
+    proj_weight = (leaf(P, H) if proj else None,) if cell == "lstm" else ()
+    return torch.autograd.gradcheck(scan, (x, *states, *weights, *proj_weight, *norms))

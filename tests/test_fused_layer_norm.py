@@ -1,0 +1,128 @@
+"""Layer norm on the fused Triton kernels (backend="triton"; their persistent regime, where one program holds
+every gate of its rows) against the step-by-step recurrence that specifies it (rnnlab.recurrence.variants,
+backend="torch"): outputs, final states and every gradient (the layer-norm gains and biases included, set
+away from their initial ones and zeros), two bidirectional layers on packed input with unequal lengths,
+alone and with zoneout and recurrent dropout (the same draws), in training and evaluation; gradcheck in
+float64 through the kernels; fp16/bf16 against float64. fp32 is compared to 2e-5 of each item's largest
+value (the normalisation's 1 / std scales rounding: both paths are within 7e-6 of float64 there, scratch
+check). Run by the Triton interpreter on the CPU (TRITON_INTERPRET=1, set in conftest.py), compiled on a GPU.
+"""
+
+import copy
+
+import pytest
+import torch
+
+import rnnlab
+from parity import (
+    assert_same,
+    gradcheck_masked_scan,
+    make_inputs,
+    make_pair,
+    relative_errors,
+    run_seeded,
+    variant_options,
+)
+
+triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab import kernels  # noqa: E402
+from rnnlab.kernels.dispatch import MAX_NORM_H, operand_width  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
+    reason="needs a GPU or TRITON_INTERPRET=1",
+)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def _layers(cell: str, H: int, dtype: torch.dtype = torch.float32, masks: bool = False, **kwargs):
+    """(step-by-step layer, fused layer, torch.nn layer): the same weights, layer norm on with gains drawn
+    around one and biases around zero (a test at the initial ones would miss a gain applied twice or not at
+    all), and with ``masks`` zoneout and recurrent dropout too."""
+    ref, _ = make_pair(cell, 5, H, dtype, **kwargs)
+    options = variant_options(cell) if masks else {}
+    step = rnnlab.from_torch(ref, backend="torch", layer_norm=True, **options)
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, p in step.named_parameters():
+            if name.startswith("ln_"):
+                noise = 0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                p.copy_(noise if name.startswith("ln_bias") else 1 + noise)
+    fused = copy.deepcopy(step)
+    fused.backend = "triton"
+    return step.to(DEVICE), fused.to(DEVICE), ref
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_layer_norm_matches_the_step_by_step_recurrence(cell, masks, training):
+    reference, fused, ref = _layers(cell, 20, masks=masks, num_layers=2, bidirectional=True, dropout=0.2)
+    reference.train(training)
+    fused.train(training)
+    x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
+    assert_same(run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves), 2e-5, scaled=True)
+
+
+def _widest(cell: str, dtype: torch.dtype) -> int:
+    """The largest hidden size at which the fused kernels take layer norm for ``cell`` in ``dtype``."""
+    return MAX_NORM_H[cell.split("_")[0], operand_width(dtype)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_layer_norm_at_the_persistent_limit_over_63_steps(cell):
+    """The widest fp32 tile (H = 32, no padded columns in the row statistics) over T = 63, batched."""
+    reference, fused, ref = _layers(cell, _widest(cell, torch.float32))
+    x, hx, leaves = make_inputs(ref, "batched", T=63, B=3, dtype=torch.float32, with_state=True, seed=2, device=DEVICE)
+    assert_same(run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves), 2e-5, scaled=True)
+
+
+@pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_gradcheck_through_the_fused_layer_norm(cell, masks):
+    """torch.autograd.gradcheck in float64 through every input of one direction (the gains and biases
+    included), packed and reversed, with the masks' draws fixed."""
+    options = variant_options(cell, 0.4, 0.3) if masks else {}
+    assert gradcheck_masked_scan(kernels, cell, True, options, [3, 2, 1], I=2, H=3, device=DEVICE, norm=True)
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 8e-3), (torch.bfloat16, 6e-2)], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_fused_layer_norm_in_half_precision(cell, dtype, bound):
+    """Errors relative to each item's largest value against the step-by-step path in float64 on the same
+    half-precision inputs and parameters (rounded, then widened), at the widest tile. Layer norm's 1 / std
+    scales rounding: the bounds are 4x the plain kernels' (test_triton_kernels.test_fused_half_precision); the
+    step-by-step path itself, run in fp16/bf16, is off by up to 2.0e-2 / 1.4e-1 here (LSTM; fused: 5.8e-3 /
+    4.8e-2, scratch check)."""
+    want_layer, layer, ref = _layers(cell, _widest(cell, dtype), torch.float64)
+    with torch.no_grad():
+        for p in want_layer.parameters():
+            p.copy_(p.to(dtype))
+    layer = layer.to(DEVICE, dtype)
+    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
+    want = run_seeded(want_layer.cpu(), *make_inputs(ref, dtype=torch.float64, rounded_to=dtype, **shape))
+    got = run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
+    errors = relative_errors(got, want)
+    assert max(errors) < bound, errors
+
+
+def test_what_the_fused_layer_norm_does_not_take_is_refused():
+    """Past the persistent regime backend="triton" says where layer norm runs; "auto" runs it step by step
+    there (and on the CPU). With a projection the layer refuses "triton" when built."""
+    too_wide = _widest("gru", torch.float32) + 1
+    layer = rnnlab.GRU(3, too_wide, backend="triton", layer_norm=True).to(DEVICE)
+    with pytest.raises(NotImplementedError, match=rf"persistent regime only.*got hidden_size={too_wide}.*'auto'"):
+        layer(torch.randn(4, 2, 3, device=DEVICE))
+    auto = rnnlab.GRU(3, too_wide, layer_norm=True)
+    assert auto._stepwise(torch.randn(4, 2, 3)) and auto(torch.randn(4, 2, 3))[0].shape == (4, 2, too_wide)
+    with pytest.raises(NotImplementedError, match=r"layer_norm=True runs on .* without proj_size only"):
+        rnnlab.LSTM(3, 8, proj_size=4, backend="triton", layer_norm=True)
+
+
+def test_fused_layer_norm_refuses_double_backward():
+    """The fused backward is not differentiable: create_graph=True names the step-by-step path."""
+    _, fused, _ = _layers("gru", 8)
+    y, _ = fused(torch.randn(4, 2, 5, device=DEVICE, requires_grad=True))
+    with pytest.raises(RuntimeError, match="backend='torch'"):
+        torch.autograd.grad(y.sum(), fused.weight_hh_l0, create_graph=True)
