@@ -122,10 +122,13 @@ PRESETS = {
     ),
     # Zoneout and recurrent dropout on the fused kernels (and "auto", which picks them on CUDA) against the
     # step-by-step recurrence that runs them on "torch" (a dozen launches a step, each way), and the plain
-    # cell, at one of the gpu preset's sizes with a shorter sequence (the step-by-step path is slow).
+    # cell, at one of the gpu preset's sizes with a shorter sequence (the step-by-step path is slow); layer
+    # norm (alone and with both) at a hidden size the fused kernels take it.
     "gpu-variants": Preset(
-        cases=tuple(Case(cell, 256, 16, 256, 256, dtype="bf16", variant=v)
-                    for cell in ("lstm", "gru") for v in ("", "zoneout", "recurrent_dropout", "masks")),
+        cases=(*(Case(cell, 256, 16, 256, 256, dtype="bf16", variant=v)
+                 for cell in ("lstm", "gru") for v in ("", "zoneout", "recurrent_dropout", "masks")),
+               *(Case(cell, 256, 16, 32, 32, dtype="bf16", variant=v)  # layer norm: the persistent regime's sizes
+                 for cell in ("lstm", "gru") for v in ("", "layer_norm", "all"))),
         backends=("triton", "native", "torch"),
         warmup=1,
         reps=5,

@@ -24,7 +24,9 @@ to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchm
 Zoneout and recurrent dropout (rnnlab.recurrence.variants) run inside every regime from draws made before the
 launch (the ``masks`` argument; constexpr flags DROP, ZONE, ZONE_C, so the plain kernels compile as before):
 the product takes h times the dropout mask, and the new h (and c) is moved towards the previous one by
-zoneout's weights; the backward splits the gradient the same way.
+zoneout's weights; the backward splits the gradient the same way. Layer norm (NORM) runs in the persistent
+regime, where one program holds every gate of its rows: the input projections come normalised, each step
+normalises the recurrent product and the LSTM's cell state (dispatch.MAX_NORM_H has the sizes).
 Set ``TRITON_INTERPRET=1`` before importing this module to run the kernels on the CPU.
 """
 

@@ -59,10 +59,21 @@ MAX_PERSISTENT_H = {("lstm", "fp32"): 32, ("lstm", "half"): 64, ("gru", "fp32"):
 # nothing (fit.py, sm_80 and sm_90). Not for every kernel: lifted, the fp32 LSTM backward spills.
 ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half", True), ("gru", "half", False),
                  ("gru", "fp64", False)}
-# Layer norm (rnnlab.recurrence.variants) runs in the persistent kernels only, at hidden sizes up to these
+# Layer norm (rnnlab.recurrence.variants) runs in the persistent kernels only (NORM), at hidden sizes up to
+# MAX_NORM_H, where every kernel compiles for sm_80 and sm_90 without spills (fit.py's "norm" and "all" rows,
+# Triton 3.9). Beyond them: the LSTM backward at BLOCK_H = 64 in half precision spilled 44-92 bytes (368 with
+# the masks), the GRU's 16-24 (sm_90). NORM_BLOCK_H: the narrowest tile with layer norm (the fp32 LSTM backward
+# at BLOCK_H = 16 spilled 44-60 bytes with all 255 registers). NORM_WITHOUT_MASKS: where "auto" runs layer norm
+# with zoneout or recurrent dropout step by step, as the fused LSTM backward spills with both (24 bytes in
+# fp32 at BLOCK_H = 32, 116 in fp64 at 16: slower, not wrong; backend="triton" runs it, fit.py leaves it
+# out). NORM_ALL_REGISTERS: as ALL_REGISTERS, with layer norm (left to ptxas these spilled 8-16 bytes at 128
+# and 80 registers: the fp32 GRU backward at 32, the half-precision RNN at 32 and 64; lifted, the fp32 LSTM
+# backward spilled 20-44 where it fits without).
 MAX_NORM_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("gru", "fp32"): 32, ("gru", "half"): 32,
               ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16, ("rnn", "fp64"): 16}
-NORM_ALL_REGISTERS: set[tuple[str, str, bool]] = set()
+NORM_BLOCK_H = {("lstm", "fp32"): 32}
+NORM_WITHOUT_MASKS = {("lstm", "fp32"), ("lstm", "fp64")}
+NORM_ALL_REGISTERS = {("gru", "fp32", True), ("rnn", "half", True), ("rnn", "half", False)}
 # Warps a persistent program where a GPU timed another count faster than num_warps' (cell, operand width,
 # backward, BLOCK_H): on an H100 the GRU forward at BLOCK_H = 64 took 0.88x of 16 warps' time with 8 and
 # 0.80x with 4 (benchmarks/tune.py's warps group, bf16, B = 16, without storing for a backward), but with
@@ -165,11 +176,13 @@ def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
     return MAX_PERSISTENT_H[cell, operand_width(dtype)]
 
 
-def norm_fits(cell: str, dtype: torch.dtype, H: int) -> bool:
-    """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype``: in the
-    persistent regime, in which one program holds all the gates of its rows (the tiled and resident regimes
-    would need a reduction across programs every step), up to MAX_NORM_H."""
-    return MAX_NORM_H[cell, operand_width(dtype)] >= H
+def norm_fits(cell: str, dtype: torch.dtype, H: int, masked: bool = False) -> bool:
+    """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype`` (``masked``: with
+    zoneout or recurrent dropout): in the persistent regime, in which one program holds all the gates of its
+    rows (the tiled and resident regimes would need a reduction across programs every step), up to
+    MAX_NORM_H; with masks not NORM_WITHOUT_MASKS', which backend="triton" runs but "auto" leaves step by step."""
+    key = (cell, operand_width(dtype))
+    return MAX_NORM_H[key] >= H and not (masked and key in NORM_WITHOUT_MASKS)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -312,12 +325,13 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     the persistent one only (norm_fits). The two directions may run in different regimes (they share the
     stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
+    width = operand_width(x.dtype)
     if norm and (proj or not norm_fits(cell, x.dtype, H) or _overrides.get("regime") not in (None, "persistent")):
         raise NotImplementedError(
             f"{cell.upper()}: the fused kernels take layer norm in their persistent regime only (one program "
-            f"holds a row's every gate), hidden sizes up to {MAX_NORM_H[cell, operand_width(x.dtype)]} for "
-            f"{x.dtype}; got hidden_size={H}"
-            f"{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it step by step"
+            f"holds a row's every gate), hidden sizes up to {MAX_NORM_H[cell, width]} for {x.dtype}; got "
+            f"hidden_size={H}{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it "
+            "step by step"
         )
     batch_tiles = triton.cdiv(B, BLOCK_B)
     # None: the resident regime if it can run, else the tiled one
@@ -329,7 +343,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                 f"{' with a projection' if proj else ''}; got hidden_size={H}. Leave the regime to the "
                 "dispatcher (it picks the tiled one)"
             )
-        bh = block_h(H)
+        bh = max(block_h(H), NORM_BLOCK_H.get((cell, width), 0) if norm else 0)
         timed = TIMED_WARPS.get((cell, operand_width(x.dtype), backward, bh))
         warps = _overrides.get("warps") or timed or num_warps(bh, x.dtype)
         meta = {**common_meta(x), "BLOCK_H": bh, "num_warps": warps}

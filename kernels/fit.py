@@ -10,6 +10,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_fwd_tiled sm_90 bf16 1024 resident train - a16   # H a multiple of 16
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer - a16 --loop   # and its time loop's SASS counts
     python -m rnnlab.kernels.fit gru_bwd_tiled sm_90 bf16 256 resident - - - masks   # with zoneout and dropout
+    python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 32 - - - - norm   # with layer norm ("all": and the masks)
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -36,7 +37,10 @@ from . import gru, lstm, rnn
 from .dispatch import (
     BLOCK_B,
     FITTED_TARGETS,
+    MAX_NORM_H,
     MAX_PERSISTENT_H,
+    NORM_BLOCK_H,
+    NORM_WITHOUT_MASKS,
     WIDE_BLOCK_B,
     WIDE_CAPABILITY,
     force_regime,
@@ -232,9 +236,10 @@ def configurations(quick: bool = False):
     regime at each of RESIDENT_SHAPES up to its limit for any hidden size and, beyond it, up to that for
     multiples of 16 (ALIGNED_RESIDENT_H, "a16"), and with WIDE_BLOCK_B rows ("wide") for multiples of 16
     in fp16/bf16 on WIDE_TARGET; forwards with a STORE flag in training and
-    inference; the tiled LSTM with and without a projection; and with the cell variants' masks (recurrent
+    inference; the tiled LSTM with and without a projection; with the cell variants' masks (recurrent
     dropout and zoneout, "masks") every persistent and resident configuration in training (``quick``: the
-    largest of each). ``quick`` keeps every persistent
+    largest of each); and the persistent ones in training with layer norm (_norm, which says what ``quick``
+    keeps). ``quick`` keeps every persistent
     configuration but, of the tiled ones (1-30 s of compiling each), only the largest code path (H = 1024,
     grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
     inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16; wide ones in
@@ -256,6 +261,22 @@ def configurations(quick: bool = False):
                 yield kernel, target, dtype, hidden, sync, mode, proj, "-", "-"
             if sync == "-" and mode == modes[0] and (not quick or hidden == shapes[-1][0]):
                 yield kernel, target, dtype, hidden, sync, mode, proj, "-", "masks"
+        if not kernel.endswith("_tiled"):
+            yield from _norm(kernel, target, dtype, modes[0], quick)
+
+
+def _norm(kernel: str, target: str, dtype: str, mode: str, quick: bool):
+    """The layer-norm configurations of a persistent ``kernel`` (see configurations): each BLOCK_H it runs
+    with (dispatch.MAX_NORM_H, NORM_BLOCK_H), alone ("norm") and with the masks ("all") where "auto" runs
+    them together (not dispatch.NORM_WITHOUT_MASKS). ``quick``: the largest, in bf16 and fp32 for sm_90
+    (all of them compile in about 15 minutes on 2 cores without Triton's cache)."""
+    key = (kernel.split("_")[0], dtype if dtype in ("fp32", "fp64") else "half")
+    sizes = [h for h in (16, 32, 64) if NORM_BLOCK_H.get(key, 16) <= h <= max(16, MAX_NORM_H[key])]
+    variants = ("norm",) if key in NORM_WITHOUT_MASKS else ("norm", "all")
+    if quick and (target != "sm_90" or dtype not in ("bf16", "fp32")):
+        return
+    for hidden, variant in itertools.product(sizes[-1:] if quick else sizes, variants):
+        yield kernel, target, dtype, hidden, "-", mode, "-", "-", variant
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

@@ -13,11 +13,12 @@ What rnnlab adds is the ``backend`` argument and the hand-written recurrence beh
 What torch.nn lacks, as keyword-only options of each layer (:mod:`rnnlab.recurrence.variants` has the
 math): ``layer_norm`` (on the gates' input and recurrent pre-activations, and the LSTM's cell state; its
 gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM's ``zoneout_cell``) and
-``recurrent_dropout`` (one mask per sequence on the state entering W_hh). On backend "torch" (and with
-layer norm on "auto") they run in a step-by-step recurrence through autograd, their specification, which
-also takes double backward and ``torch.func`` transforms; without layer norm, "auto" runs zoneout and
-recurrent dropout on the fused kernels on CUDA (as "triton" does; not with ``proj_size``) and elsewhere on
-the hand-written recurrences, all from the same random draws (variants.Masks). ``weight_dropout``
+``recurrent_dropout`` (one mask per sequence on the state entering W_hh). On backend "torch" they run in a
+step-by-step recurrence through autograd, their specification, which also takes double backward and
+``torch.func`` transforms; "auto" runs zoneout and recurrent dropout on the fused kernels on CUDA (as "triton"
+does; not with ``proj_size``) and elsewhere on the hand-written recurrences, all from the same random draws
+(variants.Masks), and layer norm on the fused kernels where their persistent regime runs it (CUDA, small
+hidden sizes: kernels.dispatch.norm_fits), elsewhere step by step. ``weight_dropout``
 (DropConnect on W_hh, one mask per call in training) only changes the weight a backend is given: it runs
 on "torch" and "triton" ("auto" then takes one of them where it would take torch.nn's kernel). The LSTM's
 ``forget_bias`` starts the forget gate's bias at a value of choice (an initialisation: every backend runs
@@ -195,7 +196,8 @@ class _RecurrentLayer(CellOptions):
         from .kernels.dispatch import norm_fits
 
         cell = "rnn" if self.mode.startswith("RNN") else self.mode.lower()
-        return norm_fits(cell, dtype or x.dtype, self.hidden_size)
+        masked = any((self.variant.zoneout, self.variant.zoneout_cell, self.variant.recurrent_dropout))
+        return norm_fits(cell, dtype or x.dtype, self.hidden_size, masked)
 
     def _state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         layers = self.num_layers * (2 if self.bidirectional else 1)

@@ -13,11 +13,13 @@
 #      alone, a step, where the 1 us inference target is missed
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
 #      resident programs, the tiled regime's blocks, stages and warps
-#   6. the fused-kernel tests (tests/test_triton_kernels.py, then tests/test_fused_variants.py), compiled on the GPU
+#   6. the fused-kernel tests (tests/test_triton_kernels.py, then tests/test_fused_variants.py and
+#      tests/test_fused_layer_norm.py), compiled on the GPU
 #   7. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
 #   8. benchmark, preset gpu-torch: the pure-PyTorch path beside both kernels
-#   9. benchmark, preset gpu-variants: zoneout and recurrent dropout on the fused kernels and step by step
+#   9. benchmark, preset gpu-variants: zoneout, recurrent dropout and layer norm on the fused kernels and
+#      step by step
 # Every kernel configuration compiles on first use (the machine starts with an empty Triton cache).
 # Everything goes to a folder of results: benchmarks/results/gpu-<device>/, or on the device machine
 # (where $OUT is set) a scratch folder packed into $OUT/gpu_check.tar.gz at the end, with the log also in
@@ -92,7 +94,8 @@ parallel=(-n 8)
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py
 lim=$(limit_for 90)
-step "fused-variant tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_fused_variants.py
+step "fused-variant tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_fused_variants.py \
+    tests/test_fused_layer_norm.py
 lim=$(limit_for 60)
 step "tiled regime without the grid barrier" "$lim" env RNNLAB_GRID_SYNC=0 "${pytest[@]}" -m gpu -k tiled \
     tests/test_cuda.py::test_fused_kernels_match_cudnn

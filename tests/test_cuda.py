@@ -185,3 +185,31 @@ def test_fused_variants_match_the_step_by_step_path(cell, H):
         torch.manual_seed(5)
         results.append(run(module, x, hx, leaves))
     assert_same(*results, 2e-5, scaled=True)
+
+
+@pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
+    """Layer norm on the fused kernels, compiled (CI runs them under the interpreter), against the
+    step-by-step path with the same gains, biases and draws: fp32 at the persistent limit (H = 32), training,
+    packed, two bidirectional layers. "auto" picks the kernels, but for the LSTM with masks (dispatch.
+    NORM_WITHOUT_MASKS: its backward spills), which runs on "triton" here. After the masks' test, as last."""
+    options = {"layer_norm": True}
+    if masks:
+        options |= {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
+    torch.manual_seed(4)
+    ref, _ = make_pair(cell, 24, 32, torch.float32, num_layers=2, bidirectional=True)
+    step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
+    with torch.no_grad():
+        for name, p in step.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    fused = rnnlab.from_torch(ref, backend="triton" if cell == "lstm" and masks else "auto", **options).cuda()
+    fused.load_state_dict(step.state_dict())
+    x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
+    assert not fused._stepwise(leaves[0]) and fused._fused_options(leaves[0])
+    results = []
+    for module in (fused, step):
+        torch.manual_seed(5)
+        results.append(run(module, x, hx, leaves))
+    assert_same(*results, 2e-5, scaled=True)

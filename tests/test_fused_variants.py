@@ -117,13 +117,11 @@ def test_fused_variants_in_half_precision(cell, H, dtype, bound):
 
 
 def test_what_the_kernels_do_not_take_is_refused():
-    """Layer norm and a projection stay on the step-by-step path: backend="triton" with them names the way
-    out; "auto" runs them there."""
-    with pytest.raises(NotImplementedError, match="layer_norm=True runs on rnnlab's pure-PyTorch path"):
-        rnnlab.LSTM(3, 8, backend="triton", layer_norm=True)
+    """A projection stays on the step-by-step path: backend="triton" with it names the way out; "auto" runs
+    it there. torch.nn's kernel ("native") takes no option. (Layer norm: test_fused_layer_norm.py.)"""
     with pytest.raises(NotImplementedError, match=r"zoneout=0\.1 runs on rnnlab's pure-PyTorch path .*'auto'\);"):
         rnnlab.LSTM(3, 8, proj_size=4, backend="triton", zoneout=0.1)
-    with pytest.raises(NotImplementedError, match=r"zoneout=0\.1 .* and, without layer_norm, the fused kernels"):
+    with pytest.raises(NotImplementedError, match=r"zoneout=0\.1 .* and the fused kernels \(backend='triton'\)"):
         rnnlab.GRU(3, 8, backend="native", zoneout=0.1)
     layer = rnnlab.LSTM(3, 8, proj_size=4, zoneout=0.1)
     assert layer(torch.randn(4, 2, 3))[0].shape == (4, 2, 4)

@@ -1,6 +1,7 @@
 """Cell variants torch.nn lacks, run step by step through autograd: layer normalisation, zoneout and
-recurrent dropout. This is their specification; the fused kernels (rnnlab.kernels) also run zoneout and
-recurrent dropout, from the same draws (Masks, drawn once per call by draw_masks), and are tested against it.
+recurrent dropout. This is their specification; the fused kernels (rnnlab.kernels) also run them (layer
+norm at small hidden sizes), zoneout and recurrent dropout from the same draws (Masks, drawn once per call by
+draw_masks), and are tested against it.
 
 - Layer normalisation (Ba et al. 2016, "Layer Normalization", section 3.1; as haste's LayerNormLSTM and
   LayerNormGRU): the input and the recurrent pre-activations of all gates are normalised separately, each
