@@ -48,18 +48,21 @@ def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_si
 
 
 def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: torch.Tensor | None = None,
-                 cell_state: bool = False, norm: torch.Tensor | None = None) -> dict:
+                 cell_state: bool = False) -> dict:
     """The kernels' keyword arguments for a cell variant's draws (rnnlab.recurrence.variants.Masks): recurrent
     dropout's mask D (B, H) and DROP, zoneout's weights Z and ZONE (h's) and, with a ``cell_state`` (LSTM),
-    ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,);
-    with ``norm`` (layer norm's parameters, normalised_inputs'), LN and NORM (the persistent kernels only)."""
+    ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,).
+    (Layer norm's LN and NORM go to the persistent kernels alone.)"""
     args = {"D": drop, "DROP": drop is not None, "Z": zone, "ZONE": zone is not None}
-    if norm is not None:
-        args |= {"LN": norm, "NORM": True}
     if cell_state:
         args |= {"ZC": zone_c, "ZONE_C": zone_c is not None}
     args["ZS"] = any(z is not None and z.dim() == 3 for z in (zone, zone_c))
     return args
+
+
+def norm_args(norm: torch.Tensor | None) -> dict:
+    """The persistent kernels' layer-norm arguments: its parameters LN (normalised_inputs') and NORM."""
+    return {"LN": norm, "NORM": norm is not None}
 
 
 def normalised_inputs(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torch.Tensor] | None,

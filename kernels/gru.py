@@ -26,6 +26,7 @@ from .common import (
     lerp,
     load_previous,
     needs_backward,
+    norm_args,
     norm_columns,
     norm_grad_tile,
     norm_grads,
@@ -340,7 +341,7 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     RH = torch.zeros(normed, B, 3 * H, dtype=keep, device=x.device)
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, norm=norm)
+    masks = variant_args(drop, zone)
     if launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
         _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), hq, lengths, Y, G, ghn, hn,
@@ -348,7 +349,7 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
                                            **launch.meta, **masks)
     else:
         _gru_fwd_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, G, ghn, hn, RH=RH, NS=NS, T=T, B=B, H=H,
-                                     REVERSE=reverse, STORE=store, **launch.meta, **masks)
+                                     REVERSE=reverse, STORE=store, **launch.meta, **masks, **norm_args(norm))
     return Y, hn.to(x.dtype), G, ghn, RH, NS
 
 
@@ -383,7 +384,7 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     dGH = torch.zeros(T, B, 3 * H, dtype=acc, device=x.device)  # hidden-side pre-activations
     dR = torch.zeros_like(dGH) if norm is not None else dGH  # the recurrent product's gradients
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, norm=norm)
+    masks = variant_args(drop, zone)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
@@ -397,7 +398,7 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _gru_bwd_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), dh_n.contiguous(), w, lengths,
                                      dG, dGH, dh0, RH=RH, NS=NS, DR=dR, T=T, B=B, H=H, REVERSE=reverse,
-                                     **launch.meta, **masks)
+                                     **launch.meta, **masks, **norm_args(norm))
     dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
                                         drop)
     db_ih, db_hh = bias_grad(dG, need[4]), bias_grad(dGH, need[5])

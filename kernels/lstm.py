@@ -52,6 +52,7 @@ from .common import (
     lerp,
     load_previous,
     needs_backward,
+    norm_args,
     norm_columns,
     norm_grad_tile,
     norm_grads,
@@ -501,7 +502,7 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     products RH (T, B, 4H, stored type) and per row the statistics NS (T, B, 3) come last (else empty)."""
     T, B, _ = x.shape
     H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    masks = variant_args(drop, zone, zone_c, cell_state=True, norm=norm)
+    masks = variant_args(drop, zone, zone_c, cell_state=True)
     if w_hr is not None and (masks["DROP"] or masks["ZONE"] or masks["ZONE_C"]):
         raise NotImplementedError("LSTM: the fused kernels take recurrent dropout and zoneout without proj_size "
                                   "only; use backend='torch' for proj_size with them")
@@ -530,7 +531,8 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
                                             STORE=store, PROJ=w_hr is not None, **launch.meta, **masks)
     else:
         _lstm_fwd_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, C, G, hn, cn, RH=RH, NS=NS,
-                                      T=T, B=B, H=H, REVERSE=reverse, STORE=store, **launch.meta, **masks)
+                                      T=T, B=B, H=H, REVERSE=reverse, STORE=store, **launch.meta, **masks,
+                                      **norm_args(norm))
     return Y, hn.to(x.dtype), cn.to(c0.dtype), G, C, HF[:kept], RH, NS
 
 
@@ -567,7 +569,7 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     dG = torch.zeros(T, B, 4 * H, dtype=acc, device=x.device)
     DHP = x.new_zeros((T, B, P) if w_hr is not None else (0, B, P), dtype=acc)  # each step's dh (projection)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, zone_c, cell_state=True, norm=norm)
+    masks = variant_args(drop, zone, zone_c, cell_state=True)
     dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
     dLN = torch.zeros(launch.grid[0] if norm is not None else 0, 2, H, dtype=acc, device=x.device)
     if launch.tiled:
@@ -586,7 +588,7 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
         dc0 = torch.empty(B, H, dtype=acc, device=x.device)
         _lstm_bwd_kernel[launch.grid](G, C, c0.contiguous(), dY.contiguous(), dh_n.contiguous(), dc_n.contiguous(),
                                       w, lengths, dG, dh0, dc0, RH=RH, NS=NS, DR=dR, DLN=dLN, T=T, B=B, H=H,
-                                      REVERSE=reverse, **launch.meta, **masks)
+                                      REVERSE=reverse, **launch.meta, **masks, **norm_args(norm))
     # weight gradients accumulate in fp32 (fp64 for fp64 input) whatever the input dtype
     dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[3:5],
                                         drop)

@@ -21,6 +21,7 @@ from .common import (
     lengths_from,
     lerp,
     needs_backward,
+    norm_args,
     norm_grads,
     normalise,
     normalise_grad,
@@ -241,7 +242,7 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     RH = torch.zeros(normed, B, H, dtype=stored(x.dtype), device=x.device)
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, norm=norm)
+    masks = variant_args(drop, zone)
     if launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, stored(x.dtype))  # what W_hh multiplies
         hs = ping_pong(h0, acc) if zone is not None else None
@@ -249,7 +250,7 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
                                            RELU=relu, REVERSE=reverse, **launch.meta, **masks)
     else:
         _rnn_fwd_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, A, RH=RH, NS=NS, T=T, B=B, H=H,
-                                     RELU=relu, REVERSE=reverse, **launch.meta, **masks)
+                                     RELU=relu, REVERSE=reverse, **launch.meta, **masks, **norm_args(norm))
     return Y, hn.to(x.dtype), A, RH, NS
 
 
@@ -281,7 +282,7 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     dG = torch.zeros(T, B, H, dtype=acc, device=x.device)
     dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
     w = w_hh.contiguous()
-    masks = variant_args(drop, zone, norm=norm)
+    masks = variant_args(drop, zone)
     if launch.tiled:
         dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
         dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
@@ -290,7 +291,8 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     else:
         dh0 = torch.empty(B, H, dtype=acc, device=x.device)
         _rnn_bwd_kernel[launch.grid](Y, dY.contiguous(), dh_n.contiguous(), w, lengths, dG, dh0, A, RH=RH, NS=NS,
-                                     DR=dR, T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)
+                                     DR=dR, T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks,
+                                     **norm_args(norm))
     dx, dw_ih, dw_hh = projection_grads(dG, dR, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, *need[:1], *need[2:4],
                                         drop)
     db = bias_grad(dG, need[4])

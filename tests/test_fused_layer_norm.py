@@ -126,3 +126,34 @@ def test_fused_layer_norm_refuses_double_backward():
     y, _ = fused(torch.randn(4, 2, 5, device=DEVICE, requires_grad=True))
     with pytest.raises(RuntimeError, match="backend='torch'"):
         torch.autograd.grad(y.sum(), fused.weight_hh_l0, create_graph=True)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_custom_ops_with_layer_norm_pass_opcheck(cell):
+    """The forward op with layer norm (normalised input projections in place of x and w_ih, the kernels'
+    parameters in ``norm``): schema, fake implementation, autograd registration and AOT dispatch."""
+    torch.manual_seed(8)
+    T, B, H = 5, 3, 8
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * H
+    like = {"device": DEVICE, "requires_grad": True}
+    states = [torch.randn(B, H, **like) for _ in range(2 if cell == "lstm" else 1)]
+    weights = [torch.randn(G, H, **like) / H**0.5, torch.randn(G, **like), torch.randn(G, **like)]
+    norm = torch.randn(G + (2 * H if cell == "lstm" else 0), **like)
+    tensors = [torch.randn(T, B, G, **like), *states, None, *weights] + ([None] if cell == "lstm" else [])
+    flags = ([3, 3, 2, 2, 1], True, cell != "rnn")  # batch sizes, reverse, store (RNN: relu)
+    masks = (None,) * (3 if cell == "lstm" else 2)
+    op = getattr(torch.ops.rnnlab, f"{cell}_fused").default
+    torch.library.opcheck(op, (*tensors, *flags, *masks, norm))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layers_with_layer_norm_compile_without_graph_breaks(cell):
+    """torch.compile(fullgraph=True) of a fused layer with layer norm, zoneout and recurrent dropout
+    (evaluation) gives eager's outputs and gradients."""
+    _, fused, ref = _layers(cell, 16, masks=True)
+    fused.eval()
+    x, hx, leaves = make_inputs(ref, "batched", T=6, B=3, dtype=torch.float32, with_state=True, seed=10, device=DEVICE)
+    want = run_seeded(fused, x, hx, leaves)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        got = run_seeded(torch.compile(fused, backend="aot_eager", fullgraph=True), x, hx, leaves)
+    assert_same(got, want, 1e-6)
