@@ -424,11 +424,12 @@ def _gru_setup(ctx, inputs, output):
 
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn, _dRH, _dNS):
     needs = ctx.needs_input_grad
-    need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), needs[11]]
     *saved, drop, zone, norm = ctx.saved_tensors
+    need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), norm is not None and needs[11]]
     refuse_double_backward("GRU", "triton", any(m is not None for m in (drop, zone, norm)))
     grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone, norm)
-    return (*wanted(grads[:6], need[:6]), None, None, None, None, None, *wanted(grads[6:], need[6:]))
+    every = (*wanted(grads[:6], need[:6]), None, None, None, None, None, *wanted(grads[6:], need[6:]))
+    return every[: len(needs)]  # one for each input the op was called with
 
 
 gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)

@@ -620,11 +620,13 @@ def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF, _dRH, _dNS):
     bias = ctx.has_bias and (need[5] or need[6])
     *saved, drop, zone, zone_c, norm = ctx.saved_tensors
     refuse_double_backward("LSTM", "triton", any(m is not None for m in (drop, zone, zone_c, norm)))
+    need_norm = norm is not None and need[14]
     grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse,
-                                [*need[:5], bias, need[7], need[14]], drop, zone, zone_c, norm)
+                                [*need[:5], bias, need[7], need_norm], drop, zone, zone_c, norm)
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, d_norm = grads
-    return (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
-            *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None, *wanted((d_norm,), need[14:]))
+    every = (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
+             *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None, d_norm if need_norm else None)
+    return every[: len(need)]  # one for each input the op was called with
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)

@@ -319,11 +319,13 @@ def _rnn_backward(ctx, dY, dh_n, _dA, _dRH, _dNS):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
     *saved, drop, zone, norm = ctx.saved_tensors
+    need_norm = norm is not None and need[11]
     refuse_double_backward("RNN", "triton", any(m is not None for m in (drop, zone, norm)))
     dx, dh0, dw_ih, dw_hh, db, d_norm = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
-                                                           [*need[:4], bias, need[11]], drop, zone, norm)
-    return (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,
-            None, None, *wanted((d_norm,), need[11:]))
+                                                           [*need[:4], bias, need_norm], drop, zone, norm)
+    every = (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,
+             None, None, d_norm if need_norm else None)
+    return every[: len(need)]  # one for each input the op was called with
 
 
 rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)
