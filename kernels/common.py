@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 from triton.language.extra import libdevice
 
-from ..recurrence.common import linear_grads
+from ..recurrence.common import linear_grads, normalised_inputs
 from ..recurrence.schedule import Schedule, lengths_of
 from ..recurrence.variants import EPS
 from .dispatch import INTERPRET
@@ -61,19 +60,16 @@ def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: t
 
 
 def norm_args(norm: torch.Tensor | None) -> dict:
-    """The persistent kernels' layer-norm arguments: its parameters LN (normalised_inputs') and NORM."""
+    """The persistent kernels' layer-norm arguments: its parameters LN (fused_norm's) and NORM."""
     return {"LN": norm, "NORM": norm is not None}
 
 
-def normalised_inputs(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torch.Tensor] | None,
-                      keys: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """What a fused forward takes for layer norm (``norms``: variant_scan's gains and biases): the input
-    projections x W_ih^T (T, B, G), normalised with the gain norms["ih"] through autograd, in place of x and
-    no w_ih, and the parameters ``keys`` the kernels apply, concatenated; without layer norm x, w_ih, None."""
-    if norms is None:
-        return x, w_ih, None
-    xs = F.layer_norm(x @ w_ih.T, (w_ih.shape[0],), norms["ih"], eps=EPS)
-    return xs, None, torch.cat([norms[k] for k in keys])
+def fused_norm(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torch.Tensor] | None, keys: tuple[str, ...]
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """rnnlab.recurrence.common.normalised_inputs for the fused ops: the layer-norm parameters ``keys`` the kernels
+    apply concatenated into one tensor (None without layer norm)."""
+    x, w_ih, parts = normalised_inputs(x, w_ih, norms, keys)
+    return x, w_ih, torch.cat(parts) if parts else None
 
 
 def norm_grads(d_gates: torch.Tensor, RH: torch.Tensor, d_state: torch.Tensor | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ from .common import (
     dropout_tile,
     exchange_rows,
     fake_grads,
+    fused_norm,
     gate_block,
     gate_rows,
     gates_block,
@@ -32,7 +33,6 @@ from .common import (
     norm_grads,
     norm_sums,
     normalise,
-    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -440,7 +440,7 @@ def gru_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, r
     """Fused GRU over a sequence; arguments and outputs as :func:`rnnlab.recurrence.gru_scan`, ``masks``
     (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
     layer norm."""
-    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
+    x, w_ih, norm = fused_norm(x, w_ih, norms, ("hh",))
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
     store = needs_backward(*tensors, norm)
     forward = _gru_forward if plain_inference(*tensors, norm, store=store) else gru_fused

@@ -45,6 +45,7 @@ from .common import (
     dropout_tile,
     exchange_rows,
     fake_grads,
+    fused_norm,
     gate_block,
     gate_rows,
     gates_block,
@@ -59,7 +60,6 @@ from .common import (
     norm_sums,
     normalise,
     normalise_grad,
-    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -637,7 +637,7 @@ def lstm_scan_triton(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, bat
     """Fused LSTM over a sequence; arguments and outputs as :func:`rnnlab.recurrence.lstm_scan`, ``masks``
     (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
     layer norm (both without ``w_hr``)."""
-    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh", "c", "c_bias"))
+    x, w_ih, norm = fused_norm(x, w_ih, norms, ("hh", "c", "c_bias"))
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     store = needs_backward(*tensors, norm)
     forward = _lstm_forward if plain_inference(*tensors, norm, store=store) else lstm_fused

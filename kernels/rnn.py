@@ -17,6 +17,7 @@ from .common import (
     dropout_tile,
     exchange_rows,
     fake_grads,
+    fused_norm,
     gate_block,
     lengths_from,
     lerp,
@@ -25,7 +26,6 @@ from .common import (
     norm_grads,
     normalise,
     normalise_grad,
-    normalised_inputs,
     ping_pong,
     plain_inference,
     projection_grads,
@@ -336,7 +336,7 @@ def rnn_scan_triton(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, batch_sizes=None, r
     """Fused Elman RNN over a sequence; arguments and outputs as :func:`rnnlab.recurrence.rnn_scan`, ``masks``
     (rnnlab.recurrence.variants.Masks) for recurrent dropout and zoneout and ``norms`` (variant_scan's) for
     layer norm."""
-    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
+    x, w_ih, norm = fused_norm(x, w_ih, norms, ("hh",))
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
     forward = _rnn_forward if plain_inference(*tensors, norm, store=needs_backward(*tensors, norm)) else rnn_fused
     drop, zone = (None, None) if masks is None else (masks.dropout, masks.zoneout)

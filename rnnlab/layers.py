@@ -15,10 +15,10 @@ math): ``layer_norm`` (on the gates' input and recurrent pre-activations, and th
 gains add ``ln_*`` parameters to the ``state_dict``), ``zoneout`` (and the LSTM's ``zoneout_cell``) and
 ``recurrent_dropout`` (one mask per sequence on the state entering W_hh). On backend "torch" they run in a
 step-by-step recurrence through autograd, their specification, which also takes double backward and
-``torch.func`` transforms; "auto" runs zoneout and recurrent dropout on the fused kernels on CUDA (as "triton"
-does; not with ``proj_size``) and elsewhere on the hand-written recurrences, all from the same random draws
-(variants.Masks), and layer norm on the fused kernels where their persistent regime runs it (CUDA, small
-hidden sizes: kernels.dispatch.norm_fits), elsewhere step by step. ``weight_dropout``
+``torch.func`` transforms; "auto" runs them on the fused kernels on CUDA (as "triton" does; not with
+``proj_size``, and layer norm only at the small hidden sizes where the kernels' persistent regime runs it:
+kernels.dispatch.norm_fits) and elsewhere on the hand-written recurrences, all from the same random draws
+(variants.Masks). ``weight_dropout``
 (DropConnect on W_hh, one mask per call in training) only changes the weight a backend is given: it runs
 on "torch" and "triton" ("auto" then takes one of them where it would take torch.nn's kernel). The LSTM's
 ``forget_bias`` starts the forget gate's bias at a value of choice (an initialisation: every backend runs
@@ -153,7 +153,7 @@ class _RecurrentLayer(CellOptions):
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
         check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
-        if self._stepwise(seq.data, amp):
+        if self._stepwise():
             if self._observe is not None:
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp, stepwise=True)
@@ -168,25 +168,20 @@ class _RecurrentLayer(CellOptions):
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off
 
-    def _stepwise(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
-        """Whether a call on ``x`` (computing in ``dtype``, x's if None) runs the step-by-step recurrence
-        (rnnlab.recurrence.variants): to record states for gradient analysis, and for the cell options on
-        backend "torch" (their specification, which takes double backward) or under a ``torch.func``
-        transform, and for layer norm where the fused kernels do not run it (_fused_options). Elsewhere the
-        options run on the fused kernels or (zoneout and recurrent dropout) the hand-written recurrences."""
+    def _stepwise(self) -> bool:
+        """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
+        for gradient analysis, and for the cell options on backend "torch" (their specification, which takes
+        double backward) or under a ``torch.func`` transform. Elsewhere the options run on the fused kernels
+        or the hand-written recurrences (_fused_options)."""
         if self._observe is not None:
             return True
-        if not self.variant.stepwise:
-            return False
-        if self.backend == "torch" or torch._C._are_functorch_transforms_active():
-            return True
-        return self.variant.layer_norm and not self._fused_options(x, dtype)
+        return self.variant.stepwise and (self.backend == "torch" or torch._C._are_functorch_transforms_active())
 
     def _fused_options(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
-        """Whether the cell options, when not step by step, run on the fused kernels: on "triton", and on "auto"
-        for CUDA input with Triton installed and without proj_size, layer norm only where the persistent regime
-        runs (kernels.dispatch.norm_fits, for ``dtype``, x's if None). Elsewhere "auto" runs zoneout and
-        recurrent dropout on the hand-written recurrences."""
+        """Whether the cell options, when not step by step, run on the fused kernels rather than the hand-written
+        recurrences: on "triton", and on "auto" for CUDA input with Triton installed and without proj_size,
+        layer norm only where the persistent regime runs it (kernels.dispatch.norm_fits, for ``dtype``, x's if
+        None)."""
         if self.backend == "triton":
             return True
         if not (self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants):
@@ -250,7 +245,7 @@ class _RecurrentLayer(CellOptions):
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl, options = recurrence, {}
-        if self.variant.stepwise:  # zoneout and recurrent dropout, and layer norm when fused (_stepwise)
+        if self.variant.stepwise:  # layer norm, zoneout, recurrent dropout
             options["masks"] = draw_masks(self.variant, x, states, self.training)
         if norms is not None:
             options["norms"] = norms

@@ -126,6 +126,17 @@ SINGLE_OPTIONS = [("lstm", "zoneout"), ("lstm", "zoneout_cell"), ("lstm", "recur
                   ("gru", "recurrent_dropout"), ("rnn_tanh", "zoneout"), ("rnn_tanh", "recurrent_dropout")]
 
 
+def randomise_norms(module: torch.nn.Module, seed: int = 11) -> None:
+    """Draw ``module``'s layer-norm gains around one and biases around zero (a test at their initial ones and
+    zeros would miss a gain applied twice or not at all)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith("ln_"):
+                noise = 0.3 * torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.dtype)
+                p.copy_(noise if name.startswith("ln_bias") else 1 + noise)
+
+
 def run_seeded(module, make_input, hx, leaves, seed: int = 3):
     """:func:`run` after seeding the random generators: two modules with the same options draw the same
     zoneout and dropout masks (they draw in the same order)."""
@@ -138,7 +149,7 @@ def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, fl
     """torch.autograd.gradcheck in float64 through every input of one reversed direction of ``impl``'s scan
     (rnnlab.recurrence or rnnlab.kernels) of ``cell`` ("lstm", "gru", "rnn_tanh"; the LSTM with a projection
     of ``proj`` units if given) over packed input of ``sizes``, with the cell ``options``' draws fixed; with
-    ``norm``, layer norm (rnnlab.kernels only) and its gains and biases among the inputs."""
+    ``norm``, layer norm and its gains and biases among the inputs."""
     T, B = len(sizes), sizes[0]
     P = proj or H
     G = {"lstm": 4, "gru": 3}.get(cell, 1) * H

@@ -179,7 +179,7 @@ def test_fused_variants_match_the_step_by_step_path(cell, H):
     fused = rnnlab.from_torch(ref, **options).cuda()
     step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
     x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
-    assert not fused._stepwise(leaves[0]) and fused._fused_options(leaves[0])
+    assert not fused._stepwise() and fused._fused_options(leaves[0])
     results = []
     for module in (fused, step):
         torch.manual_seed(5)
@@ -207,7 +207,7 @@ def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
     fused = rnnlab.from_torch(ref, backend="triton" if cell == "lstm" and masks else "auto", **options).cuda()
     fused.load_state_dict(step.state_dict())
     x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
-    assert not fused._stepwise(leaves[0]) and fused._fused_options(leaves[0])
+    assert not fused._stepwise() and fused._fused_options(leaves[0])
     results = []
     for module in (fused, step):
         torch.manual_seed(5)

@@ -19,6 +19,7 @@ from parity import (
     gradcheck_masked_scan,
     make_inputs,
     make_pair,
+    randomise_norms,
     relative_errors,
     run_seeded,
     variant_options,
@@ -37,18 +38,12 @@ CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 
 def _layers(cell: str, H: int, dtype: torch.dtype = torch.float32, masks: bool = False, **kwargs):
-    """(step-by-step layer, fused layer, torch.nn layer): the same weights, layer norm on with gains drawn
-    around one and biases around zero (a test at the initial ones would miss a gain applied twice or not at
-    all), and with ``masks`` zoneout and recurrent dropout too."""
+    """(step-by-step layer, fused layer, torch.nn layer): the same weights, layer norm on (randomise_norms), and
+    with ``masks`` zoneout and recurrent dropout too."""
     ref, _ = make_pair(cell, 5, H, dtype, **kwargs)
     options = variant_options(cell) if masks else {}
     step = rnnlab.from_torch(ref, backend="torch", layer_norm=True, **options)
-    generator = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        for name, p in step.named_parameters():
-            if name.startswith("ln_"):
-                noise = 0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
-                p.copy_(noise if name.startswith("ln_bias") else 1 + noise)
+    randomise_norms(step)
     fused = copy.deepcopy(step)
     fused.backend = "triton"
     return step.to(DEVICE), fused.to(DEVICE), ref
@@ -108,14 +103,15 @@ def test_fused_layer_norm_in_half_precision(cell, dtype, bound):
 
 
 def test_what_the_fused_layer_norm_does_not_take_is_refused():
-    """Past the persistent regime backend="triton" says where layer norm runs; "auto" runs it step by step
-    there (and on the CPU). With a projection the layer refuses "triton" when built."""
+    """Past the persistent regime backend="triton" says where layer norm runs; "auto" runs it on the
+    hand-written recurrences there (and on the CPU). With a projection the layer refuses "triton" when built."""
     too_wide = _widest("gru", torch.float32) + 1
     layer = rnnlab.GRU(3, too_wide, backend="triton", layer_norm=True).to(DEVICE)
     with pytest.raises(NotImplementedError, match=rf"persistent regime only.*got hidden_size={too_wide}.*'auto'"):
         layer(torch.randn(4, 2, 3, device=DEVICE))
     auto = rnnlab.GRU(3, too_wide, layer_norm=True)
-    assert auto._stepwise(torch.randn(4, 2, 3)) and auto(torch.randn(4, 2, 3))[0].shape == (4, 2, too_wide)
+    x = torch.randn(4, 2, 3)
+    assert not auto._stepwise() and not auto._fused_options(x) and auto(x)[0].shape == (4, 2, too_wide)
     with pytest.raises(NotImplementedError, match=r"layer_norm=True runs on .* without proj_size only"):
         rnnlab.LSTM(3, 8, proj_size=4, backend="triton", layer_norm=True)
 

@@ -2,15 +2,17 @@
 
 Each function runs one direction of one layer over a time-major, padded sequence whose batch rows are
 sorted by decreasing length (see :mod:`rnnlab.recurrence.schedule`), with a hand-written backward.
-The cell variants torch.nn lacks (layer norm, zoneout, recurrent dropout) run step by step through
-autograd instead, in :mod:`rnnlab.recurrence.variants`, their specification (zoneout and recurrent dropout
-also run on the fused kernels, from the same random draws).
+The cell variants torch.nn lacks (layer norm, zoneout, recurrent dropout) run here too (``norms``,
+``masks``), against their specification, a step-by-step recurrence through autograd in
+:mod:`rnnlab.recurrence.variants` (which also takes double backward); the fused kernels run them from the
+same random draws.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .common import normalised_inputs
 from .gru import GRUScan
 from .lstm import LSTMScan
 from .rnn import NONLINEARITIES, RNNScan
@@ -32,15 +34,19 @@ def lstm_scan(
     batch_sizes: list[int] | None = None,
     reverse: bool = False,
     masks: Masks | None = None,
+    norms: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LSTM over a sequence.
 
     x: (T, B, I); h0: (B, P); c0: (B, H); w_ih: (4H, I); w_hh: (4H, P); b_ih, b_hh: (4H,);
     w_hr: (P, H) or None (then P = H); batch_sizes: active rows per timestep (packed input) or None;
-    masks: recurrent dropout's and zoneout's draws (:class:`rnnlab.recurrence.variants.Masks`) or None.
+    masks: recurrent dropout's and zoneout's draws (:class:`rnnlab.recurrence.variants.Masks`) or None;
+    norms: layer norm's gains and biases ({"ih", "hh"} (4H,), {"c", "c_bias"} (H,), as
+    :func:`rnnlab.recurrence.variants.variant_scan` takes them) or None.
     Returns y (T, B, P) (zero at padded steps), h_n (B, P), c_n (B, H).
     """
-    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks)
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh", "c", "c_bias"))
+    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks, *norm)
 
 
 def gru_scan(
@@ -53,13 +59,16 @@ def gru_scan(
     batch_sizes: list[int] | None = None,
     reverse: bool = False,
     masks: Masks | None = None,
+    norms: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GRU over a sequence.
 
-    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,); masks as :func:`lstm_scan`'s.
+    x: (T, B, I); h0: (B, H); w_ih: (3H, I); w_hh: (3H, H); b_ih, b_hh: (3H,); masks as :func:`lstm_scan`'s;
+    norms: layer norm's gains {"ih", "hh"} (3H,) or None.
     Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
     """
-    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks)
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
+    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks, *norm)
 
 
 def rnn_scan(
@@ -73,12 +82,15 @@ def rnn_scan(
     reverse: bool = False,
     nonlinearity: str = "tanh",
     masks: Masks | None = None,
+    norms: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Elman RNN over a sequence with ``nonlinearity`` "tanh" or "relu".
 
-    x: (T, B, I); h0: (B, H); w_ih: (H, I); w_hh: (H, H); b_ih, b_hh: (H,); masks as :func:`lstm_scan`'s.
+    x: (T, B, I); h0: (B, H); w_ih: (H, I); w_hh: (H, H); b_ih, b_hh: (H,); masks as :func:`lstm_scan`'s;
+    norms: layer norm's gains {"ih", "hh"} (H,) or None.
     Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
-    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks)
+    x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
+    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks, *norm)

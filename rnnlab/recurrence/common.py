@@ -7,8 +7,10 @@ import functools
 import inspect
 
 import torch
+import torch.nn.functional as F
 
 from .gemm import linear
+from .variants import EPS
 
 
 def autocast_off(fn):
@@ -124,3 +126,30 @@ def tanh_grad(grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = No
     if out is None:
         return torch.ops.aten.tanh_backward(grad, y)
     return torch.ops.aten.tanh_backward.grad_input(grad, y, grad_input=out)
+
+
+def normalised_inputs(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torch.Tensor] | None,
+                      keys: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]:
+    """What a scan with layer norm takes (``norms``: variant_scan's gains and biases): the input projections
+    x W_ih^T (T, B, G), normalised with the gain norms["ih"] through autograd, in place of x and no w_ih, and
+    the parameters ``keys`` the recurrence applies itself; without layer norm x, w_ih and ()."""
+    if norms is None:
+        return x, w_ih, ()
+    xs = F.layer_norm(x @ w_ih.T, (w_ih.shape[0],), norms["ih"], eps=EPS)
+    return xs, None, tuple(norms[k] for k in keys)
+
+
+def normalise_rows(x: torch.Tensor, out: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+    """Layer norm without gain of each row of ``x`` (b, F): (x - mean) / sqrt(var + eps) into ``out`` (b, F),
+    and 1 / sqrt(var + eps) into ``rstd`` (b, 1); returns ``out``."""
+    var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+    torch.add(var, EPS, out=rstd).rsqrt_()
+    return torch.sub(x, mean, out=out).mul_(rstd)
+
+
+def normalise_grad(d_norm: torch.Tensor, x_norm: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+    """normalise_rows' backward: from the gradient ``d_norm`` (b, F) reaching the normalised rows ``x_norm`` (the
+    gradient after the gain times the gain) and their ``rstd`` (b, 1), the gradient of the rows before it,
+    rstd (d - mean(d) - x_norm mean(d x_norm)), a new tensor."""
+    mean_dx = (d_norm * x_norm).mean(1, keepdim=True)
+    return (d_norm - d_norm.mean(1, keepdim=True)).sub_(x_norm * mean_dx).mul_(rstd)

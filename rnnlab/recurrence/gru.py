@@ -6,7 +6,9 @@ Math (torch.nn.GRU, gate order r, z, n):
 
 The forward stores the activated gates (T, B, 3H), h W_hn^T + b_hn (T, B, H) and the outputs (T, B, H).
 With ``masks`` (rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask (the
-z h term takes h as it is) and zoneout moves h' towards h.
+z h term takes h as it is) and zoneout moves h' towards h. With layer norm (x then holds the normalised input
+projections, ``w_ih`` None) h W_hh^T is normalised, times its gain, before b_hh is added; the normalised
+products are stored with each row's 1 / std.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .common import (
     bias_grad,
     input_projection,
     linear_grads,
+    normalise_grad,
+    normalise_rows,
     refuse_double_backward,
     set_rows,
     sigmoid_grad,
@@ -35,20 +39,28 @@ class GRUScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks=None):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks=None, ln_hh=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         sched = Schedule(T, B, batch_sizes, reverse)
-        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        norm = ln_hh is not None
+        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
-        recurrent = StepWeight(w_hh, B, T, bias=b_hh)
+        if norm:
+            RH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) the normalised products h W_hh^T
+            RSTD = sched.new_buffer(1, like=x)  # (T, B, 1) their 1 / std
+        recurrent = StepWeight(w_hh, B, T, bias=None if norm else b_hh)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
             gh = recurrent(masks.dropped(h))  # (b, 3H)
+            if norm:
+                gh = normalise_rows(gh, RH[t, :b], RSTD[t, :b]) * ln_hh
+                if b_hh is not None:
+                    gh.add_(b_hh)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
             rz.add_(gh[:, : 2 * H]).sigmoid_()
@@ -60,8 +72,8 @@ class GRUScan(torch.autograd.Function):
             torch.addcmul(n, rz[:, H:], y, out=y)
             if masks.zoneout is not None:
                 torch.lerp(y, h, masks.zoneout_at(t, b)[0], out=y)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y)
-        ctx.sched, ctx.masks = sched, masks
+        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y, *((RH, RSTD, ln_hh) if norm else ()))
+        ctx.sched, ctx.masks, ctx.norm = sched, masks, norm
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y)
 
@@ -70,7 +82,7 @@ class GRUScan(torch.autograd.Function):
     def backward(ctx, dY, dh_n):
         masks: Masks = ctx.masks
         refuse_double_backward("GRU", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, w_ih, w_hh, G, GHn, Y = ctx.saved_tensors
+        x, h0, w_ih, w_hh, G, GHn, Y, *normed = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = Y.shape[-1]
@@ -85,6 +97,9 @@ class GRUScan(torch.autograd.Function):
         dG = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of the input-side pre-activations
         dGH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) ... and of the hidden-side ones
         dG3 = dG.view(T, B, 3, H)
+        if ctx.norm:
+            RH, RSTD, ln_hh = normed
+            dR = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of h W_hh^T before normalisation
         recurrent = StepWeight(w_hh.t(), B, T)
         carry = dh_n.clone()  # (B, H)
         for step in reversed(sched.steps):
@@ -97,15 +112,22 @@ class GRUScan(torch.autograd.Function):
             torch.mul(dn, Ar[t, :b], out=dG3[t, :b, 0])
             dGH[t, :b, : 2 * H] = dG[t, :b, : 2 * H]
             torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
+            d_product = dGH[t, :b]
+            if ctx.norm:
+                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b])
             if not masks.any:  # in place in carry
-                recurrent.addmm_(dh.mul_(z[t, :b]), dGH[t, :b])
+                recurrent.addmm_(dh.mul_(z[t, :b]), d_product)
                 continue
-            back = masks.dropped(recurrent(dGH[t, :b]))  # (b, H)
+            back = masks.dropped(recurrent(d_product))  # (b, H)
             back.addcmul_(dh, z[t, :b])
             carry = set_rows(carry, back if direct is None else back.add_(direct))
         need = ctx.needs_input_grad
-        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dGH, masks.dropped(h_prev), w_hh, False, need[3])
+        if ctx.norm:  # x held the input projections
+            dx, dw_ih = dG if need[0] else None, None
+        else:
+            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        _, dw_hh = linear_grads(dR if ctx.norm else dGH, masks.dropped(h_prev), w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])
-        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None
+        d_gain = (dGH * RH).sum((0, 1)) if ctx.norm else None
+        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None, d_gain

@@ -12,7 +12,10 @@ single GEMMs over all timesteps after the loop.
 
 With ``masks`` (rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask and
 zoneout moves h' (after any projection) and c' towards h and c: the stored cell states are then the zoned
-ones, and the tanh is stored of c' (what h' was computed from).
+ones, and the tanh is stored of c' (what h' was computed from). With layer norm (variants.py's math; x then
+holds the normalised input projections, and ``w_ih`` is None) each step's recurrent product is normalised
+(stored normalised, with each row's 1 / std) before its gain, and c' before the tanh (stored likewise); the
+backward keeps the gradients of the product before the normalisation for dW_hh.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .common import (
     clone_or_none,
     input_projection,
     linear_grads,
+    normalise_grad,
+    normalise_rows,
     refuse_double_backward,
     set_rows,
     sigmoid_grad,
@@ -43,11 +48,13 @@ class LSTMScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks=None):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks=None, ln_hh=None,
+                ln_c=None, ln_c_bias=None):
         T, B, _ = x.shape
-        H = w_ih.shape[0] // 4
+        H = w_hh.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
-        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        norm = ln_hh is not None
+        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
         # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
@@ -55,17 +62,28 @@ class LSTMScan(torch.autograd.Function):
         scale = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
         scale[2 * H : 3 * H] = 2 if one_sigmoid else 1
         bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
-        G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
+        if norm:  # x: the normalised input projections (T, B, 4H), times the gain
+            G = input_projection(x * scale[:, 0], None, bias)
+            RH = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) the normalised recurrent products
+            CN = sched.new_buffer(H, like=x)  # (T, B, H) the normalised cell states
+            RSTD = sched.new_buffer(2, like=x)  # (T, B, 2) 1 / std of each: the product's, the cell state's
+            gain = ln_hh * scale[:, 0]
+        else:
+            G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
         C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
-        TC = sched.new_buffer(H, like=x)  # (T, B, H) tanh of the cell states
+        TC = sched.new_buffer(H, like=x)  # (T, B, H) tanh of the cell states (layer norm: of the normalised)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
-        recurrent = StepWeight(w_hh * scale, B, T)
+        recurrent = StepWeight(w_hh if norm else w_hh * scale, B, T)
         project = StepWeight(w_hr, B, T) if w_hr is not None else None
         for step in sched.steps:
             t, b = step.t, step.b
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
             h = sched.incoming(Y, h0, step)  # (b, P)
-            recurrent.addmm_(g, masks.dropped(h))
+            if norm:
+                rh = normalise_rows(recurrent(masks.dropped(h)), RH[t, :b], RSTD[t, :b, :1])
+                g.addcmul_(rh, gain)
+            else:
+                recurrent.addmm_(g, masks.dropped(h))
             i, f, gg, o = g.chunk(4, 1)
             if one_sigmoid:
                 g.sigmoid_()
@@ -78,7 +96,11 @@ class LSTMScan(torch.autograd.Function):
             c_prev = sched.incoming(C, c0, step)  # (b, H)
             torch.mul(f, c_prev, out=c)
             c.addcmul_(i, gg)
-            tc = tanh_(c, out=TC[t, :b])
+            if norm:
+                shown = normalise_rows(c, CN[t, :b], RSTD[t, :b, 1:]) * ln_c + ln_c_bias
+                tc = tanh_(shown, out=TC[t, :b])
+            else:
+                tc = tanh_(c, out=TC[t, :b])
             if w_hr is None:
                 torch.mul(tc, o, out=Y[t, :b])
             else:
@@ -88,8 +110,8 @@ class LSTMScan(torch.autograd.Function):
                 torch.lerp(Y[t, :b], h, zone_h, out=Y[t, :b])
             if zone_c is not None:
                 c.lerp_(c_prev, zone_c)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y)
-        ctx.sched, ctx.masks = sched, masks
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *((RH, CN, RSTD, ln_hh, ln_c) if norm else ()))
+        ctx.sched, ctx.masks, ctx.norm = sched, masks, norm
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
 
@@ -98,10 +120,14 @@ class LSTMScan(torch.autograd.Function):
     def backward(ctx, dY, dh_n, dc_n):
         masks: Masks = ctx.masks
         refuse_double_backward("LSTM", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *normed = ctx.saved_tensors
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = C.shape[-1]
+        if ctx.norm:
+            RH, CN, RSTD, ln_hh, ln_c = normed
+            dR = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) gradients of the products before normalisation
+            dShown = sched.new_buffer(H, like=x)  # (T, B, H) ... of the normalised cell states, gain and bias on
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
         # Factors independent of the incoming gradient:
         #   dc += dh * A;  d(o pre) = dh * Bo;  d([i, f, g] pre) = dc * K
@@ -130,20 +156,34 @@ class LSTMScan(torch.autograd.Function):
             if w_hr is not None:
                 dY_total[t, :b] = dh
                 dh = unproject(dh)  # (b, H)
-            dc.addcmul_(dh, A[t, :b])
+            if ctx.norm:
+                shown = torch.mul(dh, A[t, :b], out=dShown[t, :b])
+                dc.add_(normalise_grad(shown * ln_c, CN[t, :b], RSTD[t, :b, 1:]))
+            else:
+                dc.addcmul_(dh, A[t, :b])
             torch.mul(dh, Bo[t, :b], out=dG4[t, :b, 3])
             torch.mul(dc.unsqueeze(1), K[t, :b], out=dG4[t, :b, :3])
             dc.mul_(f[t, :b])
             if direct_c is not None:
                 carry_c = set_rows(carry_c, dc.add_(direct_c))
-            back = masks.dropped(recurrent(dG[t, :b]))  # (b, P)
+            d_product = dG[t, :b]
+            if ctx.norm:
+                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b, :1])
+            back = masks.dropped(recurrent(d_product))  # (b, P)
             carry_h = set_rows(carry_h, back if direct_h is None else back.add_(direct_h))
         need = ctx.needs_input_grad
-        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
-        _, dw_hh = linear_grads(dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[4])
+        if ctx.norm:  # x held the input projections
+            dx, dw_ih = dG if need[0] else None, None
+        else:
+            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
+        _, dw_hh = linear_grads(dR if ctx.norm else dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False,
+                                need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))
         dw_hr = None
         if w_hr is not None and need[7]:
             _, dw_hr = linear_grads(dY_total, o * TC, w_hr, False, True)
+        norm_grads = (None, None, None)
+        if ctx.norm:  # the gains' (and c's bias') gradients, summed over steps and rows
+            norm_grads = ((dG * RH).sum((0, 1)), (dShown * CN).sum((0, 1)), dShown.sum((0, 1)))
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
-        return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None, None
+        return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None, None, *norm_grads

@@ -3,7 +3,9 @@
 Math (torch.nn.RNN): h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh). The forward stores only the outputs
 (T, B, H): the activation's derivative is a function of its output for both tanh and relu. With ``masks``
 (rnnlab.recurrence.variants.Masks) W_hh multiplies h times recurrent dropout's mask and zoneout moves h'
-towards h; the activations before zoneout are then stored too.
+towards h; the activations before zoneout are then stored too. With layer norm (x then holds the normalised
+input projections, ``w_ih`` None) h W_hh^T is normalised, times its gain, stored normalised with each row's
+1 / std.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .common import (
     clone_or_none,
     input_projection,
     linear_grads,
+    normalise_grad,
+    normalise_rows,
     refuse_double_backward,
     set_rows,
     tanh_,
@@ -34,28 +38,37 @@ class RNNScan(torch.autograd.Function):
 
     @staticmethod
     @autocast_off
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks=None):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks=None, ln_hh=None):
         T, B, _ = x.shape
         sched = Schedule(T, B, batch_sizes, reverse)
-        ctx.masked = masks is not None  # the options on (the draws may still be empty: evaluation)
+        norm = ln_hh is not None
+        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         zoned = masks.zoneout is not None
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
         A = sched.new_buffer(h0.shape[-1], like=x) if zoned else Y  # (T, B, H) the activations
+        if norm:
+            RH = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H) the normalised products h W_hh^T
+            RSTD = sched.new_buffer(1, like=x)  # (T, B, 1) their 1 / std
         recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            pre = recurrent.addmm_(G[t, :b], masks.dropped(h))  # (b, H)
+            if norm:
+                rh = normalise_rows(recurrent(masks.dropped(h)), RH[t, :b], RSTD[t, :b])
+                pre = G[t, :b].addcmul_(rh, ln_hh)
+            else:
+                pre = recurrent.addmm_(G[t, :b], masks.dropped(h))  # (b, H)
             if nonlinearity == "tanh":
                 tanh_(pre, out=A[t, :b])
             else:
                 torch.clamp_min(pre, 0, out=A[t, :b])
             if zoned:
                 torch.lerp(A[t, :b], h, masks.zoneout_at(t, b)[0], out=Y[t, :b])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, *((RH, RSTD, ln_hh) if norm else ()))
         ctx.sched, ctx.nonlinearity, ctx.has_bias, ctx.masks = sched, nonlinearity, b_ih is not None, masks
+        ctx.norm = norm
         return Y, sched.final(Y)
 
     @staticmethod
@@ -63,9 +76,12 @@ class RNNScan(torch.autograd.Function):
     def backward(ctx, dY, dh_n):
         masks: Masks = ctx.masks
         refuse_double_backward("RNN", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, w_ih, w_hh, Y, A = ctx.saved_tensors
+        x, h0, w_ih, w_hh, Y, A, *normed = ctx.saved_tensors
         sched: Schedule = ctx.sched
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
+        if ctx.norm:
+            RH, RSTD, ln_hh = normed
+            dR = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H) gradients of h W_hh^T before normalisation
         T, B, _ = x.shape
         carry = dh_n.clone()  # (B, H)
         recurrent = StepWeight(w_hh.t(), B, T)
@@ -78,11 +94,18 @@ class RNNScan(torch.autograd.Function):
                 tanh_grad(dh, A[t, :b], out=dG[t, :b])
             else:
                 torch.ops.aten.threshold_backward.grad_input(dh, A[t, :b], 0, grad_input=dG[t, :b])
-            back = masks.dropped(recurrent(dG[t, :b]))  # (b, H)
+            d_product = dG[t, :b]
+            if ctx.norm:
+                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b])
+            back = masks.dropped(recurrent(d_product))  # (b, H)
             carry = set_rows(carry, back if direct is None else back + direct)
         need = ctx.needs_input_grad
-        dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
-        _, dw_hh = linear_grads(dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[3])
+        if ctx.norm:  # x held the input projections
+            dx, dw_ih = dG if need[0] else None, None
+        else:
+            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        _, dw_hh = linear_grads(dR if ctx.norm else dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
+        d_gain = (dG * RH).sum((0, 1)) if ctx.norm else None
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
-        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None
+        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None, d_gain
