@@ -139,17 +139,19 @@ def normalised_inputs(x: torch.Tensor, w_ih: torch.Tensor, norms: dict[str, torc
     return xs, None, tuple(norms[k] for k in keys)
 
 
-def normalise_rows(x: torch.Tensor, out: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
-    """Layer norm without gain of each row of ``x`` (b, F): (x - mean) / sqrt(var + eps) into ``out`` (b, F),
-    and 1 / sqrt(var + eps) into ``rstd`` (b, 1); returns ``out``."""
-    var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-    torch.add(var, EPS, out=rstd).rsqrt_()
-    return torch.sub(x, mean, out=out).mul_(rstd)
+def normalise_rows(x: torch.Tensor, gain: torch.Tensor | None = None, bias: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Layer norm of each row of ``x`` (b, F) with ``gain`` and ``bias`` (F,) if given, torch's fused kernel: the
+    result (a new tensor) and each row's mean and 1 / sqrt(var + eps), (b, 1) each, for normalise_grad."""
+    out, mean, rstd = torch.native_layer_norm(x, x.shape[-1:], gain, bias, EPS)
+    return out, (mean, rstd)
 
 
-def normalise_grad(d_norm: torch.Tensor, x_norm: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
-    """normalise_rows' backward: from the gradient ``d_norm`` (b, F) reaching the normalised rows ``x_norm`` (the
-    gradient after the gain times the gain) and their ``rstd`` (b, 1), the gradient of the rows before it,
-    rstd (d - mean(d) - x_norm mean(d x_norm)), a new tensor."""
-    mean_dx = (d_norm * x_norm).mean(1, keepdim=True)
-    return (d_norm - d_norm.mean(1, keepdim=True)).sub_(x_norm * mean_dx).mul_(rstd)
+def normalise_grad(d_out: torch.Tensor, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
+                   gain: torch.Tensor, bias: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """normalise_rows' backward, torch's fused kernel: from ``d_out`` (b, F), the gradient reaching its result
+    for the rows ``x`` and their ``stats``, the gradients of x, of ``gain`` and (if given) of ``bias``, summed
+    over the rows."""
+    return torch.ops.aten.native_layer_norm_backward(d_out, x, x.shape[-1:], *stats, gain, bias,
+                                                     [True, True, bias is not None])

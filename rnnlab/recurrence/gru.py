@@ -50,17 +50,16 @@ class GRUScan(torch.autograd.Function):
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
         Y = sched.new_buffer(H, like=x)  # (T, B, H)
         if norm:
-            RH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) the normalised products h W_hh^T
-            RSTD = sched.new_buffer(1, like=x)  # (T, B, 1) their 1 / std
+            R = x.new_zeros(T, B, 3 * H)  # the products h W_hh^T (taken in place)
+            stats = [None] * T  # each step's rows' mean and 1 / std of them
         recurrent = StepWeight(w_hh, B, T, bias=None if norm else b_hh)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
-            gh = recurrent(masks.dropped(h))  # (b, 3H)
             if norm:
-                gh = normalise_rows(gh, RH[t, :b], RSTD[t, :b]) * ln_hh
-                if b_hh is not None:
-                    gh.add_(b_hh)
+                gh, stats[t] = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), ln_hh, b_hh)
+            else:
+                gh = recurrent(masks.dropped(h))  # (b, 3H)
             g = G[t, :b]  # (b, 3H)
             rz = g[:, : 2 * H]
             rz.add_(gh[:, : 2 * H]).sigmoid_()
@@ -72,8 +71,8 @@ class GRUScan(torch.autograd.Function):
             torch.addcmul(n, rz[:, H:], y, out=y)
             if masks.zoneout is not None:
                 torch.lerp(y, h, masks.zoneout_at(t, b)[0], out=y)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y, *((RH, RSTD, ln_hh) if norm else ()))
-        ctx.sched, ctx.masks, ctx.norm = sched, masks, norm
+        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y, *((R, ln_hh) if norm else ()))
+        ctx.sched, ctx.masks, ctx.norm, ctx.stats = sched, masks, norm, stats if norm else None
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y)
 
@@ -98,8 +97,9 @@ class GRUScan(torch.autograd.Function):
         dGH = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) ... and of the hidden-side ones
         dG3 = dG.view(T, B, 3, H)
         if ctx.norm:
-            RH, RSTD, ln_hh = normed
+            R, ln_hh = normed
             dR = sched.new_buffer(3 * H, like=x)  # (T, B, 3H) gradients of h W_hh^T before normalisation
+            d_norm = torch.zeros_like(ln_hh)  # summed over steps
         recurrent = StepWeight(w_hh.t(), B, T)
         carry = dh_n.clone()  # (B, H)
         for step in reversed(sched.steps):
@@ -114,7 +114,9 @@ class GRUScan(torch.autograd.Function):
             torch.mul(dn, r[t, :b], out=dGH[t, :b, 2 * H :])
             d_product = dGH[t, :b]
             if ctx.norm:
-                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b])
+                d_product, d_gain, _ = normalise_grad(d_product, R[t, :b], ctx.stats[t], ln_hh)
+                dR[t, :b] = d_product
+                d_norm.add_(d_gain)
             if not masks.any:  # in place in carry
                 recurrent.addmm_(dh.mul_(z[t, :b]), d_product)
                 continue
@@ -129,5 +131,4 @@ class GRUScan(torch.autograd.Function):
         _, dw_hh = linear_grads(dR if ctx.norm else dGH, masks.dropped(h_prev), w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])
-        d_gain = (dGH * RH).sum((0, 1)) if ctx.norm else None
-        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None, d_gain
+        return dx, carry, dw_ih, dw_hh, db_ih, db_hh, None, None, None, d_norm if ctx.norm else None

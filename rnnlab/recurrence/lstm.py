@@ -64,13 +64,14 @@ class LSTMScan(torch.autograd.Function):
         bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
         if norm:  # x: the normalised input projections (T, B, 4H), times the gain
             G = input_projection(x * scale[:, 0], None, bias)
-            RH = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) the normalised recurrent products
-            CN = sched.new_buffer(H, like=x)  # (T, B, H) the normalised cell states
-            RSTD = sched.new_buffer(2, like=x)  # (T, B, 2) 1 / std of each: the product's, the cell state's
+            R = x.new_zeros(T, B, 4 * H)  # the recurrent products (taken in place)
+            stats = [None] * T  # each step's rows' mean and 1 / std: R's, then the cell state's
             gain = ln_hh * scale[:, 0]
         else:
             G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
         C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
+        # layer norm's input: the cell states before zoneout
+        CL = sched.new_buffer(H, like=x) if norm and masks.zoneout_cell is not None else C
         TC = sched.new_buffer(H, like=x)  # (T, B, H) tanh of the cell states (layer norm: of the normalised)
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
         recurrent = StepWeight(w_hh if norm else w_hh * scale, B, T)
@@ -80,8 +81,8 @@ class LSTMScan(torch.autograd.Function):
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
             h = sched.incoming(Y, h0, step)  # (b, P)
             if norm:
-                rh = normalise_rows(recurrent(masks.dropped(h)), RH[t, :b], RSTD[t, :b, :1])
-                g.addcmul_(rh, gain)
+                normed, stats[t] = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), gain)
+                g.add_(normed)
             else:
                 recurrent.addmm_(g, masks.dropped(h))
             i, f, gg, o = g.chunk(4, 1)
@@ -97,8 +98,11 @@ class LSTMScan(torch.autograd.Function):
             torch.mul(f, c_prev, out=c)
             c.addcmul_(i, gg)
             if norm:
-                shown = normalise_rows(c, CN[t, :b], RSTD[t, :b, 1:]) * ln_c + ln_c_bias
+                if CL is not C:
+                    CL[t, :b] = c
+                shown, c_stats = normalise_rows(c, ln_c, ln_c_bias)
                 tc = tanh_(shown, out=TC[t, :b])
+                stats[t] = (stats[t], c_stats)
             else:
                 tc = tanh_(c, out=TC[t, :b])
             if w_hr is None:
@@ -110,8 +114,9 @@ class LSTMScan(torch.autograd.Function):
                 torch.lerp(Y[t, :b], h, zone_h, out=Y[t, :b])
             if zone_c is not None:
                 c.lerp_(c_prev, zone_c)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *((RH, CN, RSTD, ln_hh, ln_c) if norm else ()))
-        ctx.sched, ctx.masks, ctx.norm = sched, masks, norm
+        normed = (R, CL, ln_hh, ln_c, ln_c_bias) if norm else ()
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *normed)
+        ctx.sched, ctx.masks, ctx.norm, ctx.stats = sched, masks, norm, stats if norm else None
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
 
@@ -125,9 +130,9 @@ class LSTMScan(torch.autograd.Function):
         T, B, _ = x.shape
         H = C.shape[-1]
         if ctx.norm:
-            RH, CN, RSTD, ln_hh, ln_c = normed
+            R, CL, ln_hh, ln_c, ln_c_bias = normed
             dR = sched.new_buffer(4 * H, like=x)  # (T, B, 4H) gradients of the products before normalisation
-            dShown = sched.new_buffer(H, like=x)  # (T, B, H) ... of the normalised cell states, gain and bias on
+            d_norms = [torch.zeros_like(p) for p in (ln_hh, ln_c, ln_c_bias)]  # summed over steps
         i, f, g, o = G.chunk(4, 2)  # each (T, B, H)
         # Factors independent of the incoming gradient:
         #   dc += dh * A;  d(o pre) = dh * Bo;  d([i, f, g] pre) = dc * K
@@ -157,8 +162,10 @@ class LSTMScan(torch.autograd.Function):
                 dY_total[t, :b] = dh
                 dh = unproject(dh)  # (b, H)
             if ctx.norm:
-                shown = torch.mul(dh, A[t, :b], out=dShown[t, :b])
-                dc.add_(normalise_grad(shown * ln_c, CN[t, :b], RSTD[t, :b, 1:]))
+                d_c, d_gain, d_bias = normalise_grad(dh * A[t, :b], CL[t, :b], ctx.stats[t][1], ln_c, ln_c_bias)
+                dc.add_(d_c)
+                d_norms[1].add_(d_gain)
+                d_norms[2].add_(d_bias)
             else:
                 dc.addcmul_(dh, A[t, :b])
             torch.mul(dh, Bo[t, :b], out=dG4[t, :b, 3])
@@ -168,7 +175,9 @@ class LSTMScan(torch.autograd.Function):
                 carry_c = set_rows(carry_c, dc.add_(direct_c))
             d_product = dG[t, :b]
             if ctx.norm:
-                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b, :1])
+                d_product, d_gain, _ = normalise_grad(d_product, R[t, :b], ctx.stats[t][0], ln_hh)
+                dR[t, :b] = d_product
+                d_norms[0].add_(d_gain)
             back = masks.dropped(recurrent(d_product))  # (b, P)
             carry_h = set_rows(carry_h, back if direct_h is None else back.add_(direct_h))
         need = ctx.needs_input_grad
@@ -182,8 +191,6 @@ class LSTMScan(torch.autograd.Function):
         dw_hr = None
         if w_hr is not None and need[7]:
             _, dw_hr = linear_grads(dY_total, o * TC, w_hr, False, True)
-        norm_grads = (None, None, None)
-        if ctx.norm:  # the gains' (and c's bias') gradients, summed over steps and rows
-            norm_grads = ((dG * RH).sum((0, 1)), (dShown * CN).sum((0, 1)), dShown.sum((0, 1)))
+        norm_grads = d_norms if ctx.norm else (None, None, None)
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
         return dx, carry_h, carry_c, dw_ih, dw_hh, db, clone_or_none(db), dw_hr, None, None, None, *norm_grads

@@ -49,15 +49,15 @@ class RNNScan(torch.autograd.Function):
         Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H)
         A = sched.new_buffer(h0.shape[-1], like=x) if zoned else Y  # (T, B, H) the activations
         if norm:
-            RH = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, H) the normalised products h W_hh^T
-            RSTD = sched.new_buffer(1, like=x)  # (T, B, 1) their 1 / std
+            R = x.new_zeros(T, B, h0.shape[-1])  # the products h W_hh^T (taken in place)
+            stats = [None] * T  # each step's rows' mean and 1 / std of them
         recurrent = StepWeight(w_hh, B, T)
         for step in sched.steps:
             t, b = step.t, step.b
             h = sched.incoming(Y, h0, step)  # (b, H)
             if norm:
-                rh = normalise_rows(recurrent(masks.dropped(h)), RH[t, :b], RSTD[t, :b])
-                pre = G[t, :b].addcmul_(rh, ln_hh)
+                normed, stats[t] = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), ln_hh)
+                pre = G[t, :b].add_(normed)
             else:
                 pre = recurrent.addmm_(G[t, :b], masks.dropped(h))  # (b, H)
             if nonlinearity == "tanh":
@@ -66,9 +66,9 @@ class RNNScan(torch.autograd.Function):
                 torch.clamp_min(pre, 0, out=A[t, :b])
             if zoned:
                 torch.lerp(A[t, :b], h, masks.zoneout_at(t, b)[0], out=Y[t, :b])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, *((RH, RSTD, ln_hh) if norm else ()))
+        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, *((R, ln_hh) if norm else ()))
         ctx.sched, ctx.nonlinearity, ctx.has_bias, ctx.masks = sched, nonlinearity, b_ih is not None, masks
-        ctx.norm = norm
+        ctx.norm, ctx.stats = norm, stats if norm else None
         return Y, sched.final(Y)
 
     @staticmethod
@@ -80,8 +80,9 @@ class RNNScan(torch.autograd.Function):
         sched: Schedule = ctx.sched
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
         if ctx.norm:
-            RH, RSTD, ln_hh = normed
+            R, ln_hh = normed
             dR = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H) gradients of h W_hh^T before normalisation
+            d_norm = torch.zeros_like(ln_hh)  # summed over steps
         T, B, _ = x.shape
         carry = dh_n.clone()  # (B, H)
         recurrent = StepWeight(w_hh.t(), B, T)
@@ -96,7 +97,9 @@ class RNNScan(torch.autograd.Function):
                 torch.ops.aten.threshold_backward.grad_input(dh, A[t, :b], 0, grad_input=dG[t, :b])
             d_product = dG[t, :b]
             if ctx.norm:
-                d_product = dR[t, :b] = normalise_grad(d_product * ln_hh, RH[t, :b], RSTD[t, :b])
+                d_product, d_gain, _ = normalise_grad(d_product, R[t, :b], ctx.stats[t], ln_hh)
+                dR[t, :b] = d_product
+                d_norm.add_(d_gain)
             back = masks.dropped(recurrent(d_product))  # (b, H)
             carry = set_rows(carry, back if direct is None else back + direct)
         need = ctx.needs_input_grad
@@ -106,6 +109,5 @@ class RNNScan(torch.autograd.Function):
             dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
         _, dw_hh = linear_grads(dR if ctx.norm else dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
-        d_gain = (dG * RH).sum((0, 1)) if ctx.norm else None
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
-        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None, d_gain
+        return dx, carry, dw_ih, dw_hh, db, clone_or_none(db), None, None, None, None, d_norm if ctx.norm else None
