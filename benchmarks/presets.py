@@ -149,8 +149,8 @@ PRESETS = {
         reps=10,
     ),
     # The cell variants at the first CPU size: step by step ("torch"; the plain cell there is the hand-written
-    # path), on "auto" (zoneout and recurrent dropout on the hand-written recurrences with their masks, the
-    # rest as "torch" or, for the plain LSTM, torch.nn's kernel) and torch.nn's kernel (native runs only the
+    # path), on "auto" (layer norm, zoneout and recurrent dropout on the hand-written recurrences, weight
+    # dropout as "torch", the plain LSTM on torch.nn's kernel) and torch.nn's kernel (native runs only the
     # plain cell: its variant rows say "not run").
     "variants": Preset(
         cases=tuple(Case(cell, *CPU_SIZES[0], variant=v) for cell in ("lstm", "gru") for v in VARIANTS),

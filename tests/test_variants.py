@@ -204,11 +204,15 @@ def test_gradcheck(mode, training):
 
 
 def test_double_backward():
-    layer = make_layer("gru", layer_norm=True, zoneout=0.1)
+    """The step-by-step path (backend="torch") takes double backward; "auto" (the hand-written recurrences)
+    refuses it and names that path."""
+    layer = make_layer("gru", layer_norm=True, zoneout=0.1, backend="torch")
     x = torch.randn(5, 2, 5, dtype=torch.float64, requires_grad=True)
     dx, = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
     dw, = torch.autograd.grad(dx.square().sum(), layer.weight_hh_l0)
     assert dw.abs().sum() > 0
+    with pytest.raises(RuntimeError, match=r"create_graph=True .* use backend='torch'"):
+        torch.autograd.grad(make_layer("gru", layer_norm=True)(x)[0].sum(), x, create_graph=True)
 
 
 def test_autocast_runs_in_the_autocast_dtype():
