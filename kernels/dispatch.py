@@ -64,13 +64,13 @@ ALL_REGISTERS = {("lstm", "half", True), ("lstm", "half", False), ("gru", "half"
 # Triton 3.9). Beyond them: the LSTM backward at BLOCK_H = 64 in half precision spilled 44-92 bytes (368 with
 # the masks), the GRU's 16-24 (sm_90). NORM_BLOCK_H: the narrowest tile with layer norm (the LSTM backward at
 # BLOCK_H = 16 spilled 44-60 bytes in fp32 with all 255 registers, and with Triton 3.6's ptxas 80-96 in half
-# precision with the masks). With Triton 3.6 (the GPU machine's) five fp64 configurations spill 16-44 bytes,
+# precision with the masks). With Triton 3.6 (the GPU machine's) four fp64 configurations spill 16-44 bytes,
 # the fp64 LSTM backward 1.7 KiB: gradcheck's dtype, slower there, not wrong. NORM_WITHOUT_MASKS: where "auto"
-# runs layer norm with zoneout or recurrent dropout step by step, as the fused LSTM backward spills with both
-# (24 bytes in fp32 at BLOCK_H = 32, 116 in fp64 at 16: slower, not wrong; backend="triton" runs it, fit.py
-# leaves it out). NORM_ALL_REGISTERS: as ALL_REGISTERS, with layer norm (left to ptxas these spilled 8-16
-# bytes at 128 and 80 registers: the fp32 GRU backward at 32, the half-precision RNN at 32 and 64; lifted,
-# the fp32 LSTM backward spilled 20-44 where it fits without).
+# runs layer norm with zoneout or recurrent dropout on the hand-written recurrences, as the fused LSTM
+# backward spills with both (24 bytes in fp32 at BLOCK_H = 32, 116 in fp64 at 16: slower, not wrong;
+# backend="triton" runs it, fit.py leaves it out). NORM_ALL_REGISTERS: as ALL_REGISTERS, with layer norm (left
+# to ptxas these spilled 8-16 bytes at 128 and 80 registers: the fp32 GRU backward at 32, the half-precision
+# RNN at 32 and 64; lifted, the fp32 LSTM backward spilled 20-44 where it fits without).
 MAX_NORM_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("gru", "fp32"): 32, ("gru", "half"): 32,
               ("rnn", "fp32"): 32, ("rnn", "half"): 64, ("lstm", "fp64"): 16, ("gru", "fp64"): 16, ("rnn", "fp64"): 16}
 NORM_BLOCK_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32}
@@ -182,7 +182,7 @@ def norm_fits(cell: str, dtype: torch.dtype, H: int, masked: bool = False) -> bo
     """Whether the fused kernels run ``cell`` with layer norm at hidden size ``H`` in ``dtype`` (``masked``: with
     zoneout or recurrent dropout): in the persistent regime, in which one program holds all the gates of its
     rows (the tiled and resident regimes would need a reduction across programs every step), up to
-    MAX_NORM_H; with masks not NORM_WITHOUT_MASKS', which backend="triton" runs but "auto" leaves step by step."""
+    MAX_NORM_H; with masks not NORM_WITHOUT_MASKS', which backend="triton" runs and "auto" does not."""
     key = (cell, operand_width(dtype))
     return MAX_NORM_H[key] >= H and not (masked and key in NORM_WITHOUT_MASKS)
 
