@@ -18,11 +18,10 @@ step-by-step recurrence through autograd, their specification, which also takes 
 ``torch.func`` transforms; "auto" runs them on the fused kernels on CUDA (as "triton" does; not with
 ``proj_size``, and layer norm only at the small hidden sizes where the kernels' persistent regime runs it:
 kernels.dispatch.norm_fits) and elsewhere on the hand-written recurrences, all from the same random draws
-(variants.Masks). ``weight_dropout``
-(DropConnect on W_hh, one mask per call in training) only changes the weight a backend is given: it runs
-on "torch" and "triton" ("auto" then takes one of them where it would take torch.nn's kernel). The LSTM's
-``forget_bias`` starts the forget gate's bias at a value of choice (an initialisation: every backend runs
-it).
+(variants.Masks). ``weight_dropout`` (DropConnect on W_hh, one mask per call in training) only changes the
+weight a backend is given: it runs on "torch" and "triton" ("auto" then takes one of them where it would
+take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget gate's bias at a value of choice (an
+initialisation: every backend runs it).
 
 Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
 differentiable (no double backward): it raises under ``create_graph=True``.
@@ -156,7 +155,7 @@ class _RecurrentLayer(CellOptions):
         if self._stepwise():
             if self._observe is not None:
                 self._observe.begin(seq)
-            return self._forward_torch(seq, hx, dtype=amp, stepwise=True)
+            return self._forward_torch(seq, hx, dtype=amp)
         if self.variant.stepwise:
             return self._forward_torch(seq, hx, self._fused_options(seq.data, amp), amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
@@ -236,10 +235,10 @@ class _RecurrentLayer(CellOptions):
         w_hr = weights[-1] if self.proj_size > 0 else None
         return [w_ih, w_hh, b_ih, b_hh, w_hr]
 
-    def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype, stepwise):
+    def _scan(self, x, states, index, batch_sizes, reverse, fused, dtype):
         weights = self._layer_weights(index, dtype)
         norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
-        if stepwise:
+        if self._stepwise():
             observe = None if self._observe is None else functools.partial(self._observe, index)
             return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
@@ -266,10 +265,9 @@ class _RecurrentLayer(CellOptions):
                                  **options)
         return y, [h]
 
-    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None,
-                       stepwise: bool = False):
-        """The layer on rnnlab's recurrences (``fused``: the Triton kernels; ``stepwise``: the step-by-step
-        recurrence), the input, initial states and weights converted to ``dtype`` if given."""
+    def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):
+        """The layer on rnnlab's recurrences (``fused``: the Triton kernels), the input, initial states and
+        weights converted to ``dtype`` if given."""
         init = [h if dtype is None else h.to(dtype) for h in self._initial_states(seq, hx)]  # each (L * D, B, F)
         directions = 2 if self.bidirectional else 1
         finals: list[list[torch.Tensor]] = [[] for _ in init]
@@ -279,7 +277,7 @@ class _RecurrentLayer(CellOptions):
             for direction in range(directions):
                 index = layer * directions + direction
                 states = [h[index] for h in init]
-                y, last = self._scan(x, states, index, seq.batch_sizes, direction == 1, fused, dtype, stepwise)
+                y, last = self._scan(x, states, index, seq.batch_sizes, direction == 1, fused, dtype)
                 outputs.append(y)
                 for kept, h in zip(finals, last, strict=True):
                     kept.append(h)
