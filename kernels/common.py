@@ -8,7 +8,7 @@ import triton.language as tl
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 from triton.language.extra import libdevice
 
-from ..recurrence.common import linear_grads, normalised_inputs
+from ..recurrence.common import input_grads, linear_grads, normalised_inputs
 from ..recurrence.schedule import Schedule, lengths_of
 from ..recurrence.variants import EPS
 from .dispatch import INTERPRET
@@ -36,10 +36,7 @@ def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_si
     T, B, _ = x.shape
     acc = d_input_side.dtype
     grads = linear_grads if acc == x.dtype else split_linear_grads
-    if w_ih is None:  # x held the input projections (normalised_inputs)
-        dx, dw_ih = d_input_side if need_x else None, None
-    else:
-        dx, dw_ih = grads(d_input_side, x, w_ih.to(x.dtype), need_x, need_w_ih)
+    dx, dw_ih = input_grads(d_input_side, x, w_ih if w_ih is None else w_ih.to(x.dtype), need_x, need_w_ih, grads)
     h_prev = Schedule(T, B, batch_sizes, reverse).all_incoming(Y, h0)  # (T, B, H)
     h_prev = (h_prev if drop is None else h_prev * drop).to(x.dtype)
     _, dw_hh = grads(d_hidden_side, h_prev, w_hh.to(x.dtype), False, need_w_hh)

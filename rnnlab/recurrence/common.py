@@ -53,6 +53,16 @@ def linear_grads(
     return d_inputs, d_weight
 
 
+def input_grads(d_gates: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor | None, need_x: bool, need_w_ih: bool,
+                grads=linear_grads) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of input_projection's ``x`` and ``w_ih`` from the gate gradients ``d_gates`` (T, B, G), by
+    ``grads`` (linear_grads, or the kernels' split_linear_grads for half-precision operands); without
+    ``w_ih`` x held the projections themselves, so dx is d_gates."""
+    if w_ih is None:
+        return d_gates if need_x else None, None
+    return grads(d_gates, x, w_ih, need_x, need_w_ih)
+
+
 def bias_grad(d_out: torch.Tensor, need: bool) -> torch.Tensor | None:
     """Gradient of a bias added at every timestep: d_out (T, B, G) summed to (G,)."""
     return d_out.reshape(-1, d_out.shape[-1]).sum(0) if need else None

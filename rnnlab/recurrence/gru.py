@@ -18,6 +18,7 @@ import torch
 from .common import (
     autocast_off,
     bias_grad,
+    input_grads,
     input_projection,
     linear_grads,
     normalise_grad,
@@ -124,10 +125,7 @@ class GRUScan(torch.autograd.Function):
             back.addcmul_(dh, z[t, :b])
             carry = set_rows(carry, back if direct is None else back.add_(direct))
         need = ctx.needs_input_grad
-        if ctx.norm:  # x held the input projections
-            dx, dw_ih = dG if need[0] else None, None
-        else:
-            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        dx, dw_ih = input_grads(dG, x, w_ih, need[0], need[2])
         _, dw_hh = linear_grads(dR if ctx.norm else dGH, masks.dropped(h_prev), w_hh, False, need[3])
         db_ih = bias_grad(dG, ctx.has_bias and need[4])
         db_hh = bias_grad(dGH, ctx.has_bias and need[5])

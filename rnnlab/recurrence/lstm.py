@@ -26,6 +26,7 @@ from .common import (
     autocast_off,
     bias_grad,
     clone_or_none,
+    input_grads,
     input_projection,
     linear_grads,
     normalise_grad,
@@ -181,10 +182,7 @@ class LSTMScan(torch.autograd.Function):
             back = masks.dropped(recurrent(d_product))  # (b, P)
             carry_h = set_rows(carry_h, back if direct_h is None else back.add_(direct_h))
         need = ctx.needs_input_grad
-        if ctx.norm:  # x held the input projections
-            dx, dw_ih = dG if need[0] else None, None
-        else:
-            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[3])
+        dx, dw_ih = input_grads(dG, x, w_ih, need[0], need[3])
         _, dw_hh = linear_grads(dR if ctx.norm else dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False,
                                 need[4])
         db = bias_grad(dG, ctx.has_bias and (need[5] or need[6]))

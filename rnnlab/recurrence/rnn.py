@@ -16,6 +16,7 @@ from .common import (
     autocast_off,
     bias_grad,
     clone_or_none,
+    input_grads,
     input_projection,
     linear_grads,
     normalise_grad,
@@ -103,10 +104,7 @@ class RNNScan(torch.autograd.Function):
             back = masks.dropped(recurrent(d_product))  # (b, H)
             carry = set_rows(carry, back if direct is None else back + direct)
         need = ctx.needs_input_grad
-        if ctx.norm:  # x held the input projections
-            dx, dw_ih = dG if need[0] else None, None
-        else:
-            dx, dw_ih = linear_grads(dG, x, w_ih, need[0], need[2])
+        dx, dw_ih = input_grads(dG, x, w_ih, need[0], need[2])
         _, dw_hh = linear_grads(dR if ctx.norm else dG, masks.dropped(sched.all_incoming(Y, h0)), w_hh, False, need[3])
         db = bias_grad(dG, ctx.has_bias and (need[4] or need[5]))
         # each bias gets its own tensor: autograd may keep a returned gradient as .grad without copying
