@@ -53,3 +53,13 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Dynamo's caches emptied before and after a test that compiles layers: every compiled layer recompiles
+    the layers' shared forward, and a worker that ran other such tests before would pass Dynamo's recompile
+    limit (8), which fullgraph=True turns into a failure (seen once the layer-norm compile test joined)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

@@ -143,6 +143,7 @@ def test_custom_ops_with_layer_norm_pass_opcheck(cell):
     torch.library.opcheck(op, (*tensors, *flags, *masks, norm))
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_layers_with_layer_norm_compile_without_graph_breaks(cell):
     """torch.compile(fullgraph=True) of a fused layer with layer norm, zoneout and recurrent dropout

@@ -435,6 +435,7 @@ def test_custom_ops_pass_opcheck_in_bf16(cell):
     torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 @pytest.mark.parametrize("cell", CELLS)
 def test_layers_compile_without_graph_breaks(cell):
     """A 2-layer bidirectional fused layer under torch.compile(fullgraph=True) gives eager's outputs and
@@ -449,6 +450,7 @@ def test_layers_compile_without_graph_breaks(cell):
     assert_same(got, want, 1e-6)
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 @pytest.mark.parametrize("cell", CELLS)
 def test_plain_inference_skips_the_custom_op(cell, monkeypatch):
     """Outside autograd, tracing and transforms a layer calls its fused forward's implementation directly
