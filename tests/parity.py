@@ -4,6 +4,7 @@ outputs, final states and every gradient."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -17,6 +18,12 @@ TORCH_CLASSES = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": tor
 CELLS = tuple(TORCH_CLASSES)
 # triton is optional where it has no wheel; tests of the fused kernels skip there
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+# the fused kernels run on a GPU, or on the CPU under the Triton interpreter (set in conftest.py)
+needs_fused_device = pytest.mark.skipif(
+    not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1",
+    reason="needs a GPU or TRITON_INTERPRET=1",
+)
+FUSED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnlab
-from parity import CELLS, assert_same, make_inputs, make_pair, relative_errors, run
+from parity import CELLS, assert_same, make_inputs, make_pair, randomise_norms, relative_errors, run, run_seeded
 
 pytestmark = [
     pytest.mark.gpu,
@@ -173,18 +173,24 @@ def test_fused_variants_match_the_step_by_step_path(cell, H):
     every regime (the resident one and the tiled one spread over programs run only on a GPU) against the
     step-by-step path with the same draws: training, packed, two bidirectional layers. Last in this file:
     its kernels compile on first use, after the older tests have run."""
-    options = {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
     torch.manual_seed(4)
     ref, _ = make_pair(cell, 24, H, torch.float32, num_layers=2, bidirectional=True)
-    fused = rnnlab.from_torch(ref, **options).cuda()
-    step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
+    fused = rnnlab.from_torch(ref, **_mask_options(cell)).cuda()
+    step = rnnlab.from_torch(ref, backend="torch", **_mask_options(cell)).cuda()
+    _assert_fused_matches_step(fused, step, ref)
+
+
+def _mask_options(cell: str) -> dict[str, float]:
+    """Zoneout and recurrent dropout at the rates the GPU tests run them (the LSTM's c at its own)."""
+    return {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
+
+
+def _assert_fused_matches_step(fused, step, ref) -> None:
+    """``fused`` runs its options on the fused kernels and matches ``step`` (the step-by-step path, same weights)
+    with the same draws: training, packed input of unequal lengths, outputs, states and every gradient."""
     x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
     assert not fused._stepwise() and fused._fused_options(leaves[0])
-    results = []
-    for module in (fused, step):
-        torch.manual_seed(5)
-        results.append(run(module, x, hx, leaves))
-    assert_same(*results, 2e-5, scaled=True)
+    assert_same(run_seeded(fused, x, hx, leaves, seed=5), run_seeded(step, x, hx, leaves, seed=5), 2e-5, scaled=True)
 
 
 @pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
@@ -194,22 +200,11 @@ def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
     step-by-step path with the same gains, biases and draws: fp32 at the persistent limit (H = 32), training,
     packed, two bidirectional layers. "auto" picks the kernels, but for the LSTM with masks (dispatch.
     NORM_WITHOUT_MASKS: its backward spills), which runs on "triton" here. After the masks' test, as last."""
-    options = {"layer_norm": True}
-    if masks:
-        options |= {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
+    options = {"layer_norm": True} | (_mask_options(cell) if masks else {})
     torch.manual_seed(4)
     ref, _ = make_pair(cell, 24, 32, torch.float32, num_layers=2, bidirectional=True)
     step = rnnlab.from_torch(ref, backend="torch", **options).cuda()
-    with torch.no_grad():
-        for name, p in step.named_parameters():
-            if name.startswith("ln_"):
-                p.add_(0.3 * torch.randn_like(p))
+    randomise_norms(step)
     fused = rnnlab.from_torch(ref, backend="triton" if cell == "lstm" and masks else "auto", **options).cuda()
     fused.load_state_dict(step.state_dict())
-    x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
-    assert not fused._stepwise() and fused._fused_options(leaves[0])
-    results = []
-    for module in (fused, step):
-        torch.manual_seed(5)
-        results.append(run(module, x, hx, leaves))
-    assert_same(*results, 2e-5, scaled=True)
+    _assert_fused_matches_step(fused, step, ref)

@@ -15,10 +15,12 @@ import torch
 
 import rnnlab
 from parity import (
+    FUSED_DEVICE,
     assert_same,
     gradcheck_masked_scan,
     make_inputs,
     make_pair,
+    needs_fused_device,
     randomise_norms,
     relative_errors,
     run_seeded,
@@ -29,11 +31,8 @@ triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab
 from rnnlab import kernels  # noqa: E402
 from rnnlab.kernels.dispatch import MAX_NORM_H, operand_width  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
-    reason="needs a GPU or TRITON_INTERPRET=1",
-)
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = needs_fused_device
+DEVICE = FUSED_DEVICE
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 

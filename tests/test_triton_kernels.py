@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import rnnlab
-from parity import assert_same, make_inputs, make_pair, relative_errors, run
+from parity import FUSED_DEVICE, assert_same, make_inputs, make_pair, needs_fused_device, relative_errors, run
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels.dispatch import (  # noqa: E402
@@ -36,11 +36,8 @@ from rnnlab.kernels.dispatch import (  # noqa: E402
     resident_rows,
 )
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
-    reason="needs a GPU or TRITON_INTERPRET=1",
-)
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = needs_fused_device
+DEVICE = FUSED_DEVICE
 
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
