@@ -82,7 +82,7 @@ class LSTMScan(torch.autograd.Function):
             g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
             h = sched.incoming(Y, h0, step)  # (b, P)
             if norm:
-                normed, stats[t] = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), gain)
+                normed, r_stats = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), gain)
                 g.add_(normed)
             else:
                 recurrent.addmm_(g, masks.dropped(h))
@@ -103,7 +103,7 @@ class LSTMScan(torch.autograd.Function):
                     CL[t, :b] = c
                 shown, c_stats = normalise_rows(c, ln_c, ln_c_bias)
                 tc = tanh_(shown, out=TC[t, :b])
-                stats[t] = (stats[t], c_stats)
+                stats[t] = (r_stats, c_stats)
             else:
                 tc = tanh_(c, out=TC[t, :b])
             if w_hr is None:
