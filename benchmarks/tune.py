@@ -1,10 +1,13 @@
 """Time the dispatcher's launch choices that were made without a GPU, each against the current one, in
 bf16 at T = 1024 with I = H:
 
-- ``warps``: warps a program in the persistent (H = 64) and resident (H = 256) regimes
-  (dispatch.force_warps), forward only, B = 16, where a forward step took 1.5-3.5 us on an H100 against
-  the 1 us target. Fewer warps mean cheaper barriers for the layout conversions of each step,
-  more warps more loads in flight.
+- ``regime``: the inference forward (gradients off) in each regime that can run it (dispatch.force_regime)
+  at B = 1 and 16: the vector regime (one program a batch row, W_hh in registers; chosen from the SASS of
+  its step, not timed yet) against the persistent one (H = 64; on an H100 1.1-2.3 us a step) and, for the
+  RNN at H = 128, the resident one.
+- ``warps``: warps a program in the vector (H = 64) and resident (H = 256) regimes (dispatch.force_warps),
+  inference forward, B = 16, against the 1 us target. Fewer warps mean cheaper barriers for the layout
+  conversions of each step, more warps more loads in flight.
 - ``batch``: the resident regime's batch tiles of 16 and 32 rows (dispatch.force_batch_tile) at
   H = 1024 (LSTM and GRU), B = 32 (128 programs of 16 rows or 64 of 32: the dispatcher picks 16) and
   B = 64 (256 or 128: it picks 32 on an H100/H200, dispatch.batch_rows; 16 falls back to the tiled
@@ -39,6 +42,7 @@ from run import Budget, environment, exit_status, measure
 
 from rnnlab.kernels.dispatch import (
     BLOCK_B,
+    REGIMES,
     TILED_BLOCK_H,
     TILED_BLOCK_K,
     TILED_STAGES,
@@ -54,7 +58,8 @@ from rnnlab.kernels.dispatch import (
 
 # group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 90 s;
 # each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
-GROUPS = {"warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
+GROUPS = {"regime": (("lstm:64", "gru:64", "rnn_tanh:128"), (1, 16), ("fwd",)),
+          "warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
           "batch": (("lstm:1024", "gru:1024"), (32, 64), ("fwd", "fwd+bwd")),
           "tiled": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd"))}
 WARPS = (4, 8, 16)
@@ -73,14 +78,29 @@ def choices(group: str, case: Case, device: torch.device) -> list[dict]:
         current = (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
         return [dict(zip(names, tiling, strict=True)) for tiling in (current, *(t for t in TILINGS if t != current))]
     like = torch.empty(0, case.B, 1, dtype=torch.bfloat16, device=device)
+    cell = case.cell.split("_")[0]
+    if group == "regime":  # the groups' forwards run without gradients (inference)
+        current = plan(cell, like, case.H, case.B, inference=True).regime
+        return [{"regime": r} for r in (current, *(r for r in REGIMES if r != current and _runs(r, cell, like, case)))]
     if group == "batch":
         current = resident_rows(like, case.H, case.B)
         return [{"rows": r} for r in (current, *(r for r in (BLOCK_B, WIDE_BLOCK_B) if r != current))]
-    launch = plan(case.cell, like, case.H, case.B)
+    launch = plan(cell, like, case.H, case.B, inference=True)
     current = launch.meta["num_warps"]
     if launch.regime == "tiled":  # force_warps leaves it alone (the tiled group tunes it): nothing to compare
         return [{"warps": current}]
     return [{"warps": w} for w in (current, *(w for w in WARPS if w != current))]
+
+
+def _runs(regime: str, cell: str, like: torch.Tensor, case: Case) -> bool:
+    """Whether ``regime`` can run ``case``'s inference forward (the tiled regime, which runs anything, only where
+    the dispatcher would pick it)."""
+    try:
+        with force_regime(regime):
+            plan(cell, like, case.H, case.B, inference=True)
+    except NotImplementedError:
+        return False
+    return regime != "tiled"
 
 
 def applied(group: str, choice: dict) -> ExitStack:
@@ -91,6 +111,8 @@ def applied(group: str, choice: dict) -> ExitStack:
         stack.enter_context(force_tiling(*choice.values()))
     elif group == "batch":
         stack.enter_context(force_batch_tile(choice["rows"]))
+    elif group == "regime":
+        stack.enter_context(force_regime(choice["regime"]))
     else:
         stack.enter_context(force_warps(choice["warps"]))
     return stack

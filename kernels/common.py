@@ -464,6 +464,44 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
 
 
 @triton.jit
+def vector_row(LEN, H, BLOCK_H: tl.constexpr):
+    """A vector-regime program's batch row (program_id(0), int64), its hidden units (BH,) and their mask, and
+    the row's sequence length."""
+    b = tl.program_id(0).to(tl.int64)
+    units = tl.arange(0, BLOCK_H)
+    return b, units, units < H, tl.load(LEN + b)
+
+
+@triton.jit
+def vector_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, ACC: tl.constexpr):
+    """Block ``gate`` of a stacked weight W (gates * H, H) as a (BLOCK_H, BLOCK_H) tile in ACC, zero-padded, in
+    W's own layout (row = the gate's unit, column = input unit: each row's sum runs along the loaded vectors,
+    within a thread, then across a few lanes): what a vector-regime program holds in registers."""
+    units = tl.arange(0, BLOCK_H)
+    mask = (units < H)[:, None] & (units < H)[None, :]
+    return tl.load(W + (gate * H + units[:, None]) * H + units[None, :], mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
+def matvec(w, h):
+    """The product of a held block ``w`` (BH, BH) (vector_block's) with the vector ``h`` (BH,): (BH,), in w's type.
+    Round h to the weights' stored type first (as tl.dot's operand would be) for the persistent kernels' numbers."""
+    return tl.sum(w * h[None, :], axis=1)
+
+
+@triton.jit
+def vector_step(s, length, b, B, valid, REVERSE: tl.constexpr):
+    """The row (int64) of batch row ``b`` in a (T, B, .) buffer at processing step ``s`` of its ``length`` (the
+    reverse direction starts at its last step), and the mask of the units ``valid`` (BH,) there: none past the
+    sequence (a tensor: the interpreter takes no scalar in a mask)."""
+    if REVERSE:
+        t = length - 1 - s
+    else:
+        t = s
+    return t * B + b, valid & ((tl.zeros_like(valid.to(tl.int32)) + s) < length)
+
+
+@triton.jit
 def step_rows(s, length, rows, B, REVERSE: tl.constexpr):
     """Processing step ``s`` for each of the rows (BB,) int64 of lengths ``length`` (BB,): which are still
     active (BB, 1), and the (BB, 1) int64 row of each in a (T, B, .) buffer, its time index times B plus

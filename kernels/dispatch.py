@@ -1,5 +1,9 @@
 """Which regime runs a fused recurrence, and with which blocks, warps and grid.
 
+- ``vector``: forwards that keep nothing for a backward (inference; the RNN's forward always) of up to
+  MAX_VECTOR_B batch rows, without a projection or a cell variant: one program per batch row holds W_hh in
+  registers (hidden sizes up to MAX_VECTOR_H) and takes each step's product as matrix-vector sums, where a
+  persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -41,7 +45,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # The GPUs every launchable configuration is cross-compiled and checked for (fit.py): compute capability
 # (major, minor) and the shared memory one block may use. On others "auto" leaves the fused kernels alone.
 FITTED_TARGETS = {(8, 0): 163 * 1024, (9, 0): 227 * 1024}
-REGIMES = ("persistent", "resident", "tiled")
+REGIMES = ("vector", "persistent", "resident", "tiled")
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
 # operand width (cross-compiled for sm_80 and sm_90 by fit.py with Triton 3.9 and 3.6: fp32 spills from
@@ -130,6 +134,21 @@ ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 10
 # sm_90 (Triton 3.9: no spills; Triton 3.6's ptxas spills the GRU backward at 1024 by 8 bytes, which is
 # what the H100 timed).
 WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
+# The vector regime (common.vector_block, matvec): its largest hidden size per cell and operand width, where W_hh
+# held in registers in the accumulator type, with vector_warps' warps, compiles for sm_80 and sm_90 without spills
+# (fit.py's "_vector" rows, Triton 3.9 and 3.6; one size up spilled 640-1900 bytes with 32 warps, the fp64 LSTM and
+# GRU at 64 700-1000), for any hidden size and, larger (ALIGNED_VECTOR_H), for multiples of 16 (as
+# ALIGNED_RESIDENT_H: the LSTM at 64 uses 64-98 registers there, and for other sizes spilled 64-156 bytes with
+# Triton 3.6, 104-132 with 32 warps); and its largest batch: one program a row, up to BLOCK_B rows (one
+# persistent program's), so it never takes more than 16 SMs. Chosen over the persistent regime from the SASS of a
+# step (sm_90, bf16, H = 64: no tensor-core product and no reload of W_hh from shared memory, 8 special-function
+# instructions a warp instead of 16, all for real rows where the persistent step pads B to 16), not timed on a GPU
+# yet: benchmarks/tune.py's "regime" group times one against the other.
+MAX_VECTOR_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("lstm", "fp64"): 32, ("gru", "fp32"): 64,
+                ("gru", "half"): 64, ("gru", "fp64"): 32, ("rnn", "fp32"): 128, ("rnn", "half"): 128,
+                ("rnn", "fp64"): 64}
+ALIGNED_VECTOR_H = {("lstm", "fp32"): 64, ("lstm", "half"): 64}
+MAX_VECTOR_B = BLOCK_B
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
 _overrides: dict = {}
@@ -146,7 +165,7 @@ class Launch:
     @property
     def tiled(self) -> bool:
         """Whether the tiled kernels run (the tiled and resident regimes)."""
-        return self.regime != "persistent"
+        return self.regime in ("resident", "tiled")
 
     def counters(self, device) -> torch.Tensor:
         """One zeroed int32 arrival counter per batch tile (used by the tiled regime's grid barrier)."""
@@ -176,6 +195,13 @@ def stored(dtype: torch.dtype) -> torch.dtype:
 def max_persistent_h(cell: str, dtype: torch.dtype) -> int:
     """The persistent regime's largest hidden size for ``cell`` ("lstm", "gru", "rnn") and ``dtype``."""
     return MAX_PERSISTENT_H[cell, operand_width(dtype)]
+
+
+def max_vector_h(cell: str, dtype: torch.dtype, aligned: bool = False) -> int:
+    """The vector regime's largest hidden size for ``cell`` and ``dtype``: for any hidden size (MAX_VECTOR_H), or,
+    ``aligned``, for multiples of 16 (ALIGNED_VECTOR_H where it has a larger entry)."""
+    key = cell, operand_width(dtype)
+    return max(MAX_VECTOR_H[key], ALIGNED_VECTOR_H.get(key, 0) if aligned else 0)
 
 
 def norm_fits(cell: str, dtype: torch.dtype, H: int, masked: bool = False) -> bool:
@@ -237,8 +263,9 @@ def grid_sync_enabled() -> bool:
 
 @contextmanager
 def force_regime(regime: str | None):
-    """Run the fused kernels in ``regime`` ("persistent", "resident", "tiled"; None: the dispatcher's
-    choice) inside the block. The persistent and resident regimes still refuse shapes they cannot run."""
+    """Run the fused kernels in ``regime`` ("vector", "persistent", "resident", "tiled"; None: the dispatcher's
+    choice) inside the block. The vector, persistent and resident regimes still refuse shapes they cannot run;
+    "vector" forwards only (backwards run where the dispatcher puts them)."""
     if regime is not None and regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} or None, got {regime!r}")
     with _override("regime", regime):
@@ -263,9 +290,9 @@ def force_tiling(block_h: int, block_k: int, stages: int, warps: int):
 
 @contextmanager
 def force_warps(warps: int):
-    """Launch the persistent and resident regimes' programs with ``warps`` warps inside the block, each
+    """Launch the vector, persistent and resident regimes' programs with ``warps`` warps inside the block, each
     thread allowed every register the block may have (65536 / (32 warps), at most 255), instead of
-    num_warps and RESIDENT_WARPS, which are chosen to compile without spills, not timed
+    vector_warps, num_warps and RESIDENT_WARPS, which are chosen to compile without spills, not timed
     (benchmarks/tune.py times the alternatives; fit.py does not check forced choices)."""
     if warps < 1 or warps & (warps - 1) or warps > 32:
         raise ValueError(f"warps must be a power of two from 1 to 32; got {warps}")
@@ -321,23 +348,34 @@ def _all_registers(warps: int) -> int:
 
 
 def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False,
-         norm: bool = False) -> Launch:
+         norm: bool = False, inference: bool = False) -> Launch:
     """The launch of ``cell``'s forward (or ``backward``) kernel for input ``x`` (T, B, I), hidden size ``H``
     and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime, layer norm (``norm``) in
-    the persistent one only (norm_fits). The two directions may run in different regimes (they share the
+    the persistent one only (norm_fits), the vector regime a forward that keeps nothing for a backward and
+    takes no cell variant (``inference``). The two directions may run in different regimes (they share the
     stored activations' layout)."""
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
     width = operand_width(x.dtype)
-    if norm and (proj or not norm_fits(cell, x.dtype, H) or _overrides.get("regime") not in (None, "persistent")):
+    forced = _overrides.get("regime")
+    if forced == "vector" and backward:  # a forward-only regime: the backward is the dispatcher's
+        forced = None
+    if norm and (proj or not norm_fits(cell, x.dtype, H) or forced not in (None, "persistent")):
         raise NotImplementedError(
             f"{cell.upper()}: the fused kernels take layer norm in their persistent regime only (one program "
             f"holds a row's every gate), hidden sizes up to {MAX_NORM_H[cell, width]} for {x.dtype}; got "
             f"hidden_size={H}{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it "
             "step by step"
         )
+    if forced == "vector" or (forced is None and not backward):
+        problem = _vector_problem(cell, x.dtype, H, B, proj, backward, inference and not norm)
+        if problem is None:
+            return vector_launch(cell, x, H, B)
+        if forced == "vector":
+            raise NotImplementedError(f"the vector regime cannot run this {cell.upper()}: {problem}. Leave the "
+                                      "regime to the dispatcher")
     batch_tiles = triton.cdiv(B, BLOCK_B)
     # None: the resident regime if it can run, else the tiled one
-    regime = _overrides.get("regime") or ("persistent" if limit >= H else None)
+    regime = forced or ("persistent" if limit >= H else None)
     if regime == "persistent":
         if limit < H:
             raise NotImplementedError(
@@ -370,6 +408,40 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     return Launch("tiled", (batch_tiles, programs),
                   {**common_meta(x), **grid_sync_meta(programs), "BLOCK_H": bh, "BLOCK_K": bk, "K_RES": 0,
                    "num_warps": warps, "num_stages": stages})
+
+
+def vector_warps(cell: str, block: int, dtype: torch.dtype) -> int:
+    """Warps of a vector-regime program for ``cell`` with hidden units padded to ``block``, input ``dtype``: about
+    32 weights a thread (16 in fp64; a power of two, at most 32), so W_hh stays in registers."""
+    weights = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * block * block * (2 if dtype == torch.float64 else 1)
+    return min(32, triton.next_power_of_2(triton.cdiv(weights, 1024)))
+
+
+def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
+    """The vector regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B`` (plan checks that it
+    can run): one program per batch row."""
+    bh = block_h(H)
+    warps = _overrides.get("warps") or vector_warps(cell, bh, x.dtype)
+    meta = {"BLOCK_H": bh, "num_warps": warps}
+    if _overrides.get("warps"):
+        meta["maxnreg"] = _all_registers(warps)
+    return Launch("vector", (B,), meta)
+
+
+def _vector_problem(cell: str, dtype: torch.dtype, H: int, B: int, proj: bool, backward: bool,
+                    inference: bool) -> str | None:
+    """Why the vector regime cannot run this launch, or None if it can."""
+    if backward or not inference:
+        return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
+    if proj:
+        return "it has no projection (proj_size)"
+    if H > (largest := max_vector_h(cell, dtype, aligned=H % 16 == 0)):
+        aligned = max_vector_h(cell, dtype, aligned=True)
+        more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
+        return f"it holds hidden sizes up to {largest} for {dtype}{more}; got hidden_size={H}"
+    if B > MAX_VECTOR_B:
+        return f"it runs batches of up to {MAX_VECTOR_B} rows (one program each); got {B}"
+    return None
 
 
 def common_meta(x: torch.Tensor) -> dict:

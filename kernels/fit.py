@@ -9,6 +9,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer   # a forward that stores nothing for a backward
     python -m rnnlab.kernels.fit lstm_fwd_tiled sm_90 bf16 1024 resident train - a16   # H a multiple of 16
     python -m rnnlab.kernels.fit lstm_fwd sm_90 bf16 64 - infer - a16 --loop   # and its time loop's SASS counts
+    python -m rnnlab.kernels.fit lstm_fwd_vector sm_90 bf16 64 - - - a16   # the vector regime (inference)
     python -m rnnlab.kernels.fit gru_bwd_tiled sm_90 bf16 256 resident - - - masks   # with zoneout and dropout
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 32 - - - - norm   # with layer norm ("all": and the masks)
 
@@ -45,14 +46,15 @@ from .dispatch import (
     WIDE_CAPABILITY,
     force_regime,
     max_resident_h,
+    max_vector_h,
     plan,
     resident_launch,
     stored,
 )
 
-KERNELS = {f"{name}_{kind}{suffix}": getattr(module, f"_{name}_{kind}{suffix}_kernel")
+KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel")
            for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
-           for kind in ("fwd", "bwd") for suffix in ("", "_tiled")}
+           for kind in ("fwd", "bwd", "fwd_tiled", "bwd_tiled", "fwd_vector")}
 TARGETS = {f"sm_{major}{minor}": (10 * major + minor, shared) for (major, minor), shared in FITTED_TARGETS.items()}
 WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows may pick wide resident programs
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
@@ -151,6 +153,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
+    elif kernel.endswith("_vector"):
+        with force_regime("vector"):
+            meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, inference=True).meta)
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",
@@ -238,14 +243,17 @@ def configurations(quick: bool = False):
     in fp16/bf16 on WIDE_TARGET; forwards with a STORE flag in training and
     inference; the tiled LSTM with and without a projection; with the cell variants' masks (recurrent
     dropout and zoneout, "masks") every persistent and resident configuration in training (``quick``: the
-    largest of each); and the persistent ones in training with layer norm (_norm, which says what ``quick``
-    keeps). ``quick`` keeps every persistent
+    largest of each); the persistent ones in training with layer norm (_norm, which says what ``quick``
+    keeps); and the vector regime's forwards (_vector, likewise). ``quick`` keeps every persistent
     configuration but, of the tiled ones (1-30 s of compiling each), only the largest code path (H = 1024,
     grid barrier, training, projection) for every target and dtype, the smallest (H = 128, no barrier,
     inference, no projection) for sm_90, and the largest resident ones (any H, multiples of 16; wide ones in
     bf16) in training for both targets (a resident backward that spilled on sm_80 alone went unnoticed
     while only sm_90's was checked)."""
     for kernel, target, dtype in itertools.product(KERNELS, TARGETS, DTYPES):
+        if kernel.endswith("_vector"):
+            yield from _vector(kernel, target, dtype, quick)
+            continue
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
         projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
@@ -277,6 +285,17 @@ def _norm(kernel: str, target: str, dtype: str, mode: str, quick: bool):
         return
     for hidden, variant in itertools.product(sizes[-1:] if quick else sizes, variants):
         yield kernel, target, dtype, hidden, "-", mode, "-", "-", variant
+
+
+def _vector(kernel: str, target: str, dtype: str, quick: bool):
+    """The configurations of a vector-regime ``kernel`` (see configurations): each BLOCK_H up to its limit for any
+    hidden size, and beyond it up to that for multiples of 16 ("a16"; ``quick``: the largest of each)."""
+    cell, torch_dtype = kernel.split("_")[0], TORCH_DTYPES[dtype]
+    anywhere, aligned = max_vector_h(cell, torch_dtype), max_vector_h(cell, torch_dtype, aligned=True)
+    for align, sizes in (("-", [h for h in (16, 32, 64, 128) if h <= anywhere]),
+                         ("a16", [h for h in (16, 32, 64, 128) if anywhere < h <= aligned])):
+        for hidden in sizes[-1 if quick else 0:]:
+            yield kernel, target, dtype, hidden, "-", "-", "-", align, "-"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

@@ -26,6 +26,7 @@ from .common import (
     lengths_from,
     lerp,
     load_previous,
+    matvec,
     needs_backward,
     norm_args,
     norm_columns,
@@ -47,6 +48,9 @@ from .common import (
     step_rows,
     tanh,
     variant_args,
+    vector_block,
+    vector_row,
+    vector_step,
     wanted,
     zone_split,
     zone_weight,
@@ -70,17 +74,16 @@ def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
 
 
 @triton.jit
-def _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, Z, ZS, STORE: tl.constexpr,
-              ZONE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T for r, z and n
-    in columns 0, BH and 2 BH, zero in the fourth block, which W_hh lacks) is split by gate and added to
-    _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
+def _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, Z, ZS, STORE: tl.constexpr,
+              ZONE: tl.constexpr):
+    """One step of a (BB, BH) tile, every regime (or of a (BH,) row, the vector regime): the recurrent products
+    h W_hh^T of r, z and n (split_gates' of one product over all gates, whose fourth block W_hh lacks) are added
+    to _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
     stores h (Y) and, when STORE (training), the gates' pre-activations (G at ``gates``, z's H and n's 2H
     further; the backward recomputes the gates from them) and h W_hn^T + b_hn (GHN); returns the new h. With
     ZONE the new h is zoned out towards h by the weights Z (zone_weight's, ZS) before it is stored."""
-    p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
     a_r, a_z = p_r + x_r, p_z + x_z
-    ghn = p_n + tl.load(BHH + 2 * H + cols, mask=cols < H, other=0.0).to(p_n.dtype)[None, :]
+    ghn = p_n + tl.load(BHH + 2 * H + cols, mask=cols < H, other=0.0).to(p_n.dtype)
     r, z = sigmoid(a_r), sigmoid(a_z)
     a_n = x_n + r * ghn
     n = tanh(a_n)
@@ -149,8 +152,9 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, LN, RH, NS, T, B, 
                          mask=ln_valid[None, :] & active)
                 tl.store(NS + row_t, rstd, mask=active)
             product = product * gain[None, :]
-        h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
-                          row_t * H + cols[None, :], H, h, m2 & active, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
+        p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
+        h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, cols, Y, G, GHN, row_t * (3 * H) + cols[None, :],
+                          row_t * H + cols[None, :], H, h, m2 & active, Z, ZS, STORE, ZONE)
         h = tl.where(active, h_new, h)
         x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + state, h, mask=m2)
@@ -219,6 +223,29 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
 
 
 @triton.jit
+def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr):
+    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): batch row program_id(0), the r, z and n
+    # blocks of W_hh held in registers.
+    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+    acc: tl.constexpr = HN.dtype.element_ty
+    w_r = vector_block(W, 0, H, BLOCK_H, acc)
+    w_z = vector_block(W, 1, H, BLOCK_H, acc)
+    w_n = vector_block(W, 2, H, BLOCK_H, acc)
+    h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
+    row, live = vector_step(0, length, b, B, valid, REVERSE)
+    x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + units, units, H, live, acc)
+    for s in range(0, length):
+        row, _ = vector_step(s, length, b, B, valid, REVERSE)
+        next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)  # loaded a step ahead
+        n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + units, units, H, next_live, acc)
+        h_in = h.to(W.dtype.element_ty).to(acc)
+        h = _gru_cell(matvec(w_r, h_in), matvec(w_z, h_in), matvec(w_n, h_in), x_r, x_z, x_n, BHH, units, Y, Y, Y,
+                      0, row * H + units, H, h, valid, Y, False, False, False)
+        x_r, x_z, x_n = n_r, n_z, n_n
+    tl.store(HN + b * H + units, h, mask=valid)
+
+
+@triton.jit
 def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T, B, H, ZS: tl.constexpr,
                           REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
@@ -242,8 +269,9 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T
             h_prev = tl.load(HS + src + state, mask=am, other=0.0)
             product = recurrent_product(HQ + src, state_rows, active, W, 0, gate_rows(j, H, 3, BLOCK_H), 3 * H, H, H,
                                         True, BLOCK_K, DOT_F32, PRECISION, w_all, K_RES)
-            h_new = _gru_cell(product, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
-                              h_prev, am, Z, ZS, STORE, ZONE, BLOCK_B, BLOCK_H)
+            p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
+            h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
+                              h_prev, am, Z, ZS, STORE, ZONE)
             tl.store(HS + B * H - src + state, h_new, mask=am)
             h_in = recurrent_operand(h_new, D, state, am, DROP)
             tl.store(HQ + B * H - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
@@ -328,7 +356,8 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     recurrent products RH (T, B, 3H, stored type) and their 1 / std NS (T, B, 1) come last (else empty)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("gru", x, H, B, norm=norm is not None)
+    plain = not store and all(t is None for t in (drop, zone, norm))
+    launch = plan("gru", x, H, B, norm=norm is not None, inference=plain)
     acc, keep = accumulator(x.dtype), stored(x.dtype)
     gx = input_projection(x, w_ih, b_ih).contiguous()  # (T, B, 3H)
     b = b_hh.contiguous() if b_hh is not None else torch.zeros(3 * H, dtype=x.dtype, device=x.device)
@@ -342,7 +371,10 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
-    if launch.tiled:
+    if launch.regime == "vector":
+        _gru_fwd_vector_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B=B, H=H, REVERSE=reverse,
+                                            **launch.meta)
+    elif launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
         _gru_fwd_tiled_kernel[launch.grid](gx, w, b, ping_pong(h0, acc), hq, lengths, Y, G, ghn, hn,
                                            launch.counters(x.device), T=T, B=B, H=H, REVERSE=reverse, STORE=store,

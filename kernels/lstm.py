@@ -52,6 +52,7 @@ from .common import (
     lengths_from,
     lerp,
     load_previous,
+    matvec,
     needs_backward,
     norm_args,
     norm_columns,
@@ -75,6 +76,9 @@ from .common import (
     step_rows,
     tanh,
     variant_args,
+    vector_block,
+    vector_row,
+    vector_step,
     wanted,
     zone_split,
     zone_weight,
@@ -97,13 +101,20 @@ def _lstm_inputs(GX, gates, H, mask, ACC: tl.constexpr):
 
 
 @triton.jit
-def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr,
-               BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, h=0.0, cols=None, Z=None, ZC=None,
-               ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False,
+def _lstm_split(product, x_i, x_f, x_g, x_o, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The gates' pre-activations of a (BB, BH) tile: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
+    columns k * BH..) split by gate, plus the input projections (_lstm_inputs)."""
+    p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
+    return p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
+
+
+@triton.jit
+def _lstm_cell(a_i, a_f, a_g, a_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr, h=0.0, cols=None,
+               Z=None, ZC=None, ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False,
                NORM: tl.constexpr = False, c_gain=None, c_bias=None, stats=None, live=None):
-    """One step of a (BB, BH) tile, every regime: the recurrent ``product`` (BB, 4 BH; h W_hh^T, gate k in
-    columns k * BH..) is split by gate and added to the input projections (_lstm_inputs) to give the
-    gates' pre-activations, which update c (fp32); stores h (Y at ``y_off``: the output, or with a
+    """One step of a (BB, BH) tile, every regime (or of a (BH,) row, the vector regime): the gates'
+    pre-activations (the recurrent product split by gate, _lstm_split, plus the input projections) update c
+    (fp32); stores h (Y at ``y_off``: the output, or with a
     projection the unprojected h) and, when STORE (training), c (C at ``out``) and the pre-activations (G at
     ``gates``, gate k's k * H further; the backward recomputes the gates from them); returns the new h and c.
     Zoneout (ZONE for h, ZONE_C for c, by the weights Z and ZC at the tile's ``cols``: zone_weight's) moves the
@@ -111,8 +122,6 @@ def _lstm_cell(product, x_i, x_f, x_g, x_o, Y, y_off, C, G, gates, H, out, c, ma
     With NORM (one tile holds all H units: the persistent regime) h takes the layer-normalised c, times
     ``c_gain`` plus ``c_bias`` (BH,), and training stores its mean and 1 / std at ``stats`` + 1 and + 2
     ((BB, 1) pointers into NS, rows ``live``)."""
-    p_i, p_f, p_g, p_o = split_gates(product, BLOCK_B, BLOCK_H)
-    a_i, a_f, a_g, a_o = p_i + x_i, p_f + x_f, p_g + x_g, p_o + x_o
     c_new = sigmoid(a_f) * c + sigmoid_tanh(a_i, a_g)  # f c + i g
     if NORM:
         c_norm, mean_c, rstd_c = normalise(c_new, cols < H, H)
@@ -230,9 +239,10 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, LN, RH, NS, 
                          mask=ln_valid[None, :] & active)
                 tl.store(NS + row_t * 3, rstd, mask=active)
             product = product * gain[None, :]
-        h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H,
-                                  out, c, m2 & active, STORE, BLOCK_B, BLOCK_H, h, cols, Z, ZC, ZS, ZONE, ZONE_C,
-                                  NORM, c_gain, c_bias, NS + row_t * 3, active)
+        a_i, a_f, a_g, a_o = _lstm_split(product, x_i, x_f, x_g, x_o, BLOCK_B, BLOCK_H)
+        h_new, c_new = _lstm_cell(a_i, a_f, a_g, a_o, Y, out, C, G, row_t * (4 * H) + cols[None, :], H, out, c,
+                                  m2 & active, STORE, h, cols, Z, ZC, ZS, ZONE, ZONE_C, NORM, c_gain, c_bias,
+                                  NS + row_t * 3, active)
         h = tl.where(active, h_new, h)
         c = tl.where(active, c_new, c)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
@@ -325,6 +335,34 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
 
 
 @triton.jit
+def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr):
+    # The vector regime (dispatch.py): batch row program_id(0) of a forward that keeps nothing for a backward, the
+    # four (BH, BH) gate blocks of W_hh held in registers in the accumulator type; each step's product is four
+    # matrix-vector sums with h rounded to W's type (as the persistent kernel's tl.dot operand is).
+    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+    acc: tl.constexpr = HN.dtype.element_ty
+    w_i = vector_block(W, 0, H, BLOCK_H, acc)
+    w_f = vector_block(W, 1, H, BLOCK_H, acc)
+    w_g = vector_block(W, 2, H, BLOCK_H, acc)
+    w_o = vector_block(W, 3, H, BLOCK_H, acc)
+    h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
+    c = tl.load(C0 + b * H + units, mask=valid, other=0.0).to(acc)
+    row, live = vector_step(0, length, b, B, valid, REVERSE)
+    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + units, H, live, acc)
+    for s in range(0, length):
+        row, _ = vector_step(s, length, b, B, valid, REVERSE)
+        # the next step's input projections, loaded a step ahead (they do not depend on h)
+        next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)
+        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + units, H, next_live, acc)
+        h_in = h.to(W.dtype.element_ty).to(acc)
+        h, c = _lstm_cell(matvec(w_i, h_in) + x_i, matvec(w_f, h_in) + x_f, matvec(w_g, h_in) + x_g,
+                          matvec(w_o, h_in) + x_o, Y, row * H + units, Y, Y, 0, H, 0, c, valid, False)
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
+    tl.store(HN + b * H + units, h, mask=valid)
+    tl.store(CN + b * H + units, c, mask=valid)
+
+
+@triton.jit
 def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, HS, D, Z, ZC, T, B, H, P,
                            ZS: tl.constexpr,
                            REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -365,8 +403,9 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
                 h_prev = tl.load(HS + c_src + state, mask=am, other=0.0)
             else:
                 h_prev = 0.0  # unused
-            h_new, c_new = _lstm_cell(product, x_i, x_f, x_g, x_o, h_target, h_off, C, G, gates, H, out, c_prev, am,
-                                      STORE, BLOCK_B, BLOCK_H, h_prev, cols, Z, ZC, ZS, ZONE, ZONE_C)
+            a_i, a_f, a_g, a_o = _lstm_split(product, x_i, x_f, x_g, x_o, BLOCK_B, BLOCK_H)
+            h_new, c_new = _lstm_cell(a_i, a_f, a_g, a_o, h_target, h_off, C, G, gates, H, out, c_prev, am, STORE,
+                                      h_prev, cols, Z, ZC, ZS, ZONE, ZONE_C)
             tl.store(CS + B * H - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
@@ -506,7 +545,8 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     if w_hr is not None and (masks["DROP"] or masks["ZONE"] or masks["ZONE_C"]):
         raise NotImplementedError("LSTM: the fused kernels take recurrent dropout and zoneout without proj_size "
                                   "only; use backend='torch' for proj_size with them")
-    launch = plan("lstm", x, H, B, proj=w_hr is not None, norm=norm is not None)
+    plain = not store and all(t is None for t in (drop, zone, zone_c, norm))
+    launch = plan("lstm", x, H, B, proj=w_hr is not None, norm=norm is not None, inference=plain)
     acc, keep = accumulator(x.dtype), stored(x.dtype)
     kept = T if store else 0
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, 4H)
@@ -522,7 +562,10 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     hn = torch.empty(B, P, dtype=acc, device=x.device)
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    if launch.tiled:
+    if launch.regime == "vector":
+        _lstm_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B=B, H=H,
+                                             REVERSE=reverse, **launch.meta)
+    elif launch.tiled:
         wr = w if w_hr is None else w_hr.contiguous()
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies
         hs = ping_pong(h0, acc) if zone is not None else None

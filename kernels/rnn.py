@@ -21,6 +21,7 @@ from .common import (
     gate_block,
     lengths_from,
     lerp,
+    matvec,
     needs_backward,
     norm_args,
     norm_grads,
@@ -36,6 +37,9 @@ from .common import (
     step_rows,
     tanh,
     variant_args,
+    vector_block,
+    vector_row,
+    vector_step,
     wanted,
     zone_split,
     zone_weight,
@@ -150,6 +154,22 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, LN, RH, NS, DR, T, B, 
 
 
 @triton.jit
+def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: tl.constexpr, REVERSE: tl.constexpr,
+                           BLOCK_H: tl.constexpr):
+    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): batch row program_id(0), W_hh held in
+    # registers.
+    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+    acc: tl.constexpr = HN.dtype.element_ty
+    w = vector_block(W, 0, H, BLOCK_H, acc)
+    h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
+    for s in range(0, length):
+        row, _ = vector_step(s, length, b, B, valid, REVERSE)
+        h_in = h.to(W.dtype.element_ty).to(acc)
+        h = _rnn_cell(GX, Y, Y, row * H + units, units, matvec(w, h_in), h, valid, Y, False, RELU, False)
+    tl.store(HN + b * H + units, h, mask=valid)
+
+
+@triton.jit
 def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS: tl.constexpr,
                           RELU: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                           BLOCK_K: tl.constexpr, DOT_F32: tl.constexpr, PRECISION: tl.constexpr,
@@ -231,7 +251,8 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     (T, B, 1) come last (else empty)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    launch = plan("rnn", x, H, B, norm=norm is not None)
+    plain = all(t is None for t in (drop, zone, norm))  # the forward keeps nothing else for the backward
+    launch = plan("rnn", x, H, B, norm=norm is not None, inference=plain)
     acc = accumulator(x.dtype)
     gx = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh).contiguous()  # (T, B, H)
     lengths = lengths_from(batch_sizes, T, B, x.device)
@@ -243,7 +264,10 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
-    if launch.tiled:
+    if launch.regime == "vector":
+        _rnn_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, B=B, H=H, RELU=relu,
+                                            REVERSE=reverse, **launch.meta)
+    elif launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, stored(x.dtype))  # what W_hh multiplies
         hs = ping_pong(h0, acc) if zone is not None else None
         _rnn_fwd_tiled_kernel[launch.grid](gx, w, hq, lengths, Y, hn, launch.counters(x.device), hs, A, T=T, B=B, H=H,

@@ -102,6 +102,14 @@ def run(module, make_input, hx, leaves, generator_seed: int = 1):
     return [data.detach(), *(s.detach() for s in states), *grads]
 
 
+def infer(module, make_input, hx) -> list[torch.Tensor]:
+    """Forward on ``make_input()`` without gradients (inference): [output, *final states]."""
+    with torch.no_grad():
+        y, h = module(make_input(), hx)
+    data = y.data if isinstance(y, PackedSequence) else y
+    return [data, *(h if isinstance(h, tuple) else (h,))]
+
+
 def relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> list[float]:
     """Each item's largest error relative to that item's largest value in ``want`` (``got`` is compared
     in ``want``'s dtype and device)."""

@@ -468,9 +468,11 @@ def test_plain_inference_skips_the_custom_op(cell, monkeypatch):
     with torch.no_grad(), torch._dynamo.config.patch(allow_rnn=True):
         compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)(x)
     assert calls == [name, name]
-    flat = [torch.utils._pytree.tree_leaves(out) for out in (direct, through_op, compiled)]
-    assert all(torch.equal(a, b.detach()) for a, b in zip(flat[0], flat[1], strict=True))
+    flat = [[t.detach() for t in torch.utils._pytree.tree_leaves(out)] for out in (direct, through_op, compiled)]
     assert all(torch.equal(a, b) for a, b in zip(flat[0], flat[2], strict=True))
+    # a forward for a backward takes another regime (the LSTM's and GRU's store for it; the vector regime does
+    # not): the same numbers to fp32 rounding
+    assert_same(flat[1], flat[0], 1e-6)
 
 
 @pytest.mark.parametrize(("cell", "regime", "P"), [("lstm", "persistent", 0), ("lstm", "tiled", 0),

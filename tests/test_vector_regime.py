@@ -1,0 +1,132 @@
+"""The vector regime (rnnlab.kernels.dispatch): forwards that keep nothing for a backward, one program per
+batch row holding W_hh in registers, against the pure-PyTorch reference under the Triton interpreter (set in
+conftest.py without a GPU): outputs and final states, both directions, packed with unequal lengths (a
+length-1 row among them), one row and several, hidden sizes off the power-of-two blocks and at the limits
+(dispatch.MAX_VECTOR_H); fp32 and fp64 tight, fp16/bf16 against float64. Its numbers on a GPU against cuDNN:
+tests/test_cuda.py."""
+
+import pytest
+import torch
+
+import rnnlab
+from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, needs_fused_device, relative_errors, run
+
+pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab.kernels.dispatch import force_regime, force_warps, max_vector_h, plan, vector_warps  # noqa: E402
+
+pytestmark = needs_fused_device
+DEVICE = FUSED_DEVICE
+CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def _cases():
+    """(cell, H, B, dtype): a size off the blocks, and the largest the regime holds for any size and for multiples
+    of 16 (dispatch.ALIGNED_VECTOR_H; one compiled kernel under the interpreter), in fp32 and fp64."""
+    for cell in CELLS:
+        for dtype in (torch.float32, torch.float64):
+            name = cell.split("_")[0]
+            sizes = {max_vector_h(name, dtype) - 1, max_vector_h(name, dtype, aligned=True)}
+            for H, B in ((13, 1), *((H, 5) for H in sorted(sizes))):
+                yield pytest.param(cell, H, B, dtype, id=f"{cell}-H{H}-B{B}-{str(dtype)[6:]}")
+
+
+@pytest.mark.parametrize(("cell", "H", "B", "dtype"), list(_cases()))
+def test_vector_regime_matches_reference(cell, H, B, dtype):
+    """Two bidirectional layers, packed (unequal lengths, a length-1 row) and batched, with initial states. The
+    regime is forced, so a shape it cannot run fails instead of running elsewhere; the dispatcher's own choice
+    for inference gives the same bits."""
+    torch.manual_seed(0)
+    ref, fused = make_pair(cell, 5, H, dtype, backend="triton", num_layers=2, bidirectional=True)
+    reference = rnnlab.from_torch(ref, backend="torch")
+    ref, fused, reference = ref.to(DEVICE), fused.to(DEVICE), reference.to(DEVICE)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for form in ("packed", "batched"):
+        x, hx, _ = make_inputs(ref, form, T=11, B=B, dtype=dtype, with_state=True, seed=3, device=DEVICE)
+        with force_regime("vector"):
+            got = infer(fused, x, hx)
+        assert_same(got, infer(reference, x, hx), tol, scaled=True)
+        assert all(torch.equal(a, b) for a, b in zip(got, infer(fused, x, hx), strict=True))
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_vector_regime_in_half_precision(cell, dtype, bound):
+    """Against float64 on the same rounded inputs, relative to each output's largest value, within the bound of
+    the other regimes' half-precision test (tests/test_triton_kernels.py) and no further off than the
+    persistent regime in the same dtype (the state stays fp32 in both; h is rounded to the weights' type before
+    each product in both)."""
+    torch.manual_seed(1)
+    ref = make_pair(cell, 5, 48, torch.float64, bidirectional=True)[0]  # the LSTM: a multiple of 16
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(p.to(dtype))  # representable in dtype: both sides multiply the same weights
+    reference = rnnlab.from_torch(ref, backend="torch")
+    fused = rnnlab.from_torch(ref, backend="triton").to(DEVICE, dtype)
+    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6, "rounded_to": dtype}
+    want = infer(reference, *make_inputs(ref, dtype=torch.float64, **shape)[:2])
+    x, hx, _ = make_inputs(ref, dtype=dtype, device=DEVICE, **shape)
+    errors = {}
+    for regime in ("vector", "persistent"):
+        with force_regime(regime):
+            errors[regime] = max(relative_errors(infer(fused, x, hx), want))
+    assert errors["vector"] < bound and errors["vector"] <= 1.5 * errors["persistent"], errors
+
+
+def test_training_forward_under_a_forced_vector_regime():
+    """The regime is forward-only: forced, an RNN (whose forward keeps only its outputs) trains with its backward
+    where the dispatcher puts it, matching the reference's gradients; an LSTM, whose training forward stores its
+    gates for the backward, is refused with what the regime runs."""
+    torch.manual_seed(2)
+    ref, fused = make_pair("rnn_tanh", 5, 20, torch.float32, backend="triton")
+    reference = rnnlab.from_torch(ref, backend="torch")
+    x, hx, leaves = make_inputs(ref, "packed", T=9, B=4, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
+    with force_regime("vector"):
+        got = run(fused.to(DEVICE), x, hx, leaves)
+    assert_same(got, run(reference.to(DEVICE), x, hx, leaves), 2e-5)
+    _, lstm = make_pair("lstm", 5, 20, torch.float32, backend="triton")
+    with force_regime("vector"), pytest.raises(NotImplementedError, match=r"keep nothing for a backward"):
+        lstm.to(DEVICE)(torch.randn(3, 2, 5, device=DEVICE, requires_grad=True))
+
+
+def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
+    x16, x32, x64 = (torch.zeros(1, 16, 1, dtype=dt) for dt in (torch.bfloat16, torch.float32, torch.float64))
+    launch = plan("lstm", x16, 64, 16, inference=True)
+    assert launch.regime == "vector" and launch.grid == (16,) and launch.meta == {"BLOCK_H": 64, "num_warps": 16}
+    assert not launch.tiled
+    assert plan("lstm", x32, 64, 16, inference=True).regime == "vector"  # the persistent fp32 LSTM stops at 32
+    assert plan("rnn", x32, 128, 1, inference=True).regime == "vector"
+    assert plan("gru", x64, 32, 3, inference=True).regime == "vector"
+    # a forward for a backward, backwards, larger sizes and batches, projections and layer norm: elsewhere
+    assert plan("lstm", x16, 64, 16).regime == "persistent"
+    assert plan("lstm", x16, 64, 16, backward=True).regime == "persistent"
+    assert plan("lstm", x16, 65, 16, inference=True).regime != "vector"
+    assert plan("lstm", x16, 50, 16, inference=True).regime == "persistent"  # 64 for multiples of 16 only
+    assert plan("lstm", torch.zeros(1, 17, 1), 20, 17, inference=True).regime == "persistent"
+    assert plan("gru", x64, 33, 1, inference=True).regime != "vector"
+    assert plan("lstm", x16, 20, 2, proj=True, inference=True).regime == "tiled"
+    assert plan("lstm", x16, 20, 2, norm=True, inference=True).regime == "persistent"
+    # about 32 weights a thread (16 in fp64)
+    assert [vector_warps("lstm", h, torch.float32) for h in (16, 32, 64)] == [1, 4, 16]
+    assert [vector_warps("rnn", h, torch.float32) for h in (16, 32, 64, 128)] == [1, 1, 4, 16]
+    assert vector_warps("gru", 16, torch.float64) == 2 and vector_warps("lstm", 32, torch.float64) == 8
+    with force_warps(4):
+        forced = plan("lstm", x16, 64, 16, inference=True)
+    assert forced.meta["num_warps"] == 4 and forced.meta["maxnreg"] == 255
+
+
+def test_forced_vector_regime_refuses_what_it_cannot_run():
+    x16 = torch.zeros(1, 16, 1, dtype=torch.bfloat16)
+    with force_regime("vector"):
+        with pytest.raises(NotImplementedError, match=r"vector regime cannot run this LSTM: it holds hidden sizes "
+                                                      r"up to 32 for torch.bfloat16 \(64 for multiples of 16\); got "
+                                                      r"hidden_size=50"):
+            plan("lstm", x16, 50, 16, inference=True)
+        with pytest.raises(NotImplementedError, match=r"up to 64 for torch.bfloat16; got hidden_size=80"):
+            plan("lstm", x16, 80, 16, inference=True)
+        with pytest.raises(NotImplementedError, match=r"batches of up to 16 rows .* got 17"):
+            plan("gru", torch.zeros(1, 17, 1), 20, 17, inference=True)
+        with pytest.raises(NotImplementedError, match=r"no projection"):
+            plan("lstm", x16, 20, 16, proj=True, inference=True)
+        with pytest.raises(NotImplementedError, match=r"layer norm in their persistent regime only"):
+            plan("lstm", x16, 20, 16, norm=True, inference=True)
+        assert plan("lstm", x16, 20, 16, backward=True).regime == "persistent"  # backwards: the dispatcher's
