@@ -435,7 +435,7 @@ def _vector_problem(cell: str, dtype: torch.dtype, H: int, B: int, proj: bool, b
         return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
     if proj:
         return "it has no projection (proj_size)"
-    if H > (largest := max_vector_h(cell, dtype, aligned=H % 16 == 0)):
+    if (largest := max_vector_h(cell, dtype, aligned=H % 16 == 0)) < H:
         aligned = max_vector_h(cell, dtype, aligned=True)
         more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
         return f"it holds hidden sizes up to {largest} for {dtype}{more}; got hidden_size={H}"

@@ -11,9 +11,11 @@
 #   3. activation memory, preset gpu
 #   4. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
 #      alone, a step, where the 1 us inference target is missed
-#   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): warps of the persistent and
-#      resident programs, the tiled regime's blocks, stages and warps
-#   6. the fused-kernel tests (tests/test_triton_kernels.py, then tests/test_fused_variants.py and
+#   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
+#      (vector or persistent), warps of the vector and resident programs, the tiled regime's blocks, stages
+#      and warps
+#   6. the fused-kernel tests (tests/test_triton_kernels.py and tests/test_vector_regime.py, then
+#      tests/test_fused_variants.py and
 #      tests/test_fused_layer_norm.py), compiled on the GPU
 #   7. the tiled regime with the grid barrier off (RNNLAB_GRID_SYNC=0: one program per batch tile, as
 #      under the interpreter) against cuDNN
@@ -85,14 +87,14 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-    lim=$(limit_for 120)
+    lim=$(limit_for 150)  # the regime group (16 measurements, each compiling) runs first
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
 # compiling dominates the fused-kernel tests on a GPU (the H100 ran two thirds of them in 120 s in one
 # process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
 parallel=(-n 8)
 lim=$(limit_for 120)
-step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py
+step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py tests/test_vector_regime.py
 lim=$(limit_for 90)
 step "fused-variant tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_fused_variants.py \
     tests/test_fused_layer_norm.py

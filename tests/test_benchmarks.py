@@ -121,19 +121,25 @@ def test_tuning_times_each_choice_and_compares_it_with_the_current_one(tmp_path)
     )
     assert proc.returncode == 0, proc.stderr
     records = json.loads((tmp_path / "results.json").read_text())["records"]
+    regimes = [r for r in records if r["group"] == "regime"]
     warps = [r for r in records if r["group"] == "warps"]
     tiled = [r for r in records if r["group"] == "tiled"]
     batch = [r for r in records if r["group"] == "batch"]
     assert [r["choice"] for r in batch] == [{"rows": 16}, {"rows": 32}] * 2  # fwd, then fwd+bwd
-    # the persistent regime (H = 20: BLOCK_H 32, 8 warps) against 4 and 16 warps, forward only
-    assert [r["choice"] for r in warps] == [{"warps": 8}, {"warps": 4}, {"warps": 16}]
-    assert warps[0]["median_ms"] > 0 and {r["mode"] for r in warps} == {"fwd"}
+    # the inference forward's regime: the vector one against the persistent one (the resident one would need
+    # two programs at a grid barrier, which the CPU cannot run)
+    assert [r["choice"] for r in regimes] == [{"regime": "vector"}, {"regime": "persistent"}]
+    assert regimes[0]["median_ms"] > 0 and {r["mode"] for r in regimes} == {"fwd"}
+    # the vector regime (H = 20: BLOCK_H 32, 4 warps) against 8 and 16 warps, forward only
+    assert [r["choice"] for r in warps] == [{"warps": 4}, {"warps": 8}, {"warps": 16}]
+    assert {r["mode"] for r in warps} == {"fwd"}
     assert len(tiled) == 2 * 7  # modes x tilings (the current one and six candidates)
     assert tiled[0]["choice"] == {"BLOCK_H": 32, "BLOCK_K": 32, "stages": 1, "warps": 8}  # the dispatcher's
     assert len({tuple(r["choice"].values()) for r in tiled}) == 7
     assert all(r["median_ms"] is not None or "budget was spent" in r["note"] for r in records)
     table = (tmp_path / "results.md").read_text()
-    assert "| warps | gru | 20 | 2 | fwd | warps=8 |" in table and "1.00x" in table
+    assert "| regime | gru | 20 | 2 | fwd | regime=vector |" in table and "1.00x" in table
+    assert "| warps | gru | 20 | 2 | fwd | warps=4 |" in table
     assert "| tiled | gru | 20 | 2 | fwd | BLOCK_H=32 BLOCK_K=32 stages=1 warps=8 |" in table
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--out", str(tmp_path),
                           "--device", "cpu", "--sizes", "gru"], capture_output=True, text=True, timeout=120,

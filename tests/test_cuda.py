@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnlab
-from parity import CELLS, assert_same, make_inputs, make_pair, randomise_norms, relative_errors, run, run_seeded
+from parity import CELLS, assert_same, infer, make_inputs, make_pair, randomise_norms, relative_errors, run, run_seeded
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,6 +58,27 @@ def test_fused_kernels_match_cudnn(cell, form, H):
     ref, mine = ref.cuda(), mine.cuda()
     x, hx, leaves = make_inputs(ref, form, T=33, B=19, dtype=torch.float32, with_state=True, seed=3, device="cuda")
     assert_same(run(mine, x, hx, leaves), run(ref, x, hx, leaves), 1e-4, scaled=True)
+
+
+@pytest.mark.parametrize("B", [1, 16])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_vector_regime_matches_cudnn(cell, B):
+    """Inference forwards in the vector regime (dispatch.py; compiled, with the flush-to-zero sigmoids) against
+    cuDNN with TF32 off, packed and bidirectional at H = 64: fp32 to 1e-5 of each output's largest value, bf16
+    (fp32 state, products of bf16-rounded h and weights) to 2e-2 of the fp32 outputs."""
+    from rnnlab.kernels.dispatch import plan  # imports triton, which a CPU-only install may lack
+
+    assert plan(cell.split("_")[0], torch.zeros(1, B, 1, device="cuda"), 64, B, inference=True).regime == "vector"
+    torch.manual_seed(6)
+    ref, mine = make_pair(cell, 24, 64, torch.float32, backend="triton", bidirectional=True)
+    ref, mine = ref.cuda(), mine.cuda()
+    shape = {"form": "packed", "T": 33, "B": B, "with_state": True, "seed": 7, "device": "cuda"}
+    x, hx, _ = make_inputs(ref, dtype=torch.float32, **shape)
+    want = infer(ref, x, hx)
+    assert_same(infer(mine, x, hx), want, 1e-5, scaled=True)
+    x, hx, _ = make_inputs(ref, dtype=torch.bfloat16, **shape)
+    errors = relative_errors(infer(mine.to(torch.bfloat16), x, hx), want)
+    assert max(errors) < 2e-2, errors
 
 
 @pytest.mark.parametrize("H", [32, 300, 600], ids=["persistent", "resident", "tiled"])

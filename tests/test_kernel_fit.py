@@ -39,18 +39,22 @@ def test_every_kernel_configuration_fits(kernel):
     _fits(kernel, quick=False)
 
 
-def test_time_loop_counts_a_step_of_the_persistent_lstm_forward():
-    """fit.py --loop reads a configuration's time loop from its SASS. In the persistent bf16 LSTM forward at
-    H = 64 (16 warps: 2 hidden units of one batch row a thread) a step holds the recurrent product on tensor
-    cores and 8 special-function instructions a unit: 5 exponentials and 3 reciprocals (sigmoid(f), and
-    sigmoid_tanh for i g and o tanh(c))."""
+@pytest.mark.parametrize(("kernel", "args", "tensor_cores", "special"), [
+    ("lstm_fwd", ("-", "infer", "-", "a16"), True, 2 * 8),
+    ("lstm_fwd_vector", ("-", "-", "-", "a16"), False, 8),
+], ids=["persistent", "vector"])
+def test_time_loop_counts_a_step_of_the_lstm_forward(kernel, args, tensor_cores, special):
+    """fit.py --loop reads a configuration's time loop from its SASS: the bf16 LSTM inference forward at H = 64
+    for sm_90, 16 warps, 8 special-function instructions a hidden unit (5 exponentials and 3 reciprocals:
+    sigmoid(f), and sigmoid_tanh for i g and o tanh(c)). The persistent step holds the recurrent product on
+    tensor cores, 2 units of one batch row a thread (16 rows, padded); the vector one (a single row, one unit a
+    thread, W_hh in registers) has none and reads no weights from shared memory (LDSM)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", "lstm_fwd", "sm_90", "bf16",
-                           "64", "-", "infer", "-", "a16", "--loop"], capture_output=True, text=True, env=env,
-                          timeout=600, check=False)
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel, "sm_90", "bf16", "64",
+                           *args, "--loop"], capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
     loop = proc.stdout.strip().splitlines()[-1]
     assert loop.startswith("time loop, a warp's SASS a step: ")
-    counts = dict(item.split() for item in loop.split("; ")[1].split(", "))
-    assert int(counts["HMMA"]) > 0 and int(counts["BAR"]) > 0
-    assert int(counts["MUFU"]) == 2 * 8
+    counts = {op: int(n) for op, n in (item.split() for item in loop.split("; ")[1].split(", "))}
+    assert (counts["HMMA"] > 0) == tensor_cores and (counts["LDSM"] > 0) == tensor_cores
+    assert counts["BAR"] > 0 and counts["MUFU"] == special

@@ -12,7 +12,7 @@ import rnnlab
 from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, needs_fused_device, relative_errors, run
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
-from rnnlab.kernels.dispatch import force_regime, force_warps, max_vector_h, plan, vector_warps  # noqa: E402
+from rnnlab.kernels.dispatch import force_regime, force_warps, max_vector_h, plan, vector_warps
 
 pytestmark = needs_fused_device
 DEVICE = FUSED_DEVICE
