@@ -30,7 +30,7 @@ def test_kernel_configurations_fit(kernel):
     the largest and the smallest code path, and the largest resident ones, for any hidden size, for
     multiples of 16 and with 32-row programs; the largest vector ones (fit.py's --quick: all 1706 take tens
     of minutes on 2 cores without Triton's cache; 934 of them took about 25, the 168 layer-norm ones 7 in two
-    processes, the 74 vector ones about 2)."""
+    processes, the 74 vector ones 34 s)."""
     _fits(kernel, quick=True)
 
 
