@@ -88,7 +88,8 @@ def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, 
     fp16/bf16 whose forward runs in the persistent or resident regime (wide programs included), up to the
     hidden sizes timed (MEASURED_WINS). There a training step took 0.12-0.80x of cuDNN's time and the
     forward alone 0.09-0.54x (B in {1, 16, 64}). Not the tiled regime (1.14-1.55x cuDNN's training step at
-    H = 1024, B = 64), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only)."""
+    H = 1024, B = 64), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). Inference forwards
+    of up to 16 sequences at H <= 64 have run in the vector regime since those timings (not timed yet)."""
     return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
 
 
