@@ -37,9 +37,12 @@ class CellOptions:
         if forget_bias and not bias:
             raise RNNValueError(f"{owner}: forget_bias={forget_bias!r} needs bias=True; got bias=False", "forget_bias")
         self.forget_bias = float(forget_bias)
-        self._reset_forget_bias()
+        self.apply_forget_bias()
 
-    def _reset_forget_bias(self) -> None:
+    def apply_forget_bias(self) -> None:
+        """Set the LSTM's forget-gate biases to ``forget_bias`` again (b_ih's forget slice, b_hh's zero), as
+        construction and reset_parameters do: after drawing the weights another way (a language model's
+        uniform ``init_range``, say). Nothing without ``forget_bias``."""
         if not self.forget_bias:
             return
         with torch.no_grad():
@@ -73,7 +76,7 @@ class CellOptions:
         gate's bias to ``forget_bias`` if set."""
         super().reset_parameters()
         self._reset_norms()
-        self._reset_forget_bias()
+        self.apply_forget_bias()
 
     def _reset_norms(self) -> None:
         with torch.no_grad():

@@ -403,6 +403,14 @@ def test_forget_bias(cls):
             assert torch.equal(p, q)
     biased.reset_parameters()
     assert getattr(biased, f"bias_ih{suffix}")[4:8].eq(1.5).all() and "forget_bias=1.5" in repr(biased)
+    with torch.no_grad():  # weights drawn another way, then the forget gates' biases set again
+        for p in biased.parameters():
+            p.uniform_(-0.1, 0.1)
+    biased.apply_forget_bias()
+    b_ih, b_hh = getattr(biased, f"bias_ih{suffix}"), getattr(biased, f"bias_hh{suffix}")
+    assert b_ih[4:8].eq(1.5).all() and b_hh[4:8].eq(0).all() and b_ih[:4].abs().le(0.1).all()
+    plain.apply_forget_bias()  # without forget_bias: nothing
+    assert all(torch.equal(p, r) for p, r in zip(plain.parameters(), ref.parameters(), strict=True))
     with pytest.raises(ValueError, match=r"forget_bias=1\.0 needs bias=True; got bias=False"):
         cls(3, 4, bias=False, forget_bias=1.0)
     with pytest.raises(ValueError, match="forget_bias must be a finite number; got nan"):

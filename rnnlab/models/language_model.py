@@ -36,7 +36,7 @@ class RNNLanguageModel(nn.Module):
             for name, p in self.named_parameters():
                 if not name.startswith("rnn.ln_"):  # layer-norm gains and biases keep their 1 and 0
                     nn.init.uniform_(p, -init_range, init_range)
-            self.rnn._reset_forget_bias()  # and an LSTM's forget_bias, if set, applies after the draw
+            self.rnn.apply_forget_bias()  # and an LSTM's forget_bias, if set, applies after the draw
 
     def forward(self, tokens: torch.Tensor, state=None):
         """tokens: (T, B) ids -> logits (T, B, vocab_size) and the final recurrent state."""
