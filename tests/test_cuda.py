@@ -81,13 +81,14 @@ def test_vector_regime_matches_cudnn(cell, B):
     assert max(errors) < 2e-2, errors
 
 
-@pytest.mark.parametrize("H", [32, 300, 600], ids=["persistent", "resident", "tiled"])
-def test_fused_forward_replays_in_a_cuda_graph(H):
+@pytest.mark.parametrize(("H", "B"), [(32, 8), (32, 20), (300, 8), (600, 8)],
+                         ids=["vector", "persistent", "resident", "tiled"])
+def test_fused_forward_replays_in_a_cuda_graph(H, B):
     """Unpacked input: the fused forward allocates and launches only on the device, so it captures, the
     cooperative launches of the resident and (bf16 LSTM beyond H = 512) spread tiled regimes included."""
     torch.manual_seed(2)
     mine = make_pair("lstm", 16, H, torch.bfloat16, backend="triton")[1].cuda()
-    x = torch.randn(20, 8, 16, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(20, B, 16, device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
         want = mine(x)[0]
         stream = torch.cuda.Stream()
