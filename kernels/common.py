@@ -463,30 +463,64 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
     return before + tl.load(X0 + state, mask=mask & first, other=0.0).to(ACC)
 
 
+def vector_buffers(launch, h0: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The vector regime's exchange buffer (2, B, H) in ``dtype``, with ``h0`` in slot 0, and its arrival counters,
+    where the launch splits the units over programs (GRID_SYNC); else None, None (nothing to allocate)."""
+    if not launch.meta["GRID_SYNC"]:
+        return None, None
+    return ping_pong(h0, dtype), launch.counters(h0.device)
+
+
 @triton.jit
-def vector_row(LEN, H, BLOCK_H: tl.constexpr):
-    """A vector-regime program's batch row (program_id(0), int64), its hidden units (BH,) and their mask, and
-    the row's sequence length."""
+def vector_row(LEN, H, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+    """A vector-regime program's batch row (program_id(0), int64), its hidden units (BU,) (with GRID_SYNC tile
+    program_id(1) of BLOCK_U, else the first: a constant offset, which kept the RNN at H = 128 from spilling 108-192
+    bytes with Triton 3.6 for sm_80) and their mask, and the row's sequence length."""
     b = tl.program_id(0).to(tl.int64)
-    units = tl.arange(0, BLOCK_H)
+    units = tl.arange(0, BLOCK_U)
+    if GRID_SYNC:
+        units += tl.program_id(1) * BLOCK_U
     return b, units, units < H, tl.load(LEN + b)
 
 
 @triton.jit
-def vector_block(W, gate: tl.constexpr, H, BLOCK_H: tl.constexpr, ACC: tl.constexpr):
-    """Block ``gate`` of a stacked weight W (gates * H, H) as a (BLOCK_H, BLOCK_H) tile in ACC, zero-padded, in
-    W's own layout (row = the gate's unit, column = input unit: each row's sum runs along the loaded vectors,
-    within a thread, then across a few lanes): what a vector-regime program holds in registers."""
-    units = tl.arange(0, BLOCK_H)
-    mask = (units < H)[:, None] & (units < H)[None, :]
-    return tl.load(W + (gate * H + units[:, None]) * H + units[None, :], mask=mask, other=0.0).to(ACC)
+def vector_block(W, gate: tl.constexpr, H, units, BLOCK_H: tl.constexpr, ACC: tl.constexpr):
+    """The rows of gate ``gate``'s ``units`` (BU,) of a stacked weight W (gates * H, H) as a (BU, BLOCK_H) tile in
+    ACC, zero-padded, in W's own layout (row = the gate's unit, column = input unit: each row's sum runs along the
+    loaded vectors, within a thread, then across a few lanes): what a vector-regime program holds in registers."""
+    k = tl.arange(0, BLOCK_H)
+    mask = (units < H)[:, None] & (k < H)[None, :]
+    return tl.load(W + (gate * H + units[:, None]) * H + k[None, :], mask=mask, other=0.0).to(ACC)
 
 
 @triton.jit
 def matvec(w, h):
-    """The product of a held block ``w`` (BH, BH) (vector_block's) with the vector ``h`` (BH,): (BH,), in w's type.
+    """The product of a held block ``w`` (BU, BH) (vector_block's) with the vector ``h`` (BH,): (BU,), in w's type.
     Round h to the weights' stored type first (as tl.dot's operand would be) for the persistent kernels' numbers."""
     return tl.sum(w * h[None, :], axis=1)
+
+
+@triton.jit
+def vector_operand(h, HQ, s, b, B, H, W, BLOCK_H: tl.constexpr, GRID_SYNC: tl.constexpr):
+    """What W_hh multiplies at step ``s`` of batch row ``b`` in the vector regime, in h's type, rounded to W's: the
+    program's own ``h`` (BH,) when it holds every unit, else (GRID_SYNC: the units split over programs) the whole
+    h from slot s % 2 of the (2, B, H) exchange buffer HQ (bypassing L1: other programs wrote it this step)."""
+    if GRID_SYNC:
+        k = tl.arange(0, BLOCK_H)
+        h_in = tl.load(HQ + ((s % 2) * B + b) * H + k, mask=k < H, other=0.0, cache_modifier=".cg").to(h.dtype)
+    else:
+        h_in = h
+    return h_in.to(W.dtype.element_ty).to(h.dtype)
+
+
+@triton.jit
+def vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC: tl.constexpr):
+    """End of a vector-regime step where the units are split over programs (GRID_SYNC): the program's new ``h``
+    (BU,) goes to slot (s + 1) % 2 of HQ (vector_operand's), and the row's programs meet at step_barrier on
+    their counter COUNT + b. Nothing otherwise."""
+    if GRID_SYNC:
+        tl.store(HQ + (((s + 1) % 2) * B + b) * H + units, h.to(HQ.dtype.element_ty), mask=valid)
+        step_barrier(COUNT + b, (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit

@@ -149,6 +149,17 @@ MAX_VECTOR_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("lstm", "fp64"): 32
                 ("rnn", "fp64"): 64}
 ALIGNED_VECTOR_H = {("lstm", "fp32"): 64, ("lstm", "half"): 64}
 MAX_VECTOR_B = BLOCK_B
+# Beyond them the vector regime can split a row's units over programs of VECTOR_UNITS units each (their rows of
+# W_hh in registers, every thread allowed all 255 / (warps / 8) registers: one program an SM), which exchange h
+# through global memory and meet at a grid barrier each step, as the resident regime's do, without its 16-row
+# products: up to MAX_SPLIT_VECTOR_H's (any hidden size, multiples of 16), which compile for sm_80 and sm_90
+# without spills (fit.py's "grid" rows of the vector kernels, Triton 3.9 and 3.6; one size up the LSTM and GRU
+# spilled 12-260 bytes, the fp64 LSTM and GRU split at all 300-400). Not verified on a GPU, so it runs only
+# when forced (force_regime("vector")), on CUDA; benchmarks/tune.py's regime group times it.
+VECTOR_UNITS = 16
+MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
+                      ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
+                      ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
 _overrides: dict = {}
@@ -202,6 +213,12 @@ def max_vector_h(cell: str, dtype: torch.dtype, aligned: bool = False) -> int:
     ``aligned``, for multiples of 16 (ALIGNED_VECTOR_H where it has a larger entry)."""
     key = cell, operand_width(dtype)
     return max(MAX_VECTOR_H[key], ALIGNED_VECTOR_H.get(key, 0) if aligned else 0)
+
+
+def max_split_vector_h(cell: str, dtype: torch.dtype, aligned: bool = False) -> int:
+    """The largest hidden size the vector regime runs split over programs for ``cell`` and ``dtype``: for any hidden
+    size, or, ``aligned``, for multiples of 16 (MAX_SPLIT_VECTOR_H)."""
+    return MAX_SPLIT_VECTOR_H[cell, operand_width(dtype)][aligned]
 
 
 def norm_fits(cell: str, dtype: torch.dtype, H: int, masked: bool = False) -> bool:
@@ -367,7 +384,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             "step by step"
         )
     if forced == "vector" or (forced is None and not backward):
-        problem = _vector_problem(cell, x.dtype, H, B, proj, backward, inference and not norm)
+        problem = _vector_problem(cell, x, H, B, proj, backward, inference and not norm, split=forced == "vector")
         if problem is None:
             return vector_launch(cell, x, H, B)
         if forced == "vector":
@@ -410,37 +427,55 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
                    "num_warps": warps, "num_stages": stages})
 
 
-def vector_warps(cell: str, block: int, dtype: torch.dtype) -> int:
-    """Warps of a vector-regime program for ``cell`` with hidden units padded to ``block``, input ``dtype``: about
-    32 weights a thread (16 in fp64; a power of two, at most 32), so W_hh stays in registers."""
-    weights = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * block * block * (2 if dtype == torch.float64 else 1)
+def vector_warps(cell: str, units: int, block: int, dtype: torch.dtype) -> int:
+    """Warps of a vector-regime program for ``cell`` holding ``units`` rows of each gate block, hidden units padded
+    to ``block``, input ``dtype``: about 32 weights a thread (16 in fp64; a power of two, at most 32), so its part
+    of W_hh stays in registers."""
+    weights = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * units * block * (2 if dtype == torch.float64 else 1)
     return min(32, triton.next_power_of_2(triton.cdiv(weights, 1024)))
 
 
 def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
-    """The vector regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B`` (plan checks that it
-    can run): one program per batch row."""
+    """The vector regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that
+    it can run here (plan does): one program per batch row holding every unit where max_vector_h allows, else
+    (split) the units in tiles of VECTOR_UNITS, one program each, a row's programs meeting at a grid barrier."""
     bh = block_h(H)
-    warps = _overrides.get("warps") or vector_warps(cell, bh, x.dtype)
-    meta = {"BLOCK_H": bh, "num_warps": warps}
-    if _overrides.get("warps"):
+    units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else VECTOR_UNITS
+    programs = triton.cdiv(H, units)
+    warps = _overrides.get("warps") or vector_warps(cell, units, bh, x.dtype)
+    meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs)}
+    if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
         meta["maxnreg"] = _all_registers(warps)
-    return Launch("vector", (B,), meta)
+    return Launch("vector", (B, programs), meta)
 
 
-def _vector_problem(cell: str, dtype: torch.dtype, H: int, B: int, proj: bool, backward: bool,
-                    inference: bool) -> str | None:
-    """Why the vector regime cannot run this launch, or None if it can."""
+def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, backward: bool, inference: bool,
+                    split: bool) -> str | None:
+    """Why the vector regime cannot run this launch, or None if it can; ``split``: may it split the units over
+    programs (forced only, until a GPU has timed it)."""
     if backward or not inference:
         return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
     if proj:
         return "it has no projection (proj_size)"
-    if (largest := max_vector_h(cell, dtype, aligned=H % 16 == 0)) < H:
-        aligned = max_vector_h(cell, dtype, aligned=True)
-        more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
-        return f"it holds hidden sizes up to {largest} for {dtype}{more}; got hidden_size={H}"
     if B > MAX_VECTOR_B:
         return f"it runs batches of up to {MAX_VECTOR_B} rows (one program each); got {B}"
+    if (largest := max_vector_h(cell, x.dtype, aligned=H % 16 == 0)) >= H:
+        return None
+    aligned = max_vector_h(cell, x.dtype, aligned=True)
+    more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
+    held = f"one program holds hidden sizes up to {largest} for {x.dtype}{more}; got hidden_size={H}"
+    if not split:
+        return held
+    if (most := max_split_vector_h(cell, x.dtype, aligned=H % 16 == 0)) < H:
+        aligned = max_split_vector_h(cell, x.dtype, aligned=True)
+        more = f" ({aligned} for multiples of 16)" if aligned > most else ""
+        return f"{held}, and split over programs up to {most}{more}"
+    programs = B * triton.cdiv(H, VECTOR_UNITS)
+    if not (grid_sync_enabled() and x.is_cuda):
+        return (f"{held}; split, its {programs} programs would meet at a grid barrier, which needs CUDA without "
+                "RNNLAB_GRID_SYNC=0")
+    if programs > _sms(x):
+        return f"{held}; split, it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"
     return None
 
 

@@ -46,10 +46,12 @@ from .dispatch import (
     WIDE_CAPABILITY,
     force_regime,
     max_resident_h,
+    max_split_vector_h,
     max_vector_h,
     plan,
     resident_launch,
     stored,
+    vector_launch,
 )
 
 KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel")
@@ -69,6 +71,7 @@ SCALARS = {"T", "B", "H", "P"}
 SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden sizes checked
 RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512, 1024)  # the resident regime's: each up to its max_resident_h
+VECTOR_SHAPES = RESIDENT_SHAPES  # the vector regime's: one program a row, then split over programs ("grid")
 
 
 @dataclass
@@ -77,8 +80,8 @@ class Fit:
     target: str
     dtype: str
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
-    sync: str  # "-" (persistent), one of SYNCS (tiled), "resident" (the tiled kernels holding W_hh) or "wide"
-    # (resident, batch tiles of WIDE_BLOCK_B rows)
+    sync: str  # "-" (persistent, vector), one of SYNCS (tiled; the vector regime split over programs: "grid"),
+    # "resident" (the tiled kernels holding W_hh) or "wide" (resident, batch tiles of WIDE_BLOCK_B rows)
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
     align: str  # "a16": compiled as launched for H a multiple of 16 (_alignment), else "-": for any H
@@ -95,7 +98,7 @@ class Fit:
         persistent and resident regimes (whose point is that W_hh stays on chip), without spills. The
         tiled kernels stream W_hh from L2 anyway; ptxas spills a few bytes in some of them (8-192),
         reported in the table."""
-        holds_weights = self.sync in ("-", "resident", "wide")
+        holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith("_vector")
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
                 and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
                 and (self.spill_bytes == 0 or not holds_weights))
@@ -121,8 +124,8 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
     return {arg: kind(arg) for arg in KERNELS[kernel].arg_names}
 
 
-_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE", "PROJ",
-          "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
+_FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_U", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE",
+          "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
 # the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights) and the
 # variants (Fit.variant) that turn them on
 VARIANT_FLAGS = {"DROP": ("masks", "all"), "ZONE": ("masks", "all"), "ZONE_C": ("masks", "all"),
@@ -153,9 +156,11 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
-    elif kernel.endswith("_vector"):
-        with force_regime("vector"):
-            meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, inference=True).meta)
+    elif kernel.endswith("_vector"):  # plan() refuses the split launch ("grid") without a GPU to run on
+        meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
+        if meta["GRID_SYNC"] != (sync == "grid"):  # split over programs: "grid"; one program a row: "-"
+            raise ValueError(f"{kernel} at hidden size {hidden} in {dtype} takes sync "
+                             f"{'grid' if meta['GRID_SYNC'] else '-'}, not {sync}")
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",
@@ -289,13 +294,17 @@ def _norm(kernel: str, target: str, dtype: str, mode: str, quick: bool):
 
 def _vector(kernel: str, target: str, dtype: str, quick: bool):
     """The configurations of a vector-regime ``kernel`` (see configurations): each BLOCK_H up to its limit for any
-    hidden size, and beyond it up to that for multiples of 16 ("a16"; ``quick``: the largest of each)."""
+    hidden size, beyond it up to that for multiples of 16 ("a16"), and likewise split over programs ("grid";
+    ``quick``: the largest of each)."""
     cell, torch_dtype = kernel.split("_")[0], TORCH_DTYPES[dtype]
     anywhere, aligned = max_vector_h(cell, torch_dtype), max_vector_h(cell, torch_dtype, aligned=True)
-    for align, sizes in (("-", [h for h in (16, 32, 64, 128) if h <= anywhere]),
-                         ("a16", [h for h in (16, 32, 64, 128) if anywhere < h <= aligned])):
+    split, split_aligned = (max_split_vector_h(cell, torch_dtype, aligned=a) for a in (False, True))
+    for sync, align, sizes in (("-", "-", [h for h in VECTOR_SHAPES if h <= anywhere]),
+                               ("-", "a16", [h for h in VECTOR_SHAPES if anywhere < h <= aligned]),
+                               ("grid", "-", [h for h in VECTOR_SHAPES if aligned < h <= split]),
+                               ("grid", "a16", [h for h in VECTOR_SHAPES if max(aligned, split) < h <= split_aligned])):
         for hidden in sizes[-1 if quick else 0:]:
-            yield kernel, target, dtype, hidden, "-", "-", "-", align, "-"
+            yield kernel, target, dtype, hidden, sync, "-", "-", align, "-"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

@@ -49,6 +49,9 @@ from .common import (
     tanh,
     variant_args,
     vector_block,
+    vector_buffers,
+    vector_exchange,
+    vector_operand,
     vector_row,
     vector_step,
     wanted,
@@ -223,14 +226,15 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
 
 
 @triton.jit
-def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr):
-    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): batch row program_id(0), the r, z and n
-    # blocks of W_hh held in registers.
-    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr,
+                           BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): program (b, j)'s units, their rows of the r, z
+    # and n blocks of W_hh held in registers.
+    b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
     acc: tl.constexpr = HN.dtype.element_ty
-    w_r = vector_block(W, 0, H, BLOCK_H, acc)
-    w_z = vector_block(W, 1, H, BLOCK_H, acc)
-    w_n = vector_block(W, 2, H, BLOCK_H, acc)
+    w_r = vector_block(W, 0, H, units, BLOCK_H, acc)
+    w_z = vector_block(W, 1, H, units, BLOCK_H, acc)
+    w_n = vector_block(W, 2, H, units, BLOCK_H, acc)
     h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
     row, live = vector_step(0, length, b, B, valid, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + units, units, H, live, acc)
@@ -238,9 +242,10 @@ def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: tl.constex
         row, _ = vector_step(s, length, b, B, valid, REVERSE)
         next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)  # loaded a step ahead
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + units, units, H, next_live, acc)
-        h_in = h.to(W.dtype.element_ty).to(acc)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
         h = _gru_cell(matvec(w_r, h_in), matvec(w_z, h_in), matvec(w_n, h_in), x_r, x_z, x_n, BHH, units, Y, Y, Y,
                       0, row * H + units, H, h, valid, Y, False, False, False)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
         x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + b * H + units, h, mask=valid)
 
@@ -372,7 +377,8 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.regime == "vector":
-        _gru_fwd_vector_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B=B, H=H, REVERSE=reverse,
+        _gru_fwd_vector_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn,
+                                            *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,
                                             **launch.meta)
     elif launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies

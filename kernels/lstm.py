@@ -77,6 +77,9 @@ from .common import (
     tanh,
     variant_args,
     vector_block,
+    vector_buffers,
+    vector_exchange,
+    vector_operand,
     vector_row,
     vector_step,
     wanted,
@@ -335,16 +338,18 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
 
 
 @triton.jit
-def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr):
-    # The vector regime (dispatch.py): batch row program_id(0) of a forward that keeps nothing for a backward, the
-    # four (BH, BH) gate blocks of W_hh held in registers in the accumulator type; each step's product is four
-    # matrix-vector sums with h rounded to W's type (as the persistent kernel's tl.dot operand is).
-    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: tl.constexpr,
+                            BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+    # The vector regime (dispatch.py): the units BLOCK_U of program (b, j) of batch row b in a forward that keeps
+    # nothing for a backward, their rows of the four gate blocks of W_hh held in registers in the accumulator type;
+    # each step's product is four matrix-vector sums (vector_operand's h). One program a row (BLOCK_U = BLOCK_H), or
+    # with GRID_SYNC the units split over the row's programs, which exchange h through HQ (vector_exchange).
+    b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
     acc: tl.constexpr = HN.dtype.element_ty
-    w_i = vector_block(W, 0, H, BLOCK_H, acc)
-    w_f = vector_block(W, 1, H, BLOCK_H, acc)
-    w_g = vector_block(W, 2, H, BLOCK_H, acc)
-    w_o = vector_block(W, 3, H, BLOCK_H, acc)
+    w_i = vector_block(W, 0, H, units, BLOCK_H, acc)
+    w_f = vector_block(W, 1, H, units, BLOCK_H, acc)
+    w_g = vector_block(W, 2, H, units, BLOCK_H, acc)
+    w_o = vector_block(W, 3, H, units, BLOCK_H, acc)
     h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
     c = tl.load(C0 + b * H + units, mask=valid, other=0.0).to(acc)
     row, live = vector_step(0, length, b, B, valid, REVERSE)
@@ -354,9 +359,10 @@ def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: tl.con
         # the next step's input projections, loaded a step ahead (they do not depend on h)
         next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + units, H, next_live, acc)
-        h_in = h.to(W.dtype.element_ty).to(acc)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
         h, c = _lstm_cell(matvec(w_i, h_in) + x_i, matvec(w_f, h_in) + x_f, matvec(w_g, h_in) + x_g,
                           matvec(w_o, h_in) + x_o, Y, row * H + units, Y, Y, 0, H, 0, c, valid, False)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     tl.store(HN + b * H + units, h, mask=valid)
     tl.store(CN + b * H + units, c, mask=valid)
@@ -563,8 +569,9 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.regime == "vector":
-        _lstm_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B=B, H=H,
-                                             REVERSE=reverse, **launch.meta)
+        _lstm_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn,
+                                             *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,
+                                             **launch.meta)
     elif launch.tiled:
         wr = w if w_hr is None else w_hr.contiguous()
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, keep)  # what W_hh multiplies

@@ -38,6 +38,9 @@ from .common import (
     tanh,
     variant_args,
     vector_block,
+    vector_buffers,
+    vector_exchange,
+    vector_operand,
     vector_row,
     vector_step,
     wanted,
@@ -154,18 +157,19 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, LN, RH, NS, DR, T, B, 
 
 
 @triton.jit
-def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: tl.constexpr, REVERSE: tl.constexpr,
-                           BLOCK_H: tl.constexpr):
-    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): batch row program_id(0), W_hh held in
-    # registers.
-    b, units, valid, length = vector_row(LEN, H, BLOCK_H)
+def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, HQ, COUNT, B, H, RELU: tl.constexpr, REVERSE: tl.constexpr,
+                           BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+    # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): program (b, j)'s units, their rows of W_hh held
+    # in registers.
+    b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
     acc: tl.constexpr = HN.dtype.element_ty
-    w = vector_block(W, 0, H, BLOCK_H, acc)
+    w = vector_block(W, 0, H, units, BLOCK_H, acc)
     h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
     for s in range(0, length):
         row, _ = vector_step(s, length, b, B, valid, REVERSE)
-        h_in = h.to(W.dtype.element_ty).to(acc)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
         h = _rnn_cell(GX, Y, Y, row * H + units, units, matvec(w, h_in), h, valid, Y, False, RELU, False)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
     tl.store(HN + b * H + units, h, mask=valid)
 
 
@@ -265,7 +269,8 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.regime == "vector":
-        _rnn_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, B=B, H=H, RELU=relu,
+        _rnn_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn,
+                                            *vector_buffers(launch, h0, stored(x.dtype)), B=B, H=H, RELU=relu,
                                             REVERSE=reverse, **launch.meta)
     elif launch.tiled:
         hq = ping_pong(h0 if drop is None else h0.to(acc) * drop, stored(x.dtype))  # what W_hh multiplies

@@ -12,7 +12,15 @@ import rnnlab
 from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, needs_fused_device, relative_errors, run
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
-from rnnlab.kernels.dispatch import force_regime, force_warps, max_vector_h, plan, vector_warps
+from rnnlab.kernels.dispatch import (
+    force_regime,
+    force_warps,
+    max_split_vector_h,
+    max_vector_h,
+    plan,
+    vector_launch,
+    vector_warps,
+)
 
 pytestmark = needs_fused_device
 DEVICE = FUSED_DEVICE
@@ -91,8 +99,9 @@ def test_training_forward_under_a_forced_vector_regime():
 def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     x16, x32, x64 = (torch.zeros(1, 16, 1, dtype=dt) for dt in (torch.bfloat16, torch.float32, torch.float64))
     launch = plan("lstm", x16, 64, 16, inference=True)
-    assert launch.regime == "vector" and launch.grid == (16,) and launch.meta == {"BLOCK_H": 64, "num_warps": 16}
-    assert not launch.tiled
+    assert launch.regime == "vector" and launch.grid == (16, 1) and not launch.tiled
+    assert launch.meta == {"BLOCK_H": 64, "BLOCK_U": 64, "num_warps": 16, "GRID_SYNC": False,
+                           "launch_cooperative_grid": False}
     assert plan("lstm", x32, 64, 16, inference=True).regime == "vector"  # the persistent fp32 LSTM stops at 32
     assert plan("rnn", x32, 128, 1, inference=True).regime == "vector"
     assert plan("gru", x64, 32, 3, inference=True).regime == "vector"
@@ -106,9 +115,16 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     assert plan("lstm", x16, 20, 2, proj=True, inference=True).regime == "tiled"
     assert plan("lstm", x16, 20, 2, norm=True, inference=True).regime == "persistent"
     # about 32 weights a thread (16 in fp64)
-    assert [vector_warps("lstm", h, torch.float32) for h in (16, 32, 64)] == [1, 4, 16]
-    assert [vector_warps("rnn", h, torch.float32) for h in (16, 32, 64, 128)] == [1, 1, 4, 16]
-    assert vector_warps("gru", 16, torch.float64) == 2 and vector_warps("lstm", 32, torch.float64) == 8
+    assert [vector_warps("lstm", h, h, torch.float32) for h in (16, 32, 64)] == [1, 4, 16]
+    assert [vector_warps("rnn", h, h, torch.float32) for h in (16, 32, 64, 128)] == [1, 1, 4, 16]
+    assert vector_warps("gru", 16, 16, torch.float64) == 2 and vector_warps("lstm", 32, 32, torch.float64) == 8
+    # beyond what one program holds, (forced only) 16 units a program, a row's programs meeting at a grid barrier,
+    # each with every register it may have (one program an SM)
+    split = vector_launch("lstm", x16, 256, 4)
+    assert split.regime == "vector" and split.grid == (4, 16)
+    assert split.meta == {"BLOCK_H": 256, "BLOCK_U": 16, "num_warps": 16, "GRID_SYNC": True,
+                          "launch_cooperative_grid": True, "maxnreg": 128}
+    assert max_split_vector_h("lstm", torch.bfloat16) == 128 and max_split_vector_h("gru", x16.dtype, True) == 512
     with force_warps(4):
         forced = plan("lstm", x16, 64, 16, inference=True)
     assert forced.meta["num_warps"] == 4 and forced.meta["maxnreg"] == 255
@@ -117,12 +133,15 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
 def test_forced_vector_regime_refuses_what_it_cannot_run():
     x16 = torch.zeros(1, 16, 1, dtype=torch.bfloat16)
     with force_regime("vector"):
-        with pytest.raises(NotImplementedError, match=r"vector regime cannot run this LSTM: it holds hidden sizes "
-                                                      r"up to 32 for torch.bfloat16 \(64 for multiples of 16\); got "
-                                                      r"hidden_size=50"):
+        # beyond one program's sizes it splits the units over programs, which meet at a grid barrier: CUDA only
+        with pytest.raises(NotImplementedError, match=r"vector regime cannot run this LSTM: one program holds "
+                                                      r"hidden sizes up to 32 for torch.bfloat16 \(64 for multiples of "
+                                                      r"16\); got hidden_size=50; split, its 64 programs would meet at "
+                                                      r"a grid barrier, which needs CUDA"):
             plan("lstm", x16, 50, 16, inference=True)
-        with pytest.raises(NotImplementedError, match=r"up to 64 for torch.bfloat16; got hidden_size=80"):
-            plan("lstm", x16, 80, 16, inference=True)
+        with pytest.raises(NotImplementedError, match=r"got hidden_size=300, and split over programs up to 128 \(256 "
+                                                      r"for multiples of 16\)"):
+            plan("lstm", x16, 300, 16, inference=True)
         with pytest.raises(NotImplementedError, match=r"batches of up to 16 rows .* got 17"):
             plan("gru", torch.zeros(1, 17, 1), 20, 17, inference=True)
         with pytest.raises(NotImplementedError, match=r"no projection"):
