@@ -3,7 +3,9 @@
 - ``vector``: forwards that keep nothing for a backward (inference; the RNN's forward always) of up to
   MAX_VECTOR_B batch rows, without a projection or a cell variant: one program per batch row holds W_hh in
   registers (hidden sizes up to MAX_VECTOR_H) and takes each step's product as matrix-vector sums, where a
-  persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step.
+  persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step. Forced
+  (force_regime), on CUDA, beyond those sizes: split over programs of VECTOR_UNITS units that meet at a grid
+  barrier each step (MAX_SPLIT_VECTOR_H; not verified on a GPU yet).
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
