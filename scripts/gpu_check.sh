@@ -74,7 +74,7 @@ step() {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0)  # one process (pyproject.toml asks for -n auto)
-lim=$(limit_for 180)  # 50 s on the H200 before the resident cases at H = 128-1024 were added
+lim=$(limit_for 240)  # 50 s on the H200 before the resident (H = 128-1024) and vector cases were added
 step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
 lim=$(limit_for 180)
 step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
