@@ -4,9 +4,9 @@ bf16 at T = 1024 with I = H:
 - ``regime``: the inference forward (gradients off) in each regime that can run it (dispatch.force_regime)
   at B = 1 and 16: the vector regime (one program a batch row, W_hh in registers; chosen from the SASS of
   its step, not timed yet) against the persistent one (H = 64; on an H100 1.1-2.3 us a step) and the
-  resident one; at H = 256 (B = 1: 16 programs; at 16, 256 would outnumber the SMs) the vector regime split
-  over programs meeting at a grid barrier (forced only, not verified yet) against the resident regime (on an
-  H100 2.0-2.1 us a step).
+  resident one; at H = 128 and 256 (B = 1: 8 and 16 programs; at B = 16, 128 and 256, which outnumber an
+  H100's SMs at 256) the vector regime split over programs meeting at a grid barrier (forced only, not verified
+  yet) against the resident regime (on an H100 1.8-2.7 us a step).
 - ``warps``: warps a program in the vector (H = 64) and resident (H = 256) regimes (dispatch.force_warps),
   inference forward, B = 16, against the 1 us target. Fewer warps mean cheaper barriers for the layout
   conversions of each step, more warps more loads in flight.
@@ -60,7 +60,7 @@ from rnnlab.kernels.dispatch import (
 
 # group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 90 s;
 # each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
-GROUPS = {"regime": (("lstm:64", "gru:64", "rnn_tanh:128", "lstm:256", "gru:256"), (1, 16), ("fwd",)),
+GROUPS = {"regime": (("lstm:64", "gru:64", "rnn_tanh:128", "lstm:128", "lstm:256", "gru:256"), (1, 16), ("fwd",)),
           "warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
           "batch": (("lstm:1024", "gru:1024"), (32, 64), ("fwd", "fwd+bwd")),
           "tiled": (("lstm:1024", "gru:1024"), (64,), ("fwd", "fwd+bwd"))}
