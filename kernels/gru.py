@@ -79,7 +79,7 @@ def _gru_inputs(GX, BHH, gates, cols, H, mask, ACC: tl.constexpr):
 @triton.jit
 def _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, out, H, h, mask, Z, ZS, STORE: tl.constexpr,
               ZONE: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime (or of a (BH,) row, the vector regime): the recurrent products
+    """One step of a (BB, BH) tile, every regime (or of a (BU,) row, the vector regime): the recurrent products
     h W_hh^T of r, z and n (split_gates' of one product over all gates, whose fourth block W_hh lacks) are added
     to _gru_inputs' tiles (h W_hn^T to b_hn, from BHH (3H,) at ``cols`` (BH,)); r, z and n update h (fp32);
     stores h (Y) and, when STORE (training), the gates' pre-activations (G at ``gates``, z's H and n's 2H

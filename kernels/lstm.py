@@ -115,11 +115,11 @@ def _lstm_split(product, x_i, x_f, x_g, x_o, BLOCK_B: tl.constexpr, BLOCK_H: tl.
 def _lstm_cell(a_i, a_f, a_g, a_o, Y, y_off, C, G, gates, H, out, c, mask, STORE: tl.constexpr, h=0.0, cols=None,
                Z=None, ZC=None, ZS: tl.constexpr = False, ZONE: tl.constexpr = False, ZONE_C: tl.constexpr = False,
                NORM: tl.constexpr = False, c_gain=None, c_bias=None, stats=None, live=None):
-    """One step of a (BB, BH) tile, every regime (or of a (BH,) row, the vector regime): the gates'
+    """One step of a (BB, BH) tile, every regime (or of a (BU,) row, the vector regime): the gates'
     pre-activations (the recurrent product split by gate, _lstm_split, plus the input projections) update c
-    (fp32); stores h (Y at ``y_off``: the output, or with a
-    projection the unprojected h) and, when STORE (training), c (C at ``out``) and the pre-activations (G at
-    ``gates``, gate k's k * H further; the backward recomputes the gates from them); returns the new h and c.
+    (fp32); stores h (Y at ``y_off``: the output, or with a projection the unprojected h) and, when STORE
+    (training), c (C at ``out``) and the pre-activations (G at ``gates``, gate k's k * H further; the backward
+    recomputes the gates from them); returns the new h and c.
     Zoneout (ZONE for h, ZONE_C for c, by the weights Z and ZC at the tile's ``cols``: zone_weight's) moves the
     new h and c towards the previous ``h`` and ``c``; h is computed from the new c before its zoneout.
     With NORM (one tile holds all H units: the persistent regime) h takes the layer-normalised c, times
