@@ -1,5 +1,5 @@
-"""Fused GRU recurrence, forward and backward through time, persistent and tiled regimes (see lstm.py
-for the layouts). Gate order r, z, n as torch.nn; b_hn stays inside r * (h W_hn^T + b_hn), so the kernel adds
+"""Fused GRU recurrence, forward and backward through time, in every regime (see lstm.py for the
+layouts). Gate order r, z, n as torch.nn; b_hn stays inside r * (h W_hn^T + b_hn), so the kernel adds
 the hidden bias itself and stores h W_hn^T + b_hn for the backward.
 """
 

@@ -1,5 +1,5 @@
-"""Fused Elman RNN recurrence (tanh or relu), forward and backward through time, persistent and tiled
-regimes (see lstm.py for the layouts). The activation's derivative comes from the stored outputs."""
+"""Fused Elman RNN recurrence (tanh or relu), forward and backward through time, in every regime (see lstm.py
+for the layouts). The activation's derivative comes from the stored outputs."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ from .dispatch import accumulator, plan, stored
 
 @triton.jit
 def _rnn_cell(GX, Y, A, out, cols, hw, h, mask, Z, ZS, RELU: tl.constexpr, ZONE: tl.constexpr):
-    """One step of a (BB, BH) tile, both regimes: the activation of the input projection (GX) plus the
+    """One step of a (BB, BH) tile, every regime (or of a (BU,) row, the vector regime): the activation of the input projection (GX) plus the
     recurrent product ``hw``; stores h (Y) and returns it. With ZONE the activation is stored in A and the new
     h is zoned out towards ``h`` by the weights Z (zone_weight's, ZS)."""
     pre = tl.load(GX + out, mask=mask, other=0.0).to(hw.dtype) + hw
