@@ -52,9 +52,9 @@ from .dispatch import accumulator, plan, stored
 
 @triton.jit
 def _rnn_cell(GX, Y, A, out, cols, hw, h, mask, Z, ZS, RELU: tl.constexpr, ZONE: tl.constexpr):
-    """One step of a (BB, BH) tile, every regime (or of a (BU,) row, the vector regime): the activation of the input projection (GX) plus the
-    recurrent product ``hw``; stores h (Y) and returns it. With ZONE the activation is stored in A and the new
-    h is zoned out towards ``h`` by the weights Z (zone_weight's, ZS)."""
+    """One step of a (BB, BH) tile, every regime (or of a (BU,) row, the vector regime): the activation of the
+    input projection (GX) plus the recurrent product ``hw``; stores h (Y) and returns it. With ZONE the activation
+    is stored in A and the new h is zoned out towards ``h`` by the weights Z (zone_weight's, ZS)."""
     pre = tl.load(GX + out, mask=mask, other=0.0).to(hw.dtype) + hw
     if RELU:
         h_new = tl.maximum(pre, 0.0)
