@@ -463,21 +463,32 @@ def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, back
         return f"it runs batches of up to {MAX_VECTOR_B} rows (one program each); got {B}"
     if (largest := max_vector_h(cell, x.dtype, aligned=H % 16 == 0)) >= H:
         return None
-    aligned = max_vector_h(cell, x.dtype, aligned=True)
-    more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
+    more = _aligned_note(largest, max_vector_h(cell, x.dtype, aligned=True))
     held = f"one program holds hidden sizes up to {largest} for {x.dtype}{more}; got hidden_size={H}"
     if not split:
         return held
     if (most := max_split_vector_h(cell, x.dtype, aligned=H % 16 == 0)) < H:
-        aligned = max_split_vector_h(cell, x.dtype, aligned=True)
-        more = f" ({aligned} for multiples of 16)" if aligned > most else ""
+        more = _aligned_note(most, max_split_vector_h(cell, x.dtype, aligned=True))
         return f"{held}, and split over programs up to {most}{more}"
-    programs = B * triton.cdiv(H, VECTOR_UNITS)
+    if (problem := _co_resident_problem(x, B * triton.cdiv(H, VECTOR_UNITS))) is not None:
+        return f"{held}; split, {problem}"
+    return None
+
+
+def _aligned_note(largest: int, aligned: int) -> str:
+    """What follows a hidden-size limit ``largest`` whose limit for multiples of 16 is ``aligned``: where that one
+    is larger, " (ALIGNED for multiples of 16)", else nothing."""
+    return f" ({aligned} for multiples of 16)" if aligned > largest else ""
+
+
+def _co_resident_problem(x: torch.Tensor, programs: int) -> str | None:
+    """Why ``programs`` programs that meet at a grid barrier (so must all be resident at once) cannot run for input
+    ``x`` here, or None if they can."""
     if not (grid_sync_enabled() and x.is_cuda):
-        return (f"{held}; split, its {programs} programs would meet at a grid barrier, which needs CUDA without "
-                "RNNLAB_GRID_SYNC=0")
+        return (f"{programs} programs would meet at a grid barrier, which needs CUDA without RNNLAB_GRID_SYNC=0 "
+                "(the interpreter runs one program at a time)")
     if programs > _sms(x):
-        return f"{held}; split, it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"
+        return f"it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"
     return None
 
 
@@ -515,15 +526,9 @@ def _resident_problem(cell: str, x: torch.Tensor, H: int, batch_tiles: int, proj
     if proj:
         return "it has no projection (proj_size)"
     if (largest := max_resident_h(cell, x.dtype, backward, aligned=H % 16 == 0)) < H:
-        aligned = max_resident_h(cell, x.dtype, backward, aligned=True)
-        more = f" ({aligned} for multiples of 16)" if aligned > largest else ""
+        more = _aligned_note(largest, max_resident_h(cell, x.dtype, backward, aligned=True))
         return f"its {'backward' if backward else 'forward'} holds hidden sizes up to {largest} for {x.dtype}{more}"
     programs = batch_tiles * triton.cdiv(H, RESIDENT_BLOCK_H)
     if programs == batch_tiles:  # one tile covers H: no program waits on another
         return None
-    if not (grid_sync_enabled() and x.is_cuda):
-        return (f"{programs} programs would meet at a grid barrier, which needs CUDA without RNNLAB_GRID_SYNC=0 "
-                "(the interpreter runs one program at a time)")
-    if programs > _sms(x):
-        return f"it needs {programs} programs at once, more than the device's {_sms(x)} multiprocessors"
-    return None
+    return _co_resident_problem(x, programs)

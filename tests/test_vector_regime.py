@@ -136,7 +136,7 @@ def test_forced_vector_regime_refuses_what_it_cannot_run():
         # beyond one program's sizes it splits the units over programs, which meet at a grid barrier: CUDA only
         with pytest.raises(NotImplementedError, match=r"vector regime cannot run this LSTM: one program holds "
                                                       r"hidden sizes up to 32 for torch.bfloat16 \(64 for multiples of "
-                                                      r"16\); got hidden_size=50; split, its 64 programs would meet at "
+                                                      r"16\); got hidden_size=50; split, 64 programs would meet at "
                                                       r"a grid barrier, which needs CUDA"):
             plan("lstm", x16, 50, 16, inference=True)
         with pytest.raises(NotImplementedError, match=r"got hidden_size=300, and split over programs up to 128 \(256 "
