@@ -488,9 +488,7 @@ def vector_block(W, gate: tl.constexpr, H, units, BLOCK_H: tl.constexpr, ACC: tl
     """The rows of gate ``gate``'s ``units`` (BU,) of a stacked weight W (gates * H, H) as a (BU, BLOCK_H) tile in
     ACC, zero-padded, in W's own layout (row = the gate's unit, column = input unit: each row's sum runs along the
     loaded vectors, within a thread, then across a few lanes): what a vector-regime program holds in registers."""
-    k = tl.arange(0, BLOCK_H)
-    mask = (units < H)[:, None] & (k < H)[None, :]
-    return tl.load(W + (gate * H + units[:, None]) * H + k[None, :], mask=mask, other=0.0).to(ACC)
+    return weight_slice(W, gate * H, tl.arange(0, BLOCK_H), units, H, H, H, False, False).to(ACC)
 
 
 @triton.jit
