@@ -90,22 +90,24 @@ def run(module, make_input, hx, leaves, generator_seed: int = 1):
     for t in leaves:
         t.grad = None
     module.zero_grad(set_to_none=True)
-    y, h = module(make_input(), hx)
-    data = y.data if isinstance(y, PackedSequence) else y
-    states = list(h) if isinstance(h, tuple) else [h]
+    outputs = _outputs(*module(make_input(), hx))
     g = torch.Generator().manual_seed(generator_seed)
     # loss weights drawn in float64 so every dtype gets the same ones
     loss = sum((t * torch.randn(t.shape, dtype=torch.float64, generator=g).to(t.device, t.dtype)).sum()
-               for t in [data, *states])
+               for t in outputs)
     loss.backward()
     grads = [t.grad for t in leaves] + [p.grad for _, p in sorted(module.named_parameters())]
-    return [data.detach(), *(s.detach() for s in states), *grads]
+    return [t.detach() for t in outputs] + grads
 
 
 def infer(module, make_input, hx) -> list[torch.Tensor]:
     """Forward on ``make_input()`` without gradients (inference): [output, *final states]."""
     with torch.no_grad():
-        y, h = module(make_input(), hx)
+        return _outputs(*module(make_input(), hx))
+
+
+def _outputs(y, h) -> list[torch.Tensor]:
+    """A layer's output ``y`` (a packed one's data) and final states ``h`` (a tuple for the LSTM) as one list."""
     data = y.data if isinstance(y, PackedSequence) else y
     return [data, *(h if isinstance(h, tuple) else (h,))]
 
