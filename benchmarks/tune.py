@@ -58,8 +58,8 @@ from rnnlab.kernels.dispatch import (
     resident_rows,
 )
 
-# group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 90 s;
-# each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
+# group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 120 s of
+# measurements; each choice compiles anew, a few seconds, and the tiled group's 28 measurements take longest)
 GROUPS = {"regime": (("lstm:64", "gru:64", "rnn_tanh:128", "lstm:128", "lstm:256", "gru:256"), (1, 16), ("fwd",)),
           "warps": (("lstm:64", "gru:64", "lstm:256"), (16,), ("fwd",)),
           "batch": (("lstm:1024", "gru:1024"), (32, 64), ("fwd", "fwd+bwd")),
