@@ -2,6 +2,10 @@
 at H <= 256, B <= 16, bf16, T = 1024):
 
     python benchmarks/latency.py --out benchmarks/results/gpu-<device>/latency [--cells lstm gru]
+        [--regime vector] [--warps 8]
+
+(``--regime`` and ``--warps``: the dispatch.force_regime and force_warps overrides, to time a launch the
+dispatcher does not choose.)
 
 For each case it times, on CUDA, one inference forward (gradients off) of a ``backend="triton"`` layer
 four ways, median of ``--reps``:
@@ -22,6 +26,7 @@ on-chip traffic take. Writes DIR/latency.json and DIR/latency.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import statistics
@@ -129,7 +134,8 @@ def write_markdown(result: dict, path: Path) -> None:
         f"forward of a backend=\"triton\" layer, microseconds a timestep, median of {result['reps']}: call (CUDA "
         "events around the call), graph (the call replayed from a CUDA graph), kernel (the fused kernel's "
         "device time), queue (the CPU's time to queue the call), exchange (the resident regime's exchange of the "
-        "state between its programs alone, no math; - where one program holds the layer).",
+        "state between its programs alone, no math; - where one program holds the layer)."
+        + "".join(f" Forced {k}: {v}." for k, v in result.get("forced", {}).items() if v),
         "",
         "| cell | T | B | I | H | dtype | " + " | ".join(COLUMNS) + " | notes |",
         "|" + "---|" * (7 + len(COLUMNS)),
@@ -149,13 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled"),
+                        help="force this regime (dispatch.force_regime) instead of the dispatcher's choice")
+    parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device: it times CUDA events, graphs and kernels")
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"environment": environment(torch.device("cuda")), "reps": args.reps, "records": []}
+    from rnnlab.kernels.dispatch import force_regime, force_warps  # imports triton
+
+    forced = {"regime": args.regime, "warps": args.warps}
+    result = {"environment": environment(torch.device("cuda")), "reps": args.reps, "records": [], "forced": forced}
     for H, cell, B in itertools.product(args.hidden, args.cells, args.batch):
-        rec = measure(Case(cell, args.seq_len, B, H, H, dtype="bf16"), args.reps)
+        with force_regime(args.regime), force_warps(args.warps) if args.warps else contextlib.nullcontext():
+            rec = measure(Case(cell, args.seq_len, B, H, H, dtype="bf16"), args.reps)
         result["records"].append(rec)
         print(f"{cell} H={H} B={B}: " + ", ".join(
             f"{c} {rec[c + '_us_per_step']:.2f}" for c in COLUMNS if c + "_us_per_step" in rec) + " us a step; "

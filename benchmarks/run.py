@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -163,10 +164,13 @@ SETTINGS = ("RNNLAB_GRID_SYNC", "TRITON_INTERPRET", "TORCHINDUCTOR_FORCE_DISABLE
 
 
 def environment(device: torch.device) -> dict:
-    """Device, library versions, git commit and date, recorded once per result file."""
+    """Device, library versions, git commit (with "+uncommitted changes" where tracked files differ from it) and
+    date, recorded once per result file."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        git = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
+        commit = git(["git", "rev-parse", "HEAD"]).stdout.strip()
+        if git(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip():
+            commit += "+uncommitted changes"
     except (OSError, subprocess.CalledProcessError):
         commit = None
     if device.type == "cuda":

@@ -2,11 +2,11 @@
 bf16 at T = 1024 with I = H:
 
 - ``regime``: the inference forward (gradients off) in each regime that can run it (dispatch.force_regime)
-  at B = 1 and 16: the vector regime (one program a batch row, W_hh in registers; chosen from the SASS of
-  its step, not timed yet) against the persistent one (H = 64; on an H100 1.1-2.3 us a step) and the
-  resident one; at H = 128 and 256 (B = 1: 8 and 16 programs; at B = 16, 128 and 256, which outnumber an
-  H100's SMs at 256) the vector regime split over programs meeting at a grid barrier (forced only, not verified
-  yet) against the resident regime (on an H100 1.8-2.7 us a step).
+  at B = 1 and 16: the vector regime (one program a batch row, W_hh in registers) against the persistent
+  one and the resident one at H = 64 (on an H100 the whole forward 0.50-0.75x the persistent regime's); at
+  H = 128 and 256 (B = 1: 8 and 16 programs; at B = 16, 128 and 256, which outnumber an H100's SMs at 256)
+  the vector regime split over programs meeting at a grid barrier against the resident regime
+  (benchmarks/latency.py's kernel times chose it there, dispatch.AUTO_SPLIT_VECTOR_H).
 - ``warps``: warps a program in the vector (H = 64) and resident (H = 256) regimes (dispatch.force_warps),
   inference forward, B = 16, against the 1 us target. Fewer warps mean cheaper barriers for the layout
   conversions of each step, more warps more loads in flight.

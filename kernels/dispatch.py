@@ -4,8 +4,8 @@
   MAX_VECTOR_B batch rows, without a projection or a cell variant: one program per batch row holds W_hh in
   registers (hidden sizes up to MAX_VECTOR_H) and takes each step's product as matrix-vector sums, where a
   persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step. Forced
-  (force_regime), on CUDA, beyond those sizes: split over programs of VECTOR_UNITS units that meet at a grid
-  barrier each step (MAX_SPLIT_VECTOR_H; not verified on a GPU yet).
+  On CUDA, beyond those sizes: split over programs of VECTOR_UNITS units that meet at a grid barrier each
+  step, where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H; forced, MAX_SPLIT_VECTOR_H).
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -142,10 +142,11 @@ WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
 # GRU at 64 700-1000), for any hidden size and, larger (ALIGNED_VECTOR_H), for multiples of 16 (as
 # ALIGNED_RESIDENT_H: the LSTM at 64 uses 64-98 registers there, and for other sizes spilled 64-156 bytes with
 # Triton 3.6, 104-132 with 32 warps); and its largest batch: one program a row, up to BLOCK_B rows (one
-# persistent program's), so it never takes more than 16 SMs. Chosen over the persistent regime from the SASS of a
-# step (sm_90, bf16, H = 64: no tensor-core product and no reload of W_hh from shared memory, 8 special-function
-# instructions a warp instead of 16, all for real rows where the persistent step pads B to 16), not timed on a GPU
-# yet: benchmarks/tune.py's "regime" group times one against the other.
+# persistent program's), so it never takes more than 16 SMs. Chosen over the persistent regime for its step (sm_90,
+# bf16, H = 64: no tensor-core product and no reload of W_hh from shared memory, 8 special-function instructions a
+# warp instead of 16, all for real rows where the persistent step pads B to 16), which an H100 timed at 0.51-0.56
+# us against 1.05-2.28 (benchmarks/latency.py; the RNN at 128: the whole forward 0.40-0.48x the resident regime's,
+# benchmarks/tune.py's "regime" group).
 MAX_VECTOR_H = {("lstm", "fp32"): 32, ("lstm", "half"): 32, ("lstm", "fp64"): 32, ("gru", "fp32"): 64,
                 ("gru", "half"): 64, ("gru", "fp64"): 32, ("rnn", "fp32"): 128, ("rnn", "half"): 128,
                 ("rnn", "fp64"): 64}
@@ -156,9 +157,14 @@ MAX_VECTOR_B = BLOCK_B
 # through global memory and meet at a grid barrier each step, as the resident regime's do, without its 16-row
 # products: up to MAX_SPLIT_VECTOR_H's (any hidden size, multiples of 16), which compile for sm_80 and sm_90
 # without spills (fit.py's "grid" rows of the vector kernels, Triton 3.9 and 3.6; one size up the LSTM and GRU
-# spilled 12-260 bytes, the fp64 LSTM and GRU split at all 300-400). Not verified on a GPU, so it runs only
-# when forced (force_regime("vector")), on CUDA; benchmarks/tune.py's regime group times it.
+# spilled 12-260 bytes, the fp64 LSTM and GRU split at all 300-400). The dispatcher splits up to
+# AUTO_SPLIT_VECTOR_H, where an H100 timed it faster than the resident regime (benchmarks/results/
+# gpu-NVIDIA-H100-80GB-HBM3/latency/: bf16, T = 1024, the kernel a step: LSTM and GRU 1.19-1.43 us against
+# 1.51-1.59 at H = 128, B = 1 and 16, 1.57-1.66 against 1.80-1.85 at 256, B = 1; the RNN 1.34-1.97 against
+# 1.80-3.27 at 256-1024, B = 1), but not the GRU at 512 (2.59 against 2.39); beyond it only when forced
+# (force_regime("vector")). Where B times the programs exceeds the SMs, the resident regime runs.
 VECTOR_UNITS = 16
+AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
                       ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
                       ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
@@ -386,7 +392,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             "step by step"
         )
     if forced == "vector" or (forced is None and not backward):
-        problem = _vector_problem(cell, x, H, B, proj, backward, inference and not norm, split=forced == "vector")
+        split = forced == "vector" or AUTO_SPLIT_VECTOR_H[cell] >= H
+        problem = _vector_problem(cell, x, H, B, proj, backward, inference and not norm, split=split)
         if problem is None:
             return vector_launch(cell, x, H, B)
         if forced == "vector":
@@ -454,7 +461,7 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
 def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, backward: bool, inference: bool,
                     split: bool) -> str | None:
     """Why the vector regime cannot run this launch, or None if it can; ``split``: may it split the units over
-    programs (forced only, until a GPU has timed it)."""
+    programs (where timed faster, AUTO_SPLIT_VECTOR_H, or forced)."""
     if backward or not inference:
         return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
     if proj:

@@ -12,7 +12,7 @@
 #   4. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
 #      alone, a step, where the 1 us inference target is missed
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
-#      (vector or persistent), warps of the vector and resident programs, the tiled regime's blocks, stages
+#      (vector, persistent or resident), warps of the vector and resident programs, the tiled regime's blocks, stages
 #      and warps
 #   6. the fused-kernel tests (tests/test_triton_kernels.py and tests/test_vector_regime.py, then
 #      tests/test_fused_variants.py and
@@ -74,8 +74,11 @@ step() {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0)  # one process (pyproject.toml asks for -n auto)
-lim=$(limit_for 240)  # 50 s on the H200 before the resident (H = 128-1024) and vector cases were added
-step "gpu tests" "$lim" "${pytest[@]}" -m gpu tests/test_cuda.py
+# compiling dominates the tests on a GPU (the H100 ran two thirds of the fused-kernel tests in 120 s in one
+# process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
+parallel=(-n 8)
+lim=$(limit_for 120)  # 55 s on the H100 in 8 processes (the split vector regime's cooperative launches included)
+step "gpu tests" "$lim" "${pytest[@]}" "${parallel[@]}" -m gpu tests/test_cuda.py
 lim=$(limit_for 180)
 step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
     --out "$res"
@@ -90,9 +93,6 @@ else
     lim=$(limit_for 150)  # the regime group (16 measurements, each compiling) runs first
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
-# compiling dominates the fused-kernel tests on a GPU (the H100 ran two thirds of them in 120 s in one
-# process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
-parallel=(-n 8)
 lim=$(limit_for 120)
 step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py tests/test_vector_regime.py
 lim=$(limit_for 90)

@@ -12,6 +12,15 @@ import torch
 import rnnlab
 from parity import CELLS, assert_same, infer, make_inputs, make_pair, randomise_norms, relative_errors, run, run_seeded
 
+# the cells whose options (zoneout, recurrent dropout, layer norm) run on the fused kernels: not the LSTM with
+# proj_size, which auto runs step by step (checks.check_variant_backend)
+FUSED_OPTION_CELLS = [cell for cell in CELLS if cell != "lstm_proj"]
+
+# fp32 tolerances, relative to an item's largest value, of two paths that run layer norm: the LSTM's is badly
+# conditioned in fp32, each path (step by step on CUDA and on the CPU, the fused kernels) 1.6e-5 to 1.1e-4 off a
+# float64 run in the cases below on an H100 (the GRU's 1.1e-6 to 2.0e-6); twice the sum of two such errors
+LAYER_NORM_TOL = {"lstm": 4e-4, "gru": 1e-5}
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
@@ -44,8 +53,7 @@ def test_cell_variants_run_on_cuda_as_on_the_cpu(cell):
         y, _ = module(torch.nn.utils.rnn.pack_sequence(leaves, enforce_sorted=False))
         grads = torch.autograd.grad(y.data.square().sum(), leaves)
         results.append((y.data.cpu(), *(g.cpu() for g in grads)))
-    for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert_same(results[1], results[0], LAYER_NORM_TOL[cell], scaled=True)
 
 
 @pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "tiled-256"])
@@ -82,18 +90,21 @@ def test_vector_regime_matches_cudnn(cell, B):
 
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
-@pytest.mark.parametrize(("cell", "H"), [("lstm", 256), ("gru", 512), ("rnn_tanh", 1000)])
-def test_split_vector_regime_matches_cudnn(cell, H):
+@pytest.mark.parametrize(("cell", "H", "fp32"), [("lstm", 256, True), ("gru", 256, True), ("gru", 512, False),
+                                               ("rnn_tanh", 1000, True)])
+def test_split_vector_regime_matches_cudnn(cell, H, fp32):
     """The vector regime split over programs (16 units each, meeting at a grid barrier; forced: the dispatcher
     does not pick it before a GPU has verified and timed it), inference, packed and bidirectional, B = 2: bf16
     (fp32 state) within 2e-2 of cuDNN in fp32, relative to each output's largest value, fp32 within 1e-5, at
-    dispatch.MAX_SPLIT_VECTOR_H's sizes (H = 1000: not a multiple of 16)."""
+    dispatch.MAX_SPLIT_VECTOR_H's sizes (H = 1000: not a multiple of 16; the GRU's 512 in half precision
+    only)."""
     from rnnlab.kernels.dispatch import force_regime, plan  # imports triton, which a CPU-only install may lack
 
     if (programs := 2 * -(-H // 16)) > torch.cuda.get_device_properties(0).multi_processor_count:
         pytest.skip(f"{programs} programs need as many multiprocessors")
+    probe = torch.zeros(1, 2, 1, device="cuda", dtype=torch.float32 if fp32 else torch.bfloat16)
     with force_regime("vector"):
-        assert plan(cell.split("_")[0], torch.zeros(1, 2, 1, device="cuda"), H, 2, inference=True).meta["GRID_SYNC"]
+        assert plan(cell.split("_")[0], probe, H, 2, inference=True).meta["GRID_SYNC"]
     torch.manual_seed(8)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
     ref, mine = ref.cuda(), mine.cuda()
@@ -101,7 +112,8 @@ def test_split_vector_regime_matches_cudnn(cell, H):
     x, hx, _ = make_inputs(ref, dtype=torch.float32, **shape)
     want = infer(ref, x, hx)
     with force_regime("vector"):
-        assert_same(infer(mine, x, hx), want, 1e-5, scaled=True)
+        if fp32:
+            assert_same(infer(mine, x, hx), want, 1e-5, scaled=True)
         x, hx, _ = make_inputs(ref, dtype=torch.bfloat16, **shape)
         errors = relative_errors(infer(mine.to(torch.bfloat16), x, hx), want)
     assert max(errors) < 2e-2, errors
@@ -215,7 +227,7 @@ def test_auto_runs_the_fused_kernels_where_they_beat_cudnn(cell, H, B, dtype, tr
 
 
 @pytest.mark.parametrize("H", [20, 50, 128, 256], ids=["persistent", "tiled", "resident", "tiled-256"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", FUSED_OPTION_CELLS)
 def test_fused_variants_match_the_step_by_step_path(cell, H):
     """Zoneout and recurrent dropout on the fused kernels, which backend="auto" picks for them on CUDA, in
     every regime (the resident one and the tiled one spread over programs run only on a GPU) against the
@@ -233,16 +245,17 @@ def _mask_options(cell: str) -> dict[str, float]:
     return {"zoneout": 0.2, "recurrent_dropout": 0.3} | ({"zoneout_cell": 0.4} if cell == "lstm" else {})
 
 
-def _assert_fused_matches_step(fused, step, ref) -> None:
+def _assert_fused_matches_step(fused, step, ref, tol: float = 2e-5) -> None:
     """``fused`` runs its options on the fused kernels and matches ``step`` (the step-by-step path, same weights)
-    with the same draws: training, packed input of unequal lengths, outputs, states and every gradient."""
+    with the same draws within ``tol`` (scaled): training, packed input of unequal lengths, outputs, states and
+    every gradient."""
     x, hx, leaves = make_inputs(ref, "packed", T=33, B=7, dtype=torch.float32, with_state=True, seed=3, device="cuda")
     assert not fused._stepwise() and fused._fused_options(leaves[0])
-    assert_same(run_seeded(fused, x, hx, leaves, seed=5), run_seeded(step, x, hx, leaves, seed=5), 2e-5, scaled=True)
+    assert_same(run_seeded(fused, x, hx, leaves, seed=5), run_seeded(step, x, hx, leaves, seed=5), tol, scaled=True)
 
 
 @pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", FUSED_OPTION_CELLS)
 def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
     """Layer norm on the fused kernels, compiled (CI runs them under the interpreter), against the
     step-by-step path with the same gains, biases and draws: fp32 at the persistent limit (H = 32), training,
@@ -255,4 +268,4 @@ def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
     randomise_norms(step)
     fused = rnnlab.from_torch(ref, backend="triton" if cell == "lstm" and masks else "auto", **options).cuda()
     fused.load_state_dict(step.state_dict())
-    _assert_fused_matches_step(fused, step, ref)
+    _assert_fused_matches_step(fused, step, ref, LAYER_NORM_TOL.get(cell, 2e-5))

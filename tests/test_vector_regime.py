@@ -130,6 +130,27 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     assert forced.meta["num_warps"] == 4 and forced.meta["maxnreg"] == 255
 
 
+def test_dispatcher_splits_the_vector_regime_where_timed_faster(monkeypatch):
+    """Beyond one program's sizes the dispatcher splits an inference forward over programs up to
+    AUTO_SPLIT_VECTOR_H (H100 timings), where the device holds them all at once (here a pretend 132 SMs)."""
+    from rnnlab.kernels import dispatch
+
+    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda x, programs: None if programs <= 132 else "too many")
+    x16 = torch.zeros(1, 16, 1, dtype=torch.bfloat16)
+
+    def split(cell, H, B):  # the regime and grid of the inference forward's launch
+        launch = plan(cell, x16[:, :B], H, B, inference=True)
+        return launch.regime, launch.grid
+
+    assert split("lstm", 128, 1) == ("vector", (1, 8)) and split("gru", 256, 2) == ("vector", (2, 16))
+    assert split("rnn", 1024, 1) == ("vector", (1, 64))
+    assert plan("lstm", x16, 256, 16, inference=True).regime != "vector"  # 256 programs
+    assert plan("gru", x16[:, :1], 512, 1, inference=True).regime != "vector"  # timed slower than resident
+    assert plan("lstm", x16[:, :1], 128, 1).regime != "vector"  # a forward for a backward
+    with force_regime("vector"):
+        assert split("gru", 512, 1) == ("vector", (1, 32))
+
+
 def test_forced_vector_regime_refuses_what_it_cannot_run():
     x16 = torch.zeros(1, 16, 1, dtype=torch.bfloat16)
     with force_regime("vector"):
