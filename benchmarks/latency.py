@@ -2,10 +2,10 @@
 at H <= 256, B <= 16, bf16, T = 1024):
 
     python benchmarks/latency.py --out benchmarks/results/gpu-<device>/latency [--cells lstm gru]
-        [--regime vector] [--warps 8]
+        [--regime vector] [--warps 8] [--exchange flagged]
 
-(``--regime`` and ``--warps``: the dispatch.force_regime and force_warps overrides, to time a launch the
-dispatcher does not choose.)
+(``--regime``, ``--warps`` and ``--exchange``: the dispatch.force_regime, force_warps and force_exchange
+overrides, to time a launch the dispatcher does not choose.)
 
 For each case it times, on CUDA, one inference forward (gradients off) of a ``backend="triton"`` layer
 four ways, median of ``--reps``:
@@ -158,16 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled"),
                         help="force this regime (dispatch.force_regime) instead of the dispatcher's choice")
     parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
+    parser.add_argument("--exchange", choices=("barrier", "flagged"),
+                        help="how split vector-regime programs exchange h (dispatch.force_exchange)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device: it times CUDA events, graphs and kernels")
     args.out.mkdir(parents=True, exist_ok=True)
-    from rnnlab.kernels.dispatch import force_regime, force_warps  # imports triton
+    from rnnlab.kernels.dispatch import force_exchange, force_regime, force_warps  # imports triton
 
-    forced = {"regime": args.regime, "warps": args.warps}
+    forced = {"regime": args.regime, "warps": args.warps, "exchange": args.exchange}
     result = {"environment": environment(torch.device("cuda")), "reps": args.reps, "records": [], "forced": forced}
     for H, cell, B in itertools.product(args.hidden, args.cells, args.batch):
-        with force_regime(args.regime), force_warps(args.warps) if args.warps else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            overrides = (force_regime, args.regime), (force_warps, args.warps), (force_exchange, args.exchange)
+            for force, value in overrides:
+                if value:
+                    stack.enter_context(force(value))
             rec = measure(Case(cell, args.seq_len, B, H, H, dtype="bf16"), args.reps)
         result["records"].append(rec)
         print(f"{cell} H={H} B={B}: " + ", ".join(

@@ -83,6 +83,8 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
         backward = plan(cell, x, case.H, case.B, backward=True).regime if mode != "fwd" else launch.regime
         if backward != launch.regime:
             note += f" (backward: {backward})"
+        if launch.meta.get("FLAGGED"):
+            return note + ", flagged exchange"
         return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
     if backend == "native" and device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

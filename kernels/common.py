@@ -464,11 +464,28 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
 
 
 def vector_buffers(launch, h0: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The vector regime's exchange buffer (2, B, H) in ``dtype``, with ``h0`` in slot 0, and its arrival counters,
-    where the launch splits the units over programs (GRID_SYNC); else None, None (nothing to allocate)."""
+    """The vector regime's exchange buffer (2, B, H) with ``h0`` in slot 0, where the launch splits the units over
+    programs (GRID_SYNC): in ``dtype`` with the arrival counters of its barrier, or with FLAGGED tagged words
+    (flagged_ping_pong) and no counters; else None, None (nothing to allocate)."""
     if not launch.meta["GRID_SYNC"]:
         return None, None
+    if launch.meta["FLAGGED"]:
+        return flagged_ping_pong(h0), None
     return ping_pong(h0, dtype), launch.counters(h0.device)
+
+
+def flagged_ping_pong(h0: torch.Tensor) -> torch.Tensor:
+    """The flagged exchange's (2, B, H) int64 words, each a step tag (high 32 bits) over an fp32 value's bits (low
+    32): slot 0 holds ``h0`` (B, H) tagged step 0, slot 1 the same tagged -1 (no step yet)."""
+    bits = h0.float().contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return torch.stack((bits, bits | (-1 << 32)))
+
+
+@triton.jit
+def _flagged_words(HQ, slot, b, B, H, k, mask):
+    """The words of batch row ``b`` at positions ``k`` in ``slot`` of a flagged exchange buffer (flagged_ping_pong's),
+    loaded volatile (from L2, not a stale L1 line)."""
+    return tl.load(HQ + (slot * B + b) * H + k, mask=mask, other=0, volatile=True)
 
 
 @triton.jit
@@ -499,26 +516,42 @@ def matvec(w, h):
 
 
 @triton.jit
-def vector_operand(h, HQ, s, b, B, H, W, BLOCK_H: tl.constexpr, GRID_SYNC: tl.constexpr):
+def vector_operand(h, HQ, s, b, B, H, W, BLOCK_H: tl.constexpr, GRID_SYNC: tl.constexpr, FLAGGED: tl.constexpr):
     """What W_hh multiplies at step ``s`` of batch row ``b`` in the vector regime, in h's type, rounded to W's: the
     program's own ``h`` (BH,) when it holds every unit, else (GRID_SYNC: the units split over programs) the whole
-    h from slot s % 2 of the (2, B, H) exchange buffer HQ (bypassing L1: other programs wrote it this step)."""
+    h from slot s % 2 of the (2, B, H) exchange buffer HQ (bypassing L1: other programs wrote it this step). With
+    FLAGGED, HQ holds tagged words (flagged_ping_pong's), and the program reloads the slot until every word carries
+    tag ``s`` (a stale word carries s - 2, or -1): the data is its own barrier."""
     if GRID_SYNC:
         k = tl.arange(0, BLOCK_H)
-        h_in = tl.load(HQ + ((s % 2) * B + b) * H + k, mask=k < H, other=0.0, cache_modifier=".cg").to(h.dtype)
+        if FLAGGED:
+            word = _flagged_words(HQ, s % 2, b, B, H, k, k < H)
+            while tl.min(tl.where(k < H, word >> 32, s)) < s:
+                word = _flagged_words(HQ, s % 2, b, B, H, k, k < H)
+            h_in = word.to(tl.int32).to(tl.float32, bitcast=True).to(h.dtype)
+        else:
+            h_in = tl.load(HQ + ((s % 2) * B + b) * H + k, mask=k < H, other=0.0, cache_modifier=".cg").to(h.dtype)
     else:
         h_in = h
     return h_in.to(W.dtype.element_ty).to(h.dtype)
 
 
 @triton.jit
-def vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC: tl.constexpr):
+def vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC: tl.constexpr, FLAGGED: tl.constexpr):
     """End of a vector-regime step where the units are split over programs (GRID_SYNC): the program's new ``h``
     (BU,) goes to slot (s + 1) % 2 of HQ (vector_operand's), and the row's programs meet at step_barrier on
-    their counter COUNT + b. Nothing otherwise."""
+    their counter COUNT + b; with FLAGGED, as words tagged s + 1 (fp32 bits), without a barrier (the readers wait
+    on the tags; the block barrier after the store keeps the compiler from sinking it below the next step's wait).
+    Nothing otherwise."""
     if GRID_SYNC:
-        tl.store(HQ + (((s + 1) % 2) * B + b) * H + units, h.to(HQ.dtype.element_ty), mask=valid)
-        step_barrier(COUNT + b, (s + 1) * tl.num_programs(1), GRID_SYNC)
+        at = HQ + (((s + 1) % 2) * B + b) * H + units
+        if FLAGGED:
+            bits = h.to(tl.float32).to(tl.uint32, bitcast=True).to(tl.int64)
+            tl.store(at, bits | ((tl.zeros_like(bits) + s + 1) << 32), mask=valid)  # s: an int under the interpreter
+            tl.debug_barrier()
+        else:
+            tl.store(at, h.to(HQ.dtype.element_ty), mask=valid)
+            step_barrier(COUNT + b, (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit

@@ -163,13 +163,23 @@ MAX_VECTOR_B = BLOCK_B
 # 1.51-1.59 at H = 128, B = 1 and 16, 1.57-1.66 against 1.80-1.85 at 256, B = 1; the RNN 1.34-1.97 against
 # 1.80-3.27 at 256-1024, B = 1), but not the GRU at 512 (2.59 against 2.39); beyond it only when forced
 # (force_regime("vector")). Where B times the programs exceeds the SMs, the resident regime runs.
+# How split programs exchange h: "barrier", each program's h stored and the row's programs meeting at step_barrier
+# (an atomic arrival, then polling the counter, then loading h: on an H100 the resident regime's exchange alone took
+# 1.0-1.3 us a step at H = 128-256), or "flagged" (fp32 and half precision), each value stored with its step's tag in
+# one 64-bit word which the readers poll until every tag is current, so the data is its own barrier (one round trip
+# through L2 instead of three, as NCCL's LL protocol), up to MAX_FLAGGED_H (fit.py's "flag" rows: without spills for
+# sm_80 and sm_90; the GRU at 512, 32 warps of 64 registers, spilled 32-80 bytes). Not run on a GPU yet: the
+# barrier unless forced (force_exchange).
+EXCHANGES = ("barrier", "flagged")
+MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 VECTOR_UNITS = 16
 AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
                       ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
                       ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
-# force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile); absent: the dispatcher's choice.
+# force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange); absent: the
+# dispatcher's choice.
 _overrides: dict = {}
 
 
@@ -326,6 +336,17 @@ def force_warps(warps: int):
 
 
 @contextmanager
+def force_exchange(exchange: str):
+    """Let the vector regime's split programs exchange h as ``exchange`` ("barrier" or "flagged", see EXCHANGES)
+    inside the block; beyond MAX_FLAGGED_H, and in fp64 (whose values fill a 64-bit word), they meet at the
+    barrier."""
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+    with _override("exchange", exchange):
+        yield
+
+
+@contextmanager
 def force_batch_tile(rows: int):
     """Launch the resident regime with batch tiles of ``rows`` (BLOCK_B or WIDE_BLOCK_B) inside the block
     instead of batch_rows' choice (benchmarks/tune.py times one against the other). fit.py checks the wide
@@ -447,12 +468,15 @@ def vector_warps(cell: str, units: int, block: int, dtype: torch.dtype) -> int:
 def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     """The vector regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that
     it can run here (plan does): one program per batch row holding every unit where max_vector_h allows, else
-    (split) the units in tiles of VECTOR_UNITS, one program each, a row's programs meeting at a grid barrier."""
+    (split) the units in tiles of VECTOR_UNITS, one program each, a row's programs exchanging h each step (at a
+    grid barrier, or FLAGGED: see EXCHANGES)."""
     bh = block_h(H)
     units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else VECTOR_UNITS
     programs = triton.cdiv(H, units)
     warps = _overrides.get("warps") or vector_warps(cell, units, bh, x.dtype)
-    meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs)}
+    flagged = (programs > 1 and x.dtype != torch.float64 and MAX_FLAGGED_H[cell] >= H
+               and _overrides.get("exchange") == "flagged")
+    meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs), "FLAGGED": flagged}
     if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
         meta["maxnreg"] = _all_registers(warps)
     return Launch("vector", (B, programs), meta)

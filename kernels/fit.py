@@ -38,12 +38,14 @@ from . import gru, lstm, rnn
 from .dispatch import (
     BLOCK_B,
     FITTED_TARGETS,
+    MAX_FLAGGED_H,
     MAX_NORM_H,
     MAX_PERSISTENT_H,
     NORM_BLOCK_H,
     NORM_WITHOUT_MASKS,
     WIDE_BLOCK_B,
     WIDE_CAPABILITY,
+    force_exchange,
     force_regime,
     max_resident_h,
     max_split_vector_h,
@@ -80,7 +82,8 @@ class Fit:
     target: str
     dtype: str
     hidden: int  # the hidden size whose launch this is (its blocks are the dispatcher's for it)
-    sync: str  # "-" (persistent, vector), one of SYNCS (tiled; the vector regime split over programs: "grid"),
+    sync: str  # "-" (persistent, vector), one of SYNCS (tiled; the vector regime split over programs: "grid", or
+    # "flag" with the flagged exchange, dispatch.EXCHANGES),
     # "resident" (the tiled kernels holding W_hh) or "wide" (resident, batch tiles of WIDE_BLOCK_B rows)
     mode: str  # "train" or "infer" for forwards that store what the backward reads (STORE), else "-"
     proj: str  # "proj" for the tiled LSTM with a projection (PROJ), else "-"
@@ -104,14 +107,17 @@ class Fit:
                 and (self.spill_bytes == 0 or not holds_weights))
 
 
-def _signature(kernel: str, dt: str) -> dict[str, str]:
+def _signature(kernel: str, dt: str, flagged: bool = False) -> dict[str, str]:
     """Argument types of ``kernel`` for input dtype ``dt``: state and gradient buffers are in the accumulator
     type (fp32, fp64 for fp64 input), the stored activations in dispatch.stored's, lengths and counters
-    int32, the other pointers the input dtype; upper-case flags are constexprs."""
+    int32, the other pointers the input dtype; upper-case flags are constexprs. ``flagged``: the vector regime's
+    exchange buffer HQ holds int64 tagged words (common.flagged_ping_pong)."""
     acc = "*fp64" if dt == "fp64" else "*fp32"
     keep = "*" + next(name for name, t in TORCH_DTYPES.items() if t == stored(TORCH_DTYPES[dt]))
 
     def kind(arg: str) -> str:
+        if flagged and arg == "HQ":
+            return "*i64"
         if arg in SCALARS:
             return "i32"
         if arg in ACC_BUFFERS:
@@ -125,7 +131,7 @@ def _signature(kernel: str, dt: str) -> dict[str, str]:
 
 
 _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_U", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE",
-          "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
+          "FLAGGED", "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
 # the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights) and the
 # variants (Fit.variant) that turn them on
 VARIANT_FLAGS = {"DROP": ("masks", "all"), "ZONE": ("masks", "all"), "ZONE_C": ("masks", "all"),
@@ -157,8 +163,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
     elif kernel.endswith("_vector"):  # plan() refuses the split launch ("grid") without a GPU to run on
-        meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
-        if meta["GRID_SYNC"] != (sync == "grid"):  # split over programs: "grid"; one program a row: "-"
+        with force_exchange("flagged" if sync == "flag" else "barrier"):
+            meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
+        if meta["GRID_SYNC"] != (sync in ("grid", "flag")):  # split over programs: "grid"; one program a row: "-"
             raise ValueError(f"{kernel} at hidden size {hidden} in {dtype} takes sync "
                              f"{'grid' if meta['GRID_SYNC'] else '-'}, not {sync}")
     else:
@@ -179,7 +186,7 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     for flag, variants in VARIANT_FLAGS.items():
         if flag in KERNELS[kernel].arg_names:
             constexprs[flag] = variant in variants
-    signature = _signature(kernel, dtype)
+    signature = _signature(kernel, dtype, flagged=meta.get("FLAGGED", False))
     src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
                     attrs=_alignment(signature) if align == "a16" else None)
     return triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32), options=options), options["num_warps"]
@@ -294,8 +301,8 @@ def _norm(kernel: str, target: str, dtype: str, mode: str, quick: bool):
 
 def _vector(kernel: str, target: str, dtype: str, quick: bool):
     """The configurations of a vector-regime ``kernel`` (see configurations): each BLOCK_H up to its limit for any
-    hidden size, beyond it up to that for multiples of 16 ("a16"), and likewise split over programs ("grid";
-    ``quick``: the largest of each)."""
+    hidden size, beyond it up to that for multiples of 16 ("a16"), and likewise split over programs ("grid", and
+    but in fp64 also "flag", with the flagged exchange, up to MAX_FLAGGED_H; ``quick``: the largest of each)."""
     cell, torch_dtype = kernel.split("_")[0], TORCH_DTYPES[dtype]
     anywhere, aligned = max_vector_h(cell, torch_dtype), max_vector_h(cell, torch_dtype, aligned=True)
     split, split_aligned = (max_split_vector_h(cell, torch_dtype, aligned=a) for a in (False, True))
@@ -305,6 +312,8 @@ def _vector(kernel: str, target: str, dtype: str, quick: bool):
                                ("grid", "a16", [h for h in VECTOR_SHAPES if max(aligned, split) < h <= split_aligned])):
         for hidden in sizes[-1 if quick else 0:]:
             yield kernel, target, dtype, hidden, sync, "-", "-", align, "-"
+            if sync == "grid" and dtype != "fp64" and hidden <= MAX_FLAGGED_H[cell]:
+                yield kernel, target, dtype, hidden, "flag", "-", "-", align, "-"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

@@ -227,7 +227,7 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
 
 @triton.jit
 def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE: tl.constexpr, BLOCK_H: tl.constexpr,
-                           BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+                           BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr, FLAGGED: tl.constexpr):
     # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): program (b, j)'s units, their rows of the r, z
     # and n blocks of W_hh held in registers.
     b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
@@ -242,10 +242,10 @@ def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE:
         row, _ = vector_step(s, length, b, B, valid, REVERSE)
         next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)  # loaded a step ahead
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + units, units, H, next_live, acc)
-        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h = _gru_cell(matvec(w_r, h_in), matvec(w_z, h_in), matvec(w_n, h_in), x_r, x_z, x_n, BHH, units, Y, Y, Y,
                       0, row * H + units, H, h, valid, Y, False, False, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
         x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + b * H + units, h, mask=valid)
 

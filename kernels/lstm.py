@@ -344,11 +344,13 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
 
 @triton.jit
 def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: tl.constexpr,
-                            BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+                            BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr,
+                            FLAGGED: tl.constexpr):
     # The vector regime (dispatch.py): the units BLOCK_U of program (b, j) of batch row b in a forward that keeps
     # nothing for a backward, their rows of the four gate blocks of W_hh held in registers in the accumulator type;
     # each step's product is four matrix-vector sums (vector_operand's h). One program a row (BLOCK_U = BLOCK_H), or
-    # with GRID_SYNC the units split over the row's programs, which exchange h through HQ (vector_exchange).
+    # with GRID_SYNC the units split over the row's programs, which exchange h through HQ (vector_exchange; with
+    # FLAGGED as tagged words, without the barrier).
     b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
     acc: tl.constexpr = HN.dtype.element_ty
     w_i = vector_block(W, 0, H, units, BLOCK_H, acc)
@@ -364,10 +366,10 @@ def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVE
         # the next step's input projections, loaded a step ahead (they do not depend on h)
         next_row, next_live = vector_step(s + 1, length, b, B, valid, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + units, H, next_live, acc)
-        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h, c = _lstm_cell(matvec(w_i, h_in) + x_i, matvec(w_f, h_in) + x_f, matvec(w_g, h_in) + x_g,
                           matvec(w_o, h_in) + x_o, Y, row * H + units, Y, Y, 0, H, 0, c, valid, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     tl.store(HN + b * H + units, h, mask=valid)
     tl.store(CN + b * H + units, c, mask=valid)

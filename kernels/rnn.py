@@ -158,7 +158,8 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, LN, RH, NS, DR, T, B, 
 
 @triton.jit
 def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, HQ, COUNT, B, H, RELU: tl.constexpr, REVERSE: tl.constexpr,
-                           BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr):
+                           BLOCK_H: tl.constexpr, BLOCK_U: tl.constexpr, GRID_SYNC: tl.constexpr,
+                           FLAGGED: tl.constexpr):
     # The vector regime (dispatch.py; lstm._lstm_fwd_vector_kernel): program (b, j)'s units, their rows of W_hh held
     # in registers.
     b, units, valid, length = vector_row(LEN, H, BLOCK_U, GRID_SYNC)
@@ -167,9 +168,9 @@ def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, HQ, COUNT, B, H, RELU: tl.cons
     h = tl.load(H0 + b * H + units, mask=valid, other=0.0).to(acc)
     for s in range(0, length):
         row, _ = vector_step(s, length, b, B, valid, REVERSE)
-        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC)
+        h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h = _rnn_cell(GX, Y, Y, row * H + units, units, matvec(w, h_in), h, valid, Y, False, RELU, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC)
+        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
     tl.store(HN + b * H + units, h, mask=valid)
 
 

@@ -10,7 +10,7 @@
 #   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   3. activation memory, preset gpu
 #   4. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed
+#      alone, a step, where the 1 us inference target is missed; then the split vector regime's flagged exchange
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
 #      (vector, persistent or resident), warps of the vector and resident programs, the tiled regime's blocks, stages
 #      and warps
@@ -75,8 +75,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee 
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
 pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0)  # one process (pyproject.toml asks for -n auto)
 # compiling dominates the tests on a GPU (the H100 ran two thirds of the fused-kernel tests in 120 s in one
-# process): spread them over 8 processes (pytest-xdist is installed on the device machines too)
+# process): spread them over 8 processes (pytest-xdist is installed on the device machines too); without CUDA,
+# where every GPU test skips, one process (starting 8 took 24 s on 2 cores)
 parallel=(-n 8)
+[[ $name == cpu ]] && parallel=()
 lim=$(limit_for 120)  # 55 s on the H100 in 8 processes (the split vector regime's cooperative launches included)
 step "gpu tests" "$lim" "${pytest[@]}" "${parallel[@]}" -m gpu tests/test_cuda.py
 lim=$(limit_for 180)
@@ -90,6 +92,9 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
+    lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
+    step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
+        --hidden 128 256 --out "$res/latency/forced/vector-flagged"
     lim=$(limit_for 150)  # the regime group (16 measurements, each compiling) runs first
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi

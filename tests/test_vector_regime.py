@@ -5,6 +5,8 @@ length-1 row among them), one row and several, hidden sizes off the power-of-two
 (dispatch.MAX_VECTOR_H); fp32 and fp64 tight, fp16/bf16 against float64. Its numbers on a GPU against cuDNN:
 tests/test_cuda.py."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,7 +14,10 @@ import rnnlab
 from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, needs_fused_device, relative_errors, run
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab.kernels.common import flagged_ping_pong
 from rnnlab.kernels.dispatch import (
+    EXCHANGES,
+    force_exchange,
     force_regime,
     force_warps,
     max_split_vector_h,
@@ -80,6 +85,34 @@ def test_vector_regime_in_half_precision(cell, dtype, bound):
     assert errors["vector"] < bound and errors["vector"] <= 1.5 * errors["persistent"], errors
 
 
+@pytest.mark.parametrize("exchange", EXCHANGES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_split_exchange_under_the_interpreter(cell, exchange, monkeypatch):
+    """The split programs' exchange of h through the (2, B, H) buffer (at the barrier, or flagged: tagged words),
+    run by one program a row that holds every unit (the interpreter runs programs one at a time, so it cannot
+    run several that wait on each other; a GPU test runs them): the same bits as the program without it, packed,
+    bidirectional, fp32 and bf16."""
+    from rnnlab.kernels import dispatch
+
+    one_program = dispatch.vector_launch
+
+    def through_the_buffer(*args):
+        launch = one_program(*args)
+        return dataclasses.replace(launch, meta={**launch.meta, "GRID_SYNC": True, "FLAGGED": exchange == "flagged"})
+
+    torch.manual_seed(3)
+    ref, fused = make_pair(cell, 5, 20, torch.float32, backend="triton", bidirectional=True)
+    for dtype in (torch.float32, torch.bfloat16):
+        fused = fused.to(DEVICE, dtype)
+        x, hx, _ = make_inputs(ref, "packed", T=9, B=4, dtype=dtype, with_state=True, seed=5, device=DEVICE)
+        with force_regime("vector"):
+            want = infer(fused, x, hx)
+            with monkeypatch.context() as patch:
+                patch.setattr(dispatch, "vector_launch", through_the_buffer)
+                got = infer(fused, x, hx)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
 def test_training_forward_under_a_forced_vector_regime():
     """The regime is forward-only: forced, an RNN (whose forward keeps only its outputs) trains with its backward
     where the dispatcher puts it, matching the reference's gradients; an LSTM, whose training forward stores its
@@ -101,7 +134,7 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     launch = plan("lstm", x16, 64, 16, inference=True)
     assert launch.regime == "vector" and launch.grid == (16, 1) and not launch.tiled
     assert launch.meta == {"BLOCK_H": 64, "BLOCK_U": 64, "num_warps": 16, "GRID_SYNC": False,
-                           "launch_cooperative_grid": False}
+                           "launch_cooperative_grid": False, "FLAGGED": False}
     assert plan("lstm", x32, 64, 16, inference=True).regime == "vector"  # the persistent fp32 LSTM stops at 32
     assert plan("rnn", x32, 128, 1, inference=True).regime == "vector"
     assert plan("gru", x64, 32, 3, inference=True).regime == "vector"
@@ -123,11 +156,32 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     split = vector_launch("lstm", x16, 256, 4)
     assert split.regime == "vector" and split.grid == (4, 16)
     assert split.meta == {"BLOCK_H": 256, "BLOCK_U": 16, "num_warps": 16, "GRID_SYNC": True,
-                          "launch_cooperative_grid": True, "maxnreg": 128}
+                          "launch_cooperative_grid": True, "FLAGGED": False, "maxnreg": 128}
+    # the flagged exchange, forced: split programs only, and not in fp64 (whose values fill a 64-bit word)
+    with force_exchange("flagged"):
+        assert vector_launch("lstm", x16, 256, 4).meta["FLAGGED"]
+        assert not vector_launch("lstm", x16, 64, 4).meta["FLAGGED"]
+        assert not vector_launch("rnn", x64, 256, 4).meta["FLAGGED"]
+    with pytest.raises(ValueError, match="exchange must be one of"):
+        force_exchange("ring").__enter__()
     assert max_split_vector_h("lstm", torch.bfloat16) == 128 and max_split_vector_h("gru", x16.dtype, True) == 512
     with force_warps(4):
         forced = plan("lstm", x16, 64, 16, inference=True)
     assert forced.meta["num_warps"] == 4 and forced.meta["maxnreg"] == 255
+
+
+def test_flagged_exchange_words_carry_a_step_tag_over_fp32_bits():
+    """The flagged exchange's buffer: slot 0 holds h0's fp32 values under tag 0, slot 1 the same under tag -1 (what
+    the kernels read back: the high 32 bits as the tag, the low 32 as fp32 bits), for every fp32 value, signs and
+    NaN included; half-precision h0 widened to fp32."""
+    h0 = torch.tensor([[0.0, -0.0, 1.5, -2.25], [float("inf"), -1e-38, 3e38, float("nan")]])
+    for dtype in (torch.float32, torch.bfloat16):
+        words = flagged_ping_pong(h0.to(dtype))
+        assert words.shape == (2, 2, 4) and words.dtype == torch.int64
+        assert (words[0] >> 32).eq(0).all() and (words[1] >> 32).eq(-1).all()
+        for slot in words:
+            values = slot.to(torch.int32).view(torch.float32)  # the low 32 bits
+            assert torch.equal(values.view(torch.int32), h0.to(dtype).float().view(torch.int32))
 
 
 def test_dispatcher_splits_the_vector_regime_where_timed_faster(monkeypatch):
