@@ -88,6 +88,10 @@ NORM_ALL_REGISTERS = {("gru", "fp32", True), ("rnn", "half", True), ("rnn", "hal
 # 4 the training forward spills 24-64 bytes (fit.py); with 8 it fits in 234-238 registers (Triton 3.9
 # and 3.6). The LSTM's at 64 was fastest with 16.
 TIMED_WARPS = {("gru", "half", False, 64): 8}
+# Likewise for one vector-regime program (cell, operand width, BLOCK_H) holding every unit: on an H100 the GRU at
+# H = 64 took 0.44-0.46 us a step with 8 warps against 0.51 with vector_warps' 16 (benchmarks/latency.py, bf16,
+# B = 1 and 16; the whole forward 0.89x, tune.py's warps group); the LSTM's at 64 was as fast with 16.
+TIMED_VECTOR_WARPS = {("gru", "half", 64): 8}
 # The tiled regime's blocks: column tiles of 32 hidden units, the forward's reduction in slices of 32 (the
 # backward's BACKWARD_K times longer, see backward_k), 8 warps, no software pipelining. At H = 1024 a
 # step then waits on 32 slices in each direction, where a product a gate with slices of 64 waited on 64
@@ -473,7 +477,8 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     bh = block_h(H)
     units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else VECTOR_UNITS
     programs = triton.cdiv(H, units)
-    warps = _overrides.get("warps") or vector_warps(cell, units, bh, x.dtype)
+    timed = TIMED_VECTOR_WARPS.get((cell, operand_width(x.dtype), bh)) if programs == 1 else None
+    warps = _overrides.get("warps") or timed or vector_warps(cell, units, bh, x.dtype)
     flagged = (programs > 1 and x.dtype != torch.float64 and MAX_FLAGGED_H[cell] >= H
                and _overrides.get("exchange") == "flagged")
     meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs), "FLAGGED": flagged}

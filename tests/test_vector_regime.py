@@ -151,6 +151,9 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     assert [vector_warps("lstm", h, h, torch.float32) for h in (16, 32, 64)] == [1, 4, 16]
     assert [vector_warps("rnn", h, h, torch.float32) for h in (16, 32, 64, 128)] == [1, 1, 4, 16]
     assert vector_warps("gru", 16, 16, torch.float64) == 2 and vector_warps("lstm", 32, 32, torch.float64) == 8
+    # but where a GPU timed another count faster (dispatch.TIMED_VECTOR_WARPS): the half-precision GRU at 64
+    assert plan("gru", x16, 64, 16, inference=True).meta["num_warps"] == 8
+    assert plan("gru", x32, 64, 16, inference=True).meta["num_warps"] == vector_warps("gru", 64, 64, x32.dtype)
     # beyond what one program holds, (forced only) 16 units a program, a row's programs meeting at a grid barrier,
     # each with every register it may have (one program an SM)
     split = vector_launch("lstm", x16, 256, 4)
