@@ -46,7 +46,6 @@ from rnnlab.kernels.dispatch import (
     BLOCK_B,
     REGIMES,
     TILED_BLOCK_H,
-    TILED_BLOCK_K,
     TILED_STAGES,
     TILED_WARPS,
     WIDE_BLOCK_B,
@@ -56,6 +55,7 @@ from rnnlab.kernels.dispatch import (
     force_warps,
     plan,
     resident_rows,
+    tiled_block_k,
 )
 
 # group: (cell:hidden size pairs, batches, modes), in the order they run (gpu_check.sh gives tuning 120 s of
@@ -69,7 +69,8 @@ WARPS = (4, 8, 16)
 # without pipelining), narrower tiles spread a step over more SMs, pipelining hides L2 latency. At
 # H = 1024 in bf16 for sm_90 (fit.py, Triton 3.9) all but the last two compile without spills; they
 # spill 72 bytes (the backward) and 120-576
-TILINGS = ((32, 64, 1, 8), (16, 64, 1, 4), (16, 32, 1, 4), (32, 32, 2, 8), (16, 64, 2, 4), (32, 64, 1, 4))
+TILINGS = ((32, 32, 1, 8), (32, 64, 1, 8), (16, 64, 1, 4), (16, 32, 1, 4), (32, 32, 2, 8), (16, 64, 2, 4),
+           (32, 64, 1, 4))
 TIMING = Preset(cases=(), backends=("triton",), warmup=2, reps=5)
 
 
@@ -77,7 +78,7 @@ def choices(group: str, case: Case, device: torch.device) -> list[dict]:
     """The dispatcher's current choice for ``case`` first, then the other candidates of ``group``."""
     if group == "tiled":
         names = ("BLOCK_H", "BLOCK_K", "stages", "warps")
-        current = (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
+        current = (TILED_BLOCK_H, tiled_block_k(torch.bfloat16, False, False), TILED_STAGES, TILED_WARPS)
         return [dict(zip(names, tiling, strict=True)) for tiling in (current, *(t for t in TILINGS if t != current))]
     like = torch.empty(0, case.B, 1, dtype=torch.bfloat16, device=device)
     cell = case.cell.split("_")[0]

@@ -97,9 +97,14 @@ TIMED_VECTOR_WARPS = {("gru", "half", 64): 8}
 # step then waits on 32 slices in each direction, where a product a gate with slices of 64 waited on 64
 # (0.55 us each on an H200). Cross-compiled (fit.py, Triton 3.9), no tiled configuration spills but two
 # on sm_80: the fp32 LSTM backward with a projection (96 bytes) and the fp64 RNN forward (16); slices of
-# 64 spilled 28-2500 bytes with 8 warps, and 4 warps spilled with either. Not tuned on a GPU yet
-# (benchmarks/tune.py times the alternatives).
+# 64 spilled 28-2500 bytes with 8 warps, and 4 warps spilled with either. In fp16/bf16 slices of 64
+# (HALF_TILED_BLOCK_K) took 0.73-0.79x the forward's time and 0.83-0.86x the training step's on an H100 in two
+# sessions (benchmarks/tune.py's tiled group: H = 1024, B = 64, LSTM and GRU; with 4 warps, which spill, 0.70-0.87x) and
+# compile without spills for sm_80 and sm_90 (Triton 3.9) but for the LSTM backward with a projection (124-904
+# bytes), so half precision takes them but there (tiled_block_k). With Triton 3.6 (the timed one) the LSTM
+# backward for sm_90 and the RNN's for sm_80 spill 8-32 bytes with them, as the GRU's did 24 with slices of 32.
 TILED_BLOCK_H, TILED_BLOCK_K, TILED_WARPS, TILED_STAGES = 32, 32, 8, 1
+HALF_TILED_BLOCK_K = 64
 BACKWARD_K = 4  # see backward_k
 # The resident regime: 16 hidden units a program (the narrowest tl.dot tile: the most programs, the
 # fewest weights each), 8 warps with up to 255 registers a thread (the most 8 warps may have; left to
@@ -271,6 +276,13 @@ def num_warps(block_h: int, dtype: torch.dtype) -> int:
 def block_h(H: int) -> int:
     """The persistent regime's power-of-two tile covering hidden size ``H`` (>= 16 for tl.dot)."""
     return max(16, triton.next_power_of_2(H))
+
+
+def tiled_block_k(dtype: torch.dtype, proj: bool, backward: bool) -> int:
+    """The tiled regime's forward reduction slice (backward_k gives the backward's from it) for input ``dtype``:
+    HALF_TILED_BLOCK_K in fp16/bf16 but for the LSTM backward with a projection (``proj``, ``backward``), where
+    it spills, else TILED_BLOCK_K."""
+    return HALF_TILED_BLOCK_K if operand_width(dtype) == "half" and not (proj and backward) else TILED_BLOCK_K
 
 
 def backward_k(block_k: int) -> int:
@@ -450,7 +462,8 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
         if regime == "resident":
             raise NotImplementedError(f"the resident regime cannot run {cell.upper()} hidden_size={H}: {problem}. "
                                       "Leave the regime to the dispatcher")
-    bh, bk, stages, warps = _overrides.get("tiling") or (TILED_BLOCK_H, TILED_BLOCK_K, TILED_STAGES, TILED_WARPS)
+    bk = tiled_block_k(x.dtype, proj, backward)
+    bh, bk, stages, warps = _overrides.get("tiling") or (TILED_BLOCK_H, bk, TILED_STAGES, TILED_WARPS)
     if backward:
         bk = backward_k(bk)
     programs = 1

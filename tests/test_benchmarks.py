@@ -134,13 +134,13 @@ def test_tuning_times_each_choice_and_compares_it_with_the_current_one(tmp_path)
     assert [r["choice"] for r in warps] == [{"warps": 4}, {"warps": 8}, {"warps": 16}]
     assert {r["mode"] for r in warps} == {"fwd"}
     assert len(tiled) == 2 * 7  # modes x tilings (the current one and six candidates)
-    assert tiled[0]["choice"] == {"BLOCK_H": 32, "BLOCK_K": 32, "stages": 1, "warps": 8}  # the dispatcher's
+    assert tiled[0]["choice"] == {"BLOCK_H": 32, "BLOCK_K": 64, "stages": 1, "warps": 8}  # the dispatcher's (bf16)
     assert len({tuple(r["choice"].values()) for r in tiled}) == 7
     assert all(r["median_ms"] is not None or "budget was spent" in r["note"] for r in records)
     table = (tmp_path / "results.md").read_text()
     assert "| regime | gru | 20 | 2 | fwd | regime=vector |" in table and "1.00x" in table
     assert "| warps | gru | 20 | 2 | fwd | warps=4 |" in table
-    assert "| tiled | gru | 20 | 2 | fwd | BLOCK_H=32 BLOCK_K=32 stages=1 warps=8 |" in table
+    assert "| tiled | gru | 20 | 2 | fwd | BLOCK_H=32 BLOCK_K=64 stages=1 warps=8 |" in table
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--out", str(tmp_path),
                           "--device", "cpu", "--sizes", "gru"], capture_output=True, text=True, timeout=120,
                          check=False, env=env)

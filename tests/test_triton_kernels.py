@@ -207,6 +207,15 @@ def test_tiled_regime_with_several_reduction_slices(cell):
     assert_same(run(fused, x, hx, leaves), run(reference, x, hx, leaves), 2e-5)
 
 
+def test_tiled_regime_takes_longer_slices_in_half_precision():
+    """fp16/bf16 stream W_hh in slices of 64 (dispatch.HALF_TILED_BLOCK_K; the backward's 4 times that), but the
+    LSTM backward with a projection, which spills with them, keeps 32 (128)."""
+    x = torch.zeros(1, 3, 5, dtype=torch.bfloat16)
+    assert plan("gru", x, 130, 3).meta["BLOCK_K"] == 64 and plan("gru", x, 130, 3, backward=True).meta["BLOCK_K"] == 256
+    assert plan("lstm", x, 130, 3, proj=True).meta["BLOCK_K"] == 64
+    assert plan("lstm", x, 130, 3, proj=True, backward=True).meta["BLOCK_K"] == 128
+
+
 def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
     torch.manual_seed(3)
     reference, fused, ref = _pair(20, cell="lstm", bidirectional=True)
