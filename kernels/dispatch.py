@@ -3,9 +3,10 @@
 - ``vector``: forwards that keep nothing for a backward (inference; the RNN's forward always) of up to
   MAX_VECTOR_B batch rows, without a projection or a cell variant: one program per batch row holds W_hh in
   registers (hidden sizes up to MAX_VECTOR_H) and takes each step's product as matrix-vector sums, where a
-  persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step. Forced
-  On CUDA, beyond those sizes: split over programs of VECTOR_UNITS units that meet at a grid barrier each
-  step, where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H; forced, MAX_SPLIT_VECTOR_H).
+  persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step. On CUDA,
+  beyond those sizes: split over programs of VECTOR_UNITS units that exchange h each step (at a grid barrier,
+  or flagged: EXCHANGES), where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H; forced,
+  MAX_SPLIT_VECTOR_H).
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
