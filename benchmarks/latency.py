@@ -15,8 +15,9 @@ four ways, median of ``--reps``:
 - ``graph``: the same call captured once in a CUDA graph and replayed (no CPU work between the events);
 - ``kernel``: the fused kernel alone, its device time under torch.profiler;
 - ``queue``: the CPU's time to queue the call (wall clock, no synchronisation);
-- ``exchange``: where the resident regime splits the hidden units over programs (H > 16 here), those
-  programs' exchange of the state alone, without the math (step_floor.py): a floor under ``kernel``.
+- ``exchange``: where the launch splits the hidden units over programs (the resident regime, or the vector
+  regime split: H > 64 here), those programs' exchange of the state alone, at the barrier or flagged, without
+  the math (step_floor.py): a floor under ``kernel``.
 
 So ``call - graph`` is what the CPU adds, ``graph - kernel`` the work around the kernel (the input
 projection, the output allocations, the final states' casts), and ``kernel - exchange`` what the math and
@@ -94,8 +95,8 @@ def _graphed(fn):
 
 
 def measure(case: Case, reps: int) -> dict:
-    """The times of ``case`` (ms for the whole sequence and us a step; ``exchange`` only where the resident
-    regime splits a batch tile over programs), or a record naming the error."""
+    """The times of ``case`` (ms for the whole sequence and us a step; ``exchange`` only where the launch splits
+    a batch tile over programs), or a record naming the error."""
     device = torch.device("cuda")
     record = {**case.record(), "backend": "triton", "mode": "fwd", "reps": reps}
     try:
@@ -133,8 +134,8 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{env['date']}, torch {env['torch']}, triton {env['triton']}, commit {env['git_commit']}. Inference "
         f"forward of a backend=\"triton\" layer, microseconds a timestep, median of {result['reps']}: call (CUDA "
         "events around the call), graph (the call replayed from a CUDA graph), kernel (the fused kernel's "
-        "device time), queue (the CPU's time to queue the call), exchange (the resident regime's exchange of the "
-        "state between its programs alone, no math; - where one program holds the layer)."
+        "device time), queue (the CPU's time to queue the call), exchange (the split programs' exchange of the "
+        "state alone, no math, on the same launch; - where one program holds the layer)."
         + "".join(f" Forced {k}: {v}." for k, v in result.get("forced", {}).items() if v),
         "",
         "| cell | T | B | I | H | dtype | " + " | ".join(COLUMNS) + " | notes |",

@@ -192,8 +192,57 @@ def test_exchange_floor_kernel_compiles_with_the_grid_barrier():
         "src = ASTSource(fn=_exchange_kernel, signature=sig, constexprs={'BLOCK_B': 16, 'BLOCK_H': 16, 'K_RES': 256})\n"
         "print(triton.compile(src, target=GPUTarget('cuda', 90, 32), options={'num_warps': 8}).asm['ptx'])\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # interpreted kernels do not compile
+    assert "ld.global.gpu.acquire" in _compiled_output(code)
+
+
+def _compiled_output(code: str) -> str:
+    """What ``code`` prints, run in benchmarks/ without the interpreter (interpreted kernels do not compile)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True,
                           timeout=300, check=False, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "ld.global.gpu.acquire" in proc.stdout
+    return proc.stdout
+
+
+@needs_triton
+def test_vector_exchange_floor_kernel_compiles_with_either_exchange():
+    """step_floor.py's floor for the split vector regime cross-compiles for sm_90 with the grid barrier (an
+    acquiring load of the arrival counter) and with the flagged exchange (volatile loads of the tagged words)."""
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.compiler import ASTSource\n"
+        "from step_floor import _vector_exchange_kernel\n"
+        "for flagged in (False, True):\n"
+        "    sig = {'HQ': '*i64' if flagged else '*bf16', 'COUNT': '*i32', 'LEN': '*i32', 'W': '*bf16', 'B': 'i32',\n"
+        "           'H': 'i32', 'BLOCK_H': 'constexpr', 'BLOCK_U': 'constexpr', 'FLAGGED': 'constexpr'}\n"
+        "    src = ASTSource(fn=_vector_exchange_kernel, signature=sig,\n"
+        "                    constexprs={'BLOCK_H': 256, 'BLOCK_U': 16, 'FLAGGED': flagged})\n"
+        "    ptx = triton.compile(src, target=GPUTarget('cuda', 90, 32), options={'num_warps': 16}).asm['ptx']\n"
+        "    print(flagged, 'ld.global.gpu.acquire' in ptx, 'ld.volatile.global' in ptx)\n"
+    )
+    assert _compiled_output(code).split("\n")[:2] == ["False True False", "True False True"]
+
+
+@needs_triton
+@pytest.mark.parametrize("flagged", [False, True], ids=["barrier", "flagged"])
+def test_vector_exchange_floor_under_the_interpreter(flagged, monkeypatch):
+    """The floor kernel with one program a row holding every unit (the interpreter runs one program at a time):
+    each step writes the maximum of the h it read, so after T steps slot T % 2 holds each row's largest h_0
+    value in every unit (tagged T where flagged)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from step_floor import _vector_exchange_kernel
+
+    from rnnlab.kernels.common import flagged_ping_pong, ping_pong
+
+    B, H, T = 3, 20, 5
+    h0 = torch.randn(B, H, generator=torch.Generator().manual_seed(0))
+    hq = flagged_ping_pong(h0) if flagged else ping_pong(h0, torch.float32)
+    counters = None if flagged else torch.zeros(B, dtype=torch.int32)
+    lengths = torch.full((B,), T, dtype=torch.int32)
+    _vector_exchange_kernel[(B, 1)](hq, counters, lengths, h0, B, H, BLOCK_H=32, BLOCK_U=32, FLAGGED=flagged)
+    final = hq[T % 2]
+    if flagged:
+        assert (final >> 32).eq(T).all()
+        final = final.to(torch.int32).view(torch.float32)
+    assert torch.equal(final, h0.max(dim=1, keepdim=True).values.expand(B, H))
