@@ -7,10 +7,10 @@
 # step that does not fit is skipped and says so:
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
-#   2. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
-#   3. activation memory, preset gpu
-#   4. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
+#   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
 #      alone, a step, where the 1 us inference target is missed; then the split vector regime's flagged exchange
+#   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
+#   4. activation memory, preset gpu
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
 #      (vector, persistent or resident), warps of the vector and resident programs, the tiled regime's blocks, stages
 #      and warps
@@ -81,20 +81,23 @@ parallel=(-n 8)
 [[ $name == cpu ]] && parallel=()
 lim=$(limit_for 120)  # 55 s on the H100 in 8 processes (the split vector regime's cooperative launches included)
 step "gpu tests" "$lim" "${pytest[@]}" "${parallel[@]}" -m gpu tests/test_cuda.py
-lim=$(limit_for 180)
-step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
-    --out "$res"
-lim=$(limit_for 45)
-step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
 if [[ $name == cpu ]]; then
     echo "=== forward latency: skipped, no CUDA device" | tee -a "$log"
-    echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
     lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
         --hidden 128 256 --out "$res/latency/forced/vector-flagged"
+fi
+lim=$(limit_for 180)
+step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \
+    --out "$res"
+lim=$(limit_for 45)
+step "activation memory" "$lim" "$PY" benchmarks/memory.py --preset "$preset" --out "$res"
+if [[ $name == cpu ]]; then
+    echo "=== launch-choice tuning: skipped, no CUDA device" | tee -a "$log"
+else
     lim=$(limit_for 150)  # the regime group (16 measurements, each compiling) runs first
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
