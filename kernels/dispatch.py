@@ -169,8 +169,8 @@ MAX_VECTOR_B = BLOCK_B
 # without spills (fit.py's "grid" rows of the vector kernels, Triton 3.9 and 3.6; one size up the LSTM and GRU
 # spilled 12-260 bytes, the fp64 LSTM and GRU split at all 300-400). The dispatcher splits up to
 # AUTO_SPLIT_VECTOR_H, where an H100 timed it faster than the resident regime (benchmarks/results/
-# gpu-NVIDIA-H100-80GB-HBM3/latency/: bf16, T = 1024, the kernel a step: LSTM and GRU 1.19-1.43 us against
-# 1.51-1.59 at H = 128, B = 1 and 16, 1.57-1.66 against 1.80-1.85 at 256, B = 1; the RNN 1.34-1.97 against
+# gpu-NVIDIA-H100-80GB-HBM3/latency/ and its forced/: bf16, T = 1024, the kernel a step: LSTM and GRU 1.19-1.45 us
+# against 1.51-1.59 at H = 128, B = 1 and 16, 1.57-1.67 against 1.80-1.85 at 256, B = 1; the RNN 1.34-1.97 against
 # 1.80-3.27 at 256-1024, B = 1), but not the GRU at 512 (2.59 against 2.39); beyond it only when forced
 # (force_regime("vector")). Where B times the programs exceeds the SMs, the resident regime runs.
 # How split programs exchange h: "barrier", each program's h stored and the row's programs meeting at step_barrier

@@ -301,8 +301,8 @@ def _norm(kernel: str, target: str, dtype: str, mode: str, quick: bool):
 
 def _vector(kernel: str, target: str, dtype: str, quick: bool):
     """The configurations of a vector-regime ``kernel`` (see configurations): each BLOCK_H up to its limit for any
-    hidden size, beyond it up to that for multiples of 16 ("a16"), and likewise split over programs ("grid", and
-    but in fp64 also "flag", with the flagged exchange, up to MAX_FLAGGED_H; ``quick``: the largest of each)."""
+    hidden size, beyond it up to that for multiples of 16 ("a16"), and likewise split over programs ("grid"; and
+    "flag", with the flagged exchange, up to MAX_FLAGGED_H and not in fp64; ``quick``: the largest of each)."""
     cell, torch_dtype = kernel.split("_")[0], TORCH_DTYPES[dtype]
     anywhere, aligned = max_vector_h(cell, torch_dtype), max_vector_h(cell, torch_dtype, aligned=True)
     split, split_aligned = (max_split_vector_h(cell, torch_dtype, aligned=a) for a in (False, True))

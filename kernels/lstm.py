@@ -28,8 +28,8 @@ streaming them every step.
 
 Vector regime (forwards that keep nothing for a backward, up to 16 sequences): one program per sequence holds
 its rows of the four gate blocks of W_hh in registers, W's own layout (vector_block), and takes each step's
-product as matrix-vector sums (matvec), without tl.dot's 16-row padding; forced, beyond one program's sizes, the
-units split over programs that exchange h through HQ and meet at the grid barrier (vector_exchange).
+product as matrix-vector sums (matvec), without tl.dot's 16-row padding; beyond one program's sizes, on CUDA, the
+units split over programs that exchange h through HQ each step (vector_exchange: at the grid barrier, or flagged).
 
 "fp32" above is the accumulator type: fp64 for fp64 input (so gradcheck applies to the kernels).
 """
