@@ -21,15 +21,20 @@ four ways, median of ``--reps``:
 
 So ``call - graph`` is what the CPU adds, ``graph - kernel`` the work around the kernel (the input
 projection, the output allocations, the final states' casts), and ``kernel - exchange`` what the math and
-on-chip traffic take. Writes DIR/latency.json and DIR/latency.md.
+on-chip traffic take. Where ``queue`` itself goes, each case also records the CPU_TOP functions with the most
+time of their own in a call (``cpu_top``: cProfile over ``--reps`` calls, the device synchronised between them;
+cProfile inflates every function's time alike, so they rank, not time). Writes DIR/latency.json and
+DIR/latency.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import itertools
 import json
+import pstats
 import statistics
 import time
 from pathlib import Path
@@ -39,7 +44,9 @@ from presets import Case  # benchmarks/ is on sys.path when run as a script
 from run import backend_note, build, environment, exit_status, failure_note
 from step_floor import exchange_call
 
+ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("call", "graph", "kernel", "queue", "exchange")
+CPU_TOP = 8  # functions a case's cpu_top lists
 
 
 def _event_ms(fn, reps: int) -> float:
@@ -65,6 +72,32 @@ def _queue_ms(fn, reps: int) -> float:
         times.append((time.perf_counter() - t0) * 1e3)
     torch.cuda.synchronize()
     return statistics.median(times)
+
+
+def cpu_top(fn, reps: int, sync=torch.cuda.synchronize, top: int = CPU_TOP) -> list[dict]:
+    """The ``top`` functions with the most time of their own while the CPU runs ``fn``, profiled over ``reps``
+    calls with ``sync()`` outside the profile after each (so a full queue never makes the CPU wait): their name
+    (_where), and their own and cumulative time a call in microseconds."""
+    profile = cProfile.Profile()
+    for _ in range(reps):
+        profile.enable()
+        fn()
+        profile.disable()
+        sync()
+    stats = pstats.Stats(profile).stats  # {(file, line, name): (primitive calls, calls, own time, cumulative, callers)}
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return [{"function": _where(*key), "self_us": own / reps * 1e6, "total_us": total / reps * 1e6}
+            for key, (_, _, own, total, _) in rows]
+
+
+def _where(file: str, line: int, name: str) -> str:
+    """A profiled function's name: a built-in's as cProfile gives it, else its file (from the package folder on,
+    site-packages or this checkout's) with the line."""
+    if file == "~":
+        return name
+    for root in ("site-packages/", str(ROOT) + "/"):
+        file = file.split(root, 1)[-1]
+    return f"{file}:{line}({name})"
 
 
 def _kernel_ms(fn, reps: int) -> float:
@@ -110,6 +143,7 @@ def measure(case: Case, reps: int) -> dict:
         call()  # compiles
         times = {"call": _event_ms(call, reps), "queue": _queue_ms(call, reps), "kernel": _kernel_ms(call, reps)}
         times["graph"] = _event_ms(_graphed(call), reps)
+        record["cpu_top"] = cpu_top(call, reps)
     except Exception as err:  # recorded, so one failing case does not cost the others
         return {**record, "note": failure_note(err)}
     note = backend_note(case, "triton", "fwd", device)
@@ -145,6 +179,13 @@ def write_markdown(result: dict, path: Path) -> None:
         times = [f"{r[c + '_us_per_step']:.2f}" if c + "_us_per_step" in r else "-" for c in COLUMNS]
         cells = [r["cell"], r["T"], r["B"], r["I"], r["H"], r["dtype"], *times, r.get("note") or ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    profiled = [r for r in result["records"] if "cpu_top" in r]
+    if profiled:
+        lines += ["", f"Where the CPU's time to queue a call goes (`cpu_top`: the {CPU_TOP} functions with the most "
+                  "time of their own, us a call under cProfile, which inflates them alike):", ""]
+    for r in profiled:
+        top = ", ".join(f"`{f['function']}` {f['self_us']:.0f}" for f in r["cpu_top"])
+        lines.append(f"- {r['cell']} H={r['H']} B={r['B']}: {top}")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -158,6 +158,30 @@ def test_latency_says_it_needs_cuda(tmp_path):
     assert not (tmp_path / "lat").exists()
 
 
+def test_latency_ranks_where_the_cpu_queues_a_call(monkeypatch):
+    """latency.cpu_top: the functions with the most time of their own in a call, from cProfile over the calls
+    (synchronised between them, outside the profile), named by file from the package folder on."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import time
+
+    from latency import cpu_top
+
+    import rnnlab
+
+    gru, x, synced = rnnlab.GRU(4, 4, backend="torch"), torch.zeros(3, 2, 4), []
+
+    def call():
+        time.sleep(0.002)
+        gru(x)
+
+    top = cpu_top(call, reps=3, sync=lambda: synced.append(1), top=4)
+    assert len(synced) == 3 and len(top) == 4
+    assert top[0]["function"] == "<built-in method time.sleep>" and top[0]["self_us"] >= 2000
+    assert all(t["self_us"] <= t["total_us"] for t in top)
+    assert [t["self_us"] for t in top] == sorted((t["self_us"] for t in top), reverse=True)
+    assert any(t["function"].startswith("rnnlab/layers.py:") for t in cpu_top(call, 3, lambda: None, top=100))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_latency_splits_a_forward_into_call_graph_kernel_and_queue(tmp_path):
@@ -175,7 +199,9 @@ def test_latency_splits_a_forward_into_call_graph_kernel_and_queue(tmp_path):
         for column in columns:
             assert rec[f"{column}_ms"] > 0
             assert rec[f"{column}_us_per_step"] == pytest.approx(rec[f"{column}_ms"] * 1e3 / 64)
-    assert "| gru | 64 | 16 | 64 | 64 | bf16 |" in (tmp_path / "latency.md").read_text()
+        assert rec["cpu_top"] and rec["cpu_top"][0]["self_us"] > 0
+    markdown = (tmp_path / "latency.md").read_text()
+    assert "| gru | 64 | 16 | 64 | 64 | bf16 |" in markdown and "- gru H=128 B=16: `" in markdown
 
 
 @needs_triton
