@@ -182,6 +182,16 @@ MAX_VECTOR_B = BLOCK_B
 # barrier unless forced (force_exchange).
 EXCHANGES = ("barrier", "flagged")
 MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
+# Alternatives cross-compiled and not built (sm_90, bf16, Triton 3.9; a warp's time-loop SASS a step, fit.py --loop):
+# programs of 32 units fit (the LSTM at 256: 32 warps of 64 registers with the barrier; flagged, 28 bytes spilled) but
+# issue 267 instructions a warp, 8544 a program, against 16 units' 3856 (241 a warp, 16 warps): twice the issue time for
+# half the programs. Two 8-warp programs of 16 units an SM (at most 128 registers: 121-127, no spills, either exchange;
+# 401 instructions a warp for the LSTM at 256) would let H = 256, B = 16 split (256 programs), issuing 1.7 times as much
+# an SM a step (6416 against 3856). One program a row reloading W_hh from L1 every step at H = 128 (the LSTM: 128 KiB a
+# step) spilled 200 bytes with 16 warps and issues 838 instructions a warp (1530 with 8): slower than split. And tl.dot
+# keeps a loop-invariant W_hh in shared memory, loading it into registers inside the time loop (a local_load there in
+# the TTGIR, for sm_80 and sm_90, W as either operand): the persistent regime's limit, which only explicit layouts
+# (Gluon, which the interpreter does not run) could lift.
 VECTOR_UNITS = 16
 AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
