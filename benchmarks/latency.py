@@ -2,10 +2,10 @@
 at H <= 256, B <= 16, bf16, T = 1024):
 
     python benchmarks/latency.py --out benchmarks/results/gpu-<device>/latency [--cells lstm gru]
-        [--regime vector] [--warps 8] [--exchange flagged]
+        [--regime vector] [--warps 8] [--exchange flagged] [--units 8]
 
-(``--regime``, ``--warps`` and ``--exchange``: the dispatch.force_regime, force_warps and force_exchange
-overrides, to time a launch the dispatcher does not choose.)
+(``--regime``, ``--warps``, ``--exchange`` and ``--units``: the dispatch.force_regime, force_warps, force_exchange
+and force_units overrides, to time a launch the dispatcher does not choose.)
 
 For each case it times, on CUDA, one inference forward (gradients off) of a ``backend="triton"`` layer
 four ways, median of ``--reps``:
@@ -202,17 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
     parser.add_argument("--exchange", choices=("barrier", "flagged"),
                         help="how split vector-regime programs exchange h (dispatch.force_exchange)")
+    parser.add_argument("--units", type=int, choices=(4, 8, 16),
+                        help="hidden units a split vector-regime program takes (dispatch.force_units)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device: it times CUDA events, graphs and kernels")
     args.out.mkdir(parents=True, exist_ok=True)
-    from rnnlab.kernels.dispatch import force_exchange, force_regime, force_warps  # imports triton
+    from rnnlab.kernels.dispatch import force_exchange, force_regime, force_units, force_warps  # imports triton
 
-    forced = {"regime": args.regime, "warps": args.warps, "exchange": args.exchange}
+    forced = {"regime": args.regime, "warps": args.warps, "exchange": args.exchange, "units": args.units}
     result = {"environment": environment(torch.device("cuda")), "reps": args.reps, "records": [], "forced": forced}
     for H, cell, B in itertools.product(args.hidden, args.cells, args.batch):
         with contextlib.ExitStack() as stack:
-            overrides = (force_regime, args.regime), (force_warps, args.warps), (force_exchange, args.exchange)
+            overrides = ((force_regime, args.regime), (force_warps, args.warps), (force_exchange, args.exchange),
+                         (force_units, args.units))
             for force, value in overrides:
                 if value:
                     stack.enter_context(force(value))

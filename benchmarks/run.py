@@ -83,6 +83,8 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
         backward = plan(cell, x, case.H, case.B, backward=True).regime if mode != "fwd" else launch.regime
         if backward != launch.regime:
             note += f" (backward: {backward})"
+        if launch.regime == "vector" and launch.meta["GRID_SYNC"]:  # split: programs a row, and their units
+            note += f", {launch.grid[1]} programs of {launch.meta['BLOCK_U']} units"
         if launch.meta.get("FLAGGED"):
             return note + ", flagged exchange"
         return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")

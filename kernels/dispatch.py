@@ -4,9 +4,9 @@
   MAX_VECTOR_B batch rows, without a projection or a cell variant: one program per batch row holds W_hh in
   registers (hidden sizes up to MAX_VECTOR_H) and takes each step's product as matrix-vector sums, where a
   persistent program pads its rows to tl.dot's 16 and reloads W_hh from shared memory every step. On CUDA,
-  beyond those sizes: split over programs of VECTOR_UNITS units that exchange h each step (at a grid barrier,
-  or flagged: EXCHANGES), where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H; forced,
-  MAX_SPLIT_VECTOR_H).
+  beyond those sizes: split over programs of VECTOR_UNITS units (forced, SPLIT_UNITS') that exchange h each step
+  (at a grid barrier, or flagged: EXCHANGES), where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H;
+  forced, MAX_SPLIT_VECTOR_H).
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -30,7 +30,9 @@
 
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
 (tests and benchmarks), :func:`force_tiling` the tiled regime's blocks, :func:`force_warps` the other
-regimes' warps and :func:`force_batch_tile` the resident regime's batch rows (benchmarks/tune.py).
+regimes' warps, :func:`force_batch_tile` the resident regime's batch rows (benchmarks/tune.py), and
+:func:`force_exchange` and :func:`force_units` how the split vector regime exchanges h and how many units a
+program takes (benchmarks/latency.py).
 Block sizes are fixed per shape: there is no run-time autotuning, and Triton caches each compiled
 configuration.
 """
@@ -193,13 +195,20 @@ MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 # the TTGIR, for sm_80 and sm_90, W as either operand): the persistent regime's limit, which only explicit layouts
 # (Gluon, which the interpreter does not run) could lift.
 VECTOR_UNITS = 16
+# Narrower split programs, forced only (force_units) until a GPU times them: vector_warps scales the warps with the
+# units, so a warp holds as many weights and issues about as many instructions a step whatever the units (LSTM at 128
+# and 256, sm_90, bf16: 228-242 a warp with 4, 8 or 16 units at the barrier, 45-63 more flagged), and a program of 8
+# units issues half what one of 16 does, where the 16-unit step's math took 0.21 us at H = 128 and 0.51 at 256 on the
+# H100 beyond the exchange (latency/: kernel minus exchange, B = 1); for twice the programs a row. All of them (LSTM and
+# GRU at 128 and 256, RNN at 256 and 1024, either exchange) compile without spills for sm_80 and sm_90 with Triton 3.6.
+SPLIT_UNITS = (4, 8, 16)
 AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
                       ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
                       ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
-# force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange); absent: the
-# dispatcher's choice.
+# force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange), "units"
+# (force_units); absent: the dispatcher's choice.
 _overrides: dict = {}
 
 
@@ -374,6 +383,18 @@ def force_exchange(exchange: str):
 
 
 @contextmanager
+def force_units(units: int):
+    """Split the vector regime's programs by ``units`` hidden units each (one of SPLIT_UNITS) inside the block,
+    instead of VECTOR_UNITS, where it splits them (benchmarks/latency.py times the alternatives; fit.py checks the
+    default only)."""
+    if units not in SPLIT_UNITS:
+        raise ValueError(f"units must be one of {SPLIT_UNITS} (hidden units a split vector-regime program); "
+                         f"got {units}")
+    with _override("units", units):
+        yield
+
+
+@contextmanager
 def force_batch_tile(rows: int):
     """Launch the resident regime with batch tiles of ``rows`` (BLOCK_B or WIDE_BLOCK_B) inside the block
     instead of batch_rows' choice (benchmarks/tune.py times one against the other). fit.py checks the wide
@@ -496,10 +517,10 @@ def vector_warps(cell: str, units: int, block: int, dtype: torch.dtype) -> int:
 def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     """The vector regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that
     it can run here (plan does): one program per batch row holding every unit where max_vector_h allows, else
-    (split) the units in tiles of VECTOR_UNITS, one program each, a row's programs exchanging h each step (at a
+    (split) the units in tiles of split_units(), one program each, a row's programs exchanging h each step (at a
     grid barrier, or FLAGGED: see EXCHANGES)."""
     bh = block_h(H)
-    units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else VECTOR_UNITS
+    units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else split_units()
     programs = triton.cdiv(H, units)
     timed = TIMED_VECTOR_WARPS.get((cell, operand_width(x.dtype), bh)) if programs == 1 else None
     warps = _overrides.get("warps") or timed or vector_warps(cell, units, bh, x.dtype)
@@ -509,6 +530,11 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
         meta["maxnreg"] = _all_registers(warps)
     return Launch("vector", (B, programs), meta)
+
+
+def split_units() -> int:
+    """Hidden units a split vector-regime program takes: force_units', else VECTOR_UNITS."""
+    return _overrides.get("units") or VECTOR_UNITS
 
 
 def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, backward: bool, inference: bool,
@@ -530,7 +556,7 @@ def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, back
     if (most := max_split_vector_h(cell, x.dtype, aligned=H % 16 == 0)) < H:
         more = _aligned_note(most, max_split_vector_h(cell, x.dtype, aligned=True))
         return f"{held}, and split over programs up to {most}{more}"
-    if (problem := _co_resident_problem(x, B * triton.cdiv(H, VECTOR_UNITS))) is not None:
+    if (problem := _co_resident_problem(x, B * triton.cdiv(H, split_units()))) is not None:
         return f"{held}; split, {problem}"
     return None
 

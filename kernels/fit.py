@@ -12,6 +12,7 @@ GPU, and report registers, shared memory and spills (Triton's compiler and the p
     python -m rnnlab.kernels.fit lstm_fwd_vector sm_90 bf16 64 - - - a16   # the vector regime (inference)
     python -m rnnlab.kernels.fit gru_bwd_tiled sm_90 bf16 256 resident - - - masks   # with zoneout and dropout
     python -m rnnlab.kernels.fit lstm_bwd sm_90 bf16 32 - - - - norm   # with layer norm ("all": and the masks)
+    python -m rnnlab.kernels.fit lstm_fwd_vector sm_90 bf16 256 flag - - a16 --units 8   # split, forced 8 units
 
 Each kernel's configurations compile in a process of their own (a compiler crash is reported, not fatal).
 tests/test_kernel_fit.py asserts that every one fits. Must run without TRITON_INTERPRET (interpreted
@@ -20,6 +21,7 @@ kernels cannot be compiled).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -47,6 +49,7 @@ from .dispatch import (
     WIDE_CAPABILITY,
     force_exchange,
     force_regime,
+    force_units,
     max_resident_h,
     max_split_vector_h,
     max_vector_h,
@@ -348,9 +351,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     quick, loop = "--quick" in argv, "--loop" in argv
     argv = [a for a in argv if a not in ("--quick", "--loop")]
+    units = None  # --units N: the split vector regime's programs forced to N units (dispatch.force_units)
+    if "--units" in argv:
+        at = argv.index("--units")
+        units = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
+        if len(argv) < 2:
+            raise SystemExit("--units applies to one configuration (kernel target dtype H sync ...), not a table")
     if len(argv) > 1:  # one configuration
         config = (argv[0], argv[1], argv[2], int(argv[3]), *argv[4:], *("-",) * (9 - len(argv)))
-        compiled, num_warps = _compile(*config)
+        with force_units(units) if units else contextlib.nullcontext():
+            compiled, num_warps = _compile(*config)
         fit = _fit(config, compiled, num_warps)
         print(row(fit))
         if loop:

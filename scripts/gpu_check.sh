@@ -8,7 +8,8 @@
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed; then the split vector regime's flagged exchange
+#      alone, a step, where the 1 us inference target is missed; then the split vector regime's flagged exchange,
+#      and its narrower programs (8 units at the barrier and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   4. activation memory, preset gpu
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
@@ -89,6 +90,15 @@ else
     lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
         --hidden 128 256 --out "$res/latency/forced/vector-flagged"
+    # narrower split programs (dispatch.force_units): half or a quarter of a step's issue, twice or four times the
+    # programs, so B = 1 only
+    for forced in "barrier 8" "flagged 8" "flagged 4"; do
+        read -r exchange units <<<"$forced"
+        lim=$(limit_for 30)
+        step "forward latency, $exchange exchange, $units-unit programs" "$lim" "$PY" benchmarks/latency.py \
+            --regime vector --exchange "$exchange" --units "$units" --hidden 128 256 --batch 1 \
+            --out "$res/latency/forced/vector-$exchange-units$units"
+    done
 fi
 lim=$(limit_for 180)
 step "benchmark $preset" "$lim" "$PY" benchmarks/run.py --preset "$preset" --budget-s "$(run_budget "$lim")" \

@@ -90,30 +90,31 @@ def test_vector_regime_matches_cudnn(cell, B):
 
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
+@pytest.mark.parametrize("units", [16, 8, 4])
 @pytest.mark.parametrize("exchange", ["barrier", "flagged"])
 @pytest.mark.parametrize(("cell", "H", "fp32"), [("lstm", 256, True), ("gru", 256, True), ("gru", 512, False),
                                                ("rnn_tanh", 1000, True)])
-def test_split_vector_regime_matches_cudnn(cell, H, fp32, exchange):
-    """The vector regime split over programs (16 units each, meeting at a grid barrier; forced: the dispatcher
-    does not pick it before a GPU has verified and timed it), inference, packed and bidirectional, B = 2: bf16
-    (fp32 state) within 2e-2 of cuDNN in fp32, relative to each output's largest value, fp32 within 1e-5, at
-    dispatch.MAX_SPLIT_VECTOR_H's sizes (H = 1000: not a multiple of 16; the GRU's 512 in half precision
-    only), with each exchange of h between the programs (dispatch.EXCHANGES)."""
-    from rnnlab.kernels.dispatch import force_exchange, force_regime, plan  # imports triton (optional on a CPU)
+def test_split_vector_regime_matches_cudnn(cell, H, fp32, exchange, units):
+    """The vector regime split over programs (of 16 units each, the default, or 8 or 4, forced: dispatch.SPLIT_UNITS;
+    meeting at a grid barrier), inference, packed and bidirectional, B = 2: bf16 (fp32 state) within 2e-2 of cuDNN
+    in fp32, relative to each output's largest value, fp32 within 1e-5, at dispatch.MAX_SPLIT_VECTOR_H's sizes
+    (H = 1000: not a multiple of 16; the GRU's 512 in half precision only), with each exchange of h between the
+    programs (dispatch.EXCHANGES), where the device holds all the programs at once."""
+    from rnnlab.kernels.dispatch import force_exchange, force_regime, force_units, plan  # imports triton
 
-    if (programs := 2 * -(-H // 16)) > torch.cuda.get_device_properties(0).multi_processor_count:
+    if (programs := 2 * -(-H // units)) > torch.cuda.get_device_properties(0).multi_processor_count:
         pytest.skip(f"{programs} programs need as many multiprocessors")
     probe = torch.zeros(1, 2, 1, device="cuda", dtype=torch.float32 if fp32 else torch.bfloat16)
-    with force_regime("vector"), force_exchange(exchange):
+    with force_regime("vector"), force_exchange(exchange), force_units(units):
         meta = plan(cell.split("_")[0], probe, H, 2, inference=True).meta
-    assert meta["GRID_SYNC"] and meta["FLAGGED"] == (exchange == "flagged")
+    assert meta["GRID_SYNC"] and meta["FLAGGED"] == (exchange == "flagged") and meta["BLOCK_U"] == units
     torch.manual_seed(8)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
     ref, mine = ref.cuda(), mine.cuda()
     shape = {"form": "packed", "T": 33, "B": 2, "with_state": True, "seed": 9, "device": "cuda"}
     x, hx, _ = make_inputs(ref, dtype=torch.float32, **shape)
     want = infer(ref, x, hx)
-    with force_regime("vector"), force_exchange(exchange):
+    with force_regime("vector"), force_exchange(exchange), force_units(units):
         if fp32:
             assert_same(infer(mine, x, hx), want, 1e-5, scaled=True)
         x, hx, _ = make_inputs(ref, dtype=torch.bfloat16, **shape)

@@ -40,6 +40,22 @@ def test_every_kernel_configuration_fits(kernel):
     _fits(kernel, quick=False)
 
 
+@pytest.mark.parametrize(("kernel", "hidden", "sync", "units", "warps"), [
+    ("lstm_fwd_vector", "256", "flag", "8", 8),
+    ("gru_fwd_vector", "128", "grid", "4", 2),
+], ids=["lstm-256-flagged-8", "gru-128-barrier-4"])
+def test_forced_split_units_fit(kernel, hidden, sync, units, warps):
+    """The split vector regime's narrower programs (dispatch.force_units, forced only, so outside configurations())
+    compile for sm_90 without spills, their warps scaled with their units (dispatch.vector_warps)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel, "sm_90", "bf16", hidden,
+                           sync, "-", "-", "a16", "--units", units], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
+    fields = proc.stdout.split()
+    assert fields[-1] == "True" and int(fields[9]) == warps and fields[-2] == "0"  # fits, warps, no spill
+
+
 @pytest.mark.parametrize(("kernel", "args", "tensor_cores", "special"), [
     ("lstm_fwd", ("-", "infer", "-", "a16"), True, 2 * 8),
     ("lstm_fwd_vector", ("-", "-", "-", "a16"), False, 8),

@@ -19,6 +19,7 @@ from rnnlab.kernels.dispatch import (
     EXCHANGES,
     force_exchange,
     force_regime,
+    force_units,
     force_warps,
     max_split_vector_h,
     max_vector_h,
@@ -167,6 +168,15 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
         assert not vector_launch("rnn", x64, 256, 4).meta["FLAGGED"]
     with pytest.raises(ValueError, match="exchange must be one of"):
         force_exchange("ring").__enter__()
+    # narrower split programs, forced (force_units): the warps scale with the units; one program a row is left alone
+    for units, warps in ((8, 8), (4, 4)):
+        with force_units(units):
+            narrow = vector_launch("lstm", x16, 256, 4)
+            assert narrow.grid == (4, 256 // units) and narrow.meta["BLOCK_U"] == units
+            assert narrow.meta["num_warps"] == warps and narrow.meta["maxnreg"] == 255
+            assert vector_launch("lstm", x16, 64, 4).grid == (4, 1)
+    with pytest.raises(ValueError, match=r"units must be one of \(4, 8, 16\) .* got 32"):
+        force_units(32).__enter__()
     assert max_split_vector_h("lstm", torch.bfloat16) == 128 and max_split_vector_h("gru", x16.dtype, True) == 512
     with force_warps(4):
         forced = plan("lstm", x16, 64, 16, inference=True)
@@ -206,6 +216,9 @@ def test_dispatcher_splits_the_vector_regime_where_timed_faster(monkeypatch):
     assert plan("lstm", x16[:, :1], 128, 1).regime != "vector"  # a forward for a backward
     with force_regime("vector"):
         assert split("gru", 512, 1) == ("vector", (1, 32))
+    with force_units(8):  # twice the programs a row: as many rows fit as half the batch did
+        assert split("lstm", 256, 4) == ("vector", (4, 32))
+        assert plan("lstm", x16[:, :5], 256, 5, inference=True).regime != "vector"  # 160 programs
 
 
 def test_forced_vector_regime_refuses_what_it_cannot_run():
