@@ -24,6 +24,12 @@ TASK_OF_DATA = {  # the task each data module feeds
     "rnnlab.data.sentiment.SentimentData": "rnnlab.tasks.SentimentTask",
     "rnnlab.data.forecasting.ForecastData": "rnnlab.tasks.ForecastTask",
 }
+# Lightning Trainer arguments that take a count (an int) or a number (an int or a float), each also null; Lightning
+# does not check their types itself (trainer.max_epochs=abc failed an assert deep inside fit)
+TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch", "log_every_n_steps",
+                  "accumulate_grad_batches", "num_sanity_val_steps", "reload_dataloaders_every_n_epochs")
+TRAINER_NUMBERS = ("gradient_clip_val", "val_check_interval", "overfit_batches", "limit_train_batches",
+                   "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
 
 def _target(group: str, name: str) -> str:
@@ -48,6 +54,16 @@ def check_task_matches_data(cfg: DictConfig) -> None:
         f"{_options('model', cfg.model._target_)} needs {_options('data', cfg.model._target_)}; the selected "
         f"data ({cfg.data._target_}) is for {_options('model', task)}. Choose a matching data=... or model=..."
     )
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Refuse a trainer.* count or number (TRAINER_COUNTS, TRAINER_NUMBERS) of another type, naming the key."""
+    for key in TRAINER_COUNTS + TRAINER_NUMBERS:
+        value, kinds = trainer.get(key), int if key in TRAINER_COUNTS else (int, float)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            kind = "an int" if key in TRAINER_COUNTS else "a number"
+            raise ConfigError(f"trainer.{key} must be {kind} or null; got {value!r} ({type(value).__name__}): "
+                              f"set trainer.{key} on the command line")
 
 
 def instantiate_model(cfg: DictConfig):
@@ -77,6 +93,7 @@ def _instantiate_all(group: DictConfig | None) -> list:
 def build(cfg: DictConfig):
     """Data module, task and trainer from a composed config; the data's sizes go into ``cfg.model``."""
     check_task_matches_data(cfg)
+    check_trainer(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -65,6 +65,12 @@ def test_malformed_csv(tmp_path, content, keys, message):
         data.setup()
 
 
+def test_synthetic_series_refuses_a_path():
+    """data.path with data.source=synthetic would be silently unread: an error that names the config that reads it."""
+    with pytest.raises(DataError, match=r"data.path='x.csv' is not read by data.source=synthetic.*data=forecast_csv"):
+        ForecastData(source="synthetic", path="x.csv").setup()
+
+
 def test_windows_align_inputs_and_targets():
     data = ForecastData(source="synthetic", lookback=5, horizon=3, features="S")
     data.setup()

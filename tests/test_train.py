@@ -107,6 +107,8 @@ def test_multirun_of_two_values(tmp_path):
         (["data=text_folder"], "data.path"),
         (["data=ptb", "paths.data_dir=/nonexistent"], "Set data.path to a folder holding ptb.train.txt"),
         (["ckpt_path=/nonexistent.ckpt"], "ckpt_path='/nonexistent.ckpt' is not a file"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs must be an int or null; got 'abc' (str)"),
+        (["data.path=/nonexistent"], "data.path='/nonexistent' is not read by the stdlib corpus"),
     ],
 )
 def test_bad_input_gives_a_short_error(tmp_path, args, message):
@@ -197,6 +199,8 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
                                r"got -1\); set model.hidden_size"),
     (["model.cell_options.zoneout=2"], r"model.cell_options.zoneout=2 is not accepted \(GRU: zoneout must be a "
                                        r"number in \[0, 1\]; got 2\); set model.cell_options.zoneout"),
+    (["trainer.gradient_clip_val=true"], r"trainer.gradient_clip_val must be a number or null; got True \(bool\)"),
+    (["trainer.log_every_n_steps=2.5"], r"trainer.log_every_n_steps must be an int or null; got 2.5 \(float\)"),
 ])
 def test_config_mistakes_name_the_key_to_change(tmp_path, args, message):
     with pytest.raises(ConfigError, match=message):

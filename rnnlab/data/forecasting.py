@@ -104,6 +104,9 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
         """Columns, values (N, C) and the split borders [0, a, b, N]."""
         hp = self.hparams
         if hp.source == "synthetic":
+            if hp.path is not None:
+                raise DataError(f"data.path={hp.path!r} is not read by data.source=synthetic (a generated series); "
+                                "drop data.path, or forecast your own series with data=forecast_csv data.path=FILE")
             columns, values = synthetic_series(seed=hp.seed)
         elif hp.source == "ett":
             columns, values = read_csv_table(locate(SOURCES["ett"], hp.path, hp.data_dir) / "ETTh1.csv", "date")

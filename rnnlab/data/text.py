@@ -67,6 +67,10 @@ def folder_corpus(path: str) -> tuple[str, str, str]:
 def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: int) -> tuple[str, str, str]:
     """The (train, valid, test) texts of corpus ``name``: "stdlib", "tinyshakespeare", "ptb" or "folder"."""
     if name == "stdlib":
+        if path is not None:
+            raise DataError(f"data.path={path!r} is not read by the stdlib corpus (Python's own library, on every "
+                            "machine); drop data.path, or train on your own text with data=text_folder "
+                            "data.path=DIR (a folder of train, valid and test .txt files)")
         return stdlib_corpus(max_chars)
     if name == "folder":
         if path is None:
