@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a .ckpt written by rnnlab-train")
     parser.add_argument("--split", choices=("val", "test"), default="test")
     parser.add_argument("--plot-dir", default=None, help="write the test plots here (default: no plots)")
-    parser.add_argument("overrides", nargs="*", help="key=value changes to the run's config")
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value changes to the run's config")
     args = parser.parse_intermixed_args(argv)
     try:
         metrics = evaluate(args.checkpoint, args.split, args.overrides, args.plot_dir)

@@ -77,3 +77,8 @@ def test_word_level_generation_continues_the_prompt_line():
     model.tokenizer = tok
     text = model.generate("the cat", length=3, generator=torch.Generator().manual_seed(0))
     assert text.startswith("the cat ")  # no space was lost between the prompt and the words
+    # a prompt word the model never saw is read as the unknown symbol, and said so
+    assert tok.unknown("the dog and the dog\n") == ["dog", "and"]
+    with pytest.warns(UserWarning, match=r"the prompt has 2 symbol\(s\) the model never saw in training \('dog', "
+                                         r"'and'\); each is read as the unknown symbol"):
+        model.generate("the dog and the dog", length=1)

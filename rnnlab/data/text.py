@@ -125,6 +125,11 @@ class Tokenizer:
         unk = 0
         return torch.tensor([self.stoi.get(s, unk) for s in symbols], dtype=torch.long)
 
+    def unknown(self, text: str) -> list[str]:
+        """The distinct symbols of ``text`` outside the vocabulary (encode reads each as the unknown symbol), in
+        order of appearance."""
+        return list(dict.fromkeys(s for s in self.symbols(text) if s not in self.stoi))
+
     def continue_text(self, prompt: str, ids) -> str:
         """``prompt`` followed by the decoded ``ids``; word level puts a space between them where needed."""
         text = self.decode(ids)

@@ -8,6 +8,7 @@ character, char level) and ``val/loss_best``; ``test/*`` likewise.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 
 import torch
@@ -125,6 +126,10 @@ class LanguageModelTask(Task):
             raise ValueError(f"temperature must be > 0; got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
+        if unknown := self.tokenizer.unknown(prompt):
+            shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            warnings.warn(f"the prompt has {len(unknown)} symbol(s) the model never saw in training ({shown}); each "
+                          "is read as the unknown symbol", stacklevel=2)
         was_training = self.training
         self.eval()
         ids = self.tokenizer.encode(prompt, final_eos=False) if prompt else torch.zeros(1, dtype=torch.long)
