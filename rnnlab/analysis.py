@@ -130,6 +130,9 @@ def record_states(model: nn.Module) -> Iterator[StateRecorder]:
 def plot_gradient_norms(norms: dict[str, torch.Tensor], path: str | Path) -> Path:
     """A plot of log10 ||dL/dh_t|| against t, averaged over the batch (NaNs skipped), a line per layer and
     direction; written to ``path`` (PNG)."""
+    if not norms:
+        raise ValueError("plot_gradient_norms: norms is empty; pass what StateRecorder.gradient_norms(loss) returns "
+                         "after a forward pass inside record_states")
     import matplotlib
 
     matplotlib.use("Agg")

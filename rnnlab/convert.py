@@ -8,11 +8,15 @@ and convert every recurrent submodule of a whole model in place.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 from torch import nn
 
 from . import cells, layers
 from .cell_options import CellOptions
+from .recurrence.variants import Variant
+
+OPTIONS = tuple(field.name for field in dataclasses.fields(Variant))  # what from_torch's ``options`` may set
 
 # torch.nn class -> rnnlab class, and the constructor arguments both share
 _PAIRS: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
@@ -48,6 +52,24 @@ def _rebuild(module: nn.Module, cls: type[nn.Module], names: tuple[str, ...], **
     return new
 
 
+def _convert_all(module: nn.Module, make, caller: str, kind: str) -> nn.Module:
+    """_convert's result for ``module``, warning (from ``caller``) where it held no ``kind`` module to convert: a
+    model passed by mistake, or converted already."""
+    converted = []
+
+    def counted(m: nn.Module) -> nn.Module | None:
+        new = make(m)
+        if new is not None:
+            converted.append(new)
+        return new
+
+    result = _convert(module, counted)
+    if not converted:
+        warnings.warn(f"{caller}: {module._get_name()} holds no {kind} RNN, LSTM or GRU (layer or cell); nothing "
+                      "was converted", stacklevel=3)
+    return result
+
+
 def _convert(module: nn.Module, make, done: dict[int, nn.Module] | None = None) -> nn.Module:
     """``make(module)``, or ``module`` with each child converted; a module reached twice (shared, tied) is
     converted once, so it stays shared."""
@@ -74,8 +96,11 @@ def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module
     at one. An rnnlab module given keeps the options it has unless they are given here.
 
     Given any other module, converts every recurrent submodule in place (one shared by several parents
-    stays shared) and returns the module. Hooks registered on a converted module are not carried over.
+    stays shared) and returns the module (warning where it holds none). Hooks registered on a converted module
+    are not carried over.
     """
+    if unknown := sorted(set(options) - set(OPTIONS) - {"forget_bias"}):
+        raise ValueError(f"from_torch: no option {', '.join(unknown)}; the options are {', '.join(OPTIONS)}")
 
     def make(m: nn.Module) -> nn.Module | None:
         base = _torch_base(m)
@@ -89,7 +114,7 @@ def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module
         kept = {k: v for k, v in kept.items() if v}  # the options on (cells take fewer than layers)
         return _rebuild(m, cls, names, backend=backend, **(kept | options))
 
-    return _convert(module, make)
+    return _convert_all(module, make, "from_torch", "torch.nn or rnnlab")
 
 
 def to_torch(module: nn.Module) -> nn.Module:
@@ -113,4 +138,4 @@ def to_torch(module: nn.Module) -> nn.Module:
             )
         return _rebuild(m, base, _PAIRS[base][1])
 
-    return _convert(module, make)
+    return _convert_all(module, make, "to_torch", "rnnlab or torch.nn")

@@ -129,3 +129,10 @@ def test_plot(tmp_path):
         y = layer(torch.randn(7, 2, 2))[0]
     path = plot_gradient_norms(states.gradient_norms(y[-1].sum()), tmp_path / "plots" / "grad.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plotting_nothing_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"plot_gradient_norms: norms is empty; pass what "
+                                         r"StateRecorder.gradient_norms\(loss\) returns"):
+        plot_gradient_norms({}, tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()

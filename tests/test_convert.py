@@ -83,3 +83,16 @@ def test_conversion_keeps_frozen_weights_and_shared_modules():
     assert not model.a.weight_hh_l0.requires_grad and model.a.weight_ih_l0.requires_grad
     back = rnnlab.to_torch(model.a)
     assert type(back) is torch.nn.GRU and not back.weight_hh_l0.requires_grad
+
+
+def test_conversion_refuses_unknown_options_and_says_when_nothing_converts():
+    """A misspelt option names the options instead of surfacing as a constructor's TypeError; a model without a
+    recurrent module (passed by mistake, or converted already) is returned with a warning, not silently."""
+    model = nn.Sequential(nn.LSTM(4, 8))
+    with pytest.raises(ValueError, match=r"from_torch: no option zonout; the options are layer_norm, zoneout, "
+                                         r"zoneout_cell, recurrent_dropout, weight_dropout"):
+        rnnlab.from_torch(model, zonout=0.1)
+    with pytest.warns(UserWarning, match=r"from_torch: Linear holds no torch.nn or rnnlab RNN, LSTM or GRU"):
+        assert isinstance(rnnlab.from_torch(nn.Linear(2, 3)), nn.Linear)
+    with pytest.warns(UserWarning, match=r"to_torch: Sequential holds no rnnlab or torch.nn RNN"):
+        rnnlab.to_torch(nn.Sequential(nn.ReLU()))
