@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
@@ -57,7 +58,12 @@ def check_task_matches_data(cfg: DictConfig) -> None:
 
 
 def check_trainer(trainer: DictConfig) -> None:
-    """Refuse a trainer.* count or number (TRAINER_COUNTS, TRAINER_NUMBERS) of another type, naming the key."""
+    """Refuse a trainer.* count or number (TRAINER_COUNTS, TRAINER_NUMBERS) of another type, naming the key, and a
+    GPU accelerator where torch sees no GPU (Lightning's own message names neither the key nor the way out)."""
+    if trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + (" (a CPU build)" if torch.version.cuda is None else "")
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU, and {build} sees none; "
+                          "train on the CPU with trainer=cpu (or trainer.accelerator=cpu)")
     for key in TRAINER_COUNTS + TRAINER_NUMBERS:
         value, kinds = trainer.get(key), int if key in TRAINER_COUNTS else (int, float)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):

@@ -207,6 +207,13 @@ def test_config_mistakes_name_the_key_to_change(tmp_path, args, message):
         build(compose_config(tmp_path, *args, tiny=False))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refused only where torch sees no GPU")
+def test_gpu_trainer_without_a_gpu_names_the_cpu_trainer(tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu needs a CUDA GPU, and torch .* sees none; train "
+                                          r"on the CPU with trainer=cpu"):
+        build(compose_config(tmp_path, "trainer=gpu"))
+
+
 def test_report_prints_each_metric_once_and_both_checkpoints(tmp_path, capsys):
     cfg = compose_config(tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                          "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1")
