@@ -15,6 +15,7 @@ import sys
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 
 from .checkpoints import load_run
@@ -34,8 +35,13 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
         model.hparams.plot_dir = plot_dir
     datamodule.prepare_data()
     datamodule.setup("fit")
-    trainer = L.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
+              "evaluates on the CPU", file=sys.stderr)
+        accelerator = "cpu"
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False)
     run = trainer.test if split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)[0]
     return {k: float(v) for k, v in results.items()}
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-dir", default=None, help="write the test plots here (default: no plots)")
     parser.add_argument("overrides", nargs="*", default=[], help="key=value changes to the run's config")
     args = parser.parse_intermixed_args(argv)
+    if args.plot_dir and args.split != "test":
+        parser.error(f"--plot-dir writes the test split's plots; with --split {args.split} there are none: drop "
+                     "--plot-dir or use --split test")
     try:
         metrics = evaluate(args.checkpoint, args.split, args.overrides, args.plot_dir)
     except (ConfigError, DataError, InstantiationException) as err:

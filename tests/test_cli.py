@@ -46,6 +46,19 @@ def test_cli_errors(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_eval_refuses_plots_of_the_validation_split(checkpoint, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate.main([str(checkpoint), "--split", "val", "--plot-dir", "plots"])
+    assert info.value.code == 2 and "--plot-dir writes the test split's plots" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback is for machines without a GPU")
+def test_eval_of_a_gpu_run_falls_back_to_the_cpu_and_says_so(checkpoint, capsys):
+    metrics = evaluate.evaluate(str(checkpoint), split="val", overrides=["trainer.accelerator=gpu"])
+    assert metrics["val/loss"] > 0
+    assert "trained with trainer.accelerator=gpu; torch sees no GPU here" in capsys.readouterr().err
+
+
 def test_summary_lists_layers_with_shapes(tmp_path):
     cfg = compose_config(tmp_path, "model.num_layers=2")
     datamodule, model, _ = build(cfg)
