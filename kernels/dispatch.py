@@ -200,7 +200,8 @@ VECTOR_UNITS = 16
 # and 256, sm_90, bf16: 228-242 a warp with 4, 8 or 16 units at the barrier, 45-63 more flagged), and a program of 8
 # units issues half what one of 16 does, where the 16-unit step's math took 0.21 us at H = 128 and 0.51 at 256 on the
 # H100 beyond the exchange (latency/: kernel minus exchange, B = 1); for twice the programs a row. All of them (LSTM and
-# GRU at 128 and 256, RNN at 256 and 1024, either exchange) compile without spills for sm_80 and sm_90 with Triton 3.6.
+# GRU at 128 and 256, RNN at 256 and 1024, either exchange) compile without spills for sm_80 and sm_90 with Triton 3.6,
+# the LSTM's and GRU's for sm_90 with 3.9 too.
 SPLIT_UNITS = (4, 8, 16)
 AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
