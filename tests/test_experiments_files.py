@@ -1,4 +1,5 @@
-"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError."""
+"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError; a split
+too short for its batch names the split and the key to lower."""
 
 import pytest
 
@@ -27,3 +28,16 @@ def test_line_ends_are_normalised(tmp_path):
     (tmp_path / "s.csv").write_bytes(b'date,target\r\n1,2\r\n2,3\r\n')
     columns, values = read_csv_table(tmp_path / "s.csv", "date")
     assert columns == ["target"] and values.flatten().tolist() == [2.0, 3.0]
+
+
+def test_a_split_too_short_for_its_streams_names_the_split_and_the_key():
+    import torch
+
+    from rnnlab.data.language_modeling import batchify
+
+    assert batchify(torch.arange(10), 4).shape == (2, 4)
+    with pytest.raises(DataError, match=r"the val split has 5 tokens, too few for 4 streams of at least 2; lower "
+                                        r"data.eval_batch_size or use a longer text \(data.max_chars\)"):
+        batchify(torch.arange(5), 4, "val")
+    with pytest.raises(DataError, match=r"the train split has 3 tokens.*lower data.batch_size"):
+        batchify(torch.arange(3), 2)

@@ -17,13 +17,14 @@ from ..errors import DataError
 from .text import Tokenizer, load_corpus
 
 
-def batchify(ids: torch.Tensor, streams: int) -> torch.Tensor:
-    """(N,) token ids -> (N // streams, streams): column j is the j-th contiguous slice of the text."""
+def batchify(ids: torch.Tensor, streams: int, split: str = "train") -> torch.Tensor:
+    """(N,) token ids of ``split`` -> (N // streams, streams): column j is the j-th contiguous slice of the text."""
     n = ids.numel() // streams
     if n < 2:
+        key = "data.batch_size" if split == "train" else "data.eval_batch_size"
         raise DataError(
-            f"the text has {ids.numel()} tokens, too few for {streams} streams; lower data.batch_size "
-            "or use a longer text"
+            f"the {split} split has {ids.numel()} tokens, too few for {streams} streams of at least 2; lower {key} "
+            "or use a longer text (data.max_chars)"
         )
     return ids[: n * streams].view(streams, n).t().contiguous()
 
@@ -78,7 +79,7 @@ class LanguageModelData(L.LightningDataModule):
         return {"vocab_size": len(self.tokenizer)}
 
     def _loader(self, split: str, streams: int) -> DataLoader:
-        data = batchify(self.splits[split], streams)
+        data = batchify(self.splits[split], streams, split)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:  # each process its own streams
             data = data.tensor_split(trainer.world_size, dim=1)[trainer.global_rank]
