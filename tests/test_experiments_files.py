@@ -1,5 +1,5 @@
 """Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError; a split
-too short for its batch names the split and the key to lower."""
+too short for its batch names the split and the key to lower; split fractions must leave every split something."""
 
 import pytest
 
@@ -41,3 +41,16 @@ def test_a_split_too_short_for_its_streams_names_the_split_and_the_key():
         batchify(torch.arange(5), 4, "val")
     with pytest.raises(DataError, match=r"the train split has 3 tokens.*lower data.batch_size"):
         batchify(torch.arange(3), 2)
+
+
+@pytest.mark.parametrize("fractions", [(0.9, 0.2), (0.5, 0.5), (0.8, 0.0), (0.8,), 0.8, (0.8, "x"), (True, 0.1)])
+def test_split_fractions_leave_every_split_something(fractions):
+    """data.split_fractions (forecasting, sentiment CSVs): [train, val] above 0 with a sum below 1; 0.9 and 0.2
+    ran with an empty test split before."""
+    from rnnlab.data.forecasting import ForecastData
+    from rnnlab.data.sentiment import SentimentData
+
+    for make in (ForecastData, lambda split_fractions: SentimentData(source="csv", split_fractions=split_fractions)):
+        with pytest.raises(DataError, match=r"data.split_fractions must be \[train, val\], two fractions above 0 "
+                                            r"with a sum below 1 \(the test split takes the rest\); got "):
+            make(split_fractions=fractions)

@@ -95,6 +95,6 @@ def test_airline_validates_on_the_last_training_year_not_the_test_years():
 def test_empty_validation_split_is_an_error(tmp_path):
     (tmp_path / "s.csv").write_text("date,target\n" + "".join(f"{i},{i % 7}\n" for i in range(60)))
     data = ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=4, horizon=2,
-                        split_fractions=(0.8, 0.0))
+                        split_fractions=(0.8, 0.02))  # one row
     with pytest.raises(DataError, match=r"validation split has no window.*data.split_fractions\[1\]"):
         data.setup()

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
 from .files import read_text
-from .sampling import EpochShuffle, SplitLoaders
+from .sampling import EpochShuffle, SplitLoaders, check_split_fractions
 from .sources import SOURCES, locate
 
 ETT_MONTH = 30 * 24  # hours in one of ETT's 30-day months
@@ -95,6 +95,7 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
             raise DataError(f"data.features must be 'M', 'S' or 'MS'; got {features!r}")
         if lookback < 1 or horizon < 1:
             raise DataError(f"data.lookback and data.horizon must be >= 1; got {lookback} and {horizon}")
+        check_split_fractions(split_fractions)
         self.save_hyperparameters()
         self.mean = self.std = None
         self.columns: list[str] = []

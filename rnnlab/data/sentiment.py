@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError
 from .files import read_text
-from .sampling import EpochShuffle, SplitLoaders
+from .sampling import EpochShuffle, SplitLoaders, check_split_fractions
 from .sources import SOURCES, locate
 
 TOKEN = re.compile(r"[\w']+|[^\w\s]")
@@ -75,6 +75,7 @@ class SentimentData(SplitLoaders, L.LightningDataModule):
                  text_column: str = "text", label_column: str = "label", split_fractions=(0.8, 0.1),
                  batch_size: int = 32, min_freq: int = 1, max_length: int = 200, seed: int = 0):
         super().__init__()
+        check_split_fractions(split_fractions)
         self.save_hyperparameters()
         self.vocab: list[str] = []
         self.labels: list[str] = []
