@@ -15,11 +15,11 @@ import sys
 
 import hydra
 import lightning as L
-import torch
 from hydra.errors import InstantiationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError, user_error
+from .train import gpu_missing
 
 
 def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None,
@@ -36,7 +36,7 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
     datamodule.prepare_data()
     datamodule.setup("fit")
     accelerator = cfg.trainer.get("accelerator", "auto")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if gpu_missing(accelerator):
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
               "evaluates on the CPU", file=sys.stderr)
         accelerator = "cpu"

@@ -57,10 +57,15 @@ def check_task_matches_data(cfg: DictConfig) -> None:
     )
 
 
+def gpu_missing(accelerator: object) -> bool:
+    """Whether a Lightning ``accelerator`` asks for a CUDA GPU ("gpu", "cuda") that torch does not see."""
+    return accelerator in ("gpu", "cuda") and not torch.cuda.is_available()
+
+
 def check_trainer(trainer: DictConfig) -> None:
     """Refuse a trainer.* count or number (TRAINER_COUNTS, TRAINER_NUMBERS) of another type, naming the key, and a
     GPU accelerator where torch sees no GPU (Lightning's own message names neither the key nor the way out)."""
-    if trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+    if gpu_missing(trainer.get("accelerator")):
         build = f"torch {torch.__version__}" + (" (a CPU build)" if torch.version.cuda is None else "")
         raise ConfigError(f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU, and {build} sees none; "
                           "train on the CPU with trainer=cpu (or trainer.accelerator=cpu)")

@@ -10,9 +10,9 @@ from torch.utils.data import Sampler
 from ..errors import DataError
 
 
-def check_split_fractions(fractions) -> tuple[float, float]:
-    """``data.split_fractions`` as (train, val): two numbers above 0 whose sum is below 1, the test split taking the
-    rest (a sum of 1 or more left the test split empty without a word)."""
+def check_split_fractions(fractions) -> None:
+    """Refuse ``data.split_fractions`` unless it is (train, val): two numbers above 0 whose sum is below 1, the test
+    split taking the rest (a sum of 1 or more left the test split empty without a word)."""
     try:
         values = list(fractions)
     except TypeError:  # one number
@@ -21,7 +21,6 @@ def check_split_fractions(fractions) -> tuple[float, float]:
             or sum(values) >= 1):
         raise DataError(f"data.split_fractions must be [train, val], two fractions above 0 with a sum below 1 (the "
                         f"test split takes the rest); got {values}")
-    return float(values[0]), float(values[1])
 
 
 class EpochShuffle(Sampler):
