@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled"),
+    parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled", "held"),
                         help="force this regime (dispatch.force_regime) instead of the dispatcher's choice")
     parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
     parser.add_argument("--exchange", choices=("barrier", "flagged"),

@@ -7,6 +7,9 @@
   beyond those sizes: split over programs of VECTOR_UNITS units (forced, SPLIT_UNITS') that exchange h each step
   (at a grid barrier, or flagged: EXCHANGES), where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H;
   forced, MAX_SPLIT_VECTOR_H).
+- ``held`` (forced only until a GPU checks it: CUDA, fp16/bf16, forwards as the vector regime's): one program per
+  HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H, multiples
+  of 16), in Gluon (kernels/held.py), which the interpreter does not run.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -50,7 +53,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # The GPUs every launchable configuration is cross-compiled and checked for (fit.py): compute capability
 # (major, minor) and the shared memory one block may use. On others "auto" leaves the fused kernels alone.
 FITTED_TARGETS = {(8, 0): 163 * 1024, (9, 0): 227 * 1024}
-REGIMES = ("vector", "persistent", "resident", "tiled")
+REGIMES = ("vector", "persistent", "resident", "tiled", "held")
 BLOCK_B = 16  # batch rows per program (tl.dot needs >= 16)
 # Largest hidden size whose W_hh gate blocks fit one program's registers without spilling, per cell and
 # operand width (cross-compiled for sm_80 and sm_90 by fit.py with Triton 3.9 and 3.6: fp32 spills from
@@ -207,6 +210,16 @@ AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
                       ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
                       ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
+# The held regime (kernels/held.py; forced only, force_regime("held"), until a GPU has checked and timed it): an
+# inference forward (the RNN's forward always) in fp16/bf16 whose programs of HELD_ROWS batch rows hold every gate
+# block of W_hh in registers as tensor-core operands (mma.sync m16n8k16, HELD_UNITS units a warp), written in Gluon
+# because tl.dot keeps them in shared memory (above). Up to MAX_HELD_H, multiples of 16: cross-compiled (fit.py's
+# "_held" rows, Triton 3.6 and 3.9, sm_80 and sm_90) the LSTM at 128 takes 8 warps of 206-221 registers, the GRU at
+# 128 183-187, the RNN at 256 16 warps of 108-112, without spills, shared memory only for h; the LSTM at 100 (no
+# 16-byte alignment) spilled 104 bytes, and one size up W_hh no longer fits one SM's registers. Its step issues an
+# estimated 0.3-0.4 us at 128 (held.py's docstring) against the split vector regime's 1.2-1.45 us measured there.
+HELD_ROWS, HELD_UNITS = 8, 16
+MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange), "units"
 # (force_units); absent: the dispatcher's choice.
@@ -335,9 +348,9 @@ def grid_sync_enabled() -> bool:
 
 @contextmanager
 def force_regime(regime: str | None):
-    """Run the fused kernels in ``regime`` ("vector", "persistent", "resident", "tiled"; None: the dispatcher's
-    choice) inside the block. The vector, persistent and resident regimes still refuse shapes they cannot run;
-    "vector" forwards only (backwards run where the dispatcher puts them)."""
+    """Run the fused kernels in ``regime`` ("vector", "persistent", "resident", "tiled", "held"; None: the
+    dispatcher's choice) inside the block. The vector, persistent, resident and held regimes still refuse shapes they
+    cannot run; "vector" and "held" forwards only (backwards run where the dispatcher puts them)."""
     if regime is not None and regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} or None, got {regime!r}")
     with _override("regime", regime):
@@ -452,7 +465,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
     limit = 0 if proj else max_persistent_h(cell, x.dtype)
     width = operand_width(x.dtype)
     forced = _overrides.get("regime")
-    if forced == "vector" and backward:  # a forward-only regime: the backward is the dispatcher's
+    if forced in ("vector", "held") and backward:  # forward-only regimes: the backward is the dispatcher's
         forced = None
     if norm and (proj or not norm_fits(cell, x.dtype, H) or forced not in (None, "persistent")):
         raise NotImplementedError(
@@ -461,6 +474,11 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             f"hidden_size={H}{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it "
             "step by step"
         )
+    if forced == "held":
+        if (problem := _held_problem(cell, x, H, proj, inference and not norm)) is not None:
+            raise NotImplementedError(f"the held regime cannot run this {cell.upper()}: {problem}. Leave the regime to "
+                                      "the dispatcher")
+        return held_launch(cell, x, H, B)
     if forced == "vector" or (forced is None and not backward):
         split = forced == "vector" or AUTO_SPLIT_VECTOR_H[cell] >= H
         problem = _vector_problem(cell, x, H, B, proj, backward, inference and not norm, split=split)
@@ -531,6 +549,37 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
         meta["maxnreg"] = _all_registers(warps)
     return Launch("vector", (B, programs), meta)
+
+
+def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
+    """The held regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that it
+    can run here (plan does): one program per HELD_ROWS batch rows, a warp per HELD_UNITS hidden units (padded to a
+    power of two), each thread allowed every register its share of the SM has."""
+    bh = max(HELD_UNITS, triton.next_power_of_2(H))
+    warps = bh // HELD_UNITS
+    return Launch("held", (triton.cdiv(B, HELD_ROWS),), {"BLOCK_H": bh, "num_warps": warps,
+                                                         "maxnreg": _all_registers(warps)})
+
+
+def _held_problem(cell: str, x: torch.Tensor, H: int, proj: bool, inference: bool) -> str | None:
+    """Why the held regime cannot run this launch here, or None if it can."""
+    if not inference:
+        return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
+    if proj:
+        return "it has no projection (proj_size)"
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return f"its products take fp16 or bf16 (tensor cores); got {x.dtype}"
+    if H % HELD_UNITS or MAX_HELD_H[cell] < H:
+        return f"it holds hidden sizes that are multiples of {HELD_UNITS} up to {MAX_HELD_H[cell]}; got hidden_size={H}"
+    if INTERPRET or not x.is_cuda:
+        return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
+    try:
+        from . import held  # noqa: F401
+    except ImportError as err:
+        return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
+    if (capability := torch.cuda.get_device_capability(x.device)) not in FITTED_TARGETS:
+        return f"it is cross-compiled for sm_80 and sm_90 only; got sm_{capability[0]}{capability[1]}"
+    return None
 
 
 def split_units() -> int:

@@ -35,12 +35,16 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
+from triton.experimental.gluon._runtime import GluonASTSource
 
 from . import gru, lstm, rnn
 from .dispatch import (
     BLOCK_B,
     FITTED_TARGETS,
+    HELD_ROWS,
+    HELD_UNITS,
     MAX_FLAGGED_H,
+    MAX_HELD_H,
     MAX_NORM_H,
     MAX_PERSISTENT_H,
     NORM_BLOCK_H,
@@ -50,6 +54,7 @@ from .dispatch import (
     force_exchange,
     force_regime,
     force_units,
+    held_launch,
     max_resident_h,
     max_split_vector_h,
     max_vector_h,
@@ -59,9 +64,16 @@ from .dispatch import (
     vector_launch,
 )
 
-KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel")
-           for name, module in {"lstm": lstm, "gru": gru, "rnn": rnn}.items()
+try:
+    from . import held  # Gluon's kernels (Triton >= 3.6)
+except ImportError:
+    held = None
+
+CELL_MODULES = {"lstm": lstm, "gru": gru, "rnn": rnn}
+KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel") for name, module in CELL_MODULES.items()
            for kind in ("fwd", "bwd", "fwd_tiled", "bwd_tiled", "fwd_vector")}
+if held is not None:
+    KERNELS.update({f"{name}_fwd_held": getattr(held, f"_{name}_fwd_held_kernel") for name in CELL_MODULES})
 TARGETS = {f"sm_{major}{minor}": (10 * major + minor, shared) for (major, minor), shared in FITTED_TARGETS.items()}
 WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows may pick wide resident programs
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
@@ -77,6 +89,8 @@ SYNCS = ("loop", "grid")  # the tiled regime without and with the grid barrier
 TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden sizes checked
 RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512, 1024)  # the resident regime's: each up to its max_resident_h
 VECTOR_SHAPES = RESIDENT_SHAPES  # the vector regime's: one program a row, then split over programs ("grid")
+HELD_SHAPES = (16, 32, 64, 128, 256)  # the held regime's, each up to MAX_HELD_H
+HELD_DTYPES = ("fp16", "bf16")  # its products' operands (tensor cores)
 
 
 @dataclass
@@ -103,11 +117,14 @@ class Fit:
         """Within the register (per thread and per program) and shared-memory limits and, in the
         persistent and resident regimes (whose point is that W_hh stays on chip), without spills. The
         tiled kernels stream W_hh from L2 anyway; ptxas spills a few bytes in some of them (8-192),
-        reported in the table."""
-        holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith("_vector")
+        reported in the table. The held regime keeps W_hh in registers: its shared memory holds only h, a
+        step's B operand (BLOCK_H x HELD_ROWS, 2 bytes each)."""
+        holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith(("_vector", "_held"))
+        staged_h = 2 * max(HELD_UNITS, triton.next_power_of_2(self.hidden)) * HELD_ROWS
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
                 and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
-                and (self.spill_bytes == 0 or not holds_weights))
+                and (self.spill_bytes == 0 or not holds_weights)
+                and (self.shared <= staged_h or not self.kernel.endswith("_held")))
 
 
 def _signature(kernel: str, dt: str, flagged: bool = False) -> dict[str, str]:
@@ -165,6 +182,8 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
+    elif kernel.endswith("_held"):  # likewise
+        meta = dict(held_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
     elif kernel.endswith("_vector"):  # plan() refuses the split launch ("grid") without a GPU to run on
         with force_exchange("flagged" if sync == "flag" else "barrier"):
             meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
@@ -190,8 +209,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
         if flag in KERNELS[kernel].arg_names:
             constexprs[flag] = variant in variants
     signature = _signature(kernel, dtype, flagged=meta.get("FLAGGED", False))
-    src = ASTSource(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
-                    attrs=_alignment(signature) if align == "a16" else None)
+    source = GluonASTSource if kernel.endswith("_held") else ASTSource  # the held kernels are Gluon's
+    src = source(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
+                 attrs=_alignment(signature) if align == "a16" else None)
     return triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32), options=options), options["num_warps"]
 
 
@@ -269,6 +289,9 @@ def configurations(quick: bool = False):
         if kernel.endswith("_vector"):
             yield from _vector(kernel, target, dtype, quick)
             continue
+        if kernel.endswith("_held"):
+            yield from _held(kernel, target, dtype, quick)
+            continue
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
         projs = ("-", "proj") if "PROJ" in KERNELS[kernel].arg_names else ("-",)
         if kernel.endswith("_tiled"):
@@ -317,6 +340,15 @@ def _vector(kernel: str, target: str, dtype: str, quick: bool):
             yield kernel, target, dtype, hidden, sync, "-", "-", align, "-"
             if sync == "grid" and dtype != "fp64" and hidden <= MAX_FLAGGED_H[cell]:
                 yield kernel, target, dtype, hidden, "flag", "-", "-", align, "-"
+
+
+def _held(kernel: str, target: str, dtype: str, quick: bool):
+    """The configurations of a held-regime ``kernel`` (see configurations): fp16 and bf16, each of HELD_SHAPES up to
+    MAX_HELD_H (multiples of 16: "a16"; ``quick``: the largest)."""
+    if dtype in HELD_DTYPES:
+        sizes = [h for h in HELD_SHAPES if h <= MAX_HELD_H[kernel.split("_")[0]]]
+        for hidden in sizes[-1 if quick else 0:]:
+            yield kernel, target, dtype, hidden, "-", "-", "-", "a16", "-"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

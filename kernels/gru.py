@@ -376,7 +376,12 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
-    if launch.regime == "vector":
+    if launch.regime == "held":
+        from .held import _gru_fwd_held_kernel  # Gluon's (Triton >= 3.6), imported where the regime runs
+
+        _gru_fwd_held_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B, H, REVERSE=reverse,
+                                          **launch.meta)
+    elif launch.regime == "vector":
         _gru_fwd_vector_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn,
                                             *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,
                                             **launch.meta)

@@ -575,7 +575,12 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     hn = torch.empty(B, P, dtype=acc, device=x.device)
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
-    if launch.regime == "vector":
+    if launch.regime == "held":
+        from .held import _lstm_fwd_held_kernel  # Gluon's (Triton >= 3.6), imported where the regime runs
+
+        _lstm_fwd_held_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B, H,
+                                           REVERSE=reverse, **launch.meta)
+    elif launch.regime == "vector":
         _lstm_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn,
                                              *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,
                                              **launch.meta)

@@ -269,7 +269,12 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     NS = torch.zeros(normed, B, 1, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
-    if launch.regime == "vector":
+    if launch.regime == "held":
+        from .held import _rnn_fwd_held_kernel  # Gluon's (Triton >= 3.6), imported where the regime runs
+
+        _rnn_fwd_held_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn, B, H, RELU=relu, REVERSE=reverse,
+                                          **launch.meta)
+    elif launch.regime == "vector":
         _rnn_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), lengths, Y, hn,
                                             *vector_buffers(launch, h0, stored(x.dtype)), B=B, H=H, RELU=relu,
                                             REVERSE=reverse, **launch.meta)

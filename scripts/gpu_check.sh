@@ -8,8 +8,9 @@
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed; then the split vector regime's flagged exchange,
-#      and its narrower programs (8 units at the barrier and flagged, 4 flagged; B = 1)
+#      alone, a step, where the 1 us inference target is missed; then the held regime (W_hh in registers as
+#      tensor-core operands), the split vector regime's flagged exchange, and its narrower programs (8 units at the
+#      barrier and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   4. activation memory, preset gpu
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
@@ -87,6 +88,9 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
+    lim=$(limit_for 50)  # the held regime (Gluon, W_hh in registers as tensor-core operands; forced only until timed)
+    step "forward latency, held regime" "$lim" "$PY" benchmarks/latency.py --regime held --hidden 64 128 \
+        --out "$res/latency/forced/held"
     lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
         --hidden 128 256 --out "$res/latency/forced/vector-flagged"

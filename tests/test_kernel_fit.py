@@ -56,6 +56,18 @@ def test_forced_split_units_fit(kernel, hidden, sync, units, warps):
     assert fields[-1] == "True" and int(fields[9]) == warps and fields[-2] == "0"  # fits, warps, no spill
 
 
+def _time_loop(kernel: str, hidden: int, args: tuple[str, ...]) -> dict[str, int]:
+    """fit.py --loop's counts for one configuration of ``kernel`` (sm_90, bf16): a warp's time-loop SASS a step."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel, "sm_90", "bf16",
+                           str(hidden), *args, "--loop"], capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
+    loop = proc.stdout.strip().splitlines()[-1]
+    assert loop.startswith("time loop, a warp's SASS a step: ")
+    return {op: int(n) for op, n in (item.split() for item in loop.split("; ")[1].split(", "))}
+
+
 @pytest.mark.parametrize(("kernel", "args", "tensor_cores", "special"), [
     ("lstm_fwd", ("-", "infer", "-", "a16"), True, 2 * 8),
     ("lstm_fwd_vector", ("-", "-", "-", "a16"), False, 8),
@@ -66,12 +78,16 @@ def test_time_loop_counts_a_step_of_the_lstm_forward(kernel, args, tensor_cores,
     sigmoid(f), and sigmoid_tanh for i g and o tanh(c)). The persistent step holds the recurrent product on
     tensor cores, 2 units of one batch row a thread (16 rows, padded); the vector one (a single row, one unit a
     thread, W_hh in registers) has none and reads no weights from shared memory (LDSM)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "rnnlab.kernels.fit", kernel, "sm_90", "bf16", "64",
-                           *args, "--loop"], capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
-    loop = proc.stdout.strip().splitlines()[-1]
-    assert loop.startswith("time loop, a warp's SASS a step: ")
-    counts = {op: int(n) for op, n in (item.split() for item in loop.split("; ")[1].split(", "))}
+    counts = _time_loop(kernel, 64, args)
     assert (counts["HMMA"] > 0) == tensor_cores and (counts["LDSM"] > 0) == tensor_cores
     assert counts["BAR"] > 0 and counts["MUFU"] == special
+
+
+@pytest.mark.skipif(fit.held is None, reason="the held regime's kernels need Triton's Gluon (3.6 or later)")
+def test_held_step_reads_no_weights_from_shared_memory():
+    """The held regime's LSTM at H = 128 (sm_90, bf16; forced only until a GPU times it): a warp's step takes its 16
+    units' four gate products on tensor cores (4 gates x 8 slices of 16 of the reduction: 32 HMMA), W_hh's block
+    in registers, so the only shared-memory reads are h's B operand (128 x 8 bf16 a warp: 4 LDSM.x4), none of
+    W_hh's 128 KiB (the persistent regime reloads its whole W_hh every step)."""
+    counts = _time_loop("lstm_fwd_held", 128, ("-", "-", "-", "a16"))
+    assert counts["HMMA"] == 32 and counts["LDSM"] == 4 and counts["LDS"] == 0

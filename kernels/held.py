@@ -1,0 +1,149 @@
+"""The held regime: an inference forward whose W_hh stays in registers as tensor-core operands.
+
+One program takes NB = 8 batch rows of a layer direction for the whole sequence and holds every gate block of
+W_hh (H, H) as the A operand of ``mma.sync`` (m16n8k16) in registers, loaded once before the time loop, so a
+step reads no weight from shared memory: the product is the transposed one, gate pre-activations
+(H units, NB rows) = W_g (H, H) @ h^T (H, NB), each warp 16 units, then the cell's own step (lstm._lstm_cell,
+gru._gru_cell: the same math and stores as every other regime), and h goes back to the B operand through
+shared memory. A batch of fewer than 8 rows costs what 8 do: the instruction's N is 8 anyway.
+
+Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
+every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
+interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py) but never launched, and
+their numbers are checked on a GPU only (tests/test_cuda.py). Forced only (dispatch.force_regime("held")) until
+a GPU has checked and timed them.
+
+Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
+dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py
+--loop, Triton 3.6): the LSTM at 128 issues 352 instructions (32 HMMA, no shared-memory load of W_hh), the GRU 271,
+the RNN at 256 137. With 8, 8 and 16 warps over 4 schedulers that is 704, 542 and 552 issue cycles a step, about
+0.3-0.4 us at 1.83 GHz, against 1.2-1.45 us that the H100 measured for the split vector regime's step at H = 128;
+with one or two warps a scheduler the instructions' latencies may add to it. Estimates until a GPU times them.
+"""
+
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+
+from .dispatch import HELD_ROWS
+from .gru import _gru_cell, _gru_inputs
+from .lstm import _lstm_cell, _lstm_inputs
+from .rnn import _rnn_cell
+
+NB: gl.constexpr = gl.constexpr(HELD_ROWS)  # batch rows a program
+
+
+@gluon.constexpr_function
+def _accumulator(warps):
+    """The product's accumulator layout: ``warps`` warps of 16 units each (m16n8k16's M; dispatch.HELD_UNITS), over
+    NB rows (its N)."""
+    return gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[warps, 1], instr_shape=[16, 8])
+
+
+@gluon.constexpr_function
+def _operand_layout(index, warps):
+    """The layout of the product's A (``index`` 0: W_hh's block) or B (1: h^T) operand."""
+    return gl.DotOperandLayout(operand_index=index, parent=_accumulator(warps), k_width=2)
+
+
+@gluon.jit
+def _block(W, gate: gl.constexpr, H, BLOCK_H: gl.constexpr):
+    """Gate block ``gate`` of a stacked W (gates * H, H), (BLOCK_H, BLOCK_H) zero-padded, as the product's A operand:
+    loaded once, held in registers."""
+    layout: gl.constexpr = _operand_layout(0, gl.num_warps())
+    m = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, layout))[:, None]
+    k = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, layout))[None, :]
+    return gl.load(W + (gate * H + m) * H + k, mask=(m < H) & (k < H), other=0.0)
+
+
+@gluon.jit
+def _rows(LEN, B, H, BLOCK_H: gl.constexpr):
+    """The program's units (BLOCK_H, 1), batch rows (1, NB) int64, their lengths (1, NB) (0 past B) and the longest,
+    in the accumulator's layout."""
+    layout: gl.constexpr = _accumulator(gl.num_warps())
+    u = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, layout))[:, None]
+    b = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
+    length = gl.load(LEN + b, mask=b < B, other=0)
+    return u, b.to(gl.int64)[None, :], length[None, :], gl.max(length, axis=0)
+
+
+@gluon.jit
+def _state(X0, u, b, B, H):
+    """The program's (BLOCK_H, NB) slice of a state X0 (B, H), transposed, in fp32, zero-padded (_rows' u and b)."""
+    return gl.load(X0 + b * H + u, mask=(u < H) & (b < B), other=0.0).to(gl.float32)
+
+
+@gluon.jit
+def _store_state(XN, x, u, b, B, H):
+    """The final state ``x`` (BLOCK_H, NB) to its rows of XN (B, H)."""
+    gl.store(XN + b * H + u, x, mask=(u < H) & (b < B))
+
+
+@gluon.jit
+def _step(s, u, b, length, B, H, REVERSE: gl.constexpr):
+    """Step ``s`` of rows ``b`` (1, NB): each row's time index times B plus the row (the reverse direction from each
+    row's last step; 0 for rows already finished) and which (unit, row) pairs are still active (BLOCK_H, NB)."""
+    if REVERSE:
+        t = length - 1 - s
+    else:
+        t = gl.zeros_like(length) + s
+    live = s < length
+    t = gl.where(live, t, 0).to(gl.int64)
+    return t * B + b, live & (u < H)
+
+
+@gluon.jit
+def _product(w, h, W):
+    """The recurrent product of a held block ``w`` (_block's) with h (BLOCK_H, NB) fp32, rounded to W's type and
+    moved to the B operand's layout (through shared memory; for several blocks the compiler moves it once):
+    (BLOCK_H, NB) fp32 in the accumulator's layout."""
+    operand = gl.convert_layout(h.to(W.dtype.element_ty), _operand_layout(1, gl.num_warps()))
+    return mma_v2(w, operand, gl.zeros(h.shape, gl.float32, _accumulator(gl.num_warps())))
+
+
+@gluon.jit
+def _lstm_fwd_held_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: gl.constexpr, BLOCK_H: gl.constexpr):
+    # GX (T, B, 4H) the input projections with both biases; W (4H, H) W_hh; H0, C0, HN, CN (B, H); Y (T, B, H)
+    w_i, w_f, w_g, w_o = (_block(W, 0, H, BLOCK_H), _block(W, 1, H, BLOCK_H), _block(W, 2, H, BLOCK_H),
+                          _block(W, 3, H, BLOCK_H))
+    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_H, NB) each
+    for s in range(0, steps):
+        row, live = _step(s, u, b, length, B, H, REVERSE)
+        x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
+        h_new, c_new = _lstm_cell(_product(w_i, h, W) + x_i, _product(w_f, h, W) + x_f, _product(w_g, h, W) + x_g,
+                                  _product(w_o, h, W) + x_o, Y, row * H + u, Y, Y, 0, H, 0, c, live, False)
+        h = gl.where(live, h_new, h)  # a finished row keeps its last state
+        c = gl.where(live, c_new, c)
+    _store_state(HN, h, u, b, B, H)
+    _store_state(CN, c, u, b, B, H)
+
+
+@gluon.jit
+def _gru_fwd_held_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: gl.constexpr, BLOCK_H: gl.constexpr):
+    # GX (T, B, 3H) the input projections with b_ih; W (3H, H) W_hh; BHH (3H,) b_hh; H0, HN (B, H); Y (T, B, H)
+    w_r, w_z, w_n = _block(W, 0, H, BLOCK_H), _block(W, 1, H, BLOCK_H), _block(W, 2, H, BLOCK_H)
+    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    h = _state(H0, u, b, B, H)  # (BLOCK_H, NB)
+    for s in range(0, steps):
+        row, live = _step(s, u, b, length, B, H, REVERSE)
+        x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
+        h_new = _gru_cell(_product(w_r, h, W), _product(w_z, h, W), _product(w_n, h, W), x_r, x_z, x_n, BHH, u, Y, Y,
+                          Y, 0, row * H + u, H, h, live, Y, False, False, False)
+        h = gl.where(live, h_new, h)
+    _store_state(HN, h, u, b, B, H)
+
+
+@gluon.jit
+def _rnn_fwd_held_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: gl.constexpr, REVERSE: gl.constexpr,
+                         BLOCK_H: gl.constexpr):
+    # GX (T, B, H) the input projections with both biases; W (H, H) W_hh; H0, HN (B, H); Y (T, B, H)
+    w = _block(W, 0, H, BLOCK_H)
+    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    h = _state(H0, u, b, B, H)  # (BLOCK_H, NB)
+    for s in range(0, steps):
+        row, live = _step(s, u, b, length, B, H, REVERSE)
+        h = gl.where(live, _rnn_cell(GX, Y, Y, row * H + u, u, _product(w, h, W), h, live, Y, False, RELU, False), h)
+    _store_state(HN, h, u, b, B, H)
