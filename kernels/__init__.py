@@ -11,15 +11,17 @@ Each cell's forward and backward are ``torch.library`` custom ops (``rnnlab::lst
 trace under ``torch.compile`` without graph breaks at the kernels; plain inference skips the op's dispatch
 (:func:`rnnlab.kernels.common.plain_inference`).
 
-Status: three regimes chosen by :mod:`rnnlab.kernels.dispatch` from cell, hidden size and dtype:
-persistent (one program holds a batch tile's whole W_hh on chip: H <= 32 in fp32, <= 64 in
+Status: regimes chosen by :mod:`rnnlab.kernels.dispatch` from cell, hidden size and dtype: vector
+(inference forwards of up to 16 sequences, W_hh in registers, one program a sequence or split over
+programs), persistent (one program holds a batch tile's whole W_hh on chip: H <= 32 in fp32, <= 64 in
 fp16/bf16), tiled (any H: W_hh streamed from L2 by column tiles, the state exchanged through global
 memory; also LSTM proj_size, with a second exchange phase per step) and resident (CUDA: the tiled
 kernels with each program holding its slice of W_hh, meeting the others at a grid barrier each step;
-``RNNLAB_GRID_SYNC=0`` turns the barrier off). All are tested under the Triton interpreter against the
-reference, cross-compiled for sm_80/sm_90 (fit.py), and tested against cuDNN on an H200 and an H100
-(tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's time up
-to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
+``RNNLAB_GRID_SYNC=0`` turns the barrier off); and, forced only until a GPU has run it, held (:mod:`.held`:
+W_hh in registers as tensor-core operands, in Gluon). All are cross-compiled for sm_80/sm_90 (fit.py); all
+but held are tested under the Triton interpreter against the reference and against cuDNN on an H200 and
+an H100 (tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's
+time up to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
 (:func:`rnnlab.layers.resolve_backend`).
 Zoneout and recurrent dropout (rnnlab.recurrence.variants) run inside every regime from draws made before the
 launch (the ``masks`` argument; constexpr flags DROP, ZONE, ZONE_C, so the plain kernels compile as before):
