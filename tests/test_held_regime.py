@@ -1,7 +1,14 @@
 """The held regime (rnnlab.kernels.dispatch, kernels/held.py): inference forwards whose W_hh stays in registers as
 tensor-core operands, written in Gluon, which the Triton interpreter does not run. Here, without a GPU: its
-launch, and that it refuses clearly what it cannot run (its kernels' fit: tests/test_kernel_fit.py; its numbers
-against cuDNN: tests/test_cuda.py)."""
+launch, that it refuses clearly what it cannot run, and that the fused forwards' calls bind to its kernels and
+compile through Triton's launch path (its kernels' fit: tests/test_kernel_fit.py; its numbers against cuDNN:
+tests/test_cuda.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +60,18 @@ def test_layer_forced_into_the_held_regime_without_a_gpu():
     lstm = rnnlab.LSTM(8, 64, backend="triton").to(torch.bfloat16)
     with torch.no_grad(), force_regime("held"), pytest.raises(NotImplementedError, match=r"held regime cannot run"):
         lstm(torch.randn(5, 2, 8, dtype=torch.bfloat16))
+
+
+def test_fused_forwards_bind_to_the_held_kernels():
+    """_lstm_forward, _gru_forward and _rnn_forward (packed and reverse among them) call their held kernels as on
+    CUDA, and Triton binds, specializes and compiles each for sm_90 without launching it (tests/held_binding.py, in
+    a process without TRITON_INTERPRET): H = 64, 4 warps, shared memory for h alone (64 x 8 bf16)."""
+    pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("held_binding.py")
+    proc = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
+    compiled = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [c["kernel"] for c in compiled] == ["_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"]
+    assert all(c["num_warps"] == 4 and c["shared"] == 64 * 8 * 2 for c in compiled), compiled
