@@ -35,7 +35,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
-from triton.experimental.gluon._runtime import GluonASTSource
 
 from . import gru, lstm, rnn
 from .dispatch import (
@@ -64,10 +63,12 @@ from .dispatch import (
     vector_launch,
 )
 
-try:
-    from . import held  # Gluon's kernels (Triton >= 3.6)
+try:  # the held regime's kernels are Gluon's (Triton >= 3.6)
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from . import held
 except ImportError:
-    held = None
+    GluonASTSource = held = None
 
 CELL_MODULES = {"lstm": lstm, "gru": gru, "rnn": rnn}
 KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel") for name, module in CELL_MODULES.items()

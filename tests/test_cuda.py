@@ -130,8 +130,7 @@ def test_held_regime_matches_cudnn(cell, H, B):
     """The held regime (forced: dispatch.force_regime("held"); kernels/held.py, Gluon, W_hh held in registers as
     tensor-core operands), inference, packed and bidirectional, B = 1 and 11 (two programs of 8 rows, the second
     with 5 past the batch): fp16 and bf16 (fp32 state, products of rounded h and weights) within 2e-2 of cuDNN in
-    fp32, relative to each output's largest value, as the vector regime's half precision; and in bf16 within 1e-2
-    of the dispatcher's own regime, which rounds the same operands."""
+    fp32, relative to each output's largest value, as the vector regime's half precision."""
     from rnnlab.kernels.dispatch import force_regime, plan  # imports triton
 
     probe = torch.zeros(1, B, 1, device="cuda", dtype=torch.bfloat16)
@@ -145,13 +144,9 @@ def test_held_regime_matches_cudnn(cell, H, B):
     want = infer(ref, x, hx)
     for dtype in (torch.float16, torch.bfloat16):
         x, hx, _ = make_inputs(ref, dtype=dtype, **shape)
-        held = copy.deepcopy(mine).to(dtype)
         with force_regime("held"):
-            got = infer(held, x, hx)
-        errors = relative_errors(got, want)
+            errors = relative_errors(infer(copy.deepcopy(mine).to(dtype), x, hx), want)
         assert max(errors) < 2e-2, (dtype, errors)
-    errors = relative_errors(got, infer(held, x, hx))  # bf16 in the dispatcher's regime
-    assert max(errors) < 1e-2, errors
 
 
 @pytest.mark.parametrize(("H", "B"), [(32, 8), (32, 20), (300, 8), (600, 8)],
