@@ -196,7 +196,10 @@ MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 # step) spilled 200 bytes with 16 warps and issues 838 instructions a warp (1530 with 8): slower than split. And tl.dot
 # keeps a loop-invariant W_hh in shared memory, loading it into registers inside the time loop (a local_load there in
 # the TTGIR, for sm_80 and sm_90, W as either operand): the persistent regime's limit, which only explicit layouts
-# (Gluon, which the interpreter does not run) could lift.
+# (Gluon, which the interpreter does not run) could lift: the held regime, below. One vector program a row holding the
+# LSTM's W_hh at H = 128 as bf16 pairs in int32 words (half the registers; an opaque inline-asm move each step keeps the
+# compiler from hoisting their conversion, which spilled 220-380 bytes without it) fits, but issues 707 instructions a
+# warp with 16 warps and 383 with 32 (Triton 3.6): 2800-3100 cycles a step, slower than split.
 VECTOR_UNITS = 16
 # Narrower split programs, forced only (force_units) until a GPU times them: vector_warps scales the warps with the
 # units, so a warp holds as many weights and issues about as many instructions a step whatever the units (LSTM at 128
