@@ -221,8 +221,11 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # 128 183-187, the RNN at 256 16 warps of 108-112, without spills, shared memory only for h; the LSTM at 100 (no
 # 16-byte alignment) spilled 104 bytes, and one size up W_hh no longer fits one SM's registers. Its step issues an
 # estimated 0.3-0.4 us at 128 (held.py's docstring) against the split vector regime's 1.2-1.45 us measured there.
+# AUTO_HELD_H: up to which hidden size the dispatcher picks it for a forward it can run, per cell; none until a GPU
+# has checked it against cuDNN and timed it (tests/test_cuda.py, benchmarks/latency.py's forced/held).
 HELD_ROWS, HELD_UNITS = 8, 16
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
+AUTO_HELD_H: dict[str, int] = {}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange), "units"
 # (force_units); absent: the dispatcher's choice.
@@ -477,11 +480,12 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             f"hidden_size={H}{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it "
             "step by step"
         )
-    if forced == "held":
-        if (problem := _held_problem(cell, x, H, proj, inference and not norm)) is not None:
-            raise NotImplementedError(f"the held regime cannot run this {cell.upper()}: {problem}. Leave the regime to "
-                                      "the dispatcher")
-        return held_launch(cell, x, H, B)
+    if forced == "held" or (forced is None and not backward and AUTO_HELD_H.get(cell, 0) >= H):
+        if (problem := _held_problem(cell, x, H, proj, inference and not norm)) is None:
+            return held_launch(cell, x, H, B)
+        if forced == "held":
+            raise NotImplementedError(f"the held regime cannot run this {cell.upper()}: {problem}. Leave the regime "
+                                      "to the dispatcher")
     if forced == "vector" or (forced is None and not backward):
         split = forced == "vector" or AUTO_SPLIT_VECTOR_H[cell] >= H
         problem = _vector_problem(cell, x, H, B, proj, backward, inference and not norm, split=split)

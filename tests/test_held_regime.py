@@ -16,6 +16,7 @@ import torch
 import rnnlab
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
+from rnnlab.kernels import dispatch
 from rnnlab.kernels.dispatch import HELD_ROWS, MAX_HELD_H, force_regime, held_launch, plan
 
 
@@ -53,6 +54,22 @@ def test_forced_held_regime_refuses_what_it_cannot_run():
                                + r".*Leave the regime to the dispatcher"):
                 plan(*args, **kwargs)
         assert plan("lstm", x16, 64, 4, backward=True).regime == "persistent"
+
+
+def test_dispatcher_picks_the_held_regime_only_up_to_auto_held_h(monkeypatch):
+    """The dispatcher takes the held regime where AUTO_HELD_H allows (none until a GPU has timed it) and it can run:
+    inference forwards up to the limit (here a pretend 128 for the LSTM, on a pretend GPU); never a training forward,
+    a backward, another cell or a larger size."""
+    x16 = torch.zeros(1, 4, 1, dtype=torch.bfloat16)
+    assert not dispatch.AUTO_HELD_H
+    assert plan("lstm", x16, 64, 4, inference=True).regime == "vector"
+    monkeypatch.setitem(dispatch.AUTO_HELD_H, "lstm", 128)
+    monkeypatch.setattr(dispatch, "_held_problem", lambda cell, x, H, proj, inference: None if inference else "no")
+    assert plan("lstm", x16, 128, 4, inference=True) == held_launch("lstm", x16, 128, 4)
+    assert plan("lstm", x16, 64, 4).regime == "persistent"  # a training forward
+    assert plan("lstm", x16, 64, 4, backward=True).regime == "persistent"
+    assert plan("gru", x16, 64, 4, inference=True).regime == "vector"
+    assert plan("lstm", x16, 256, 4, inference=True).regime != "held"
 
 
 def test_layer_forced_into_the_held_regime_without_a_gpu():
