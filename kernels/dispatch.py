@@ -217,8 +217,8 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # inference forward (the RNN's forward always) in fp16/bf16 whose programs of HELD_ROWS batch rows hold every gate
 # block of W_hh in registers as tensor-core operands (mma.sync m16n8k16, HELD_UNITS units a warp), written in Gluon
 # because tl.dot keeps them in shared memory (above). Up to MAX_HELD_H, multiples of 16: cross-compiled (fit.py's
-# "_held" rows, Triton 3.6 and 3.9, sm_80 and sm_90) the LSTM at 128 takes 8 warps of 206-221 registers, the GRU at
-# 128 183-187, the RNN at 256 16 warps of 108-112, without spills, shared memory only for h; the LSTM at 100 (no
+# "_held" rows, Triton 3.6 and 3.9, sm_80 and sm_90) the LSTM at 128 takes 8 warps of 224-231 registers, the GRU at
+# 128 188-196, the RNN at 256 16 warps of 108-112, without spills, shared memory only for h; the LSTM at 100 (no
 # 16-byte alignment) spilled 104 bytes, and one size up W_hh no longer fits one SM's registers. Its step issues an
 # estimated 0.3-0.4 us at 128 (held.py's docstring) against the split vector regime's 1.2-1.45 us measured there.
 # AUTO_HELD_H: up to which hidden size the dispatcher picks it for a forward it can run, per cell; none until a GPU

@@ -4,8 +4,9 @@ One program takes NB = 8 batch rows of a layer direction for the whole sequence 
 W_hh (H, H) as the A operand of ``mma.sync`` (m16n8k16) in registers, loaded once before the time loop, so a
 step reads no weight from shared memory: the product is the transposed one, gate pre-activations
 (H units, NB rows) = W_g (H, H) @ h^T (H, NB), each warp 16 units, then the cell's own step (lstm._lstm_cell,
-gru._gru_cell: the same math and stores as every other regime), and h goes back to the B operand through
-shared memory. A batch of fewer than 8 rows costs what 8 do: the instruction's N is 8 anyway.
+gru._gru_cell: the same math and stores as every other regime; the LSTM's and GRU's input projections loaded a
+step ahead, as the vector regime's), and h goes back to the B operand through shared memory. A batch of fewer
+than 8 rows costs what 8 do: the instruction's N is 8 anyway.
 
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
@@ -15,8 +16,8 @@ a GPU has checked and timed them.
 
 Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
 dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py
---loop, Triton 3.6): the LSTM at 128 issues 352 instructions (32 HMMA, no shared-memory load of W_hh), the GRU 271,
-the RNN at 256 137. With 8, 8 and 16 warps over 4 schedulers that is 704, 542 and 552 issue cycles a step, about
+--loop, Triton 3.6): the LSTM at 128 issues 345 instructions (32 HMMA, no shared-memory load of W_hh), the GRU 284,
+the RNN at 256 137. With 8, 8 and 16 warps over 4 schedulers that is 690, 568 and 548 issue cycles a step, about
 0.3-0.4 us at 1.83 GHz, against 1.2-1.45 us that the H100 measured for the split vector regime's step at H = 128;
 with one or two warps a scheduler the instructions' latencies may add to it. Estimates until a GPU times them.
 """
@@ -110,13 +111,17 @@ def _lstm_fwd_held_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: gl.const
                           _block(W, 3, H, BLOCK_H))
     u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_H, NB) each
+    row, live = _step(0, u, b, length, B, H, REVERSE)
+    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
     for s in range(0, steps):
         row, live = _step(s, u, b, length, B, H, REVERSE)
-        x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
+        next_row, next_live = _step(s + 1, u, b, length, B, H, REVERSE)  # loaded a step ahead: they do not need h
+        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
         h_new, c_new = _lstm_cell(_product(w_i, h, W) + x_i, _product(w_f, h, W) + x_f, _product(w_g, h, W) + x_g,
                                   _product(w_o, h, W) + x_o, Y, row * H + u, Y, Y, 0, H, 0, c, live, False)
         h = gl.where(live, h_new, h)  # a finished row keeps its last state
         c = gl.where(live, c_new, c)
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     _store_state(HN, h, u, b, B, H)
     _store_state(CN, c, u, b, B, H)
 
@@ -127,12 +132,16 @@ def _gru_fwd_held_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: gl.constexpr
     w_r, w_z, w_n = _block(W, 0, H, BLOCK_H), _block(W, 1, H, BLOCK_H), _block(W, 2, H, BLOCK_H)
     u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
     h = _state(H0, u, b, B, H)  # (BLOCK_H, NB)
+    row, live = _step(0, u, b, length, B, H, REVERSE)
+    x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
     for s in range(0, steps):
         row, live = _step(s, u, b, length, B, H, REVERSE)
-        x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
+        next_row, next_live = _step(s + 1, u, b, length, B, H, REVERSE)  # loaded a step ahead
+        n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
         h_new = _gru_cell(_product(w_r, h, W), _product(w_z, h, W), _product(w_n, h, W), x_r, x_z, x_n, BHH, u, Y, Y,
                           Y, 0, row * H + u, H, h, live, Y, False, False, False)
         h = gl.where(live, h_new, h)
+        x_r, x_z, x_n = n_r, n_z, n_n
     _store_state(HN, h, u, b, B, H)
 
 
