@@ -223,8 +223,17 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # estimated 0.3-0.4 us at 128 (held.py's docstring) against the split vector regime's 1.2-1.45 us measured there.
 # AUTO_HELD_H: up to which hidden size the dispatcher picks it for a forward it can run, per cell; none until a GPU
 # has checked it against cuDNN and timed it (tests/test_cuda.py, benchmarks/latency.py's forced/held).
-HELD_ROWS, HELD_UNITS = 8, 16
+# Beyond MAX_HELD_H the LSTM's and GRU's held programs split the units (HELD_SPLIT_UNITS each, 8 warps: four
+# gate blocks of 32 units over 256 inputs are 64 registers a thread), which exchange h each step as the split vector
+# regime's do (at the barrier, or flagged: force_exchange), up to MAX_HELD_SPLIT_H (multiples of HELD_SPLIT_UNITS),
+# where a batch's programs fit on the device at once (B = 16 at 256: 16). Each step stages the product in shared
+# memory to bring a unit's gates to one thread. Cross-compiled (fit.py's "_held_split" rows, Triton 3.6 and 3.9, sm_80
+# and sm_90, fp16 and bf16): 130-138 registers at the barrier, 159-167 flagged, 8 KiB of shared memory, no spills; a
+# warp's step (sm_90, bf16, Triton 3.6) 228-234 instructions at the barrier (16 HMMA), 396-406 flagged (its poll
+# loop counted once).
+HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
+MAX_HELD_SPLIT_H = {"lstm": 256, "gru": 256, "rnn": 256}
 AUTO_HELD_H: dict[str, int] = {}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange), "units"
@@ -481,7 +490,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             "step by step"
         )
     if forced == "held" or (forced is None and not backward and AUTO_HELD_H.get(cell, 0) >= H):
-        if (problem := _held_problem(cell, x, H, proj, inference and not norm)) is None:
+        if (problem := _held_problem(cell, x, H, B, proj, inference and not norm)) is None:
             return held_launch(cell, x, H, B)
         if forced == "held":
             raise NotImplementedError(f"the held regime cannot run this {cell.upper()}: {problem}. Leave the regime "
@@ -561,14 +570,21 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
 def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     """The held regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that it
     can run here (plan does): one program per HELD_ROWS batch rows, a warp per HELD_UNITS hidden units (padded to a
-    power of two), each thread allowed every register its share of the SM has."""
+    power of two), each thread allowed every register its share of the SM has; beyond MAX_HELD_H, split: H /
+    HELD_SPLIT_UNITS programs a batch tile, 8 warps each, exchanging h at the barrier or flagged (force_exchange)."""
+    tiles = triton.cdiv(B, HELD_ROWS)
+    if MAX_HELD_H[cell] < H:
+        programs = H // HELD_SPLIT_UNITS
+        return Launch("held", (tiles, programs),
+                      {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "num_warps": 8,
+                       "maxnreg": _all_registers(8), **grid_sync_meta(programs),
+                       "FLAGGED": _overrides.get("exchange") == "flagged"})
     bh = max(HELD_UNITS, triton.next_power_of_2(H))
     warps = bh // HELD_UNITS
-    return Launch("held", (triton.cdiv(B, HELD_ROWS),), {"BLOCK_H": bh, "num_warps": warps,
-                                                         "maxnreg": _all_registers(warps)})
+    return Launch("held", (tiles,), {"BLOCK_H": bh, "num_warps": warps, "maxnreg": _all_registers(warps)})
 
 
-def _held_problem(cell: str, x: torch.Tensor, H: int, proj: bool, inference: bool) -> str | None:
+def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, inference: bool) -> str | None:
     """Why the held regime cannot run this launch here, or None if it can."""
     if not inference:
         return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
@@ -576,10 +592,16 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, proj: bool, inference: boo
         return "it has no projection (proj_size)"
     if x.dtype not in (torch.float16, torch.bfloat16):
         return f"its products take fp16 or bf16 (tensor cores); got {x.dtype}"
-    if H % HELD_UNITS or MAX_HELD_H[cell] < H:
-        return f"it holds hidden sizes that are multiples of {HELD_UNITS} up to {MAX_HELD_H[cell]}; got hidden_size={H}"
+    if H % HELD_UNITS or MAX_HELD_SPLIT_H[cell] < H or (MAX_HELD_H[cell] < H and H % HELD_SPLIT_UNITS):
+        split = (f", split over programs multiples of {HELD_SPLIT_UNITS} up to {MAX_HELD_SPLIT_H[cell]}"
+                 if MAX_HELD_SPLIT_H[cell] > MAX_HELD_H[cell] else "")
+        return (f"it holds hidden sizes that are multiples of {HELD_UNITS} up to {MAX_HELD_H[cell]}{split}; got "
+                f"hidden_size={H}")
     if INTERPRET or not x.is_cuda:
         return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
+    programs = triton.cdiv(B, HELD_ROWS) * (H // HELD_SPLIT_UNITS)
+    if MAX_HELD_H[cell] < H and (problem := _co_resident_problem(x, programs)) is not None:
+        return f"split, {problem}"
     try:
         from . import held  # noqa: F401
     except ImportError as err:

@@ -41,9 +41,11 @@ from .dispatch import (
     BLOCK_B,
     FITTED_TARGETS,
     HELD_ROWS,
+    HELD_SPLIT_UNITS,
     HELD_UNITS,
     MAX_FLAGGED_H,
     MAX_HELD_H,
+    MAX_HELD_SPLIT_H,
     MAX_NORM_H,
     MAX_PERSISTENT_H,
     NORM_BLOCK_H,
@@ -75,6 +77,8 @@ KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel") for name,
            for kind in ("fwd", "bwd", "fwd_tiled", "bwd_tiled", "fwd_vector")}
 if held is not None:
     KERNELS.update({f"{name}_fwd_held": getattr(held, f"_{name}_fwd_held_kernel") for name in CELL_MODULES})
+    KERNELS.update({f"{name}_fwd_held_split": getattr(held, f"_{name}_fwd_held_split_kernel")
+                    for name in ("lstm", "gru")})
 TARGETS = {f"sm_{major}{minor}": (10 * major + minor, shared) for (major, minor), shared in FITTED_TARGETS.items()}
 WIDE_TARGET = "sm_{}{}".format(*WIDE_CAPABILITY)  # where dispatch.batch_rows may pick wide resident programs
 REGISTERS_PER_SM = 65536  # a program's threads times their registers must fit (or it cannot launch)
@@ -118,14 +122,24 @@ class Fit:
         """Within the register (per thread and per program) and shared-memory limits and, in the
         persistent and resident regimes (whose point is that W_hh stays on chip), without spills. The
         tiled kernels stream W_hh from L2 anyway; ptxas spills a few bytes in some of them (8-192),
-        reported in the table. The held regime keeps W_hh in registers: its shared memory holds only h, a
-        step's B operand (BLOCK_H x HELD_ROWS, 2 bytes each)."""
-        holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith(("_vector", "_held"))
-        staged_h = 2 * max(HELD_UNITS, triton.next_power_of_2(self.hidden)) * HELD_ROWS
+        reported in the table. The held regime keeps W_hh in registers: its shared memory holds only what a step
+        stages (held_staging)."""
+        holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith(("_vector", "_held", "_split"))
+        staged = held_staging(self.kernel, self.hidden)
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
                 and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
                 and (self.spill_bytes == 0 or not holds_weights)
-                and (self.shared <= staged_h or not self.kernel.endswith("_held")))
+                and (staged is None or self.shared <= staged))
+
+
+def held_staging(kernel: str, hidden: int) -> int | None:
+    """The shared memory (bytes) a held-regime ``kernel``'s step stages at hidden size ``hidden``: h as the B operand
+    (BLOCK_H x HELD_ROWS, 2 bytes each) and, split over programs, the product (four gate blocks of HELD_SPLIT_UNITS
+    units, fp32) to bring a unit's gates to one thread; None for the other regimes' kernels."""
+    block = max(HELD_UNITS, triton.next_power_of_2(hidden))
+    if kernel.endswith("_held_split"):
+        return 2 * block * HELD_ROWS + 4 * 4 * HELD_SPLIT_UNITS * HELD_ROWS
+    return 2 * block * HELD_ROWS if kernel.endswith("_held") else None
 
 
 def _signature(kernel: str, dt: str, flagged: bool = False) -> dict[str, str]:
@@ -183,8 +197,9 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
-    elif kernel.endswith("_held"):  # likewise
-        meta = dict(held_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
+    elif "_held" in kernel:  # likewise
+        with force_exchange("flagged" if sync == "flag" else "barrier"):
+            meta = dict(held_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
     elif kernel.endswith("_vector"):  # plan() refuses the split launch ("grid") without a GPU to run on
         with force_exchange("flagged" if sync == "flag" else "barrier"):
             meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
@@ -210,7 +225,7 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
         if flag in KERNELS[kernel].arg_names:
             constexprs[flag] = variant in variants
     signature = _signature(kernel, dtype, flagged=meta.get("FLAGGED", False))
-    source = GluonASTSource if kernel.endswith("_held") else ASTSource  # the held kernels are Gluon's
+    source = GluonASTSource if "_held" in kernel else ASTSource  # the held kernels are Gluon's
     src = source(fn=KERNELS[kernel], signature=signature, constexprs=constexprs,
                  attrs=_alignment(signature) if align == "a16" else None)
     return triton.compile(src, target=GPUTarget("cuda", TARGETS[target][0], 32), options=options), options["num_warps"]
@@ -290,7 +305,7 @@ def configurations(quick: bool = False):
         if kernel.endswith("_vector"):
             yield from _vector(kernel, target, dtype, quick)
             continue
-        if kernel.endswith("_held"):
+        if "_held" in kernel:
             yield from _held(kernel, target, dtype, quick)
             continue
         modes = ("train", "infer") if "STORE" in KERNELS[kernel].arg_names else ("-",)
@@ -345,11 +360,18 @@ def _vector(kernel: str, target: str, dtype: str, quick: bool):
 
 def _held(kernel: str, target: str, dtype: str, quick: bool):
     """The configurations of a held-regime ``kernel`` (see configurations): fp16 and bf16, each of HELD_SHAPES up to
-    MAX_HELD_H (multiples of 16: "a16"; ``quick``: the largest)."""
-    if dtype in HELD_DTYPES:
-        sizes = [h for h in HELD_SHAPES if h <= MAX_HELD_H[kernel.split("_")[0]]]
-        for hidden in sizes[-1 if quick else 0:]:
-            yield kernel, target, dtype, hidden, "-", "-", "-", "a16", "-"
+    MAX_HELD_H (multiples of 16: "a16"; ``quick``: the largest), and split over programs beyond it up to
+    MAX_HELD_SPLIT_H, with either exchange ("grid", "flag")."""
+    cell = kernel.split("_")[0]
+    if dtype not in HELD_DTYPES:
+        return
+    if kernel.endswith("_split"):
+        for hidden in [h for h in HELD_SHAPES if MAX_HELD_H[cell] < h <= MAX_HELD_SPLIT_H[cell]][-1 if quick else 0:]:
+            yield kernel, target, dtype, hidden, "grid", "-", "-", "a16", "-"
+            yield kernel, target, dtype, hidden, "flag", "-", "-", "a16", "-"
+        return
+    for hidden in [h for h in HELD_SHAPES if h <= MAX_HELD_H[cell]][-1 if quick else 0:]:
+        yield kernel, target, dtype, hidden, "-", "-", "-", "a16", "-"
 
 
 def _resident(kernel: str, target: str, dtype: str, modes: tuple[str, ...], quick: bool):

@@ -377,10 +377,15 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.regime == "held":
-        from .held import _gru_fwd_held_kernel  # Gluon's (Triton >= 3.6), imported where the regime runs
+        from .held import _gru_fwd_held_kernel, _gru_fwd_held_split_kernel  # Gluon's (Triton >= 3.6)
 
-        _gru_fwd_held_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B, H, REVERSE=reverse,
-                                          **launch.meta)
+        if launch.meta.get("GRID_SYNC"):  # split over programs, which exchange h
+            _gru_fwd_held_split_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn,
+                                                    *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse,
+                                                    **launch.meta)
+        else:
+            _gru_fwd_held_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B, H, REVERSE=reverse,
+                                              **launch.meta)
     elif launch.regime == "vector":
         _gru_fwd_vector_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn,
                                             *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,

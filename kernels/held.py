@@ -8,6 +8,12 @@ gru._gru_cell: the same math and stores as every other regime; the LSTM's and GR
 step ahead, as the vector regime's), and h goes back to the B operand through shared memory. A batch of fewer
 than 8 rows costs what 8 do: the instruction's N is 8 anyway.
 
+Beyond one SM's registers (the LSTM and GRU past H = 128) the units split over programs of 32 (a batch tile's
+H / 32 programs, all resident at once, a cooperative launch), each holding its units of every gate block over all H
+inputs. A step multiplies them with the whole h, read from the exchange buffer the split vector regime uses
+(common.vector_buffers: at the barrier, or flagged words), stages the product in shared memory so that a unit's
+gates meet in one thread, runs the cell's step and writes its units of the new h back (_split_exchange).
+
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
 interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py) but never launched, and
@@ -24,10 +30,12 @@ with one or two warps a scheduler the instructions' latencies may add to it. Est
 
 from __future__ import annotations
 
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
+from .common import step_barrier
 from .dispatch import HELD_ROWS
 from .gru import _gru_cell, _gru_inputs
 from .lstm import _lstm_cell, _lstm_inputs
@@ -96,6 +104,15 @@ def _step(s, u, b, length, B, H, REVERSE: gl.constexpr):
 
 
 @gluon.jit
+def _steps(s, u, b, length, B, H, REVERSE: gl.constexpr):
+    """_step for step ``s`` and for s + 1, whose input projections a step loads ahead (they do not depend on h, and
+    loaded in the step they would put a global load's latency on its path)."""
+    row, live = _step(s, u, b, length, B, H, REVERSE)
+    next_row, next_live = _step(s + 1, u, b, length, B, H, REVERSE)
+    return row, live, next_row, next_live
+
+
+@gluon.jit
 def _product(w, h, W):
     """The recurrent product of a held block ``w`` (_block's) with h (BLOCK_H, NB) fp32, rounded to W's type and
     moved to the B operand's layout (through shared memory; for several blocks the compiler moves it once):
@@ -114,8 +131,7 @@ def _lstm_fwd_held_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: gl.const
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
     for s in range(0, steps):
-        row, live = _step(s, u, b, length, B, H, REVERSE)
-        next_row, next_live = _step(s + 1, u, b, length, B, H, REVERSE)  # loaded a step ahead: they do not need h
+        row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
         h_new, c_new = _lstm_cell(_product(w_i, h, W) + x_i, _product(w_f, h, W) + x_f, _product(w_g, h, W) + x_g,
                                   _product(w_o, h, W) + x_o, Y, row * H + u, Y, Y, 0, H, 0, c, live, False)
@@ -135,8 +151,7 @@ def _gru_fwd_held_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: gl.constexpr
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
     for s in range(0, steps):
-        row, live = _step(s, u, b, length, B, H, REVERSE)
-        next_row, next_live = _step(s + 1, u, b, length, B, H, REVERSE)  # loaded a step ahead
+        row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
         h_new = _gru_cell(_product(w_r, h, W), _product(w_z, h, W), _product(w_n, h, W), x_r, x_z, x_n, BHH, u, Y, Y,
                           Y, 0, row * H + u, H, h, live, Y, False, False, False)
@@ -155,4 +170,138 @@ def _rnn_fwd_held_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: gl.constexpr, REVERS
     for s in range(0, steps):
         row, live = _step(s, u, b, length, B, H, REVERSE)
         h = gl.where(live, _rnn_cell(GX, Y, Y, row * H + u, u, _product(w, h, W), h, live, Y, False, RELU, False), h)
+    _store_state(HN, h, u, b, B, H)
+
+
+@gluon.jit
+def _split_block(W, GATES: gl.constexpr, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+    """Split over programs: this program's BLOCK_U units (tile program_id(1)) of every gate block of a stacked W
+    (GATES * H, H), stacked gate by gate in four (BLOCK_U, BLOCK_K) blocks (zero past GATES, units and H), as the
+    product's A operand, held in registers."""
+    layout: gl.constexpr = _operand_layout(0, gl.num_warps())
+    r = gl.arange(0, 4 * BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None]
+    k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))[None, :]
+    gate, unit = r // BLOCK_U, gl.program_id(1) * BLOCK_U + r % BLOCK_U
+    return gl.load(W + (gate * H + unit) * H + k, mask=(gate < GATES) & (unit < H) & (k < H), other=0.0)
+
+
+@gluon.constexpr_function
+def _split_layout(warps):
+    """The layout of a split program's (BLOCK_U, NB) tiles: gates, states and what they load and store."""
+    return gl.BlockedLayout([1, 1], [4, 8], [warps, 1], [1, 0])
+
+
+@gluon.jit
+def _split_rows(LEN, B, H, BLOCK_U: gl.constexpr):
+    """A split program's units (BLOCK_U, 1) (tile program_id(1)), batch rows (1, NB) int64, their lengths (1, NB) (0
+    past B) and the longest, in _split_layout."""
+    layout: gl.constexpr = _split_layout(gl.num_warps())
+    u = gl.program_id(1) * BLOCK_U + gl.arange(0, BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None]
+    b = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
+    length = gl.load(LEN + b, mask=b < B, other=0)
+    return u, b.to(gl.int64)[None, :], length[None, :], gl.max(length, axis=0)
+
+
+@gluon.jit
+def _split_product(w, HQ, s, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr):
+    """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
+    rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED its tagged
+    words, reloaded until every one carries tag s, as common.vector_operand does) in a plain layout, rounded to W's
+    type and moved to the B operand's: (4 BLOCK_U, NB) fp32 in the accumulator's layout."""
+    layout: gl.constexpr = gl.BlockedLayout([4, 1], [8, 4], [gl.num_warps(), 1], [0, 1])
+    k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, layout))[:, None]
+    rows = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
+    mask = (k < H) & (rows < B)
+    at = HQ + ((s % 2) * B + rows.to(gl.int64)) * H + k
+    if FLAGGED:
+        word = gl.load(at, mask=mask, other=0, volatile=True)
+        while gl.min(gl.min(gl.where(mask, word >> 32, s), axis=1), axis=0) < s:
+            word = gl.load(at, mask=mask, other=0, volatile=True)
+        h = word.to(gl.int32).to(gl.float32, bitcast=True)
+    else:
+        h = gl.load(at, mask=mask, other=0.0, cache_modifier=".cg").to(gl.float32)
+    operand = gl.convert_layout(h.to(W.dtype.element_ty), _operand_layout(1, gl.num_warps()))
+    return mma_v2(w, operand, gl.zeros([w.shape[0], NB], gl.float32, _accumulator(gl.num_warps())))
+
+
+@gluon.jit
+def _split_gate(gates, gate: gl.constexpr, BLOCK_U: gl.constexpr):
+    """Gate ``gate``'s (BLOCK_U, NB) tile of a split product staged in shared memory (``gates``), in _split_layout."""
+    return gates.slice(gate * BLOCK_U, BLOCK_U).load(_split_layout(gl.num_warps()))
+
+
+@gluon.jit
+def _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC: gl.constexpr, FLAGGED: gl.constexpr):
+    """End of a split program's step ``s``: its units of the new h (BLOCK_U, NB) go to slot (s + 1) % 2 of HQ, and its
+    batch tile's programs meet at step_barrier on the tile's counter (GRID_SYNC: always, where it splits); with
+    FLAGGED as words tagged s + 1 over the fp32 bits, without a barrier (as common.vector_exchange)."""
+    at = HQ + (((s + 1) % 2) * B + b) * H + u
+    valid = (u < H) & (b < B)
+    if FLAGGED:
+        bits = h.to(gl.uint32, bitcast=True).to(gl.int64)
+        gl.store(at, bits | ((gl.zeros_like(bits) + s + 1) << 32), mask=valid)
+        tl.debug_barrier()
+    else:
+        gl.store(at, h.to(HQ.dtype.element_ty), mask=valid)
+        step_barrier(COUNT + gl.program_id(0), (s + 1) * gl.num_programs(1), GRID_SYNC)
+
+
+@gluon.jit
+def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
+                                BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
+                                FLAGGED: gl.constexpr):
+    # The held regime split over programs (grid: batch tiles of NB rows, H / BLOCK_U programs each): program (i, j)
+    # holds units j * BLOCK_U.. of the four gate blocks; each step it multiplies them with the whole h (HQ: h_0 in
+    # slot 0), stages the product in shared memory to bring a unit's gates to one thread, runs the cell's step and
+    # exchanges its units of h with the tile's other programs. GX (T, B, 4H); W (4H, H); H0, C0, HN, CN (B, H)
+    w = _split_block(W, 4, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    u, b, length, steps = _split_rows(LEN, B, H, BLOCK_U)
+    h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_U, NB) each
+    gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    row, live = _step(0, u, b, length, B, H, REVERSE)
+    x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
+    for s in range(0, steps):
+        row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
+        n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
+        product = _split_product(w, HQ, s, B, H, W, BLOCK_K, FLAGGED)
+        tl.debug_barrier()  # the last step's gates are read
+        gates.store(product)
+        tl.debug_barrier()
+        h_new, c_new = _lstm_cell(_split_gate(gates, 0, BLOCK_U) + x_i, _split_gate(gates, 1, BLOCK_U) + x_f,
+                                  _split_gate(gates, 2, BLOCK_U) + x_g, _split_gate(gates, 3, BLOCK_U) + x_o, Y,
+                                  row * H + u, Y, Y, 0, H, 0, c, live, False)
+        h = gl.where(live, h_new, h)
+        c = gl.where(live, c_new, c)
+        _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC, FLAGGED)
+        x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
+    _store_state(HN, h, u, b, B, H)
+    _store_state(CN, c, u, b, B, H)
+
+
+@gluon.jit
+def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
+                               BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
+                               FLAGGED: gl.constexpr):
+    # As _lstm_fwd_held_split_kernel, with the r, z and n blocks (the fourth zero). GX (T, B, 3H); W (3H, H);
+    # BHH (3H,); H0, HN (B, H)
+    w = _split_block(W, 3, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    u, b, length, steps = _split_rows(LEN, B, H, BLOCK_U)
+    h = _state(H0, u, b, B, H)  # (BLOCK_U, NB)
+    gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    row, live = _step(0, u, b, length, B, H, REVERSE)
+    x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
+    for s in range(0, steps):
+        row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
+        n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
+        product = _split_product(w, HQ, s, B, H, W, BLOCK_K, FLAGGED)
+        tl.debug_barrier()  # the last step's gates are read
+        gates.store(product)
+        tl.debug_barrier()
+        p_r, p_z, p_n = (_split_gate(gates, 0, BLOCK_U), _split_gate(gates, 1, BLOCK_U),
+                         _split_gate(gates, 2, BLOCK_U))
+        h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, u, Y, Y, Y, 0, row * H + u, H, h, live, Y, False, False,
+                          False)
+        h = gl.where(live, h_new, h)
+        _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC, FLAGGED)
+        x_r, x_z, x_n = n_r, n_z, n_n
     _store_state(HN, h, u, b, B, H)

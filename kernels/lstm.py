@@ -576,10 +576,15 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.regime == "held":
-        from .held import _lstm_fwd_held_kernel  # Gluon's (Triton >= 3.6), imported where the regime runs
+        from .held import _lstm_fwd_held_kernel, _lstm_fwd_held_split_kernel  # Gluon's (Triton >= 3.6)
 
-        _lstm_fwd_held_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B, H,
-                                           REVERSE=reverse, **launch.meta)
+        if launch.meta.get("GRID_SYNC"):  # split over programs, which exchange h
+            _lstm_fwd_held_split_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn,
+                                                     *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse,
+                                                     **launch.meta)
+        else:
+            _lstm_fwd_held_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B, H,
+                                               REVERSE=reverse, **launch.meta)
     elif launch.regime == "vector":
         _lstm_fwd_vector_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn,
                                              *vector_buffers(launch, h0, keep), B=B, H=H, REVERSE=reverse,

@@ -88,9 +88,13 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-    lim=$(limit_for 50)  # the held regime (Gluon, W_hh in registers as tensor-core operands; forced only until timed)
-    step "forward latency, held regime" "$lim" "$PY" benchmarks/latency.py --regime held --hidden 64 128 \
+    lim=$(limit_for 60)  # the held regime (Gluon, W_hh in registers as tensor-core operands; forced only until timed;
+    # at 256 split over programs that meet at the barrier, then exchanging h flagged)
+    step "forward latency, held regime" "$lim" "$PY" benchmarks/latency.py --regime held --hidden 64 128 256 \
         --out "$res/latency/forced/held"
+    lim=$(limit_for 30)
+    step "forward latency, held regime, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
+        --exchange flagged --hidden 256 --out "$res/latency/forced/held-flagged"
     lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
         --hidden 128 256 --out "$res/latency/forced/vector-flagged"

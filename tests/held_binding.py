@@ -4,7 +4,8 @@ binds the arguments, specializes them and compiles the kernel for sm_90 (``warmu
 the launch), with a stand-in for the CUDA driver.
 The Gluon kernels cannot run under the interpreter, so this is how the CPU checks that the call sites in
 kernels/{lstm,gru,rnn}.py fit the kernels' signatures. Run by tests/test_held_regime.py in a process without
-TRITON_INTERPRET; prints one JSON line per compiled kernel (cell, num_warps, shared memory)."""
+TRITON_INTERPRET; prints one JSON line per compiled kernel (its name, warps, shared memory and whether it goes out
+as a cooperative launch)."""
 
 from __future__ import annotations
 
@@ -46,24 +47,30 @@ def main() -> None:
     driver.set_active(_Driver())
     dispatch._held_problem = lambda *args: None  # the dispatcher would refuse a CPU tensor
     compiled = []
-    for name in ("_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"):
+    for name in ("_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel",
+                 "_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"):
         setattr(held, name, _Warmup(getattr(held, name), compiled))
     torch.manual_seed(0)
-    T, B, I, H = 5, 11, 8, 64
-    x = torch.randn(T, B, I, dtype=torch.bfloat16)
-    h0 = torch.zeros(B, H, dtype=torch.bfloat16)
-    packed = [11, 11, 9, 4, 2]  # batch sizes of a packed batch: unequal lengths
+    packed = [11, 11, 9, 4, 2]  # batch sizes of a packed batch (T = 5, B = 11): unequal lengths
 
-    def weights(gates):  # w_ih, w_hh, b_ih, b_hh
-        return (torch.randn(gates * H, I, dtype=torch.bfloat16), torch.randn(gates * H, H, dtype=torch.bfloat16),
+    def inputs(gates, H, I=8):  # x, h0, w_ih, w_hh, b_ih, b_hh
+        x, h0 = torch.randn(5, 11, I, dtype=torch.bfloat16), torch.zeros(11, H, dtype=torch.bfloat16)
+        return (x, h0, torch.randn(gates * H, I, dtype=torch.bfloat16), torch.randn(gates * H, H, dtype=torch.bfloat16),
                 torch.randn(gates * H, dtype=torch.bfloat16), torch.randn(gates * H, dtype=torch.bfloat16))
 
     with dispatch.force_regime("held"):
-        lstm._lstm_forward(x, h0, h0.float(), *weights(4), None, None, False, False)
-        gru._gru_forward(x, h0, *weights(3), packed, True, False)
-        rnn._rnn_forward(x, h0, *weights(1), packed, False, True)
+        x, h0, *weights = inputs(4, 64)
+        lstm._lstm_forward(x, h0, h0.float(), *weights, None, None, False, False)
+        gru._gru_forward(*inputs(3, 64), packed, True, False)
+        rnn._rnn_forward(*inputs(1, 64), packed, False, True)
+        for exchange in dispatch.EXCHANGES:  # H = 256: split over programs
+            with dispatch.force_exchange(exchange):
+                x, h0, *weights = inputs(4, 256)
+                lstm._lstm_forward(x, h0, h0.float(), *weights, None, packed, True, False)
+                gru._gru_forward(*inputs(3, 256), None, False, False)
     for name, kernel in compiled:
-        print(json.dumps({"kernel": name, "num_warps": kernel.metadata.num_warps, "shared": kernel.metadata.shared}))
+        print(json.dumps({"kernel": name, "num_warps": kernel.metadata.num_warps, "shared": kernel.metadata.shared,
+                          "cooperative": kernel.metadata.launch_cooperative_grid}))
 
 
 if __name__ == "__main__":

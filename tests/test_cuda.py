@@ -131,11 +131,27 @@ def test_held_regime_matches_cudnn(cell, H, B):
     tensor-core operands), inference, packed and bidirectional, B = 1 and 11 (two programs of 8 rows, the second
     with 5 past the batch): fp16 and bf16 (fp32 state, products of rounded h and weights) within 2e-2 of cuDNN in
     fp32, relative to each output's largest value, as the vector regime's half precision."""
-    from rnnlab.kernels.dispatch import force_regime, plan  # imports triton
+    _check_held(cell, H, B, "barrier")
+
+
+@pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
+@pytest.mark.parametrize("B", [1, 11])
+@pytest.mark.parametrize("exchange", ["barrier", "flagged"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_split_held_regime_matches_cudnn(cell, exchange, B):
+    """The held regime split over programs (H = 256: 8 programs of 32 units a batch tile, meeting at the grid barrier
+    or through the flagged exchange), as test_held_regime_matches_cudnn checks the one-program form."""
+    _check_held(cell, 256, B, exchange)
+
+
+def _check_held(cell: str, H: int, B: int, exchange: str) -> None:
+    """test_held_regime_matches_cudnn's check of a forced held launch with ``exchange`` (where it splits)."""
+    from rnnlab.kernels.dispatch import force_exchange, force_regime, plan  # imports triton
 
     probe = torch.zeros(1, B, 1, device="cuda", dtype=torch.bfloat16)
-    with force_regime("held"):
-        assert plan(cell.split("_")[0], probe, H, B, inference=True).regime == "held"
+    with force_regime("held"), force_exchange(exchange):
+        launch = plan(cell.split("_")[0], probe, H, B, inference=True)
+    assert launch.regime == "held" and launch.meta.get("FLAGGED", False) == (exchange == "flagged")
     torch.manual_seed(10)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
     ref, mine = ref.cuda(), mine.cuda()
@@ -144,7 +160,7 @@ def test_held_regime_matches_cudnn(cell, H, B):
     want = infer(ref, x, hx)
     for dtype in (torch.float16, torch.bfloat16):
         x, hx, _ = make_inputs(ref, dtype=dtype, **shape)
-        with force_regime("held"):
+        with force_regime("held"), force_exchange(exchange):
             errors = relative_errors(infer(copy.deepcopy(mine).to(dtype), x, hx), want)
         assert max(errors) < 2e-2, (dtype, errors)
 

@@ -17,7 +17,16 @@ import rnnlab
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels import dispatch
-from rnnlab.kernels.dispatch import HELD_ROWS, MAX_HELD_H, force_regime, held_launch, plan
+from rnnlab.kernels.dispatch import (
+    EXCHANGES,
+    HELD_ROWS,
+    HELD_SPLIT_UNITS,
+    MAX_HELD_H,
+    force_exchange,
+    force_regime,
+    held_launch,
+    plan,
+)
 
 
 @pytest.mark.parametrize(("cell", "H", "B", "grid", "warps", "registers"), [
@@ -35,6 +44,17 @@ def test_held_launch(cell, H, B, grid, warps, registers):
     assert HELD_ROWS * grid[0] >= B
 
 
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_held_launch_splits_beyond_one_program(exchange):
+    """Beyond MAX_HELD_H the LSTM's and GRU's programs split the units, HELD_SPLIT_UNITS each, 8 warps, and exchange h
+    as the split vector regime's do (a cooperative launch; force_exchange picks the exchange)."""
+    with force_exchange(exchange):
+        launch = held_launch("gru", torch.zeros(1, 11, 1, dtype=torch.bfloat16), 256, 11)
+    assert launch.grid == (2, 256 // HELD_SPLIT_UNITS)
+    assert launch.meta == {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": 256, "num_warps": 8, "maxnreg": 255,
+                           "GRID_SYNC": True, "launch_cooperative_grid": True, "FLAGGED": exchange == "flagged"}
+
+
 def test_forced_held_regime_refuses_what_it_cannot_run():
     """Forced, the regime names why it cannot run a launch and what to do; a backward runs where the dispatcher puts
     it (the regime is forward-only)."""
@@ -43,15 +63,19 @@ def test_forced_held_regime_refuses_what_it_cannot_run():
     cases = [
         (("lstm", x16, 64, 4), infer, r"Gluon, which runs on CUDA only \(not under the Triton interpreter\)"),
         (("lstm", torch.zeros(1, 4, 1), 64, 4), infer, r"fp16 or bf16 \(tensor cores\); got torch.float32"),
-        (("gru", x16, 100, 4), infer, r"multiples of 16 up to 128; got hidden_size=100"),
-        (("lstm", x16, MAX_HELD_H["lstm"] + 16, 4), infer, r"up to 128; got hidden_size=144"),
+        (("gru", x16, 100, 4), infer, r"multiples of 16 up to 128, split over programs multiples of 32 up to 256; got "
+                                      r"hidden_size=100"),
+        (("lstm", x16, MAX_HELD_H["lstm"] + 16, 4), infer, r"got hidden_size=144"),  # split: multiples of 32
+        (("lstm", x16, 288, 4), infer, r"up to 256; got hidden_size=288"),
+        (("rnn", x16, 272, 4), infer, r"multiples of 16 up to 256; got hidden_size=272"),
+        (("gru", x16, 256, 4), infer, r"Gluon, which runs on CUDA only"),
         (("lstm", x16, 64, 4), {"proj": True, **infer}, r"no projection"),
         (("gru", x16, 64, 4), {}, r"keep nothing for a backward"),
     ]
     with force_regime("held"):
         for args, kwargs, message in cases:
-            with pytest.raises(NotImplementedError, match=r"the held regime cannot run this (LSTM|GRU): .*" + message
-                               + r".*Leave the regime to the dispatcher"):
+            pattern = r"the held regime cannot run this (LSTM|GRU|RNN): .*" + message + r".*Leave the regime to the"
+            with pytest.raises(NotImplementedError, match=pattern):
                 plan(*args, **kwargs)
         assert plan("lstm", x16, 64, 4, backward=True).regime == "persistent"
 
@@ -64,7 +88,7 @@ def test_dispatcher_picks_the_held_regime_only_up_to_auto_held_h(monkeypatch):
     assert not dispatch.AUTO_HELD_H
     assert plan("lstm", x16, 64, 4, inference=True).regime == "vector"
     monkeypatch.setitem(dispatch.AUTO_HELD_H, "lstm", 128)
-    monkeypatch.setattr(dispatch, "_held_problem", lambda cell, x, H, proj, inference: None if inference else "no")
+    monkeypatch.setattr(dispatch, "_held_problem", lambda cell, x, H, B, proj, inference: None if inference else "no")
     assert plan("lstm", x16, 128, 4, inference=True) == held_launch("lstm", x16, 128, 4)
     assert plan("lstm", x16, 64, 4).regime == "persistent"  # a training forward
     assert plan("lstm", x16, 64, 4, backward=True).regime == "persistent"
@@ -82,13 +106,21 @@ def test_layer_forced_into_the_held_regime_without_a_gpu():
 def test_fused_forwards_bind_to_the_held_kernels():
     """_lstm_forward, _gru_forward and _rnn_forward (packed and reverse among them) call their held kernels as on
     CUDA, and Triton binds, specializes and compiles each for sm_90 without launching it (tests/held_binding.py, in
-    a process without TRITON_INTERPRET): H = 64, 4 warps, shared memory for h alone (64 x 8 bf16)."""
+    a process without TRITON_INTERPRET): at H = 64 one program holds the rows' every unit (4 warps, shared memory for
+    h alone: 64 x 8 bf16); at 256 the LSTM and GRU split over programs, with each exchange: 8 warps, a cooperative
+    launch, h and the staged product (held_staging)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
+    from rnnlab.kernels.fit import held_staging
+
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     script = Path(__file__).with_name("held_binding.py")
     proc = subprocess.run([sys.executable, "-W", "ignore", str(script)], capture_output=True, text=True, env=env,
                           timeout=600, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-1500:]
     compiled = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [c["kernel"] for c in compiled] == ["_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"]
-    assert all(c["num_warps"] == 4 and c["shared"] == 64 * 8 * 2 for c in compiled), compiled
+    single, split = compiled[:3], compiled[3:]
+    assert [c["kernel"] for c in single] == ["_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"]
+    assert all(c["num_warps"] == 4 and c["shared"] == 64 * 8 * 2 and not c["cooperative"] for c in single), single
+    assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * 2
+    assert all(c["num_warps"] == 8 and c["cooperative"] and c["shared"] <= held_staging("lstm_fwd_held_split", 256)
+               for c in split), split
