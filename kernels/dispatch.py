@@ -9,7 +9,8 @@
   forced, MAX_SPLIT_VECTOR_H).
 - ``held`` (forced only until a GPU checks it: CUDA, fp16/bf16, forwards as the vector regime's): one program per
   HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H, multiples
-  of 16), in Gluon (kernels/held.py), which the interpreter does not run.
+  of 16; beyond, up to MAX_HELD_SPLIT_H, split over programs of HELD_SPLIT_UNITS units that exchange h as the split
+  vector regime's do), in Gluon (kernels/held.py), which the interpreter does not run.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
