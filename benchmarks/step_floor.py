@@ -48,7 +48,7 @@ def _vector_exchange_kernel(HQ, COUNT, LEN, W, B, H, BLOCK_H: tl.constexpr, BLOC
     for s in range(0, length):
         h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, True, FLAGGED)
         h = tl.zeros_like(h) + tl.max(h_in, axis=0)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, True, FLAGGED)
+        vector_exchange(h, HQ, COUNT, b, s, b, B, H, units, valid, True, FLAGGED)
 
 
 def exchange_call(cell: str, x: torch.Tensor, H: int):

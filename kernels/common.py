@@ -483,9 +483,20 @@ def flagged_ping_pong(h0: torch.Tensor) -> torch.Tensor:
 
 @triton.jit
 def _flagged_words(HQ, slot, b, B, H, k, mask):
-    """The words of batch row ``b`` at positions ``k`` in ``slot`` of a flagged exchange buffer (flagged_ping_pong's),
+    """The words of batch rows ``b`` at positions ``k`` in ``slot`` of a flagged exchange buffer (flagged_ping_pong's),
     loaded volatile (from L2, not a stale L1 line)."""
     return tl.load(HQ + (slot * B + b) * H + k, mask=mask, other=0, volatile=True)
+
+
+@triton.jit
+def flagged_values(HQ, s, b, B, H, k, mask):
+    """The fp32 values at positions ``k`` of batch rows ``b`` in slot s % 2 of a flagged exchange buffer, reloaded
+    until every word under ``mask`` carries tag ``s`` (a stale word carries s - 2, or -1): the data is its own
+    barrier. The vector regime's split programs and the held regime's read h so (vector_operand, held.py)."""
+    word = _flagged_words(HQ, s % 2, b, B, H, k, mask)
+    while tl.min(tl.where(mask, word >> 32, s)) < s:
+        word = _flagged_words(HQ, s % 2, b, B, H, k, mask)
+    return word.to(tl.int32).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -525,10 +536,7 @@ def vector_operand(h, HQ, s, b, B, H, W, BLOCK_H: tl.constexpr, GRID_SYNC: tl.co
     if GRID_SYNC:
         k = tl.arange(0, BLOCK_H)
         if FLAGGED:
-            word = _flagged_words(HQ, s % 2, b, B, H, k, k < H)
-            while tl.min(tl.where(k < H, word >> 32, s)) < s:
-                word = _flagged_words(HQ, s % 2, b, B, H, k, k < H)
-            h_in = word.to(tl.int32).to(tl.float32, bitcast=True).to(h.dtype)
+            h_in = flagged_values(HQ, s, b, B, H, k, k < H).to(h.dtype)
         else:
             h_in = tl.load(HQ + ((s % 2) * B + b) * H + k, mask=k < H, other=0.0, cache_modifier=".cg").to(h.dtype)
     else:
@@ -537,21 +545,24 @@ def vector_operand(h, HQ, s, b, B, H, W, BLOCK_H: tl.constexpr, GRID_SYNC: tl.co
 
 
 @triton.jit
-def vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC: tl.constexpr, FLAGGED: tl.constexpr):
+def vector_exchange(h, HQ, COUNT, group, s, b, B, H, units, valid, GRID_SYNC: tl.constexpr, FLAGGED: tl.constexpr):
     """End of a vector-regime step where the units are split over programs (GRID_SYNC): the program's new ``h``
-    (BU,) goes to slot (s + 1) % 2 of HQ (vector_operand's), and the row's programs meet at step_barrier on
-    their counter COUNT + b; with FLAGGED, as words tagged s + 1 (fp32 bits), without a barrier (the readers wait
-    on the tags; the block barrier after the store keeps the compiler from sinking it below the next step's wait).
-    Nothing otherwise."""
+    (BU,) goes to slot (s + 1) % 2 of HQ (vector_operand's), and the programs of its ``group`` (the batch row; a held
+    program's batch tile, whose h is a (BU, NB) tile of rows ``b``) meet at step_barrier on their counter COUNT +
+    group; with FLAGGED, as words tagged s + 1 (fp32 bits), without a barrier (the readers wait on the tags; the
+    block barrier after the store keeps the compiler from sinking it below the next step's wait). Nothing
+    otherwise."""
     if GRID_SYNC:
         at = HQ + (((s + 1) % 2) * B + b) * H + units
         if FLAGGED:
             bits = h.to(tl.float32).to(tl.uint32, bitcast=True).to(tl.int64)
-            tl.store(at, bits | ((tl.zeros_like(bits) + s + 1) << 32), mask=valid)  # s: an int under the interpreter
+            # s + 1 in bits' int64 (s: an i32, or an int under the interpreter); bits * 0, not zeros_like, which a
+            # Gluon caller (held.py) would have to give a layout
+            tl.store(at, bits | ((bits * 0 + s + 1) << 32), mask=valid)
             tl.debug_barrier()
         else:
             tl.store(at, h.to(HQ.dtype.element_ty), mask=valid)
-            step_barrier(COUNT + b, (s + 1) * tl.num_programs(1), GRID_SYNC)
+            step_barrier(COUNT + group, (s + 1) * tl.num_programs(1), GRID_SYNC)
 
 
 @triton.jit

@@ -43,6 +43,7 @@ configuration.
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -229,8 +230,8 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # regime's do (at the barrier, or flagged: force_exchange), up to MAX_HELD_SPLIT_H (multiples of HELD_SPLIT_UNITS),
 # where a batch's programs fit on the device at once (B = 16 at 256: 16). Each step stages the product in shared
 # memory to bring a unit's gates to one thread. Cross-compiled (fit.py's "_held_split" rows, Triton 3.6 and 3.9, sm_80
-# and sm_90, fp16 and bf16): 130-138 registers at the barrier, 159-167 flagged, 8 KiB of shared memory, no spills; a
-# warp's step (sm_90, bf16, Triton 3.6) 228-234 instructions at the barrier (16 HMMA), 396-406 flagged (its poll
+# and sm_90, fp16 and bf16): 130-138 registers at the barrier, 153-157 flagged, 8 KiB of shared memory, no spills; a
+# warp's step (sm_90, bf16, Triton 3.6) 228-234 instructions at the barrier (16 HMMA), 357-368 flagged (its poll
 # loop counted once).
 HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
@@ -585,12 +586,20 @@ def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     return Launch("held", (tiles,), {"BLOCK_H": bh, "num_warps": warps, "maxnreg": _all_registers(warps)})
 
 
-def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, inference: bool) -> str | None:
-    """Why the held regime cannot run this launch here, or None if it can."""
+def _forward_only_problem(proj: bool, inference: bool) -> str | None:
+    """Why a forward-only regime (vector, held) cannot run a launch: it is not an ``inference`` forward (one that
+    keeps nothing for a backward and takes no cell variant), or it has a projection (``proj``); None if neither."""
     if not inference:
         return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
     if proj:
         return "it has no projection (proj_size)"
+    return None
+
+
+def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, inference: bool) -> str | None:
+    """Why the held regime cannot run this launch here, or None if it can."""
+    if (problem := _forward_only_problem(proj, inference)) is not None:
+        return problem
     if x.dtype not in (torch.float16, torch.bfloat16):
         return f"its products take fp16 or bf16 (tensor cores); got {x.dtype}"
     if H % HELD_UNITS or MAX_HELD_SPLIT_H[cell] < H or (MAX_HELD_H[cell] < H and H % HELD_SPLIT_UNITS):
@@ -600,8 +609,7 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
                 f"hidden_size={H}")
     if INTERPRET or not x.is_cuda:
         return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
-    programs = triton.cdiv(B, HELD_ROWS) * (H // HELD_SPLIT_UNITS)
-    if MAX_HELD_H[cell] < H and (problem := _co_resident_problem(x, programs)) is not None:
+    if MAX_HELD_H[cell] < H and (problem := _co_resident_problem(x, math.prod(held_launch(cell, x, H, B).grid))):
         return f"split, {problem}"
     try:
         from . import held  # noqa: F401
@@ -621,10 +629,8 @@ def _vector_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, back
                     split: bool) -> str | None:
     """Why the vector regime cannot run this launch, or None if it can; ``split``: may it split the units over
     programs (where timed faster, AUTO_SPLIT_VECTOR_H, or forced)."""
-    if backward or not inference:
-        return "it runs forwards that keep nothing for a backward, without zoneout, recurrent dropout or layer norm"
-    if proj:
-        return "it has no projection (proj_size)"
+    if (problem := _forward_only_problem(proj, inference and not backward)) is not None:
+        return problem
     if B > MAX_VECTOR_B:
         return f"it runs batches of up to {MAX_VECTOR_B} rows (one program each); got {B}"
     if (largest := max_vector_h(cell, x.dtype, aligned=H % 16 == 0)) >= H:

@@ -197,15 +197,14 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
     x = torch.empty(0, BLOCK_B, 1, dtype=TORCH_DTYPES[dtype])
     if sync in ("resident", "wide"):  # plan() refuses it without a GPU to run on
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
-    elif "_held" in kernel:  # likewise
+    elif kernel.endswith("_vector") or "_held" in kernel:  # plan() refuses split launches ("grid") without a GPU
+        launch = held_launch if "_held" in kernel else vector_launch
         with force_exchange("flagged" if sync == "flag" else "barrier"):
-            meta = dict(held_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
-    elif kernel.endswith("_vector"):  # plan() refuses the split launch ("grid") without a GPU to run on
-        with force_exchange("flagged" if sync == "flag" else "barrier"):
-            meta = dict(vector_launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
-        if meta["GRID_SYNC"] != (sync in ("grid", "flag")):  # split over programs: "grid"; one program a row: "-"
-            raise ValueError(f"{kernel} at hidden size {hidden} in {dtype} takes sync "
-                             f"{'grid' if meta['GRID_SYNC'] else '-'}, not {sync}")
+            meta = dict(launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
+        split = meta.get("GRID_SYNC", False)
+        if split != (sync in ("grid", "flag")):  # split over programs: "grid" or "flag"; one program a tile: "-"
+            raise ValueError(f"{kernel} at hidden size {hidden} in {dtype} takes sync {'grid' if split else '-'}, "
+                             f"not {sync}")
     else:
         with force_regime("tiled" if tiled else "persistent"):
             meta = dict(plan(kernel.split("_")[0], x, hidden, BLOCK_B, proj=proj == "proj",

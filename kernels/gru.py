@@ -245,7 +245,7 @@ def _gru_fwd_vector_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE:
         h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h = _gru_cell(matvec(w_r, h_in), matvec(w_z, h_in), matvec(w_n, h_in), x_r, x_z, x_n, BHH, units, Y, Y, Y,
                       0, row * H + units, H, h, valid, Y, False, False, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
+        vector_exchange(h, HQ, COUNT, b, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
         x_r, x_z, x_n = n_r, n_z, n_n
     tl.store(HN + b * H + units, h, mask=valid)
 

@@ -12,7 +12,7 @@ Beyond one SM's registers (the LSTM and GRU past H = 128) the units split over p
 H / 32 programs, all resident at once, a cooperative launch), each holding its units of every gate block over all H
 inputs. A step multiplies them with the whole h, read from the exchange buffer the split vector regime uses
 (common.vector_buffers: at the barrier, or flagged words), stages the product in shared memory so that a unit's
-gates meet in one thread, runs the cell's step and writes its units of the new h back (_split_exchange).
+gates meet in one thread, runs the cell's step and writes its units of the new h back (common.vector_exchange).
 
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
@@ -35,7 +35,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
-from .common import step_barrier
+from .common import flagged_values, vector_exchange
 from .dispatch import HELD_ROWS
 from .gru import _gru_cell, _gru_inputs
 from .lstm import _lstm_cell, _lstm_inputs
@@ -68,11 +68,16 @@ def _block(W, gate: gl.constexpr, H, BLOCK_H: gl.constexpr):
 
 
 @gluon.jit
-def _rows(LEN, B, H, BLOCK_H: gl.constexpr):
-    """The program's units (BLOCK_H, 1), batch rows (1, NB) int64, their lengths (1, NB) (0 past B) and the longest,
-    in the accumulator's layout."""
-    layout: gl.constexpr = _accumulator(gl.num_warps())
-    u = gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, layout))[:, None]
+def _rows(LEN, B, BLOCK: gl.constexpr, SPLIT: gl.constexpr = False):
+    """The program's BLOCK units (BLOCK, 1) (with SPLIT its tile program_id(1) of them), batch rows (1, NB) int64,
+    their lengths (1, NB) (0 past B) and the longest; in the accumulator's layout, or with SPLIT _split_layout."""
+    if SPLIT:
+        layout: gl.constexpr = _split_layout(gl.num_warps())
+        first = gl.program_id(1) * BLOCK
+    else:
+        layout: gl.constexpr = _accumulator(gl.num_warps())
+        first = 0
+    u = first + gl.arange(0, BLOCK, layout=gl.SliceLayout(1, layout))[:, None]
     b = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
     length = gl.load(LEN + b, mask=b < B, other=0)
     return u, b.to(gl.int64)[None, :], length[None, :], gl.max(length, axis=0)
@@ -114,11 +119,11 @@ def _steps(s, u, b, length, B, H, REVERSE: gl.constexpr):
 
 @gluon.jit
 def _product(w, h, W):
-    """The recurrent product of a held block ``w`` (_block's) with h (BLOCK_H, NB) fp32, rounded to W's type and
-    moved to the B operand's layout (through shared memory; for several blocks the compiler moves it once):
-    (BLOCK_H, NB) fp32 in the accumulator's layout."""
+    """The recurrent product of a held block ``w`` (_block's or _split_block's, (M, K)) with h (K, NB) fp32, rounded
+    to W's type and moved to the B operand's layout (through shared memory; for several blocks the compiler moves it
+    once): (M, NB) fp32 in the accumulator's layout."""
     operand = gl.convert_layout(h.to(W.dtype.element_ty), _operand_layout(1, gl.num_warps()))
-    return mma_v2(w, operand, gl.zeros(h.shape, gl.float32, _accumulator(gl.num_warps())))
+    return mma_v2(w, operand, gl.zeros([w.shape[0], NB], gl.float32, _accumulator(gl.num_warps())))
 
 
 @gluon.jit
@@ -126,7 +131,7 @@ def _lstm_fwd_held_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: gl.const
     # GX (T, B, 4H) the input projections with both biases; W (4H, H) W_hh; H0, C0, HN, CN (B, H); Y (T, B, H)
     w_i, w_f, w_g, w_o = (_block(W, 0, H, BLOCK_H), _block(W, 1, H, BLOCK_H), _block(W, 2, H, BLOCK_H),
                           _block(W, 3, H, BLOCK_H))
-    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    u, b, length, steps = _rows(LEN, B, BLOCK_H)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_H, NB) each
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
@@ -146,7 +151,7 @@ def _lstm_fwd_held_kernel(GX, W, H0, C0, LEN, Y, HN, CN, B, H, REVERSE: gl.const
 def _gru_fwd_held_kernel(GX, W, BHH, H0, LEN, Y, HN, B, H, REVERSE: gl.constexpr, BLOCK_H: gl.constexpr):
     # GX (T, B, 3H) the input projections with b_ih; W (3H, H) W_hh; BHH (3H,) b_hh; H0, HN (B, H); Y (T, B, H)
     w_r, w_z, w_n = _block(W, 0, H, BLOCK_H), _block(W, 1, H, BLOCK_H), _block(W, 2, H, BLOCK_H)
-    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    u, b, length, steps = _rows(LEN, B, BLOCK_H)
     h = _state(H0, u, b, B, H)  # (BLOCK_H, NB)
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
@@ -165,7 +170,7 @@ def _rnn_fwd_held_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: gl.constexpr, REVERS
                          BLOCK_H: gl.constexpr):
     # GX (T, B, H) the input projections with both biases; W (H, H) W_hh; H0, HN (B, H); Y (T, B, H)
     w = _block(W, 0, H, BLOCK_H)
-    u, b, length, steps = _rows(LEN, B, H, BLOCK_H)
+    u, b, length, steps = _rows(LEN, B, BLOCK_H)
     h = _state(H0, u, b, B, H)  # (BLOCK_H, NB)
     for s in range(0, steps):
         row, live = _step(s, u, b, length, B, H, REVERSE)
@@ -192,58 +197,25 @@ def _split_layout(warps):
 
 
 @gluon.jit
-def _split_rows(LEN, B, H, BLOCK_U: gl.constexpr):
-    """A split program's units (BLOCK_U, 1) (tile program_id(1)), batch rows (1, NB) int64, their lengths (1, NB) (0
-    past B) and the longest, in _split_layout."""
-    layout: gl.constexpr = _split_layout(gl.num_warps())
-    u = gl.program_id(1) * BLOCK_U + gl.arange(0, BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None]
-    b = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
-    length = gl.load(LEN + b, mask=b < B, other=0)
-    return u, b.to(gl.int64)[None, :], length[None, :], gl.max(length, axis=0)
-
-
-@gluon.jit
 def _split_product(w, HQ, s, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr):
     """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
     rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED its tagged
-    words, reloaded until every one carries tag s, as common.vector_operand does) in a plain layout, rounded to W's
-    type and moved to the B operand's: (4 BLOCK_U, NB) fp32 in the accumulator's layout."""
+    words, common.flagged_values) in a plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
     layout: gl.constexpr = gl.BlockedLayout([4, 1], [8, 4], [gl.num_warps(), 1], [0, 1])
     k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, layout))[:, None]
     rows = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
     mask = (k < H) & (rows < B)
-    at = HQ + ((s % 2) * B + rows.to(gl.int64)) * H + k
     if FLAGGED:
-        word = gl.load(at, mask=mask, other=0, volatile=True)
-        while gl.min(gl.min(gl.where(mask, word >> 32, s), axis=1), axis=0) < s:
-            word = gl.load(at, mask=mask, other=0, volatile=True)
-        h = word.to(gl.int32).to(gl.float32, bitcast=True)
+        h = flagged_values(HQ, s, rows.to(gl.int64), B, H, k, mask)
     else:
-        h = gl.load(at, mask=mask, other=0.0, cache_modifier=".cg").to(gl.float32)
-    operand = gl.convert_layout(h.to(W.dtype.element_ty), _operand_layout(1, gl.num_warps()))
-    return mma_v2(w, operand, gl.zeros([w.shape[0], NB], gl.float32, _accumulator(gl.num_warps())))
+        h = gl.load(HQ + ((s % 2) * B + rows.to(gl.int64)) * H + k, mask=mask, other=0.0, cache_modifier=".cg")
+    return _product(w, h, W)
 
 
 @gluon.jit
 def _split_gate(gates, gate: gl.constexpr, BLOCK_U: gl.constexpr):
     """Gate ``gate``'s (BLOCK_U, NB) tile of a split product staged in shared memory (``gates``), in _split_layout."""
     return gates.slice(gate * BLOCK_U, BLOCK_U).load(_split_layout(gl.num_warps()))
-
-
-@gluon.jit
-def _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC: gl.constexpr, FLAGGED: gl.constexpr):
-    """End of a split program's step ``s``: its units of the new h (BLOCK_U, NB) go to slot (s + 1) % 2 of HQ, and its
-    batch tile's programs meet at step_barrier on the tile's counter (GRID_SYNC: always, where it splits); with
-    FLAGGED as words tagged s + 1 over the fp32 bits, without a barrier (as common.vector_exchange)."""
-    at = HQ + (((s + 1) % 2) * B + b) * H + u
-    valid = (u < H) & (b < B)
-    if FLAGGED:
-        bits = h.to(gl.uint32, bitcast=True).to(gl.int64)
-        gl.store(at, bits | ((gl.zeros_like(bits) + s + 1) << 32), mask=valid)
-        tl.debug_barrier()
-    else:
-        gl.store(at, h.to(HQ.dtype.element_ty), mask=valid)
-        step_barrier(COUNT + gl.program_id(0), (s + 1) * gl.num_programs(1), GRID_SYNC)
 
 
 @gluon.jit
@@ -255,7 +227,7 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
     # slot 0), stages the product in shared memory to bring a unit's gates to one thread, runs the cell's step and
     # exchanges its units of h with the tile's other programs. GX (T, B, 4H); W (4H, H); H0, C0, HN, CN (B, H)
     w = _split_block(W, 4, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
-    u, b, length, steps = _split_rows(LEN, B, H, BLOCK_U)
+    u, b, length, steps = _rows(LEN, B, BLOCK_U, True)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_U, NB) each
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
@@ -272,7 +244,7 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
                                   row * H + u, Y, Y, 0, H, 0, c, live, False)
         h = gl.where(live, h_new, h)
         c = gl.where(live, c_new, c)
-        _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC, FLAGGED)
+        vector_exchange(h, HQ, COUNT, gl.program_id(0), s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     _store_state(HN, h, u, b, B, H)
     _store_state(CN, c, u, b, B, H)
@@ -285,7 +257,7 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
     # As _lstm_fwd_held_split_kernel, with the r, z and n blocks (the fourth zero). GX (T, B, 3H); W (3H, H);
     # BHH (3H,); H0, HN (B, H)
     w = _split_block(W, 3, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
-    u, b, length, steps = _split_rows(LEN, B, H, BLOCK_U)
+    u, b, length, steps = _rows(LEN, B, BLOCK_U, True)
     h = _state(H0, u, b, B, H)  # (BLOCK_U, NB)
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
@@ -302,6 +274,6 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
         h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, u, Y, Y, Y, 0, row * H + u, H, h, live, Y, False, False,
                           False)
         h = gl.where(live, h_new, h)
-        _split_exchange(h, HQ, COUNT, s, u, b, B, H, GRID_SYNC, FLAGGED)
+        vector_exchange(h, HQ, COUNT, gl.program_id(0), s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
         x_r, x_z, x_n = n_r, n_z, n_n
     _store_state(HN, h, u, b, B, H)

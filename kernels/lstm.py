@@ -369,7 +369,7 @@ def _lstm_fwd_vector_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVE
         h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h, c = _lstm_cell(matvec(w_i, h_in) + x_i, matvec(w_f, h_in) + x_f, matvec(w_g, h_in) + x_g,
                           matvec(w_o, h_in) + x_o, Y, row * H + units, Y, Y, 0, H, 0, c, valid, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
+        vector_exchange(h, HQ, COUNT, b, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     tl.store(HN + b * H + units, h, mask=valid)
     tl.store(CN + b * H + units, c, mask=valid)

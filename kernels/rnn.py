@@ -170,7 +170,7 @@ def _rnn_fwd_vector_kernel(GX, W, H0, LEN, Y, HN, HQ, COUNT, B, H, RELU: tl.cons
         row, _ = vector_step(s, length, b, B, valid, REVERSE)
         h_in = vector_operand(h, HQ, s, b, B, H, W, BLOCK_H, GRID_SYNC, FLAGGED)
         h = _rnn_cell(GX, Y, Y, row * H + units, units, matvec(w, h_in), h, valid, Y, False, RELU, False)
-        vector_exchange(h, HQ, COUNT, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
+        vector_exchange(h, HQ, COUNT, b, s, b, B, H, units, valid, GRID_SYNC, FLAGGED)
     tl.store(HN + b * H + units, h, mask=valid)
 
 
