@@ -4,7 +4,8 @@ Each subclasses the torch.nn cell (same constructor, parameters, initialisation 
 runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length one: the functions and
 hand-written backward the layers run. ``backend="native"`` runs torch.nn's cell; ``"auto"`` picks the
 native cell, which has less per-call overhead for a single step. Inside ``torch.autocast`` the
-``"torch"`` cells run in the autocast dtype, as the layers do.
+``"torch"`` cells run in the autocast dtype, as the layers do. Under ``torch.export`` and the ``torch.func``
+transforms the cells run a step as the layers do there (recurrence.common.stepwise_under_transform).
 
 ``layer_norm`` and ``zoneout`` (and the LSTM's ``zoneout_cell``) work as on the layers
 (:mod:`rnnlab.recurrence.variants`); with either on, a cell runs one step of the layers' step-by-step
@@ -23,7 +24,7 @@ from .cell_options import CellOptions
 from .checks import check_backend, check_bool, check_choice, check_int, check_variant_backend
 from .errors import RNNShapeError
 from .inputs import autocast_dtype, check_pair, check_tensor
-from .recurrence.common import autocast_off
+from .recurrence.common import autocast_off, stepwise_under_transform
 from .recurrence.variants import variant_scan
 
 CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -60,7 +61,8 @@ class _Cell(CellOptions):
             raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
         states = self._check_hx(hx, input, like, amp is not None)
         check_variant_backend(owner, self.variant, self.backend)
-        if not self.variant.stepwise and self.backend != "torch":
+        stepwise = self.variant.stepwise or stepwise_under_transform(self.backend)
+        if not stepwise and self.backend != "torch":
             return super().forward(input, hx)
         dtype = amp or like.dtype
         unbatched = input.dim() == 1
@@ -70,7 +72,7 @@ class _Cell(CellOptions):
         else:
             states = [h.reshape(-1, self.hidden_size).to(dtype) for h in states]
         weights = [w if w is None else w.to(dtype) for w in self._weights()]
-        if self.variant.stepwise:
+        if stepwise:  # through autograd: the options' specification, and for transforms
             norms = self._norms("", self._num_states == 2, dtype)
             _, out = autocast_off(variant_scan)(self._mode, x, states, [*weights, None], norms, self.variant, None,
                                                 False, self.training)

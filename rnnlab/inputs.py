@@ -111,8 +111,9 @@ def check_packed(owner: str, packed: PackedSequence) -> list[int]:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there."""
-    if not torch.is_autocast_enabled(device.type):
+    """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there
+    (or autocast has no such device type, as "meta")."""
+    if not torch.amp.is_autocast_available(device.type) or not torch.is_autocast_enabled(device.type):
         return None
     return torch.get_autocast_dtype(device.type)
 

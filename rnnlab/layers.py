@@ -24,7 +24,10 @@ take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget gate's bia
 initialisation: every backend runs it).
 
 Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
-differentiable (no double backward): it raises under ``create_graph=True``.
+differentiable (no double backward): it raises under ``create_graph=True``. Under ``torch.export`` and the
+``torch.func`` transforms, which it is not written for either, "torch" runs the step-by-step recurrence
+through autograd, and "auto" runs torch.nn's kernel or, under ``vmap`` (which torch.nn's recurrences do not
+take), the step-by-step recurrence (recurrence.common.stepwise_under_transform).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
-from .recurrence.common import autocast_off
+from .recurrence.common import autocast_off, stepwise_under_transform, traced_by_transform
 from .recurrence.variants import draw_masks, variant_scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -53,8 +56,8 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     """The backend that runs for a module of ``mode`` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") configured
     with ``backend``, on input like ``x`` (of ``batch`` sequences, into ``hidden_size`` units); ``training``:
     gradients will be taken; ``autocast``: inside ``torch.autocast`` for x's device, where "auto" leaves
-    the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) "auto"
-    runs the native kernel too: rnnlab's hand-written backwards are not written for those transforms.
+    the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) or
+    ``torch.export`` "auto" runs the native kernel too (:func:`traced_by_transform`).
 
     "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they
     beat cuDNN (:func:`fused_beats_cudnn`; their backward is not differentiable, so a gradient penalty
@@ -67,7 +70,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     """
     if backend != "auto":
         return backend
-    if autocast or torch._C._are_functorch_transforms_active():
+    if autocast or traced_by_transform():
         return "native"
     if x.is_cuda:
         return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
@@ -171,12 +174,16 @@ class _RecurrentLayer(CellOptions):
 
     def _stepwise(self) -> bool:
         """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
-        for gradient analysis, and for the cell options on backend "torch" (their specification, which takes
-        double backward) or under a ``torch.func`` transform. Elsewhere the options run on the fused kernels
-        or the hand-written recurrences (_fused_options)."""
+        for gradient analysis, for the cell options on backend "torch" (their specification, which takes
+        double backward) or under a ``torch.func`` transform or ``torch.export``, and for plain layers where
+        those transforms need it (:func:`stepwise_under_transform`). Elsewhere the options run on the fused
+        kernels or the hand-written recurrences (_fused_options)."""
         if self._observe is not None:
             return True
-        return self.variant.stepwise and (self.backend == "torch" or torch._C._are_functorch_transforms_active())
+        options = self.variant.stepwise and (self.backend == "torch" or traced_by_transform())
+        # weight dropout in training takes "auto" off torch.nn's kernel, onto the hand-written path (forward)
+        dropped = self.backend == "auto" and bool(self.variant.weight_dropout) and self.training
+        return options or stepwise_under_transform(self.backend) or (dropped and traced_by_transform())
 
     def _fused_options(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
         """Whether the cell options, when not step by step, run on the fused kernels rather than the hand-written

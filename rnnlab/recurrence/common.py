@@ -21,12 +21,38 @@ def autocast_off(fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        if not torch.amp.is_autocast_available(device.type):  # "meta": no autocast to turn off
+            return fn(*args, **kwargs)
         with torch.autocast(device.type, enabled=False):
             return fn(*args, **kwargs)
 
     # the annotations evaluated where fn was written (torch.library.custom_op reads them to infer a schema)
     run.__signature__ = inspect.signature(fn, eval_str=True)
     return run
+
+
+def traced_by_transform() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) or ``torch.export`` traces the current
+    call. rnnlab's hand-written backwards (its autograd.Functions, which write into buffers in place) are
+    written for neither, so there the layers and cells run torch.nn's kernel ("auto") or the step-by-step
+    recurrence through autograd ("torch")."""
+    return torch._C._are_functorch_transforms_active() or torch.compiler.is_exporting()
+
+
+def stepwise_under_transform(backend: str) -> bool:
+    """Whether a layer or cell configured with ``backend`` runs the step-by-step recurrence through autograd
+    (rnnlab.recurrence.variants) because a transform traces the call: "torch" under any ``torch.func``
+    transform or ``torch.export`` (:func:`traced_by_transform`), and "auto" under ``vmap`` (per-sample
+    gradients, ensembles), where torch.nn's fused recurrences (aten::lstm, lstm_cell, ...) have no batching
+    rule; under the other transforms "auto" runs those."""
+    if not traced_by_transform():
+        return False
+    return backend == "torch" or (backend == "auto" and _under_vmap())
+
+
+def _under_vmap() -> bool:
+    stack = torch._C._functorch.get_interpreter_stack() or []
+    return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
 
 
 def input_projection(x: torch.Tensor, w_ih: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:

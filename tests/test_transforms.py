@@ -1,0 +1,134 @@
+"""The layers and cells under what traces or transforms a model rather than running it: torch.export,
+torch.func's vmap (per-sample gradients, ensembles) and grad, and the "meta" device. Where rnnlab's
+hand-written backwards cannot run, "torch" runs the step-by-step recurrence through autograd and "auto" runs
+torch.nn's kernel, or the step-by-step recurrence under vmap, where torch.nn's kernel has none."""
+
+import pytest
+import torch
+from torch.func import functional_call, grad, stack_module_state, vmap
+from torch.utils._pytree import tree_leaves
+
+import rnnlab
+
+LAYERS = [("LSTM", {"proj_size": 2}), ("GRU", {}), ("RNN", {"nonlinearity": "relu"})]
+STACK = {"num_layers": 2, "bidirectional": True}
+
+
+def _pair(name, backend, **kwargs):
+    """An rnnlab module and torch.nn's with the same float64 weights."""
+    mine = getattr(rnnlab, name)(3, 4, backend=backend, **kwargs).double()
+    ref = getattr(torch.nn, name)(3, 4, **kwargs).double()
+    ref.load_state_dict(mine.state_dict())
+    return mine, ref
+
+
+def _close(got, want):
+    got, want = tree_leaves(got), tree_leaves(want)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+# torch.nn's own layers warn so under export too: their forward refreshes the list of weights it passes on
+@pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize(("name", "options"), [*LAYERS, ("GRU", {"zoneout": 0.2})])
+def test_export_gives_the_modules_outputs(backend, name, options):
+    mine = getattr(rnnlab, name)(3, 4, backend=backend, **STACK, **options).double().eval()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    exported = torch.export.export(mine, (x,))
+    _close(exported.module()(x), mine(x))
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_export_of_cells(backend, name):
+    mine, _ = _pair(name, backend)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    _close(torch.export.export(mine, (x,)).module()(x), mine(x))
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize(("name", "options"), LAYERS)
+def test_per_sample_gradients_under_vmap(backend, name, options):
+    """vmap(grad(...)) over the batch, which torch.nn's fused recurrences refuse, against a loop of
+    torch.nn's gradients one sequence at a time."""
+    mine, ref = _pair(name, backend, batch_first=True, **STACK, **options)
+    x = torch.randn(4, 5, 3, dtype=torch.float64)  # (B, T, I): one sequence a vmap lane
+
+    def loss(module, params, seq):
+        return functional_call(module, params, (seq.unsqueeze(0),))[0].pow(2).sum()
+
+    params = {k: v.detach() for k, v in mine.named_parameters()}
+    got = vmap(grad(lambda p, seq: loss(mine, p, seq)), in_dims=(None, 0))(params, x)
+    for b in range(x.shape[0]):
+        want = torch.autograd.grad(loss(ref, dict(ref.named_parameters()), x[b]), list(ref.parameters()))
+        for (key, _), w in zip(ref.named_parameters(), want, strict=True):
+            torch.testing.assert_close(got[key][b], w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize(("name", "options"), LAYERS)
+def test_ensembles_under_vmap(backend, name, options):
+    """vmap over stacked weights (torch.func.stack_module_state) runs every member of an ensemble at once."""
+    pairs = [_pair(name, backend, **STACK, **options) for _ in range(3)]
+    params, buffers = stack_module_state([mine for mine, _ in pairs])
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    got = vmap(lambda p, b: functional_call(pairs[0][0], (p, b), (x,)))(params, buffers)
+    _close(got, [torch.stack(out) for out in zip(*(tree_leaves(ref(x)) for _, ref in pairs), strict=True)])
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_under_vmap(backend, name):
+    mine, ref = _pair(name, backend)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    _close(vmap(mine)(x), ref(x))
+
+
+@pytest.mark.parametrize(("name", "options"), LAYERS)
+def test_torch_backend_under_grad(name, options):
+    """torch.func.grad over backend "torch" (the step-by-step recurrence) gives torch.nn's gradients."""
+    mine, ref = _pair(name, "torch", **STACK, **options)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+
+    def grads(module):
+        params = {k: v.detach() for k, v in module.named_parameters()}
+        return grad(lambda p: functional_call(module, p, (x,))[0].pow(2).sum())(params)
+
+    _close(grads(mine), grads(ref))
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "native"])
+@pytest.mark.parametrize(("name", "options"), LAYERS)
+def test_meta_tensors_take_the_shapes_of_torch_nn(backend, name, options):
+    """On the "meta" device (deferred initialisation, FSDP's empty init, shape inference) a layer runs forward
+    and backward with torch.nn's output and gradient shapes, on every backend that runs off CUDA."""
+    kwargs = dict(device="meta", **STACK, **options)
+    layer = getattr(rnnlab, name)(5, 4, backend=backend, **kwargs)
+    ref = getattr(torch.nn, name)(5, 4, **kwargs)
+    x = torch.randn(7, 3, 5, device="meta", requires_grad=True)
+    got, want = layer(x), ref(x)
+    assert [t.shape for t in tree_leaves(got)] == [t.shape for t in tree_leaves(want)]
+    got[0].sum().backward()
+    assert x.grad.shape == x.shape and layer.weight_hh_l0.grad.shape == layer.weight_hh_l0.shape
+
+
+def test_meta_tensors_run_the_cell_options():
+    layer = rnnlab.LSTM(5, 4, layer_norm=True, zoneout=0.1, recurrent_dropout=0.2, device="meta")
+    assert layer(torch.randn(7, 3, 5, device="meta"))[0].shape == (7, 3, 4)
+    assert rnnlab.GRUCell(5, 4, backend="torch", device="meta")(torch.randn(3, 5, device="meta")).shape == (3, 4)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_weight_dropout_under_grad(backend):
+    """In training, torch.func.grad over a layer with weight dropout gives the eager call's gradients from the
+    same seed (the same DropConnect mask)."""
+    layer = rnnlab.GRU(3, 4, weight_dropout=0.5, backend=backend).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    torch.manual_seed(0)
+    got = grad(lambda p: functional_call(layer, p, (x,))[0].pow(2).sum())(params)
+    torch.manual_seed(0)
+    layer(x)[0].pow(2).sum().backward()
+    _close(got, {k: p.grad for k, p in layer.named_parameters()})
