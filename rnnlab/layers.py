@@ -24,10 +24,11 @@ take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget gate's bia
 initialisation: every backend runs it).
 
 Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
-differentiable (no double backward): it raises under ``create_graph=True``. Under ``torch.export`` and the
-``torch.func`` transforms, which it is not written for either, "torch" runs the step-by-step recurrence
-through autograd, and "auto" runs torch.nn's kernel or, under ``vmap`` (which torch.nn's recurrences do not
-take), the step-by-step recurrence (recurrence.common.stepwise_under_transform).
+differentiable (no double backward): it raises under ``create_graph=True``. Under ``torch.export``, the
+``torch.func`` transforms and forward-mode AD, which it is not written for either, "torch" runs the
+step-by-step recurrence through autograd, and "auto" runs torch.nn's kernel or, under ``vmap`` and forward-mode
+AD (which torch.nn's recurrences do not all take), the step-by-step recurrence
+(recurrence.common.stepwise_under_transform).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The layers and cells under what traces or transforms a model rather than running it: torch.export,
-torch.func's vmap (per-sample gradients, ensembles) and grad, and the "meta" device. Where rnnlab's
+torch.func's vmap (per-sample gradients, ensembles) and grad, forward-mode AD, and the "meta" device. Where rnnlab's
 hand-written backwards cannot run, "torch" runs the step-by-step recurrence through autograd and "auto" runs
 torch.nn's kernel, or the step-by-step recurrence under vmap, where torch.nn's kernel has none."""
 
@@ -132,3 +132,18 @@ def test_weight_dropout_under_grad(backend):
     torch.manual_seed(0)
     layer(x)[0].pow(2).sum().backward()
     _close(got, {k: p.grad for k, p in layer.named_parameters()})
+
+
+# forward_ad.make_dual's first call loads torch's jvp decompositions through torch.jit.script, which warns
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN", "LSTMCell"])
+def test_forward_mode_ad(backend, name):
+    """Dual tensors of torch.autograd.forward_ad (which oneDNN's LSTM refuses) give torch.func.jvp's tangent."""
+    mine, ref = _pair(name, backend)
+    x = torch.randn(*(() if "Cell" in name else (5,)), 2, 3, dtype=torch.float64)
+    tangent = torch.randn_like(x)
+    with torch.autograd.forward_ad.dual_level():
+        got = torch.autograd.forward_ad.unpack_dual(mine(torch.autograd.forward_ad.make_dual(x, tangent))[0]).tangent
+    _, want = torch.func.jvp(lambda z: ref(z)[0], (x,), (tangent,))
+    _close(got, want)

@@ -32,27 +32,32 @@ def autocast_off(fn):
 
 
 def traced_by_transform() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) or ``torch.export`` traces the current
-    call. rnnlab's hand-written backwards (its autograd.Functions, which write into buffers in place) are
-    written for neither, so there the layers and cells run torch.nn's kernel ("auto") or the step-by-step
-    recurrence through autograd ("torch")."""
-    return torch._C._are_functorch_transforms_active() or torch.compiler.is_exporting()
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...), ``torch.export`` or forward-mode AD
+    (``torch.autograd.forward_ad``) traces the current call. rnnlab's hand-written backwards (its
+    autograd.Functions, which write into buffers in place and have no jvp) are written for none of them."""
+    return (torch._C._are_functorch_transforms_active() or torch.compiler.is_exporting()
+            or _forward_ad_level() >= 0)
 
 
 def stepwise_under_transform(backend: str) -> bool:
     """Whether a layer or cell configured with ``backend`` runs the step-by-step recurrence through autograd
-    (rnnlab.recurrence.variants) because a transform traces the call: "torch" under any ``torch.func``
-    transform or ``torch.export`` (:func:`traced_by_transform`), and "auto" under ``vmap`` (per-sample
-    gradients, ensembles), where torch.nn's fused recurrences (aten::lstm, lstm_cell, ...) have no batching
-    rule; under the other transforms "auto" runs those."""
+    (rnnlab.recurrence.variants) because a transform traces the call (:func:`traced_by_transform`): "torch"
+    under any of them, and "auto" under ``vmap`` (per-sample gradients, ensembles) and forward-mode AD, which
+    torch.nn's fused recurrences (aten::lstm, lstm_cell, oneDNN's LSTM, ...) do not all take; under the other
+    transforms "auto" runs those."""
     if not traced_by_transform():
         return False
-    return backend == "torch" or (backend == "auto" and _under_vmap())
+    return backend == "torch" or (backend == "auto" and (_forward_ad_level() >= 0 or _under_vmap()))
 
 
 def _under_vmap() -> bool:
     stack = torch._C._functorch.get_interpreter_stack() or []
     return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+
+
+def _forward_ad_level() -> int:
+    """The innermost ``forward_ad.dual_level`` open, -1 outside them."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1)
 
 
 def input_projection(x: torch.Tensor, w_ih: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -102,9 +107,10 @@ def refuse_double_backward(cell: str, backend: str = "torch", masked: bool = Fal
     if torch.is_grad_enabled():
         way_out = ("backend='torch', which runs zoneout and recurrent dropout step by step through autograd" if masked
                    else "backend='native'")
+        chosen = "" if backend == "auto" else " (which backend='auto' also runs where it is faster)"
         raise RuntimeError(
-            f"{cell}: backend='{backend}' has a hand-written backward that is not itself differentiable, so it cannot "
-            f"run with create_graph=True (double backward, gradient penalties); use {way_out} for that"
+            f"{cell}: backend='{backend}'{chosen} has a hand-written backward that is not itself differentiable, so "
+            f"it cannot run with create_graph=True (double backward, gradient penalties); use {way_out} for that"
         )
 
 
