@@ -10,7 +10,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection, refuse_double_backward
+from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
+from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
@@ -463,18 +464,24 @@ def _(dY, dh_n, x, h0, w_ih, w_hh, G, ghn, Y, RH, NS, batch_sizes, reverse, need
 
 
 def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, _, drop, zone, norm = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, _, drop, zone, norm = inputs
     Y, _, G, ghn, RH, NS = output
-    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y, RH, NS, drop, zone, norm)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, G, ghn, Y, RH, NS, drop, zone, norm, b_ih, b_hh)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
     ctx.mark_non_differentiable(G, ghn, RH, NS)
 
 
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn, _dRH, _dNS):
     needs = ctx.needs_input_grad
-    *saved, drop, zone, norm = ctx.saved_tensors
+    *saved, drop, zone, norm, b_ih, b_hh = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+        x, h0, w_ih, w_hh = saved[:4]
+        got = recomputed_grads("GRU", [x, h0, w_ih, w_hh, b_ih, b_hh, None, norm],
+                               [*needs[:6], False, norm is not None and needs[11]],
+                               [dY, dh_n], ctx.batch_sizes, ctx.reverse, Masks(drop, zone),
+                               dtype=accumulator(x.dtype))
+        return (*got[:6], None, None, None, None, None, got[7])[: len(needs)]
     need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), norm is not None and needs[11]]
-    refuse_double_backward("GRU", "triton", any(m is not None for m in (drop, zone, norm)))
     grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone, norm)
     every = (*wanted(grads[:6], need[:6]), None, None, None, None, None, *wanted(grads[6:], need[6:]))
     return every[: len(needs)]  # one for each input the op was called with

@@ -41,7 +41,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads, refuse_double_backward
+from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads, recomputed_grads
+from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
@@ -675,9 +676,9 @@ def _(dY, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, RH, NS, batch_si
 
 
 def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, _, w_hr, batch_sizes, reverse, _, drop, zone, zone_c, norm = inputs
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _, drop, zone, zone_c, norm = inputs
     Y, _, _, G, C, HF, RH, NS = output
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, RH, NS, drop, zone, zone_c, norm)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, HF, Y, RH, NS, drop, zone, zone_c, norm, b_ih, b_hh)
     ctx.batch_sizes, ctx.reverse, ctx.has_bias = batch_sizes, reverse, b_ih is not None
     ctx.mark_non_differentiable(G, C, HF, RH, NS)
 
@@ -685,8 +686,15 @@ def _lstm_setup(ctx, inputs, output):
 def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF, _dRH, _dNS):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[5] or need[6])
-    *saved, drop, zone, zone_c, norm = ctx.saved_tensors
-    refuse_double_backward("LSTM", "triton", any(m is not None for m in (drop, zone, zone_c, norm)))
+    *saved, drop, zone, zone_c, norm, b_ih, b_hh = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+        x, h0, c0, w_ih, w_hh, w_hr = saved[:6]
+        H = w_hh.shape[0] // 4
+        got = recomputed_grads("LSTM", [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, norm],
+                               [*need[:8], norm is not None and need[14]],
+                               [dY, dh_n, dc_n], ctx.batch_sizes, ctx.reverse, Masks(drop, zone, zone_c),
+                               [4 * H, H, H], accumulator(x.dtype))
+        return (*got[:8], None, None, None, None, None, None, got[8])[: len(need)]
     need_norm = norm is not None and need[14]
     grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse,
                                 [*need[:5], bias, need[7], need_norm], drop, zone, zone_c, norm)

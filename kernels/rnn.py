@@ -8,7 +8,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..recurrence.common import autocast_off, bias_grad, input_projection, refuse_double_backward
+from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
+from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
@@ -343,9 +344,9 @@ def _(dY, dh_n, x, h0, w_ih, w_hh, Y, A, RH, NS, batch_sizes, reverse, relu, nee
 
 
 def _rnn_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, _, batch_sizes, reverse, relu, drop, zone, norm = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, drop, zone, norm = inputs
     Y, _, A, RH, NS = output
-    ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, RH, NS, drop, zone, norm)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, RH, NS, drop, zone, norm, b_ih, b_hh)
     ctx.batch_sizes, ctx.reverse, ctx.relu, ctx.has_bias = batch_sizes, reverse, relu, b_ih is not None
     ctx.mark_non_differentiable(A, RH, NS)
 
@@ -353,9 +354,14 @@ def _rnn_setup(ctx, inputs, output):
 def _rnn_backward(ctx, dY, dh_n, _dA, _dRH, _dNS):
     need = ctx.needs_input_grad
     bias = ctx.has_bias and (need[4] or need[5])
-    *saved, drop, zone, norm = ctx.saved_tensors
+    *saved, drop, zone, norm, b_ih, b_hh = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+        x, h0, w_ih, w_hh = saved[:4]
+        got = recomputed_grads("RNN_RELU" if ctx.relu else "RNN_TANH", [x, h0, w_ih, w_hh, b_ih, b_hh, None, norm],
+                               [*need[:6], False, norm is not None and need[11]], [dY, dh_n], ctx.batch_sizes,
+                               ctx.reverse, Masks(drop, zone), dtype=accumulator(x.dtype))
+        return (*got[:6], None, None, None, None, None, got[7])[: len(need)]
     need_norm = norm is not None and need[11]
-    refuse_double_backward("RNN", "triton", any(m is not None for m in (drop, zone, norm)))
     dx, dh0, dw_ih, dw_hh, db, d_norm = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
                                                            [*need[:4], bias, need_norm], drop, zone, norm)
     every = (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,

@@ -23,8 +23,9 @@ weight a backend is given: it runs on "torch" and "triton" ("auto" then takes on
 take torch.nn's kernel). The LSTM's ``forget_bias`` starts the forget gate's bias at a value of choice (an
 initialisation: every backend runs it).
 
-Unlike torch.nn's kernels, the hand-written ``"torch"`` backward (and the fused one) is not itself
-differentiable (no double backward): it raises under ``create_graph=True``. Under ``torch.export``, the
+The hand-written ``"torch"`` backward (and the fused one) is not itself differentiable: under
+``create_graph=True`` (double backward) it recomputes the step-by-step recurrence through autograd and returns
+that one's gradients (recurrence.common.recomputed_grads). Under ``torch.export``, the
 ``torch.func`` transforms and forward-mode AD, which it is not written for either, "torch" runs the
 step-by-step recurrence through autograd, and "auto" runs torch.nn's kernel or, under ``vmap`` and forward-mode
 AD (which torch.nn's recurrences do not all take), the step-by-step recurrence
@@ -60,14 +61,14 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) or
     ``torch.export`` "auto" runs the native kernel too (:func:`traced_by_transform`).
 
-    "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they
-    beat cuDNN (:func:`fused_beats_cudnn`; their backward is not differentiable, so a gradient penalty
-    there needs ``backend="native"``), and cuDNN elsewhere. On the CPU in fp32/fp64, training steps
-    run on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs them step by step
-    through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM does not
-    take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
-    with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference and the plain LSTM
-    on the CPU run PyTorch's native kernel.
+    "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they beat
+    cuDNN (:func:`fused_beats_cudnn`; under ``create_graph=True`` their backward recomputes the step-by-step
+    recurrence, so a gradient penalty is faster on ``backend="native"``), and cuDNN elsewhere. On the CPU in
+    fp32/fp64, training steps run on rnnlab's path wherever PyTorch has no fused kernel: GRU and RNN (ATen runs
+    them step by step through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM
+    does not take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
+    with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference and the plain LSTM on the
+    CPU run PyTorch's native kernel.
     """
     if backend != "auto":
         return backend

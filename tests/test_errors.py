@@ -174,16 +174,3 @@ def test_cell_inputs(cls):
     h = torch.zeros(3, 4)
     with pytest.raises(ValueError, match=r"must have shape \(2, 4\); got \(3, 4\)"):
         m(torch.randn(2, 3), (h, h) if cls is rnnlab.LSTMCell else h)
-
-
-@pytest.mark.parametrize("cls", LAYERS)
-def test_double_backward_through_the_torch_path_is_refused(cls):
-    # a gradient penalty needs the backward's own graph, which the hand-written backward does not record:
-    # an error, not second-order terms silently dropped
-    layer = cls(3, 4, backend="torch")
-    x = torch.randn(5, 2, 3, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"create_graph=True .* use backend='native'"):
-        torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
-    native = cls(3, 4, backend="native")
-    (g,) = torch.autograd.grad(native(x)[0].sum(), x, create_graph=True)
-    assert g.requires_grad

@@ -116,14 +116,6 @@ def test_what_the_fused_layer_norm_does_not_take_is_refused():
         rnnlab.LSTM(3, 8, proj_size=4, backend="triton", layer_norm=True)
 
 
-def test_fused_layer_norm_refuses_double_backward():
-    """The fused backward is not differentiable: create_graph=True names the step-by-step path."""
-    _, fused, _ = _layers("gru", 8)
-    y, _ = fused(torch.randn(4, 2, 5, device=DEVICE, requires_grad=True))
-    with pytest.raises(RuntimeError, match="backend='torch'"):
-        torch.autograd.grad(y.sum(), fused.weight_hh_l0, create_graph=True)
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_custom_ops_with_layer_norm_pass_opcheck(cell):
     """The forward op with layer norm (normalised input projections in place of x and w_ih, the kernels'

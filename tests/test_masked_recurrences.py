@@ -1,8 +1,8 @@
 """Zoneout, recurrent dropout and layer norm on the hand-written recurrences (rnnlab.recurrence with ``masks``
 and ``norms``, what backend="auto" runs on the CPU) against the step-by-step recurrence that specifies them
 (backend="torch"), with the same random draws and layer-norm parameters: outputs, final states and every
-gradient in float64, packed, two bidirectional layers, LSTM with proj_size; gradcheck; what they refuse
-(double backward) and what then runs (torch.func).
+gradient in float64, packed, two bidirectional layers, LSTM with proj_size; gradcheck; what runs under
+torch.func transforms. Double backward: tests/test_double_backward.py.
 """
 
 import pytest
@@ -65,17 +65,6 @@ def test_gradcheck(cell, training, norm):
     proj = 3 if cell == "lstm_proj" else 0
     assert gradcheck_masked_scan(recurrence, cell.removesuffix("_proj"), training, variant_options(cell),
                                  [3, 3, 2, 1], I=3, H=4, proj=proj, norm=norm)
-
-
-def test_double_backward_names_the_step_by_step_path():
-    x = torch.randn(5, 2, 3, requires_grad=True)
-    fast = rnnlab.GRU(3, 4, zoneout=0.1)
-    with pytest.raises(RuntimeError, match=r"backend='auto' .* create_graph=True .* use backend='torch', which runs"):
-        torch.autograd.grad(fast(x)[0].sum(), x, create_graph=True)
-    step = rnnlab.GRU(3, 4, zoneout=0.1, backend="torch")
-    step.load_state_dict(fast.state_dict())
-    dx, = torch.autograd.grad(step(x)[0].sum(), x, create_graph=True)
-    assert torch.autograd.grad(dx.square().sum(), step.weight_hh_l0)[0].abs().sum() > 0
 
 
 def test_torch_func_transforms_run_the_step_by_step_path():

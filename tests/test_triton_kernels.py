@@ -129,16 +129,6 @@ def test_split_weight_gradients_match_fp32_gemms(dtype):
         assert (o - w).abs().max() > 1e-4 * scale  # the error the split avoids: 3e-3, 3e-4
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-def test_double_backward_through_the_fused_kernels_is_refused(cell):
-    """The fused backward is not differentiable: create_graph=True (a gradient penalty) is an error that
-    names the way out, not a failure at the second backward or second-order terms silently dropped."""
-    _, fused, _ = _pair(8, cell=cell)
-    x = torch.randn(5, 2, 5, device=DEVICE, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"backend='triton' .* create_graph=True .* use backend='native'"):
-        torch.autograd.grad(fused(x)[0].sum(), x, create_graph=True)
-
-
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
 @pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("lstm", 70), ("gru", 20), ("gru", 50),
                                          ("gru", 70), ("rnn_tanh", 50), ("rnn_tanh", 100), ("rnn_relu", 20),

@@ -204,15 +204,19 @@ def test_gradcheck(mode, training):
 
 
 def test_double_backward():
-    """The step-by-step path (backend="torch") takes double backward; "auto" (the hand-written recurrences)
-    refuses it and names that path."""
-    layer = make_layer("gru", layer_norm=True, zoneout=0.1, backend="torch")
+    """The step-by-step path (backend="torch") takes double backward, and "auto" (the hand-written recurrences,
+    which recompute it under create_graph: tests/test_double_backward.py) gives the same second-order terms."""
     x = torch.randn(5, 2, 5, dtype=torch.float64, requires_grad=True)
-    dx, = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
-    dw, = torch.autograd.grad(dx.square().sum(), layer.weight_hh_l0)
+
+    def second_order(backend):
+        layer = make_layer("gru", layer_norm=True, zoneout=0.1, backend=backend)
+        torch.manual_seed(3)
+        dx, = torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+        return torch.autograd.grad(dx.square().sum(), layer.weight_hh_l0)[0]
+
+    dw = second_order("torch")
     assert dw.abs().sum() > 0
-    with pytest.raises(RuntimeError, match=r"create_graph=True .* use backend='torch'"):
-        torch.autograd.grad(make_layer("gru", layer_norm=True)(x)[0].sum(), x, create_graph=True)
+    torch.testing.assert_close(second_order("auto"), dw, rtol=1e-10, atol=1e-12)
 
 
 def test_autocast_runs_in_the_autocast_dtype():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .gemm import linear
-from .variants import EPS
+from .variants import EPS, Masks, variant_scan
 
 
 def autocast_off(fn):
@@ -99,19 +99,32 @@ def bias_grad(d_out: torch.Tensor, need: bool) -> torch.Tensor | None:
     return d_out.reshape(-1, d_out.shape[-1]).sum(0) if need else None
 
 
-def refuse_double_backward(cell: str, backend: str = "torch", masked: bool = False) -> None:
-    """Raise if autograd is recording a hand-written backward (``create_graph=True``: a gradient penalty, a
-    Hessian-vector product). Those backwards are not differentiable, so the gradients they return would
-    carry no graph and second-order terms would be dropped without a word. ``masked``: with zoneout or
-    recurrent dropout (the way out is then the step-by-step recurrence, not torch.nn's kernel)."""
-    if torch.is_grad_enabled():
-        way_out = ("backend='torch', which runs zoneout and recurrent dropout step by step through autograd" if masked
-                   else "backend='native'")
-        chosen = "" if backend == "auto" else " (which backend='auto' also runs where it is faster)"
-        raise RuntimeError(
-            f"{cell}: backend='{backend}'{chosen} has a hand-written backward that is not itself differentiable, so "
-            f"it cannot run with create_graph=True (double backward, gradient penalties); use {way_out} for that"
-        )
+def recomputed_grads(mode: str, inputs: list[torch.Tensor | None], needs: list[bool], grads: list[torch.Tensor],
+                     batch_sizes: list[int] | None, reverse: bool, masks: Masks, gain_sizes: list[int] | None = None,
+                     dtype: torch.dtype | None = None) -> list[torch.Tensor | None]:
+    """A recurrence's input gradients under ``create_graph=True`` (double backward: a gradient penalty, a
+    Hessian-vector product, MAML), where a hand-written or fused backward's would carry no graph: the
+    step-by-step recurrence through autograd (variants.variant_scan, the specification) runs again from the same
+    inputs and draws and is differentiated with a graph, at the cost of a second forward.
+
+    inputs: [x, h0, (c0 for LSTM), w_ih, w_hh, b_ih, b_hh, w_hr, then layer norm's gains in variant_scan's order,
+    or with ``gain_sizes`` one tensor of them concatenated (the fused kernels')] (None where absent; with layer
+    norm x holds the normalised input projections and w_ih is None); needs: which gradients are wanted; grads:
+    the outputs' gradients, y's then the final states'; ``dtype``: the recurrence's (the inputs' if None: fp32 for
+    the fused kernels' fp16/bf16, whose state is fp32). Returns one gradient per input, None where not wanted."""
+    states = 2 if mode == "LSTM" else 1
+    with torch.enable_grad():
+        cast = [t if t is None or dtype is None else t.to(dtype) for t in inputs]
+        x, init, weights = cast[0], cast[1 : 1 + states], cast[1 + states : 6 + states]
+        gains = [g for g in cast[6 + states :] if g is not None]
+        if gain_sizes is not None and gains:
+            gains = gains[0].split(gain_sizes)
+        norms = dict(zip(("hh", "c", "c_bias"), gains, strict=False)) if gains else None
+        y, finals = variant_scan(mode, x, init, weights, norms, None, batch_sizes, reverse, False, masks=masks)
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need and t is not None]
+    got = iter(torch.autograd.grad([y, *finals], wanted, [g.to(y.dtype) for g in grads], create_graph=True,
+                                   allow_unused=True, materialize_grads=True))
+    return [next(got) if need and t is not None else None for t, need in zip(inputs, needs, strict=True)]
 
 
 def clone_or_none(t: torch.Tensor | None) -> torch.Tensor | None:

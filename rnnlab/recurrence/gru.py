@@ -23,7 +23,7 @@ from .common import (
     linear_grads,
     normalise_grad,
     normalise_rows,
-    refuse_double_backward,
+    recomputed_grads,
     set_rows,
     sigmoid_grad,
     tanh_,
@@ -45,7 +45,6 @@ class GRUScan(torch.autograd.Function):
         H = h0.shape[-1]
         sched = Schedule(T, B, batch_sizes, reverse)
         norm = ln_hh is not None
-        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         G = input_projection(x, w_ih, b_ih)  # (T, B, 3H), activated in place below
         GHn = sched.new_buffer(H, like=x)  # (T, B, H): h W_hn^T + b_hn
@@ -72,7 +71,7 @@ class GRUScan(torch.autograd.Function):
             torch.addcmul(n, rz[:, H:], y, out=y)
             if masks.zoneout is not None:
                 torch.lerp(y, h, masks.zoneout_at(t, b)[0], out=y)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, G, GHn, Y, *((R, ln_hh) if norm else ()))
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, G, GHn, Y, *((R, ln_hh) if norm else ()))
         ctx.sched, ctx.masks, ctx.norm, ctx.stats = sched, masks, norm, stats if norm else None
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y)
@@ -81,8 +80,13 @@ class GRUScan(torch.autograd.Function):
     @autocast_off
     def backward(ctx, dY, dh_n):
         masks: Masks = ctx.masks
-        refuse_double_backward("GRU", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, w_ih, w_hh, G, GHn, Y, *normed = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, G, GHn, Y, *normed = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+            need = ctx.needs_input_grad
+            got = recomputed_grads("GRU", [x, h0, w_ih, w_hh, b_ih, b_hh, None, *normed[1:]],
+                                   [*need[:6], False, *need[9:]], [dY, dh_n], ctx.sched.batch_sizes, ctx.sched.reverse,
+                                   masks)
+            return *got[:6], None, None, None, *got[7:]
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = Y.shape[-1]

@@ -31,7 +31,7 @@ from .common import (
     linear_grads,
     normalise_grad,
     normalise_rows,
-    refuse_double_backward,
+    recomputed_grads,
     set_rows,
     sigmoid_grad,
     tanh_,
@@ -55,7 +55,6 @@ class LSTMScan(torch.autograd.Function):
         H = w_hh.shape[0] // 4
         sched = Schedule(T, B, batch_sizes, reverse)
         norm = ln_hh is not None
-        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
         # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
@@ -116,7 +115,7 @@ class LSTMScan(torch.autograd.Function):
             if zone_c is not None:
                 c.lerp_(c_prev, zone_c)
         normed = (R, CL, ln_hh, ln_c, ln_c_bias) if norm else ()
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *normed)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, G, C, TC, Y, *normed)
         ctx.sched, ctx.masks, ctx.norm, ctx.stats = sched, masks, norm, stats if norm else None
         ctx.has_bias = b_ih is not None
         return Y, sched.final(Y), sched.final(C)
@@ -125,8 +124,13 @@ class LSTMScan(torch.autograd.Function):
     @autocast_off
     def backward(ctx, dY, dh_n, dc_n):
         masks: Masks = ctx.masks
-        refuse_double_backward("LSTM", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, c0, w_ih, w_hh, w_hr, G, C, TC, Y, *normed = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, G, C, TC, Y, *normed = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+            need = ctx.needs_input_grad
+            got = recomputed_grads("LSTM", [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *normed[2:]],
+                                   [*need[:8], *need[11:]], [dY, dh_n, dc_n], ctx.sched.batch_sizes,
+                                   ctx.sched.reverse, masks)
+            return *got[:8], None, None, None, *got[8:]
         sched: Schedule = ctx.sched
         T, B, _ = x.shape
         H = C.shape[-1]

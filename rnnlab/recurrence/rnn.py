@@ -21,7 +21,7 @@ from .common import (
     linear_grads,
     normalise_grad,
     normalise_rows,
-    refuse_double_backward,
+    recomputed_grads,
     set_rows,
     tanh_,
     tanh_grad,
@@ -43,7 +43,6 @@ class RNNScan(torch.autograd.Function):
         T, B, _ = x.shape
         sched = Schedule(T, B, batch_sizes, reverse)
         norm = ln_hh is not None
-        ctx.masked = masks is not None or norm  # the options on (the draws may still be empty: evaluation)
         masks = Masks() if masks is None else masks
         zoned = masks.zoneout is not None
         G = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, H)
@@ -67,7 +66,7 @@ class RNNScan(torch.autograd.Function):
                 torch.clamp_min(pre, 0, out=A[t, :b])
             if zoned:
                 torch.lerp(A[t, :b], h, masks.zoneout_at(t, b)[0], out=Y[t, :b])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, Y, A, *((R, ln_hh) if norm else ()))
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, Y, A, *((R, ln_hh) if norm else ()))
         ctx.sched, ctx.nonlinearity, ctx.has_bias, ctx.masks = sched, nonlinearity, b_ih is not None, masks
         ctx.norm, ctx.stats = norm, stats if norm else None
         return Y, sched.final(Y)
@@ -76,8 +75,13 @@ class RNNScan(torch.autograd.Function):
     @autocast_off
     def backward(ctx, dY, dh_n):
         masks: Masks = ctx.masks
-        refuse_double_backward("RNN", "auto" if ctx.masked else "torch", ctx.masked)
-        x, h0, w_ih, w_hh, Y, A, *normed = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, Y, A, *normed = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
+            need = ctx.needs_input_grad
+            got = recomputed_grads(f"RNN_{ctx.nonlinearity.upper()}",
+                                   [x, h0, w_ih, w_hh, b_ih, b_hh, None, *normed[1:]], [*need[:6], False, *need[10:]],
+                                   [dY, dh_n], ctx.sched.batch_sizes, ctx.sched.reverse, masks)
+            return *got[:6], None, None, None, None, *got[7:]
         sched: Schedule = ctx.sched
         dG = sched.new_buffer(Y.shape[-1], like=x)  # (T, B, H)
         if ctx.norm:

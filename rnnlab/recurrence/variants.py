@@ -186,7 +186,8 @@ def variant_scan(
 
     x: (T, B, I), rows sorted by decreasing length when ``batch_sizes`` (packed input) is given;
     init: [h0 (B, P)] (and c0 (B, H) for LSTM); weights: [w_ih, w_hh, b_ih, b_hh, w_hr] (None where
-    absent); norms: the layer-norm gains {"ih", "hh"} (G,) and, for LSTM, {"c", "c_bias"} (H,), or None;
+    absent; without w_ih, x holds the input projections (T, B, G), normalised already); norms: the layer-norm
+    gains {"ih", "hh"} (G,) and, for LSTM, {"c", "c_bias"} (H,), or None;
     ``training``: zoneout samples and recurrent dropout masks (else the expectation, no mask), drawn here
     (draw_masks) unless ``masks`` gives them; ``observe(t, h_t)``: called with every step's new state h_t
     (b_t, P), for gradient analysis.
@@ -196,9 +197,12 @@ def variant_scan(
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     step = STEPS[mode]
     nonlinearity = mode.removeprefix("RNN_").lower()
-    xs = x @ w_ih.T  # (T, B, G) every step's input pre-activations in one GEMM
-    if norms is not None:
-        xs = F.layer_norm(xs, xs.shape[-1:], norms["ih"], eps=EPS)
+    if w_ih is None:  # x holds the input projections, normalised already (the hand-written recurrences' form)
+        xs = x
+    else:
+        xs = x @ w_ih.T  # (T, B, G) every step's input pre-activations in one GEMM
+        if norms is not None:
+            xs = F.layer_norm(xs, xs.shape[-1:], norms["ih"], eps=EPS)
     if b_ih is not None:
         xs = xs + b_ih
     xs = xs.unbind(0)  # T views (B, G): one backward node for all, where indexing xs[t] makes a (T, B, G) each
