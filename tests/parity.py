@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from torch.nn.utils.rnn import PackedSequence, pack_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence
 
 import rnnlab
 from rnnlab.recurrence.variants import Variant, draw_masks
@@ -195,3 +195,17 @@ def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, fl
 
     proj_weight = (leaf(P, H) if proj else None,) if cell == "lstm" else ()
     return torch.autograd.gradcheck(scan, (x, *states, *weights, *proj_weight, *norms))
+
+
+def second_order_grads(layer: torch.nn.Module, x: torch.Tensor, lengths: list[int]
+                       ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """Double backward through ``layer`` on ``x`` (T, B, I) packed to ``lengths``: the first-order gradients of
+    L = sum(y^2) with respect to x and every parameter, taken with create_graph=True, and the gradients of their
+    product with a fixed random v (a Hessian-vector product), with the masks' draws from one seed."""
+    inputs = [x, *layer.parameters()]
+    torch.manual_seed(1)
+    y = layer(pack_padded_sequence(x, lengths))[0].data
+    first = torch.autograd.grad(y.pow(2).sum(), inputs, create_graph=True)
+    torch.manual_seed(2)
+    product = sum((g * torch.randn(g.shape, dtype=torch.float64).to(g.device, g.dtype)).sum() for g in first)
+    return [g.detach() for g in first], torch.autograd.grad(product, inputs)

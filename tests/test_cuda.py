@@ -11,7 +11,18 @@ import pytest
 import torch
 
 import rnnlab
-from parity import CELLS, assert_same, infer, make_inputs, make_pair, randomise_norms, relative_errors, run, run_seeded
+from parity import (
+    CELLS,
+    assert_same,
+    infer,
+    make_inputs,
+    make_pair,
+    randomise_norms,
+    relative_errors,
+    run,
+    run_seeded,
+    second_order_grads,
+)
 
 # the cells whose options (zoneout, recurrent dropout, layer norm) run on the fused kernels: not the LSTM with
 # proj_size, which auto runs step by step (checks.check_variant_backend)
@@ -315,3 +326,20 @@ def test_fused_layer_norm_matches_the_step_by_step_path(cell, masks):
     fused = rnnlab.from_torch(ref, backend="triton" if cell == "lstm" and masks else "auto", **options).cuda()
     fused.load_state_dict(step.state_dict())
     _assert_fused_matches_step(fused, step, ref, LAYER_NORM_TOL.get(cell, 2e-5))
+
+
+@pytest.mark.parametrize(("name", "H"), [("LSTM", 32), ("GRU", 128)], ids=["persistent", "resident"])
+def test_fused_double_backward(name, H):
+    """create_graph=True on the compiled kernels in bf16 (their first backward, then the recomputation in fp32):
+    within 2e-2 of the CPU's float64 hand-written recurrence, packed and bidirectional, as under the interpreter
+    (tests/test_double_backward.py; cuDNN's RNN backward takes no double backward to compare with)."""
+    torch.manual_seed(0)
+    fused = getattr(rnnlab, name)(2, H, backend="triton", bidirectional=True, device="cuda", dtype=torch.bfloat16)
+    ref = getattr(rnnlab, name)(2, H, backend="torch", bidirectional=True, dtype=torch.float64)
+    ref.load_state_dict({k: v.double().cpu() for k, v in fused.state_dict().items()})  # the same rounded weights
+    x = torch.randn(4, 3, 2, dtype=torch.bfloat16, device="cuda", requires_grad=True)
+    first, second = second_order_grads(fused, x, [4, 3, 1])
+    want_first, want_second = second_order_grads(ref, x.detach().cpu().double().requires_grad_(), [4, 3, 1])
+    for got, want in zip([*first, *second], [*want_first, *want_second], strict=True):
+        assert got.dtype == torch.bfloat16
+        assert (got.cpu().double() - want).abs().max() <= 2e-2 * want.abs().max()

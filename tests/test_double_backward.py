@@ -7,6 +7,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
+from parity import second_order_grads
 
 LENGTHS = [4, 3, 1]  # packed, one sequence a single step
 CELLS = [("LSTM", {}), ("LSTM", {"proj_size": 2}), ("GRU", {}), ("RNN", {"nonlinearity": "relu"})]
@@ -16,18 +17,6 @@ OPTIONS = {"layer_norm": True, "zoneout": 0.3, "recurrent_dropout": 0.2}
 def _layer(name, backend, **options):
     torch.manual_seed(0)
     return getattr(rnnlab, name)(2, 3, backend=backend, bidirectional=True, **options).double()
-
-
-def _second_order(layer, x):
-    """The gradients with respect to x and every parameter of <dL/d(x, params), v> for L = sum(y^2) over packed
-    input, a fixed v, and the first-order gradients taken with create_graph=True (masks from one seed)."""
-    inputs = [x, *layer.parameters()]
-    torch.manual_seed(1)
-    y = layer(pack_padded_sequence(x, LENGTHS))[0].data
-    first = torch.autograd.grad(y.pow(2).sum(), inputs, create_graph=True)
-    torch.manual_seed(2)
-    product = sum((g * torch.randn(g.shape, dtype=torch.float64).to(g.dtype)).sum() for g in first)
-    return [g.detach() for g in first], torch.autograd.grad(product, inputs)
 
 
 def _close(got, want, tol=1e-10):
@@ -43,7 +32,7 @@ def test_hand_written_recurrences_match_torch_nn(name, options):
     ref = getattr(torch.nn, name)(2, 3, bidirectional=True, **options).double()
     ref.load_state_dict(mine.state_dict())
     x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
-    got, want = _second_order(mine, x), _second_order(ref, x)
+    got, want = second_order_grads(mine, x, LENGTHS), second_order_grads(ref, x, LENGTHS)
     _close(got[0], want[0])
     _close(got[1], want[1])
 
@@ -70,7 +59,7 @@ def test_fused_kernels_match_the_hand_written_recurrences(name, options):
     fused = _layer(name, "triton", **options)
     hand_written = _layer(name, "auto" if "layer_norm" in options else "torch", **options)
     x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
-    got, want = _second_order(fused, x), _second_order(hand_written, x)
+    got, want = second_order_grads(fused, x, LENGTHS), second_order_grads(hand_written, x, LENGTHS)
     _close(got[0], want[0])
     _close(got[1], want[1])
     torch.manual_seed(1)
@@ -86,8 +75,9 @@ def test_fused_half_precision_recomputes_in_fp32():
     ref = _layer("GRU", "torch")
     ref.load_state_dict({k: v.double() for k, v in fused.state_dict().items()})  # the same rounded weights
     x = torch.randn(4, 3, 2, dtype=torch.bfloat16, requires_grad=True)
-    first, second = _second_order(fused, x)
-    want_first, want_second = _second_order(ref, x.detach().double().requires_grad_())
+    first, second = second_order_grads(fused, x, LENGTHS)
+    want_first, want_second = second_order_grads(ref, x.detach().double().requires_grad_(), LENGTHS)
     for got, want in zip([*first, *second], [*want_first, *want_second], strict=True):
         assert got.dtype == torch.bfloat16
         assert (got.double() - want).abs().max() <= 2e-2 * want.abs().max()
+
