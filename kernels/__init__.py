@@ -19,7 +19,8 @@ memory; also LSTM proj_size, with a second exchange phase per step) and resident
 kernels with each program holding its slice of W_hh, meeting the others at a grid barrier each step;
 ``RNNLAB_GRID_SYNC=0`` turns the barrier off); and, forced only until a GPU has run it, held (:mod:`.held`:
 W_hh in registers as tensor-core operands, in Gluon). All are cross-compiled for sm_80/sm_90 (fit.py); all
-but held are tested under the Triton interpreter against the reference and against cuDNN on an H200 and
+are tested under the Triton interpreter against the reference (held's one-program kernels with Gluon's calls
+mapped to triton.language's: tests/held_interpreted.py), and all but held against cuDNN on an H200 and
 an H100 (tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's
 time up to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
 (:func:`rnnlab.layers.resolve_backend`).

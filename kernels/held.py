@@ -16,9 +16,11 @@ gates meet in one thread, runs the cell's step and writes its units of the new h
 
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
-interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py) but never launched, and
-their numbers are checked on a GPU only (tests/test_cuda.py). Forced only (dispatch.force_regime("held")) until
-a GPU has checked and timed them.
+interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py), and the one-program kernels
+run against the reference with Gluon's calls replaced by triton.language's and the layouts dropped
+(tests/held_interpreted.py), which checks their indexing, masks and steps but not the layouts or the tensor-core
+instructions: those are checked on a GPU only (tests/test_cuda.py), as are the split kernels, which wait on each
+other. Forced only (dispatch.force_regime("held")) until a GPU has checked and timed them.
 
 Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
 dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py

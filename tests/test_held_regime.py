@@ -1,8 +1,9 @@
 """The held regime (rnnlab.kernels.dispatch, kernels/held.py): inference forwards whose W_hh stays in registers as
 tensor-core operands, written in Gluon, which the Triton interpreter does not run. Here, without a GPU: its
-launch, that it refuses clearly what it cannot run, and that the fused forwards' calls bind to its kernels and
-compile through Triton's launch path (its kernels' fit: tests/test_kernel_fit.py; its numbers against cuDNN:
-tests/test_cuda.py)."""
+launch, that it refuses clearly what it cannot run, that the fused forwards' calls bind to its kernels and
+compile through Triton's launch path, and the one-program kernels' numbers against the reference with Gluon's
+calls given to the interpreter as triton.language's (tests/held_interpreted.py; its kernels' fit:
+tests/test_kernel_fit.py; its numbers against cuDNN: tests/test_cuda.py)."""
 
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 import rnnlab
+from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, relative_errors
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels import dispatch
@@ -124,3 +126,55 @@ def test_fused_forwards_bind_to_the_held_kernels():
     assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * 2
     assert all(c["num_warps"] == 8 and c["cooperative"] and c["shared"] <= held_staging("lstm_fwd_held_split", 256)
                for c in split), split
+
+
+@pytest.fixture
+def interpreted_held(monkeypatch):
+    """The one-program held kernels under the interpreter (tests/held_interpreted.py), and a dispatcher that lets the
+    held regime run here (dispatch._held_problem refuses the CPU, the interpreter and fp32)."""
+    pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
+    if FUSED_DEVICE != "cpu":
+        pytest.skip("the interpreter's run of the held kernels: on a GPU they run compiled (tests/test_cuda.py)")
+    from held_interpreted import interpreted_kernels
+
+    from rnnlab.kernels import held
+
+    for name, kernel in interpreted_kernels().items():
+        monkeypatch.setattr(held, name, kernel)
+    monkeypatch.setattr(dispatch, "_held_problem", lambda *args, **kwargs: None)
+
+
+@pytest.mark.parametrize(("cell", "H", "B"), [("lstm", 48, 11), ("lstm", 16, 1), ("gru", 64, 11), ("gru", 16, 3),
+                                              ("rnn_tanh", 48, 11), ("rnn_relu", 32, 2)])
+def test_interpreted_held_kernels_match_reference(interpreted_held, cell, H, B):
+    """fp32 (h rounded to fp32 before each product, so the kernels' arithmetic is the reference's up to the order
+    of sums): two bidirectional layers, packed with unequal lengths (a length-1 row) and batched with initial
+    states; B = 11 takes two programs, the second with 5 rows past the batch; H = 48 pads to 64 units."""
+    torch.manual_seed(0)
+    ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", num_layers=2, bidirectional=True)
+    reference = rnnlab.from_torch(ref, backend="torch")
+    for form in ("packed", "batched"):
+        x, hx, _ = make_inputs(ref, form, T=9, B=B, dtype=torch.float32, with_state=True, seed=3)
+        with force_regime("held"):
+            assert plan(cell.split("_")[0], torch.empty(0, B, 1), H, B, inference=True).regime == "held"
+            got = infer(fused, x, hx)
+        assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
+    """fp16, as the regime runs on a GPU (fp32 state, h rounded to fp16 for each product, fp32 accumulation): against
+    float64 on the same rounded inputs within the vector regime's bound (tests/test_vector_regime.py), 2e-3 of each
+    output's largest value (measured 3.3e-4 to 3.7e-4, as the vector regime's here)."""
+    torch.manual_seed(1)
+    ref = make_pair(cell, 5, 48, torch.float64, bidirectional=True)[0]
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(p.to(torch.float16))
+    reference = rnnlab.from_torch(ref, backend="torch")
+    fused = rnnlab.from_torch(ref, backend="triton").to(torch.float16)
+    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6, "rounded_to": torch.float16}
+    want = infer(reference, *make_inputs(ref, dtype=torch.float64, **shape)[:2])
+    with force_regime("held"):
+        got = infer(fused, *make_inputs(ref, dtype=torch.float16, **shape)[:2])
+    assert max(relative_errors(got, want)) < 2e-3
