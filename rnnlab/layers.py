@@ -47,7 +47,7 @@ from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
-from .recurrence.common import autocast_off, stepwise_under_transform, traced_by_transform
+from .recurrence.common import autocast_off, differentiating_transform, stepwise_under_transform, traced_by_transform
 from .recurrence.variants import draw_masks, variant_scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -264,6 +264,12 @@ class _RecurrentLayer(CellOptions):
                 raise NotImplementedError(
                     f"{self._get_name()}: backend='triton' runs on CUDA tensors (on the CPU only under "
                     f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
+                )
+            if differentiating_transform():
+                raise NotImplementedError(
+                    f"{self._get_name()}: backend='triton' cannot run under a differentiating torch.func transform "
+                    f"(grad, vjp, jacrev, jvp, ...): PyTorch's autograd of custom ops, which the fused kernels are, "
+                    f"does not take them. Use backend='auto' or 'torch', which run the step-by-step recurrence there"
                 )
             from . import kernels as impl
         if self.mode == "LSTM":

@@ -9,6 +9,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from torch.utils._pytree import tree_leaves
 
 import rnnlab
+from parity import FUSED_DEVICE, needs_fused_device
 
 LAYERS = [("LSTM", {"proj_size": 2}), ("GRU", {}), ("RNN", {"nonlinearity": "relu"})]
 STACK = {"num_layers": 2, "bidirectional": True}
@@ -147,3 +148,14 @@ def test_forward_mode_ad(backend, name):
         got = torch.autograd.forward_ad.unpack_dual(mine(torch.autograd.forward_ad.make_dual(x, tangent))[0]).tangent
     _, want = torch.func.jvp(lambda z: ref(z)[0], (x,), (tangent,))
     _close(got, want)
+
+
+@needs_fused_device
+def test_fused_kernels_under_grad_say_what_runs_instead():
+    """PyTorch's autograd of custom ops (the fused kernels') does not take torch.func's differentiating transforms:
+    backend="triton" says so and names the backends that run there, rather than PyTorch's own message."""
+    layer = rnnlab.GRU(3, 4, backend="triton").double().to(FUSED_DEVICE)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, device=FUSED_DEVICE)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    with pytest.raises(NotImplementedError, match=r"'triton' cannot run under .* Use backend='auto' or 'torch'"):
+        grad(lambda p: functional_call(layer, p, (x,))[0].pow(2).sum())(params)

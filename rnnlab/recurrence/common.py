@@ -51,8 +51,19 @@ def stepwise_under_transform(backend: str) -> bool:
 
 
 def _under_vmap() -> bool:
-    stack = torch._C._functorch.get_interpreter_stack() or []
-    return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+    return torch._C._functorch.TransformType.Vmap in _transforms()
+
+
+def differentiating_transform() -> bool:
+    """Whether a ``torch.func`` transform that differentiates (grad, vjp, jacrev, jvp, ...) is active: PyTorch's
+    autograd of custom ops (the fused kernels') is not written for those."""
+    kinds = torch._C._functorch.TransformType
+    return bool({kinds.Grad, kinds.Jvp} & _transforms())
+
+
+def _transforms() -> set:
+    """The kinds of the torch.func transforms active now."""
+    return {level.key() for level in torch._C._functorch.get_interpreter_stack() or []}
 
 
 def _forward_ad_level() -> int:
