@@ -1,11 +1,11 @@
-"""The held regime's one-program kernels (kernels/held.py, Gluon) run under the Triton interpreter, which does not
-run Gluon: each kernel's Python function is rebound to globals where Gluon's calls are their triton.language
-equivalents with the layouts dropped (a layout places values in registers; it does not change them), and
-``mma_v2`` is the product it computes (fp32 accumulation of the operands as given). So the kernels' indexing,
-masks, packed and reversed steps, input prefetch and calls of the cells' step code run against the reference;
+"""The held regime's kernels (kernels/held.py, Gluon) under the Triton interpreter, which does not run Gluon: each
+kernel's Python function is rebound to globals where Gluon's calls are their triton.language equivalents with the
+layouts dropped (a layout places values in registers; it does not change them), ``mma_v2`` is the product it
+computes (fp32 accumulation of the operands as given) and a shared-memory buffer keeps what was stored. So the
+kernels' indexing, masks, packed and reversed steps, input prefetch, exchange and calls of the cells' step code
+run against the reference (the split kernels, whose programs wait on each other, with tests/threaded_interpreter.py);
 what the layouts and the tensor-core instructions do is the compiler's and the GPU's to check (fit.py,
-tests/held_binding.py, tests/test_cuda.py). The split kernels wait on each other at a barrier, which the
-interpreter's one program at a time cannot run.
+tests/held_binding.py, tests/test_cuda.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from triton.runtime.jit import ConstexprFunction
 
 from rnnlab.kernels import held
 
-KERNELS = ("_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel")
+KERNELS = ("_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel", "_lstm_fwd_held_split_kernel",
+           "_gru_fwd_held_split_kernel")
 
 
 def _layout(*args, **kwargs):
@@ -29,6 +30,33 @@ def _layout(*args, **kwargs):
 def _mma(a, b, acc):
     """mma_v2(a, b, acc): a (M, K) @ b (K, N) + acc in fp32, as the tensor cores accumulate."""
     return acc + tl.sum(a.to(tl.float32)[:, :, None] * b.to(tl.float32)[None, :, :], axis=1)
+
+
+class _Shared:
+    """A program's shared-memory buffer (gl.allocate_shared_memory): what was stored last, read back by rows."""
+
+    def __init__(self, dtype, shape, layout):
+        self.value = None
+
+    def store(self, value):
+        self.value = value
+
+    def slice(self, start, size):
+        return _SharedRows(self, start, size)
+
+
+class _SharedRows:
+    """Rows start.. start + size of a _Shared (a multiple of size), as .slice gives them."""
+
+    def __init__(self, shared, start, size):
+        self.shared, self.start, self.size = shared, start, size
+
+    def load(self, layout=None):
+        value = self.shared.value  # (parts * size, N)
+        parts = value.shape[0] // self.size
+        blocks = tl.reshape(value, (parts, self.size, value.shape[1]))
+        pick = tl.arange(0, parts)[:, None, None] == self.start // self.size
+        return tl.sum(tl.where(pick, blocks, 0.0), axis=0)
 
 
 class _Language:
@@ -54,12 +82,14 @@ class _Language:
     def num_warps():
         return 4
 
+    allocate_shared_memory = _Shared
+
     def __getattr__(self, name):
         return getattr(tl, name)
 
 
 def interpreted_kernels() -> dict[str, object]:
-    """The one-program held kernels as interpreter functions, by name (held.py's), for monkeypatching held."""
+    """The held kernels as interpreter functions, by name (held.py's), for monkeypatching held."""
     scope = dict(vars(held))
     scope.update(gl=_Language(), mma_v2=_mma, tl=tl)
     for name, value in vars(held).items():

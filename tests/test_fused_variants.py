@@ -2,7 +2,8 @@
 recurrence that specifies them (rnnlab.recurrence.variants, backend="torch"), with the same random draws:
 outputs, final states and every gradient, in training (per-step zoneout masks, one dropout mask per
 sequence) and evaluation (zoneout's expectation), in the persistent (H = 20) and tiled (H = 50: two column
-tiles, the last partial) regimes, two bidirectional layers on packed input with unequal lengths; gradcheck
+tiles, the last partial) regimes, and the resident one (H = 48, its programs in threads), two bidirectional
+layers on packed input with unequal lengths; gradcheck
 in float64 through the kernels with fixed draws; fp16/bf16 against float64. Run by the Triton interpreter
 on the CPU (TRITON_INTERPRET=1, set in conftest.py), compiled on a GPU.
 """
@@ -53,6 +54,31 @@ def test_fused_variants_match_the_step_by_step_recurrence(cell, H, training):
     x, hx, leaves = make_inputs(ref, "packed", T=7, B=5, dtype=torch.float32, with_state=True, seed=4, device=DEVICE)
     got, want = run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves)
     assert_same(got, want, 2e-5)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_resident_regime_with_the_masks_in_threads(cell, training, monkeypatch):
+    """The resident regime (H = 48: three programs of 16 units a batch tile that meet at the grid barrier every
+    step, forward and backward), forced, each program in a thread of the interpreter (tests/threaded_interpreter.py,
+    which lets programs wait on each other): the step-by-step recurrence's outputs and every gradient from the same
+    draws, bidirectional and packed."""
+    if DEVICE != "cpu":
+        pytest.skip("on a GPU the resident regime runs compiled (tests/test_cuda.py)")
+    from threaded_interpreter import threaded_programs
+
+    from rnnlab.kernels import dispatch
+
+    threaded_programs(monkeypatch)
+    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda *args: None)  # threads: every program at once
+    reference, fused, ref = _layers(cell, 48, torch.float32, bidirectional=True)
+    reference.train(training)
+    fused.train(training)
+    x, hx, leaves = make_inputs(ref, "packed", T=5, B=3, dtype=torch.float32, with_state=True, seed=4)
+    with force_regime("resident"):
+        assert dispatch.plan(cell.split("_")[0], torch.empty(0, 3, 1), 48, 3, backward=True).grid == (1, 3)
+        got = run_seeded(fused, x, hx, leaves)
+    assert_same(got, run_seeded(reference, x, hx, leaves), 2e-5)
 
 
 @pytest.mark.parametrize("H", [20, 50], ids=["persistent", "tiled"])

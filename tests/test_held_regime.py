@@ -1,9 +1,10 @@
 """The held regime (rnnlab.kernels.dispatch, kernels/held.py): inference forwards whose W_hh stays in registers as
 tensor-core operands, written in Gluon, which the Triton interpreter does not run. Here, without a GPU: its
 launch, that it refuses clearly what it cannot run, that the fused forwards' calls bind to its kernels and
-compile through Triton's launch path, and the one-program kernels' numbers against the reference with Gluon's
-calls given to the interpreter as triton.language's (tests/held_interpreted.py; its kernels' fit:
-tests/test_kernel_fit.py; its numbers against cuDNN: tests/test_cuda.py)."""
+compile through Triton's launch path, and the kernels' numbers against the reference with Gluon's calls given to
+the interpreter as triton.language's (tests/held_interpreted.py; the split kernels' programs in threads:
+tests/threaded_interpreter.py; its kernels' fit: tests/test_kernel_fit.py; its numbers against cuDNN:
+tests/test_cuda.py)."""
 
 import json
 import os
@@ -130,18 +131,21 @@ def test_fused_forwards_bind_to_the_held_kernels():
 
 @pytest.fixture
 def interpreted_held(monkeypatch):
-    """The one-program held kernels under the interpreter (tests/held_interpreted.py), and a dispatcher that lets the
-    held regime run here (dispatch._held_problem refuses the CPU, the interpreter and fp32)."""
+    """The held kernels under the interpreter (tests/held_interpreted.py), their programs in threads
+    (tests/threaded_interpreter.py), and a dispatcher that lets the held regime run here (dispatch._held_problem
+    refuses the CPU, the interpreter and fp32)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
     if FUSED_DEVICE != "cpu":
         pytest.skip("the interpreter's run of the held kernels: on a GPU they run compiled (tests/test_cuda.py)")
     from held_interpreted import interpreted_kernels
+    from threaded_interpreter import threaded_programs
 
     from rnnlab.kernels import held
 
     for name, kernel in interpreted_kernels().items():
         monkeypatch.setattr(held, name, kernel)
     monkeypatch.setattr(dispatch, "_held_problem", lambda *args, **kwargs: None)
+    threaded_programs(monkeypatch)
 
 
 @pytest.mark.parametrize(("cell", "H", "B"), [("lstm", 48, 11), ("lstm", 16, 1), ("gru", 64, 11), ("gru", 16, 3),
@@ -178,3 +182,20 @@ def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
     with force_regime("held"):
         got = infer(fused, *make_inputs(ref, dtype=torch.float16, **shape)[:2])
     assert max(relative_errors(got, want)) < 2e-3
+
+
+@pytest.mark.parametrize(("cell", "H", "B", "exchange"), [("lstm", 256, 3, "flagged"), ("lstm", 160, 1, "barrier"),
+                                                          ("gru", 256, 11, "barrier"), ("gru", 192, 2, "flagged")])
+def test_interpreted_held_split_kernels_match_reference(interpreted_held, cell, H, B, exchange):
+    """Split over programs of 32 units (H / 32 a batch tile, in threads), exchanging h at the barrier or as
+    flagged words: fp32 to 2e-6, bidirectional and packed with unequal lengths; B = 11 takes two batch tiles."""
+    torch.manual_seed(0)
+    ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", bidirectional=True)
+    reference = rnnlab.from_torch(ref, backend="torch")
+    x, hx, _ = make_inputs(ref, "packed", T=6, B=B, dtype=torch.float32, with_state=True, seed=3)
+    with force_regime("held"), force_exchange(exchange):
+        launch = plan(cell, torch.empty(0, B, 1), H, B, inference=True)
+        assert launch.grid == ((B + HELD_ROWS - 1) // HELD_ROWS, H // HELD_SPLIT_UNITS)
+        assert launch.meta["FLAGGED"] == (exchange == "flagged")
+        got = infer(fused, x, hx)
+    assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)

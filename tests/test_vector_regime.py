@@ -90,9 +90,8 @@ def test_vector_regime_in_half_precision(cell, dtype, bound):
 @pytest.mark.parametrize("cell", CELLS)
 def test_split_exchange_under_the_interpreter(cell, exchange, monkeypatch):
     """The split programs' exchange of h through the (2, B, H) buffer (at the barrier, or flagged: tagged words),
-    run by one program a row that holds every unit (the interpreter runs programs one at a time, so it cannot
-    run several that wait on each other; a GPU test runs them): the same bits as the program without it, packed,
-    bidirectional, fp32 and bf16."""
+    run by one program a row that holds every unit: the same bits as the program without it, packed,
+    bidirectional, fp32 and bf16 (several programs that wait on each other: the next test)."""
     from rnnlab.kernels import dispatch
 
     one_program = dispatch.vector_launch
@@ -112,6 +111,32 @@ def test_split_exchange_under_the_interpreter(cell, exchange, monkeypatch):
                 patch.setattr(dispatch, "vector_launch", through_the_buffer)
                 got = infer(fused, x, hx)
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize(("cell", "H", "exchange", "units"), [
+    ("lstm", 72, "barrier", 4), ("lstm", 72, "flagged", 16), ("gru", 80, "barrier", 16), ("gru", 80, "flagged", 8),
+    ("rnn_tanh", 150, "flagged", 16), ("rnn_relu", 150, "barrier", 8)])
+def test_split_programs_in_threads_match_reference(cell, H, exchange, units, monkeypatch):
+    """Past one program's sizes, the units split over programs that wait on each other every step, each in a
+    thread of the interpreter (tests/threaded_interpreter.py): at the barrier or flagged, 16, 8 or 4 units a
+    program (force_units), against the reference in fp32, packed and bidirectional with initial states."""
+    if DEVICE != "cpu":
+        pytest.skip("on a GPU the split programs run compiled (tests/test_cuda.py)")
+    from threaded_interpreter import threaded_programs
+
+    from rnnlab.kernels import dispatch
+
+    threaded_programs(monkeypatch)
+    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda *args: None)  # threads: every program at once
+    torch.manual_seed(0)
+    ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", bidirectional=True)
+    reference = rnnlab.from_torch(ref, backend="torch")
+    x, hx, _ = make_inputs(ref, "packed", T=5, B=3, dtype=torch.float32, with_state=True, seed=3)
+    with force_regime("vector"), force_exchange(exchange), force_units(units):
+        launch = plan(cell.split("_")[0], torch.empty(0, 3, 1), H, 3, inference=True)
+        assert launch.grid == (3, -(-H // units)) and launch.meta["FLAGGED"] == (exchange == "flagged")
+        got = infer(fused, x, hx)
+    assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)
 
 
 def test_training_forward_under_a_forced_vector_regime():
