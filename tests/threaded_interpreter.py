@@ -1,9 +1,10 @@
-"""The Triton interpreter with every program of a launch in a thread of its own, so that kernels whose programs
-wait on each other (a grid barrier, flagged words) run on the CPU: the interpreter itself runs one program after
-another, in which a barrier never opens. ``threaded_programs(monkeypatch)`` swaps its grid loop for threads,
-makes the program index per thread and serialises atomics; a program that waits longer than ``TIMEOUT`` s stops
-the launch with an error rather than a hang. What this checks is the kernels' logic (indexing, exchange slots,
-step tags, who waits for what) under one interleaving of many; the GPU's memory model is the GPU's to check.
+"""The Triton interpreter with every program of a launch in a thread of its own, so that kernels whose programs wait on
+each other (a grid barrier, flagged words) run on the CPU: the interpreter itself runs one program after another, in
+which a barrier never opens. ``threaded_programs(monkeypatch)`` swaps its grid loop for threads, makes the program
+index per thread and serialises atomics; a program that waits longer than ``TIMEOUT`` s stops the launch with an
+error rather than a hang, as every waiting program does once one has failed. What this checks is the kernels' logic
+(indexing, exchange slots, step tags, who waits for what) under one interleaving of many; the GPU's memory model is
+the GPU's to check.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def _threaded_call(self, *args_dev, **kwargs):
                 self.fn(**args)
             except BaseException as err:  # reported by the launching thread
                 errors.append(err)
+                _Launch.deadline = 0.0  # the programs waiting on this one stop too
 
         _Launch.deadline = time.monotonic() + TIMEOUT
         threads = [threading.Thread(target=program, args=(index,), daemon=True)
