@@ -24,8 +24,7 @@ from .cell_options import CellOptions
 from .checks import check_backend, check_bool, check_choice, check_int, check_variant_backend
 from .errors import RNNShapeError
 from .inputs import autocast_dtype, check_pair, check_tensor
-from .recurrence.common import autocast_off, stepwise_under_transform
-from .recurrence.variants import variant_scan
+from .recurrence.common import stepwise_scan, stepwise_under_transform
 
 CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -74,7 +73,7 @@ class _Cell(CellOptions):
         weights = [w if w is None else w.to(dtype) for w in self._weights()]
         if stepwise:  # through autograd: the options' specification, and for transforms
             norms = self._norms("", self._num_states == 2, dtype)
-            _, out = autocast_off(variant_scan)(self._mode, x, states, [*weights, None], norms, self.variant, None,
+            _, out = stepwise_scan(self._mode, x, states, [*weights, None], norms, self.variant, None,
                                                 False, self.training)
         else:
             out = self._step(x, states, *weights)  # the recurrences run with autocast off

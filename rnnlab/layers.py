@@ -47,8 +47,13 @@ from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
-from .recurrence.common import autocast_off, differentiating_transform, stepwise_under_transform, traced_by_transform
-from .recurrence.variants import draw_masks, variant_scan
+from .recurrence.common import (
+    differentiating_transform,
+    stepwise_scan,
+    stepwise_under_transform,
+    traced_by_transform,
+)
+from .recurrence.variants import draw_masks
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -251,7 +256,7 @@ class _RecurrentLayer(CellOptions):
         norms = self._norms(self._weight_suffix(index), self.mode == "LSTM", dtype)
         if self._stepwise():
             observe = None if self._observe is None else functools.partial(self._observe, index)
-            return autocast_off(variant_scan)(self.mode, x, states, weights, norms, self.variant, batch_sizes,
+            return stepwise_scan(self.mode, x, states, weights, norms, self.variant, batch_sizes,
                                               reverse, self.training, observe)
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         impl, options = recurrence, {}

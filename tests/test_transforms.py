@@ -41,6 +41,16 @@ def test_export_gives_the_modules_outputs(backend, name, options):
     _close(exported.module()(x), mine(x))
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_strict_export(backend, name):
+    """torch.export's strict mode traces the layers with Dynamo (no graph break allowed)."""
+    mine = getattr(rnnlab, name)(3, 4, backend=backend, **STACK).double().eval()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    _close(torch.export.export(mine, (x,), strict=True).module()(x), mine(x))
+
+
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 @pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
 def test_export_of_cells(backend, name):

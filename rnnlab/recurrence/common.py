@@ -31,6 +31,11 @@ def autocast_off(fn):
     return run
 
 
+# variants.variant_scan as the layers and cells call it (wrapped once: the wrapping evaluates annotations, which
+# torch.compile and strict torch.export cannot trace)
+stepwise_scan = autocast_off(variant_scan)
+
+
 def traced_by_transform() -> bool:
     """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...), ``torch.export`` or forward-mode AD
     (``torch.autograd.forward_ad``) traces the current call. rnnlab's hand-written backwards (its
@@ -62,7 +67,10 @@ def differentiating_transform() -> bool:
 
 
 def _transforms() -> set:
-    """The kinds of the torch.func transforms active now."""
+    """The kinds of the torch.func transforms active now. The interpreter stack is read only when a transform is
+    active: torch.compile cannot trace that read, and under it (without a transform) the answer is the empty set."""
+    if not torch._C._are_functorch_transforms_active():
+        return set()
     return {level.key() for level in torch._C._functorch.get_interpreter_stack() or []}
 
 
