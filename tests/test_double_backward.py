@@ -68,11 +68,14 @@ def test_fused_kernels_match_the_hand_written_recurrences(name, options):
     _close(got[0], plain_first)
 
 
-def test_fused_half_precision_recomputes_in_fp32():
-    """In bf16 the recomputation runs in fp32 (the kernels' state) and the gradients come back in the inputs'
-    dtypes, within about twice the largest error measured (1.0e-2 of each tensor's largest value, 3 seeds)."""
-    fused = _layer("GRU", "triton").to(torch.bfloat16)
-    ref = _layer("GRU", "torch")
+@pytest.mark.parametrize(("name", "options"), [("GRU", {}), ("LSTM", {"zoneout": 0.3, "recurrent_dropout": 0.2})],
+                         ids=["gru", "lstm-masks"])
+def test_fused_half_precision_recomputes_in_fp32(name, options):
+    """In bf16 the recomputation runs in fp32 (the kernels' state; the draws converted too) and the gradients come
+    back in the inputs' dtypes, within about twice the largest error measured (1.0e-2 of each tensor's largest
+    value, 3 seeds), against float64 from the same draws."""
+    fused = _layer(name, "triton", **options).to(torch.bfloat16)
+    ref = _layer(name, "auto" if options else "torch", **options)
     ref.load_state_dict({k: v.double() for k, v in fused.state_dict().items()})  # the same rounded weights
     x = torch.randn(4, 3, 2, dtype=torch.bfloat16, requires_grad=True)
     first, second = second_order_grads(fused, x, LENGTHS)
@@ -80,4 +83,3 @@ def test_fused_half_precision_recomputes_in_fp32():
     for got, want in zip([*first, *second], [*want_first, *want_second], strict=True):
         assert got.dtype == torch.bfloat16
         assert (got.double() - want).abs().max() <= 2e-2 * want.abs().max()
-

@@ -129,9 +129,12 @@ def recomputed_grads(mode: str, inputs: list[torch.Tensor | None], needs: list[b
     inputs: [x, h0, (c0 for LSTM), w_ih, w_hh, b_ih, b_hh, w_hr, then layer norm's gains in variant_scan's order,
     or with ``gain_sizes`` one tensor of them concatenated (the fused kernels')] (None where absent; with layer
     norm x holds the normalised input projections and w_ih is None); needs: which gradients are wanted; grads:
-    the outputs' gradients, y's then the final states'; ``dtype``: the recurrence's (the inputs' if None: fp32 for
-    the fused kernels' fp16/bf16, whose state is fp32). Returns one gradient per input, None where not wanted."""
+    the outputs' gradients, y's then the final states'; ``dtype``: the one the recurrence runs in, inputs and
+    draws converted to it (None: the inputs'; the fused kernels pass fp32 for fp16/bf16, their state's dtype).
+    Returns one gradient per input, None where not wanted."""
     states = 2 if mode == "LSTM" else 1
+    if dtype is not None:
+        masks = Masks(*(m if m is None else m.to(dtype) for m in (masks.dropout, masks.zoneout, masks.zoneout_cell)))
     with torch.enable_grad():
         cast = [t if t is None or dtype is None else t.to(dtype) for t in inputs]
         x, init, weights = cast[0], cast[1 : 1 + states], cast[1 + states : 6 + states]
