@@ -187,10 +187,11 @@ class _RecurrentLayer(CellOptions):
         kernels or the hand-written recurrences (_fused_options)."""
         if self._observe is not None:
             return True
-        options = self.variant.stepwise and (self.backend == "torch" or traced_by_transform())
+        if not traced_by_transform():
+            return self.variant.stepwise and self.backend == "torch"
         # weight dropout in training takes "auto" off torch.nn's kernel, onto the hand-written path (forward)
         dropped = self.backend == "auto" and bool(self.variant.weight_dropout) and self.training
-        return options or stepwise_under_transform(self.backend) or (dropped and traced_by_transform())
+        return self.variant.stepwise or dropped or stepwise_under_transform(self.backend)
 
     def _fused_options(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
         """Whether the cell options, when not step by step, run on the fused kernels rather than the hand-written

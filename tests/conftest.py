@@ -63,3 +63,19 @@ def fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+@pytest.fixture
+def programs_in_threads(monkeypatch):
+    """Launches whose programs wait on each other (a grid barrier, flagged words) run under the interpreter with each
+    program in a thread (tests/threaded_interpreter.py), and the dispatcher no longer refuses them for the
+    interpreter's one-program-at-a-time (dispatch._co_resident_problem). On a GPU they run compiled instead
+    (tests/test_cuda.py): skipped there."""
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the kernels whose programs wait on each other run compiled (tests/test_cuda.py)")
+    from threaded_interpreter import threaded_programs
+
+    from rnnlab.kernels import dispatch
+
+    threaded_programs(monkeypatch)
+    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda *args: None)  # threads: every program at once

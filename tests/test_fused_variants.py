@@ -58,19 +58,13 @@ def test_fused_variants_match_the_step_by_step_recurrence(cell, H, training):
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_resident_regime_with_the_masks_in_threads(cell, training, monkeypatch):
+def test_resident_regime_with_the_masks_in_threads(cell, training, programs_in_threads):
     """The resident regime (H = 48: three programs of 16 units a batch tile that meet at the grid barrier every
     step, forward and backward), forced, each program in a thread of the interpreter (tests/threaded_interpreter.py,
     which lets programs wait on each other): the step-by-step recurrence's outputs and every gradient from the same
     draws, bidirectional and packed."""
-    if DEVICE != "cpu":
-        pytest.skip("on a GPU the resident regime runs compiled (tests/test_cuda.py)")
-    from threaded_interpreter import threaded_programs
-
     from rnnlab.kernels import dispatch
 
-    threaded_programs(monkeypatch)
-    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda *args: None)  # threads: every program at once
     reference, fused, ref = _layers(cell, 48, torch.float32, bidirectional=True)
     reference.train(training)
     fused.train(training)

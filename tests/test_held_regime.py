@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import rnnlab
-from parity import FUSED_DEVICE, assert_same, infer, make_inputs, make_pair, relative_errors
+from parity import assert_same, infer, make_inputs, make_pair, relative_errors
 
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels import dispatch
@@ -130,22 +130,18 @@ def test_fused_forwards_bind_to_the_held_kernels():
 
 
 @pytest.fixture
-def interpreted_held(monkeypatch):
+def interpreted_held(monkeypatch, programs_in_threads):
     """The held kernels under the interpreter (tests/held_interpreted.py), their programs in threads
     (tests/threaded_interpreter.py), and a dispatcher that lets the held regime run here (dispatch._held_problem
     refuses the CPU, the interpreter and fp32)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
-    if FUSED_DEVICE != "cpu":
-        pytest.skip("the interpreter's run of the held kernels: on a GPU they run compiled (tests/test_cuda.py)")
     from held_interpreted import interpreted_kernels
-    from threaded_interpreter import threaded_programs
 
     from rnnlab.kernels import held
 
     for name, kernel in interpreted_kernels().items():
         monkeypatch.setattr(held, name, kernel)
     monkeypatch.setattr(dispatch, "_held_problem", lambda *args, **kwargs: None)
-    threaded_programs(monkeypatch)
 
 
 @pytest.mark.parametrize(("cell", "H", "B"), [("lstm", 48, 11), ("lstm", 16, 1), ("gru", 64, 11), ("gru", 16, 3),

@@ -116,18 +116,10 @@ def test_split_exchange_under_the_interpreter(cell, exchange, monkeypatch):
 @pytest.mark.parametrize(("cell", "H", "exchange", "units"), [
     ("lstm", 72, "barrier", 4), ("lstm", 72, "flagged", 16), ("gru", 80, "barrier", 16), ("gru", 80, "flagged", 8),
     ("rnn_tanh", 150, "flagged", 16), ("rnn_relu", 150, "barrier", 8)])
-def test_split_programs_in_threads_match_reference(cell, H, exchange, units, monkeypatch):
+def test_split_programs_in_threads_match_reference(cell, H, exchange, units, programs_in_threads):
     """Past one program's sizes, the units split over programs that wait on each other every step, each in a
     thread of the interpreter (tests/threaded_interpreter.py): at the barrier or flagged, 16, 8 or 4 units a
     program (force_units), against the reference in fp32, packed and bidirectional with initial states."""
-    if DEVICE != "cpu":
-        pytest.skip("on a GPU the split programs run compiled (tests/test_cuda.py)")
-    from threaded_interpreter import threaded_programs
-
-    from rnnlab.kernels import dispatch
-
-    threaded_programs(monkeypatch)
-    monkeypatch.setattr(dispatch, "_co_resident_problem", lambda *args: None)  # threads: every program at once
     torch.manual_seed(0)
     ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", bidirectional=True)
     reference = rnnlab.from_torch(ref, backend="torch")
