@@ -162,11 +162,12 @@ def run_seeded(module, make_input, hx, leaves, seed: int = 3):
 
 
 def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, float], sizes: list[int], I: int,
-                          H: int, proj: int = 0, device="cpu", norm: bool = False) -> bool:
+                          H: int, proj: int = 0, device="cpu", norm: bool = False, fast_mode: bool = False) -> bool:
     """torch.autograd.gradcheck in float64 through every input of one reversed direction of ``impl``'s scan
     (rnnlab.recurrence or rnnlab.kernels) of ``cell`` ("lstm", "gru", "rnn_tanh"; the LSTM with a projection
     of ``proj`` units if given) over packed input of ``sizes``, with the cell ``options``' draws fixed; with
-    ``norm``, layer norm and its gains and biases among the inputs."""
+    ``norm``, layer norm and its gains and biases among the inputs; ``fast_mode`` as gradcheck's (one random
+    projection of the Jacobian instead of every column)."""
     T, B = len(sizes), sizes[0]
     P = proj or H
     G = {"lstm": 4, "gru": 3}.get(cell, 1) * H
@@ -194,7 +195,7 @@ def gradcheck_masked_scan(impl, cell: str, training: bool, options: dict[str, fl
         return impl.rnn_scan(*args, sizes, True, "tanh", masks=masks, **extra)
 
     proj_weight = (leaf(P, H) if proj else None,) if cell == "lstm" else ()
-    return torch.autograd.gradcheck(scan, (x, *states, *weights, *proj_weight, *norms))
+    return torch.autograd.gradcheck(scan, (x, *states, *weights, *proj_weight, *norms), fast_mode=fast_mode)
 
 
 def second_order_grads(layer: torch.nn.Module, x: torch.Tensor, lengths: list[int]

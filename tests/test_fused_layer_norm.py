@@ -72,14 +72,14 @@ def test_fused_layer_norm_at_the_persistent_limit_over_63_steps(cell):
     assert_same(run_seeded(fused, x, hx, leaves), run_seeded(reference, x, hx, leaves), 2e-5, scaled=True)
 
 
-@pytest.mark.parametrize("masks", [pytest.param(False, marks=pytest.mark.slow), True], ids=["alone", "with-masks"])
+@pytest.mark.parametrize("masks", [False, True], ids=["alone", "with-masks"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_gradcheck_through_the_fused_layer_norm(cell, masks):
     """torch.autograd.gradcheck in float64 through every input of one direction (the gains and biases
-    included), packed and reversed, with the masks' draws fixed. Layer norm alone is slow (the same kernels
-    with the mask flags off; 5-45 s each under the interpreter)."""
+    included), packed and reversed, with the masks' draws fixed; fast mode, as the fused variants'."""
     options = variant_options(cell, 0.4, 0.3) if masks else {}
-    assert gradcheck_masked_scan(kernels, cell, True, options, [3, 2, 1], I=2, H=3, device=DEVICE, norm=True)
+    assert gradcheck_masked_scan(kernels, cell, True, options, [3, 2, 1], I=2, H=3, device=DEVICE, norm=True,
+                                 fast_mode=True)
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 8e-3), (torch.bfloat16, 6e-2)], ids=["fp16", "bf16"])

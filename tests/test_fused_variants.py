@@ -8,7 +8,6 @@ in float64 through the kernels with fixed draws; fp16/bf16 against float64. Run 
 on the CPU (TRITON_INTERPRET=1, set in conftest.py), compiled on a GPU.
 """
 
-import itertools
 
 import pytest
 import torch
@@ -99,23 +98,16 @@ def test_training_draws_differ_between_calls_and_zone_out_units():
     assert torch.equal(y, h0.expand(6, 3, 20)) and torch.equal(h, h0) and torch.equal(c, c0)
 
 
-def _gradcheck_cases():
-    """Each cell in both regimes, training and evaluation; the default run keeps two of the four (one a regime
-    and mode), the others are slow (10-25 s each under the interpreter)."""
-    for cell in ("lstm", "gru", "rnn_tanh"):
-        for regime, training in itertools.product(("persistent", "tiled"), (True, False)):
-            slow = (regime == "persistent") != training
-            yield pytest.param(cell, regime, training, marks=[pytest.mark.slow] if slow else [],
-                               id=f"{cell}-{regime}-{'train' if training else 'eval'}")
-
-
-@pytest.mark.parametrize(("cell", "regime", "training"), list(_gradcheck_cases()))
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("regime", ["persistent", "tiled"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_gradcheck_through_the_fused_variants(cell, regime, training):
     """torch.autograd.gradcheck in float64 through every input of one direction with fixed draws, packed
-    and reversed."""
+    and reversed; fast mode (random projections of the Jacobian: 0.3-2 s each under the interpreter, where
+    every column took up to 30 s), which fails a 1% error planted in one term of the LSTM's backward."""
     with force_regime(regime):
         assert gradcheck_masked_scan(kernels, cell, training, variant_options(cell, 0.4, 0.3), [2, 2, 1], I=2, H=3,
-                                     device=DEVICE)
+                                     device=DEVICE, fast_mode=True)
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
