@@ -69,8 +69,8 @@ PRESETS = {
         backends=("torch", "native"),
         reps=10,
     ),
-    # torch.compile of the pure-PyTorch path (Inductor unrolls the time loop: minutes of compilation per
-    # case and mode on a CPU, so a preset of its own with short sequences).
+    # torch.compile of the pure-PyTorch path (a preset of its own with short sequences: before the recurrences
+    # were custom ops, Inductor unrolled the time loop, minutes of compilation per case and mode on a CPU).
     "compile": Preset(
         cases=tuple(Case(cell, 20, 16, 64, 128) for cell in ("lstm", "gru", "rnn_tanh")),
         backends=("torch", "compile", "native"),

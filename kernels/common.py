@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 from triton.language.extra import libdevice
 
 from ..recurrence.common import input_grads, linear_grads, normalised_inputs
@@ -104,43 +103,6 @@ def mm_to_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_cuda:
         return torch.mm(a, b, out_dtype=torch.float32)
     return a.float() @ b.float()
-
-
-def cast_grads(grads, likes, need):
-    """Each gradient in the dtype of its input, or an empty tensor where it is not needed (custom ops
-    return tensors, not None)."""
-    return tuple(g.to(like.dtype) if wanted_ else like.new_empty(0)
-                 for g, like, wanted_ in zip(grads, likes, need, strict=True))
-
-
-def fake_grads(likes, need):
-    """What cast_grads returns, as shapes only (the custom ops' fake implementations)."""
-    return tuple(like.new_empty(like.shape if wanted_ else (0,)) for like, wanted_ in zip(likes, need, strict=True))
-
-
-def needs_backward(*tensors) -> bool:
-    """Whether autograd will want a backward through these inputs (None entries ignored): if not, the
-    fused forwards skip storing what only the backward reads."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def plain_inference(*tensors, store: bool) -> bool:
-    """Whether a fused forward on ``tensors`` (its tensor arguments, None entries ignored) may skip its custom op and
-    call the op's implementation directly: no backward will be taken (``store``, needs_backward's answer for
-    them, false), nothing traces or transforms the call (torch.compile and torch.export, torch.jit.trace,
-    torch.func, dispatch and torch-function modes such as fake tensors), and every tensor is a plain one. With
-    the kernel launch stubbed out, skipping the op took a bf16 LSTM layer's inference call from 179-186 to
-    148-159 us of CPU time (GRU: 153-157 to 124-128; 2-core AMD EPYC, tiny sizes), time the GPU waits for at
-    every call."""
-    return not (store or torch.compiler.is_compiling()
-                or torch._C._are_functorch_transforms_active() or torch._C._get_tracing_state() is not None
-                or _get_current_dispatch_mode() is not None or torch._C._is_torch_function_mode_enabled()
-                or any(t is not None and type(t) not in (torch.Tensor, torch.nn.Parameter) for t in tensors))
-
-
-def wanted(grads, need):
-    """The gradients autograd asked for; None for the others."""
-    return tuple(g if wanted_ else None for g, wanted_ in zip(grads, need, strict=True))
 
 
 def ping_pong(state: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

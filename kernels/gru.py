@@ -11,15 +11,14 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
+from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
-    cast_grads,
     column_tile,
     dropout_tile,
     exchange_rows,
-    fake_grads,
     fused_norm,
     gate_block,
     gate_rows,
@@ -28,7 +27,6 @@ from .common import (
     lerp,
     load_previous,
     matvec,
-    needs_backward,
     norm_args,
     norm_columns,
     norm_grad_tile,
@@ -36,7 +34,6 @@ from .common import (
     norm_sums,
     normalise,
     ping_pong,
-    plain_inference,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -55,7 +52,6 @@ from .common import (
     vector_operand,
     vector_row,
     vector_step,
-    wanted,
     zone_split,
     zone_weight,
 )

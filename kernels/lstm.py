@@ -42,15 +42,14 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads, recomputed_grads
+from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
-    cast_grads,
     column_tile,
     dropout_tile,
     exchange_rows,
-    fake_grads,
     fused_norm,
     gate_block,
     gate_rows,
@@ -59,7 +58,6 @@ from .common import (
     lerp,
     load_previous,
     matvec,
-    needs_backward,
     norm_args,
     norm_columns,
     norm_grad_tile,
@@ -68,7 +66,6 @@ from .common import (
     normalise,
     normalise_grad,
     ping_pong,
-    plain_inference,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -88,7 +85,6 @@ from .common import (
     vector_operand,
     vector_row,
     vector_step,
-    wanted,
     zone_split,
     zone_weight,
 )

@@ -9,27 +9,24 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
+from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
     batch_tile,
-    cast_grads,
     column_tile,
     dropout_tile,
     exchange_rows,
-    fake_grads,
     fused_norm,
     gate_block,
     lengths_from,
     lerp,
     matvec,
-    needs_backward,
     norm_args,
     norm_grads,
     normalise,
     normalise_grad,
     ping_pong,
-    plain_inference,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -44,7 +41,6 @@ from .common import (
     vector_operand,
     vector_row,
     vector_step,
-    wanted,
     zone_split,
     zone_weight,
 )

@@ -73,7 +73,9 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     them step by step through autograd) and LSTM with packed input or ``proj_size`` (which oneDNN's fused LSTM
     does not take); rnnlab's training step was faster in every such case measured on an AMD EPYC, and about even
     with torch.nn's on an Intel Xeon with AVX-512 (benchmarks/README.md). Inference and the plain LSTM on the
-    CPU run PyTorch's native kernel.
+    CPU run PyTorch's native kernel, except that under ``torch.compile`` the plain LSTM trains on rnnlab's path:
+    Inductor fails on oneDNN's LSTM training op (torch 2.13: "expected Tensor() for op:
+    aten.mkldnn_rnn_layer", torch.nn.LSTM's own failure), which rnnlab's custom ops do not meet.
     """
     if backend != "auto":
         return backend
@@ -83,7 +85,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
         return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not training:
         return "native"
-    if mode == "LSTM" and not (packed or proj):
+    if mode == "LSTM" and not (packed or proj) and not torch.compiler.is_compiling():
         return "native"
     return "torch"
 

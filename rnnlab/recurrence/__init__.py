@@ -1,7 +1,10 @@
 """The pure-PyTorch recurrences: rnnlab's reference path and the specification of every fast path.
 
 Each function runs one direction of one layer over a time-major, padded sequence whose batch rows are
-sorted by decreasing length (see :mod:`rnnlab.recurrence.schedule`), with a hand-written backward.
+sorted by decreasing length (see :mod:`rnnlab.recurrence.schedule`), with a hand-written backward. Each is a
+``torch.library`` custom op (``rnnlab::lstm_scan``, ``gru_scan``, ``rnn_scan``, and their ``_backward``s) with a
+fake implementation, so ``torch.compile`` traces a layer whole (``fullgraph=True``) without unrolling its time
+loop; plain inference calls the implementation directly.
 The cell variants torch.nn lacks (layer norm, zoneout, recurrent dropout) run here too (``norms``,
 ``masks``), against their specification, a step-by-step recurrence through autograd in
 :mod:`rnnlab.recurrence.variants` (which also takes double backward); the fused kernels run them from the
@@ -13,9 +16,9 @@ from __future__ import annotations
 import torch
 
 from .common import normalised_inputs
-from .gru import GRUScan
-from .lstm import LSTMScan
-from .rnn import NONLINEARITIES, RNNScan
+from .gru import gru_forward
+from .lstm import lstm_forward
+from .rnn import NONLINEARITIES, rnn_forward
 from .schedule import Schedule
 from .variants import Masks
 
@@ -46,7 +49,7 @@ def lstm_scan(
     Returns y (T, B, P) (zero at padded steps), h_n (B, P), c_n (B, H).
     """
     x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh", "c", "c_bias"))
-    return LSTMScan.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks, *norm)
+    return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, masks, norm)
 
 
 def gru_scan(
@@ -68,7 +71,7 @@ def gru_scan(
     Returns y (T, B, H) (zero at padded steps) and h_n (B, H).
     """
     x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
-    return GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks, *norm)
+    return gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, masks, norm)
 
 
 def rnn_scan(
@@ -93,4 +96,4 @@ def rnn_scan(
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
     x, w_ih, norm = normalised_inputs(x, w_ih, norms, ("hh",))
-    return RNNScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks, *norm)
+    return rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, masks, norm)

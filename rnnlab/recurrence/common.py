@@ -38,8 +38,8 @@ stepwise_scan = autocast_off(variant_scan)
 
 def traced_by_transform() -> bool:
     """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...), ``torch.export`` or forward-mode AD
-    (``torch.autograd.forward_ad``) traces the current call. rnnlab's hand-written backwards (its
-    autograd.Functions, which write into buffers in place and have no jvp) are written for none of them."""
+    (``torch.autograd.forward_ad``) traces the current call. rnnlab's hand-written backwards (the custom ops'
+    registered autograd, which has no jvp and no batching rule) are written for none of them."""
     return (torch._C._are_functorch_transforms_active() or torch.compiler.is_exporting()
             or _forward_ad_level() >= 0)
 
@@ -149,11 +149,6 @@ def recomputed_grads(mode: str, inputs: list[torch.Tensor | None], needs: list[b
     return [next(got) if need and t is not None else None for t, need in zip(inputs, needs, strict=True)]
 
 
-def clone_or_none(t: torch.Tensor | None) -> torch.Tensor | None:
-    """A copy of ``t``, or None."""
-    return None if t is None else t.clone()
-
-
 def zoneout_grads(grad: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Zoneout's backward (state = lerp(new, previous, weight), rnnlab.recurrence.variants.Masks): the parts of
     ``grad`` reaching the new state, (1 - weight) grad, and the previous one, weight grad (None without
@@ -222,6 +217,14 @@ def normalise_rows(x: torch.Tensor, gain: torch.Tensor | None = None, bias: torc
     result (a new tensor) and each row's mean and 1 / sqrt(var + eps), (b, 1) each, for normalise_grad."""
     out, mean, rstd = torch.native_layer_norm(x, x.shape[-1:], gain, bias, EPS)
     return out, (mean, rstd)
+
+
+def norm_stats(count: int, T: int, B: int, like: torch.Tensor) -> torch.Tensor:
+    """A (2 * count, T, B, 1) buffer for ``count`` layer norms' row statistics at every step, normalise_rows'
+    mean then 1 / std for each, in the dtype torch's layer norm gives them for rows like ``like`` (like's on the
+    CPU; its backward takes no other)."""
+    dtype = torch.native_layer_norm(like.new_zeros(1, 1), (1,), None, None, EPS)[1].dtype
+    return torch.zeros(2 * count, T, B, 1, dtype=dtype, device=like.device)
 
 
 def normalise_grad(d_out: torch.Tensor, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
