@@ -11,7 +11,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
-from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
+from ..recurrence.custom_ops import cast_grads, fake_grads, input_needs, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
@@ -468,19 +468,19 @@ def _gru_setup(ctx, inputs, output):
 
 
 def _gru_backward(ctx, dY, dh_n, _dG, _dghn, _dRH, _dNS):
-    needs = ctx.needs_input_grad
+    given, needs = input_needs(ctx, 12)
     *saved, drop, zone, norm, b_ih, b_hh = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
         x, h0, w_ih, w_hh = saved[:4]
         got = recomputed_grads("GRU", [x, h0, w_ih, w_hh, b_ih, b_hh, None, norm],
-                               [*needs[:6], False, norm is not None and needs[11]],
+                               [*needs[:6], False, needs[11]],
                                [dY, dh_n], ctx.batch_sizes, ctx.reverse, Masks(drop, zone),
                                dtype=accumulator(x.dtype))
-        return (*got[:6], None, None, None, None, None, got[7])[: len(needs)]
-    need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), norm is not None and needs[11]]
+        return (*got[:6], None, None, None, None, None, got[7])[:given]
+    need = [*needs[:4], *(ctx.has_bias and n for n in needs[4:6]), needs[11]]
     grads = gru_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, need, drop, zone, norm)
     every = (*wanted(grads[:6], need[:6]), None, None, None, None, None, *wanted(grads[6:], need[6:]))
-    return every[: len(needs)]  # one for each input the op was called with
+    return every[:given]
 
 
 gru_fused.register_autograd(_gru_backward, setup_context=_gru_setup)

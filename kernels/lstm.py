@@ -42,7 +42,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, linear_grads, recomputed_grads
-from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
+from ..recurrence.custom_ops import cast_grads, fake_grads, input_needs, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
@@ -680,24 +680,23 @@ def _lstm_setup(ctx, inputs, output):
 
 
 def _lstm_backward(ctx, dY, dh_n, dc_n, _dG, _dC, _dHF, _dRH, _dNS):
-    need = ctx.needs_input_grad
+    given, need = input_needs(ctx, 15)
     bias = ctx.has_bias and (need[5] or need[6])
     *saved, drop, zone, zone_c, norm, b_ih, b_hh = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
         x, h0, c0, w_ih, w_hh, w_hr = saved[:6]
         H = w_hh.shape[0] // 4
         got = recomputed_grads("LSTM", [x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, norm],
-                               [*need[:8], norm is not None and need[14]],
+                               [*need[:8], need[14]],
                                [dY, dh_n, dc_n], ctx.batch_sizes, ctx.reverse, Masks(drop, zone, zone_c),
                                [4 * H, H, H], accumulator(x.dtype))
-        return (*got[:8], None, None, None, None, None, None, got[8])[: len(need)]
-    need_norm = norm is not None and need[14]
+        return (*got[:8], None, None, None, None, None, None, got[8])[:given]
     grads = lstm_fused_backward(dY, dh_n, dc_n, *saved, ctx.batch_sizes, ctx.reverse,
-                                [*need[:5], bias, need[7], need_norm], drop, zone, zone_c, norm)
+                                [*need[:5], bias, need[7], need[14]], drop, zone, zone_c, norm)
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, d_norm = grads
     every = (*wanted((dx, dh0, dc0, dw_ih, dw_hh), need[:5]), *wanted((db, db.clone()), (bias, bias)),
-             *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None, d_norm if need_norm else None)
-    return every[: len(need)]  # one for each input the op was called with
+             *wanted((dw_hr,), need[7:8]), None, None, None, None, None, None, *wanted((d_norm,), need[14:]))
+    return every[:given]
 
 
 lstm_fused.register_autograd(_lstm_backward, setup_context=_lstm_setup)

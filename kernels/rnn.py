@@ -9,7 +9,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..recurrence.common import autocast_off, bias_grad, input_projection, recomputed_grads
-from ..recurrence.custom_ops import cast_grads, fake_grads, needs_backward, plain_inference, wanted
+from ..recurrence.custom_ops import cast_grads, fake_grads, input_needs, needs_backward, plain_inference, wanted
 from ..recurrence.variants import Masks
 from .common import (
     batch_rows,
@@ -348,21 +348,20 @@ def _rnn_setup(ctx, inputs, output):
 
 
 def _rnn_backward(ctx, dY, dh_n, _dA, _dRH, _dNS):
-    need = ctx.needs_input_grad
+    given, need = input_needs(ctx, 12)
     bias = ctx.has_bias and (need[4] or need[5])
     *saved, drop, zone, norm, b_ih, b_hh = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: gradients with a graph, by the step-by-step recurrence
         x, h0, w_ih, w_hh = saved[:4]
         got = recomputed_grads("RNN_RELU" if ctx.relu else "RNN_TANH", [x, h0, w_ih, w_hh, b_ih, b_hh, None, norm],
-                               [*need[:6], False, norm is not None and need[11]], [dY, dh_n], ctx.batch_sizes,
+                               [*need[:6], False, need[11]], [dY, dh_n], ctx.batch_sizes,
                                ctx.reverse, Masks(drop, zone), dtype=accumulator(x.dtype))
-        return (*got[:6], None, None, None, None, None, got[7])[: len(need)]
-    need_norm = norm is not None and need[11]
+        return (*got[:6], None, None, None, None, None, got[7])[:given]
     dx, dh0, dw_ih, dw_hh, db, d_norm = rnn_fused_backward(dY, dh_n, *saved, ctx.batch_sizes, ctx.reverse, ctx.relu,
-                                                           [*need[:4], bias, need_norm], drop, zone, norm)
+                                                           [*need[:4], bias, need[11]], drop, zone, norm)
     every = (*wanted((dx, dh0, dw_ih, dw_hh), need[:4]), *wanted((db, db.clone()), (bias, bias)), None, None, None,
-             None, None, d_norm if need_norm else None)
-    return every[: len(need)]  # one for each input the op was called with
+             None, None, *wanted((d_norm,), need[11:]))
+    return every[:given]
 
 
 rnn_fused.register_autograd(_rnn_backward, setup_context=_rnn_setup)

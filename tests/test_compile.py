@@ -9,7 +9,6 @@ import torch
 
 import rnnlab
 from parity import assert_same, make_inputs, make_pair, run, run_seeded, variant_options
-from rnnlab.recurrence.variants import Masks
 
 CELLS = ["lstm", "lstm_proj", "gru", "rnn_relu"]
 
@@ -34,14 +33,11 @@ def _scan_args(cell: str, packed: bool, options: bool, norm: bool) -> tuple:
     flags = ([3, 3, 2, 2, 1] if packed else None, packed)
     if cell == "rnn":
         flags = (*flags, "tanh")
-    masks = Masks()
-    if options:
-        draws = torch.rand(T, B, H, dtype=torch.float64) < 0.3
-        masks = Masks(torch.full((B, H), 1.25, dtype=torch.float64), draws.double(),
-                      (~draws).double() if cell == "lstm" else None)
-    drawn = (masks.dropout, masks.zoneout, masks.zoneout_cell)[: 3 if cell == "lstm" else 2]
-    norms = [leaf(gates * H)] + ([leaf(H), leaf(H)] if cell == "lstm" else []) if norm else []
-    norms += [None] * ((3 if cell == "lstm" else 1) - len(norms))
+    kept = (torch.rand(T, B, H) < 0.3).double()  # zoneout's draws: 1 where a unit keeps its previous value
+    drawn = [torch.full((B, H), 1.25, dtype=torch.float64), kept, 1 - kept] if options else [None] * 3  # dropout, h, c
+    norms = [leaf(gates * H), leaf(H), leaf(H)] if norm else [None] * 3  # ln_hh, ln_c, ln_c_bias
+    if cell != "lstm":  # no cell state
+        drawn, norms = drawn[:2], norms[:1]
     return (*tensors, *flags, *drawn, *norms)
 
 

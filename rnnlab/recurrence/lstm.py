@@ -151,7 +151,6 @@ def lstm_scan_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Te
     """The backward through time: gradients of x, h0, c0, w_ih, w_hh, the bias, w_hr, ln_hh, ln_c and ln_c_bias
     (each empty where ``need`` says it is not wanted) from those of y, h_n and c_n and what _lstm_forward
     stored."""
-
     T, B, _ = x.shape
     H = C.shape[-1]
     sched = Schedule(T, B, batch_sizes, reverse)
