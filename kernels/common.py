@@ -511,13 +511,18 @@ def vector_exchange(h, HQ, COUNT, group, s, b, B, H, units, valid, GRID_SYNC: tl
     """End of a vector-regime step where the units are split over programs (GRID_SYNC): the program's new ``h``
     (BU,) goes to slot (s + 1) % 2 of HQ (vector_operand's), and the programs of its ``group`` (the batch row; a held
     program's batch tile, whose h is a (BU, NB) tile of rows ``b``) meet at step_barrier on their counter COUNT +
-    group; with FLAGGED, as words tagged s + 1 (fp32 bits), without a barrier (the readers wait on the tags; the
-    block barrier after the store keeps the compiler from sinking it below the next step's wait). Nothing
-    otherwise."""
+    group; with FLAGGED, as words tagged s + 1 (fp32 bits), without a grid barrier (the readers wait on the tags; a
+    block barrier before the store lets every warp finish reading this step's slot, the one after it keeps the
+    compiler from sinking the store below the next step's wait). Nothing otherwise."""
     if GRID_SYNC:
         at = HQ + (((s + 1) % 2) * B + b) * H + units
         if FLAGGED:
             bits = h.to(tl.float32).to(tl.uint32, bitcast=True).to(tl.int64)
+            # no word tagged s + 1 leaves the program before all its warps have read slot s % 2: a reader that sees
+            # this row's tags s + 1 may go on to overwrite that slot with s + 2, which a warp still polling it would
+            # take for current. (Not the whole story: with this barrier an H200 still ran 16-unit programs at
+            # H = 256 off, dispatch.EXCHANGES.)
+            tl.debug_barrier()
             # s + 1 in bits' int64 (s: an i32, or an int under the interpreter); bits * 0, not zeros_like, which a
             # Gluon caller (held.py) would have to give a layout
             tl.store(at, bits | ((bits * 0 + s + 1) << 32), mask=valid)

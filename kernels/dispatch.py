@@ -7,10 +7,10 @@
   beyond those sizes: split over programs of VECTOR_UNITS units (forced, SPLIT_UNITS') that exchange h each step
   (at a grid barrier, or flagged: EXCHANGES), where they fit on the device at once (up to AUTO_SPLIT_VECTOR_H;
   forced, MAX_SPLIT_VECTOR_H).
-- ``held`` (forced only until a GPU checks it: CUDA, fp16/bf16, forwards as the vector regime's): one program per
-  HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H, multiples
-  of 16; beyond, up to MAX_HELD_SPLIT_H, split over programs of HELD_SPLIT_UNITS units that exchange h as the split
-  vector regime's do), in Gluon (kernels/held.py), which the interpreter does not run.
+- ``held`` (CUDA, fp16/bf16, forwards as the vector regime's; chosen up to AUTO_HELD_H, forced beyond): one program
+  per HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H,
+  multiples of 16; beyond, up to MAX_HELD_SPLIT_H, split over programs of HELD_SPLIT_UNITS units that exchange h as
+  the split vector regime's do), in Gluon (kernels/held.py), which the interpreter does not run.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -185,8 +185,12 @@ MAX_VECTOR_B = BLOCK_B
 # 1.0-1.3 us a step at H = 128-256), or "flagged" (fp32 and half precision), each value stored with its step's tag in
 # one 64-bit word which the readers poll until every tag is current, so the data is its own barrier (one round trip
 # through L2 instead of three, as NCCL's LL protocol), up to MAX_FLAGGED_H (fit.py's "flag" rows: without spills for
-# sm_80 and sm_90; the GRU at 512, 32 warps of 64 registers, spilled 32-80 bytes). Not run on a GPU yet: the
-# barrier unless forced (force_exchange).
+# sm_80 and sm_90; the GRU at 512, 32 warps of 64 registers, spilled 32-80 bytes). Forced only (force_exchange),
+# and not safe: on an H200 (tests/test_cuda.py::test_split_vector_regime_matches_cudnn, fp32, B = 2, bidirectional,
+# packed) programs of 16 units at H = 256 came out up to 1.6e-2 off cuDNN in 3 of 5 runs (the GRU twice, the LSTM
+# once; at 8 and 4 units, the RNN at 1000 and the held regime's split programs, never), a race not found yet.
+# Timed there (latency/forced/), it took the split vector step from 1.15-1.41 to 1.09-1.19 us at H = 128 and, with 4
+# units a program, to 1.17-1.21 at 256, B = 1, where the held regime (AUTO_HELD_H) takes 0.66-0.82 and 1.46-1.69.
 EXCHANGES = ("barrier", "flagged")
 MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 # Alternatives cross-compiled and not built (sm_90, bf16, Triton 3.9; a warp's time-loop SASS a step, fit.py --loop):
@@ -223,8 +227,12 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # 128 188-196, the RNN at 256 16 warps of 108-112, without spills, shared memory only for h; the LSTM at 100 (no
 # 16-byte alignment) spilled 104 bytes, and one size up W_hh no longer fits one SM's registers. Its step issues an
 # estimated 0.3-0.4 us at 128 (held.py's docstring) against the split vector regime's 1.2-1.45 us measured there.
-# AUTO_HELD_H: up to which hidden size the dispatcher picks it for a forward it can run, per cell; none until a GPU
-# has checked it against cuDNN and timed it (tests/test_cuda.py, benchmarks/latency.py's forced/held).
+# AUTO_HELD_H: up to which hidden size the dispatcher picks it for a forward it can run, per cell, with at most
+# MAX_VECTOR_B rows (the batches timed). An H200 passed its cuDNN tests (tests/test_cuda.py, the split ones included)
+# and timed its kernel (benchmarks/results/gpu-NVIDIA-H200/latency/forced/held against latency/: bf16, T = 1024, a
+# step, B = 1 and 16) at 0.43-0.47 us for the LSTM and GRU at H = 64 (the vector regime 0.44-0.56), 0.66-0.82 at 128
+# (the split vector regime 1.10-1.40) and, split at the barrier, 1.46-2.00 at 256 (the split vector and resident
+# regimes 1.62-2.18). The RNN's held forward has not been timed.
 # Beyond MAX_HELD_H the LSTM's and GRU's held programs split the units (HELD_SPLIT_UNITS each, 8 warps: four
 # gate blocks of 32 units over 256 inputs are 64 registers a thread), which exchange h each step as the split vector
 # regime's do (at the barrier, or flagged: force_exchange), up to MAX_HELD_SPLIT_H (multiples of HELD_SPLIT_UNITS),
@@ -236,7 +244,7 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
 MAX_HELD_SPLIT_H = {"lstm": 256, "gru": 256, "rnn": 256}
-AUTO_HELD_H: dict[str, int] = {}
+AUTO_HELD_H = {"lstm": 256, "gru": 256}
 # The force_* overrides in effect: "regime" (force_regime), "tiling" ((BLOCK_H, BLOCK_K, stages, warps),
 # force_tiling), "warps" (force_warps), "batch_tile" (force_batch_tile), "exchange" (force_exchange), "units"
 # (force_units); absent: the dispatcher's choice.
@@ -406,7 +414,7 @@ def force_warps(warps: int):
 def force_exchange(exchange: str):
     """Let the vector regime's split programs exchange h as ``exchange`` ("barrier" or "flagged", see EXCHANGES)
     inside the block; beyond MAX_FLAGGED_H, and in fp64 (whose values fill a 64-bit word), they meet at the
-    barrier."""
+    barrier. "flagged" is an experiment: an H200 ran it wrong at times (EXCHANGES)."""
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
     with _override("exchange", exchange):
@@ -491,7 +499,7 @@ def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backwar
             f"hidden_size={H}{' with a projection' if proj else ''}. Use backend='torch' or 'auto', which run it "
             "step by step"
         )
-    if forced == "held" or (forced is None and not backward and AUTO_HELD_H.get(cell, 0) >= H):
+    if forced == "held" or (forced is None and not backward and B <= MAX_VECTOR_B and AUTO_HELD_H.get(cell, 0) >= H):
         if (problem := _held_problem(cell, x, H, B, proj, inference and not norm)) is None:
             return held_launch(cell, x, H, B)
         if forced == "held":

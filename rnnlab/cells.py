@@ -4,8 +4,8 @@ Each subclasses the torch.nn cell (same constructor, parameters, initialisation 
 runs, with ``backend="torch"``, rnnlab's recurrence over a sequence of length one: the functions and
 hand-written backward the layers run. ``backend="native"`` runs torch.nn's cell; ``"auto"`` picks the
 native cell, which has less per-call overhead for a single step. Inside ``torch.autocast`` the
-``"torch"`` cells run in the autocast dtype, as the layers do. Under ``torch.export``, the ``torch.func``
-transforms and forward-mode AD the cells run a step as the layers do there (recurrence.common.stepwise_under_transform).
+``"torch"`` cells run in the autocast dtype, as the layers do. Under the ``torch.func`` transforms and
+forward-mode AD the cells run a step as the layers do there (recurrence.common.stepwise_under_transform).
 
 ``layer_norm`` and ``zoneout`` (and the LSTM's ``zoneout_cell``) work as on the layers
 (:mod:`rnnlab.recurrence.variants`); with either on, a cell runs one step of the layers' step-by-step

@@ -15,6 +15,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .errors import RNNShapeError, RNNTypeError, describe
+from .recurrence.common import has_autocast
 from .recurrence.schedule import lengths_of
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -113,7 +114,7 @@ def check_packed(owner: str, packed: PackedSequence) -> list[int]:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there
     (or autocast has no such device type, as "meta")."""
-    if not torch.amp.is_autocast_available(device.type) or not torch.is_autocast_enabled(device.type):
+    if not has_autocast(device.type) or not torch.is_autocast_enabled(device.type):
         return None
     return torch.get_autocast_dtype(device.type)
 

@@ -25,11 +25,11 @@ initialisation: every backend runs it).
 
 The hand-written ``"torch"`` backward (and the fused one) is not itself differentiable: under
 ``create_graph=True`` (double backward) it recomputes the step-by-step recurrence through autograd and returns
-that one's gradients (recurrence.common.recomputed_grads). Under ``torch.export``, the
-``torch.func`` transforms and forward-mode AD, which it is not written for either, "torch" runs the
+that one's gradients (recurrence.common.recomputed_grads). Under the ``torch.func`` transforms and
+forward-mode AD, which it is not written for either, "torch" runs the
 step-by-step recurrence through autograd, and "auto" runs torch.nn's kernel or, under ``vmap`` and forward-mode
 AD (which torch.nn's recurrences do not all take), the step-by-step recurrence
-(recurrence.common.stepwise_under_transform).
+(recurrence.common.stepwise_under_transform). ``torch.export`` traces the custom ops as they are.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     with ``backend``, on input like ``x`` (of ``batch`` sequences, into ``hidden_size`` units); ``training``:
     gradients will be taken; ``autocast``: inside ``torch.autocast`` for x's device, where "auto" leaves
     the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) or
-    ``torch.export`` "auto" runs the native kernel too (:func:`traced_by_transform`).
+    forward-mode AD "auto" runs the native kernel too (:func:`traced_by_transform`).
 
     "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they beat
     cuDNN (:func:`fused_beats_cudnn`; under ``create_graph=True`` their backward recomputes the step-by-step
@@ -184,7 +184,7 @@ class _RecurrentLayer(CellOptions):
     def _stepwise(self) -> bool:
         """Whether this call runs the step-by-step recurrence (rnnlab.recurrence.variants): to record states
         for gradient analysis, for the cell options on backend "torch" (their specification, which takes
-        double backward) or under a ``torch.func`` transform or ``torch.export``, and for plain layers where
+        double backward) or under a ``torch.func`` transform or forward-mode AD, and for plain layers where
         those transforms need it (:func:`stepwise_under_transform`). Elsewhere the options run on the fused
         kernels or the hand-written recurrences (_fused_options)."""
         if self._observe is not None:

@@ -8,9 +8,10 @@
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed; then the held regime (W_hh in registers as
-#      tensor-core operands), the split vector regime's flagged exchange, and its narrower programs (8 units at the
-#      barrier and flagged, 4 flagged; B = 1)
+#      alone, a step, where the 1 us inference target is missed; then, forced, the vector regime where the held
+#      one (W_hh in registers as tensor-core operands) is chosen, the held regime's flagged exchange, the split
+#      vector regime's flagged exchange (an experiment: it races at times), and its narrower programs (8 units at
+#      the barrier and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   4. activation memory, preset gpu
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
@@ -88,16 +89,16 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-    lim=$(limit_for 60)  # the held regime (Gluon, W_hh in registers as tensor-core operands; forced only until timed;
-    # at 256 split over programs that meet at the barrier, then exchanging h flagged)
-    step "forward latency, held regime" "$lim" "$PY" benchmarks/latency.py --regime held --hidden 64 128 256 \
-        --out "$res/latency/forced/held"
+    lim=$(limit_for 45)  # what the held regime (the dispatcher's choice up to AUTO_HELD_H) replaced
+    step "forward latency, vector regime" "$lim" "$PY" benchmarks/latency.py --regime vector --hidden 64 128 \
+        --out "$res/latency/forced/vector"
     lim=$(limit_for 30)
     step "forward latency, held regime, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
         --exchange flagged --hidden 256 --out "$res/latency/forced/held-flagged"
-    lim=$(limit_for 45)  # the flagged exchange (forced only until timed) against the barrier above, H = 128, 256
+    lim=$(limit_for 45)  # the flagged exchange (forced only) against the barrier, H = 128 (and 256, B = 1: at B = 16
+    # its 256 programs outnumber the SMs)
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
-        --hidden 128 256 --out "$res/latency/forced/vector-flagged"
+        --hidden 128 256 --batch 1 --out "$res/latency/forced/vector-flagged"
     # narrower split programs (dispatch.force_units): half or a quarter of a step's issue, twice or four times the
     # programs, so B = 1 only
     for forced in "barrier 8" "flagged 8" "flagged 4"; do

@@ -82,24 +82,29 @@ def test_gradcheck_through_the_fused_layer_norm(cell, masks):
                                  fast_mode=True)
 
 
-@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 8e-3), (torch.bfloat16, 6e-2)], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-def test_fused_layer_norm_in_half_precision(cell, dtype, bound):
+def test_fused_layer_norm_in_half_precision(cell, dtype):
     """Errors relative to each item's largest value against the step-by-step path in float64 on the same
-    half-precision inputs and parameters (rounded, then widened), at the widest tile. Layer norm's 1 / std
-    scales rounding: the bounds are 4x the plain kernels' (test_triton_kernels.test_fused_half_precision); the
-    step-by-step path itself, run in fp16/bf16, is off by up to 2.0e-2 / 1.4e-1 here (LSTM; fused: 5.8e-3 /
-    4.8e-2, scratch check)."""
+    half-precision inputs and parameters (rounded, then widened), at the widest tile: no more than 1.5x the
+    step-by-step path's own, run in ``dtype``. Layer norm's 1 / std scales rounding, by how much depends on the
+    weights: over 12 seeds (interpreter, scratch check) the fused LSTM was off by 3.5e-3 to 2.7e-2 in fp16 and
+    2.6e-2 to 2.8e-1 in bf16, the step-by-step path by 4.2e-3 to 6.6e-2 and 4.2e-2 to 3.4e-1; the fused
+    kernels' error was at most 0.82x (fp16) and 1.24x (bf16) the step-by-step path's, for the GRU and RNN up to
+    1.0x. A fixed bound held for some weights only (this test drew them unseeded before and passed by the order
+    the tests ran in)."""
+    torch.manual_seed(5)
     want_layer, layer, ref = _layers(cell, _widest(cell, dtype), torch.float64)
     with torch.no_grad():
         for p in want_layer.parameters():
             p.copy_(p.to(dtype))
+    step = copy.deepcopy(want_layer).to(DEVICE, dtype)
     layer = layer.to(DEVICE, dtype)
     shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
     want = run_seeded(want_layer.cpu(), *make_inputs(ref, dtype=torch.float64, rounded_to=dtype, **shape))
-    got = run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
-    errors = relative_errors(got, want)
-    assert max(errors) < bound, errors
+    errors = relative_errors(run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape)), want)
+    step_errors = relative_errors(run_seeded(step, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape)), want)
+    assert max(errors) <= 1.5 * max(step_errors), (errors, step_errors)
 
 
 def test_what_the_fused_layer_norm_does_not_take_is_refused():
@@ -138,11 +143,13 @@ def test_custom_ops_with_layer_norm_pass_opcheck(cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_layers_with_layer_norm_compile_without_graph_breaks(cell):
     """torch.compile(fullgraph=True) of a fused layer with layer norm, zoneout and recurrent dropout
-    (evaluation) gives eager's outputs and gradients."""
+    (evaluation) gives eager's outputs and gradients, to 1e-5: the traced graph's ops around the kernels (the
+    input side's layer norm, as AOTAutograd decomposes it) may round otherwise than eager's (torch 2.11: 3.5e-6
+    off under the interpreter, 2.2e-6 on an H200; torch 2.13 under the interpreter within 1e-6)."""
     _, fused, ref = _layers(cell, 16, masks=True)
     fused.eval()
     x, hx, leaves = make_inputs(ref, "batched", T=6, B=3, dtype=torch.float32, with_state=True, seed=10, device=DEVICE)
     want = run_seeded(fused, x, hx, leaves)
     with torch._dynamo.config.patch(allow_rnn=True):
         got = run_seeded(torch.compile(fused, backend="aot_eager", fullgraph=True), x, hx, leaves)
-    assert_same(got, want, 1e-6)
+    assert_same(got, want, 1e-5)

@@ -83,10 +83,12 @@ def test_fused_against_torch_nn_without_initial_state(cell):
 def test_fused_with_saturated_gates(cell):
     """Weights 60 times their initial scale drive the gates' pre-activations past +-100, where e^-x
     overflows fp32 (sigmoid_tanh's and sigmoid's denominators become infinite): the gates saturate to 0 or
-    1 without a NaN, as the reference's do. Outputs and final states to 2e-5; the gradients to 2e-4 of each
-    one's largest value: with such weights their elements are sums of large terms that cancel, and the
-    GRU's input gradient differs from the reference's by 8.5e-5 of its largest value (as much before the
-    kernels took flush-to-zero math and sigmoid_tanh)."""
+    1 without a NaN, as the reference's do. Outputs and final states to 2e-5 under the interpreter, 2e-4
+    compiled on a GPU (3xTF32 products against cuBLAS's fp32 ones, each pre-activation a sum of terms up to
+    +-100 in another order: an H200's LSTM output 1.1e-4 off); the gradients to 2e-4 of each one's largest
+    value: with such weights their elements are sums of large terms that cancel, and the GRU's input gradient
+    differs from the reference's by 8.5e-5 of its largest value (as much before the kernels took
+    flush-to-zero math and sigmoid_tanh)."""
     torch.manual_seed(2)
     reference, fused, ref = _pair(20, cell=cell)
     with torch.no_grad():
@@ -100,7 +102,7 @@ def test_fused_with_saturated_gates(cell):
     assert all(torch.isfinite(t).all() for t in fused_out if t is not None)
     want = run(reference, x, hx, leaves)
     states = 1 + (cell == "lstm")  # the output and the final states come first
-    assert_same(fused_out[:1 + states], want[:1 + states], 2e-5)
+    assert_same(fused_out[:1 + states], want[:1 + states], 2e-5 if DEVICE == "cpu" else 2e-4)
     assert_same(fused_out[1 + states:], want[1 + states:], 2e-4, scaled=True)
 
 

@@ -13,6 +13,13 @@ from .gemm import linear
 from .variants import EPS, Masks, variant_scan
 
 
+def has_autocast(device_type: str) -> bool:
+    """Whether torch.autocast knows ``device_type`` ("meta" it does not). Under torch.compile and export, taken as
+    known without asking: Dynamo before torch 2.13 cannot trace torch.amp.is_autocast_available (a torch 2.11 compile
+    of a layer failed on it), and what Dynamo traces runs on a device autocast knows."""
+    return torch.compiler.is_compiling() or torch.amp.is_autocast_available(device_type)
+
+
 def autocast_off(fn):
     """``fn`` run with torch.autocast off for the device of its first tensor argument: the recurrences and
     kernels compute in the dtypes they are given (the layers convert them first under autocast), also in a
@@ -21,7 +28,7 @@ def autocast_off(fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         device = next(a.device for a in args if isinstance(a, torch.Tensor))
-        if not torch.amp.is_autocast_available(device.type):  # "meta": no autocast to turn off
+        if not has_autocast(device.type):  # "meta": no autocast to turn off
             return fn(*args, **kwargs)
         with torch.autocast(device.type, enabled=False):
             return fn(*args, **kwargs)
@@ -37,11 +44,12 @@ stepwise_scan = autocast_off(variant_scan)
 
 
 def traced_by_transform() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...), ``torch.export`` or forward-mode AD
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) or forward-mode AD
     (``torch.autograd.forward_ad``) traces the current call. rnnlab's hand-written backwards (the custom ops'
-    registered autograd, which has no jvp and no batching rule) are written for none of them."""
-    return (torch._C._are_functorch_transforms_active() or torch.compiler.is_exporting()
-            or _forward_ad_level() >= 0)
+    registered autograd, which has no jvp and no batching rule) are written for neither. ``torch.export``
+    traces the custom ops as ops (not asked here: torch 2.11's ``torch.compiler.is_exporting()`` is true
+    under torch.compile too, which sent "auto" to torch.nn and "torch" step by step there)."""
+    return torch._C._are_functorch_transforms_active() or _forward_ad_level() >= 0
 
 
 def stepwise_under_transform(backend: str) -> bool:
@@ -62,16 +70,17 @@ def _under_vmap() -> bool:
 def differentiating_transform() -> bool:
     """Whether a ``torch.func`` transform that differentiates (grad, vjp, jacrev, jvp, ...) is active: PyTorch's
     autograd of custom ops (the fused kernels') is not written for those."""
-    kinds = torch._C._functorch.TransformType
-    return bool({kinds.Grad, kinds.Jvp} & _transforms())
+    kinds, active = torch._C._functorch.TransformType, _transforms()
+    return kinds.Grad in active or kinds.Jvp in active
 
 
-def _transforms() -> set:
-    """The kinds of the torch.func transforms active now. The interpreter stack is read only when a transform is
-    active: torch.compile cannot trace that read, and under it (without a transform) the answer is the empty set."""
+def _transforms() -> tuple:
+    """The kinds of the torch.func transforms active now, innermost last. The interpreter stack is read only when
+    a transform is active: torch.compile cannot trace that read, and under it (without a transform) the answer is
+    empty. A tuple, not a set: Dynamo before torch 2.13 cannot hash the kinds (a torch 2.11 compile failed so)."""
     if not torch._C._are_functorch_transforms_active():
-        return set()
-    return {level.key() for level in torch._C._functorch.get_interpreter_stack() or []}
+        return ()
+    return tuple(level.key() for level in torch._C._functorch.get_interpreter_stack() or [])
 
 
 def _forward_ad_level() -> int:
