@@ -454,7 +454,9 @@ def _flagged_words(HQ, slot, b, B, H, k, mask):
 def flagged_values(HQ, s, b, B, H, k, mask):
     """The fp32 values at positions ``k`` of batch rows ``b`` in slot s % 2 of a flagged exchange buffer, reloaded
     until every word under ``mask`` carries tag ``s`` (a stale word carries s - 2, or -1): the data is its own
-    barrier. The vector regime's split programs and the held regime's read h so (vector_operand, held.py)."""
+    barrier. The vector regime's split programs and the held regime's read h so (vector_operand, held.py). Each
+    word must be loaded by one thread only: the loop checks one copy's tag, and another copy, loaded earlier, may be
+    the one used (dispatch.EXCHANGES)."""
     word = _flagged_words(HQ, s % 2, b, B, H, k, mask)
     while tl.min(tl.where(mask, word >> 32, s)) < s:
         word = _flagged_words(HQ, s % 2, b, B, H, k, mask)
@@ -520,8 +522,7 @@ def vector_exchange(h, HQ, COUNT, group, s, b, B, H, units, valid, GRID_SYNC: tl
             bits = h.to(tl.float32).to(tl.uint32, bitcast=True).to(tl.int64)
             # no word tagged s + 1 leaves the program before all its warps have read slot s % 2: a reader that sees
             # this row's tags s + 1 may go on to overwrite that slot with s + 2, which a warp still polling it would
-            # take for current. (Not the whole story: with this barrier an H200 still ran 16-unit programs at
-            # H = 256 off, dispatch.EXCHANGES.)
+            # take for current. (Not what an H200 ran wrong: dispatch.EXCHANGES.)
             tl.debug_barrier()
             # s + 1 in bits' int64 (s: an i32, or an int under the interpreter); bits * 0, not zeros_like, which a
             # Gluon caller (held.py) would have to give a layout

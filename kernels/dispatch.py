@@ -185,10 +185,16 @@ MAX_VECTOR_B = BLOCK_B
 # 1.0-1.3 us a step at H = 128-256), or "flagged" (fp32 and half precision), each value stored with its step's tag in
 # one 64-bit word which the readers poll until every tag is current, so the data is its own barrier (one round trip
 # through L2 instead of three, as NCCL's LL protocol), up to MAX_FLAGGED_H (fit.py's "flag" rows: without spills for
-# sm_80 and sm_90; the GRU at 512, 32 warps of 64 registers, spilled 32-80 bytes). Forced only (force_exchange),
-# and not safe: on an H200 (tests/test_cuda.py::test_split_vector_regime_matches_cudnn, fp32, B = 2, bidirectional,
-# packed) programs of 16 units at H = 256 came out up to 1.6e-2 off cuDNN in 3 of 5 runs (the GRU twice, the LSTM
-# once; at 8 and 4 units, the RNN at 1000 and the held regime's split programs, never), a race not found yet.
+# sm_80 and sm_90; the GRU at 512, 32 warps of 64 registers, spilled 32-80 bytes). Forced only (force_exchange):
+# on an H200 (tests/test_cuda.py::test_split_vector_regime_matches_cudnn, fp32, B = 2, bidirectional, packed)
+# programs of 16 units at H = 256 came out up to 1.6e-2 off cuDNN in 3 of 5 runs (the GRU twice, the LSTM once; at 8
+# and 4 units, the RNN at 1000 and the held regime's split programs, never). The failing launches alone gave more
+# threads than h has words (16 warps for 256: Triton's layout of the polled words, sizePerThread 1 over 16 warps in
+# the TTGIR, holds each word twice), so two warps load each word at different times, the loop's tl.min checks one
+# copy's tag, and the product may read the other, stale copy (the barrier's load comes after the barrier, so every
+# copy is current). vector_launch now gives flagged programs at most BLOCK_H / 32 warps (16 units at 256: 8
+# warps, 127-180 registers, no spills; at 128: 4 warps, 245-255 registers, no spills but the fp32 GRU's 8 bytes
+# for sm_80 with Triton 3.6; fit.py), not yet run on a GPU.
 # Timed there (latency/forced/), it took the split vector step from 1.15-1.41 to 1.09-1.19 us at H = 128 and, with 4
 # units a program, to 1.17-1.21 at 256, B = 1, where the held regime (AUTO_HELD_H) takes 0.66-0.82 and 1.46-1.69.
 EXCHANGES = ("barrier", "flagged")
@@ -414,7 +420,8 @@ def force_warps(warps: int):
 def force_exchange(exchange: str):
     """Let the vector regime's split programs exchange h as ``exchange`` ("barrier" or "flagged", see EXCHANGES)
     inside the block; beyond MAX_FLAGGED_H, and in fp64 (whose values fill a 64-bit word), they meet at the
-    barrier. "flagged" is an experiment: an H200 ran it wrong at times (EXCHANGES)."""
+    barrier. "flagged" is an experiment: an H200 ran it wrong at times, with more threads than h has words
+    (EXCHANGES), which force_warps can still ask for."""
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
     with _override("exchange", exchange):
@@ -568,9 +575,12 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     units = bh if max_vector_h(cell, x.dtype, aligned=H % 16 == 0) >= H else split_units()
     programs = triton.cdiv(H, units)
     timed = TIMED_VECTOR_WARPS.get((cell, operand_width(x.dtype), bh)) if programs == 1 else None
-    warps = _overrides.get("warps") or timed or vector_warps(cell, units, bh, x.dtype)
     flagged = (programs > 1 and x.dtype != torch.float64 and MAX_FLAGGED_H[cell] >= H
                and _overrides.get("exchange") == "flagged")
+    warps = vector_warps(cell, units, bh, x.dtype)
+    if flagged:  # no thread holds a copy of another's word of h (EXCHANGES)
+        warps = min(warps, max(1, bh // 32))
+    warps = _overrides.get("warps") or timed or warps
     meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs), "FLAGGED": flagged}
     if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
         meta["maxnreg"] = _all_registers(warps)

@@ -14,13 +14,16 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 90
 
 
 def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # triton rows: "not run" on a CPU
     env.update(OUT=str(tmp_path), PYTHON=sys.executable, PRESET="tiny")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "60"], capture_output=True, text=True,
-                          timeout=180, check=False, env=env)
+    # a budget of 90 s: a fresh clone's first run (CI) took 11 s for the GPU tests' collection and 11 s for the
+    # benchmark, which left a budget of 60 s too little for the memory step (each step needs 20 s left)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(BUDGET)], capture_output=True,
+                          text=True, timeout=240, check=False, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.log", "gpu_check.tar.gz"]
     log = (tmp_path / "gpu_check.log").read_text()
@@ -28,7 +31,7 @@ def test_gpu_check_keeps_to_its_budget_and_packs_the_results(tmp_path):
         assert f"=== {step}: exit 0" in log, log[-3000:]
     assert "=== forward latency: skipped, no CUDA device" in log
     spent = re.search(r"done in (\d+)s", log)
-    assert spent and int(spent.group(1)) <= 60 + 5, log[-1000:]  # the budget, and packing the results
+    assert spent and int(spent.group(1)) <= BUDGET + 5, log[-1000:]  # the budget, and packing the results
     with tarfile.open(tmp_path / "gpu_check.tar.gz") as tar:
         names = set(tar.getnames())
         results = json.load(tar.extractfile("gpu-cpu/results.json"))
