@@ -9,9 +9,9 @@
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
 #      alone, a step, where the 1 us inference target is missed; then, forced, the vector regime where the held
-#      one (W_hh in registers as tensor-core operands) is chosen, the held regime's flagged exchange, the split
-#      vector regime's flagged exchange (an experiment: it races at times), and its narrower programs (8 units at
-#      the barrier and flagged, 4 flagged; B = 1)
+#      one (W_hh in registers as tensor-core operands) is chosen, the RNN's held regime against its default, the
+#      split vector regime's flagged exchange (an experiment), and its narrower programs (8 units at the barrier
+#      and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   4. activation memory, preset gpu
 #   5. the launch choices made without a GPU (benchmarks/tune.py; CUDA only): the inference forward's regime
@@ -92,9 +92,12 @@ else
     lim=$(limit_for 45)  # what the held regime (the dispatcher's choice up to AUTO_HELD_H) replaced
     step "forward latency, vector regime" "$lim" "$PY" benchmarks/latency.py --regime vector --hidden 64 128 \
         --out "$res/latency/forced/vector"
+    lim=$(limit_for 30)  # the RNN's held forward, not yet in AUTO_HELD_H, against its vector regime (the default)
+    step "forward latency, RNN, held regime" "$lim" "$PY" benchmarks/latency.py --cells rnn_tanh --regime held \
+        --hidden 128 256 --out "$res/latency/forced/rnn-held"
     lim=$(limit_for 30)
-    step "forward latency, held regime, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
-        --exchange flagged --hidden 256 --out "$res/latency/forced/held-flagged"
+    step "forward latency, RNN" "$lim" "$PY" benchmarks/latency.py --cells rnn_tanh --hidden 128 256 \
+        --out "$res/latency/forced/rnn"
     lim=$(limit_for 45)  # the flagged exchange (forced only) against the barrier, H = 128 (and 256, B = 1: at B = 16
     # its 256 programs outnumber the SMs)
     step "forward latency, flagged exchange" "$lim" "$PY" benchmarks/latency.py --regime vector --exchange flagged \
