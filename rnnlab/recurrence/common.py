@@ -75,7 +75,7 @@ def differentiating_transform() -> bool:
 
 
 def _transforms() -> tuple:
-    """The kinds of the torch.func transforms active now, innermost last. The interpreter stack is read only when
+    """The kinds of the torch.func transforms active now. The interpreter stack is read only when
     a transform is active: torch.compile cannot trace that read, and under it (without a transform) the answer is
     empty. A tuple, not a set: Dynamo before torch 2.13 cannot hash the kinds (a torch 2.11 compile failed so)."""
     if not torch._C._are_functorch_transforms_active():
