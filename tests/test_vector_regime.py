@@ -6,6 +6,7 @@ length-1 row among them), one row and several, hidden sizes off the power-of-two
 tests/test_cuda.py."""
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -178,11 +179,18 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     assert split.regime == "vector" and split.grid == (4, 16)
     assert split.meta == {"BLOCK_H": 256, "BLOCK_U": 16, "num_warps": 16, "GRID_SYNC": True,
                           "launch_cooperative_grid": True, "FLAGGED": False, "maxnreg": 128}
-    # the flagged exchange, forced: split programs only, and not in fp64 (whose values fill a 64-bit word)
+    # the flagged exchange, forced: split programs only, and not in fp64 (whose values fill a 64-bit word); never
+    # more threads than h has words (an H200 ran 16 warps over 256 words wrong: dispatch.EXCHANGES)
     with force_exchange("flagged"):
         assert vector_launch("lstm", x16, 256, 4).meta["FLAGGED"]
         assert not vector_launch("lstm", x16, 64, 4).meta["FLAGGED"]
         assert not vector_launch("rnn", x64, 256, 4).meta["FLAGGED"]
+        for cell, H, dtype in itertools.product(("lstm", "gru", "rnn"), (128, 256, 1000), (x16, x32)):
+            for units in (16, 8, 4):
+                with force_units(units):
+                    meta = vector_launch(cell, dtype, H, 1).meta
+                assert not meta["FLAGGED"] or meta["num_warps"] * 32 <= meta["BLOCK_H"], (cell, H, units, meta)
+        assert vector_launch("lstm", x16, 256, 4).meta["num_warps"] == 8
     with pytest.raises(ValueError, match="exchange must be one of"):
         force_exchange("ring").__enter__()
     # narrower split programs, forced (force_units): the warps scale with the units; one program a row is left alone
