@@ -17,13 +17,13 @@ programs), persistent (one program holds a batch tile's whole W_hh on chip: H <=
 fp16/bf16), tiled (any H: W_hh streamed from L2 by column tiles, the state exchanged through global
 memory; also LSTM proj_size, with a second exchange phase per step) and resident (CUDA: the tiled
 kernels with each program holding its slice of W_hh, meeting the others at a grid barrier each step;
-``RNNLAB_GRID_SYNC=0`` turns the barrier off); and, forced only until a GPU has run it, held (:mod:`.held`:
-W_hh in registers as tensor-core operands, in Gluon). All are cross-compiled for sm_80/sm_90 (fit.py); all
-are tested under the Triton interpreter against the reference (held's one-program kernels with Gluon's calls
-mapped to triton.language's: tests/held_interpreted.py), and all but held against cuDNN on an H200 and
-an H100 (tests/test_cuda.py), where in bf16 at T = 1024 their training step took 0.12-0.80x of cuDNN's
-time up to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the benchmark shows that
-(:func:`rnnlab.layers.resolve_backend`).
+``RNNLAB_GRID_SYNC=0`` turns the barrier off); and held (:mod:`.held`: W_hh in registers as tensor-core
+operands, in Gluon; the LSTM's and GRU's inference forwards up to H = 256). All are cross-compiled for
+sm_80/sm_90 (fit.py); all are tested under the Triton interpreter against the reference (held's one-program
+kernels with Gluon's calls mapped to triton.language's: tests/held_interpreted.py), and against cuDNN on an
+H200 and (all but held) an H100 (tests/test_cuda.py), where in bf16 at T = 1024 their training step took
+0.12-0.80x of cuDNN's time up to H = 1024 for B in {1, 16, 64}; ``backend="auto"`` picks them where the
+benchmark shows that (:func:`rnnlab.layers.resolve_backend`).
 Zoneout and recurrent dropout (rnnlab.recurrence.variants) run inside every regime from draws made before the
 launch (the ``masks`` argument; constexpr flags DROP, ZONE, ZONE_C, so the plain kernels compile as before):
 the product takes h times the dropout mask, and the new h (and c) is moved towards the previous one by

@@ -225,7 +225,7 @@ AUTO_SPLIT_VECTOR_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256), ("lstm", "fp64"): (32, 32),
                       ("gru", "fp32"): (128, 256), ("gru", "half"): (128, 512), ("gru", "fp64"): (32, 32),
                       ("rnn", "fp32"): (1024, 1024), ("rnn", "half"): (1024, 1024), ("rnn", "fp64"): (256, 256)}
-# The held regime (kernels/held.py; forced only, force_regime("held"), until a GPU has checked and timed it): an
+# The held regime (kernels/held.py; the dispatcher's choice up to AUTO_HELD_H, else force_regime("held")): an
 # inference forward (the RNN's forward always) in fp16/bf16 whose programs of HELD_ROWS batch rows hold every gate
 # block of W_hh in registers as tensor-core operands (mma.sync m16n8k16, HELD_UNITS units a warp), written in Gluon
 # because tl.dot keeps them in shared memory (above). Up to MAX_HELD_H, multiples of 16: cross-compiled (fit.py's

@@ -20,7 +20,8 @@ interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.
 run against the reference with Gluon's calls replaced by triton.language's and the layouts dropped
 (tests/held_interpreted.py), which checks their indexing, masks and steps but not the layouts or the tensor-core
 instructions: those are checked on a GPU only (tests/test_cuda.py), as are the split kernels, which wait on each
-other. Forced only (dispatch.force_regime("held")) until a GPU has checked and timed them.
+other. An H200 passed those and timed the held forward faster than every other regime at H = 64-256 (B = 1 and
+16), so the dispatcher picks it for the LSTM and GRU there (dispatch.AUTO_HELD_H).
 
 Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
 dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py
