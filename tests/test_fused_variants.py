@@ -8,7 +8,6 @@ in float64 through the kernels with fixed draws; fp16/bf16 against float64. Run 
 on the CPU (TRITON_INTERPRET=1, set in conftest.py), compiled on a GPU.
 """
 
-
 import pytest
 import torch
 
