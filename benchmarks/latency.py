@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled", "held"),
                         help="force this regime (dispatch.force_regime) instead of the dispatcher's choice")
     parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
-    parser.add_argument("--exchange", choices=("barrier", "flagged"),
-                        help="how split vector-regime programs exchange h (dispatch.force_exchange)")
+    parser.add_argument("--exchange", choices=("barrier", "flagged", "cluster"),
+                        help="how split programs exchange h (dispatch.force_exchange; cluster: the held regime's)")
     parser.add_argument("--units", type=int, choices=(4, 8, 16),
                         help="hidden units a split vector-regime program takes (dispatch.force_units)")
     args = parser.parse_args(argv)

@@ -87,6 +87,8 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
             note += f", {launch.grid[1]} programs of {launch.meta['BLOCK_U']} units"
         if launch.meta.get("FLAGGED"):
             return note + ", flagged exchange"
+        if launch.cluster > 1:
+            return note + f", clusters of {launch.cluster} programs"
         return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
     if backend == "native" and device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -428,8 +428,9 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
 def vector_buffers(launch, h0: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The vector regime's exchange buffer (2, B, H) with ``h0`` in slot 0, where the launch splits the units over
     programs (GRID_SYNC): in ``dtype`` with the arrival counters of its barrier, or with FLAGGED tagged words
-    (flagged_ping_pong) and no counters; else None, None (nothing to allocate)."""
-    if not launch.meta["GRID_SYNC"]:
+    (flagged_ping_pong) and no counters; else, or for clusters (which exchange h in shared memory: held.py), None,
+    None (nothing to allocate)."""
+    if not launch.meta["GRID_SYNC"] or launch.cluster > 1:
         return None, None
     if launch.meta["FLAGGED"]:
         return flagged_ping_pong(h0), None

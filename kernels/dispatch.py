@@ -10,7 +10,8 @@
 - ``held`` (CUDA, fp16/bf16, forwards as the vector regime's; chosen up to AUTO_HELD_H, forced beyond): one program
   per HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H,
   multiples of 16; beyond, up to MAX_HELD_SPLIT_H, split over programs of HELD_SPLIT_UNITS units that exchange h as
-  the split vector regime's do), in Gluon (kernels/held.py), which the interpreter does not run.
+  the split vector regime's do or, forced on sm_90, a thread-block cluster a batch tile, through each other's shared
+  memory), in Gluon (kernels/held.py), which the interpreter does not run.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -35,8 +36,8 @@
 :func:`plan` picks the regime from the cell, hidden size and dtype; :func:`force_regime` overrides it
 (tests and benchmarks), :func:`force_tiling` the tiled regime's blocks, :func:`force_warps` the other
 regimes' warps, :func:`force_batch_tile` the resident regime's batch rows (benchmarks/tune.py), and
-:func:`force_exchange` and :func:`force_units` how the split vector regime exchanges h and how many units a
-program takes (benchmarks/latency.py).
+:func:`force_exchange` and :func:`force_units` how split programs exchange h (EXCHANGES) and how many units a
+split vector-regime program takes (benchmarks/latency.py).
 Block sizes are fixed per shape: there is no run-time autotuning, and Triton caches each compiled
 configuration.
 """
@@ -197,7 +198,13 @@ MAX_VECTOR_B = BLOCK_B
 # for sm_80 with Triton 3.6; fit.py), not yet run on a GPU.
 # Timed there (latency/forced/), it took the split vector step from 1.15-1.41 to 1.09-1.19 us at H = 128 and, with 4
 # units a program, to 1.17-1.21 at 256, B = 1, where the held regime (AUTO_HELD_H) takes 0.66-0.82 and 1.46-1.69.
-EXCHANGES = ("barrier", "flagged")
+# "cluster" (the held regime's split programs only, sm_90): a batch tile's programs form one thread-block cluster and
+# write their units of h into each other's shared memory, then meet at the cluster's hardware barrier
+# (held.py: _cluster_put), without a round trip through L2; the barrier's exchange alone took 1.23-1.40 us a step
+# on an H200 (latency/: exchange), most of the held regime's 1.46-2.00 us at H = 256. Cross-compiled only (Triton 3.6
+# and 3.9, sm_90; fit.py's "cluster" rows): forced, until a GPU checks and times it.
+EXCHANGES = ("barrier", "flagged", "cluster")
+MAX_CLUSTER = 8  # programs a cluster may have on any sm_90 device (CUDA's portable cluster size)
 MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 # Alternatives cross-compiled and not built (sm_90, bf16, Triton 3.9; a warp's time-loop SASS a step, fit.py --loop):
 # programs of 32 units fit (the LSTM at 256: 32 warps of 64 registers with the barrier; flagged, 28 bytes spilled) but
@@ -264,6 +271,7 @@ class Launch:
     regime: str
     grid: tuple[int, ...]
     meta: dict
+    cluster: int = 1  # programs a thread-block cluster (the held regime's cluster exchange: held.launch_split)
 
     @property
     def tiled(self) -> bool:
@@ -418,10 +426,11 @@ def force_warps(warps: int):
 
 @contextmanager
 def force_exchange(exchange: str):
-    """Let the vector regime's split programs exchange h as ``exchange`` ("barrier" or "flagged", see EXCHANGES)
-    inside the block; beyond MAX_FLAGGED_H, and in fp64 (whose values fill a 64-bit word), they meet at the
-    barrier. "flagged" is an experiment: an H200 ran it wrong at times, with more threads than h has words
-    (EXCHANGES), which force_warps can still ask for."""
+    """Let split programs exchange h as ``exchange`` (see EXCHANGES) inside the block: "barrier", "flagged" (the
+    vector and held regimes; beyond MAX_FLAGGED_H, and in fp64, whose values fill a 64-bit word, at the barrier) or
+    "cluster" (the held regime on sm_90; the vector regime's at the barrier). "flagged" is an experiment: an H200 ran
+    it wrong at times, with more threads than h has words (EXCHANGES), which force_warps can still ask for; "cluster"
+    has not run on a GPU yet."""
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
     with _override("exchange", exchange):
@@ -591,14 +600,18 @@ def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     """The held regime's launch for ``cell``, input ``x``, hidden size ``H`` and batch ``B``, without checking that it
     can run here (plan does): one program per HELD_ROWS batch rows, a warp per HELD_UNITS hidden units (padded to a
     power of two), each thread allowed every register its share of the SM has; beyond MAX_HELD_H, split: H /
-    HELD_SPLIT_UNITS programs a batch tile, 8 warps each, exchanging h at the barrier or flagged (force_exchange)."""
+    HELD_SPLIT_UNITS programs a batch tile, 8 warps each, exchanging h at the barrier, flagged or, a cluster of them a
+    tile, through each other's shared memory (force_exchange)."""
     tiles = triton.cdiv(B, HELD_ROWS)
     if MAX_HELD_H[cell] < H:
         programs = H // HELD_SPLIT_UNITS
+        meta = {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "num_warps": 8,
+                "maxnreg": _all_registers(8), **grid_sync_meta(programs)}
+        if _overrides.get("exchange") == "cluster":  # a one-dimensional grid of clusters, not a cooperative launch
+            return Launch("held", (tiles,), {**meta, "launch_cooperative_grid": False, "FLAGGED": False,
+                                             "CLUSTER": True}, cluster=programs)
         return Launch("held", (tiles, programs),
-                      {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "num_warps": 8,
-                       "maxnreg": _all_registers(8), **grid_sync_meta(programs),
-                       "FLAGGED": _overrides.get("exchange") == "flagged"})
+                      {**meta, "FLAGGED": _overrides.get("exchange") == "flagged", "CLUSTER": False})
     bh = max(HELD_UNITS, triton.next_power_of_2(H))
     warps = bh // HELD_UNITS
     return Launch("held", (tiles,), {"BLOCK_H": bh, "num_warps": warps, "maxnreg": _all_registers(warps)})
@@ -627,7 +640,7 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
                 f"hidden_size={H}")
     if INTERPRET or not x.is_cuda:
         return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
-    if MAX_HELD_H[cell] < H and (problem := _co_resident_problem(x, math.prod(held_launch(cell, x, H, B).grid))):
+    if MAX_HELD_H[cell] < H and (problem := _split_held_problem(x, held_launch(cell, x, H, B))):
         return f"split, {problem}"
     try:
         from . import held  # noqa: F401
@@ -635,6 +648,17 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
         return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
     if (capability := torch.cuda.get_device_capability(x.device)) not in FITTED_TARGETS:
         return f"it is cross-compiled for sm_80 and sm_90 only; got sm_{capability[0]}{capability[1]}"
+    return None
+
+
+def _split_held_problem(x: torch.Tensor, launch: Launch) -> str | None:
+    """Why a split held ``launch`` cannot run for input ``x`` here (its programs, or its clusters), or None."""
+    if launch.cluster == 1:
+        return _co_resident_problem(x, math.prod(launch.grid))
+    if (capability := torch.cuda.get_device_capability(x.device)) != (9, 0):
+        return f"the cluster exchange is compiled for sm_90 only; got sm_{capability[0]}{capability[1]}"
+    if launch.cluster > MAX_CLUSTER:
+        return f"its clusters would have {launch.cluster} programs, more than MAX_CLUSTER ({MAX_CLUSTER})"
     return None
 
 

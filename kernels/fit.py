@@ -95,6 +95,7 @@ TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden siz
 RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512, 1024)  # the resident regime's: each up to its max_resident_h
 VECTOR_SHAPES = RESIDENT_SHAPES  # the vector regime's: one program a row, then split over programs ("grid")
 HELD_SHAPES = (16, 32, 64, 128, 256)  # the held regime's, each up to MAX_HELD_H
+SYNC_EXCHANGES = {"flag": "flagged", "cluster": "cluster"}  # the split syncs other than the barrier ("grid")
 HELD_DTYPES = ("fp16", "bf16")  # its products' operands (tensor cores)
 
 
@@ -125,20 +126,22 @@ class Fit:
         reported in the table. The held regime keeps W_hh in registers: its shared memory holds only what a step
         stages (held_staging)."""
         holds_weights = self.sync in ("-", "resident", "wide") or self.kernel.endswith(("_vector", "_held", "_split"))
-        staged = held_staging(self.kernel, self.hidden)
+        staged = held_staging(self.kernel, self.hidden, self.sync)
         return (self.shared <= TARGETS[self.target][1] and self.registers <= 255
                 and self.registers * self.num_warps * 32 <= REGISTERS_PER_SM
                 and (self.spill_bytes == 0 or not holds_weights)
                 and (staged is None or self.shared <= staged))
 
 
-def held_staging(kernel: str, hidden: int) -> int | None:
+def held_staging(kernel: str, hidden: int, sync: str = "-") -> int | None:
     """The shared memory (bytes) a held-regime ``kernel``'s step stages at hidden size ``hidden``: h as the B operand
     (BLOCK_H x HELD_ROWS, 2 bytes each) and, split over programs, the product (four gate blocks of HELD_SPLIT_UNITS
-    units, fp32) to bring a unit's gates to one thread; None for the other regimes' kernels."""
+    units, fp32) to bring a unit's gates to one thread, and with the cluster exchange (``sync`` "cluster") its buffer
+    (held.exchange_bytes); None for the other regimes' kernels."""
     block = max(HELD_UNITS, triton.next_power_of_2(hidden))
     if kernel.endswith("_held_split"):
-        return 2 * block * HELD_ROWS + 4 * 4 * HELD_SPLIT_UNITS * HELD_ROWS
+        exchange = held.exchange_bytes(block) if sync == "cluster" else 0
+        return 2 * block * HELD_ROWS + 4 * 4 * HELD_SPLIT_UNITS * HELD_ROWS + exchange
     return 2 * block * HELD_ROWS if kernel.endswith("_held") else None
 
 
@@ -166,7 +169,7 @@ def _signature(kernel: str, dt: str, flagged: bool = False) -> dict[str, str]:
 
 
 _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_U", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE",
-          "FLAGGED", "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
+          "FLAGGED", "CLUSTER", "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
 # the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights) and the
 # variants (Fit.variant) that turn them on
 VARIANT_FLAGS = {"DROP": ("masks", "all"), "ZONE": ("masks", "all"), "ZONE_C": ("masks", "all"),
@@ -184,10 +187,13 @@ def compile_one(kernel: str, target: str, dtype: str, hidden: int, sync: str = "
 
 
 def _fit(config: tuple, compiled, num_warps: int) -> Fit:
-    """The resource usage of ``compiled``, the configuration ``config`` (compile_one's arguments, all nine)."""
+    """The resource usage of ``compiled``, the configuration ``config`` (compile_one's arguments, all nine): its
+    shared memory as launched (a cluster exchange's launch adds its buffer: held.launch_split)."""
     usage = resource_usage(compiled.asm["ptx"], TARGETS[config[1]][0])
-    return Fit(*config, num_warps, usage["registers"], compiled.metadata.shared,
-               usage["spill_stores"] + usage["spill_loads"])
+    shared = compiled.metadata.shared
+    if config[4] == "cluster":
+        shared = held.cluster_metadata(compiled.metadata, 1, triton.next_power_of_2(config[3]))[2]
+    return Fit(*config, num_warps, usage["registers"], shared, usage["spill_stores"] + usage["spill_loads"])
 
 
 def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode: str, proj: str, align: str,
@@ -199,10 +205,10 @@ def _compile(kernel: str, target: str, dtype: str, hidden: int, sync: str, mode:
         meta = dict(resident_launch(x, hidden, BLOCK_B, WIDE_BLOCK_B if sync == "wide" else BLOCK_B).meta)
     elif kernel.endswith("_vector") or "_held" in kernel:  # plan() refuses split launches ("grid") without a GPU
         launch = held_launch if "_held" in kernel else vector_launch
-        with force_exchange("flagged" if sync == "flag" else "barrier"):
+        with force_exchange(SYNC_EXCHANGES.get(sync, "barrier")):
             meta = dict(launch(kernel.split("_")[0], x, hidden, BLOCK_B).meta)
         split = meta.get("GRID_SYNC", False)
-        if split != (sync in ("grid", "flag")):  # split over programs: "grid" or "flag"; one program a tile: "-"
+        if split != (sync in ("grid", *SYNC_EXCHANGES)):  # split over programs; one program a tile: "-"
             raise ValueError(f"{kernel} at hidden size {hidden} in {dtype} takes sync {'grid' if split else '-'}, "
                              f"not {sync}")
     else:
@@ -360,7 +366,7 @@ def _vector(kernel: str, target: str, dtype: str, quick: bool):
 def _held(kernel: str, target: str, dtype: str, quick: bool):
     """The configurations of a held-regime ``kernel`` (see configurations): fp16 and bf16, each of HELD_SHAPES up to
     MAX_HELD_H (multiples of 16: "a16"; ``quick``: the largest), and split over programs beyond it up to
-    MAX_HELD_SPLIT_H, with either exchange ("grid", "flag")."""
+    MAX_HELD_SPLIT_H, with each exchange ("grid", "flag"; "cluster" for sm_90, the only target with clusters)."""
     cell = kernel.split("_")[0]
     if dtype not in HELD_DTYPES:
         return
@@ -368,6 +374,8 @@ def _held(kernel: str, target: str, dtype: str, quick: bool):
         for hidden in [h for h in HELD_SHAPES if MAX_HELD_H[cell] < h <= MAX_HELD_SPLIT_H[cell]][-1 if quick else 0:]:
             yield kernel, target, dtype, hidden, "grid", "-", "-", "a16", "-"
             yield kernel, target, dtype, hidden, "flag", "-", "-", "a16", "-"
+            if target == "sm_90":
+                yield kernel, target, dtype, hidden, "cluster", "-", "-", "a16", "-"
         return
     for hidden in [h for h in HELD_SHAPES if h <= MAX_HELD_H[cell]][-1 if quick else 0:]:
         yield kernel, target, dtype, hidden, "-", "-", "-", "a16", "-"

@@ -374,12 +374,11 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.regime == "held":
-        from .held import _gru_fwd_held_kernel, _gru_fwd_held_split_kernel  # Gluon's (Triton >= 3.6)
+        from .held import _gru_fwd_held_kernel, _gru_fwd_held_split_kernel, launch_split  # Gluon's (Triton >= 3.6)
 
         if launch.meta.get("GRID_SYNC"):  # split over programs, which exchange h
-            _gru_fwd_held_split_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn,
-                                                    *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse,
-                                                    **launch.meta)
+            launch_split(_gru_fwd_held_split_kernel, launch, gx, w, b, h0.contiguous(), lengths, Y, hn,
+                         *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse)
         else:
             _gru_fwd_held_kernel[launch.grid](gx, w, b, h0.contiguous(), lengths, Y, hn, B, H, REVERSE=reverse,
                                               **launch.meta)

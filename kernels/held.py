@@ -13,15 +13,18 @@ H / 32 programs, all resident at once, a cooperative launch), each holding its u
 inputs. A step multiplies them with the whole h, read from the exchange buffer the split vector regime uses
 (common.vector_buffers: at the barrier, or flagged words), stages the product in shared memory so that a unit's
 gates meet in one thread, runs the cell's step and writes its units of the new h back (common.vector_exchange).
+Forced on sm_90 (dispatch.EXCHANGES' "cluster"), a batch tile's programs form a thread-block cluster instead and
+exchange h through each other's shared memory at the cluster's barrier (_cluster_put; launch_split launches them).
 
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
-interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py), and the one-program kernels
-run against the reference with Gluon's calls replaced by triton.language's and the layouts dropped
-(tests/held_interpreted.py), which checks their indexing, masks and steps but not the layouts or the tensor-core
-instructions: those are checked on a GPU only (tests/test_cuda.py), as are the split kernels, which wait on each
-other. An H200 passed those and timed the held forward faster than every other regime at H = 64-256 (B = 1 and
-16), so the dispatcher picks it for the LSTM and GRU there (dispatch.AUTO_HELD_H).
+interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py), and they run against the
+reference with Gluon's calls replaced by triton.language's and the layouts dropped (tests/held_interpreted.py; the
+split kernels' programs in threads, the cluster exchange's PTX emulated), which checks their indexing, masks, steps
+and exchanges but not the layouts, the tensor-core instructions or the GPU's memory model: those are checked on a
+GPU only (tests/test_cuda.py). An H200 passed those (the cluster exchange not yet run) and timed the held forward
+faster than every other regime at H = 64-256 (B = 1 and 16), so the dispatcher picks it for the LSTM and GRU there
+(dispatch.AUTO_HELD_H).
 
 Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
 dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py
@@ -71,17 +74,17 @@ def _block(W, gate: gl.constexpr, H, BLOCK_H: gl.constexpr):
 
 
 @gluon.jit
-def _rows(LEN, B, BLOCK: gl.constexpr, SPLIT: gl.constexpr = False):
-    """The program's BLOCK units (BLOCK, 1) (with SPLIT its tile program_id(1) of them), batch rows (1, NB) int64,
-    their lengths (1, NB) (0 past B) and the longest; in the accumulator's layout, or with SPLIT _split_layout."""
+def _rows(LEN, B, BLOCK: gl.constexpr, SPLIT: gl.constexpr = False, tile=0, part=0):
+    """The program's BLOCK units (BLOCK, 1) (with SPLIT its ``part`` of them, of batch tile ``tile``: _split_ids),
+    batch rows (1, NB) int64, their lengths (1, NB) (0 past B) and the longest; in the accumulator's layout, or with
+    SPLIT _split_layout."""
     if SPLIT:
         layout: gl.constexpr = _split_layout(gl.num_warps())
-        first = gl.program_id(1) * BLOCK
     else:
         layout: gl.constexpr = _accumulator(gl.num_warps())
-        first = 0
-    u = first + gl.arange(0, BLOCK, layout=gl.SliceLayout(1, layout))[:, None]
-    b = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
+        tile = gl.program_id(0)
+    u = part * BLOCK + gl.arange(0, BLOCK, layout=gl.SliceLayout(1, layout))[:, None]
+    b = tile * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))
     length = gl.load(LEN + b, mask=b < B, other=0)
     return u, b.to(gl.int64)[None, :], length[None, :], gl.max(length, axis=0)
 
@@ -182,14 +185,25 @@ def _rnn_fwd_held_kernel(GX, W, H0, LEN, Y, HN, B, H, RELU: gl.constexpr, REVERS
 
 
 @gluon.jit
-def _split_block(W, GATES: gl.constexpr, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
-    """Split over programs: this program's BLOCK_U units (tile program_id(1)) of every gate block of a stacked W
+def _split_ids(H, BLOCK_U: gl.constexpr, CLUSTER: gl.constexpr):
+    """A split program's batch tile and which BLOCK_U units of it it takes (its part): program (tile, part) of a
+    (tiles, H / BLOCK_U) grid, or with CLUSTER program tile * parts + part of a one-dimensional one, whose parts
+    form a thread-block cluster (launch_split)."""
+    if CLUSTER:
+        parts = H // BLOCK_U
+        return gl.program_id(0) // parts, gl.program_id(0) % parts
+    return gl.program_id(0), gl.program_id(1)
+
+
+@gluon.jit
+def _split_block(W, GATES: gl.constexpr, H, part, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+    """Split over programs: this program's BLOCK_U units (its ``part``) of every gate block of a stacked W
     (GATES * H, H), stacked gate by gate in four (BLOCK_U, BLOCK_K) blocks (zero past GATES, units and H), as the
     product's A operand, held in registers."""
     layout: gl.constexpr = _operand_layout(0, gl.num_warps())
     r = gl.arange(0, 4 * BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None]
     k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))[None, :]
-    gate, unit = r // BLOCK_U, gl.program_id(1) * BLOCK_U + r % BLOCK_U
+    gate, unit = r // BLOCK_U, part * BLOCK_U + r % BLOCK_U
     return gl.load(W + (gate * H + unit) * H + k, mask=(gate < GATES) & (unit < H) & (k < H), other=0.0)
 
 
@@ -200,15 +214,20 @@ def _split_layout(warps):
 
 
 @gluon.jit
-def _split_product(w, HQ, s, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr):
+def _split_product(w, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
     """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
-    rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED its tagged
-    words, common.flagged_values) in a plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
+    batch tile's rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED
+    its tagged words, common.flagged_values), or with CLUSTER from the program's own shared memory (_cluster_put), in a
+    plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
     layout: gl.constexpr = gl.BlockedLayout([4, 1], [8, 4], [gl.num_warps(), 1], [0, 1])
     k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, layout))[:, None]
-    rows = gl.program_id(0) * NB + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
+    r = gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
+    rows = tile * NB + r
     mask = (k < H) & (rows < B)
-    if FLAGGED:
+    if CLUSTER:
+        # units past H were never written: their words, whatever they hold, must not reach the product (0 * NaN)
+        h = gl.where(k < H, _shared_load(_exchange_address(s % 2, k, r, BLOCK_K)), 0.0)
+    elif FLAGGED:
         h = flagged_values(HQ, s, rows.to(gl.int64), B, H, k, mask)
     else:
         h = gl.load(HQ + ((s % 2) * B + rows.to(gl.int64)) * H + k, mask=mask, other=0.0, cache_modifier=".cg")
@@ -222,32 +241,114 @@ def _split_gate(gates, gate: gl.constexpr, BLOCK_U: gl.constexpr):
 
 
 @gluon.jit
+def _stored_by_cell(live, CLUSTER: gl.constexpr):
+    """Which (unit, row) pairs of a split step the cell's step code stores to Y: the ``live`` ones, or with CLUSTER
+    none: _split_exchange stores them after the cluster's barrier, whose release (MEMBAR.ALL.GPU in the SASS) would
+    otherwise wait for those stores to reach L2."""
+    if CLUSTER:
+        return live & False
+    return live
+
+
+@gluon.jit
+def _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, y_off, live, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr,
+                    GRID_SYNC: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+    """End of a split program's step ``s``: its units ``u`` (BLOCK_U, 1) of the new h (BLOCK_U, NB) of rows ``b``
+    (1, NB) go to the batch tile's other programs, through HQ (common.vector_exchange: at the grid barrier, or
+    flagged) or with CLUSTER into every shared memory of the program's cluster (_cluster_put), and then to Y at
+    ``y_off`` where ``live`` (_stored_by_cell)."""
+    if CLUSTER:
+        _cluster_put(h, s, u, H, BLOCK_U, BLOCK_K)
+        gl.store(Y + y_off, h.to(Y.dtype.element_ty), mask=live)
+    else:
+        vector_exchange(h, HQ, COUNT, tile, s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
+
+
+# The cluster exchange (CLUSTER; sm_90, forced only: dispatch.EXCHANGES). A batch tile's split programs form one
+# thread-block cluster (launch_split), and each keeps a (2, BLOCK_K, NB) fp32 exchange buffer at the end of its dynamic
+# shared memory, past what Triton allocates. A step's program writes its units of h into slot (s + 1) % 2 of every
+# buffer of its cluster (distributed shared memory: st.shared::cluster to the address mapa gives for each CTA rank),
+# then the cluster meets at its hardware barrier (barrier.cluster, release / acquire: the writes are visible after
+# it), and the next step reads the whole h from its own buffer. A program writes slot (s + 1) % 2 again only at step
+# s + 2, after the barrier of step s + 1, which no program passes before every program has read that slot at step
+# s + 1 (the arrive's release orders its earlier loads). The release compiles to MEMBAR.ALL.GPU (sm_90 SASS), which
+# waits for every store the program has in flight, so the step's output goes to Y after the barrier (_stored_by_cell).
+# Triton 3.6's own cross-CTA layout conversions fail to lower (nvvm.mapa given a shared-space pointer; 3.9 lowers
+# them), so these are PTX: inline assembly, one element a thread.
+
+
+@gluon.jit
+def _exchange_address(slot, k, r, BLOCK_K: gl.constexpr):
+    """The shared-memory addresses (32-bit, the CTA's window) of units ``k`` and batch-tile rows ``r`` (broadcast
+    together) in ``slot`` of the program's exchange buffer: its last 2 * BLOCK_K * NB fp32 words of dynamic shared
+    memory, which launch_split adds to what the kernel allocates."""
+    end = gl.inline_asm_elementwise("{ .reg .u32 size; mov.u32 $0, global_smem; mov.u32 size, %dynamic_smem_size; "
+                                    "add.u32 $0, $0, size; }", "=r,r", [k * 0 + r * 0], dtype=gl.int32, is_pure=True,
+                                    pack=1)
+    return end - exchange_bytes(BLOCK_K) + ((slot * BLOCK_K + k) * NB + r) * 4
+
+
+@gluon.jit
+def _shared_load(address):
+    """The fp32 words at shared ``address``es (written by the cluster's programs: not pure, so it stays after the
+    barrier)."""
+    return gl.inline_asm_elementwise("ld.shared.f32 $0, [$1];", "=f,r", [address], dtype=gl.float32, is_pure=False,
+                                     pack=1)
+
+
+@gluon.jit
+def _cluster_put(h, s, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+    """A cluster program's units ``u`` (BLOCK_U, 1) of h (BLOCK_U, NB) after step ``s`` (-1: the initial state) into
+    slot (s + 1) % 2 of every exchange buffer of its cluster (its own included), then the cluster's barrier."""
+    r = gl.arange(0, NB, layout=gl.SliceLayout(0, _split_layout(gl.num_warps())))[None, :]
+    address = _exchange_address((s + 1) % 2, u, r, BLOCK_K)
+    for rank in range(0, H // BLOCK_U):
+        gl.inline_asm_elementwise("{ .reg .u32 remote; mapa.shared::cluster.u32 remote, $1, $2; "
+                                  "st.shared::cluster.f32 [remote], $3; mov.u32 $0, 0; }", "=r,r,r,f",
+                                  [address, address * 0 + rank, h], dtype=gl.int32, is_pure=False, pack=1)
+    # h holds one word a thread (or a few): every thread of every warp arrives (.aligned), once or a few times alike
+    gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned; "
+                              "mov.u32 $0, 0;", "=r,r", [address], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.constexpr_function
+def exchange_bytes(block_k):
+    """The bytes of a cluster program's exchange buffer for BLOCK_K units: two slots of (BLOCK_K, NB) fp32."""
+    return 2 * block_k * HELD_ROWS * 4
+
+
+@gluon.jit
 def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
                                 BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
-                                FLAGGED: gl.constexpr):
-    # The held regime split over programs (grid: batch tiles of NB rows, H / BLOCK_U programs each): program (i, j)
-    # holds units j * BLOCK_U.. of the four gate blocks; each step it multiplies them with the whole h (HQ: h_0 in
-    # slot 0), stages the product in shared memory to bring a unit's gates to one thread, runs the cell's step and
-    # exchanges its units of h with the tile's other programs. GX (T, B, 4H); W (4H, H); H0, C0, HN, CN (B, H)
-    w = _split_block(W, 4, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
-    u, b, length, steps = _rows(LEN, B, BLOCK_U, True)
+                                FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+    # The held regime split over programs (_split_ids: a batch tile of NB rows, H / BLOCK_U programs each): each
+    # holds BLOCK_U units of the four gate blocks; each step it multiplies them with the whole h (HQ: h_0 in slot 0;
+    # CLUSTER: its shared memory), stages the product in shared memory to bring a unit's gates to one thread, runs the
+    # cell's step and exchanges its units of h with the tile's other programs. GX (T, B, 4H); W (4H, H); H0, C0, HN,
+    # CN (B, H)
+    tile, part = _split_ids(H, BLOCK_U, CLUSTER)
+    w = _split_block(W, 4, H, part, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_U, NB) each
+    if CLUSTER:
+        _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K)  # h_0 into slot 0
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
     for s in range(0, steps):
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
-        product = _split_product(w, HQ, s, B, H, W, BLOCK_K, FLAGGED)
+        product = _split_product(w, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
         tl.debug_barrier()  # the last step's gates are read
         gates.store(product)
         tl.debug_barrier()
         h_new, c_new = _lstm_cell(_split_gate(gates, 0, BLOCK_U) + x_i, _split_gate(gates, 1, BLOCK_U) + x_f,
                                   _split_gate(gates, 2, BLOCK_U) + x_g, _split_gate(gates, 3, BLOCK_U) + x_o, Y,
-                                  row * H + u, Y, Y, 0, H, 0, c, live, False)
+                                  row * H + u, Y, Y, 0, H, 0, c, _stored_by_cell(live, CLUSTER), False)
         h = gl.where(live, h_new, h)
         c = gl.where(live, c_new, c)
-        vector_exchange(h, HQ, COUNT, gl.program_id(0), s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
+        _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC, FLAGGED,
+                        CLUSTER)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
     _store_state(HN, h, u, b, B, H)
     _store_state(CN, c, u, b, B, H)
@@ -256,27 +357,58 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
 @gluon.jit
 def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
                                BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
-                               FLAGGED: gl.constexpr):
+                               FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
     # As _lstm_fwd_held_split_kernel, with the r, z and n blocks (the fourth zero). GX (T, B, 3H); W (3H, H);
     # BHH (3H,); H0, HN (B, H)
-    w = _split_block(W, 3, H, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
-    u, b, length, steps = _rows(LEN, B, BLOCK_U, True)
+    tile, part = _split_ids(H, BLOCK_U, CLUSTER)
+    w = _split_block(W, 3, H, part, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h = _state(H0, u, b, B, H)  # (BLOCK_U, NB)
+    if CLUSTER:
+        _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K)  # h_0 into slot 0
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
     for s in range(0, steps):
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
-        product = _split_product(w, HQ, s, B, H, W, BLOCK_K, FLAGGED)
+        product = _split_product(w, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
         tl.debug_barrier()  # the last step's gates are read
         gates.store(product)
         tl.debug_barrier()
         p_r, p_z, p_n = (_split_gate(gates, 0, BLOCK_U), _split_gate(gates, 1, BLOCK_U),
                          _split_gate(gates, 2, BLOCK_U))
-        h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, u, Y, Y, Y, 0, row * H + u, H, h, live, Y, False, False,
-                          False)
+        h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, u, Y, Y, Y, 0, row * H + u, H, h,
+                          _stored_by_cell(live, CLUSTER), Y, False, False, False)
         h = gl.where(live, h_new, h)
-        vector_exchange(h, HQ, COUNT, gl.program_id(0), s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
+        _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC, FLAGGED,
+                        CLUSTER)
         x_r, x_z, x_n = n_r, n_z, n_n
     _store_state(HN, h, u, b, B, H)
+
+
+def launch_split(kernel, launch, *args, **kwargs) -> None:
+    """Launch a split held ``kernel`` (_lstm_fwd_held_split_kernel, _gru_...) as ``launch`` (dispatch.held_launch)
+    says, with ``args`` and ``kwargs`` besides its meta. With CLUSTER the launch groups each batch tile's
+    ``launch.cluster`` (H / BLOCK_U) programs into one thread-block cluster and gives every program exchange_bytes
+    more dynamic shared memory than the kernel allocates, at its end (_exchange_address). Triton launches clusters
+    only for kernels it compiled for several CTAs (num_ctas), whose every layout must then span them, so the compiled
+    kernel's launch metadata (num_warps, num_ctas, shared: pack_metadata's, Triton 3.6 to 3.9) is set to the
+    cluster's before it runs: its launcher then runs the grid's programs ``launch.cluster`` times over, in clusters."""
+    meta = {**launch.meta, **kwargs}
+    if launch.cluster > 1:
+        compiled = kernel.warmup(*args, grid=launch.grid, **meta)
+        compiled.packed_metadata = cluster_metadata(compiled.metadata, launch.cluster, meta["BLOCK_K"])
+    kernel[launch.grid](*args, **meta)
+
+
+def cluster_metadata(metadata, ctas: int, block_k: int) -> tuple[int, int, int]:
+    """The launch metadata (num_warps, num_ctas, shared) of a split held kernel compiled as ``metadata`` and launched
+    in clusters of ``ctas`` programs (launch_split): its shared memory rounded up to 16 bytes plus the exchange buffer
+    for BLOCK_K ``block_k``. Refuses more than 48 KiB (beyond it a kernel must opt in, which Triton does only for what
+    it allocates)."""
+    shared = -(-metadata.shared // 16) * 16 + exchange_bytes(block_k)
+    if shared > 48 * 1024:
+        raise ValueError(f"the cluster exchange needs {shared} bytes of shared memory a program, more than the 49152 "
+                         "a launch gets without opting in")
+    return metadata.num_warps, ctas, shared

@@ -573,12 +573,11 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     cn = torch.empty(B, H, dtype=acc, device=x.device)
     w = w_hh.contiguous()
     if launch.regime == "held":
-        from .held import _lstm_fwd_held_kernel, _lstm_fwd_held_split_kernel  # Gluon's (Triton >= 3.6)
+        from .held import _lstm_fwd_held_kernel, _lstm_fwd_held_split_kernel, launch_split  # Gluon's (Triton >= 3.6)
 
         if launch.meta.get("GRID_SYNC"):  # split over programs, which exchange h
-            _lstm_fwd_held_split_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn,
-                                                     *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse,
-                                                     **launch.meta)
+            launch_split(_lstm_fwd_held_split_kernel, launch, gx, w, h0.contiguous(), c0.contiguous(), lengths, Y,
+                         hn, cn, *vector_buffers(launch, h0, keep), B, H, REVERSE=reverse)
         else:
             _lstm_fwd_held_kernel[launch.grid](gx, w, h0.contiguous(), c0.contiguous(), lengths, Y, hn, cn, B, H,
                                                REVERSE=reverse, **launch.meta)

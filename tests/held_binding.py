@@ -4,8 +4,8 @@ binds the arguments, specializes them and compiles the kernel for sm_90 (``warmu
 the launch), with a stand-in for the CUDA driver.
 The Gluon kernels cannot run under the interpreter, so this is how the CPU checks that the call sites in
 kernels/{lstm,gru,rnn}.py fit the kernels' signatures. Run by tests/test_held_regime.py in a process without
-TRITON_INTERPRET; prints one JSON line per compiled kernel (its name, warps, shared memory and whether it goes out
-as a cooperative launch)."""
+TRITON_INTERPRET; prints one JSON line per compiled kernel (its name, warps, shared memory, whether it goes out
+as a cooperative launch and the launch metadata its launcher gets: num_warps, num_ctas, shared)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,14 @@ class _Driver:
 
 
 class _Warmup:
-    """A kernel whose ``kernel[grid](...)`` binds and compiles (JITFunction.warmup) instead of launching."""
+    """A kernel whose ``kernel[grid](...)`` binds and compiles (JITFunction.warmup) instead of launching; its own
+    ``warmup`` (which held.launch_split calls before a cluster launch) is the kernel's."""
 
     def __init__(self, kernel, compiled: list):
         self.kernel, self.compiled = kernel, compiled
+
+    def warmup(self, *args, **kwargs):
+        return self.kernel.warmup(*args, **kwargs)
 
     def __getitem__(self, grid):
         def call(*args, **kwargs):
@@ -70,7 +74,8 @@ def main() -> None:
                 gru._gru_forward(*inputs(3, 256), None, False, False)
     for name, kernel in compiled:
         print(json.dumps({"kernel": name, "num_warps": kernel.metadata.num_warps, "shared": kernel.metadata.shared,
-                          "cooperative": kernel.metadata.launch_cooperative_grid}))
+                          "cooperative": kernel.metadata.launch_cooperative_grid,
+                          "launched": kernel.packed_metadata}))
 
 
 if __name__ == "__main__":

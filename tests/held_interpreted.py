@@ -5,15 +5,22 @@ computes (fp32 accumulation of the operands as given) and a shared-memory buffer
 kernels' indexing, masks, packed and reversed steps, input prefetch, exchange and calls of the cells' step code
 run against the reference (the split kernels, whose programs wait on each other, with tests/threaded_interpreter.py);
 what the layouts and the tensor-core instructions do is the compiler's and the GPU's to check (fit.py,
-tests/held_binding.py, tests/test_cuda.py).
+tests/held_binding.py, tests/test_cuda.py). The cluster exchange's PTX (held.py: _cluster_put) runs as _ClusterPTX
+reads it: each program a shared memory of its own, the cluster's barrier a threading.Barrier, so its addresses, slots
+and waits are the kernels' own; launch_split runs a cluster launch's grid as the GPU's launcher would.
 """
 
 from __future__ import annotations
 
+import threading
 import types
+from typing import ClassVar
 
+import numpy as np
 import triton
 import triton.language as tl
+from threaded_interpreter import TIMEOUT
+from triton.runtime import interpreter as ti
 from triton.runtime.jit import ConstexprFunction
 
 from rnnlab.kernels import held
@@ -59,6 +66,59 @@ class _SharedRows:
         return tl.sum(tl.where(pick, blocks, 0.0), axis=0)
 
 
+class _ClusterPTX:
+    """gl.inline_asm_elementwise for the cluster exchange's four pieces of PTX, for programs in threads: a program's
+    shared memory is SHARED bytes of its own (%dynamic_smem_size), ``mapa`` + ``st.shared::cluster`` writes into the
+    memory of the program with that rank in the caller's cluster (``size`` programs of a one-dimensional grid in a
+    row, as launch_split runs them), ``barrier.cluster`` waits for the cluster's every program, and ``ld.shared``
+    reads the caller's own memory. Anything else is refused."""
+
+    SHARED = 1 << 16
+    size = 1  # programs a cluster, set by launch_split
+    lock = threading.Lock()
+    memories: ClassVar[dict[int, np.ndarray]] = {}  # by program index: fp32 words
+    barriers: ClassVar[dict[tuple[int, int], threading.Barrier]] = {}  # by (cluster, size)
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every program's memory and barrier (a fresh launch history)."""
+        cls.memories, cls.barriers = {}, {}
+
+    @classmethod
+    def memory(cls, program: int) -> np.ndarray:
+        with cls.lock:
+            return cls.memories.setdefault(program, np.full(cls.SHARED // 4, np.nan, dtype=np.float32))
+
+    @classmethod
+    def run(cls, asm, constraints, args, dtype, is_pure, pack):
+        program = ti.interpreter_builder.grid_idx[0]
+        values = np.broadcast_arrays(*[arg.handle.data for arg in args])
+        result = np.zeros(values[0].shape, dtype=np.float32 if dtype == tl.float32 else np.int32)
+        if "%dynamic_smem_size" in asm:
+            result[...] = cls.SHARED
+        elif "st.shared::cluster" in asm:
+            address, rank, value = values
+            target = program - program % cls.size + int(rank.flat[0])
+            cls.memory(target)[address // 4] = value
+        elif "barrier.cluster" in asm:
+            with cls.lock:
+                barrier = cls.barriers.setdefault((program // cls.size, cls.size), threading.Barrier(cls.size))
+            barrier.wait(TIMEOUT)
+        elif asm.startswith("ld.shared.f32"):
+            result[...] = cls.memory(program)[values[0] // 4]
+        else:
+            raise NotImplementedError(f"no emulation of this inline PTX: {asm!r}")
+        return tl.tensor(ti.TensorHandle(result, dtype), tl.block_type(dtype, list(result.shape)))
+
+
+def launch_split(kernel, launch, *args, **kwargs) -> None:
+    """held.launch_split under the interpreter: a cluster launch's grid (launch.grid's first axis launch.cluster times
+    over, clusters in a row) with its programs' PTX emulated (_ClusterPTX); any other launch as it is."""
+    _ClusterPTX.size = launch.cluster
+    grid = (launch.grid[0] * launch.cluster, *launch.grid[1:])
+    kernel[grid](*args, **{**launch.meta, **kwargs})
+
+
 class _Language:
     """triton.experimental.gluon.language as the kernels use it: triton.language's calls, looked up at each call
     (the interpreter swaps triton.language's builtins for its own while a kernel runs), without layouts."""
@@ -83,6 +143,7 @@ class _Language:
         return 4
 
     allocate_shared_memory = _Shared
+    inline_asm_elementwise = _ClusterPTX.run
 
     def __getattr__(self, name):
         return getattr(tl, name)
@@ -93,8 +154,8 @@ def interpreted_kernels() -> dict[str, object]:
     scope = dict(vars(held))
     scope.update(gl=_Language(), mma_v2=_mma, tl=tl)
     for name, value in vars(held).items():
-        if isinstance(value, ConstexprFunction):  # the layouts' helpers
-            scope[name] = _layout
+        if isinstance(value, ConstexprFunction):  # the layouts' helpers, and exchange_bytes (a number, kept)
+            scope[name] = value.fn if name == "exchange_bytes" else _layout
         elif isinstance(getattr(value, "fn", None), types.FunctionType) and value.fn.__module__ == held.__name__:
             fn = value.fn
             scope[name] = kernel = triton.jit(types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__))

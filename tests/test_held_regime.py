@@ -6,6 +6,7 @@ the interpreter as triton.language's (tests/held_interpreted.py; the split kerne
 tests/threaded_interpreter.py; its kernels' fit: tests/test_kernel_fit.py; its numbers against cuDNN:
 tests/test_cuda.py)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -50,12 +51,15 @@ def test_held_launch(cell, H, B, grid, warps, registers):
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_held_launch_splits_beyond_one_program(exchange):
     """Beyond MAX_HELD_H the LSTM's and GRU's programs split the units, HELD_SPLIT_UNITS each, 8 warps, and exchange h
-    as the split vector regime's do (a cooperative launch; force_exchange picks the exchange)."""
+    as the split vector regime's do (a cooperative launch) or, a cluster a batch tile, through each other's shared
+    memory (force_exchange picks the exchange)."""
     with force_exchange(exchange):
         launch = held_launch("gru", torch.zeros(1, 11, 1, dtype=torch.bfloat16), 256, 11)
-    assert launch.grid == (2, 256 // HELD_SPLIT_UNITS)
+    clustered = exchange == "cluster"  # a grid of batch tiles, each a cluster of its programs: no cooperative launch
+    assert (launch.grid, launch.cluster) == (((2,), 8) if clustered else ((2, 256 // HELD_SPLIT_UNITS), 1))
     assert launch.meta == {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": 256, "num_warps": 8, "maxnreg": 255,
-                           "GRID_SYNC": True, "launch_cooperative_grid": True, "FLAGGED": exchange == "flagged"}
+                           "GRID_SYNC": True, "launch_cooperative_grid": not clustered,
+                           "FLAGGED": exchange == "flagged", "CLUSTER": clustered}
 
 
 def test_forced_held_regime_refuses_what_it_cannot_run():
@@ -81,6 +85,20 @@ def test_forced_held_regime_refuses_what_it_cannot_run():
             with pytest.raises(NotImplementedError, match=pattern):
                 plan(*args, **kwargs)
         assert plan("lstm", x16, 64, 4, backward=True).regime == "persistent"
+
+
+def test_cluster_exchange_refuses_other_devices(monkeypatch):
+    """The cluster exchange's PTX is compiled for sm_90 only, and its clusters hold at most MAX_CLUSTER programs (the
+    portable size): elsewhere it says so (the barrier's launch asks only that its programs fit on the device)."""
+    x16 = torch.zeros(1, 4, 1, dtype=torch.bfloat16)
+    with force_exchange("cluster"):
+        launch = held_launch("lstm", x16, 256, 4)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert dispatch._split_held_problem(x16, launch) == "the cluster exchange is compiled for sm_90 only; got sm_80"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert dispatch._split_held_problem(x16, launch) is None
+    wide = dataclasses.replace(launch, cluster=dispatch.MAX_CLUSTER * 2)
+    assert "more than MAX_CLUSTER (8)" in dispatch._split_held_problem(x16, wide)
 
 
 def test_dispatcher_picks_the_held_regime_only_up_to_auto_held_h(monkeypatch):
@@ -112,8 +130,9 @@ def test_fused_forwards_bind_to_the_held_kernels():
     """_lstm_forward, _gru_forward and _rnn_forward (packed and reverse among them) call their held kernels as on
     CUDA, and Triton binds, specializes and compiles each for sm_90 without launching it (tests/held_binding.py, in
     a process without TRITON_INTERPRET): at H = 64 one program holds the rows' every unit (4 warps, shared memory for
-    h alone: 64 x 8 bf16); at 256 the LSTM and GRU split over programs, with each exchange: 8 warps, a cooperative
-    launch, h and the staged product (held_staging)."""
+    h alone: 64 x 8 bf16); at 256 the LSTM and GRU split over programs, with each exchange: 8 warps, h and the staged
+    product (held_staging), a cooperative launch of one program a cluster at the barrier and flagged, and with the
+    cluster exchange a launch of clusters of 8 with the exchange buffer added (held.launch_split)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
     from rnnlab.kernels.fit import held_staging
 
@@ -126,9 +145,15 @@ def test_fused_forwards_bind_to_the_held_kernels():
     single, split = compiled[:3], compiled[3:]
     assert [c["kernel"] for c in single] == ["_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"]
     assert all(c["num_warps"] == 4 and c["shared"] == 64 * 8 * 2 and not c["cooperative"] for c in single), single
-    assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * 2
-    assert all(c["num_warps"] == 8 and c["cooperative"] and c["shared"] <= held_staging("lstm_fwd_held_split", 256)
-               for c in split), split
+    assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * 3
+    for exchange, (lstm, gru) in zip(EXCHANGES, zip(split[::2], split[1::2], strict=True), strict=True):
+        for c in (lstm, gru):
+            assert c["num_warps"] == 8 and c["shared"] <= held_staging("lstm_fwd_held_split", 256), c
+            if exchange == "cluster":
+                padded = -(-c["shared"] // 16) * 16
+                assert not c["cooperative"] and c["launched"] == [8, 8, padded + 2 * 256 * HELD_ROWS * 4], c
+            else:
+                assert c["cooperative"] and c["launched"] == [8, 1, c["shared"]], c
 
 
 @pytest.fixture
@@ -137,13 +162,15 @@ def interpreted_held(monkeypatch, programs_in_threads):
     (tests/threaded_interpreter.py), and a dispatcher that lets the held regime run here (dispatch._held_problem
     refuses the CPU, the interpreter and fp32)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
-    from held_interpreted import interpreted_kernels
+    from held_interpreted import _ClusterPTX, interpreted_kernels, launch_split
 
     from rnnlab.kernels import held
 
     for name, kernel in interpreted_kernels().items():
         monkeypatch.setattr(held, name, kernel)
+    monkeypatch.setattr(held, "launch_split", launch_split)
     monkeypatch.setattr(dispatch, "_held_problem", lambda *args, **kwargs: None)
+    _ClusterPTX.reset()
 
 
 @pytest.mark.parametrize(("cell", "H", "B"), [("lstm", 48, 11), ("lstm", 16, 1), ("gru", 64, 11), ("gru", 16, 3),
@@ -183,17 +210,22 @@ def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
 
 
 @pytest.mark.parametrize(("cell", "H", "B", "exchange"), [("lstm", 256, 3, "flagged"), ("lstm", 160, 1, "barrier"),
-                                                          ("gru", 256, 11, "barrier"), ("gru", 192, 2, "flagged")])
+                                                          ("gru", 256, 11, "barrier"), ("gru", 192, 2, "flagged"),
+                                                          ("lstm", 256, 11, "cluster"), ("gru", 160, 3, "cluster")])
 def test_interpreted_held_split_kernels_match_reference(interpreted_held, cell, H, B, exchange):
-    """Split over programs of 32 units (H / 32 a batch tile, in threads), exchanging h at the barrier or as
-    flagged words: fp32 to 2e-6, bidirectional and packed with unequal lengths; B = 11 takes two batch tiles."""
+    """Split over programs of 32 units (H / 32 a batch tile, in threads), exchanging h at the barrier, as flagged
+    words or, a cluster a batch tile, through each other's shared memory (its PTX emulated: held_interpreted's
+    _ClusterPTX, whose unwritten words are NaN): fp32 to 2e-6, bidirectional and packed with unequal lengths; B = 11
+    takes two batch tiles (two clusters); H = 160 pads the exchanged h to 256 units."""
     torch.manual_seed(0)
     ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", bidirectional=True)
     reference = rnnlab.from_torch(ref, backend="torch")
     x, hx, _ = make_inputs(ref, "packed", T=6, B=B, dtype=torch.float32, with_state=True, seed=3)
+    tiles, parts = (B + HELD_ROWS - 1) // HELD_ROWS, H // HELD_SPLIT_UNITS
     with force_regime("held"), force_exchange(exchange):
         launch = plan(cell, torch.empty(0, B, 1), H, B, inference=True)
-        assert launch.grid == ((B + HELD_ROWS - 1) // HELD_ROWS, H // HELD_SPLIT_UNITS)
-        assert launch.meta["FLAGGED"] == (exchange == "flagged")
+        clustered = exchange == "cluster"
+        assert (launch.grid, launch.cluster) == (((tiles,), parts) if clustered else ((tiles, parts), 1))
+        assert (launch.meta["FLAGGED"], launch.meta["CLUSTER"]) == (exchange == "flagged", clustered)
         got = infer(fused, x, hx)
     assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)
