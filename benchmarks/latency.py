@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", choices=("vector", "persistent", "resident", "tiled", "held"),
                         help="force this regime (dispatch.force_regime) instead of the dispatcher's choice")
     parser.add_argument("--warps", type=int, help="force this many warps a program (dispatch.force_warps)")
-    parser.add_argument("--exchange", choices=("barrier", "flagged", "cluster"),
+    parser.add_argument("--exchange", choices=("barrier", "flagged", "cluster", "cluster-async"),
                         help="how split programs exchange h (dispatch.force_exchange; cluster: the held regime's)")
     parser.add_argument("--units", type=int, choices=(4, 8, 16),
                         help="hidden units a split vector-regime program takes (dispatch.force_units)")

@@ -11,7 +11,7 @@
   per HELD_ROWS batch rows holds W_hh in registers as tensor-core operands (hidden sizes up to MAX_HELD_H,
   multiples of 16; beyond, up to MAX_HELD_SPLIT_H, split over programs of HELD_SPLIT_UNITS units that exchange h as
   the split vector regime's do or, forced on sm_90, a thread-block cluster a batch tile, through each other's shared
-  memory), in Gluon (kernels/held.py), which the interpreter does not run.
+  memory: CLUSTER_EXCHANGES), in Gluon (kernels/held.py), which the interpreter does not run.
 - ``persistent``: one program per tile of BLOCK_B batch rows holds all of W_hh on chip for the whole
   sequence (hidden sizes up to MAX_PERSISTENT_H; Triton stages it in shared memory and loads it into
   registers for each step's product).
@@ -198,12 +198,15 @@ MAX_VECTOR_B = BLOCK_B
 # for sm_80 with Triton 3.6; fit.py), not yet run on a GPU.
 # Timed there (latency/forced/), it took the split vector step from 1.15-1.41 to 1.09-1.19 us at H = 128 and, with 4
 # units a program, to 1.17-1.21 at 256, B = 1, where the held regime (AUTO_HELD_H) takes 0.66-0.82 and 1.46-1.69.
-# "cluster" (the held regime's split programs only, sm_90): a batch tile's programs form one thread-block cluster and
-# write their units of h into each other's shared memory, then meet at the cluster's hardware barrier
-# (held.py: _cluster_put), without a round trip through L2; the barrier's exchange alone took 1.23-1.40 us a step
-# on an H200 (latency/: exchange), most of the held regime's 1.46-2.00 us at H = 256. Cross-compiled only (Triton 3.6
-# and 3.9, sm_90; fit.py's "cluster" rows): forced, until a GPU checks and times it.
-EXCHANGES = ("barrier", "flagged", "cluster")
+# "cluster" and "cluster-async" (the held regime's split programs only, sm_90): a batch tile's programs form one
+# thread-block cluster and write their units of h into each other's shared memory, without a round trip through L2
+# (the barrier's exchange alone took 1.23-1.40 us a step on an H200, latency/: exchange, most of the held regime's
+# 1.46-2.00 us at H = 256), then meet at the cluster's hardware barrier ("cluster"; its release is a MEMBAR.ALL.GPU)
+# or, the writes st.async counted by an mbarrier in each receiver, wait for their data alone ("cluster-async"; held.py
+# has both). Cross-compiled (Triton 3.6 and 3.9, sm_90; fit.py's rows of those names) and run under the interpreter
+# with their PTX emulated, not on a GPU: forced, until one checks and times them.
+EXCHANGES = ("barrier", "flagged", "cluster", "cluster-async")
+CLUSTER_EXCHANGES = {"cluster": 1, "cluster-async": 2}  # the held split kernels' CLUSTER
 MAX_CLUSTER = 8  # programs a cluster may have on any sm_90 device (CUDA's portable cluster size)
 MAX_FLAGGED_H = {"lstm": 256, "gru": 256, "rnn": 1024}
 # Alternatives cross-compiled and not built (sm_90, bf16, Triton 3.9; a warp's time-loop SASS a step, fit.py --loop):
@@ -427,10 +430,10 @@ def force_warps(warps: int):
 @contextmanager
 def force_exchange(exchange: str):
     """Let split programs exchange h as ``exchange`` (see EXCHANGES) inside the block: "barrier", "flagged" (the
-    vector and held regimes; beyond MAX_FLAGGED_H, and in fp64, whose values fill a 64-bit word, at the barrier) or
-    "cluster" (the held regime on sm_90; the vector regime's at the barrier). "flagged" is an experiment: an H200 ran
-    it wrong at times, with more threads than h has words (EXCHANGES), which force_warps can still ask for; "cluster"
-    has not run on a GPU yet."""
+    vector and held regimes; beyond MAX_FLAGGED_H, and in fp64, whose values fill a 64-bit word, at the barrier),
+    "cluster" or "cluster-async" (the held regime on sm_90; the vector regime's at the barrier). "flagged" is an
+    experiment: an H200 ran it wrong at times, with more threads than h has words (EXCHANGES), which force_warps can
+    still ask for; the cluster exchanges have not run on a GPU yet."""
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
     with _override("exchange", exchange):
@@ -607,11 +610,11 @@ def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
         programs = H // HELD_SPLIT_UNITS
         meta = {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "num_warps": 8,
                 "maxnreg": _all_registers(8), **grid_sync_meta(programs)}
-        if _overrides.get("exchange") == "cluster":  # a one-dimensional grid of clusters, not a cooperative launch
+        if (cluster := CLUSTER_EXCHANGES.get(_overrides.get("exchange"), 0)):  # a 1-D grid of clusters, not cooperative
             return Launch("held", (tiles,), {**meta, "launch_cooperative_grid": False, "FLAGGED": False,
-                                             "CLUSTER": True}, cluster=programs)
+                                             "CLUSTER": cluster}, cluster=programs)
         return Launch("held", (tiles, programs),
-                      {**meta, "FLAGGED": _overrides.get("exchange") == "flagged", "CLUSTER": False})
+                      {**meta, "FLAGGED": _overrides.get("exchange") == "flagged", "CLUSTER": 0})
     bh = max(HELD_UNITS, triton.next_power_of_2(H))
     warps = bh // HELD_UNITS
     return Launch("held", (tiles,), {"BLOCK_H": bh, "num_warps": warps, "maxnreg": _all_registers(warps)})

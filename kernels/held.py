@@ -13,8 +13,9 @@ H / 32 programs, all resident at once, a cooperative launch), each holding its u
 inputs. A step multiplies them with the whole h, read from the exchange buffer the split vector regime uses
 (common.vector_buffers: at the barrier, or flagged words), stages the product in shared memory so that a unit's
 gates meet in one thread, runs the cell's step and writes its units of the new h back (common.vector_exchange).
-Forced on sm_90 (dispatch.EXCHANGES' "cluster"), a batch tile's programs form a thread-block cluster instead and
-exchange h through each other's shared memory at the cluster's barrier (_cluster_put; launch_split launches them).
+Forced on sm_90 (dispatch.EXCHANGES' "cluster" and "cluster-async"), a batch tile's programs form a thread-block
+cluster instead and exchange h through each other's shared memory, at the cluster's barrier or counted by mbarriers
+(_cluster_put, _cluster_read; launch_split launches them).
 
 Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh in shared memory and loads it
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
@@ -217,16 +218,15 @@ def _split_layout(warps):
 def _split_product(w, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
     """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
     batch tile's rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED
-    its tagged words, common.flagged_values), or with CLUSTER from the program's own shared memory (_cluster_put), in a
-    plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
+    its tagged words, common.flagged_values), or with CLUSTER from the program's own shared memory (_cluster_read), in
+    a plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
     layout: gl.constexpr = gl.BlockedLayout([4, 1], [8, 4], [gl.num_warps(), 1], [0, 1])
     k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, layout))[:, None]
     r = gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
     rows = tile * NB + r
     mask = (k < H) & (rows < B)
     if CLUSTER:
-        # units past H were never written: their words, whatever they hold, must not reach the product (0 * NaN)
-        h = gl.where(k < H, _shared_load(_exchange_address(s % 2, k, r, BLOCK_K)), 0.0)
+        h = _cluster_read(s, k, r, H, w.shape[0] // 4, BLOCK_K, CLUSTER)
     elif FLAGGED:
         h = flagged_values(HQ, s, rows.to(gl.int64), B, H, k, mask)
     else:
@@ -251,70 +251,165 @@ def _stored_by_cell(live, CLUSTER: gl.constexpr):
 
 
 @gluon.jit
-def _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, y_off, live, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr,
-                    GRID_SYNC: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
-    """End of a split program's step ``s``: its units ``u`` (BLOCK_U, 1) of the new h (BLOCK_U, NB) of rows ``b``
-    (1, NB) go to the batch tile's other programs, through HQ (common.vector_exchange: at the grid barrier, or
-    flagged) or with CLUSTER into every shared memory of the program's cluster (_cluster_put), and then to Y at
-    ``y_off`` where ``live`` (_stored_by_cell)."""
+def _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, y_off, live, BLOCK_U: gl.constexpr,
+                    BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+    """End of a split program's step ``s`` of ``steps``: its units ``u`` (BLOCK_U, 1) of the new h (BLOCK_U, NB) of
+    rows ``b`` (1, NB) go to the batch tile's other programs, through HQ (common.vector_exchange: at the grid barrier,
+    or flagged) or with CLUSTER into every shared memory of the program's cluster (_cluster_put; not after the last
+    step, which no program reads and whose writes could reach a program that has exited), and then to Y at ``y_off``
+    where ``live`` (_stored_by_cell)."""
     if CLUSTER:
-        _cluster_put(h, s, u, H, BLOCK_U, BLOCK_K)
+        if s + 1 < steps:
+            _cluster_put(h, s, u, H, BLOCK_U, BLOCK_K, CLUSTER)
         gl.store(Y + y_off, h.to(Y.dtype.element_ty), mask=live)
     else:
         vector_exchange(h, HQ, COUNT, tile, s, b, B, H, u, (u < H) & (b < B), GRID_SYNC, FLAGGED)
 
 
-# The cluster exchange (CLUSTER; sm_90, forced only: dispatch.EXCHANGES). A batch tile's split programs form one
-# thread-block cluster (launch_split), and each keeps a (2, BLOCK_K, NB) fp32 exchange buffer at the end of its dynamic
-# shared memory, past what Triton allocates. A step's program writes its units of h into slot (s + 1) % 2 of every
-# buffer of its cluster (distributed shared memory: st.shared::cluster to the address mapa gives for each CTA rank),
-# then the cluster meets at its hardware barrier (barrier.cluster, release / acquire: the writes are visible after
-# it), and the next step reads the whole h from its own buffer. A program writes slot (s + 1) % 2 again only at step
-# s + 2, after the barrier of step s + 1, which no program passes before every program has read that slot at step
-# s + 1 (the arrive's release orders its earlier loads). The release compiles to MEMBAR.ALL.GPU (sm_90 SASS), which
-# waits for every store the program has in flight, so the step's output goes to Y after the barrier (_stored_by_cell).
+# The cluster exchanges (CLUSTER; sm_90, forced only: dispatch.EXCHANGES). A batch tile's split programs form one
+# thread-block cluster (launch_split), and each keeps a (2, BLOCK_K, NB) fp32 exchange buffer and two mbarriers at the
+# end of its dynamic shared memory, past what Triton allocates. A step's program writes its units of h into slot
+# (s + 1) % 2 of every buffer of its cluster (distributed shared memory: to the address mapa gives for each CTA rank),
+# and the next step reads the whole h from its own buffer once it has come:
+# - CLUSTER 1 ("cluster"): the writes are st.shared::cluster, and the cluster meets at its hardware barrier
+#   (barrier.cluster, release / acquire: the writes are visible after it). A program writes slot (s + 1) % 2 again
+#   only at step s + 2, after the barrier of step s + 1, which no program passes before every program has read that
+#   slot at step s + 1 (the arrive's release orders its earlier loads). The release compiles to MEMBAR.ALL.GPU (sm_90
+#   SASS), which waits for every store the program has in flight, so the step's output goes to Y after the barrier
+#   (_stored_by_cell).
+# - CLUSTER 2 ("cluster-async"): the writes are st.async, each counted off (complete_tx) the receiver's mbarrier of
+#   that slot, which the receiver armed to expect the whole h (arrive.expect_tx, H * NB * 4 bytes); a program waits
+#   for its slot's phase (try_wait.parity: the slot's n-th step, n % 2) and arms it again, with no barrier, no
+#   fence and no wait for the others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot
+#   (s + 1) % 2 again at step s + 2 only after it has waited for every program's h of step s + 1, which each sent
+#   after reading that slot at step s + 1.
 # Triton 3.6's own cross-CTA layout conversions fail to lower (nvvm.mapa given a shared-space pointer; 3.9 lowers
-# them), so these are PTX: inline assembly, one element a thread.
+# them), so these are PTX: inline assembly on tensors of one element a thread (_split_layout's (BLOCK_U, NB) at 8
+# warps), whose .aligned barriers every thread reaches.
+
+
+@gluon.constexpr_function
+def exchange_bytes(block_k):
+    """The bytes at the end of a cluster program's shared memory: two slots of (BLOCK_K, NB) fp32, then an 8-byte
+    mbarrier a slot."""
+    return 2 * block_k * HELD_ROWS * 4 + 16
+
+
+@gluon.jit
+def _shared_end(like):
+    """The end of the program's dynamic shared memory (a 32-bit address in the CTA's window), shaped as ``like``."""
+    return gl.inline_asm_elementwise("{ .reg .u32 size; mov.u32 $0, global_smem; mov.u32 size, %dynamic_smem_size; "
+                                     "add.u32 $0, $0, size; }", "=r,r", [like * 0], dtype=gl.int32, is_pure=True,
+                                     pack=1)
 
 
 @gluon.jit
 def _exchange_address(slot, k, r, BLOCK_K: gl.constexpr):
     """The shared-memory addresses (32-bit, the CTA's window) of units ``k`` and batch-tile rows ``r`` (broadcast
-    together) in ``slot`` of the program's exchange buffer: its last 2 * BLOCK_K * NB fp32 words of dynamic shared
-    memory, which launch_split adds to what the kernel allocates."""
-    end = gl.inline_asm_elementwise("{ .reg .u32 size; mov.u32 $0, global_smem; mov.u32 size, %dynamic_smem_size; "
-                                    "add.u32 $0, $0, size; }", "=r,r", [k * 0 + r * 0], dtype=gl.int32, is_pure=True,
-                                    pack=1)
-    return end - exchange_bytes(BLOCK_K) + ((slot * BLOCK_K + k) * NB + r) * 4
+    together) in ``slot`` of the program's exchange buffer, which launch_split adds to what the kernel allocates."""
+    return _shared_end(k + r) - exchange_bytes(BLOCK_K) + ((slot * BLOCK_K + k) * NB + r) * 4
 
 
 @gluon.jit
-def _shared_load(address):
-    """The fp32 words at shared ``address``es (written by the cluster's programs: not pure, so it stays after the
-    barrier)."""
-    return gl.inline_asm_elementwise("ld.shared.f32 $0, [$1];", "=f,r", [address], dtype=gl.float32, is_pure=False,
-                                     pack=1)
+def _slot_barrier(slot, like):
+    """The address of ``slot``'s mbarrier (CLUSTER 2), shaped as ``like``."""
+    return _shared_end(like) - 16 + slot * 8
 
 
 @gluon.jit
-def _cluster_put(h, s, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+def _first_thread(BLOCK_U: gl.constexpr):
+    """A (BLOCK_U, NB) tile in _split_layout (one element a thread) that is 0 in one thread only: which arms the
+    mbarriers."""
+    layout: gl.constexpr = _split_layout(gl.num_warps())
+    gl.static_assert(32 * gl.num_warps() == BLOCK_U * NB, "the cluster exchange's PTX takes one element a thread")
+    return (gl.arange(0, BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None] * NB
+            + gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :])
+
+
+@gluon.jit
+def _arm(slot, H, BLOCK_U: gl.constexpr):
+    """One thread's arrival on ``slot``'s mbarrier, expecting the whole h of the batch tile (H * NB fp32) to come."""
+    first = _first_thread(BLOCK_U)
+    gl.inline_asm_elementwise("{ .reg .pred p; .reg .b64 state; setp.eq.s32 p, $1, 0; "
+                              "@p mbarrier.arrive.expect_tx.shared::cta.b64 state, [$2], $3; mov.u32 $0, 0; }",
+                              "=r,r,r,r", [first, _slot_barrier(slot, first), first * 0 + H * NB * 4],
+                              dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _cluster_barrier(like):
+    """Every thread of the cluster meets here (``like``: one element a thread), after fencing the mbarriers'
+    initialisation for the cluster."""
+    gl.inline_asm_elementwise("fence.mbarrier_init.release.cluster; barrier.cluster.arrive.release.aligned; "
+                              "barrier.cluster.wait.acquire.aligned; mov.u32 $0, 0;", "=r,r", [like],
+                              dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _cluster_start(h, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUSTER: gl.constexpr):
+    """Before a cluster's first step: with CLUSTER 2 both slots' mbarriers initialised (one arrival a phase) and
+    armed, the cluster met (no write may reach a barrier not yet initialised), then h_0 (``h``, units ``u``) into slot
+    0 everywhere."""
+    if CLUSTER == 2:
+        first = _first_thread(BLOCK_U)
+        for slot in gl.static_range(2):
+            gl.inline_asm_elementwise("{ .reg .pred p; setp.eq.s32 p, $1, 0; @p mbarrier.init.shared::cta.b64 [$2], 1; "
+                                      "mov.u32 $0, 0; }", "=r,r,r", [first, _slot_barrier(slot, first)],
+                                      dtype=gl.int32, is_pure=False, pack=1)
+            _arm(slot, H, BLOCK_U)
+        _cluster_barrier(first)
+    _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K, CLUSTER)
+
+
+@gluon.jit
+def _cluster_put(h, s, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUSTER: gl.constexpr):
     """A cluster program's units ``u`` (BLOCK_U, 1) of h (BLOCK_U, NB) after step ``s`` (-1: the initial state) into
-    slot (s + 1) % 2 of every exchange buffer of its cluster (its own included), then the cluster's barrier."""
+    slot (s + 1) % 2 of every exchange buffer of its cluster (its own included); with CLUSTER 1 then the cluster's
+    barrier, with 2 each write counted off its receiver's mbarrier of that slot."""
     r = gl.arange(0, NB, layout=gl.SliceLayout(0, _split_layout(gl.num_warps())))[None, :]
-    address = _exchange_address((s + 1) % 2, u, r, BLOCK_K)
+    slot = (s + 1) % 2
+    address = _exchange_address(slot, u, r, BLOCK_K)
     for rank in range(0, H // BLOCK_U):
-        gl.inline_asm_elementwise("{ .reg .u32 remote; mapa.shared::cluster.u32 remote, $1, $2; "
-                                  "st.shared::cluster.f32 [remote], $3; mov.u32 $0, 0; }", "=r,r,r,f",
-                                  [address, address * 0 + rank, h], dtype=gl.int32, is_pure=False, pack=1)
-    # h holds one word a thread (or a few): every thread of every warp arrives (.aligned), once or a few times alike
-    gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned; "
-                              "mov.u32 $0, 0;", "=r,r", [address], dtype=gl.int32, is_pure=False, pack=1)
+        if CLUSTER == 2:
+            gl.inline_asm_elementwise("{ .reg .u32 remote, bar; mapa.shared::cluster.u32 remote, $1, $2; "
+                                      "mapa.shared::cluster.u32 bar, $3, $2; "
+                                      "st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [remote], $4, [bar]; "
+                                      "mov.u32 $0, 0; }", "=r,r,r,r,f",
+                                      [address, address * 0 + rank, _slot_barrier(slot, address), h], dtype=gl.int32,
+                                      is_pure=False, pack=1)
+        else:
+            gl.inline_asm_elementwise("{ .reg .u32 remote; mapa.shared::cluster.u32 remote, $1, $2; "
+                                      "st.shared::cluster.f32 [remote], $3; mov.u32 $0, 0; }", "=r,r,r,f",
+                                      [address, address * 0 + rank, h], dtype=gl.int32, is_pure=False, pack=1)
+    if CLUSTER == 1:
+        gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned; "
+                                  "mov.u32 $0, 0;", "=r,r", [address], dtype=gl.int32, is_pure=False, pack=1)
 
 
-@gluon.constexpr_function
-def exchange_bytes(block_k):
-    """The bytes of a cluster program's exchange buffer for BLOCK_K units: two slots of (BLOCK_K, NB) fp32."""
-    return 2 * block_k * HELD_ROWS * 4
+@gluon.jit
+def _cluster_read(s, k, r, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUSTER: gl.constexpr):
+    """The whole h (units ``k`` (BLOCK_K, 1) by batch-tile rows ``r`` (1, NB)) entering step ``s``, from slot s % 2
+    of the program's own exchange buffer: with CLUSTER 2 once its mbarrier's phase for the step has completed (every
+    thread waits; one then arms the slot for its next use, two steps on). Units past H were never written: their
+    words, whatever they hold, do not reach the product (0 * NaN)."""
+    if CLUSTER == 2:
+        first = _first_thread(BLOCK_U)
+        gl.inline_asm_elementwise("{ .reg .pred done; LAB_WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [$1], "
+                                  "$2; @!done bra LAB_WAIT; mov.u32 $0, 0; }", "=r,r,r",
+                                  [_slot_barrier(s % 2, first), first * 0 + (s // 2) % 2], dtype=gl.int32,
+                                  is_pure=False, pack=1)
+        _arm(s % 2, H, BLOCK_U)
+    words = gl.inline_asm_elementwise("ld.shared.f32 $0, [$1];", "=f,r", [_exchange_address(s % 2, k, r, BLOCK_K)],
+                                      dtype=gl.float32, is_pure=False, pack=1)
+    return gl.where(k < H, words, 0.0)
+
+
+@gluon.jit
+def _cluster_end(like, CLUSTER: gl.constexpr):
+    """After a cluster's last step (CLUSTER 2): every program meets the others, so none exits while another's
+    st.async to it may be in flight."""
+    if CLUSTER == 2:
+        _cluster_barrier(like)
 
 
 @gluon.jit
@@ -331,7 +426,7 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
     u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_U, NB) each
     if CLUSTER:
-        _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K)  # h_0 into slot 0
+        _cluster_start(h, u, H, BLOCK_U, BLOCK_K, CLUSTER)
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
@@ -347,9 +442,10 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
                                   row * H + u, Y, Y, 0, H, 0, c, _stored_by_cell(live, CLUSTER), False)
         h = gl.where(live, h_new, h)
         c = gl.where(live, c_new, c)
-        _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC, FLAGGED,
-                        CLUSTER)
+        _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC,
+                        FLAGGED, CLUSTER)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
+    _cluster_end(h, CLUSTER)
     _store_state(HN, h, u, b, B, H)
     _store_state(CN, c, u, b, B, H)
 
@@ -365,7 +461,7 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
     u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h = _state(H0, u, b, B, H)  # (BLOCK_U, NB)
     if CLUSTER:
-        _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K)  # h_0 into slot 0
+        _cluster_start(h, u, H, BLOCK_U, BLOCK_K, CLUSTER)
     gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
@@ -381,9 +477,10 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
         h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, u, Y, Y, Y, 0, row * H + u, H, h,
                           _stored_by_cell(live, CLUSTER), Y, False, False, False)
         h = gl.where(live, h_new, h)
-        _split_exchange(h, HQ, COUNT, tile, s, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC, FLAGGED,
-                        CLUSTER)
+        _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC,
+                        FLAGGED, CLUSTER)
         x_r, x_z, x_n = n_r, n_z, n_n
+    _cluster_end(h, CLUSTER)
     _store_state(HN, h, u, b, B, H)
 
 

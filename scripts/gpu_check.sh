@@ -8,7 +8,7 @@
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed; then, forced, the held regime's cluster exchange
+#      alone, a step, where the 1 us inference target is missed; then, forced, the held regime's cluster exchanges
 #      (sm_90) at H = 256, the vector regime where the held
 #      one (W_hh in registers as tensor-core operands) is chosen, the RNN's held regime against its default, the
 #      split vector regime's flagged exchange (an experiment), and its narrower programs (8 units at the barrier
@@ -90,9 +90,12 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-    lim=$(limit_for 30)  # the held regime's cluster exchange (forced; sm_90) where the barrier's misses 1 us
-    step "forward latency, held regime, cluster exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
-        --exchange cluster --hidden 256 --out "$res/latency/forced/held-cluster"
+    for exchange in cluster cluster-async; do  # the held regime's cluster exchanges (forced; sm_90) at H = 256,
+        # where the barrier's misses 1 us
+        lim=$(limit_for 30)
+        step "forward latency, held regime, $exchange exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
+            --exchange "$exchange" --hidden 256 --out "$res/latency/forced/held-$exchange"
+    done
     lim=$(limit_for 45)  # what the held regime (the dispatcher's choice up to AUTO_HELD_H) replaced
     step "forward latency, vector regime" "$lim" "$PY" benchmarks/latency.py --regime vector --hidden 64 128 \
         --out "$res/latency/forced/vector"

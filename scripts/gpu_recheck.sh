@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A short GPU check (about 2 minutes on an H200) for the second run of a session, after gpu_check.sh: the forward
-# latency at the dispatcher's choices and of the held regime's cluster exchange at H = 256 (benchmarks/latency.py),
+# latency at the dispatcher's choices and of the held regime's cluster exchanges at H = 256 (benchmarks/latency.py),
 # then the GPU tests of the inference regimes (vector, split vector, held with each exchange, CUDA-graph captures)
-# and of what runs the fused kernels under torch.compile, in half precision and with saturated gates. Usage: bash scripts/gpu_recheck.sh (results under $OUT on the device machine, else
+# and of what runs the fused kernels under torch.compile, in half precision and with saturated gates.
+# Usage: bash scripts/gpu_recheck.sh (results under $OUT on the device machine, else
 # benchmarks/results/gpu-<device>/recheck).
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
@@ -11,7 +12,9 @@ mkdir -p "$res"
 {
     nvidia-smi --query-gpu=name --format=csv,noheader
     "$PY" benchmarks/latency.py --hidden 64 128 256 --out "$res/latency"
-    "$PY" benchmarks/latency.py --regime held --exchange cluster --hidden 256 --out "$res/latency/held-cluster"
+    for exchange in cluster cluster-async; do
+        "$PY" benchmarks/latency.py --regime held --exchange "$exchange" --hidden 256 --out "$res/latency/held-$exchange"
+    done
     "$PY" -m pytest -p no:cacheprovider -q -rfEs -n 8 -m "gpu or not gpu" tests/test_cuda.py \
         tests/test_triton_kernels.py tests/test_fused_variants.py tests/test_fused_layer_norm.py \
         -k "split_vector_regime or cuda_graph or vector_regime_matches or held_regime or saturated or compile_without \

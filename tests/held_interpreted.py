@@ -5,9 +5,10 @@ computes (fp32 accumulation of the operands as given) and a shared-memory buffer
 kernels' indexing, masks, packed and reversed steps, input prefetch, exchange and calls of the cells' step code
 run against the reference (the split kernels, whose programs wait on each other, with tests/threaded_interpreter.py);
 what the layouts and the tensor-core instructions do is the compiler's and the GPU's to check (fit.py,
-tests/held_binding.py, tests/test_cuda.py). The cluster exchange's PTX (held.py: _cluster_put) runs as _ClusterPTX
-reads it: each program a shared memory of its own, the cluster's barrier a threading.Barrier, so its addresses, slots
-and waits are the kernels' own; launch_split runs a cluster launch's grid as the GPU's launcher would.
+tests/held_binding.py, tests/test_cuda.py). The cluster exchanges' PTX (held.py: _cluster_put, _cluster_read) runs as
+_ClusterPTX reads it: each program a shared memory and mbarriers of its own, the cluster's barrier a
+threading.Barrier, so their addresses, slots, phases and waits are the kernels' own; launch_split runs a cluster
+launch's grid as the GPU's launcher would.
 """
 
 from __future__ import annotations
@@ -66,23 +67,44 @@ class _SharedRows:
         return tl.sum(tl.where(pick, blocks, 0.0), axis=0)
 
 
+class _MBarrier:
+    """An mbarrier's state: arrivals a phase, arrivals and transaction bytes pending in the current one, phases
+    completed."""
+
+    def __init__(self, count: int):
+        self.count = self.pending = count
+        self.tx = self.completed = 0
+
+    def update(self, arrivals: int, tx: int) -> None:
+        """Arrive ``arrivals`` times and add ``tx`` bytes expected (negative: bytes come, complete_tx); a phase
+        completes when neither arrivals nor bytes are pending."""
+        self.pending -= arrivals
+        self.tx += tx
+        if self.pending == 0 and self.tx == 0:
+            self.completed += 1
+            self.pending = self.count
+
+
 class _ClusterPTX:
-    """gl.inline_asm_elementwise for the cluster exchange's four pieces of PTX, for programs in threads: a program's
-    shared memory is SHARED bytes of its own (%dynamic_smem_size), ``mapa`` + ``st.shared::cluster`` writes into the
-    memory of the program with that rank in the caller's cluster (``size`` programs of a one-dimensional grid in a
-    row, as launch_split runs them), ``barrier.cluster`` waits for the cluster's every program, and ``ld.shared``
-    reads the caller's own memory. Anything else is refused."""
+    """gl.inline_asm_elementwise for the cluster exchanges' PTX (held.py), for programs in threads: a program's
+    shared memory is SHARED bytes of its own (%dynamic_smem_size) with its mbarriers beside it; ``mapa`` +
+    ``st.shared::cluster`` writes into the memory of the program with that rank in the caller's cluster (``size``
+    programs of a one-dimensional grid in a row, as launch_split runs them), ``st.async`` likewise and counts its bytes
+    off that program's mbarrier; ``barrier.cluster`` waits for the cluster's every program; ``mbarrier.init`` and
+    ``arrive.expect_tx`` (where the predicate operand is 0, one thread's) set a barrier up and arm it,
+    ``try_wait.parity`` waits for a phase; ``ld.shared`` reads the caller's own memory. Anything else is refused."""
 
     SHARED = 1 << 16
     size = 1  # programs a cluster, set by launch_split
-    lock = threading.Lock()
+    lock = threading.Condition()
     memories: ClassVar[dict[int, np.ndarray]] = {}  # by program index: fp32 words
+    mbarriers: ClassVar[dict[tuple[int, int], _MBarrier]] = {}  # by (program, address)
     barriers: ClassVar[dict[tuple[int, int], threading.Barrier]] = {}  # by (cluster, size)
 
     @classmethod
     def reset(cls) -> None:
         """Forget every program's memory and barrier (a fresh launch history)."""
-        cls.memories, cls.barriers = {}, {}
+        cls.memories, cls.mbarriers, cls.barriers = {}, {}, {}
 
     @classmethod
     def memory(cls, program: int) -> np.ndarray:
@@ -94,16 +116,36 @@ class _ClusterPTX:
         program = ti.interpreter_builder.grid_idx[0]
         values = np.broadcast_arrays(*[arg.handle.data for arg in args])
         result = np.zeros(values[0].shape, dtype=np.float32 if dtype == tl.float32 else np.int32)
+        peer = program - program % cls.size  # + a rank: that program of the caller's cluster
         if "%dynamic_smem_size" in asm:
             result[...] = cls.SHARED
+        elif "st.async" in asm:
+            address, rank, barrier, value = values
+            cls.memory(peer + int(rank.flat[0]))[address // 4] = value
+            with cls.lock:
+                cls.mbarriers[peer + int(rank.flat[0]), int(barrier.flat[0])].update(0, -4 * value.size)
+                cls.lock.notify_all()
         elif "st.shared::cluster" in asm:
             address, rank, value = values
-            target = program - program % cls.size + int(rank.flat[0])
-            cls.memory(target)[address // 4] = value
+            cls.memory(peer + int(rank.flat[0]))[address // 4] = value
         elif "barrier.cluster" in asm:
             with cls.lock:
                 barrier = cls.barriers.setdefault((program // cls.size, cls.size), threading.Barrier(cls.size))
             barrier.wait(TIMEOUT)
+        elif "mbarrier.init" in asm:  # by the threads whose first operand is 0
+            if (values[0] == 0).any():
+                with cls.lock:
+                    cls.mbarriers[program, int(values[1].flat[0])] = _MBarrier(1)
+        elif "mbarrier.arrive.expect_tx" in asm:  # likewise, each of them arriving
+            threads = int((values[0] == 0).sum())
+            with cls.lock:
+                cls.mbarriers[program, int(values[1].flat[0])].update(threads, threads * int(values[2].flat[0]))
+                cls.lock.notify_all()
+        elif "mbarrier.try_wait.parity" in asm:
+            state = cls.mbarriers[program, int(values[0].flat[0])]
+            with cls.lock:
+                if not cls.lock.wait_for(lambda: state.completed % 2 != int(values[1].flat[0]), TIMEOUT):
+                    raise TimeoutError("an mbarrier's phase never completed")
         elif asm.startswith("ld.shared.f32"):
             result[...] = cls.memory(program)[values[0] // 4]
         else:
@@ -140,7 +182,7 @@ class _Language:
 
     @staticmethod
     def num_warps():
-        return 4
+        return 8  # only the layouts (dropped) and the cluster exchange's check of the split launch's 8 warps read it
 
     allocate_shared_memory = _Shared
     inline_asm_elementwise = _ClusterPTX.run

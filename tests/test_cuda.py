@@ -151,13 +151,14 @@ def test_held_regime_matches_cudnn(cell, H, B):
 
 @pytest.mark.skipif(os.environ.get("RNNLAB_GRID_SYNC") == "0", reason="RNNLAB_GRID_SYNC=0 turns the grid barrier off")
 @pytest.mark.parametrize("B", [1, 11])
-@pytest.mark.parametrize("exchange", ["barrier", "flagged", "cluster"])
+@pytest.mark.parametrize("exchange", ["barrier", "flagged", "cluster", "cluster-async"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_split_held_regime_matches_cudnn(cell, exchange, B):
     """The held regime split over programs (H = 256: 8 programs of 32 units a batch tile, meeting at the grid barrier,
     through the flagged exchange or, on sm_90, a thread-block cluster a batch tile, through each other's shared
-    memory), as test_held_regime_matches_cudnn checks the one-program form."""
-    if exchange == "cluster" and torch.cuda.get_device_capability() != (9, 0):
+    memory at the cluster's barrier or counted by mbarriers), as test_held_regime_matches_cudnn checks the
+    one-program form."""
+    if exchange.startswith("cluster") and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the cluster exchange is compiled for sm_90 only")
     _check_held(cell, 256, B, exchange)
 
@@ -170,7 +171,7 @@ def _check_held(cell: str, H: int, B: int, exchange: str) -> None:
     with force_regime("held"), force_exchange(exchange):
         launch = plan(cell.split("_")[0], probe, H, B, inference=True)
     assert launch.regime == "held" and launch.meta.get("FLAGGED", False) == (exchange == "flagged")
-    assert (launch.cluster > 1) == (exchange == "cluster")
+    assert (launch.cluster > 1) == exchange.startswith("cluster")
     torch.manual_seed(10)
     ref, mine = make_pair(cell, 24, H, torch.float32, backend="triton", bidirectional=True)
     ref, mine = ref.cuda(), mine.cuda()
@@ -185,17 +186,18 @@ def _check_held(cell: str, H: int, B: int, exchange: str) -> None:
 
 
 @pytest.mark.parametrize(("H", "B", "exchange"), [(24, 8, "barrier"), (32, 8, "barrier"), (256, 8, "barrier"),
-                                                 (256, 8, "cluster"), (32, 20, "barrier"), (300, 8, "barrier"),
-                                                 (600, 8, "barrier")],
-                         ids=["vector", "held", "held-split", "held-cluster", "persistent", "resident", "tiled"])
+                                                 (256, 8, "cluster"), (256, 8, "cluster-async"), (32, 20, "barrier"),
+                                                 (300, 8, "barrier"), (600, 8, "barrier")],
+                         ids=["vector", "held", "held-split", "held-cluster", "held-cluster-async", "persistent",
+                              "resident", "tiled"])
 def test_fused_forward_replays_in_a_cuda_graph(H, B, exchange):
     """Unpacked input: the fused forward allocates and launches only on the device, so it captures, the
     cooperative launches of the split held, resident and (bf16 LSTM beyond H = 512) spread tiled regimes
     included (the held regime takes multiples of 16 up to dispatch.AUTO_HELD_H, the vector regime 24), and the
-    split held regime's cluster launch (forced, sm_90: held.launch_split)."""
+    split held regime's cluster launches (forced, sm_90: held.launch_split)."""
     from rnnlab.kernels.dispatch import force_exchange  # imports triton
 
-    if exchange == "cluster" and torch.cuda.get_device_capability() != (9, 0):
+    if exchange.startswith("cluster") and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the cluster exchange is compiled for sm_90 only")
     torch.manual_seed(2)
     mine = make_pair("lstm", 16, H, torch.bfloat16, backend="triton")[1].cuda()

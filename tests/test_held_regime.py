@@ -22,6 +22,7 @@ from parity import assert_same, infer, make_inputs, make_pair, relative_errors
 pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels import dispatch
 from rnnlab.kernels.dispatch import (
+    CLUSTER_EXCHANGES,
     EXCHANGES,
     HELD_ROWS,
     HELD_SPLIT_UNITS,
@@ -55,11 +56,12 @@ def test_held_launch_splits_beyond_one_program(exchange):
     memory (force_exchange picks the exchange)."""
     with force_exchange(exchange):
         launch = held_launch("gru", torch.zeros(1, 11, 1, dtype=torch.bfloat16), 256, 11)
-    clustered = exchange == "cluster"  # a grid of batch tiles, each a cluster of its programs: no cooperative launch
+    clustered = exchange.startswith("cluster")  # a grid of batch tiles, each a cluster of its programs: no
+    # cooperative launch
     assert (launch.grid, launch.cluster) == (((2,), 8) if clustered else ((2, 256 // HELD_SPLIT_UNITS), 1))
     assert launch.meta == {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": 256, "num_warps": 8, "maxnreg": 255,
                            "GRID_SYNC": True, "launch_cooperative_grid": not clustered,
-                           "FLAGGED": exchange == "flagged", "CLUSTER": clustered}
+                           "FLAGGED": exchange == "flagged", "CLUSTER": CLUSTER_EXCHANGES.get(exchange, 0)}
 
 
 def test_forced_held_regime_refuses_what_it_cannot_run():
@@ -145,13 +147,14 @@ def test_fused_forwards_bind_to_the_held_kernels():
     single, split = compiled[:3], compiled[3:]
     assert [c["kernel"] for c in single] == ["_lstm_fwd_held_kernel", "_gru_fwd_held_kernel", "_rnn_fwd_held_kernel"]
     assert all(c["num_warps"] == 4 and c["shared"] == 64 * 8 * 2 and not c["cooperative"] for c in single), single
-    assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * 3
+    assert [c["kernel"] for c in split] == ["_lstm_fwd_held_split_kernel", "_gru_fwd_held_split_kernel"] * len(
+        EXCHANGES)
     for exchange, (lstm, gru) in zip(EXCHANGES, zip(split[::2], split[1::2], strict=True), strict=True):
         for c in (lstm, gru):
             assert c["num_warps"] == 8 and c["shared"] <= held_staging("lstm_fwd_held_split", 256), c
-            if exchange == "cluster":
+            if exchange.startswith("cluster"):  # the exchange buffer and two mbarriers added
                 padded = -(-c["shared"] // 16) * 16
-                assert not c["cooperative"] and c["launched"] == [8, 8, padded + 2 * 256 * HELD_ROWS * 4], c
+                assert not c["cooperative"] and c["launched"] == [8, 8, padded + 2 * 256 * HELD_ROWS * 4 + 16], c
             else:
                 assert c["cooperative"] and c["launched"] == [8, 1, c["shared"]], c
 
@@ -211,12 +214,15 @@ def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
 
 @pytest.mark.parametrize(("cell", "H", "B", "exchange"), [("lstm", 256, 3, "flagged"), ("lstm", 160, 1, "barrier"),
                                                           ("gru", 256, 11, "barrier"), ("gru", 192, 2, "flagged"),
-                                                          ("lstm", 256, 11, "cluster"), ("gru", 160, 3, "cluster")])
+                                                          ("lstm", 256, 11, "cluster"), ("gru", 160, 3, "cluster"),
+                                                          ("gru", 256, 11, "cluster-async"),
+                                                          ("lstm", 160, 3, "cluster-async")])
 def test_interpreted_held_split_kernels_match_reference(interpreted_held, cell, H, B, exchange):
     """Split over programs of 32 units (H / 32 a batch tile, in threads), exchanging h at the barrier, as flagged
-    words or, a cluster a batch tile, through each other's shared memory (its PTX emulated: held_interpreted's
-    _ClusterPTX, whose unwritten words are NaN): fp32 to 2e-6, bidirectional and packed with unequal lengths; B = 11
-    takes two batch tiles (two clusters); H = 160 pads the exchanged h to 256 units."""
+    words or, a cluster a batch tile, through each other's shared memory at the cluster's barrier or counted by
+    mbarriers (their PTX emulated: held_interpreted's _ClusterPTX, whose unwritten words are NaN): fp32 to 2e-6,
+    bidirectional and packed with unequal lengths; B = 11 takes two batch tiles (two clusters); H = 160 pads the
+    exchanged h to 256 units."""
     torch.manual_seed(0)
     ref, fused = make_pair(cell, 5, H, torch.float32, backend="triton", bidirectional=True)
     reference = rnnlab.from_torch(ref, backend="torch")
@@ -224,8 +230,9 @@ def test_interpreted_held_split_kernels_match_reference(interpreted_held, cell, 
     tiles, parts = (B + HELD_ROWS - 1) // HELD_ROWS, H // HELD_SPLIT_UNITS
     with force_regime("held"), force_exchange(exchange):
         launch = plan(cell, torch.empty(0, B, 1), H, B, inference=True)
-        clustered = exchange == "cluster"
+        clustered = exchange.startswith("cluster")
         assert (launch.grid, launch.cluster) == (((tiles,), parts) if clustered else ((tiles, parts), 1))
-        assert (launch.meta["FLAGGED"], launch.meta["CLUSTER"]) == (exchange == "flagged", clustered)
+        assert (launch.meta["FLAGGED"], launch.meta["CLUSTER"]) == (exchange == "flagged",
+                                                                    CLUSTER_EXCHANGES.get(exchange, 0))
         got = infer(fused, x, hx)
     assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)
