@@ -279,8 +279,9 @@ def _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, y_off, live, BL
 #   (_stored_by_cell).
 # - CLUSTER 2 ("cluster-async"): the writes are st.async, each counted off (complete_tx) the receiver's mbarrier of
 #   that slot, which the receiver armed to expect the whole h (arrive.expect_tx, H * NB * 4 bytes); a program waits
-#   for its slot's phase (try_wait.parity: the slot's n-th step, n % 2) and arms it again, with no barrier, no
-#   fence and no wait for the others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot
+#   for its slot's phase (try_wait.parity: the slot's n-th step, n % 2; acquire at cluster scope, pairing with the
+#   writers' complete_tx, at no cost in the SASS) and arms it again, with no barrier, no fence and no wait for the
+#   others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot
 #   (s + 1) % 2 again at step s + 2 only after it has waited for every program's h of step s + 1, which each sent
 #   after reading that slot at step s + 1.
 # Triton 3.6's own cross-CTA layout conversions fail to lower (nvvm.mapa given a shared-space pointer; 3.9 lowers
@@ -394,8 +395,9 @@ def _cluster_read(s, k, r, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUS
     words, whatever they hold, do not reach the product (0 * NaN)."""
     if CLUSTER == 2:
         first = _first_thread(BLOCK_U)
-        gl.inline_asm_elementwise("{ .reg .pred done; LAB_WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [$1], "
-                                  "$2; @!done bra LAB_WAIT; mov.u32 $0, 0; }", "=r,r,r",
+        gl.inline_asm_elementwise("{ .reg .pred done; LAB_WAIT: "
+                                  "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [$1], $2; "
+                                  "@!done bra LAB_WAIT; mov.u32 $0, 0; }", "=r,r,r",
                                   [_slot_barrier(s % 2, first), first * 0 + (s // 2) % 2], dtype=gl.int32,
                                   is_pure=False, pack=1)
         _arm(s % 2, H, BLOCK_U)
