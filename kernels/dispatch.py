@@ -274,7 +274,7 @@ class Launch:
     regime: str
     grid: tuple[int, ...]
     meta: dict
-    cluster: int = 1  # programs a thread-block cluster (the held regime's cluster exchange: held.launch_split)
+    cluster: int = 1  # programs a thread-block cluster (the held regime's cluster exchanges: held.launch_split)
 
     @property
     def tiled(self) -> bool:

@@ -21,9 +21,9 @@ Triton's tl.dot cannot hold a loop-invariant operand in registers (it keeps W_hh
 every step: dispatch.py), so these kernels are written in Gluon, Triton's explicit-layout language, which the
 interpreter does not run: under TRITON_INTERPRET=1 they are cross-compiled (fit.py), and they run against the
 reference with Gluon's calls replaced by triton.language's and the layouts dropped (tests/held_interpreted.py; the
-split kernels' programs in threads, the cluster exchange's PTX emulated), which checks their indexing, masks, steps
+split kernels' programs in threads, the cluster exchanges' PTX emulated), which checks their indexing, masks, steps
 and exchanges but not the layouts, the tensor-core instructions or the GPU's memory model: those are checked on a
-GPU only (tests/test_cuda.py). An H200 passed those (the cluster exchange not yet run) and timed the held forward
+GPU only (tests/test_cuda.py). An H200 passed those (the cluster exchanges not yet run) and timed the held forward
 faster than every other regime at H = 64-256 (B = 1 and 16), so the dispatcher picks it for the LSTM and GRU there
 (dispatch.AUTO_HELD_H).
 

@@ -90,7 +90,7 @@ def test_forced_held_regime_refuses_what_it_cannot_run():
 
 
 def test_cluster_exchange_refuses_other_devices(monkeypatch):
-    """The cluster exchange's PTX is compiled for sm_90 only, and its clusters hold at most MAX_CLUSTER programs (the
+    """The cluster exchanges' PTX is compiled for sm_90 only, and its clusters hold at most MAX_CLUSTER programs (the
     portable size): elsewhere it says so (the barrier's launch asks only that its programs fit on the device)."""
     x16 = torch.zeros(1, 4, 1, dtype=torch.bfloat16)
     with force_exchange("cluster"):
@@ -134,7 +134,7 @@ def test_fused_forwards_bind_to_the_held_kernels():
     a process without TRITON_INTERPRET): at H = 64 one program holds the rows' every unit (4 warps, shared memory for
     h alone: 64 x 8 bf16); at 256 the LSTM and GRU split over programs, with each exchange: 8 warps, h and the staged
     product (held_staging), a cooperative launch of one program a cluster at the barrier and flagged, and with the
-    cluster exchange a launch of clusters of 8 with the exchange buffer added (held.launch_split)."""
+    cluster exchanges a launch of clusters of 8 with the exchange buffer and mbarriers added (held.launch_split)."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
     from rnnlab.kernels.fit import held_staging
 
