@@ -15,9 +15,9 @@ four ways, median of ``--reps``:
 - ``graph``: the same call captured once in a CUDA graph and replayed (no CPU work between the events);
 - ``kernel``: the fused kernel alone, its device time under torch.profiler;
 - ``queue``: the CPU's time to queue the call (wall clock, no synchronisation);
-- ``exchange``: where the launch splits the hidden units over programs (the resident regime, or the vector
-  regime split: H > 64 here), those programs' exchange of the state alone, at the barrier or flagged, without
-  the math (step_floor.py): a floor under ``kernel``.
+- ``exchange``: where the launch splits the hidden units over programs (the resident regime, or the vector or held
+  regime split), those programs' exchange of the state alone, at the barrier, flagged or in a cluster, without the
+  math (step_floor.py, held_floor.py): a floor under ``kernel``.
 
 So ``call - graph`` is what the CPU adds, ``graph - kernel`` the work around the kernel (the input
 projection, the output allocations, the final states' casts), and ``kernel - exchange`` what the math and

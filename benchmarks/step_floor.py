@@ -1,11 +1,12 @@
 """A floor under a split launch's time a step: its programs' exchange of the state without the math.
 
-Where the resident regime, or the vector regime split over programs, spreads a layer's hidden units over
+Where the resident regime, or the vector or held regime split over programs, spreads a layer's hidden units over
 programs, every step each program reads the whole h that all of them wrote the step before, writes its own
-units of the next, and meets the others at the grid barrier (kernels.common.step_barrier), or, the vector
-regime's flagged exchange, waits until the words it reads carry the step's tag. :func:`exchange_call` runs
-only that, on the launch the fused inference forward takes (same grid, warps and exchange), so latency.py can
-say how much of a step no faster math could remove.
+units of the next, and meets the others at the grid barrier (kernels.common.step_barrier), or, the flagged
+exchange, waits until the words it reads carry the step's tag, or, the held regime's cluster exchanges, writes into
+the others' shared memory (held_floor.py). :func:`exchange_call` runs only that, on the launch the fused inference
+forward takes (same grid, warps and exchange), so latency.py can say how much of a step no faster math could
+remove.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def exchange_call(cell: str, x: torch.Tensor, H: int):
     launch = plan(cell, x, H, B, inference=True)
     if launch.regime == "vector" and launch.meta["GRID_SYNC"]:
         return _vector_exchange_call(launch, x, H)
+    if launch.regime == "held" and launch.meta.get("GRID_SYNC"):
+        from held_floor import held_exchange_call  # Gluon's (Triton >= 3.6)
+
+        return held_exchange_call(launch, x, H)
     if launch.regime != "resident" or launch.grid[1] == 1:
         return None
     meta = launch.meta

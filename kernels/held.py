@@ -215,23 +215,30 @@ def _split_layout(warps):
 
 
 @gluon.jit
-def _split_product(w, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
-    """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
-    batch tile's rows, read from slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED
-    its tagged words, common.flagged_values), or with CLUSTER from the program's own shared memory (_cluster_read), in
-    a plain layout: (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
+def _split_h(HQ, s, tile, B, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr,
+             CLUSTER: gl.constexpr):
+    """The whole h (BLOCK_K, NB) fp32 of a split program's batch ``tile`` entering step ``s``, in a plain layout: from
+    slot s % 2 of the (2, B, H) exchange buffer HQ (common.vector_buffers'; with FLAGGED its tagged words,
+    common.flagged_values), or with CLUSTER from the program's own shared memory (_cluster_read)."""
     layout: gl.constexpr = gl.BlockedLayout([4, 1], [8, 4], [gl.num_warps(), 1], [0, 1])
     k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, layout))[:, None]
     r = gl.arange(0, NB, layout=gl.SliceLayout(0, layout))[None, :]
     rows = tile * NB + r
     mask = (k < H) & (rows < B)
     if CLUSTER:
-        h = _cluster_read(s, k, r, H, w.shape[0] // 4, BLOCK_K, CLUSTER)
+        h = _cluster_read(s, k, r, H, BLOCK_U, BLOCK_K, CLUSTER)
     elif FLAGGED:
         h = flagged_values(HQ, s, rows.to(gl.int64), B, H, k, mask)
     else:
         h = gl.load(HQ + ((s % 2) * B + rows.to(gl.int64)) * H + k, mask=mask, other=0.0, cache_modifier=".cg")
-    return _product(w, h, W)
+    return h
+
+
+@gluon.jit
+def _split_product(w, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+    """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
+    batch tile's rows (_split_h): (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
+    return _product(w, _split_h(HQ, s, tile, B, H, w.shape[0] // 4, BLOCK_K, FLAGGED, CLUSTER), W)
 
 
 @gluon.jit

@@ -191,18 +191,25 @@ class _Language:
         return getattr(tl, name)
 
 
-def interpreted_kernels() -> dict[str, object]:
-    """The held kernels as interpreter functions, by name (held.py's), for monkeypatching held."""
+def interpreted_kernels(*others) -> dict[str, object]:
+    """The held kernels as interpreter functions, by name (held.py's), for monkeypatching held; and ``others``,
+    Gluon functions of other modules that call held.py's (benchmarks/held_floor.py's), in the same scope."""
     scope = dict(vars(held))
     scope.update(gl=_Language(), mma_v2=_mma, tl=tl)
     for name, value in vars(held).items():
         if isinstance(value, ConstexprFunction):  # the layouts' helpers, and exchange_bytes (a number, kept)
             scope[name] = value.fn if name == "exchange_bytes" else _layout
         elif isinstance(getattr(value, "fn", None), types.FunctionType) and value.fn.__module__ == held.__name__:
-            fn = value.fn
-            scope[name] = kernel = triton.jit(types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__))
-            # the interpreter recompiles the source and finds constexpr parameters by their annotations' text,
-            # "tl.constexpr" (or "constexpr"), where Gluon's read "gl.constexpr"
-            rewritten = kernel.rewrite()
-            rewritten.__annotations__ = {k: v.replace("gl.", "tl.") for k, v in rewritten.__annotations__.items()}
-    return {name: scope[name] for name in KERNELS}
+            scope[name] = _interpreted(value.fn, scope)
+    return {**{name: scope[name] for name in KERNELS}, **{other.fn.__name__: _interpreted(other.fn, scope)
+                                                          for other in others}}
+
+
+def _interpreted(fn, scope: dict):
+    """``fn`` (a Gluon function's Python function) as an interpreter function whose globals are ``scope``."""
+    kernel = triton.jit(types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__))
+    # the interpreter recompiles the source and finds constexpr parameters by their annotations' text, "tl.constexpr"
+    # (or "constexpr"), where Gluon's read "gl.constexpr"
+    rewritten = kernel.rewrite()
+    rewritten.__annotations__ = {k: v.replace("gl.", "tl.") for k, v in rewritten.__annotations__.items()}
+    return kernel

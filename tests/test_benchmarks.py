@@ -251,6 +251,30 @@ def test_vector_exchange_floor_kernel_compiles_with_either_exchange():
 
 
 @needs_triton
+def test_held_exchange_floor_kernel_compiles_with_each_exchange():
+    """held_floor.py's floor for the split held regime (Gluon) cross-compiles for sm_90 with each exchange: the grid
+    barrier's acquiring load, the flagged words' volatile loads, the cluster's st.shared::cluster and st.async (its
+    numbers under the interpreter: tests/test_held_regime.py)."""
+    pytest.importorskip("triton.experimental.gluon.language.nvidia.ampere", reason="the held kernels are Gluon's")
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.experimental.gluon._runtime import GluonASTSource\n"
+        "from held_floor import _held_exchange_kernel\n"
+        "for flagged, cluster in ((False, 0), (True, 0), (False, 1), (False, 2)):\n"
+        "    sig = {'H0': '*fp32', 'LEN': '*i32', 'Y': '*bf16', 'HQ': '*i64' if flagged else '*bf16',\n"
+        "           'COUNT': '*i32', 'B': 'i32', 'H': 'i32', 'BLOCK_U': 'constexpr', 'BLOCK_K': 'constexpr',\n"
+        "           'GRID_SYNC': 'constexpr', 'FLAGGED': 'constexpr', 'CLUSTER': 'constexpr'}\n"
+        "    src = GluonASTSource(fn=_held_exchange_kernel, signature=sig, constexprs={\n"
+        "        'BLOCK_U': 32, 'BLOCK_K': 256, 'GRID_SYNC': True, 'FLAGGED': flagged, 'CLUSTER': cluster})\n"
+        "    ptx = triton.compile(src, target=GPUTarget('cuda', 90, 32), options={'num_warps': 8}).asm['ptx']\n"
+        "    print(*(int(op in ptx) for op in ('ld.global.gpu.acquire', 'ld.volatile.global', 'st.shared::cluster',\n"
+        "                                      'st.async')))\n"
+    )
+    assert _compiled_output(code).split("\n")[:4] == ["1 0 0 0", "0 1 0 0", "0 0 1 0", "0 0 0 1"]
+
+
+@needs_triton
 @pytest.mark.parametrize("flagged", [False, True], ids=["barrier", "flagged"])
 def test_vector_exchange_floor_under_the_interpreter(flagged, monkeypatch):
     """The floor kernel with one program a row holding every unit (the interpreter runs one program at a time):

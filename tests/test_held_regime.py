@@ -236,3 +236,24 @@ def test_interpreted_held_split_kernels_match_reference(interpreted_held, cell, 
                                                                     CLUSTER_EXCHANGES.get(exchange, 0))
         got = infer(fused, x, hx)
     assert_same(got, infer(reference, x, hx), 2e-6, scaled=True)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_held_exchange_floor_under_the_interpreter(interpreted_held, monkeypatch, exchange):
+    """benchmarks/held_floor.py's floor for the split held regime (latency.py's ``exchange`` column), with each
+    exchange, its programs in threads (PTX emulated): every step writes each row's maximum of the h it read (the
+    units past H read as 0), so every output is its row's largest h_0 value or 0; H = 160, B = 11 (two tiles)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import held_floor
+    from held_interpreted import interpreted_kernels, launch_split
+
+    kernel = interpreted_kernels(held_floor._held_exchange_kernel)["_held_exchange_kernel"]
+    monkeypatch.setattr(held_floor, "_held_exchange_kernel", kernel)
+    monkeypatch.setattr(held_floor, "launch_split", launch_split)
+    T, B, H = 4, 11, 160
+    x = torch.empty(T, B, 1)
+    with force_exchange(exchange):
+        launch = held_launch("lstm", x, H, B)
+    h0 = torch.randn(B, H, generator=torch.Generator().manual_seed(0))
+    Y = held_floor.held_exchange_call(launch, x, H, h0)()
+    assert torch.equal(Y, h0.max(dim=1, keepdim=True).values.clamp(min=0).expand(T, B, H))
