@@ -288,9 +288,10 @@ def _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, y_off, live, BL
 #   that slot, which the receiver armed to expect the whole h (arrive.expect_tx, H * NB * 4 bytes); a program waits
 #   for its slot's phase (try_wait.parity: the slot's n-th step, n % 2; acquire at cluster scope, pairing with the
 #   writers' complete_tx, at no cost in the SASS) and arms it again, with no barrier, no fence and no wait for the
-#   others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot
-#   (s + 1) % 2 again at step s + 2 only after it has waited for every program's h of step s + 1, which each sent
-#   after reading that slot at step s + 1.
+#   others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot (s + 1) % 2 again at step
+#   s + 2 only after it has waited for every program's h of step s + 1, which each sent after reading that slot at
+#   step s + 1. Writes of a phase that come before the receiver arms it take its byte count below 0 (as PTX allows),
+#   and the phase completes once the arrival brings it back to 0.
 # Triton 3.6's own cross-CTA layout conversions fail to lower (nvvm.mapa given a shared-space pointer; 3.9 lowers
 # them), so these are PTX: inline assembly on tensors of one element a thread (_split_layout's (BLOCK_U, NB) at 8
 # warps), whose .aligned barriers every thread reaches.
