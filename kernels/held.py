@@ -250,8 +250,8 @@ def _split_gate(gates, gate: gl.constexpr, BLOCK_U: gl.constexpr):
 @gluon.jit
 def _stored_by_cell(live, CLUSTER: gl.constexpr):
     """Which (unit, row) pairs of a split step the cell's step code stores to Y: the ``live`` ones, or with CLUSTER
-    none: _split_exchange stores them after the cluster's barrier, whose release (MEMBAR.ALL.GPU in the SASS) would
-    otherwise wait for those stores to reach L2."""
+    none: _split_exchange stores them after the exchange, where CLUSTER 1's barrier (its release, MEMBAR.ALL.GPU in
+    the SASS) no longer waits for them to reach L2."""
     if CLUSTER:
         return live & False
     return live
