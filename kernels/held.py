@@ -347,7 +347,7 @@ def _arm(slot, H, BLOCK_U: gl.constexpr):
 
 @gluon.jit
 def _cluster_barrier(like):
-    """Every thread of the cluster meets here (``like``: one element a thread), after fencing the mbarriers'
+    """Every thread of the cluster meets here (``like``: one element a thread), after fencing any mbarrier's
     initialisation for the cluster."""
     gl.inline_asm_elementwise("fence.mbarrier_init.release.cluster; barrier.cluster.arrive.release.aligned; "
                               "barrier.cluster.wait.acquire.aligned; mov.u32 $0, 0;", "=r,r", [like],
@@ -357,16 +357,17 @@ def _cluster_barrier(like):
 @gluon.jit
 def _cluster_start(h, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUSTER: gl.constexpr):
     """Before a cluster's first step: with CLUSTER 2 both slots' mbarriers initialised (one arrival a phase) and
-    armed, the cluster met (no write may reach a barrier not yet initialised), then h_0 (``h``, units ``u``) into slot
-    0 everywhere."""
+    armed; the cluster met, so that no write reaches a program that has not started (CUDA asks for that before any
+    access to another block's shared memory) or a barrier not yet initialised; then h_0 (``h``, units ``u``) into
+    slot 0 everywhere."""
+    first = _first_thread(BLOCK_U)
     if CLUSTER == 2:
-        first = _first_thread(BLOCK_U)
         for slot in gl.static_range(2):
             gl.inline_asm_elementwise("{ .reg .pred p; setp.eq.s32 p, $1, 0; @p mbarrier.init.shared::cta.b64 [$2], 1; "
                                       "mov.u32 $0, 0; }", "=r,r,r", [first, _slot_barrier(slot, first)],
                                       dtype=gl.int32, is_pure=False, pack=1)
             _arm(slot, H, BLOCK_U)
-        _cluster_barrier(first)
+    _cluster_barrier(first)
     _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K, CLUSTER)
 
 
