@@ -91,7 +91,7 @@ class _ClusterPTX:
     ``st.shared::cluster`` writes into the memory of the program with that rank in the caller's cluster (``size``
     programs of a one-dimensional grid in a row, as launch_split runs them), ``st.async`` likewise and counts its bytes
     off that program's mbarrier; ``barrier.cluster`` waits for the cluster's every program; ``mbarrier.init`` and
-    ``arrive.expect_tx`` (where the predicate operand is 0, one thread's) set a barrier up and arm it,
+    ``arrive.expect_tx`` (by the threads whose predicate operand is 0: one) set a barrier up and arm it,
     ``try_wait.parity`` waits for a phase; ``ld.shared`` reads the caller's own memory. Anything else is refused."""
 
     SHARED = 1 << 16
@@ -103,7 +103,7 @@ class _ClusterPTX:
 
     @classmethod
     def reset(cls) -> None:
-        """Forget every program's memory and barrier (a fresh launch history)."""
+        """Forget every program's memory and mbarriers and every cluster's barrier (a fresh launch history)."""
         cls.memories, cls.mbarriers, cls.barriers = {}, {}, {}
 
     @classmethod
