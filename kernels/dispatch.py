@@ -200,11 +200,12 @@ MAX_VECTOR_B = BLOCK_B
 # units a program, to 1.17-1.21 at 256, B = 1, where the held regime (AUTO_HELD_H) takes 0.66-0.82 and 1.46-1.69.
 # "cluster" and "cluster-async" (the held regime's split programs only, sm_90): a batch tile's programs form one
 # thread-block cluster and write their units of h into each other's shared memory, without a round trip through L2
-# (the barrier's exchange alone took 1.23-1.40 us a step on an H200, latency/: exchange, most of the held regime's
-# 1.46-2.00 us at H = 256), then meet at the cluster's hardware barrier ("cluster"; its release is a MEMBAR.ALL.GPU)
-# or, the writes st.async counted by an mbarrier in each receiver, wait for their data alone ("cluster-async"; held.py
-# has both). Cross-compiled (Triton 3.6 and 3.9, sm_90; fit.py's rows of those names) and run under the interpreter
-# with their PTX emulated, not on a GPU: forced, until one checks and times them.
+# (the grid barrier's exchange alone took 1.23-1.40 us a step on an H200 for the split vector and resident regimes'
+# programs, latency/: exchange, against the held regime's whole step of 1.46-2.00 us at H = 256), then meet at the
+# cluster's hardware barrier ("cluster"; its release is a MEMBAR.ALL.GPU) or, the writes st.async counted by an
+# mbarrier in each receiver, wait for their data alone ("cluster-async"; held.py has both). Cross-compiled (Triton 3.6
+# and 3.9, sm_90; fit.py's rows of those names) and run under the interpreter with their PTX emulated, not on a GPU:
+# forced, until one checks and times them.
 EXCHANGES = ("barrier", "flagged", "cluster", "cluster-async")
 CLUSTER_EXCHANGES = {"cluster": 1, "cluster-async": 2}  # the held split kernels' CLUSTER
 MAX_CLUSTER = 8  # programs a cluster may have on any sm_90 device (CUDA's portable cluster size)
