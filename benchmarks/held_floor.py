@@ -1,6 +1,6 @@
 """step_floor.py's floor for the held regime split over programs (kernels/held.py, Gluon: Triton 3.6 or later):
 its programs' exchange of the state without the math, through the split kernels' own code for it (held._split_h,
-_split_exchange and, for a cluster, _cluster_start and _cluster_end), at the barrier, flagged or in a cluster.
+_split_exchange and, for a cluster, _cluster_start), at the barrier, flagged or in a cluster.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from triton.experimental.gluon import language as gl
 from rnnlab.kernels.common import vector_buffers
 from rnnlab.kernels.dispatch import Launch, accumulator, stored
 from rnnlab.kernels.held import (
-    _cluster_end,
     _cluster_start,
     _rows,
     _split_exchange,
@@ -45,7 +44,6 @@ def _held_exchange_kernel(H0, LEN, Y, HQ, COUNT, B, H, BLOCK_U: gl.constexpr, BL
         gl.store(Y + row * H + u, h.to(Y.dtype.element_ty), mask=_stored_by_cell(live, CLUSTER))  # as the cell does
         _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC,
                         FLAGGED, CLUSTER)
-    _cluster_end(h, CLUSTER)
 
 
 def held_exchange_call(launch: Launch, x: torch.Tensor, H: int, h0: torch.Tensor | None = None):

@@ -250,8 +250,8 @@ def _split_gate(gates, gate: gl.constexpr, BLOCK_U: gl.constexpr):
 @gluon.jit
 def _stored_by_cell(live, CLUSTER: gl.constexpr):
     """Which (unit, row) pairs of a split step the cell's step code stores to Y: the ``live`` ones, or with CLUSTER
-    none: _split_exchange stores them after the exchange, where CLUSTER 1's barrier (its release, MEMBAR.ALL.GPU in
-    the SASS) no longer waits for them to reach L2."""
+    none: _split_exchange stores them after the exchange, so that they have the next step's math to reach L2 before
+    CLUSTER 1's next barrier (its release, MEMBAR.ALL.GPU in the SASS) waits for them."""
     if CLUSTER:
         return live & False
     return live
@@ -290,8 +290,10 @@ def _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, y_off, live, BL
 #   writers' complete_tx, at no cost in the SASS) and arms it again, with no barrier, no fence and no wait for the
 #   others besides their data (the mbarrier wait of a TMA pipeline). A program writes slot (s + 1) % 2 again at step
 #   s + 2 only after it has waited for every program's h of step s + 1, which each sent after reading that slot at
-#   step s + 1. Writes of a phase that come before the receiver arms it take its byte count below 0 (as PTX allows),
-#   and the phase completes once the arrival brings it back to 0.
+#   step s + 1. Every write of a phase comes after the receiver armed it: the receiver arms a slot again at step s
+#   before its own put of step s, which each writer of that phase (the puts of step s + 1) has waited for; the
+#   first arms come before the cluster first meets. A program exits after its last step's wait, which took every
+#   write sent to it (the last step sends nothing), so no write reaches a program that has exited.
 # Triton 3.6's own cross-CTA layout conversions fail to lower (nvvm.mapa given a shared-space pointer; 3.9 lowers
 # them), so these are PTX: inline assembly on tensors of one element a thread (_split_layout's (BLOCK_U, NB) at 8
 # warps), whose .aligned barriers every thread reaches.
@@ -416,14 +418,6 @@ def _cluster_read(s, k, r, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUS
 
 
 @gluon.jit
-def _cluster_end(like, CLUSTER: gl.constexpr):
-    """After a cluster's last step (CLUSTER 2): every program meets the others, so none exits while another's
-    st.async to it may be in flight."""
-    if CLUSTER == 2:
-        _cluster_barrier(like)
-
-
-@gluon.jit
 def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
                                 BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
                                 FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
@@ -456,7 +450,6 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
         _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC,
                         FLAGGED, CLUSTER)
         x_i, x_f, x_g, x_o = n_i, n_f, n_g, n_o
-    _cluster_end(h, CLUSTER)
     _store_state(HN, h, u, b, B, H)
     _store_state(CN, c, u, b, B, H)
 
@@ -491,7 +484,6 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
         _split_exchange(h, HQ, COUNT, tile, s, steps, u, b, B, H, Y, row * H + u, live, BLOCK_U, BLOCK_K, GRID_SYNC,
                         FLAGGED, CLUSTER)
         x_r, x_z, x_n = n_r, n_z, n_n
-    _cluster_end(h, CLUSTER)
     _store_state(HN, h, u, b, B, H)
 
 
