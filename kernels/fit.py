@@ -39,6 +39,7 @@ from triton.compiler import ASTSource
 from . import gru, lstm, rnn
 from .dispatch import (
     BLOCK_B,
+    CLUSTER_EXCHANGES,
     FITTED_TARGETS,
     HELD_ROWS,
     HELD_SPLIT_UNITS,
@@ -95,7 +96,7 @@ TILED_SHAPES = (128, 1024)  # the tiled regime's smallest and largest hidden siz
 RESIDENT_SHAPES = (16, 32, 64, 128, 256, 512, 1024)  # the resident regime's: each up to its max_resident_h
 VECTOR_SHAPES = RESIDENT_SHAPES  # the vector regime's: one program a row, then split over programs ("grid")
 HELD_SHAPES = (16, 32, 64, 128, 256)  # the held regime's, each up to MAX_HELD_H
-SYNC_EXCHANGES = {"flag": "flagged", "cluster": "cluster", "cluster-async": "cluster-async"}  # split, not "grid"
+SYNC_EXCHANGES = {"flag": "flagged", **{name: name for name in CLUSTER_EXCHANGES}}  # split, not "grid"
 HELD_DTYPES = ("fp16", "bf16")  # its products' operands (tensor cores)
 
 
@@ -136,11 +137,11 @@ class Fit:
 def held_staging(kernel: str, hidden: int, sync: str = "-") -> int | None:
     """The shared memory (bytes) a held-regime ``kernel``'s step stages at hidden size ``hidden``: h as the B operand
     (BLOCK_H x HELD_ROWS, 2 bytes each) and, split over programs, the product (four gate blocks of HELD_SPLIT_UNITS
-    units, fp32) to bring a unit's gates to one thread, and with a cluster exchange (``sync`` "cluster...") its
+    units, fp32) to bring a unit's gates to one thread, and with a cluster exchange (``sync`` in CLUSTER_EXCHANGES) its
     buffer and mbarriers (held.exchange_bytes); None for the other regimes' kernels."""
     block = max(HELD_UNITS, triton.next_power_of_2(hidden))
     if kernel.endswith("_held_split"):
-        exchange = held.exchange_bytes(block) if sync.startswith("cluster") else 0
+        exchange = held.exchange_bytes(block) if sync in CLUSTER_EXCHANGES else 0
         return 2 * block * HELD_ROWS + 4 * 4 * HELD_SPLIT_UNITS * HELD_ROWS + exchange
     return 2 * block * HELD_ROWS if kernel.endswith("_held") else None
 
@@ -191,7 +192,7 @@ def _fit(config: tuple, compiled, num_warps: int) -> Fit:
     shared memory as launched (a cluster exchange's launch adds its buffer: held.launch_split)."""
     usage = resource_usage(compiled.asm["ptx"], TARGETS[config[1]][0])
     shared = compiled.metadata.shared
-    if config[4].startswith("cluster"):
+    if config[4] in CLUSTER_EXCHANGES:
         shared = held.cluster_metadata(compiled.metadata, 1, triton.next_power_of_2(config[3]))[2]
     return Fit(*config, num_warps, usage["registers"], shared, usage["spill_stores"] + usage["spill_loads"])
 
@@ -376,8 +377,8 @@ def _held(kernel: str, target: str, dtype: str, quick: bool):
             yield kernel, target, dtype, hidden, "grid", "-", "-", "a16", "-"
             yield kernel, target, dtype, hidden, "flag", "-", "-", "a16", "-"
             if target == "sm_90":
-                yield kernel, target, dtype, hidden, "cluster", "-", "-", "a16", "-"
-                yield kernel, target, dtype, hidden, "cluster-async", "-", "-", "a16", "-"
+                for exchange in CLUSTER_EXCHANGES:
+                    yield kernel, target, dtype, hidden, exchange, "-", "-", "a16", "-"
         return
     for hidden in [h for h in HELD_SHAPES if h <= MAX_HELD_H[cell]][-1 if quick else 0:]:
         yield kernel, target, dtype, hidden, "-", "-", "-", "a16", "-"

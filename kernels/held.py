@@ -349,11 +349,10 @@ def _arm(slot, H, BLOCK_U: gl.constexpr):
 
 @gluon.jit
 def _cluster_barrier(like):
-    """Every thread of the cluster meets here (``like``: one element a thread), after fencing any mbarrier's
-    initialisation for the cluster."""
-    gl.inline_asm_elementwise("fence.mbarrier_init.release.cluster; barrier.cluster.arrive.release.aligned; "
-                              "barrier.cluster.wait.acquire.aligned; mov.u32 $0, 0;", "=r,r", [like],
-                              dtype=gl.int32, is_pure=False, pack=1)
+    """Every thread of the cluster meets here (``like``: one element a thread; .aligned: every thread of every warp
+    arrives, once or, with a few elements a thread, a few times alike), its writes before it visible after it."""
+    gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned; "
+                              "mov.u32 $0, 0;", "=r,r", [like], dtype=gl.int32, is_pure=False, pack=1)
 
 
 @gluon.jit
@@ -369,6 +368,8 @@ def _cluster_start(h, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUSTE
                                       "mov.u32 $0, 0; }", "=r,r,r", [first, _slot_barrier(slot, first)],
                                       dtype=gl.int32, is_pure=False, pack=1)
             _arm(slot, H, BLOCK_U)
+        gl.inline_asm_elementwise("fence.mbarrier_init.release.cluster; mov.u32 $0, 0;", "=r,r", [first],
+                                  dtype=gl.int32, is_pure=False, pack=1)  # the initialisations, for the cluster
     _cluster_barrier(first)
     _cluster_put(h, -1, u, H, BLOCK_U, BLOCK_K, CLUSTER)
 
@@ -394,8 +395,7 @@ def _cluster_put(h, s, u, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUST
                                       "st.shared::cluster.f32 [remote], $3; mov.u32 $0, 0; }", "=r,r,r,f",
                                       [address, address * 0 + rank, h], dtype=gl.int32, is_pure=False, pack=1)
     if CLUSTER == 1:
-        gl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned; barrier.cluster.wait.acquire.aligned; "
-                                  "mov.u32 $0, 0;", "=r,r", [address], dtype=gl.int32, is_pure=False, pack=1)
+        _cluster_barrier(address)
 
 
 @gluon.jit

@@ -92,7 +92,8 @@ class _ClusterPTX:
     programs of a one-dimensional grid in a row, as launch_split runs them), ``st.async`` likewise and counts its bytes
     off that program's mbarrier; ``barrier.cluster`` waits for the cluster's every program; ``mbarrier.init`` and
     ``arrive.expect_tx`` (by the threads whose predicate operand is 0: one) set a barrier up and arm it,
-    ``try_wait.parity`` waits for a phase; ``ld.shared`` reads the caller's own memory. Anything else is refused."""
+    ``try_wait.parity`` waits for a phase; ``fence`` does nothing here; ``ld.shared`` reads the caller's own memory.
+    Anything else is refused."""
 
     SHARED = 1 << 16
     size = 1  # programs a cluster, set by launch_split
@@ -146,6 +147,8 @@ class _ClusterPTX:
             with cls.lock:
                 if not cls.lock.wait_for(lambda: state.completed % 2 != int(values[1].flat[0]), TIMEOUT):
                     raise TimeoutError("an mbarrier's phase never completed")
+        elif asm.startswith("fence."):  # orders the caller's own accesses: nothing to emulate
+            pass
         elif asm.startswith("ld.shared.f32"):
             result[...] = cls.memory(program)[values[0] // 4]
         else:
