@@ -5,6 +5,8 @@ _split_exchange and, for a cluster, _cluster_start), at the barrier, flagged or 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -54,6 +56,7 @@ def held_exchange_call(launch: Launch, x: torch.Tensor, H: int, h0: torch.Tensor
     h0 = torch.zeros(B, H, dtype=accumulator(x.dtype), device=x.device) if h0 is None else h0
     fresh, counters = vector_buffers(launch, h0, stored(x.dtype))
     hq = None if fresh is None else fresh.clone()
+    launch = dataclasses.replace(launch, meta={k: v for k, v in launch.meta.items() if k != "CHAINS"})  # no product
     lengths = torch.full((B,), T, dtype=torch.int32, device=x.device)
     Y = torch.empty(T, B, H, dtype=x.dtype, device=x.device)
 

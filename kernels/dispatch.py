@@ -253,12 +253,20 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # Beyond MAX_HELD_H the LSTM's and GRU's held programs split the units (HELD_SPLIT_UNITS each, 8 warps: four
 # gate blocks of 32 units over 256 inputs are 64 registers a thread), which exchange h each step as the split vector
 # regime's do (at the barrier, or flagged: force_exchange), up to MAX_HELD_SPLIT_H (multiples of HELD_SPLIT_UNITS),
-# where a batch's programs fit on the device at once (B = 16 at 256: 16). Each step stages the product in shared
-# memory to bring a unit's gates to one thread. Cross-compiled (fit.py's "_held_split" rows, Triton 3.6 and 3.9, sm_80
-# and sm_90, fp16 and bf16): 130-138 registers at the barrier, 153-157 flagged, 8 KiB of shared memory, no spills; a
-# warp's step (sm_90, bf16, Triton 3.6) 228-234 instructions at the barrier (16 HMMA), 357-368 flagged (its poll
-# loop counted once).
+# where a batch's programs fit on the device at once (B = 16 at 256: 16). Each step stages h in shared memory as the
+# product's B operand and the product to bring a unit's gates to one thread.
+# A warp takes 16 of a program's 128 gate rows over all H inputs: 16 tensor-core products (m16n8k16) a step at
+# H = 256, which in one accumulator form a chain where each waits for the last (HMMA's latency, some 30 cycles, 16
+# times: about 0.25 us a step). So the product accumulates HELD_SPLIT_CHAINS runs of the inputs apart and sums them
+# (held._split_product): 4 chains of 4 that the warp issues interleaved. With h staged once in a swizzled buffer that
+# ldmatrix.x4 reads (it was 32 single-word loads a warp), the LSTM's and GRU's step at 256 (sm_90, fp16 and bf16,
+# fit.py --loop, Triton 3.6 and 3.9) went from 228-234 SASS instructions a warp to 195-204 at the barrier, from 358-442
+# to 329-409 flagged (the poll loop counted once), from 295-311 to 261-282 with "cluster" and from 236-247 to 207-220
+# with "cluster-async"; 158-170 registers (from 127-157), 8196-8256 bytes of shared memory besides a cluster's
+# buffer, no spills, for sm_80 (barrier and flagged) and sm_90. The H200's run above had one chain: the chains have
+# been cross-compiled and run under the interpreter, not yet on a GPU.
 HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32
+HELD_SPLIT_CHAINS = 4
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}
 MAX_HELD_SPLIT_H = {"lstm": 256, "gru": 256, "rnn": 256}
 AUTO_HELD_H = {"lstm": 256, "gru": 256}
@@ -609,8 +617,8 @@ def held_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
     tiles = triton.cdiv(B, HELD_ROWS)
     if MAX_HELD_H[cell] < H:
         programs = H // HELD_SPLIT_UNITS
-        meta = {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "num_warps": 8,
-                "maxnreg": _all_registers(8), **grid_sync_meta(programs)}
+        meta = {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": triton.next_power_of_2(H), "CHAINS": HELD_SPLIT_CHAINS,
+                "num_warps": 8, "maxnreg": _all_registers(8), **grid_sync_meta(programs)}
         if (cluster := CLUSTER_EXCHANGES.get(_overrides.get("exchange"), 0)):  # a 1-D grid of clusters, not cooperative
             return Launch("held", (tiles,), {**meta, "launch_cooperative_grid": False, "FLAGGED": False,
                                              "CLUSTER": cluster}, cluster=programs)

@@ -138,10 +138,12 @@ def held_staging(kernel: str, hidden: int, sync: str = "-") -> int | None:
     """The shared memory (bytes) a held-regime ``kernel``'s step stages at hidden size ``hidden``: h as the B operand
     (BLOCK_H x HELD_ROWS, 2 bytes each) and, split over programs, the product (four gate blocks of HELD_SPLIT_UNITS
     units, fp32) to bring a unit's gates to one thread, and with a cluster exchange (``sync`` in CLUSTER_EXCHANGES) its
-    buffer and mbarriers (held.exchange_bytes); None for the other regimes' kernels."""
+    buffer and mbarriers (held.exchange_bytes), else Triton's scratch for the exchange's values across warps (the
+    flagged poll's reduction: 8 bytes a warp; the barrier's broadcast: 4 bytes); None for the other regimes'
+    kernels."""
     block = max(HELD_UNITS, triton.next_power_of_2(hidden))
     if kernel.endswith("_held_split"):
-        exchange = held.exchange_bytes(block) if sync in CLUSTER_EXCHANGES else 0
+        exchange = held.exchange_bytes(block) if sync in CLUSTER_EXCHANGES else 8 * 8
         return 2 * block * HELD_ROWS + 4 * 4 * HELD_SPLIT_UNITS * HELD_ROWS + exchange
     return 2 * block * HELD_ROWS if kernel.endswith("_held") else None
 
@@ -170,7 +172,7 @@ def _signature(kernel: str, dt: str, flagged: bool = False) -> dict[str, str]:
 
 
 _FLAGS = ("REVERSE", "RELU", "BLOCK_B", "BLOCK_H", "BLOCK_U", "BLOCK_K", "DOT_F32", "PRECISION", "GRID_SYNC", "STORE",
-          "FLAGGED", "CLUSTER", "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
+          "FLAGGED", "CLUSTER", "CHAINS", "PROJ", "K_RES", "DROP", "ZONE", "ZONE_C", "ZS", "NORM")
 # the cell variants' flags (rnnlab.kernels.common.variant_args; ZS: training's per-step zoneout weights) and the
 # variants (Fit.variant) that turn them on
 VARIANT_FLAGS = {"DROP": ("masks", "all"), "ZONE": ("masks", "all"), "ZONE_C": ("masks", "all"),
@@ -246,7 +248,8 @@ def time_loop(compiled, capability: int) -> dict[str, int]:
     """Static instruction counts of the time loop of a kernel ``compiled`` for compute capability
     ``capability``, from its SASS (cuobjdump, beside Triton's ptxas): the body of the longest backward
     branch, which is the loop over timesteps (any loop inside it, such as the grid barrier's spin, counted
-    once): "instructions" in all and each of LOOP_OPCODES. A warp issues these every step, predicated or
+    once): "instructions" in all, each of LOOP_OPCODES, and "chain", the longest run of tensor-core products in
+    it each accumulating the last one's result (hmma_chain). A warp issues these every step, predicated or
     not, so they show what a change does to a step before a GPU times it."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.cubin")
@@ -261,7 +264,19 @@ def time_loop(compiled, capability: int) -> dict[str, int]:
     start, end = max(((to, at) for at, op, to in code if op.startswith("BRA") and to is not None and to < at),
                      key=lambda span: span[1] - span[0])
     body = [op.split(".")[0] for at, op, _ in code if start <= at <= end]
-    return {"instructions": len(body), **{op: body.count(op) for op in LOOP_OPCODES}}
+    hmma = [(d, c) for at, d, c in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?HMMA\S*\s+(R\d+), R\d+, R\d+, "
+                                              r"(R\d+|RZ)", sass) if start <= int(at, 16) <= end]
+    return {"instructions": len(body), **{op: body.count(op) for op in LOOP_OPCODES}, "chain": hmma_chain(hmma)}
+
+
+def hmma_chain(products: list[tuple[str, str]]) -> int:
+    """The longest chain of dependent tensor-core products among ``products`` (each HMMA's destination and accumulator
+    registers, in program order; "RZ": from zero): a product that accumulates another's result cannot issue before
+    it completes, so a chain of n takes n times the instruction's latency."""
+    lengths: dict[str, int] = {}
+    for destination, accumulator in products:
+        lengths[destination] = 1 + lengths.get(accumulator, 0)
+    return max(lengths.values(), default=0)
 
 
 def _alignment(signature: dict[str, str]) -> dict:

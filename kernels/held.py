@@ -11,7 +11,8 @@ than 8 rows costs what 8 do: the instruction's N is 8 anyway.
 Beyond one SM's registers (the LSTM and GRU past H = 128) the units split over programs of 32 (a batch tile's
 H / 32 programs, all resident at once, a cooperative launch), each holding its units of every gate block over all H
 inputs. A step multiplies them with the whole h, read from the exchange buffer the split vector regime uses
-(common.vector_buffers: at the barrier, or flagged words), stages the product in shared memory so that a unit's
+(common.vector_buffers: at the barrier, or flagged words), in dispatch.HELD_SPLIT_CHAINS independent chains of
+tensor-core products a warp (_split_product), stages the product in shared memory so that a unit's
 gates meet in one thread, runs the cell's step and writes its units of the new h back (common.vector_exchange).
 Forced on sm_90 (dispatch.EXCHANGES' "cluster" and "cluster-async"), a batch tile's programs form a thread-block
 cluster instead and exchange h through each other's shared memory, at the cluster's barrier or counted by mbarriers
@@ -197,15 +198,32 @@ def _split_ids(H, BLOCK_U: gl.constexpr, CLUSTER: gl.constexpr):
 
 
 @gluon.jit
-def _split_block(W, GATES: gl.constexpr, H, part, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+def _split_blocks(W, GATES: gl.constexpr, H, part, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CHAINS: gl.constexpr):
     """Split over programs: this program's BLOCK_U units (its ``part``) of every gate block of a stacked W
-    (GATES * H, H), stacked gate by gate in four (BLOCK_U, BLOCK_K) blocks (zero past GATES, units and H), as the
-    product's A operand, held in registers."""
+    (GATES * H, H), stacked gate by gate in 4 BLOCK_U rows (zero past GATES, units and H), as the product's A operand,
+    held in registers: a tuple of CHAINS blocks (4 BLOCK_U, BLOCK_K / CHAINS), each a run of the inputs
+    (_split_product)."""
+    RUN: gl.constexpr = BLOCK_K // CHAINS
+    gl.static_assert(RUN % 16 == 0, "a chain's run of inputs takes whole slices of m16n8k16's K")
     layout: gl.constexpr = _operand_layout(0, gl.num_warps())
     r = gl.arange(0, 4 * BLOCK_U, layout=gl.SliceLayout(1, layout))[:, None]
-    k = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))[None, :]
     gate, unit = r // BLOCK_U, part * BLOCK_U + r % BLOCK_U
-    return gl.load(W + (gate * H + unit) * H + k, mask=(gate < GATES) & (unit < H) & (k < H), other=0.0)
+    blocks = ()
+    for chain in gl.static_range(CHAINS):
+        k = chain * RUN + gl.arange(0, RUN, layout=gl.SliceLayout(0, layout))[None, :]
+        block = gl.load(W + (gate * H + unit) * H + k, mask=(gate < GATES) & (unit < H) & (k < H), other=0.0)
+        blocks = blocks + (block,)  # noqa: RUF005 (Triton's frontend concatenates tuples, it does not unpack them)
+    return blocks
+
+
+@gluon.jit
+def _split_buffers(W, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr):
+    """A split program's shared memory for its steps: h (BLOCK_K, NB) in W's type, the product's B operand, each row's
+    units contiguous and their 16-byte runs swizzled by row (ldmatrix then reads a matrix's 8 rows from 8 different
+    banks), and the product (4 BLOCK_U, NB) fp32, to bring a unit's gates to one thread (_split_gate)."""
+    staged = gl.allocate_shared_memory(W.dtype.element_ty, [BLOCK_K, NB], gl.SwizzledSharedLayout(8, 1, 8, [0, 1]))
+    gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    return staged, gates
 
 
 @gluon.constexpr_function
@@ -235,10 +253,22 @@ def _split_h(HQ, s, tile, B, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, FL
 
 
 @gluon.jit
-def _split_product(w, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
-    """Step ``s``'s recurrent product of a split program's held block ``w`` (_split_block's) with the whole h of its
-    batch tile's rows (_split_h): (4 BLOCK_U, NB) fp32 in the accumulator's layout (_product)."""
-    return _product(w, _split_h(HQ, s, tile, B, H, w.shape[0] // 4, BLOCK_K, FLAGGED, CLUSTER), W)
+def _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGGED: gl.constexpr,
+                   CLUSTER: gl.constexpr):
+    """Step ``s``'s recurrent product of a split program's held blocks ``w`` (_split_blocks') with the whole h of its
+    batch tile's rows (_split_h), rounded to W's type and staged in shared memory (``staged``: _split_buffers') as the
+    B operand: (4 BLOCK_U, NB) fp32 in the accumulator's layout. Each block's products accumulate its own run of the
+    inputs, and the runs are summed at the end: a warp's tensor-core products form as many independent chains, which
+    issue back to back, instead of one over all of K in which each waits for the last (dispatch.HELD_SPLIT_CHAINS)."""
+    RUN: gl.constexpr = BLOCK_K // len(w)
+    staged.store(_split_h(HQ, s, tile, B, H, w[0].shape[0] // 4, BLOCK_K, FLAGGED, CLUSTER).to(W.dtype.element_ty))
+    tl.debug_barrier()
+    operand: gl.constexpr = _operand_layout(1, gl.num_warps())
+    zero = gl.zeros([w[0].shape[0], NB], gl.float32, _accumulator(gl.num_warps()))
+    product = mma_v2(w[0], staged.slice(0, RUN).load(operand), zero)
+    for chain in gl.static_range(1, len(w)):
+        product += mma_v2(w[chain], staged.slice(chain * RUN, RUN).load(operand), zero)
+    return product
 
 
 @gluon.jit
@@ -420,25 +450,25 @@ def _cluster_read(s, k, r, H, BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, CLUS
 @gluon.jit
 def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
                                 BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
-                                FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+                                FLAGGED: gl.constexpr, CLUSTER: gl.constexpr, CHAINS: gl.constexpr):
     # The held regime split over programs (_split_ids: a batch tile of NB rows, H / BLOCK_U programs each): each
     # holds BLOCK_U units of the four gate blocks; each step it multiplies them with the whole h (HQ: h_0 in slot 0;
     # CLUSTER: its shared memory), stages the product in shared memory to bring a unit's gates to one thread, runs the
     # cell's step and exchanges its units of h with the tile's other programs. GX (T, B, 4H); W (4H, H); H0, C0, HN,
     # CN (B, H)
     tile, part = _split_ids(H, BLOCK_U, CLUSTER)
-    w = _split_block(W, 4, H, part, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    w = _split_blocks(W, 4, H, part, BLOCK_U, BLOCK_K, CHAINS)  # CHAINS blocks (4 BLOCK_U, BLOCK_K / CHAINS)
     u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h, c = _state(H0, u, b, B, H), _state(C0, u, b, B, H)  # (BLOCK_U, NB) each
     if CLUSTER:
         _cluster_start(h, u, H, BLOCK_U, BLOCK_K, CLUSTER)
-    gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    staged, gates = _split_buffers(W, BLOCK_U, BLOCK_K)
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_i, x_f, x_g, x_o = _lstm_inputs(GX, row * (4 * H) + u, H, live, gl.float32)
     for s in range(0, steps):
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
-        product = _split_product(w, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
+        product = _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
         tl.debug_barrier()  # the last step's gates are read
         gates.store(product)
         tl.debug_barrier()
@@ -457,22 +487,22 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
 @gluon.jit
 def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVERSE: gl.constexpr,
                                BLOCK_U: gl.constexpr, BLOCK_K: gl.constexpr, GRID_SYNC: gl.constexpr,
-                               FLAGGED: gl.constexpr, CLUSTER: gl.constexpr):
+                               FLAGGED: gl.constexpr, CLUSTER: gl.constexpr, CHAINS: gl.constexpr):
     # As _lstm_fwd_held_split_kernel, with the r, z and n blocks (the fourth zero). GX (T, B, 3H); W (3H, H);
     # BHH (3H,); H0, HN (B, H)
     tile, part = _split_ids(H, BLOCK_U, CLUSTER)
-    w = _split_block(W, 3, H, part, BLOCK_U, BLOCK_K)  # (4 BLOCK_U, BLOCK_K)
+    w = _split_blocks(W, 3, H, part, BLOCK_U, BLOCK_K, CHAINS)  # CHAINS blocks (4 BLOCK_U, BLOCK_K / CHAINS)
     u, b, length, steps = _rows(LEN, B, BLOCK_U, True, tile, part)
     h = _state(H0, u, b, B, H)  # (BLOCK_U, NB)
     if CLUSTER:
         _cluster_start(h, u, H, BLOCK_U, BLOCK_K, CLUSTER)
-    gates = gl.allocate_shared_memory(gl.float32, [4 * BLOCK_U, NB], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    staged, gates = _split_buffers(W, BLOCK_U, BLOCK_K)
     row, live = _step(0, u, b, length, B, H, REVERSE)
     x_r, x_z, x_n = _gru_inputs(GX, BHH, row * (3 * H) + u, u, H, live, gl.float32)
     for s in range(0, steps):
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
-        product = _split_product(w, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
+        product = _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
         tl.debug_barrier()  # the last step's gates are read
         gates.store(product)
         tl.debug_barrier()

@@ -77,7 +77,8 @@ step() {
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
-pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0)  # one process (pyproject.toml asks for -n auto)
+pytest=("$PY" -m pytest -p no:cacheprovider -v -rfEs -n 0 "${hang_limit[@]}")  # one process (pyproject.toml asks
+# for -n auto); a test hung on the GPU ends after 90 s (gpu_env.sh)
 # compiling dominates the tests on a GPU (the H100 ran two thirds of the fused-kernel tests in 120 s in one
 # process): spread them over 8 processes (pytest-xdist is installed on the device machines too); without CUDA,
 # where every GPU test skips, one process (starting 8 took 24 s on 2 cores)

@@ -4,18 +4,20 @@
 # then the GPU tests of the inference regimes (vector, split vector, held with each exchange, CUDA-graph captures)
 # and of what runs the fused kernels under torch.compile, in half precision and with saturated gates.
 # Usage: bash scripts/gpu_recheck.sh (results under $OUT on the device machine, else
-# benchmarks/results/gpu-<device>/recheck).
+# benchmarks/results/gpu-<device>/recheck). Each latency run ends within 120 s and each test within 90 s (gpu_env.sh),
+# so that a kernel hung on the GPU (a cluster exchange that never completes) costs its own step only.
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
 res=${OUT:-benchmarks/results/gpu-$name/recheck}
 mkdir -p "$res"
 {
     nvidia-smi --query-gpu=name --format=csv,noheader
-    "$PY" benchmarks/latency.py --hidden 64 128 256 --out "$res/latency"
+    timeout -k 5 120 "$PY" benchmarks/latency.py --hidden 64 128 256 --out "$res/latency"
     for exchange in cluster cluster-async; do
-        "$PY" benchmarks/latency.py --regime held --exchange "$exchange" --hidden 256 --out "$res/latency/held-$exchange"
+        timeout -k 5 120 "$PY" benchmarks/latency.py --regime held --exchange "$exchange" --hidden 256 \
+            --out "$res/latency/held-$exchange"
     done
-    "$PY" -m pytest -p no:cacheprovider -q -rfEs -n 8 -m "gpu or not gpu" tests/test_cuda.py \
+    "$PY" -m pytest -p no:cacheprovider -q -rfEs -n 8 "${hang_limit[@]}" -m "gpu or not gpu" tests/test_cuda.py \
         tests/test_triton_kernels.py tests/test_fused_variants.py tests/test_fused_layer_norm.py \
         -k "split_vector_regime or cuda_graph or vector_regime_matches or held_regime or saturated or compile_without \
         or plain_inference or variants_in_half or layer_norm_in_half"

@@ -25,6 +25,7 @@ from rnnlab.kernels.dispatch import (
     CLUSTER_EXCHANGES,
     EXCHANGES,
     HELD_ROWS,
+    HELD_SPLIT_CHAINS,
     HELD_SPLIT_UNITS,
     MAX_HELD_H,
     force_exchange,
@@ -59,7 +60,8 @@ def test_held_launch_splits_beyond_one_program(exchange):
     clustered = exchange.startswith("cluster")  # a grid of batch tiles, each a cluster of its programs: no
     # cooperative launch
     assert (launch.grid, launch.cluster) == (((2,), 8) if clustered else ((2, 256 // HELD_SPLIT_UNITS), 1))
-    assert launch.meta == {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": 256, "num_warps": 8, "maxnreg": 255,
+    assert launch.meta == {"BLOCK_U": HELD_SPLIT_UNITS, "BLOCK_K": 256, "CHAINS": HELD_SPLIT_CHAINS, "num_warps": 8,
+                           "maxnreg": 255,
                            "GRID_SYNC": True, "launch_cooperative_grid": not clustered,
                            "FLAGGED": exchange == "flagged", "CLUSTER": CLUSTER_EXCHANGES.get(exchange, 0)}
 

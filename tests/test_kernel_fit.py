@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("triton")
 fit = pytest.importorskip("rnnlab.kernels.fit", reason="cross-compiling needs triton's NVIDIA backend")
+from rnnlab.kernels.dispatch import HELD_SPLIT_CHAINS  # noqa: E402 (after the skip without triton)
 
 
 def _fits(kernel: str, quick: bool) -> None:
@@ -91,3 +92,23 @@ def test_held_step_reads_no_weights_from_shared_memory():
     W_hh's 128 KiB (the persistent regime reloads its whole W_hh every step)."""
     counts = _time_loop("lstm_fwd_held", 128, ("-", "-", "-", "a16"))
     assert counts["HMMA"] == 32 and counts["LDSM"] == 4 and counts["LDS"] == 0
+    assert counts["chain"] == 8  # a gate block's products accumulate in turn; the four blocks' chains interleave
+
+
+@pytest.mark.skipif(fit.held is None, reason="the held regime's kernels need Triton's Gluon (3.6 or later)")
+def test_split_held_step_runs_its_products_in_independent_chains():
+    """The held regime split over programs, the LSTM at H = 256 at the barrier (sm_90, bf16; the dispatcher's choice
+    there): a warp's 16 gate rows over all 256 inputs are 16 tensor-core products a step, accumulated in
+    HELD_SPLIT_CHAINS runs of the inputs apart, so that no chain is longer than 16 / HELD_SPLIT_CHAINS (one chain of 16
+    before: 16 times HMMA's latency a step), and h's B operand is read by ldmatrix, not word by word."""
+    counts = _time_loop("lstm_fwd_held_split", 256, ("grid", "-", "-", "a16"))
+    assert counts["HMMA"] == 16 and counts["chain"] == 16 // HELD_SPLIT_CHAINS
+    assert counts["LDSM"] > 0 and counts["LDS"] <= 1  # the one LDS: the barrier's broadcast
+
+
+def test_hmma_chain_follows_accumulators():
+    """fit.hmma_chain: a product that accumulates another's result (its destination register) extends that one's
+    chain; one from zero (RZ) starts a chain; a register written again starts over from what wrote it."""
+    products = [("R10", "RZ"), ("R20", "RZ"), ("R12", "R10"), ("R10", "R12"), ("R20", "R20"), ("R30", "RZ")]
+    assert fit.hmma_chain(products) == 3
+    assert fit.hmma_chain([]) == 0
