@@ -262,9 +262,9 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # ldmatrix.x4 reads (it was 32 single-word loads a warp), the LSTM's and GRU's step at 256 (sm_90, fp16 and bf16,
 # fit.py --loop, Triton 3.6 and 3.9) went from 228-234 SASS instructions a warp to 195-204 at the barrier, from 358-442
 # to 329-409 flagged (the poll loop counted once), from 295-311 to 261-282 with "cluster" and from 236-247 to 207-220
-# with "cluster-async"; 158-170 registers (from 127-157), 8196-8256 bytes of shared memory besides a cluster's
-# buffer, no spills, for sm_80 (barrier and flagged) and sm_90. The H200's run above had one chain: the chains have
-# been cross-compiled and run under the interpreter, not yet on a GPU.
+# with "cluster-async"; 158-170 registers (from 127-157), 8192-8256 bytes of shared memory (8192 and a cluster's
+# buffer with a cluster exchange), no spills, for sm_80 (barrier and flagged) and sm_90. The H200's run above had
+# one chain: the chains have been cross-compiled and run under the interpreter, not yet on a GPU.
 HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32
 HELD_SPLIT_CHAINS = 4
 MAX_HELD_H = {"lstm": 128, "gru": 128, "rnn": 256}

@@ -264,8 +264,11 @@ def time_loop(compiled, capability: int) -> dict[str, int]:
     start, end = max(((to, at) for at, op, to in code if op.startswith("BRA") and to is not None and to < at),
                      key=lambda span: span[1] - span[0])
     body = [op.split(".")[0] for at, op, _ in code if start <= at <= end]
-    hmma = [(d, c) for at, d, c in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?HMMA\S*\s+(R\d+), R\d+, R\d+, "
-                                              r"(R\d+|RZ)", sass) if start <= int(at, 16) <= end]
+    source = r"R\d+(?:\.reuse)?, "  # an operand, which ptxas may mark for the operand reuse cache
+    hmma = [(d, c) for at, d, c in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?HMMA\S*\s+(R\d+), "
+                                              + 2 * source + r"(R\d+|RZ)", sass) if start <= int(at, 16) <= end]
+    if len(hmma) != body.count("HMMA"):
+        raise ValueError(f"read the operands of {len(hmma)} of the time loop's {body.count('HMMA')} HMMA")
     return {"instructions": len(body), **{op: body.count(op) for op in LOOP_OPCODES}, "chain": hmma_chain(hmma)}
 
 
