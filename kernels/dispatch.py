@@ -259,10 +259,11 @@ MAX_SPLIT_VECTOR_H = {("lstm", "fp32"): (128, 256), ("lstm", "half"): (128, 256)
 # H = 256, which in one accumulator form a chain where each waits for the last (HMMA's latency, some 30 cycles, 16
 # times: about 0.25 us a step). So the product accumulates HELD_SPLIT_CHAINS runs of the inputs apart and sums them
 # (held._split_product): 4 chains of 4 that the warp issues interleaved. With h staged once in a swizzled buffer that
-# ldmatrix.x4 reads (it was 32 single-word loads a warp), the LSTM's and GRU's step at 256 (sm_90, fp16 and bf16,
-# fit.py --loop, Triton 3.6 and 3.9) went from 228-234 SASS instructions a warp to 195-204 at the barrier, from 358-442
-# to 329-409 flagged (the poll loop counted once), from 295-311 to 261-282 with "cluster" and from 236-247 to 207-220
-# with "cluster-async"; 158-170 registers (from 127-157), 8192-8256 bytes of shared memory (8192 and a cluster's
+# ldmatrix.x4 reads (it was 32 single-word loads a warp), whose barrier also orders the last step's reads of the
+# staged gates (one barrier a step fewer), the LSTM's and GRU's step at 256 (sm_90, fp16 and bf16, fit.py --loop,
+# Triton 3.6 and 3.9) went from 228-234 SASS instructions a warp to 194-203 at the barrier, from 358-442 to 328-408
+# flagged (the poll loop counted once), from 295-311 to 260-281 with "cluster" and from 236-247 to 206-219 with
+# "cluster-async"; 158-170 registers (from 127-157), 8192-8256 bytes of shared memory (8192 and a cluster's
 # buffer with a cluster exchange), no spills, for sm_80 (barrier and flagged) and sm_90. The H200's run above had
 # one chain: the chains have been cross-compiled and run under the interpreter, not yet on a GPU.
 HELD_ROWS, HELD_UNITS, HELD_SPLIT_UNITS = 8, 16, 32

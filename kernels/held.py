@@ -262,7 +262,7 @@ def _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K: gl.constexpr, FLAGG
     issue back to back, instead of one over all of K in which each waits for the last (dispatch.HELD_SPLIT_CHAINS)."""
     RUN: gl.constexpr = BLOCK_K // len(w)
     staged.store(_split_h(HQ, s, tile, B, H, w[0].shape[0] // 4, BLOCK_K, FLAGGED, CLUSTER).to(W.dtype.element_ty))
-    tl.debug_barrier()
+    tl.debug_barrier()  # h is staged, and every thread has read the last step's gates, which the caller overwrites
     operand: gl.constexpr = _operand_layout(1, gl.num_warps())
     zero = gl.zeros([w[0].shape[0], NB], gl.float32, _accumulator(gl.num_warps()))
     product = mma_v2(w[0], staged.slice(0, RUN).load(operand), zero)
@@ -469,8 +469,7 @@ def _lstm_fwd_held_split_kernel(GX, W, H0, C0, LEN, Y, HN, CN, HQ, COUNT, B, H, 
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + u, H, next_live, gl.float32)
         product = _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
-        tl.debug_barrier()  # the last step's gates are read
-        gates.store(product)
+        gates.store(product)  # the last step's gates were read before _split_product's barrier
         tl.debug_barrier()
         h_new, c_new = _lstm_cell(_split_gate(gates, 0, BLOCK_U) + x_i, _split_gate(gates, 1, BLOCK_U) + x_f,
                                   _split_gate(gates, 2, BLOCK_U) + x_g, _split_gate(gates, 3, BLOCK_U) + x_o, Y,
@@ -503,8 +502,7 @@ def _gru_fwd_held_split_kernel(GX, W, BHH, H0, LEN, Y, HN, HQ, COUNT, B, H, REVE
         row, live, next_row, next_live = _steps(s, u, b, length, B, H, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + u, u, H, next_live, gl.float32)
         product = _split_product(w, staged, HQ, s, tile, B, H, W, BLOCK_K, FLAGGED, CLUSTER)
-        tl.debug_barrier()  # the last step's gates are read
-        gates.store(product)
+        gates.store(product)  # the last step's gates were read before _split_product's barrier
         tl.debug_barrier()
         p_r, p_z, p_n = (_split_gate(gates, 0, BLOCK_U), _split_gate(gates, 1, BLOCK_U),
                          _split_gate(gates, 2, BLOCK_U))
