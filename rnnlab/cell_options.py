@@ -28,6 +28,14 @@ class CellOptions:
     _fused_variants = False
     forget_bias = 0.0  # LSTM: the forget gate's bias starts here (b_ih's slice; b_hh's at zero); 0: torch.nn's draw
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script's hook, which it calls on each submodule first: refuse, saying what to use instead
+        (TorchScript cannot compile rnnlab's forward, and would fail on its annotations with no hint why)."""
+        raise NotImplementedError(
+            f"{self._get_name()}: torch.jit.script does not take rnnlab's layers and cells; use torch.compile, or "
+            f"rnnlab.to_torch(model) for a torch.nn copy (without the cell options) that TorchScript takes"
+        )
+
     def _set_forget_bias(self, forget_bias: object, bias: bool) -> None:
         """Start the LSTM's forget gate at ``forget_bias`` (Jozefowicz et al. 2015 advise 1; Keras' and
         haste's default): b_ih's forget slice ``forget_bias``, b_hh's zero, every other weight as torch.nn

@@ -56,8 +56,6 @@ class _Cell(CellOptions):
                 f"{owner}: input must have shape (batch, {self.input_size}) or ({self.input_size},) for "
                 f"an unbatched input; got {tuple(input.shape)}"
             )
-        if input.dim() == 2 and input.shape[0] == 0:
-            raise RNNShapeError(f"{owner}: input has batch size 0 (shape {tuple(input.shape)})")
         states = self._check_hx(hx, input, like, amp is not None)
         check_variant_backend(owner, self.variant, self.backend)
         stepwise = self.variant.stepwise or stepwise_under_transform(self.backend)
@@ -111,8 +109,11 @@ class RNNCell(_Cell, nn.RNNCell):
         check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
         self.backend = backend
-        self._mode = f"RNN_{nonlinearity.upper()}"
         self._cell_variant(layer_norm=layer_norm, zoneout=zoneout)
+
+    @property
+    def _mode(self) -> str:
+        return f"RNN_{self.nonlinearity.upper()}"  # as torch.nn's forward, from nonlinearity
 
     def _step(self, x, states, w_ih, w_hh, b_ih, b_hh):
         _, h = recurrence.rnn_scan(x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity)

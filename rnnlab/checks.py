@@ -16,7 +16,8 @@ BACKENDS = ("auto", "torch", "native", "triton")
 
 
 def check_int(owner: str, name: str, value: object, minimum: int) -> None:
-    """``value`` must be an int (not a bool; torch.nn's constructors refuse numpy integers too) >= ``minimum``."""
+    """``value`` must be an int >= ``minimum``: not a bool, nor a numpy integer (torch.nn's constructors refuse one
+    for input_size and hidden_size; rnnlab's, for every size alike)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise RNNTypeError(f"{owner}: {name} must be an int >= {minimum}; got {type(value).__name__} {value!r}",
                            name)

@@ -159,17 +159,10 @@ def to_time_major(owner: str, input: object, input_size: int, batch_first: bool,
         )
     _check_features(owner, "input", input, input_size)
     unbatched = input.dim() == 2
-    if unbatched:
-        T, B = input.shape[0], 1
-    elif batch_first:
-        B, T = input.shape[:2]
-    else:
-        T, B = input.shape[:2]
-    if T == 0 or B == 0:
-        what = "sequence length" if T == 0 else "batch size"
+    T = input.shape[1 if batch_first and not unbatched else 0]
+    if T == 0:  # torch.nn refuses it too; an empty batch (B == 0) gives torch.nn's empty outputs
         raise RNNShapeError(
-            f"{owner}: input has {what} 0 (shape {tuple(input.shape)}); an RNN needs at least one "
-            f"timestep and one sequence"
+            f"{owner}: input has sequence length 0 (shape {tuple(input.shape)}); an RNN needs at least one timestep"
         )
     return Sequence(input, None, None, unbatched=unbatched, batch_first=batch_first)
 

@@ -172,6 +172,8 @@ class _RecurrentLayer(CellOptions):
             return self._forward_torch(seq, hx, dtype=amp)
         if self.variant.stepwise:
             return self._forward_torch(seq, hx, self._fused_options(seq.data, amp), amp)
+        if seq.batch == 0:  # an empty batch: torch.nn's empty outputs, from the reference path (no kernel to launch)
+            return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
@@ -286,8 +288,8 @@ class _RecurrentLayer(CellOptions):
         if self.mode == "GRU":
             y, h = impl.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, **options)
         else:
-            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, self.nonlinearity,
-                                 **options)
+            nonlinearity = self.mode.removeprefix("RNN_").lower()  # as torch.nn's forward, from mode
+            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, **options)
         return y, [h]
 
     def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):

@@ -29,7 +29,7 @@ def _states(name, batch_shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
-@pytest.mark.parametrize("batch_shape", [(3,), ()], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("batch_shape", [(3,), (), (0,)], ids=["batched", "unbatched", "empty_batch"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_hx", "hx"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("name", list(CELL_CLASSES))
@@ -92,3 +92,16 @@ def test_layer_gradcheck(cell, packed):
         return (y, *hn) if isinstance(hn, tuple) else (y, hn)
 
     assert torch.autograd.gradcheck(f, (*xs, *states, *mine.parameters()))
+
+
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
+def test_rnn_cell_nonlinearity_is_read_at_each_call(layer_norm):
+    """torch.nn.RNNCell's forward reads ``nonlinearity`` at each call; so do both of rnnlab's paths (plain, and
+    step by step with an option)."""
+    torch.manual_seed(0)
+    cell = rnnlab.RNNCell(5, 6, backend="torch", layer_norm=layer_norm, dtype=torch.float64)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    cell.nonlinearity = "relu"
+    assert (cell(x) >= 0).all()
+    cell.nonlinearity = "tanh"
+    assert (cell(x) < 0).any()

@@ -97,11 +97,9 @@ class TestForwardInputs:
         with pytest.raises(TypeError, match=r"input has dtype torch.float64 but the parameters are torch.float32"):
             m(torch.randn(5, 2, 3, dtype=torch.float64))
 
-    def test_empty_batch_and_sequence(self, cls, backend):
+    def test_empty_sequence(self, cls, backend):  # as torch.nn; an empty batch is valid (test_layer_parity)
         m = cls(3, 4, backend=backend)
-        with pytest.raises(ValueError, match=r"input has batch size 0 \(shape \(5, 0, 3\)\)"):
-            m(torch.randn(5, 0, 3))
-        with pytest.raises(ValueError, match=r"input has sequence length 0"):
+        with pytest.raises(ValueError, match=r"input has sequence length 0 \(shape \(0, 2, 3\)\)"):
             m(torch.randn(0, 2, 3))
 
     def test_state_shape(self, cls, backend):
@@ -174,3 +172,13 @@ def test_cell_inputs(cls):
     h = torch.zeros(3, 4)
     with pytest.raises(ValueError, match=r"must have shape \(2, 4\); got \(3, 4\)"):
         m(torch.randn(2, 3), (h, h) if cls is rnnlab.LSTMCell else h)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("module", [rnnlab.LSTM(3, 4), rnnlab.GRUCell(3, 4)], ids=["layer", "cell"])
+def test_torch_jit_script_says_what_to_use_instead(module):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), module)
+    with pytest.raises(NotImplementedError, match=r"torch.jit.script does not take .* use torch.compile, or "
+                                                  r"rnnlab.to_torch\(model\)"):
+        torch.jit.script(model)
+    torch.jit.script(rnnlab.to_torch(model))  # the torch.nn copy, as the message says

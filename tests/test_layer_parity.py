@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from parity import CELLS, TOLERANCE, assert_same, make_inputs, make_pair, run, state_shapes
+from parity import CELLS, TOLERANCE, assert_same, make_inputs, make_pair, needs_triton, run, state_shapes
 
 GRID = list(itertools.product(CELLS, (1, 2, 3), (False, True), (False, True), (False, True)))
 
@@ -28,6 +28,29 @@ def test_matches_torch_nn(cell, num_layers, bidirectional, batch_first, bias, wi
     want = run(ref, x, hx, leaves)
     got = run(mine, x, hx, leaves)
     assert_same(got, want, TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto", pytest.param("triton", marks=needs_triton)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_empty_batch_matches_torch_nn(cell, backend):
+    """A batch of no sequences (B = 0): torch.nn's empty output and final states, and its zero gradients."""
+    ref, mine = make_pair(cell, 3, 4, torch.float64, backend=backend, num_layers=2, bidirectional=True,
+                          batch_first=True)
+    x, hx, leaves = make_inputs(ref, "batched", T=5, B=0, dtype=torch.float64, with_state=True, seed=1)
+    got, want = run(mine, x, hx, leaves), run(ref, x, hx, leaves)
+    assert got[0].shape == (0, 5, 2 * (ref.proj_size or 4))
+    assert_same(got, want, 0.0)
+
+
+def test_rnn_nonlinearity_follows_mode_as_in_torch_nn():
+    """torch.nn.RNN's forward picks tanh or relu from ``mode`` (set by the constructor), not from the
+    ``nonlinearity`` attribute; so does every path of rnnlab's, with gradients and without."""
+    ref, mine = make_pair("rnn_tanh", 3, 4, torch.float64)
+    ref.nonlinearity = mine.nonlinearity = "relu"
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert_same(run(mine, lambda: x, None, [x]), run(ref, lambda: x, None, [x]), 1e-12)
+    with torch.no_grad():
+        assert_same(list(mine(x)), list(ref(x)), 1e-12)
 
 
 @pytest.mark.parametrize("cell", CELLS)

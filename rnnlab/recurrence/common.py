@@ -94,7 +94,7 @@ def input_projection(x: torch.Tensor, w_ih: torch.Tensor | None, bias: torch.Ten
     if w_ih is None:
         return x.clone() if bias is None else x + bias
     T, B, I = x.shape
-    return linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)
+    return linear(x.reshape(T * B, I), w_ih, bias).view(T, B, w_ih.shape[0])  # B may be 0
 
 
 def linear_grads(
