@@ -138,14 +138,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read before testing: loading the best checkpoint restores the callback's state as it was then
-    ckpt = trainer.checkpoint_callback
-    best, last = (ckpt.best_model_path, ckpt.last_model_path) if ckpt is not None else ("", "")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""
+    last = _last_checkpoint(trainer)
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if trainer.global_rank == 0:
         report(cfg, metrics, best, last)
     return metrics
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str:
+    """The run's last.ckpt (callbacks.last_checkpoint's), or "" without one. Found on disk, not in the callback's
+    state, which a spawned run (trainer=ddp_sim) does not send back to this process."""
+    for callback in trainer.checkpoint_callbacks:
+        path = Path(callback.dirpath or "", "last.ckpt")
+        if callback.dirpath and path.is_file():
+            return str(path)
+    return ""
 
 
 def report(cfg: DictConfig, metrics: dict[str, float], best: str, last: str) -> None:

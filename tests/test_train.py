@@ -83,6 +83,17 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
+def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_path):
+    """last.ckpt follows the run, not the best epoch (which Lightning 2.6's save_last follows): with a learning rate of
+    0 no epoch after the first improves val/loss."""
+    cfg = compose_config(tmp_path, "model.optimizer.lr=0", "trainer.max_epochs=3", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "test=false")
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
 def _cli(tmp_path, *overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rnnlab.train", *flags, f"paths.log_dir={tmp_path}", *overrides],
