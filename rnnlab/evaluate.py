@@ -4,8 +4,9 @@
     rnnlab-eval CKPT --split val data.path=/elsewhere/ptb                 # overrides of the run's config
     rnnlab-eval CKPT --plot-dir eval_plots                                # also the test plots, into eval_plots/
 
-The model keeps the vocabulary and labels it was trained with, so other data is read through them. Plots
-(forecasts, confusion matrix) are written only with --plot-dir, never into the training run's folder.
+The model keeps the vocabulary, labels and (a forecaster) column statistics it was trained with, so other
+data is read through them. Plots (forecasts, confusion matrix) are written only with --plot-dir, never into
+the training run's folder.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rnnlab import evaluate, generate
+from rnnlab.errors import DataError
 from rnnlab.summary import summarize
 from rnnlab.train import build, train
 from train_helpers import compose_config
@@ -95,3 +96,27 @@ def test_word_level_generation_continues_the_prompt_line():
     with pytest.warns(UserWarning, match=r"the prompt has 2 symbol\(s\) the model never saw in training \('dog', "
                                          r"'and'\); each is read as the unknown symbol"):
         model.generate("the dog and the dog", length=1)
+
+
+def test_eval_of_a_forecaster_standardises_other_data_as_in_training(tmp_path):
+    """rnnlab-eval reads another series through the training data's column statistics, which travel in the
+    checkpoint: a series in other units (10 a + 5) then gives other standardised errors and original-scale
+    errors in its own units, not the same numbers as the training series."""
+    t = torch.arange(400, dtype=torch.float64)
+    a = torch.stack([torch.sin(t / 7), torch.cos(t / 11) + t / 400], dim=1)
+    for name, values in (("a.csv", a), ("b.csv", 10 * a + 5)):
+        rows = "\n".join(f"{x:.9f},{y:.9f}" for x, y in values.tolist())
+        (tmp_path / name).write_text(f"u,target\n{rows}\n")
+    cfg = compose_config(tmp_path, "model=forecast", "data=forecast_csv", f"data.path={tmp_path / 'a.csv'}",
+                         "data.time_column=null", "data.lookback=12", "data.horizon=4", "model.hidden_size=8",
+                         "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.log_every_n_steps=1",
+                         "test=false", tiny=False)
+    train(cfg)
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    same = evaluate.evaluate(checkpoint)
+    other = evaluate.evaluate(checkpoint, overrides=[f"data.path={tmp_path / 'b.csv'}"])
+    assert other["test/mse"] > 10 * same["test/mse"]  # inputs 10 a + 5 standardised with a's statistics
+    assert other["test/mae_orig"] > 5 * same["test/mae_orig"]
+    with pytest.raises(DataError, match=r"trained on a series of 2 columns; this one has 1"):
+        (tmp_path / "c.csv").write_text("target\n" + "\n".join(str(v) for v in range(100)) + "\n")
+        evaluate.evaluate(checkpoint, overrides=[f"data.path={tmp_path / 'c.csv'}"])

@@ -8,6 +8,7 @@ import torch
 
 from rnnlab.data.forecasting import ForecastData
 from rnnlab.errors import DataError
+from rnnlab.tasks.forecasting import ForecastTask
 from rnnlab.train import train
 from train_helpers import compose_config
 
@@ -24,7 +25,8 @@ def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
                          f"data.features={features}", f"model.residual={residual}", "debug=fast_dev_run", *SMALL,
                          tiny=False)
     metrics = train(cfg)
-    assert {"test/mse", "test/mae", "test/mape", "test/mse_orig", "test/rmse_orig"} <= metrics.keys()
+    assert {"test/mse", "test/mae", "test/mse_orig", "test/rmse_orig", "test/mae_orig",
+            "test/wape_orig"} <= metrics.keys()
     assert (tmp_path / "plots" / "forecast.png").is_file()
 
 
@@ -35,6 +37,30 @@ def test_experiment_fast_dev_run(tmp_path, experiment):
     cfg = compose_config(tmp_path, f"experiment={experiment}", f"paths.data_dir={SHARED}", "debug=fast_dev_run",
                          tiny=False)
     assert "test/mse" in train(cfg)
+
+
+class Fixed(torch.nn.Module):
+    """A forecaster that returns the same forecast whatever its input."""
+
+    def __init__(self, forecast: torch.Tensor):
+        super().__init__()
+        self.forecast = forecast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forecast
+
+
+def test_percentage_error_stays_finite_at_zero_targets():
+    """WAPE on the original scale (sum of absolute errors over the sum of absolute actual values), where MAPE, divided
+    by each actual value, ran to 8288 on ETTh1's zeros; no MAPE is logged."""
+    task = ForecastTask(input_size=1, output_size=1, horizon=2, target_mean=[0.5], target_std=[2.0], target_index=[0],
+                        optimizer=torch.optim.Adam)
+    y = torch.tensor([[[-0.25], [0.0]], [[0.75], [1.0]]])  # (B, horizon, C): original values 0, 0.5, 2, 2.5
+    task.net = Fixed(y + 0.5)  # each forecast off by 1 on the original scale
+    task._evaluate((torch.zeros(2, 3, 1), y), "test")
+    wape = task.metrics["test_wape_orig"].compute()
+    assert wape.item() == pytest.approx(4 / 5)
+    assert not any("mape" in key for key in task.metrics)
 
 
 def test_standardisation_uses_the_training_split_only():

@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from rnnlab.data.text import load_corpus
 from rnnlab.errors import ConfigError, DataError, user_error
 from rnnlab.train import build, train
 from train_helpers import compose_config
@@ -120,6 +121,7 @@ def test_multirun_of_two_values(tmp_path):
         (["ckpt_path=/nonexistent.ckpt"], "ckpt_path='/nonexistent.ckpt' is not a file"),
         (["trainer.max_epochs=abc"], "trainer.max_epochs must be an int or null; got 'abc' (str)"),
         (["data.path=/nonexistent"], "data.path='/nonexistent' is not read by the stdlib corpus"),
+        (["data.max_chars=0"], "data.max_chars must be an int >= 1, or null for the whole text; got 0"),
     ],
 )
 def test_bad_input_gives_a_short_error(tmp_path, args, message):
@@ -127,6 +129,21 @@ def test_bad_input_gives_a_short_error(tmp_path, args, message):
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_max_chars_cuts_every_corpus(tmp_path):
+    """data.max_chars keeps the first characters of a text before its split (a folder's: of each split file), and
+    only the stdlib corpus has a limit by default."""
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_text(f"{split} " * 100)
+    assert [len(t) for t in load_corpus("folder", str(tmp_path), None, 30)] == [30, 30, 30]
+    assert [len(t) for t in load_corpus("folder", str(tmp_path), None, None)] == [600, 600, 500]
+    (tmp_path / "input.txt").write_text("a line\n" * 1000)
+    train_text, valid, test = load_corpus("tinyshakespeare", str(tmp_path), None, 700)
+    assert len(train_text + valid + test) == 700
+    for data in ("tinyshakespeare", "ptb", "text_folder"):
+        assert compose_config(tmp_path, f"data={data}", tiny=False).data.max_chars is None
+    assert compose_config(tmp_path, tiny=False).data.max_chars == 1_000_000
 
 
 def test_empty_text_file_is_an_error(tmp_path):

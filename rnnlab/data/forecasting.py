@@ -2,7 +2,8 @@
 standard 12/4/4-month split), airline passengers (the tutorial's 67/33 train/test split, the last
 training year held out for validation), and an embedded synthetic series.
 
-Columns are standardised with the mean and standard deviation of the training split only. A window is
+Columns are standardised with the mean and standard deviation of the training split only (in rnnlab-eval,
+those the model was trained with). A window is
 ``lookback`` steps of inputs and the next ``horizon`` steps of targets; a split owns the windows whose
 targets start inside it (their inputs may reach back into the previous split, as in Informer's code).
 ``features`` follows Informer: "M" all columns in and out, "S" the target column in and out, "MS" all
@@ -86,6 +87,10 @@ class Windows(Dataset):
 class ForecastData(SplitLoaders, L.LightningDataModule):
     """A multivariate series -> standardised windows ``(x (B, lookback, C_in), y (B, horizon, C_out))``."""
 
+    # each column's mean and standard deviation over the training split: travel in checkpoints, so that evaluation
+    # standardises other data as the model was trained (and its original-scale metrics are in that data's units)
+    learned = ("column_mean", "column_std")
+
     def __init__(self, source: str = "synthetic", path: str | None = None, data_dir: str | None = None,
                  time_column: str | None = None, target_column: str = "target", features: str = "MS",
                  lookback: int = 96, horizon: int = 24, split_fractions=(0.7, 0.1), batch_size: int = 32,
@@ -97,7 +102,8 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
             raise DataError(f"data.lookback and data.horizon must be >= 1; got {lookback} and {horizon}")
         check_split_fractions(split_fractions)
         self.save_hyperparameters()
-        self.mean = self.std = None
+        self.column_mean: list[float] | None = None
+        self.column_std: list[float] | None = None
         self.columns: list[str] = []
         self.datasets: dict[str, Windows] = {}
 
@@ -140,9 +146,14 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
         need = hp.lookback + hp.horizon
         if len(values) < need:
             raise DataError(f"the series has {len(values)} rows, fewer than data.lookback + data.horizon = {need}")
-        train = values[borders[0] : borders[1]]
-        self.mean, self.std = train.mean(0), train.std(0).clamp_min(1e-8)  # training split only
-        data = ((values - self.mean) / self.std).float()
+        if self.column_mean is None:
+            train = values[borders[0] : borders[1]]  # training split only
+            self.column_mean, self.column_std = train.mean(0).tolist(), train.std(0).clamp_min(1e-8).tolist()
+        elif len(self.column_mean) != len(columns):
+            raise DataError(f"the model was trained on a series of {len(self.column_mean)} columns; this one has "
+                            f"{len(columns)} ({columns}): evaluate it on data with the training series' columns")
+        mean, std = (torch.tensor(v, dtype=values.dtype) for v in (self.column_mean, self.column_std))
+        data = ((values - mean) / std).float()
         target = columns.index(hp.target_column)
         everything = list(range(len(columns)))
         inputs = [target] if hp.features == "S" else everything
@@ -163,8 +174,8 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
         return {
             "input_size": self.datasets["train"].x.shape[1], "output_size": len(self.outputs),
             "horizon": self.hparams.horizon, "target_index": [self.inputs.index(o) for o in self.outputs],
-            "target_mean": [float(self.mean[i]) for i in self.outputs],
-            "target_std": [float(self.std[i]) for i in self.outputs],
+            "target_mean": [self.column_mean[i] for i in self.outputs],
+            "target_std": [self.column_std[i] for i in self.outputs],
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

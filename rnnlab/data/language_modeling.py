@@ -52,11 +52,13 @@ class LanguageModelData(L.LightningDataModule):
 
     def __init__(self, corpus: str = "stdlib", level: str = "char", path: str | None = None,
                  data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 16, bptt: int = 64,
-                 max_chars: int = 1_000_000):
+                 max_chars: int | None = 1_000_000):
         super().__init__()
         if bptt < 1 or batch_size < 1 or eval_batch_size < 1:
             raise DataError(f"data.bptt, data.batch_size and data.eval_batch_size must be >= 1; got {bptt}, "
                             f"{batch_size}, {eval_batch_size}")
+        if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+            raise DataError(f"data.max_chars must be an int >= 1, or null for the whole text; got {max_chars!r}")
         self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
         self.splits: dict[str, torch.Tensor] = {}

@@ -31,24 +31,25 @@ def split_text(text: str, fractions: tuple[float, float] = (0.9, 0.05)) -> tuple
     return text[:a], text[a:b], text[b:]
 
 
-def stdlib_corpus(max_chars: int) -> tuple[str, str, str]:
-    """The first ``max_chars`` characters of the standard library's top-level modules, in name order."""
+def stdlib_corpus(max_chars: int | None) -> tuple[str, str, str]:
+    """The first ``max_chars`` characters (None: all) of the standard library's top-level modules, in name order."""
     lib = Path(sysconfig.get_paths()["stdlib"])
     parts, total = [], 0
     for path in sorted(lib.glob("*.py")):
         text = path.read_text(encoding="utf-8", errors="replace")
         parts.append(text)
         total += len(text)
-        if total >= max_chars:
+        if max_chars is not None and total >= max_chars:
             break
     if total == 0:
         raise DataError(f"no Python source found in {lib}; use data=tinyshakespeare or data=text_folder")
     return split_text("".join(parts)[:max_chars])
 
 
-def folder_corpus(path: str) -> tuple[str, str, str]:
+def folder_corpus(path: str, max_chars: int | None = None) -> tuple[str, str, str]:
     """The texts of the first files of a folder whose names end in ``train.txt``, ``valid.txt`` and ``test.txt``
-    (``ptb.train.txt`` or ``train.txt`` style); ``data=ptb`` has already checked for Mikolov's names."""
+    (``ptb.train.txt`` or ``train.txt`` style; ``data=ptb`` has already checked for Mikolov's names), each cut to
+    its first ``max_chars`` characters (None: whole)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path={path!r} is not a folder; point it at one holding train/valid/test text files")
@@ -60,12 +61,13 @@ def folder_corpus(path: str) -> tuple[str, str, str]:
         text = read_text(found[0])
         if not text.strip():
             raise DataError(f"{found[0]} is empty; every split needs text")
-        texts.append(text)
+        texts.append(text[:max_chars])
     return tuple(texts)
 
 
-def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: int) -> tuple[str, str, str]:
-    """The (train, valid, test) texts of corpus ``name``: "stdlib", "tinyshakespeare", "ptb" or "folder"."""
+def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: int | None) -> tuple[str, str, str]:
+    """The (train, valid, test) texts of corpus ``name``: "stdlib", "tinyshakespeare", "ptb" or "folder", from the
+    first ``max_chars`` characters of its text before it is split (a folder's: of each split's file; None: all)."""
     if name == "stdlib":
         if path is not None:
             raise DataError(f"data.path={path!r} is not read by the stdlib corpus (Python's own library, on every "
@@ -75,16 +77,16 @@ def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: in
     if name == "folder":
         if path is None:
             raise DataError("data=text_folder needs data.path: a folder with train/valid/test text files")
-        return folder_corpus(path)
+        return folder_corpus(path, max_chars)
     if name not in SOURCES:
         raise DataError(f"unknown corpus {name!r}; choose stdlib, tinyshakespeare, ptb or folder")
     folder = locate(SOURCES[name], path, data_dir)
     if name == "ptb":
-        return folder_corpus(str(folder))
+        return folder_corpus(str(folder), max_chars)
     text = read_text(folder / "input.txt")
     if not text.strip():
         raise DataError(f"{folder / 'input.txt'} is empty")
-    return split_text(text)
+    return split_text(text[:max_chars])
 
 
 class Tokenizer:

@@ -11,6 +11,9 @@ class Task(L.LightningModule):
     """Base of rnnlab's LightningModules; subclasses set ``hparams.optimizer``/``scheduler`` (partials)."""
 
     run_config: dict | None = None  # the composed config of the run, set by rnnlab-train
+    # list attributes learned from the training data (vocabulary, labels, column statistics), which rnnlab-train
+    # sets from the data module's ``learned``: saved in checkpoints under their names, for rnnlab-eval
+    saved_lists: tuple[str, ...] = ()
 
     def configure_optimizers(self):
         optimizer = self.hparams.optimizer(params=self.parameters())
@@ -32,9 +35,13 @@ class Task(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint["rnnlab_config"] = self.run_config
+        for name in self.saved_lists:
+            checkpoint[name] = getattr(self, name)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_config = checkpoint.get("rnnlab_config")
+        for name in self.saved_lists:
+            setattr(self, name, checkpoint.get(name, []))
         # checkpoints from before the best-so-far metrics were saved start them afresh
         state = checkpoint.get("state_dict", {})
         for key, value in self.state_dict().items():

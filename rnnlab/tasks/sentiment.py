@@ -21,6 +21,8 @@ from .base import Task
 class SentimentTask(Task):
     """Trains an :class:`~rnnlab.models.classifier.RNNClassifier` built from the ``model.*`` keys."""
 
+    saved_lists = ("vocab", "labels")
+
     def __init__(self, vocab_size: int, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  cell: str = "lstm", embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.0, pooling: str = "last", backend: str = "auto",
@@ -40,7 +42,7 @@ class SentimentTask(Task):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: a resumed run keeps the best
         self.confusion = ConfusionMatrix(**metric)
-        self.vocab: list[str] = []  # set from the data module; stored in checkpoints
+        self.vocab: list[str] = []  # set from the data module; saved_lists
         self.labels: list[str] = []
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -82,14 +84,6 @@ class SentimentTask(Task):
                      sync_dist=True)
             self.metrics[f"{stage}_{name}"].reset()
         return acc
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["vocab"], checkpoint["labels"] = self.vocab, self.labels
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.vocab, self.labels = checkpoint.get("vocab", []), checkpoint.get("labels", [])
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
