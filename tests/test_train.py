@@ -93,6 +93,8 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_p
     checkpoints = tmp_path / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
+    train(compose_config(tmp_path / "debug", "debug=fast_dev_run"))  # no epoch ends: written at the end of training
+    assert (tmp_path / "debug" / "checkpoints" / "last.ckpt").is_file()
 
 
 def _cli(tmp_path, *overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
