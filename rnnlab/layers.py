@@ -53,7 +53,7 @@ from .recurrence.common import (
     stepwise_under_transform,
     traced_by_transform,
 )
-from .recurrence.variants import draw_masks
+from .recurrence.variants import draw_masks, nonlinearity_of
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -288,8 +288,8 @@ class _RecurrentLayer(CellOptions):
         if self.mode == "GRU":
             y, h = impl.gru_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, **options)
         else:
-            nonlinearity = self.mode.removeprefix("RNN_").lower()  # as torch.nn's forward, from mode
-            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity, **options)
+            y, h = impl.rnn_scan(x, *states, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity_of(self.mode),
+                                 **options)
         return y, [h]
 
     def _forward_torch(self, seq: Sequence, hx: State | None, fused: bool = False, dtype: torch.dtype | None = None):

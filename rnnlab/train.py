@@ -152,8 +152,7 @@ def _last_checkpoint(trainer: L.Trainer) -> str:
     """The run's last.ckpt (callbacks.last_checkpoint's), or "" without one. Found on disk, not in the callback's
     state, which a spawned run (trainer=ddp_sim) does not send back to this process."""
     for callback in trainer.checkpoint_callbacks:
-        path = Path(callback.dirpath or "", "last.ckpt")
-        if callback.dirpath and path.is_file():
+        if callback.dirpath and (path := Path(callback.dirpath, "last.ckpt")).is_file():
             return str(path)
     return ""
 

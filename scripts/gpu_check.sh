@@ -31,7 +31,7 @@
 # $OUT/gpu_check.log as it is written (the device tool returns at most 8 files). Needs torch, triton and
 # pytest; rnnlab is used from this checkout (the training stack, hydra included, is not needed).
 set -uo pipefail  # a failing step does not stop the later ones
-source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit
 budget=${1:-540}
 preset=${PRESET:-gpu}
 deadline=$((SECONDS + budget))

@@ -7,7 +7,7 @@
 # benchmarks/results/gpu-<device>/recheck). Each latency run ends within 120 s and each test within 90 s (gpu_env.sh),
 # so that a kernel hung on the GPU (a cluster exchange that never completes) costs its own step only.
 set -uo pipefail
-source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit
 res=${OUT:-benchmarks/results/gpu-$name/recheck}
 mkdir -p "$res"
 {

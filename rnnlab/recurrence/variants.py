@@ -112,6 +112,11 @@ def rnn_step(x_t, h_in, states, w_hh, b_hh, w_hr, norms, nonlinearity="tanh"):
 STEPS: dict[str, Step] = {"LSTM": lstm_step, "GRU": gru_step, "RNN_TANH": rnn_step, "RNN_RELU": rnn_step}
 
 
+def nonlinearity_of(mode: str) -> str:
+    """The nonlinearity, "tanh" or "relu", of an RNN ``mode`` ("RNN_TANH", "RNN_RELU"): what torch.nn's layer runs."""
+    return mode.removeprefix("RNN_").lower()
+
+
 @dataclass(frozen=True)
 class Masks:
     """The random draws of one call of one layer direction (every backend that runs the variant takes them):
@@ -196,7 +201,7 @@ def variant_scan(
     T, B, _ = x.shape
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     step = STEPS[mode]
-    nonlinearity = mode.removeprefix("RNN_").lower()
+    nonlinearity = nonlinearity_of(mode)
     if w_ih is None:  # x holds the input projections, normalised already (the hand-written recurrences' form)
         xs = x
     else:

@@ -54,7 +54,6 @@ class ForecastTask(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-
     def batch_loss(self, batch) -> torch.Tensor:
         x, y = batch  # (B, lookback, C_in), (B, horizon, C_out)
         return F.mse_loss(self.net(x), y)
