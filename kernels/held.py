@@ -25,8 +25,9 @@ reference with Gluon's calls replaced by triton.language's and the layouts dropp
 split kernels' programs in threads, the cluster exchanges' PTX emulated), which checks their indexing, masks, steps
 and exchanges but not the layouts, the tensor-core instructions or the GPU's memory model: those are checked on a
 GPU only (tests/test_cuda.py). An H200 passed those (the cluster exchanges not yet run) and timed the held forward
-faster than every other regime at H = 64-256 (B = 1 and 16), so the dispatcher picks it for the LSTM and GRU there
-(dispatch.AUTO_HELD_H).
+faster than every other regime at H = 64-256 (B = 1 and 16), so the dispatcher picks it for the LSTM and GRU up to
+128 (dispatch.AUTO_HELD_H); the split kernels have changed since that run (the product's chains), and the dispatcher
+picks them again at 256 once a GPU has checked them.
 
 Cross-compiled (fit.py; Triton 3.6, the GPU machine's, and 3.9; sm_80 and sm_90; fp16 and bf16) every size up to
 dispatch.MAX_HELD_H fits without spills, its shared memory only h's staging. A warp's step (sm_90, bf16, fit.py

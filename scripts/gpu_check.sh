@@ -8,8 +8,8 @@
 #   1. gpu tests (tests/test_cuda.py): the fused kernels (grid barrier on, the default) and the reference
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
-#      alone, a step, where the 1 us inference target is missed; then, forced, the held regime's cluster exchanges
-#      (sm_90) at H = 256, the vector regime where the held one (W_hh in registers as tensor-core operands) is
+#      alone, a step, where the 1 us inference target is missed; then, forced, the split held regime at H = 256
+#      with each exchange (at the barrier: not the dispatcher's choice until checked again; the clusters: sm_90), the vector regime where the held one (W_hh in registers as tensor-core operands) is
 #      chosen, the RNN's held regime against its default, the split vector regime's flagged exchange (an
 #      experiment), and its narrower programs (8 units at the barrier and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
@@ -90,8 +90,8 @@ if [[ $name == cpu ]]; then
 else
     lim=$(limit_for 60)  # 24 s on an H100
     step "forward latency" "$lim" "$PY" benchmarks/latency.py --out "$res/latency"
-    for exchange in cluster cluster-async; do  # the held regime's cluster exchanges (forced; sm_90) at H = 256,
-        # where the barrier's misses 1 us
+    for exchange in barrier cluster cluster-async; do  # the split held regime (forced) at H = 256, where the
+        # barrier's missed 1 us on the H200 before its product's chains (dispatch.HELD_SPLIT_CHAINS); clusters: sm_90
         lim=$(limit_for 30)
         step "forward latency, held regime, $exchange exchange" "$lim" "$PY" benchmarks/latency.py --regime held \
             --exchange "$exchange" --hidden 256 --out "$res/latency/forced/held-$exchange"

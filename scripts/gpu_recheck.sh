@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short GPU check (about 2 minutes on an H200) for the second run of a session, after gpu_check.sh: the forward
-# latency at the dispatcher's choices and of the held regime's cluster exchanges at H = 256 (benchmarks/latency.py),
-# then the GPU tests of the inference regimes (vector, split vector, held with each exchange, CUDA-graph captures)
+# latency (benchmarks/latency.py) at the dispatcher's choices and of the split held regime at H = 256, forced, with
+# each exchange (at the barrier it becomes the dispatcher's choice there again once its cuDNN tests pass:
+# dispatch.AUTO_HELD_H), then the GPU tests of the inference regimes (vector, split vector, held with each exchange, CUDA-graph captures)
 # and of what runs the fused kernels under torch.compile, in half precision and with saturated gates.
 # Usage: bash scripts/gpu_recheck.sh (results under $OUT on the device machine, else
 # benchmarks/results/gpu-<device>/recheck). Each latency run ends within 120 s and each test within 90 s (gpu_env.sh),
@@ -13,7 +14,7 @@ mkdir -p "$res"
 {
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout -k 5 120 "$PY" benchmarks/latency.py --hidden 64 128 256 --out "$res/latency"
-    for exchange in cluster cluster-async; do
+    for exchange in barrier cluster cluster-async; do
         timeout -k 5 120 "$PY" benchmarks/latency.py --regime held --exchange "$exchange" --hidden 256 \
             --out "$res/latency/held-$exchange"
     done

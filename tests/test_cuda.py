@@ -185,24 +185,25 @@ def _check_held(cell: str, H: int, B: int, exchange: str) -> None:
         assert max(errors) < 2e-2, (dtype, errors)
 
 
-@pytest.mark.parametrize(("H", "B", "exchange"), [(24, 8, "barrier"), (32, 8, "barrier"), (256, 8, "barrier"),
-                                                 (256, 8, "cluster"), (256, 8, "cluster-async"), (32, 20, "barrier"),
-                                                 (300, 8, "barrier"), (600, 8, "barrier")],
-                         ids=["vector", "held", "held-split", "held-cluster", "held-cluster-async", "persistent",
-                              "resident", "tiled"])
-def test_fused_forward_replays_in_a_cuda_graph(H, B, exchange):
+@pytest.mark.parametrize(("H", "B", "regime", "exchange"), [
+    (24, 8, None, "barrier"), (32, 8, None, "barrier"), (256, 8, None, "barrier"), (256, 8, "held", "barrier"),
+    (256, 8, "held", "cluster"), (256, 8, "held", "cluster-async"), (32, 20, None, "barrier"),
+    (300, 8, None, "barrier"), (600, 8, None, "barrier")],
+    ids=["vector", "held", "split-vector", "held-split", "held-cluster", "held-cluster-async", "persistent",
+         "resident", "tiled"])
+def test_fused_forward_replays_in_a_cuda_graph(H, B, regime, exchange):
     """Unpacked input: the fused forward allocates and launches only on the device, so it captures, the
-    cooperative launches of the split held, resident and (bf16 LSTM beyond H = 512) spread tiled regimes
-    included (the held regime takes multiples of 16 up to dispatch.AUTO_HELD_H, the vector regime 24), and the
-    split held regime's cluster launches (forced, sm_90: held.launch_split)."""
-    from rnnlab.kernels.dispatch import force_exchange  # imports triton
+    cooperative launches of the split vector, split held, resident and (bf16 LSTM beyond H = 512) spread tiled
+    regimes included (the held regime takes multiples of 16 up to dispatch.AUTO_HELD_H, the vector regime 24; the
+    split held regime forced), and the split held regime's cluster launches (forced, sm_90: held.launch_split)."""
+    from rnnlab.kernels.dispatch import force_exchange, force_regime  # imports triton
 
     if exchange.startswith("cluster") and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the cluster exchange is compiled for sm_90 only")
     torch.manual_seed(2)
     mine = make_pair("lstm", 16, H, torch.bfloat16, backend="triton")[1].cuda()
     x = torch.randn(20, B, 16, device="cuda", dtype=torch.bfloat16)
-    with torch.no_grad(), force_exchange(exchange):
+    with torch.no_grad(), force_regime(regime), force_exchange(exchange):
         want = mine(x)[0]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())

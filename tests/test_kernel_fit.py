@@ -97,10 +97,11 @@ def test_held_step_reads_no_weights_from_shared_memory():
 
 @pytest.mark.skipif(fit.held is None, reason="the held regime's kernels need Triton's Gluon (3.6 or later)")
 def test_split_held_step_runs_its_products_in_independent_chains():
-    """The held regime split over programs, the LSTM at H = 256 at the barrier (sm_90, bf16; the dispatcher's choice
-    there): a warp's 16 gate rows over all 256 inputs are 16 tensor-core products a step, accumulated in
-    HELD_SPLIT_CHAINS runs of the inputs apart, so that no chain is longer than 16 / HELD_SPLIT_CHAINS (one chain of 16
-    before: 16 times HMMA's latency a step), and h's B operand is read by ldmatrix, not word by word."""
+    """The held regime split over programs, the LSTM at H = 256 at the barrier (sm_90, bf16; the dispatcher's
+    choice there once a GPU has checked it: dispatch.AUTO_HELD_H): a warp's 16 gate rows over all 256 inputs are 16
+    tensor-core products a step, accumulated in HELD_SPLIT_CHAINS runs of the inputs apart, so that no chain is
+    longer than 16 / HELD_SPLIT_CHAINS (one chain of 16 before: 16 times HMMA's latency a step), and h's B operand
+    is read by ldmatrix, not word by word."""
     counts = _time_loop("lstm_fwd_held_split", 256, ("grid", "-", "-", "a16"))
     assert counts["HMMA"] == 16 and counts["chain"] == 16 // HELD_SPLIT_CHAINS
     assert counts["LDSM"] > 0 and counts["LDS"] <= 1  # the one LDS: the barrier's broadcast
