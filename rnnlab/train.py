@@ -103,6 +103,9 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 def build(cfg: DictConfig):
     """Data module, task and trainer from a composed config; the data's sizes go into ``cfg.model``."""
+    if (mode := cfg.get("optimized_mode")) not in ("min", "max"):
+        raise ConfigError(f"optimized_mode must be 'min' or 'max' (whether optimized_metric="
+                          f"{cfg.get('optimized_metric')} improves downwards or upwards); got {mode!r}")
     check_task_matches_data(cfg)
     check_trainer(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -127,7 +130,8 @@ def build(cfg: DictConfig):
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train (and, with ``test: true``, test the best checkpoint); returns the final metrics."""
+    """Train (and, with ``test: true``, test the best checkpoint); returns the final metrics, with the best epoch's
+    ``optimized_metric`` as ``<optimized_metric>_best`` where the checkpoint callback kept one."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
@@ -139,6 +143,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read before testing: loading the best checkpoint restores the callback's state as it was then
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""
+    if (score := _best_score(trainer, cfg.get("optimized_metric"))) is not None:
+        metrics[f"{cfg.optimized_metric}_best"] = score
     last = _last_checkpoint(trainer)
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
@@ -146,6 +152,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.global_rank == 0:
         report(cfg, metrics, best, last)
     return metrics
+
+
+def _best_score(trainer: L.Trainer, metric: str | None) -> float | None:
+    """The best epoch's value of ``metric`` as the checkpoint callback that monitors it kept (the epoch that
+    ``test: true`` evaluates), or None without one (no such callback, or a spawned run, whose callback state stays
+    in its processes)."""
+    for callback in trainer.checkpoint_callbacks:
+        if metric is not None and callback.monitor == metric and callback.best_model_score is not None:
+            return float(callback.best_model_score)
+    return None
+
+
+def sweep_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """What a run returns to a sweeper: the best epoch's ``optimized_metric`` (``train``'s ``*_best``, the task's
+    own or the checkpoint callback's), else its last value, else None."""
+    name = cfg.get("optimized_metric")
+    return metrics.get(f"{name}_best", metrics.get(name))
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str:
@@ -188,7 +211,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"rnnlab-train: error: {err.msg.splitlines()[0]} (key {err.full_key}); set it on the command line",
               file=sys.stderr)
         sys.exit(2)
-    return metrics.get(cfg.get("optimized_metric"))
+    return sweep_value(cfg, metrics)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rnnlab.data.text import load_corpus
 from rnnlab.errors import ConfigError, DataError, user_error
-from rnnlab.train import build, train
+from rnnlab.train import build, sweep_value, train
 from train_helpers import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -95,6 +95,24 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_p
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
     train(compose_config(tmp_path / "debug", "debug=fast_dev_run"))  # no epoch ends: written at the end of training
     assert (tmp_path / "debug" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_sweeper_gets_the_best_epoch_in_the_optimized_direction(tmp_path):
+    """A run returns its best epoch's optimized_metric, in optimized_mode's direction, and model_checkpoint keeps that
+    epoch: here val/ppl maximised (perplexity falls as the LM learns), so the first epoch's, not the last's."""
+    cfg = compose_config(tmp_path, "optimized_metric=val/ppl", "optimized_mode=max", "trainer.max_epochs=3",
+                         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "test=false")
+    metrics = train(cfg)
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    ppl = [float(row["val/ppl"]) for row in rows if row.get("val/ppl")]
+    assert len(ppl) == 3 and ppl[0] > ppl[-1]
+    assert sweep_value(cfg, metrics) == metrics["val/ppl_best"] == pytest.approx(max(ppl))
+    assert "epoch_000.ckpt" in {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    with open_dict(cfg):
+        cfg.optimized_mode = "maximise"
+    with pytest.raises(ConfigError, match=r"optimized_mode must be 'min' or 'max' .*optimized_metric=val/ppl.*"
+                                          r"got 'maximise'"):
+        build(cfg)
 
 
 def _cli(tmp_path, *overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
