@@ -8,6 +8,7 @@ import torch
 
 from rnnlab.data.forecasting import ForecastData
 from rnnlab.errors import DataError
+from rnnlab.models.forecaster import RNNForecaster
 from rnnlab.tasks.forecasting import ForecastTask
 from rnnlab.train import train
 from train_helpers import compose_config
@@ -63,6 +64,18 @@ def test_percentage_error_stays_finite_at_zero_targets():
     assert not any("mape" in key for key in task.metrics)
 
 
+@pytest.mark.parametrize("decoder", ["direct", "seq2seq"])
+def test_dropout_acts_in_a_one_layer_forecaster(decoder):
+    """model.dropout reaches a one-layer forecaster (which has no layer between which the RNN's own dropout acts):
+    on the recurrent outputs before the head, in training mode only."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 3)
+    model = RNNForecaster(3, 2, horizon=3, hidden_size=16, dropout=0.5, decoder=decoder, backend="torch")
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+
+
 def test_standardisation_uses_the_training_split_only():
     data = ForecastData(source="synthetic", lookback=8, horizon=2)
     data.setup()
@@ -95,6 +108,19 @@ def test_synthetic_series_refuses_a_path():
     """data.path with data.source=synthetic would be silently unread: an error that names the config that reads it."""
     with pytest.raises(DataError, match=r"data.path='x.csv' is not read by data.source=synthetic.*data=forecast_csv"):
         ForecastData(source="synthetic", path="x.csv").setup()
+
+
+def test_the_synthetic_series_does_not_follow_the_run_seed():
+    """The run's seed orders the batches; the series is drawn from series_seed, so a sweep over seed compares models
+    on one series. A file's series refuses a series_seed it would not read."""
+    first, second = (ForecastData(source="synthetic", seed=seed, lookback=8, horizon=2) for seed in (1, 2))
+    first.setup(), second.setup()
+    torch.testing.assert_close(first.datasets["test"].x, second.datasets["test"].x, rtol=0, atol=0)
+    other = ForecastData(source="synthetic", series_seed=1, lookback=8, horizon=2)
+    other.setup()
+    assert not torch.equal(first.datasets["test"].x, other.datasets["test"].x)
+    with pytest.raises(DataError, match=r"data.series_seed=1 draws the synthetic series only.*drop data.series_seed"):
+        ForecastData(source="csv", path="x.csv", series_seed=1).setup()
 
 
 def test_windows_align_inputs_and_targets():

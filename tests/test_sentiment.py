@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rnnlab import evaluate
+from rnnlab.data.sentiment import SentimentData
 from rnnlab.errors import DataError
 from rnnlab.train import train
 from train_helpers import compose_config
@@ -42,6 +43,19 @@ def test_sst2_experiment_fast_dev_run(tmp_path):
     cfg = compose_config(tmp_path, "experiment=sentiment_sst2", f"paths.data_dir={SHARED}", "debug=fast_dev_run",
                          *SMALL, tiny=False)
     assert "test/acc" in train(cfg)
+
+
+def test_csv_split_does_not_follow_the_run_seed(tmp_path):
+    """The run's seed orders the batches; a CSV's rows are split by split_seed, so a sweep over seed compares models
+    on the same test rows."""
+    path = str(_write_csv(tmp_path / "reviews.csv"))
+    splits = []
+    for seed, split_seed in ((1, 0), (2, 0), (1, 1)):
+        data = SentimentData(source="csv", path=path, text_column="review", label_column="sentiment", seed=seed,
+                             split_seed=split_seed)
+        data.setup()
+        splits.append({name: [(t.tolist(), label) for t, label in rows] for name, rows in data.splits.items()})
+    assert splits[0] == splits[1] and splits[0]["test"] != splits[2]["test"]
 
 
 @pytest.mark.parametrize(

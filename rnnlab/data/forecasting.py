@@ -85,7 +85,9 @@ class Windows(Dataset):
 
 
 class ForecastData(SplitLoaders, L.LightningDataModule):
-    """A multivariate series -> standardised windows ``(x (B, lookback, C_in), y (B, horizon, C_out))``."""
+    """A multivariate series -> standardised windows ``(x (B, lookback, C_in), y (B, horizon, C_out))``. ``seed``
+    orders the training batches; ``series_seed`` draws the synthetic series, apart, so that a sweep over the run's
+    seed compares models on the same series."""
 
     # each column's mean and standard deviation over the training split: travel in checkpoints, so that evaluation
     # standardises other data as the model was trained (and its original-scale metrics are in that data's units)
@@ -94,7 +96,7 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
     def __init__(self, source: str = "synthetic", path: str | None = None, data_dir: str | None = None,
                  time_column: str | None = None, target_column: str = "target", features: str = "MS",
                  lookback: int = 96, horizon: int = 24, split_fractions=(0.7, 0.1), batch_size: int = 32,
-                 seed: int = 0):
+                 seed: int = 0, series_seed: int = 0):
         super().__init__()
         if features not in ("M", "S", "MS"):
             raise DataError(f"data.features must be 'M', 'S' or 'MS'; got {features!r}")
@@ -110,11 +112,14 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
     def _load(self) -> tuple[list[str], torch.Tensor, list[int]]:
         """Columns, values (N, C) and the split borders [0, a, b, N]."""
         hp = self.hparams
+        if hp.source != "synthetic" and hp.series_seed != 0:
+            raise DataError(f"data.series_seed={hp.series_seed} draws the synthetic series only; data.source="
+                            f"{hp.source} reads its series from a file: drop data.series_seed")
         if hp.source == "synthetic":
             if hp.path is not None:
                 raise DataError(f"data.path={hp.path!r} is not read by data.source=synthetic (a generated series); "
                                 "drop data.path, or forecast your own series with data=forecast_csv data.path=FILE")
-            columns, values = synthetic_series(seed=hp.seed)
+            columns, values = synthetic_series(seed=hp.series_seed)
         elif hp.source == "ett":
             columns, values = read_csv_table(locate(SOURCES["ett"], hp.path, hp.data_dir) / "ETTh1.csv", "date")
             return columns, values, [0, 12 * ETT_MONTH, 16 * ETT_MONTH, min(20 * ETT_MONTH, len(values))]

@@ -67,13 +67,16 @@ def read_table(path: str, text_column: str, label_column: str, fractions: tuple[
 
 class SentimentData(SplitLoaders, L.LightningDataModule):
     """Sentences and labels -> padded batches ``(tokens (B, T), lengths (B,), labels (B,))``. ``vocab`` and
-    ``labels`` come from the training split unless set before ``setup`` (a trained model's, for evaluation)."""
+    ``labels`` come from the training split unless set before ``setup`` (a trained model's, for evaluation).
+    ``seed`` orders the training batches; ``split_seed`` shuffles a CSV's rows before the split, apart, so that a
+    sweep over the run's seed compares models on the same test rows."""
 
     learned = ("vocab", "labels")  # travel in checkpoints, so evaluation maps words and labels as in training
 
     def __init__(self, source: str = "sst2", path: str | None = None, data_dir: str | None = None,
                  text_column: str = "text", label_column: str = "label", split_fractions=(0.8, 0.1),
-                 batch_size: int = 32, min_freq: int = 1, max_length: int = 200, seed: int = 0):
+                 batch_size: int = 32, min_freq: int = 1, max_length: int = 200, seed: int = 0,
+                 split_seed: int = 0):
         super().__init__()
         check_split_fractions(split_fractions)
         self.save_hyperparameters()
@@ -90,7 +93,7 @@ class SentimentData(SplitLoaders, L.LightningDataModule):
         elif hp.source == "csv":
             if hp.path is None:
                 raise DataError("data=sentiment_csv needs data.path: a CSV or TSV file with a header row")
-            raw = read_table(hp.path, hp.text_column, hp.label_column, tuple(hp.split_fractions), hp.seed)
+            raw = read_table(hp.path, hp.text_column, hp.label_column, tuple(hp.split_fractions), hp.split_seed)
         else:
             raise DataError(f"data.source must be 'sst2' or 'csv'; got {hp.source!r}")
         counts = Counter(w for text, _ in raw["train"] for w in tokenize(text))
