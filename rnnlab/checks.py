@@ -52,6 +52,14 @@ def check_finite(owner: str, name: str, value: object) -> None:
         raise RNNValueError(f"{owner}: {name} must be a finite number; got {value!r}", name)
 
 
+def check_no_projection(owner: str, proj_size: object) -> None:
+    """RNN and GRU layers take no ``proj_size`` (None: not given); torch.nn's refuse any, 0 included, with a
+    ValueError, as this does."""
+    if proj_size is not None:
+        raise RNNValueError(f"{owner}: proj_size is only supported for LSTM, as in torch.nn; got proj_size="
+                            f"{proj_size!r}", "proj_size")
+
+
 FUSED_LAYERS = ("LSTM", "GRU", "RNN")  # the layers with fused kernels (cells have none)
 
 

@@ -45,7 +45,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import recurrence
 from .cell_options import CellOptions
-from .checks import check_backend, check_choice, check_layer_args, check_variant_backend
+from .checks import check_backend, check_choice, check_layer_args, check_no_projection, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
 from .recurrence.common import (
     differentiating_transform,
@@ -338,8 +338,10 @@ class RNN(_RecurrentLayer, nn.RNN):
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        proj_size: None = None,
     ):
         owner = type(self).__name__
+        check_no_projection(owner, proj_size)
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
         check_choice(owner, "nonlinearity", nonlinearity, recurrence.NONLINEARITIES)
         backend = check_backend(owner, backend, fused=True)
@@ -412,8 +414,10 @@ class GRU(_RecurrentLayer, nn.GRU):
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        proj_size: None = None,
     ):
         owner = type(self).__name__
+        check_no_projection(owner, proj_size)
         check_layer_args(owner, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
         backend = check_backend(owner, backend, fused=True)
         super().__init__(

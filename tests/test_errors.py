@@ -58,6 +58,18 @@ def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
         rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
 
 
+@pytest.mark.parametrize("cls", [rnnlab.RNN, rnnlab.GRU])
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_proj_size_is_refused_outside_the_lstm_as_in_torch_nn(cls, proj_size):
+    """torch.nn.RNN and GRU refuse any proj_size, 0 included, with a ValueError: so do rnnlab's, naming it."""
+    with pytest.raises(ValueError, match=r"proj_size argument is only supported for LSTM"):
+        getattr(torch.nn, cls.__name__)(3, 4, proj_size=proj_size)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: proj_size is only supported for LSTM.*got "
+                                         rf"proj_size={proj_size}") as caught:
+        cls(3, 4, proj_size=proj_size)
+    assert caught.value.argument == "proj_size"
+
+
 @pytest.mark.parametrize("proj_size", [4, 9])
 def test_proj_size_not_below_hidden_size(proj_size):
     with pytest.raises(ValueError, match=rf"proj_size must be smaller than hidden_size \(4\).*got {proj_size}"):
