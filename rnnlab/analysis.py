@@ -59,6 +59,7 @@ class StateRecorder:
 
     def __init__(self):
         self.calls: dict[str, list[_Call]] = {}
+        self.unrecorded = 0  # calls made with gradients disabled (a warm-up under torch.no_grad()): no states
 
     def _begin(self, name: str, layer: _RecurrentLayer, seq: Sequence) -> None:
         self.calls.setdefault(name, []).append(_Call(layer, seq))
@@ -68,19 +69,25 @@ class StateRecorder:
 
     def gradient_norms(self, loss: torch.Tensor, retain_graph: bool = False) -> dict[str, torch.Tensor]:
         """||dloss/dh_t|| for every recorded layer: {name: (L * D, T, B) float64}, NaN where a packed
-        sequence has no step t. ``loss`` must be a scalar computed from the recorded calls; the graph is
-        freed afterwards unless ``retain_graph``."""
+        sequence has no step t, zero where the loss does not depend on h_t. ``loss`` must be a scalar computed
+        from the recorded calls (those made with gradients enabled); the graph is freed afterwards unless
+        ``retain_graph``."""
         if loss.dim() != 0:
             raise ValueError(f"gradient_norms: loss must be a scalar tensor; got shape {tuple(loss.shape)}")
         entries = [(key, call, step) for key, call in self._keyed() for step in call.states]
         if not entries:
-            raise ValueError("gradient_norms: no rnnlab layer ran inside the record_states block")
+            unrecorded = (f" with gradients enabled ({self.unrecorded} call(s) ran with them disabled, under "
+                          "torch.no_grad() or inference_mode, and are not recorded)" if self.unrecorded else "")
+            raise ValueError(f"gradient_norms: no rnnlab layer ran inside the record_states block{unrecorded}")
         states = [call.states[step] for _, call, step in entries]
         if not all(h.requires_grad for h in states):
             raise ValueError("gradient_norms: the recorded states do not require grad; record with gradients "
                              "enabled and with the input or some parameter requiring grad")
-        grads = torch.autograd.grad(loss, states, retain_graph=retain_graph, allow_unused=True,
-                                    materialize_grads=True)
+        grads = torch.autograd.grad(loss, states, retain_graph=retain_graph, allow_unused=True)
+        if all(g is None for g in grads):
+            raise ValueError("gradient_norms: loss does not depend on any recorded state; compute it from the "
+                             "outputs of calls made inside the record_states block")
+        grads = [torch.zeros_like(h) if g is None else g for h, g in zip(states, grads, strict=True)]
         per_call: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
         for (key, _, step), g in zip(entries, grads, strict=True):
             per_call.setdefault(key, {})[step] = g
@@ -97,16 +104,23 @@ class StateRecorder:
 
 
 class _Observer:
-    """What a layer calls while recorded: ``begin(seq)`` once a call, then ``(index, t, h_t)`` each step."""
+    """What a layer calls while recorded: ``begin(seq)`` once a call, then ``(index, t, h_t)`` each step; a call
+    made with gradients disabled is counted, not recorded (its states have no gradient to take)."""
 
     def __init__(self, recorder: StateRecorder, name: str, layer: _RecurrentLayer):
         self.recorder, self.name, self.layer = recorder, name, layer
+        self.recording = False
 
     def begin(self, seq: Sequence) -> None:
-        self.recorder._begin(self.name, self.layer, seq)
+        self.recording = torch.is_grad_enabled()
+        if self.recording:
+            self.recorder._begin(self.name, self.layer, seq)
+        else:
+            self.recorder.unrecorded += 1
 
     def __call__(self, index: int, t: int, h: torch.Tensor) -> None:
-        self.recorder._step(self.name, index, t, h)
+        if self.recording:
+            self.recorder._step(self.name, index, t, h)
 
 
 @contextlib.contextmanager
@@ -117,6 +131,9 @@ def record_states(model: nn.Module) -> Iterator[StateRecorder]:
     if not layers:
         raise ValueError(f"record_states: {type(model).__name__} contains no rnnlab RNN, LSTM or GRU layer "
                          "(rnnlab.from_torch converts torch.nn ones)")
+    if nested := [name for name, layer in layers if layer._observe is not None]:
+        raise ValueError(f"record_states: an enclosing record_states block already records {', '.join(nested)}; "
+                         "take the gradients from that block's recorder")
     recorder = StateRecorder()
     for name, layer in layers:
         layer._observe = _Observer(recorder, name, layer)

@@ -20,7 +20,9 @@ def summarize(model: nn.Module, *example_inputs) -> str:
     """Run ``model`` once on ``example_inputs`` and tabulate its submodules in call order.
 
     Shows each module that holds parameters directly or has no children (a "layer"), its output shape
-    and its own parameter count, then the totals.
+    and its own parameter count (not its children's), then the totals. The run changes nothing: it is made in
+    eval mode without gradients (no dropout draw, no batch-norm statistics), on a fork of the random generators,
+    and every module's mode is restored afterwards.
     """
     rows, hooks = [], []
     for name, module in model.named_modules():
@@ -28,12 +30,16 @@ def summarize(model: nn.Module, *example_inputs) -> str:
         if name and leaf:
             hooks.append(module.register_forward_hook(
                 lambda m, args, out, name=name: rows.append(
-                    (name, type(m).__name__, _shape(out), sum(p.numel() for p in m.parameters())))
+                    (name, type(m).__name__, _shape(out), sum(p.numel() for p in m.parameters(recurse=False))))
             ))
+    modes = {m: m.training for m in model.modules()}
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
     try:
-        with torch.no_grad():
-            model(*example_inputs)
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            model.eval()(*example_inputs)
     finally:
+        for m, training in modes.items():
+            m.training = training
         for h in hooks:
             h.remove()
     seen, table = set(), []

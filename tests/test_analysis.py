@@ -116,11 +116,42 @@ def test_errors():
         y = layer(torch.randn(4, 1, 2))[0]
     with pytest.raises(ValueError, match=r"loss must be a scalar tensor; got shape \(4, 1, 3\)"):
         states.gradient_norms(y)
-    layer.requires_grad_(False)
+    with record_states(layer) as states:
+        layer(torch.randn(4, 1, 2))
+    with pytest.raises(ValueError, match="loss does not depend on any recorded state"):
+        states.gradient_norms(layer(torch.randn(4, 1, 2))[0].sum())  # a call outside the block
+    with pytest.raises(ValueError, match=r"an enclosing record_states block already records RNN"), \
+            record_states(layer), record_states(layer):
+        pass
     with torch.no_grad(), record_states(layer) as states:
+        layer(torch.randn(4, 1, 2))
+    with pytest.raises(ValueError, match=r"no rnnlab layer ran inside the record_states block with gradients "
+                                         r"enabled \(1 call\(s\) ran with them disabled"):
+        states.gradient_norms(torch.zeros((), requires_grad=True))
+    layer.requires_grad_(False)
+    with record_states(layer) as states:
         y = layer(torch.randn(4, 1, 2))[0]
     with pytest.raises(ValueError, match="the recorded states do not require grad"):
         states.gradient_norms(y.sum())
+
+
+def test_a_call_without_gradients_is_not_recorded():
+    """A warm-up call under torch.no_grad() inside the block leaves no states (it has no gradient to take): the
+    graded call's norms come out as if it ran alone, under the layer's own name; a recorded call that the loss does
+    not reach gets zero norms."""
+    torch.manual_seed(0)
+    layer, x = rnnlab.GRU(3, 4), torch.randn(5, 2, 3)
+    with record_states(layer) as alone:
+        loss = layer(x)[0][-1].sum()
+    expected = alone.gradient_norms(loss)["GRU"]
+    with record_states(layer) as states:
+        with torch.no_grad():
+            layer(x)
+        loss = layer(x)[0][-1].sum()
+        layer(torch.randn(2, 2, 3))  # recorded, not in the loss
+    norms = states.gradient_norms(loss)
+    torch.testing.assert_close(norms["GRU"][:, :5], expected)
+    assert norms["GRU"].shape == (1, 7, 2) and not norms["GRU"][:, 5:].any()
 
 
 def test_plot(tmp_path):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from rnnlab import evaluate, generate
 from rnnlab.errors import DataError
@@ -69,6 +70,34 @@ def test_summary_lists_layers_with_shapes(tmp_path):
     assert "net.rnn (GRU)" in text and "(16, 4, 16)" in text
     total = sum(p.numel() for p in model.parameters())
     assert f"Total params: {total:,}" in text
+
+
+def test_summary_counts_own_parameters_and_changes_nothing():
+    """A module with parameters of its own and a child shows its own count (rows add up to the total); the run
+    leaves batch-norm statistics, the random generator and each module's mode as they were."""
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+            self.norm = nn.BatchNorm1d(4)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.drop(self.norm(x)) * self.scale
+
+    model = nn.Sequential(nn.Linear(3, 4), Head())
+    model[1].drop.eval()  # mixed modes
+    stats = model[1].norm.state_dict()
+    x = torch.randn(5, 3)
+    state = torch.get_rng_state()
+    text = summarize(model, x)
+    counts = [int(line.rsplit(None, 1)[1].replace(",", "")) for line in text.splitlines() if line.startswith("1")]
+    assert counts == [8, 0, 1]  # in the order calls end: BatchNorm (weight, bias), Dropout, Head (its scale alone)
+    assert "Total params: 25" in text
+    assert all(torch.equal(v, model[1].norm.state_dict()[k]) for k, v in stats.items())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.training and model[1].norm.training and not model[1].drop.training
 
 
 def test_eval_takes_options_among_overrides_and_refuses_unknown_keys(checkpoint, capsys):
