@@ -8,6 +8,7 @@ and convert every recurrent submodule of a whole model in place.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 
 from torch import nn
@@ -53,66 +54,83 @@ def _rebuild(module: nn.Module, cls: type[nn.Module], names: tuple[str, ...], **
 
 
 def _convert_all(module: nn.Module, make, caller: str, kind: str) -> nn.Module:
-    """_convert's result for ``module``, warning (from ``caller``) where it held no ``kind`` module to convert: a
-    model passed by mistake, or converted already."""
-    converted = []
+    """``make(module)``, or ``module`` with each submodule that ``make`` converts replaced in place; all or
+    nothing: every replacement is built before any is swapped in, so an error leaves the model as it was. A
+    module reached twice (shared, tied) is converted once, so it stays shared. Warns (from ``caller``) where
+    nothing converted (a model passed by mistake, or converted already, with no ``kind`` module) and where a
+    subclass of a recurrent class was left."""
+    done: dict[int, nn.Module | None] = {}  # id of each module reached -> its replacement (None: kept)
+    swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    left: list[str] = []
 
-    def counted(m: nn.Module) -> nn.Module | None:
-        new = make(m)
-        if new is not None:
-            converted.append(new)
-        return new
+    def visit(m: nn.Module, path: str) -> nn.Module | None:
+        if id(m) not in done:
+            done[id(m)] = make(m)
+            if done[id(m)] is None:
+                if isinstance(m, tuple(_PAIRS)):  # a subclass, which _torch_base does not match
+                    left.append(f"{path or 'the module given'} ({m._get_name()})")
+                for name, child in list(m._modules.items()):  # named_children() would skip a repeated child
+                    new = None if child is None else visit(child, f"{path}.{name}" if path else name)
+                    if new is not None:
+                        swaps.append((m, name, new))
+        return done[id(m)]
 
-    result = _convert(module, counted)
-    if not converted:
+    result = visit(module, "")
+    for parent, name, new in swaps:
+        setattr(parent, name, new)
+    if all(new is None for new in done.values()):
         warnings.warn(f"{caller}: {module._get_name()} holds no {kind} RNN, LSTM or GRU (layer or cell); nothing "
                       "was converted", stacklevel=3)
-    return result
+    if left:
+        warnings.warn(f"{caller}: left {', '.join(left)} as they are: subclasses of the recurrent classes, which "
+                      "converting would strip of their own code (methods, parametrizations); convert them by hand",
+                      stacklevel=3)
+    return module if result is None else result
 
 
-def _convert(module: nn.Module, make, done: dict[int, nn.Module] | None = None) -> nn.Module:
-    """``make(module)``, or ``module`` with each child converted; a module reached twice (shared, tied) is
-    converted once, so it stays shared."""
-    done = {} if done is None else done
-    if id(module) in done:
-        return done[id(module)]
-    converted = make(module)
-    if converted is None:
-        for name, child in list(module._modules.items()):  # named_children() would skip a repeated child
-            if child is not None:
-                setattr(module, name, _convert(child, make, done))
-        converted = module
-    done[id(module)] = converted
-    return converted
-
-
-def from_torch(module: nn.Module, backend: str = "auto", **options) -> nn.Module:
+def from_torch(module: nn.Module, backend: str | None = None, **options) -> nn.Module:
     """rnnlab's equivalent of a torch.nn RNN/LSTM/GRU (layer or cell), with a copy of its weights (and
     their ``requires_grad``, device, dtype and training mode).
 
-    ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``, and where
-    the class takes them ``zoneout_cell``, ``recurrent_dropout``, ``weight_dropout``; see
-    rnnlab.recurrence.variants), for example ``from_torch(model, zoneout=0.1)``; new layer-norm gains start
-    at one. An rnnlab module given keeps the options it has unless they are given here.
+    ``backend``: the converted modules' backend; None gives a torch.nn module "auto" and an rnnlab module
+    its own. ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``,
+    ``zoneout_cell``, ``recurrent_dropout``, ``weight_dropout``; see rnnlab.recurrence.variants), for example
+    ``from_torch(model, zoneout=0.1)``; one that a converted class does not take (cells take fewer than layers,
+    only the LSTM's take ``zoneout_cell``) raises ValueError. New layer-norm gains start at one. An rnnlab
+    module given keeps the options it has (and an LSTM its ``forget_bias``) unless they are given here, but
+    not ``layer_norm=False`` on one with layer norm, which would drop its trained gains (ValueError).
 
-    Given any other module, converts every recurrent submodule in place (one shared by several parents
-    stays shared) and returns the module (warning where it holds none). Hooks registered on a converted module
-    are not carried over.
+    Given any other module, converts every recurrent submodule in place, all or nothing (an error leaves the
+    model as it was; one shared by several parents stays shared), and returns the module, warning where it
+    holds none. A subclass of these classes (a user's, a parametrized module) is left as it is, with a warning.
+    Hooks registered on a converted module are not carried over.
     """
     if unknown := sorted(set(options) - set(OPTIONS) - {"forget_bias"}):
         raise ValueError(f"from_torch: no option {', '.join(unknown)}; the options are {', '.join(OPTIONS)}")
+    if "forget_bias" in options:
+        raise ValueError("from_torch: forget_bias is an initialisation, and the weights come from the module "
+                         "converted; set its forget-gate biases instead")
+    given = options | ({} if backend is None else {"backend": backend})
 
     def make(m: nn.Module) -> nn.Module | None:
         base = _torch_base(m)
         if base is None:
             return None
         cls, names = _PAIRS[base]
-        if "forget_bias" in options:
-            raise ValueError("from_torch: forget_bias is an initialisation, and the weights come from the module "
-                             "converted; set its forget-gate biases instead")
-        kept = dataclasses.asdict(m.variant) if isinstance(m, CellOptions) else {}
-        kept = {k: v for k, v in kept.items() if v}  # the options on (cells take fewer than layers)
-        return _rebuild(m, cls, names, backend=backend, **(kept | options))
+        takes = [name for name in inspect.signature(cls).parameters if name in OPTIONS]
+        if refused := [name for name in options if name not in takes]:
+            raise ValueError(f"from_torch: {cls.__name__} takes no {', '.join(refused)} (its options: "
+                             f"{', '.join(takes)}); convert the {cls.__name__} modules apart without "
+                             f"{'it' if len(refused) == 1 else 'them'}")
+        own = {}
+        if isinstance(m, CellOptions):
+            own = dataclasses.asdict(m.variant) | {"forget_bias": m.forget_bias}
+            own = {k: v for k, v in own.items() if v} | {"backend": m.backend}  # the options on
+            if own.get("layer_norm") and not options.get("layer_norm", True):
+                raise ValueError(f"from_torch: layer_norm=False would drop {m._get_name()}'s trained layer-norm "
+                                 "parameters (to_torch refuses layer norm too); keep layer_norm, or build a new "
+                                 "module without it")
+        return _rebuild(m, cls, names, **(own | given))
 
     return _convert_all(module, make, "from_torch", "torch.nn or rnnlab")
 
@@ -121,9 +139,9 @@ def to_torch(module: nn.Module) -> nn.Module:
     """The plain torch.nn equivalent of an rnnlab layer or cell, with a copy of its weights (as
     :func:`from_torch`).
 
-    Given any other module, converts every rnnlab recurrent submodule in place and returns the module.
-    A layer or cell with cell-variant options on (layer norm, zoneout, recurrent or weight dropout) raises
-    ValueError.
+    Given any other module, converts every rnnlab recurrent submodule in place, all or nothing, and returns the
+    module; subclasses are left, with a warning (as :func:`from_torch`). A layer or cell with cell-variant
+    options on (layer norm, zoneout, recurrent or weight dropout) raises ValueError.
     """
 
     def make(m: nn.Module) -> nn.Module | None:

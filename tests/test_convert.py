@@ -96,3 +96,84 @@ def test_conversion_refuses_unknown_options_and_says_when_nothing_converts():
         assert isinstance(rnnlab.from_torch(nn.Linear(2, 3)), nn.Linear)
     with pytest.warns(UserWarning, match=r"to_torch: Sequential holds no rnnlab or torch.nn RNN"):
         rnnlab.to_torch(nn.Sequential(nn.ReLU()))
+
+
+def test_conversion_is_all_or_nothing():
+    """An error on a later module (an option a cell does not take, a backend a cell refuses, a layer to_torch
+    refuses) leaves the model as it was: no module replaced before it."""
+    model = nn.Sequential(nn.LSTM(3, 4), nn.LSTMCell(4, 4))
+    before = list(model)
+    with pytest.raises(ValueError, match=r"LSTMCell takes no recurrent_dropout"):
+        rnnlab.from_torch(model, recurrent_dropout=0.2)
+    with pytest.raises(NotImplementedError, match=r"backend='triton'"):
+        rnnlab.from_torch(model, backend="triton")
+    assert list(model) == before and all(m is b for m, b in zip(model, before, strict=True))
+    model = nn.Sequential(rnnlab.GRU(3, 4), rnnlab.GRU(4, 4, zoneout=0.1))
+    before = list(model)
+    with pytest.raises(ValueError, match=r"to_torch: GRU with zoneout=0.1 has no torch.nn equivalent"):
+        rnnlab.to_torch(model)
+    assert all(m is b for m, b in zip(model, before, strict=True))
+
+
+def test_from_torch_names_an_option_a_class_does_not_take():
+    """An option the converted class does not take is a ValueError naming it, the class and the class's
+    options, not the constructor's TypeError."""
+    with pytest.raises(ValueError, match=r"^from_torch: LSTMCell takes no recurrent_dropout \(its options: "
+                                         r"layer_norm, zoneout, zoneout_cell\); convert the LSTMCell modules "
+                                         r"apart without it$"):
+        rnnlab.from_torch(nn.Sequential(nn.LSTM(3, 4), nn.LSTMCell(4, 4)), recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"^from_torch: GRU takes no zoneout_cell \(its options: layer_norm, "
+                                         r"zoneout, recurrent_dropout, weight_dropout\); convert the GRU modules "
+                                         r"apart without it$"):
+        rnnlab.from_torch(nn.GRU(3, 4), zoneout_cell=0.1)
+
+
+def test_from_torch_keeps_an_rnnlab_modules_backend_and_forget_bias():
+    """An rnnlab module converted again keeps its backend and forget_bias (so reset_parameters still restores
+    it) unless given; a torch.nn module gets backend "auto"; forget_bias is still refused as an option."""
+    src = rnnlab.LSTM(3, 4, backend="torch", forget_bias=1.0, zoneout=0.1)
+    with torch.no_grad():
+        src.bias_ih_l0[4:8] = 0.5  # trained away from forget_bias
+    new = rnnlab.from_torch(src)
+    assert (new.backend, new.forget_bias, new.variant.zoneout) == ("torch", 1.0, 0.1)
+    torch.testing.assert_close(new.bias_ih_l0, src.bias_ih_l0, atol=0, rtol=0)
+    new.reset_parameters()
+    assert new.bias_ih_l0[4:8].tolist() == [1.0] * 4
+    assert rnnlab.from_torch(src, backend="auto").backend == "auto"
+    assert rnnlab.from_torch(nn.LSTM(3, 4)).backend == "auto"
+    with pytest.raises(ValueError, match=r"from_torch: forget_bias is an initialisation"):
+        rnnlab.from_torch(src, forget_bias=1.0)
+
+
+def test_conversion_warns_about_subclasses_it_leaves():
+    """A subclass of a recurrent class (a user's, a parametrized module) is left as it is, converting it would
+    lose its own code, with one warning from the caller naming each one left."""
+    from torch.nn.utils import parametrizations
+
+    class MyLSTM(nn.LSTM):
+        pass
+
+    class MyGRU(rnnlab.GRU):
+        pass
+
+    model = nn.Sequential(nn.GRU(3, 4), MyLSTM(4, 4), parametrizations.weight_norm(nn.LSTM(4, 4), "weight_hh_l0"))
+    with pytest.warns(UserWarning) as record:
+        rnnlab.from_torch(model, backend="torch")
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message) == (
+        "from_torch: left 1 (MyLSTM), 2 (ParametrizedLSTM) as they are: subclasses of the recurrent classes, "
+        "which converting would strip of their own code (methods, parametrizations); convert them by hand"
+    )
+    assert [type(m) for m in model][::2] == [rnnlab.GRU, type(model[2])]
+    model = nn.Sequential(rnnlab.GRU(3, 4), MyGRU(4, 4))
+    with pytest.warns(UserWarning, match=r"^to_torch: left 1 \(MyGRU\) as they are"):
+        rnnlab.to_torch(model)
+    assert type(model[0]) is nn.GRU and type(model[1]) is MyGRU
+
+
+def test_from_torch_refuses_to_drop_layer_norm():
+    """layer_norm=False on an rnnlab module with layer norm is a ValueError naming it (its trained gains would
+    be lost), not load_state_dict's error about unexpected keys."""
+    with pytest.raises(ValueError, match=r"^from_torch: layer_norm=False would drop GRU's trained layer-norm "
+                                         r"parameters"):
+        rnnlab.from_torch(rnnlab.GRU(4, 8, layer_norm=True), layer_norm=False)
