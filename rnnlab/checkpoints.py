@@ -20,7 +20,8 @@ def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file
-        raise ConfigError(f"{ckpt_path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise ConfigError(f"{ckpt_path} is not a readable checkpoint ({type(err).__name__}: {err}); copy it again, or "
+                          "use another checkpoint of the run (its last.ckpt or an epoch_*.ckpt)") from err
     if "rnnlab_config" not in checkpoint:
         raise ConfigError(f"{ckpt_path} was not written by rnnlab-train (it has no rnnlab_config)")
     cfg = OmegaConf.create(checkpoint["rnnlab_config"])
@@ -34,6 +35,11 @@ def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object
             raise ConfigError(f"the run's config has no key for {unknown}; check the spelling (for example "
                               "data.path=..., data.batch_size=...)")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    task_class = hydra.utils.get_class(cfg.model._target_)
-    model = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    try:
+        task_class = hydra.utils.get_class(cfg.model._target_)
+        model = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError, KeyError, TypeError, RuntimeError) as err:  # an edited or foreign file
+        raise ConfigError(f"{ckpt_path} holds a run config, but its model ({cfg.model.get('_target_')}) does not "
+                          f"load from it ({type(err).__name__}: {err}); use a checkpoint that rnnlab-train wrote, "
+                          "unchanged, with this version of rnnlab") from err
     return model, cfg

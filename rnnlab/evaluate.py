@@ -2,11 +2,14 @@
 
     rnnlab-eval logs/train/runs/<time>/checkpoints/last.ckpt              # the test split
     rnnlab-eval CKPT --split val data.path=/elsewhere/ptb                 # overrides of the run's config
+    rnnlab-eval CKPT paths.data_dir=/mnt/data                             # the data sets' folder elsewhere
     rnnlab-eval CKPT --plot-dir eval_plots                                # also the test plots, into eval_plots/
 
-The model keeps the vocabulary, labels and (a forecaster) column statistics it was trained with, so other
-data is read through them. Plots (forecasts, confusion matrix) are written only with --plot-dir, never into
-the training run's folder.
+The overrides may change what is evaluated and how: data.*, paths.data_dir (which the data's data_dir follows,
+as in training), trainer.accelerator and trainer.precision (the run's, by default); the model is the
+checkpoint's. It keeps the vocabulary, labels and (a forecaster) column statistics it was trained with, so
+other data is read through them. Plots (forecasts, confusion matrix) are written only with --plot-dir, never
+into the training run's folder.
 """
 
 from __future__ import annotations
@@ -20,14 +23,34 @@ from hydra.errors import InstantiationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError, user_error
-from .train import gpu_missing
+from .train import check_data, gpu_missing
+
+EVAL_KEYS = ("data", "paths.data_dir", "trainer.accelerator", "trainer.precision")  # what overrides may change
+
+
+def _eval_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` for load_run: paths.data_dir also given to data.data_dir (which followed it when the run's
+    config was resolved), trainer.precision left out (a run's config may have no such key: evaluate reads it);
+    refuses a key that evaluation does not read (EVAL_KEYS), which would change nothing."""
+    keys = [o.split("=", 1)[0] for o in overrides]
+    if refused := [o for o, key in zip(overrides, keys, strict=True)
+                   if not any(key == k or key.startswith(f"{k}.") for k in EVAL_KEYS)]:
+        raise ConfigError(f"rnnlab-eval changes only {', '.join(k + ('.*' if k == 'data' else '') for k in EVAL_KEYS)}"
+                          f" of the run's config; {refused} would change nothing (the model is the checkpoint's): "
+                          "drop them")
+    moved = [o.replace("paths.data_dir=", "data.data_dir=", 1) for o, key in zip(overrides, keys, strict=True)
+             if key == "paths.data_dir" and "data.data_dir" not in keys]
+    return [o for o, key in zip(overrides, keys, strict=True) if key != "trainer.precision"] + moved
 
 
 def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None,
              plot_dir: str | None = None) -> dict[str, float]:
     """Metrics of the checkpoint's model on ``split`` ("val" or "test") of its data; the test plots go to
     ``plot_dir`` (none when it is None)."""
-    model, cfg = load_run(ckpt_path, overrides)
+    model, cfg = load_run(ckpt_path, _eval_overrides(overrides or []))
+    if plot_dir is not None and "plot_dir" not in model.hparams:
+        raise ConfigError(f"--plot-dir: a {type(model).__name__}'s test draws no plots; drop --plot-dir")
+    check_data(cfg.data)
     datamodule = hydra.utils.instantiate(cfg.data)
     for name in getattr(datamodule, "learned", ()):
         if getattr(model, name, None):
@@ -36,13 +59,14 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
         model.hparams.plot_dir = plot_dir
     datamodule.prepare_data()
     datamodule.setup("fit")
-    accelerator = cfg.trainer.get("accelerator", "auto")
+    given = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("trainer.precision=")]
+    accelerator, precision = cfg.trainer.get("accelerator", "auto"), (given or [cfg.trainer.get("precision")])[-1]
     if gpu_missing(accelerator):
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
-              "evaluates on the CPU", file=sys.stderr)
-        accelerator = "cpu"
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False)
+              "evaluates on the CPU, in fp32", file=sys.stderr)
+        accelerator, precision = "cpu", None
+    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False)
     run = trainer.test if split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)[0]
     return {k: float(v) for k, v in results.items()}

@@ -31,6 +31,8 @@ TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_v
                   "accumulate_grad_batches", "num_sanity_val_steps", "reload_dataloaders_every_n_epochs")
 TRAINER_NUMBERS = ("gradient_clip_val", "val_check_interval", "overfit_batches", "limit_train_batches",
                    "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+# data.* sizes of rnnlab's data modules: ints >= 1 (a string reached the DataLoader, whose error named no key)
+DATA_COUNTS = ("batch_size", "eval_batch_size", "bptt", "lookback", "horizon", "min_freq", "max_length")
 
 
 def _target(group: str, name: str) -> str:
@@ -77,6 +79,15 @@ def check_trainer(trainer: DictConfig) -> None:
                               f"set trainer.{key} on the command line")
 
 
+def check_data(data: DictConfig) -> None:
+    """Refuse a data.* size (DATA_COUNTS) that is not an int >= 1, naming the key."""
+    for key in DATA_COUNTS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"data.{key} must be an int >= 1; got {value!r} ({type(value).__name__}): set "
+                              f"data.{key} on the command line")
+
+
 def instantiate_model(cfg: DictConfig):
     """The task of ``cfg.model``; a layer's argument error becomes a ConfigError naming the model.* key."""
     try:
@@ -108,6 +119,7 @@ def build(cfg: DictConfig):
                           f"{cfg.get('optimized_metric')} improves downwards or upwards); got {mode!r}")
     check_task_matches_data(cfg)
     check_trainer(cfg.trainer)
+    check_data(cfg.data)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

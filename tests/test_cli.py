@@ -1,5 +1,7 @@
 """rnnlab-eval and rnnlab-generate on a checkpoint that rnnlab-train wrote; the model summary."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,8 @@ from rnnlab.errors import DataError
 from rnnlab.summary import summarize
 from rnnlab.train import build, train
 from train_helpers import compose_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +109,62 @@ def test_eval_takes_options_among_overrides_and_refuses_unknown_keys(checkpoint,
     assert "val/loss = " in capsys.readouterr().out
     assert evaluate.main([str(checkpoint), "--split", "val", "data.foo=1"]) == 2
     assert "the run's config has no key for ['data.foo=1']" in capsys.readouterr().err
+
+
+def test_eval_refuses_overrides_it_would_not_apply(checkpoint, capsys):
+    """The model is the checkpoint's, so model.*, seed or trainer.max_epochs would change nothing: refused, naming
+    what rnnlab-eval does change; so are a bad data size and --plot-dir for a task that draws no plots."""
+    assert evaluate.main([str(checkpoint), "model.hidden_size=999", "seed=7", "data.bptt=8"]) == 2
+    assert ("rnnlab-eval changes only data.*, paths.data_dir, trainer.accelerator, trainer.precision of the run's "
+            "config; ['model.hidden_size=999', 'seed=7'] would change nothing") in capsys.readouterr().err
+    assert evaluate.main([str(checkpoint), "data.batch_size=abc"]) == 2
+    assert "data.batch_size must be an int >= 1; got 'abc' (str)" in capsys.readouterr().err
+    assert evaluate.main([str(checkpoint), "--plot-dir", "plots"]) == 2
+    assert "--plot-dir: a LanguageModelTask's test draws no plots" in capsys.readouterr().err
+
+
+def test_eval_runs_in_the_runs_precision(tmp_path):
+    """A run trained in bf16-mixed is evaluated in it (train's test numbers again), unless trainer.precision says
+    otherwise."""
+    cfg = compose_config(tmp_path, "+trainer.precision=bf16-mixed", "trainer.max_epochs=1",
+                         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1")
+    trained = train(cfg)
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    (best,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    assert evaluate.evaluate(str(best))["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
+    fp32 = evaluate.evaluate(checkpoint, overrides=["trainer.precision=32-true"])["test/loss"]
+    assert fp32 != pytest.approx(trained["test/loss"], rel=1e-6) and fp32 == pytest.approx(trained["test/loss"],
+                                                                                           rel=1e-2)
+
+
+def test_edited_checkpoint_says_what_to_use(checkpoint, tmp_path, capsys):
+    """A checkpoint with its run config but not loadable as its model (here without its weights) is a short error
+    saying which checkpoints to use, not a traceback."""
+    edited = torch.load(checkpoint, weights_only=False)
+    del edited["state_dict"]
+    torch.save(edited, tmp_path / "edited.ckpt")
+    assert evaluate.main([str(tmp_path / "edited.ckpt")]) == 2
+    assert ("does not load from it (KeyError: 'state_dict'); use a checkpoint that rnnlab-train wrote, unchanged"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.skipif(not (SHARED / "airline" / "airline-passengers.csv").is_file(), reason="shared airline data absent")
+def test_eval_reads_the_data_from_paths_data_dir(tmp_path):
+    """paths.data_dir=... moves the data sets' folder for rnnlab-eval as for rnnlab-train (data.data_dir followed it
+    when the run's config was resolved): the same series elsewhere gives the same numbers, another one others."""
+    cfg = compose_config(tmp_path, "experiment=forecast_airline", f"paths.data_dir={SHARED}", "trainer.max_epochs=1",
+                         "test=false", tiny=False)
+    train(cfg)
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    before = evaluate.evaluate(checkpoint)
+    moved = tmp_path / "moved"
+    (moved / "airline").mkdir(parents=True)
+    lines = (SHARED / "airline" / "airline-passengers.csv").read_text().splitlines()
+    (moved / "airline" / "airline-passengers.csv").write_text("\n".join(lines) + "\n")
+    assert evaluate.evaluate(checkpoint, overrides=[f"paths.data_dir={moved}"]) == before
+    doubled = [lines[0]] + [f"{month},{2 * int(count)}" for month, count in (line.split(",") for line in lines[1:])]
+    (moved / "airline" / "airline-passengers.csv").write_text("\n".join(doubled) + "\n")
+    assert evaluate.evaluate(checkpoint, overrides=[f"paths.data_dir={moved}"])["test/mse"] > before["test/mse"]
 
 
 def test_word_level_generation_continues_the_prompt_line():

@@ -249,6 +249,8 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
                                        r"number in \[0, 1\]; got 2\); set model.cell_options.zoneout"),
     (["trainer.gradient_clip_val=true"], r"trainer.gradient_clip_val must be a number or null; got True \(bool\)"),
     (["trainer.log_every_n_steps=2.5"], r"trainer.log_every_n_steps must be an int or null; got 2.5 \(float\)"),
+    (["model=forecast", "data=synthetic", "data.batch_size=abc"],
+     r"data.batch_size must be an int >= 1; got 'abc' \(str\): set data.batch_size"),
 ])
 def test_config_mistakes_name_the_key_to_change(tmp_path, args, message):
     with pytest.raises(ConfigError, match=message):
