@@ -144,9 +144,14 @@ def record_states(model: nn.Module) -> Iterator[StateRecorder]:
             layer._observe = None
 
 
+def geometric_mean_norms(norms: torch.Tensor) -> torch.Tensor:
+    """(L * D, T) geometric means over the batch of (L * D, T, B) norms, NaNs skipped: 10 ** the mean of log10."""
+    return 10 ** norms.log10().nanmean(dim=2)
+
+
 def plot_gradient_norms(norms: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """A plot of log10 ||dL/dh_t|| against t, averaged over the batch (NaNs skipped), a line per layer and
-    direction; written to ``path`` (PNG)."""
+    """A plot of ||dL/dh_t|| against t on a log scale, the geometric mean over the batch (NaNs skipped), a line per
+    layer and direction; written to ``path`` (PNG)."""
     if not norms:
         raise ValueError("plot_gradient_norms: norms is empty; pass what StateRecorder.gradient_norms(loss) returns "
                          "after a forward pass inside record_states")
@@ -157,11 +162,12 @@ def plot_gradient_norms(norms: dict[str, torch.Tensor], path: str | Path) -> Pat
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, n in norms.items():  # (L * D, T, B)
-        curves = n.log10().nanmean(dim=2)  # (L * D, T)
+        curves = geometric_mean_norms(n)  # (L * D, T)
         for index, curve in enumerate(curves):
             ax.plot(curve.cpu().numpy(), label=f"{name} #{index}" if len(curves) > 1 else name)
     ax.set_xlabel("timestep t")
-    ax.set_ylabel("log10 ||dL/dh_t|| (batch mean)")
+    ax.set_yscale("log")
+    ax.set_ylabel("||dL/dh_t|| (geometric mean over the batch)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import move_data_to_device
 
-from .analysis import plot_gradient_norms, record_states
+from .analysis import geometric_mean_norms, plot_gradient_norms, record_states
 from .summary import summarize
 
 
@@ -91,9 +91,9 @@ class MetricPlots(L.Callback):
 
 class GradientNorms(L.Callback):
     """At the end of training, how the gradient of one training batch's loss reaches each step's hidden
-    state (rnnlab.analysis): ||dL/dh_t|| per recurrent layer and direction, averaged over the batch, into
+    state (rnnlab.analysis): ||dL/dh_t|| per recurrent layer and direction, its geometric mean over the batch, into
     ``<output_dir>/plots/gradient_norms.png`` and ``<output_dir>/gradient_norms.csv`` (columns layer,
-    direction index, t, mean norm). Evaluation mode (no dropout or zoneout draws); not under FSDP, whose
+    direction index, t, geometric_mean_norm). Evaluation mode (no dropout or zoneout draws); not under FSDP, whose
     shards one process cannot run alone."""
 
     def __init__(self, output_dir: str):
@@ -114,9 +114,9 @@ class GradientNorms(L.Callback):
         plot_gradient_norms(norms, self.output_dir / "plots" / "gradient_norms.png")
         with (self.output_dir / "gradient_norms.csv").open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["layer", "index", "t", "mean_norm"])
+            writer.writerow(["layer", "index", "t", "geometric_mean_norm"])
             for name, n in norms.items():  # (L * D, T, B)
-                for index, curve in enumerate(n.nanmean(dim=2).tolist()):
+                for index, curve in enumerate(geometric_mean_norms(n).tolist()):
                     writer.writerows([name, index, t, value] for t, value in enumerate(curve))
 
 

@@ -3,10 +3,12 @@ is present, standardisation on the training split only, and the errors of a malf
 
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
+from matplotlib.figure import Figure
 
-from rnnlab.data.forecasting import ForecastData
+from rnnlab.data.forecasting import ForecastData, synthetic_series
 from rnnlab.errors import DataError
 from rnnlab.models.forecaster import RNNForecaster
 from rnnlab.tasks.forecasting import ForecastTask
@@ -29,6 +31,27 @@ def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
     assert {"test/mse", "test/mae", "test/mse_orig", "test/rmse_orig", "test/mae_orig",
             "test/wape_orig"} <= metrics.keys()
     assert (tmp_path / "plots" / "forecast.png").is_file()
+
+
+def test_the_forecast_plot_draws_the_target_column_in_its_units_and_names_it(tmp_path, monkeypatch):
+    """With data.features=M every column is forecast; the plot draws the target column (the synthetic series' last,
+    "target"), not the first output, in the original units and with its name on the y axes."""
+    saved = {}
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.update({Path(path).name: fig}),
+                                                                      savefig(fig, path, **kw))[1])
+    cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", "data.features=M", "debug=fast_dev_run",
+                         *SMALL, tiny=False)
+    train(cfg)
+    data = hydra.utils.instantiate(cfg.data)
+    data.setup()
+    columns, values = synthetic_series()
+    start, target = data.datasets["test"].starts[0], columns.index("target")  # the plot's first window
+    ax = saved["forecast.png"].axes[0]
+    history, actual, _ = (line.get_ydata() for line in ax.lines)
+    torch.testing.assert_close(torch.tensor(history), values[start : start + 12, target].float())
+    torch.testing.assert_close(torch.tensor(actual), values[start + 12 : start + 16, target].float())
+    assert all("target" in a.get_ylabel() for a in saved["forecast.png"].axes)
 
 
 @pytest.mark.parametrize("experiment", ["forecast_etth1", "forecast_airline"])

@@ -1,12 +1,16 @@
 """The sentiment task end to end: a CSV file of text and labels, SST-2 when the shared data is present,
-and the errors of a malformed CSV."""
+the errors of a malformed CSV, and the plots a run writes (the confusion matrix, the gradient norms)."""
 
+import csv
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 from rnnlab import evaluate
+from rnnlab.analysis import StateRecorder
 from rnnlab.data.sentiment import SentimentData
 from rnnlab.errors import DataError
 from rnnlab.train import train
@@ -36,6 +40,54 @@ def test_csv_fast_dev_run(tmp_path, pooling):
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1 and "test/f1" in metrics
     assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def run_figures(tmp_path_factory):
+    """A fast_dev_run on a CSV of labels "neg" and "pos" (sentences of different lengths): its output folder, the
+    figures it saved, by file name, and the gradient norms that the GradientNorms callback measured."""
+    tmp = tmp_path_factory.mktemp("run")
+    saved = {}
+    savefig, gradient_norms = Figure.savefig, StateRecorder.gradient_norms
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.update({Path(path).name: fig}),
+                                                                   savefig(fig, path, **kw))[1])
+        patch.setattr(StateRecorder, "gradient_norms", lambda self, loss: saved.setdefault(
+            "norms", gradient_norms(self, loss)))
+        (tmp / "r.csv").write_text("review,sentiment\n" + "".join(f"a {'very ' * (i % 3)}{word} film,{label}\n"
+                                                                   for i in range(20) for word, label in
+                                                                   (("good", "pos"), ("bad", "neg"))))
+        cfg = compose_config(tmp, "model=sentiment", "data=sentiment_csv", f"data.path={tmp / 'r.csv'}",
+                             "data.text_column=review", "data.label_column=sentiment", "debug=fast_dev_run", *SMALL,
+                             tiny=False)
+        train(cfg)
+    return tmp, saved
+
+
+def test_the_confusion_matrix_names_the_labels(run_figures):
+    ax = run_figures[1]["confusion_matrix.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["neg", "pos"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["neg", "pos"]
+
+
+def test_gradient_norms_csv_holds_what_the_plot_draws(run_figures):
+    """gradient_norms.csv and gradient_norms.png carry one statistic, the geometric mean over the batch of
+    ||dL/dh_t|| (NaNs past a sentence's end skipped), and say so."""
+    out, saved = run_figures
+    with (out / "gradient_norms.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["layer", "index", "t", "geometric_mean_norm"]
+    ax = saved["gradient_norms.png"].axes[0]
+    assert "geometric mean over the batch" in ax.get_ylabel()
+    (norms,) = saved["norms"].values()  # (directions, T, B), NaN past a sentence's end
+    assert len(ax.lines) == len(norms) == 2 and norms.isnan().any()
+    for index, (line, n) in enumerate(zip(ax.lines, norms, strict=True)):
+        geometric_mean = torch.tensor([math.exp(sum(math.log(v) for v in step) / len(step))
+                                       for step in (x[~x.isnan()].tolist() for x in n)], dtype=torch.float64)
+        csv_values = torch.tensor([float(r["geometric_mean_norm"]) for r in rows if r["index"] == str(index)],
+                                  dtype=torch.float64)
+        torch.testing.assert_close(csv_values, geometric_mean)
+        torch.testing.assert_close(torch.tensor(line.get_ydata(), dtype=torch.float64), geometric_mean)
 
 
 @pytest.mark.skipif(not (SHARED / "sst2" / "stsa.binary.train").is_file(), reason="shared SST-2 data absent")

@@ -307,4 +307,4 @@ def test_gradient_norms_are_plotted_and_written(tmp_path):
     rows = list(csv.DictReader((tmp_path / "gradient_norms.csv").open()))
     assert {(r["layer"], r["index"]) for r in rows} == {("net.rnn", "0"), ("net.rnn", "1")}
     assert sorted({int(r["t"]) for r in rows}) == list(range(16))
-    assert all(0 < float(r["mean_norm"]) < float("inf") for r in rows)
+    assert all(0 < float(r["geometric_mean_norm"]) < float("inf") for r in rows)

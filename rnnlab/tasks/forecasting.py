@@ -1,8 +1,8 @@
 """Time-series forecasting: MSE training loss on standardised values; MSE and MAE on the standardised scale
 (``*/mse``, ``*/mae``, as papers on ETT report) and on the original scale (``*/mse_orig``, ``*/rmse_orig``,
 ``*/mae_orig``), with the weighted absolute percentage error there (``*/wape_orig``: the sum of absolute errors
-over the sum of absolute actual values); after testing, a plot of forecasts against the actual values at
-``<plot_dir>/forecast.png``."""
+over the sum of absolute actual values); after testing, a plot of the target column's forecasts against its actual
+values, in its original units, at ``<plot_dir>/forecast.png``."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ForecastTask(Task):
     def test_step(self, batch, batch_idx: int) -> None:
         pred = self._evaluate(batch, "test")
         if batch_idx == 0:
-            self._plot = (batch[0][:, :, self.hparams.target_index[0]], batch[1][..., 0], pred[..., 0])
+            self._plot = (batch[0], batch[1], pred)
 
     def _log_epoch(self, stage: str) -> torch.Tensor:
         values = {}
@@ -101,15 +101,21 @@ class ForecastTask(Task):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
         if self._plot is not None and self.hparams.plot_dir and self.trainer.global_rank == 0:
-            history, actual, forecast = (t.detach().cpu() * self.std[0].cpu() + self.mean[0].cpu()
-                                         for t in self._plot)
-            plot_forecasts(history, actual, forecast, Path(self.hparams.plot_dir) / "forecast.png")
+            data = self.trainer.datamodule
+            column = data.hparams.target_column
+            k = data.outputs.index(data.columns.index(column))  # the target among the outputs (all of them with M)
+            x, y, pred = (t.detach().cpu() for t in self._plot)
+            mean, std = self.mean[k].item(), self.std[k].item()
+            history, actual, forecast = (t * std + mean for t in (x[..., self.hparams.target_index[k]], y[..., k],
+                                                                  pred[..., k]))
+            plot_forecasts(history, actual, forecast, column, Path(self.hparams.plot_dir) / "forecast.png")
 
 
-def plot_forecasts(history: torch.Tensor, actual: torch.Tensor, forecast: torch.Tensor, path: Path,
+def plot_forecasts(history: torch.Tensor, actual: torch.Tensor, forecast: torch.Tensor, column: str, path: Path,
                    windows: int = 4) -> Path:
-    """Up to ``windows`` test windows: the input history, the actual future and the forecast (original
-    scale, first target column). history: (B, lookback); actual, forecast: (B, horizon)."""
+    """Up to ``windows`` test windows of one column (``column``, its name, labels the y axes): the input history,
+    the actual future and the forecast, in the column's original units. history: (B, lookback); actual, forecast:
+    (B, horizon)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +130,8 @@ def plot_forecasts(history: torch.Tensor, actual: torch.Tensor, forecast: torch.
         future = range(lookback, lookback + horizon)
         ax.plot(future, actual[i].numpy(), color="black", label="actual")
         ax.plot(future, forecast[i].numpy(), color="tab:red", linestyle="--", label="forecast")
-        ax.set_ylabel(f"window {i}")
+        ax.set_ylabel(f"{column}\n(window {i})")
+    axes[0, 0].set_title(f"test forecasts of {column} (original units)")
     axes[0, 0].legend(loc="upper left")
     axes[-1, 0].set_xlabel("time step")
     fig.tight_layout()

@@ -116,33 +116,37 @@ class LanguageModelTask(Task):
         if "tokenizer" in checkpoint:
             self.tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
 
-    @torch.no_grad()
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None) -> str:
-        """Sample ``length`` tokens after ``prompt``; ``top_k`` keeps the k most likely tokens at each step."""
+        """Sample ``length`` tokens after ``prompt`` (an empty one starts where a line begins: after a newline at
+        character level, after ``<eos>`` at word level); ``top_k`` keeps the k most likely tokens at each step."""
         if self.tokenizer is None:
             raise ValueError("this model has no tokenizer: train it through rnnlab-train or load a checkpoint")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0; got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0; got {temperature}: 1 samples the model's "
+                             "distribution as it is, lower values more conservatively (0.8 by default in "
+                             "rnnlab-generate)")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
-        if unknown := self.tokenizer.unknown(prompt):
+        # a newline encodes as "\n" or <eos>; not the unknown symbol, whose embedding training never updates
+        context = prompt or "\n"
+        if unknown := self.tokenizer.unknown(context):
             shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             warnings.warn(f"the prompt has {len(unknown)} symbol(s) the model never saw in training ({shown}); each "
                           "is read as the unknown symbol", stacklevel=2)
         was_training = self.training
         self.eval()
-        ids = self.tokenizer.encode(prompt, final_eos=False) if prompt else torch.zeros(1, dtype=torch.long)
-        ids = ids.to(self.device)
-        logits, state = self.net(ids.view(-1, 1))  # (T, 1, V)
+        ids = self.tokenizer.encode(context, final_eos=False).to(self.device)
         out = []
-        for _ in range(length):
-            scores = logits[-1, 0] / temperature  # (V,)
-            if top_k is not None:
-                kth = torch.topk(scores, min(top_k, scores.numel())).values[-1]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            nxt = torch.multinomial(torch.softmax(scores.float(), -1), 1, generator=generator)
-            out.append(int(nxt))
-            logits, state = self.net(nxt.view(1, 1), state)
+        with torch.no_grad():  # not a decorator: the warning above names the caller's line
+            logits, state = self.net(ids.view(-1, 1))  # (T, 1, V)
+            for _ in range(length):
+                scores = logits[-1, 0] / temperature  # (V,)
+                if top_k is not None:
+                    kth = torch.topk(scores, min(top_k, scores.numel())).values[-1]
+                    scores = scores.masked_fill(scores < kth, float("-inf"))
+                nxt = torch.multinomial(torch.softmax(scores.float(), -1), 1, generator=generator)
+                out.append(int(nxt))
+                logits, state = self.net(nxt.view(1, 1), state)
         self.train(was_training)
         return self.tokenizer.continue_text(prompt, out)

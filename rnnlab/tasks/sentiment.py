@@ -99,12 +99,13 @@ class SentimentTask(Task):
         matrix = self.confusion.compute().cpu()
         self.confusion.reset()
         if self.hparams.plot_dir and self.trainer.global_rank == 0:
-            plot_confusion(matrix, Path(self.hparams.plot_dir) / "confusion_matrix.png")
+            plot_confusion(matrix, self.labels or None, Path(self.hparams.plot_dir) / "confusion_matrix.png")
 
 
 
-def plot_confusion(matrix: torch.Tensor, path: Path) -> Path:
-    """Counts of (true, predicted) label pairs as an annotated heat map."""
+def plot_confusion(matrix: torch.Tensor, labels: list[str] | None, path: Path) -> Path:
+    """Counts of (true, predicted) label pairs as an annotated heat map, its ticks named by ``labels`` (one per
+    class, in class order; class indices where None: a model built without its data's labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,8 +120,8 @@ def plot_confusion(matrix: torch.Tensor, path: Path) -> Path:
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
     ax.set_title("test confusion matrix")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,53 @@
+"""rnnlab-generate and LanguageModelTask.generate: where an empty prompt starts, the temperature and prompt checks,
+and a checkpoint of another task."""
+
+import pytest
+import torch
+
+from rnnlab import generate
+from rnnlab.data.text import Tokenizer
+from rnnlab.tasks import LanguageModelTask
+from rnnlab.tasks.forecasting import ForecastTask
+
+
+def _model(level: str) -> LanguageModelTask:
+    """An untrained language model over a two-line text's vocabulary."""
+    tokenizer = Tokenizer.fit(level, "the cat sat\non the mat\n")
+    model = LanguageModelTask(vocab_size=len(tokenizer), optimizer=None, embedding_dim=4, hidden_size=4)
+    model.tokenizer = tokenizer
+    return model
+
+
+@pytest.mark.parametrize(("level", "start"), [("char", "\n"), ("word", Tokenizer.EOS)])
+def test_an_empty_prompt_starts_where_a_line_begins(level, start):
+    """Not from the unknown symbol (id 0), whose embedding training never updates: from the symbol before every
+    line's first one, a newline (character level) or <eos> (word level)."""
+    model = _model(level)
+    inputs = []
+    model.net.register_forward_pre_hook(lambda net, args: inputs.append(args[0].flatten().tolist()))
+    text = model.generate("", length=3, generator=torch.Generator().manual_seed(0))
+    assert inputs[0] == [model.tokenizer.stoi[start]]
+    assert text == model.tokenizer.decode([i for (i,) in inputs[1:]])  # the sampled tokens only, not the start
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), 0.0, -1.0])
+def test_generate_refuses_a_temperature_that_is_not_a_finite_positive_number(temperature, monkeypatch, capsys):
+    monkeypatch.setattr(generate, "load_run", lambda path: (_model("char"), None))
+    assert generate.main(["run.ckpt", "--temperature", str(temperature)]) == 2
+    err = capsys.readouterr().err
+    assert f"temperature must be a finite number > 0; got {temperature}" in err and "Traceback" not in err
+
+
+def test_an_unknown_prompt_symbol_is_attributed_to_the_callers_line():
+    with pytest.warns(UserWarning, match=r"the prompt has 2 symbol\(s\) the model never saw") as record:
+        _model("char").generate("dog", length=1)
+    assert record[0].filename == __file__
+
+
+def test_generate_on_another_task_points_to_rnnlab_eval(monkeypatch, capsys):
+    forecaster = ForecastTask(input_size=1, output_size=1, horizon=1, target_mean=[0.0], target_std=[1.0],
+                              target_index=[0], optimizer=None)
+    monkeypatch.setattr(generate, "load_run", lambda path: (forecaster, None))
+    assert generate.main(["run.ckpt"]) == 2
+    assert ("rnnlab-generate: error: run.ckpt holds a ForecastTask, not a language model: rnnlab-generate samples "
+            "text from a language model; for this model's metrics run rnnlab-eval run.ckpt") in capsys.readouterr().err
