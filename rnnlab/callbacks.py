@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import random
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -50,7 +51,13 @@ class RNGState(L.Callback):
         np.random.set_state(self._pending["numpy"])
         torch.set_rng_state(self._pending["torch"])
         if self._pending["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self._pending["cuda"])
+            saved, count = self._pending["cuda"], torch.cuda.device_count()
+            if len(saved) != count:  # resumed on another machine: set_rng_state_all would fail past the last GPU
+                warnings.warn(f"RNGState: the checkpoint holds the random states of {len(saved)} GPU(s) and this "
+                              f"machine has {count}; restoring the first {min(len(saved), count)}, so the resumed "
+                              "run's draws on the GPU may differ from an uninterrupted run's", stacklevel=2)
+            for index, state in enumerate(saved[:count]):
+                torch.cuda.set_rng_state(state, index)
         self._pending = None
 
 

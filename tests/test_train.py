@@ -308,3 +308,21 @@ def test_gradient_norms_are_plotted_and_written(tmp_path):
     assert {(r["layer"], r["index"]) for r in rows} == {("net.rnn", "0"), ("net.rnn", "1")}
     assert sorted({int(r["t"]) for r in rows}) == list(range(16))
     assert all(0 < float(r["geometric_mean_norm"]) < float("inf") for r in rows)
+
+
+@pytest.mark.parametrize("gpus", [1, 3])
+def test_resume_restores_the_gpu_random_states_this_machine_has(monkeypatch, gpus):
+    """A checkpoint saved with two GPUs' random states, resumed where torch sees ``gpus``: each GPU present gets its
+    saved state (torch.cuda.set_rng_state_all would fail past the last one), with a warning that the draws may
+    differ."""
+    from rnnlab.callbacks import RNGState
+
+    callback, restored = RNGState(), {}
+    callback.load_state_dict({**callback.state_dict(), "cuda": ["state0", "state1"]})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.update({device: state}))
+    with pytest.warns(UserWarning, match=rf"the random states of 2 GPU\(s\) and this machine has {gpus}; restoring "
+                                         rf"the first {min(gpus, 2)}"):
+        callback.on_train_start(None, None)
+    assert restored == dict(enumerate(["state0", "state1"][:gpus]))
