@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from .errors import ConfigError, DataError, RNNTypeError, RNNValueError, user_error
+from .override_hints import misspelled_keys
 
 CONF = Path(__file__).resolve().parent / "conf"
 TASK_OF_DATA = {  # the task each data module feeds
@@ -210,7 +211,7 @@ def report(cfg: DictConfig, metrics: dict[str, float], best: str, last: str) -> 
 
 @hydra.main(version_base="1.3", config_path="pkg://rnnlab.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Console entry point of rnnlab-train."""
+    """rnnlab-train's Hydra main: train, and return the sweep value."""
     try:
         metrics = train(cfg)
     except (ConfigError, DataError, InstantiationException) as err:
@@ -225,5 +226,17 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     return sweep_value(cfg, metrics)
 
+
+def cli() -> None:
+    """Console entry point of rnnlab-train: Hydra's main; where it failed (exit status 1), the nearest keys to
+    overrides of keys the config lacks, which Hydra refuses while composing, before ``main`` runs."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and (hint := misspelled_keys(sys.argv[1:])):
+            print(f"rnnlab-train: {hint}", file=sys.stderr)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rnnlab.data.text import load_corpus
 from rnnlab.errors import ConfigError, DataError, user_error
+from rnnlab.override_hints import misspelled_keys
 from rnnlab.train import build, sweep_value, train
 from train_helpers import compose_config
 
@@ -134,7 +135,7 @@ def test_multirun_of_two_values(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["model.celll=gru"], "Could not override 'model.celll'"),
+        (["model.celll=gru"], "rnnlab-train: the config has no key model.celll (did you mean model.cell?)"),
         (["model.cell=transformer"], "model.cell must be one of lstm, gru, rnn_tanh, rnn_relu; got 'transformer'"),
         (["data=text_folder"], "data.path"),
         (["data=ptb", "paths.data_dir=/nonexistent"], "Set data.path to a folder holding ptb.train.txt"),
@@ -164,6 +165,18 @@ def test_max_chars_cuts_every_corpus(tmp_path):
     for data in ("tinyshakespeare", "ptb", "text_folder"):
         assert compose_config(tmp_path, f"data={data}", tiny=False).data.max_chars is None
     assert compose_config(tmp_path, tiny=False).data.max_chars == 1_000_000
+
+
+def test_misspelled_keys_name_the_nearest_ones():
+    """The hint rnnlab-train adds where Hydra refuses an override of a key the config lacks: the nearest keys of the
+    config composed with the other choices (here the forecaster's), nothing where every key exists or the
+    config does not compose (Hydra's own message covers that)."""
+    hint = misspelled_keys(["model=forecast", "data=synthetic", "model.decodr=seq2seq", "data.lookbak=4",
+                            "trainer.max_epochs=1", "--multirun"])
+    assert hint == ("the config has no key model.decodr (did you mean model.decoder?), data.lookbak (did you mean "
+                    "data.lookback?); a new key is added with +key=value, and rnnlab-train --cfg job prints every key")
+    assert misspelled_keys(["model.hidden_size=8", "+model.new_key=1"]) is None
+    assert misspelled_keys(["model=nonexistent", "model.hiden_size=8"]) is None
 
 
 def test_empty_text_file_is_an_error(tmp_path):
