@@ -23,7 +23,7 @@ from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_bool, check_choice, check_int, check_variant_backend
 from .errors import RNNShapeError
-from .inputs import autocast_dtype, check_pair, check_tensor
+from .inputs import autocast_dtype, check_pair, check_tensor, refuse_symbolic_trace
 from .recurrence.common import stepwise_scan, stepwise_under_transform
 
 CellState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -49,6 +49,7 @@ class _Cell(CellOptions):
     def forward(self, input: torch.Tensor, hx: CellState | None = None):
         """One step; arguments and outputs exactly as torch.nn's cell."""
         owner, like = self._get_name(), self.weight_ih
+        refuse_symbolic_trace(owner, input)
         amp = autocast_dtype(like.device)
         check_tensor(owner, "input", input, like, amp is not None)
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:

@@ -111,6 +111,19 @@ def check_packed(owner: str, packed: PackedSequence) -> list[int]:
     return sizes
 
 
+def refuse_symbolic_trace(owner: str, input: object) -> None:
+    """torch.fx.symbolic_trace reaches a layer's or cell's forward with a Proxy only where its tracer does not keep
+    the module whole (its default keeps torch.nn's own modules alone), and the forward branches on what a Proxy
+    does not know: say what to do instead of failing deep inside."""
+    if isinstance(input, torch.fx.Proxy):
+        raise RNNTypeError(
+            f"{owner}: torch.fx.symbolic_trace cannot trace into rnnlab's recurrent modules, whose forward depends on "
+            "the input's dtype, device and shape; trace with a torch.fx.Tracer whose is_leaf_module also returns "
+            "True for isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)), or convert the model with "
+            "rnnlab.to_torch first", "input"
+        )
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there
     (or autocast has no such device type, as "meta")."""

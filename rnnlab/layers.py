@@ -46,7 +46,7 @@ from torch.nn.utils.rnn import PackedSequence
 from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_no_projection, check_variant_backend
-from .inputs import Sequence, autocast_dtype, check_pair, check_state, to_time_major
+from .inputs import Sequence, autocast_dtype, check_pair, check_state, refuse_symbolic_trace, to_time_major
 from .recurrence.common import (
     differentiating_transform,
     stepwise_scan,
@@ -64,7 +64,9 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     with ``backend``, on input like ``x`` (of ``batch`` sequences, into ``hidden_size`` units); ``training``:
     gradients will be taken; ``autocast``: inside ``torch.autocast`` for x's device, where "auto" leaves
     the dtypes to torch.nn's own kernel. Under a ``torch.func`` transform (grad, vmap, jacrev, ...) or
-    forward-mode AD "auto" runs the native kernel too (:func:`traced_by_transform`).
+    forward-mode AD "auto" runs the native kernel too (:func:`traced_by_transform`), and under ``torch.jit.trace``
+    and the TorchScript ``torch.onnx.export``: their graphs then hold torch.nn's own ops, which load and export
+    without rnnlab, and trace alike with and without gradients (torch.jit.trace's check reruns without them).
 
     "auto" follows the measurements in benchmarks/README.md. On CUDA it runs the fused kernels where they beat
     cuDNN (:func:`fused_beats_cudnn`; under ``create_graph=True`` their backward recomputes the step-by-step
@@ -79,7 +81,7 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     """
     if backend != "auto":
         return backend
-    if autocast or traced_by_transform():
+    if autocast or traced_by_transform() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return "native"
     if x.is_cuda:
         return "triton" if fused_beats_cudnn(mode, x, hidden_size, batch, proj) else "native"
@@ -159,6 +161,7 @@ class _RecurrentLayer(CellOptions):
         "triton" backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's
         RNN does under CUDA autocast), with gradients reaching the parameters in their own dtype."""
         like = self.weight_ih_l0
+        refuse_symbolic_trace(self._get_name(), input)
         amp = autocast_dtype(like.device)
         seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like, amp is not None)
         hx = self._check_hx(hx, seq, like, amp is not None)

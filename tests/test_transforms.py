@@ -1,7 +1,8 @@
 """The layers and cells under what traces or transforms a model rather than running it: torch.export,
-torch.func's vmap (per-sample gradients, ensembles) and grad, forward-mode AD, and the "meta" device. Where rnnlab's
-hand-written backwards cannot run, "torch" runs the step-by-step recurrence through autograd and "auto" runs
-torch.nn's kernel, or the step-by-step recurrence under vmap, where torch.nn's kernel has none."""
+torch.jit.trace, torch.fx, torch.func's vmap (per-sample gradients, ensembles) and grad, forward-mode AD, and the
+"meta" device. Where rnnlab's hand-written backwards cannot run, "torch" runs the step-by-step recurrence through
+autograd and "auto" runs torch.nn's kernel, or the step-by-step recurrence under vmap, where torch.nn's kernel has
+none."""
 
 import pytest
 import torch
@@ -49,6 +50,39 @@ def test_strict_export(backend, name):
     mine = getattr(rnnlab, name)(3, 4, backend=backend, **STACK).double().eval()
     x = torch.randn(6, 2, 3, dtype=torch.float64)
     _close(torch.export.export(mine, (x,), strict=True).module()(x), mine(x))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize(("name", "options"), LAYERS)
+def test_jit_trace_holds_torch_nns_ops_on_auto(name, options):
+    """torch.jit.trace (whose check reruns the module without gradients) of a layer on "auto": torch.nn's aten op,
+    as torch.nn's own trace holds, so the graph traces alike with and without gradients and loads without rnnlab;
+    not rnnlab's custom ops, which a training-mode call takes on the CPU."""
+    mine, ref = _pair(name, "auto", **options)
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    traced = torch.jit.trace(mine, x)  # check_trace=True: it raised "Graphs differed across invocations"
+    kinds = {node.kind() for node in traced.graph.nodes()}
+    want = {node.kind() for node in torch.jit.trace(ref, x).graph.nodes()}
+    assert not any(kind.startswith("rnnlab::") for kind in kinds) and kinds == want
+    _close(traced(x), ref(x))
+
+
+@pytest.mark.parametrize("module", [rnnlab.GRU(3, 4), rnnlab.LSTMCell(3, 4)], ids=["GRU", "LSTMCell"])
+def test_fx_symbolic_trace_says_how_to_keep_the_module_whole(module):
+    """torch.fx's default tracer keeps only torch.nn's own modules whole and so traces into rnnlab's: a clear error
+    naming the way out, and that way (a tracer that keeps them whole) works."""
+    model = torch.nn.Sequential(module)
+    with pytest.raises(TypeError, match=r"torch.fx.symbolic_trace cannot trace into rnnlab's recurrent modules.*"
+                                         r"is_leaf_module.*rnnlab.to_torch"):
+        torch.fx.symbolic_trace(model)
+
+    class KeepRecurrent(torch.fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) or super().is_leaf_module(m, name)
+
+    traced = torch.fx.GraphModule(model, KeepRecurrent().trace(model))
+    x = torch.randn(5, 2, 3) if isinstance(module, torch.nn.RNNBase) else torch.randn(2, 3)
+    _close(traced(x), model(x))
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch"])
