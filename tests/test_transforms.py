@@ -112,6 +112,19 @@ def test_per_sample_gradients_under_vmap(backend, name, options):
             torch.testing.assert_close(got[key][b], w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("options", [{"zoneout": 0.3}, {"recurrent_dropout": 0.3}, {"weight_dropout": 0.3}])
+def test_vmap_draws_each_samples_masks_with_randomness_different(options):
+    """In training, vmap(randomness="different") gives each lane its own masks (the draws are out of place; in
+    place, on a tensor without the vmap dimension, they raised), "same" one mask for all lanes."""
+    torch.manual_seed(0)
+    layer = rnnlab.GRU(3, 16, **options).double().train()  # 16 units: two lanes' masks differ
+    x = torch.randn(5, 1, 3, dtype=torch.float64).expand(4, 5, 1, 3)  # 4 lanes of one sequence
+    same = vmap(lambda seq: layer(seq)[0], randomness="same")(x)
+    different = vmap(lambda seq: layer(seq)[0], randomness="different")(x)
+    assert all(torch.equal(same[0], lane) for lane in same[1:])
+    assert not any(torch.equal(different[0], lane) for lane in different[1:])
+
+
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 @pytest.mark.parametrize(("name", "options"), LAYERS)
 def test_ensembles_under_vmap(backend, name, options):

@@ -156,16 +156,17 @@ def draw_masks(variant: Variant, x: torch.Tensor, init: list[torch.Tensor], trai
     dropout = None
     if training and variant.recurrent_dropout > 0:
         keep = 1 - variant.recurrent_dropout
-        dropout = new(B, P).bernoulli_(keep).to(like.dtype) / keep
+        dropout = torch.bernoulli(new(B, P), keep).to(like.dtype) / keep  # out of place: vmap draws per sample
     rates = {"zoneout": variant.zoneout, "zoneout_cell": variant.zoneout_cell if H else 0.0}
     widths = {"zoneout": P, "zoneout_cell": H}
     if not training:
         return Masks(dropout, **{k: like.new_full((widths[k],), p) if p else None for k, p in rates.items()})
     on = [k for k, p in rates.items() if p]
     if len(on) == 2 and P == H:  # one draw a step: h's (B, H) then c's
-        uniform = dict(zip(on, new(T, 2, B, H).uniform_().unbind(1), strict=True))
+        uniform = dict(zip(on, torch.rand(T, 2, B, H, dtype=torch.float32, device=like.device).unbind(1),
+                           strict=True))
     else:  # one state, or different widths (proj_size): all h's draws, then all c's
-        uniform = {k: new(T, B, widths[k]).uniform_() for k in on}
+        uniform = {k: torch.rand(T, B, widths[k], dtype=torch.float32, device=like.device) for k in on}
     return Masks(dropout, **{k: (uniform[k] < rates[k]).to(like.dtype) if k in uniform else None for k in rates})
 
 
