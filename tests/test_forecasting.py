@@ -105,6 +105,9 @@ def test_standardisation_uses_the_training_split_only():
     train_windows = data.datasets["train"]
     train_values = train_windows.x[: train_windows.starts[-1] + 10]  # standardised training rows
     assert abs(float(train_values[:, -1].mean())) < 0.05
+    # the population's standard deviation (ddof 0), as sklearn's StandardScaler in the ETT papers' code
+    train_rows = synthetic_series()[1][: train_windows.starts[-1] + 10]
+    torch.testing.assert_close(torch.tensor(data.column_std, dtype=torch.float64), train_rows.std(0, correction=0))
     assert float(data.datasets["test"].x[-100:, -1].mean()) > 0.5  # the trend moves later data away
 
 

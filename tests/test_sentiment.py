@@ -97,6 +97,20 @@ def test_sst2_experiment_fast_dev_run(tmp_path):
     assert "test/acc" in train(cfg)
 
 
+def test_f1_is_macro_averaged_beyond_two_classes():
+    """With three labels F1 is the mean of the classes' F1 (torchmetrics' multiclass default, the micro average,
+    equals accuracy); always predicting the first class: F1 0.8 for it, 0 for the others."""
+    from rnnlab.tasks import SentimentTask
+
+    task = SentimentTask(vocab_size=5, num_classes=3, optimizer=None)
+    f1, acc = task.metrics["test_f1"], task.metrics["test_acc"]
+    labels = torch.tensor([0, 0, 0, 0, 1, 2])
+    f1.update(torch.zeros(6, dtype=torch.long), labels)
+    acc.update(torch.zeros(6, dtype=torch.long), labels)
+    assert acc.compute().item() == pytest.approx(4 / 6)
+    assert f1.compute().item() == pytest.approx(0.8 / 3)
+
+
 def test_csv_split_does_not_follow_the_run_seed(tmp_path):
     """The run's seed orders the batches; a CSV's rows are split by split_seed, so a sweep over seed compares models
     on the same test rows."""

@@ -153,7 +153,9 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
             raise DataError(f"the series has {len(values)} rows, fewer than data.lookback + data.horizon = {need}")
         if self.column_mean is None:
             train = values[borders[0] : borders[1]]  # training split only
-            self.column_mean, self.column_std = train.mean(0).tolist(), train.std(0).clamp_min(1e-8).tolist()
+            # the population's standard deviation, as sklearn's StandardScaler in the ETT papers' code
+            self.column_mean = train.mean(0).tolist()
+            self.column_std = train.std(0, correction=0).clamp_min(1e-8).tolist()
         elif len(self.column_mean) != len(columns):
             raise DataError(f"the model was trained on a series of {len(self.column_mean)} columns; this one has "
                             f"{len(columns)} ({columns}): evaluate it on data with the training series' columns")

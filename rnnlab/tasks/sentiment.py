@@ -1,4 +1,6 @@
-"""Sentence classification (many-to-one): cross-entropy, accuracy, F1 and a confusion-matrix plot.
+"""Sentence classification (many-to-one): cross-entropy, accuracy, F1 (of the second label, index 1, with two
+classes; macro-averaged over the classes with more: torchmetrics' micro average would equal accuracy) and a
+confusion-matrix plot.
 
 Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/f1``, ``val/acc_best`` and the same
 for ``test``; after testing, writes ``<output_dir>/plots/confusion_matrix.png``.
@@ -33,11 +35,12 @@ class SentimentTask(Task):
                                  bidirectional, dropout, pooling, backend, cell_options)
         task = "binary" if num_classes == 2 else "multiclass"
         metric = {"task": task, "num_classes": num_classes}
+        f1 = {**metric, "average": "macro"} if task == "multiclass" else metric
         self.metrics = nn.ModuleDict({
             f"{stage}_{name}": make()
             for stage in ("train", "val", "test")
             for name, make in (("loss", MeanMetric), ("acc", lambda: Accuracy(**metric)),
-                               ("f1", lambda: F1Score(**metric)))
+                               ("f1", lambda: F1Score(**f1)))
         })
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: a resumed run keeps the best
