@@ -133,7 +133,8 @@ def build(cfg: DictConfig):
     # the data and model config travel in every checkpoint, for rnnlab-eval and rnnlab-generate
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     # a data module that splits its data per process itself (language modeling: consecutive TBPTT chunks of
-    # each rank's own streams) must not have Lightning swap its loaders' samplers for a shuffled one
+    # each rank's own streams; the others: data.sampling.ProcessShare, which scores every evaluation item once) must
+    # not have Lightning swap its loaders' samplers for its distributed one
     own_sharding = {"use_distributed_sampler": False} if getattr(datamodule, "shards_per_process", False) else {}
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger"))

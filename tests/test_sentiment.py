@@ -97,6 +97,41 @@ def test_sst2_experiment_fast_dev_run(tmp_path):
     assert "test/acc" in train(cfg)
 
 
+def test_ddp_scores_every_sentence_once(tmp_path):
+    """Under DDP (two CPU processes) the val and test splits are shared out without padding, so a split of an odd
+    number of sentences gives the numbers one process gives (Lightning's distributed sampler repeated one)."""
+    data = _write_csv(tmp_path / "reviews.csv", rows=43)  # 4 validation and 5 test sentences
+    cfg = compose_config(tmp_path, "model=sentiment", "data=sentiment_csv", f"data.path={data}",
+                         "data.text_column=review", "data.label_column=sentiment", "trainer=ddp_sim",
+                         "trainer.max_epochs=1", "data.batch_size=2", *SMALL[:2], tiny=False)
+    trained = train(cfg)
+    (best,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    alone = evaluate.evaluate(str(best))
+    for key in ("test/loss", "test/acc", "test/f1"):
+        assert trained[key] == pytest.approx(alone[key], rel=1e-6), key
+
+
+def test_process_shares_cover_a_split():
+    """Training shares are padded to one length (every process takes as many steps), evaluation shares hold every
+    item exactly once; one process takes the whole split in the seed's order, or in order."""
+    from rnnlab.data.sampling import ProcessShare
+
+    def shares(n, seed):
+        out = []
+        for rank in range(2):
+            share = ProcessShare(n, seed)
+            share.rank, share.world = rank, 2
+            assert len(share) == len(list(share))
+            out.append(list(share))
+        return out
+
+    evaluation = shares(5, None)
+    assert evaluation == [[0, 2, 4], [1, 3]]
+    training = shares(5, 3)
+    assert [len(s) for s in training] == [3, 3] and set(training[0] + training[1]) == set(range(5))
+    assert list(ProcessShare(5, 3)) == torch.randperm(5, generator=torch.Generator().manual_seed(3)).tolist()
+
+
 def test_f1_is_macro_averaged_beyond_two_classes():
     """With three labels F1 is the mean of the classes' F1 (torchmetrics' multiclass default, the micro average,
     equals accuracy); always predicting the first class: F1 0.8 for it, 0 for the others."""

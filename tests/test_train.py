@@ -232,15 +232,17 @@ def test_overfit_one_batch(tmp_path):
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize(("overrides", "distributed_sampler"), [
-    ((), False),  # language modeling: each process reads its own streams in order
-    (("model=forecast", "data=synthetic"), True),
+@pytest.mark.parametrize("overrides", [
+    (),  # language modeling: each process reads its own streams in order
+    ("model=forecast", "data=synthetic"),  # each process its data.sampling.ProcessShare, evaluation unpadded
 ])
-def test_ddp_keeps_language_model_chunks_in_order(tmp_path, overrides, distributed_sampler):
+def test_ddp_leaves_the_data_modules_shares_alone(tmp_path, overrides):
+    """Under DDP Lightning does not swap the data modules' samplers for its distributed one, which would break the
+    language model's streams and score some evaluation items twice."""
     cfg = compose_config(tmp_path, "trainer=ddp_sim", *overrides, tiny=not overrides)
     datamodule, _, trainer = build(cfg)
     loader = datamodule.train_dataloader()
-    assert trainer._data_connector._requires_distributed_sampler(loader) is distributed_sampler
+    assert trainer._data_connector._requires_distributed_sampler(loader) is False
 
 
 @pytest.mark.parametrize("gpus", [None, 4])

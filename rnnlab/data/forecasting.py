@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
 from .files import read_text
-from .sampling import EpochShuffle, SplitLoaders, check_split_fractions
+from .sampling import ProcessShare, SplitLoaders, check_split_fractions
 from .sources import SOURCES, locate
 
 ETT_MONTH = 30 * 24  # hours in one of ETT's 30-day months
@@ -187,5 +187,5 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.datasets[split]
-        sampler = EpochShuffle(len(data), self.hparams.seed) if shuffle else None
+        sampler = ProcessShare(len(data), self.hparams.seed if shuffle else None)
         return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler, generator=torch.Generator())

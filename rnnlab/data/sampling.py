@@ -1,4 +1,5 @@
-"""Shuffling that a resumed run repeats exactly, and the train/val/test loaders built on it."""
+"""Shuffling that a resumed run repeats exactly, each process's share of a split, and the train/val/test loaders
+built on them."""
 
 from __future__ import annotations
 
@@ -23,26 +24,44 @@ def check_split_fractions(fractions) -> None:
                         f"test split takes the rest); got {values}")
 
 
-class EpochShuffle(Sampler):
-    """A permutation drawn from ``seed + epoch`` (Lightning calls ``set_epoch``): the order of every epoch
-    is fixed by the seed alone, so a resumed run sees the batches an uninterrupted run would."""
+class ProcessShare(Sampler):
+    """This process's share of ``n`` items: every world-size-th item from its rank (torch.distributed's default
+    group; all of them outside one). Training (``seed`` given) takes them in a permutation drawn from ``seed +
+    epoch`` (Lightning calls ``set_epoch``), so the order of every epoch is fixed by the seed alone and a resumed
+    run sees the batches an uninterrupted run would, and pads the shares to one length by repeating the first
+    items, as torch's DistributedSampler does, so that every process takes as many optimizer steps. Evaluation
+    (``seed`` None) takes the items in order, each exactly once: shares may differ by one item, and the metrics,
+    which torchmetrics sums over the processes, count every item once (DistributedSampler's padding scored some
+    twice)."""
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int | None):
         self.n, self.seed, self.epoch = n, seed, 0
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.rank, self.world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed \
+            else (0, 1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _order(self) -> list[int]:
+        if self.seed is None:
+            return list(range(self.n))
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        return order + order[: -self.n % self.world]  # as many items for every process
+
     def __len__(self) -> int:
-        return self.n
+        return len(self._order()[self.rank :: self.world])
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+        return iter(self._order()[self.rank :: self.world])
 
 
 class SplitLoaders:
     """``train_dataloader``/``val_dataloader``/``test_dataloader`` of a data module that defines
-    ``_loader(split, shuffle)``; only the training split is shuffled."""
+    ``_loader(split, shuffle)``; only the training split is shuffled. Each process reads its own share
+    (ProcessShare), so rnnlab-train turns off Lightning's distributed sampler (``shards_per_process``)."""
+
+    shards_per_process = True
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

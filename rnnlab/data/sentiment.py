@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError
 from .files import read_text
-from .sampling import EpochShuffle, SplitLoaders, check_split_fractions
+from .sampling import ProcessShare, SplitLoaders, check_split_fractions
 from .sources import SOURCES, locate
 
 TOKEN = re.compile(r"[\w']+|[^\w\s]")
@@ -126,6 +126,6 @@ class SentimentData(SplitLoaders, L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
-        sampler = EpochShuffle(len(data), self.hparams.seed) if shuffle else None
+        sampler = ProcessShare(len(data), self.hparams.seed if shuffle else None)
         return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=self.collate,
                           generator=torch.Generator())
