@@ -60,7 +60,8 @@ def test_experiment_fast_dev_run(tmp_path, experiment):
         pytest.skip("shared ETTh1/airline data absent")
     cfg = compose_config(tmp_path, f"experiment={experiment}", f"paths.data_dir={SHARED}", "debug=fast_dev_run",
                          tiny=False)
-    assert "test/mse" in train(cfg)
+    metrics = train(cfg)
+    assert {"test/mse", "test/mse_naive", "test/rmse_orig_naive"} <= set(metrics)
 
 
 class Fixed(torch.nn.Module):
@@ -85,6 +86,20 @@ def test_percentage_error_stays_finite_at_zero_targets():
     wape = task.metrics["test_wape_orig"].compute()
     assert wape.item() == pytest.approx(4 / 5)
     assert not any("mape" in key for key in task.metrics)
+
+
+def test_the_persistence_baseline_is_scored_on_the_same_windows():
+    """*/mse_naive and */rmse_orig_naive: the last observed value of each target column repeated over the horizon,
+    against the same targets, standardised and in original units."""
+    task = ForecastTask(input_size=2, output_size=1, horizon=2, target_mean=[0.5], target_std=[2.0], target_index=[1],
+                        optimizer=torch.optim.Adam)
+    x = torch.tensor([[[9.0, 0.0], [9.0, 1.0]], [[9.0, 0.0], [9.0, -1.0]]])  # (B, lookback, C_in): target column 1
+    y = torch.tensor([[[1.0], [3.0]], [[-1.0], [-1.0]]])  # (B, horizon, 1)
+    task.net = Fixed(y)
+    task._evaluate((x, y), "test")
+    assert task.metrics["test_mse_naive"].compute().item() == pytest.approx((0 + 4 + 0 + 0) / 4)
+    assert task.metrics["test_mse_orig_naive"].compute().item() == pytest.approx(4 * 4 / 4)  # errors scaled by std 2
+    assert task.metrics["test_mse"].compute().item() == 0
 
 
 @pytest.mark.parametrize("decoder", ["direct", "seq2seq"])

@@ -1,8 +1,10 @@
 """Time-series forecasting: MSE training loss on standardised values; MSE and MAE on the standardised scale
 (``*/mse``, ``*/mae``, as papers on ETT report) and on the original scale (``*/mse_orig``, ``*/rmse_orig``,
 ``*/mae_orig``), with the weighted absolute percentage error there (``*/wape_orig``: the sum of absolute errors
-over the sum of absolute actual values); after testing, a plot of the target column's forecasts against its actual
-values, in its original units, at ``<plot_dir>/forecast.png``."""
+over the sum of absolute actual values); the persistence forecast (every step of the horizon the last observed
+value), scored on the same windows, as the baseline to beat (``*/mse_naive``, ``*/rmse_orig_naive``); after testing,
+a plot of the target column's forecasts against its actual values, in its original units, at
+``<plot_dir>/forecast.png``."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .base import Task
 # so a persistence forecast measured 8288 (828,800 %) at a MAE of 0.42; WAPE divides by the sum instead.
 METRICS = {"mse": (MeanSquaredError, ("", "_orig")), "mae": (MeanAbsoluteError, ("", "_orig")),
            "wape": (WeightedMeanAbsolutePercentageError, ("_orig",))}
+NAIVE = ("mse_naive", "mse_orig_naive")  # the persistence forecast's errors, standardised and original
 
 
 class ForecastTask(Task):
@@ -43,7 +46,7 @@ class ForecastTask(Task):
         self.metrics = nn.ModuleDict({
             f"{stage}_{name}{scale}": make()
             for stage in ("val", "test") for name, (make, scales) in METRICS.items() for scale in scales
-        })
+        } | {f"{stage}_{name}": MeanSquaredError() for stage in ("val", "test") for name in NAIVE})
         # the data's per-column standardisation (set from the data module; saved_lists)
         self.column_mean: list[float] = []
         self.column_std: list[float] = []
@@ -70,6 +73,9 @@ class ForecastTask(Task):
         for name, (_, scales) in METRICS.items():
             for scale in scales:
                 self.metrics[f"{stage}_{name}{scale}"].update(*scaled[scale])
+        naive = x[:, -1:, self.hparams.target_index].expand_as(y).contiguous()  # the last observed values, repeated
+        self.metrics[f"{stage}_mse_naive"].update(naive, y)
+        self.metrics[f"{stage}_mse_orig_naive"].update(naive * self.std + self.mean, scaled["_orig"][1])
         return pred
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -88,7 +94,8 @@ class ForecastTask(Task):
                 metric.reset()
                 self.log(f"{stage}/{key[len(stage) + 1:]}", values[key], prog_bar=key == f"{stage}_mse",
                          sync_dist=True)
-        self.log(f"{stage}/rmse_orig", values[f"{stage}_mse_orig"].sqrt(), sync_dist=True)
+        for suffix in ("", "_naive"):
+            self.log(f"{stage}/rmse_orig{suffix}", values[f"{stage}_mse_orig{suffix}"].sqrt(), sync_dist=True)
         self.log(f"{stage}/loss", values[f"{stage}_mse"], sync_dist=True)
         return values[f"{stage}_mse"]
 
