@@ -63,7 +63,8 @@ class ForecastTask(Task):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self.batch_loss(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]),
+                 sync_dist=True)  # the epoch's mean over every process, not process 0's alone
         return loss
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:

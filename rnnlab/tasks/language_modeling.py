@@ -77,7 +77,8 @@ class LanguageModelTask(Task):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, n = self._loss(batch, "train")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n,
+                 sync_dist=True)  # the epoch's mean over every process, not process 0's alone
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
