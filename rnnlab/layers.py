@@ -157,9 +157,10 @@ class _RecurrentLayer(CellOptions):
     def forward(self, input: torch.Tensor | PackedSequence, hx: State | None = None):
         """Run the layer; arguments and outputs exactly as torch.nn's (see the class docstring there).
 
-        Inside ``torch.autocast``, "auto" runs torch.nn's kernel (its dtypes exactly); the "torch" and
-        "triton" backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's
-        RNN does under CUDA autocast), with gradients reaching the parameters in their own dtype."""
+        Inside ``torch.autocast``, "auto" runs torch.nn's kernel (its dtypes exactly), or with a cell option on
+        (which torch.nn's kernel has not) the hand-written recurrence as "torch" does; the "torch" and "triton"
+        backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's RNN does under
+        CUDA autocast), with gradients reaching the parameters in their own dtype."""
         like = self.weight_ih_l0
         refuse_symbolic_trace(self._get_name(), input)
         amp = autocast_dtype(like.device)
