@@ -8,7 +8,7 @@ at H <= 256, B <= 16, bf16, T = 1024):
 and force_units overrides, to time a launch the dispatcher does not choose.)
 
 For each case it times, on CUDA, one inference forward (gradients off) of a ``backend="triton"`` layer
-four ways, median of ``--reps``:
+four ways (over ``--reps`` calls, the median; ``kernel``: the mean):
 
 - ``call``: the call as a user makes it, between two CUDA events (as run.py's ``fwd`` rows): the GPU's
   wait for the CPU to queue the work included;
@@ -133,7 +133,7 @@ def measure(case: Case, reps: int) -> dict:
     device = torch.device("cuda")
     record = {**case.record(), "backend": "triton", "mode": "fwd", "reps": reps}
     try:
-        module, x = build(case, "triton", device)
+        module, x = build(case, "triton", device, "fwd")
         x = x.detach()
 
         def call():
@@ -166,10 +166,10 @@ def write_markdown(result: dict, path: Path) -> None:
         f"# Forward latency on {env['device']}",
         "",
         f"{env['date']}, torch {env['torch']}, triton {env['triton']}, commit {env['git_commit']}. Inference "
-        f"forward of a backend=\"triton\" layer, microseconds a timestep, median of {result['reps']}: call (CUDA "
-        "events around the call), graph (the call replayed from a CUDA graph), kernel (the fused kernel's "
-        "device time), queue (the CPU's time to queue the call), exchange (the split programs' exchange of the "
-        "state alone, no math, on the same launch; - where one program holds the layer)."
+        f"forward of a backend=\"triton\" layer, microseconds a timestep over {result['reps']} calls, the median "
+        "(kernel: the mean): call (CUDA events around the call), graph (the call replayed from a CUDA graph), "
+        "kernel (the fused kernel's device time), queue (the CPU's time to queue the call), exchange (the split "
+        "programs' exchange of the state alone, no math, on the same launch; - where one program holds the layer)."
         + "".join(f" Forced {k}: {v}." for k, v in result.get("forced", {}).items() if v),
         "",
         "| cell | T | B | I | H | dtype | " + " | ".join(COLUMNS) + " | notes |",

@@ -3,8 +3,9 @@
     python benchmarks/memory.py --preset quick --out benchmarks/results/cpu-memory
 
 For each case of the preset (at its dtype), builds the layer of every backend and sums the distinct
-storages that autograd saves during one forward (run.saved_bytes: the input, initial states, stored
-activations and any reserve space such as cuDNN's; parameters excluded). No timing, so on a machine
+storages that autograd saves during one forward (run.saved_memory: the input, initial states, stored
+activations and any reserve space such as cuDNN's; parameters excluded, and a saved copy of them, such as
+cuDNN's of bf16 weights, counted apart as weight_copy_bytes). No timing, so on a machine
 without a GPU the fused kernels run under the Triton interpreter (TRITON_INTERPRET=1, set here before
 they are imported) and their numbers are the same as on a GPU. Writes memory.json and memory.md with
 each backend's bytes over the native kernel's (oneDNN/ATen on the CPU, cuDNN on a GPU).
@@ -25,43 +26,49 @@ if not torch.cuda.is_available():  # before anything imports the kernels
 from plot import write_bars
 from presets import PRESETS, Case
 from report import CASE_FIELDS, case_key
-from run import build, environment, exit_status, failure_note, saved_bytes
+from run import build, environment, exit_status, failure_note, saved_memory
 
 BACKENDS = ("native", "torch", "triton")
 
 
 def measure(preset: str, device: torch.device):
-    """Yield one record per case and backend: the case's fields, backend and saved_bytes (None: not run)."""
+    """Yield one record per case and backend: the case's fields, backend, saved_bytes and weight_copy_bytes
+    (None: not run)."""
     for case in PRESETS[preset].cases:
         for backend in BACKENDS:
             rec = {**case.record(), "backend": backend}
             try:
-                rec["saved_bytes"] = saved_bytes(*build(case, backend, device))
+                rec.update(saved_memory(*build(case, backend, device, "fwd+bwd")))
             except NotImplementedError as err:  # e.g. the fused kernels on a CPU without the interpreter
-                rec.update(saved_bytes=None, note=f"not run: {err}")
+                rec.update(saved_bytes=None, weight_copy_bytes=None, note=f"not run: {err}")
             except Exception as err:  # a failure on a GPU is recorded; the other cases still run
-                rec.update(saved_bytes=None, note=failure_note(err))
-            print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']}", flush=True)
+                rec.update(saved_bytes=None, weight_copy_bytes=None, note=failure_note(err))
+            print(f"{case.label():40s} {backend:7s} {rec['saved_bytes']} (weight copy {rec['weight_copy_bytes']})",
+                  flush=True)
             yield rec
 
 
 def write_markdown(result: dict, path: Path) -> None:
-    """A table: one row per case, MiB per backend and each one's ratio to the native kernel."""
+    """A table: one row per case, MiB per backend, each one's ratio to the native kernel, and the MiB of any
+    backend's saved copy of the weights."""
     env = result["environment"]
+    header = [*CASE_FIELDS, *BACKENDS, *(f"{b} / native" for b in BACKENDS[1:]), "weight copy"]
     lines = [f"# Activation memory, preset `{result['preset']}`, on {env['device']}", "",
              f"{env['date']}, torch {env['torch']}, commit {env['git_commit']}. MiB that autograd keeps from a "
-             "training forward for the backward (parameters excluded); ratio = backend / native.", "",
-             "| cell | T | B | I | H | layers | bidir | packed | dtype | " + " | ".join(BACKENDS) + " | "
-             + " | ".join(f"{b} / native" for b in BACKENDS[1:]) + " |",
-             "|" + "---|" * (9 + 2 * len(BACKENDS) - 1)]
-    rows: dict[tuple, dict[str, int | None]] = {}
+             "training forward for the backward (parameters excluded); ratio = backend / native; weight copy: MiB "
+             "of a saved copy of the weights (cuDNN's flat buffer of bf16 weights), not in the backend's column.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows: dict[tuple, dict[str, dict]] = {}
     for rec in result["records"]:
-        rows.setdefault(case_key(rec, mode=False), {})[rec["backend"]] = rec["saved_bytes"]
-    for key, sizes in rows.items():
+        rows.setdefault(case_key(rec, mode=False), {})[rec["backend"]] = rec
+    for key, recs in rows.items():
+        sizes = {b: r["saved_bytes"] for b, r in recs.items()}
         mib = [f"{sizes[b] / 2**20:.2f}" if sizes.get(b) is not None else "not run" for b in BACKENDS]
         native = sizes.get("native")
         ratios = [f"{sizes[b] / native:.2f}x" if sizes.get(b) is not None and native else "-" for b in BACKENDS[1:]]
-        lines.append("| " + " | ".join([*map(str, key), *mib, *ratios]) + " |")
+        copies = "; ".join(f"{b}: {r['weight_copy_bytes'] / 2**20:.2f}" for b, r in recs.items()
+                           if r.get("weight_copy_bytes")) or "-"
+        lines.append("| " + " | ".join([*map(str, key), *mib, *ratios, copies]) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -1,6 +1,6 @@
 """PNG plots of benchmark results: time per timestep against hidden size, one file per cell and mode, one
 panel per batch size, one line per backend and configuration (sequence length, input size, layers,
-directions, packing and dtype, named in the legend where a panel holds more than one); and grouped bar
+directions, packing, dtype and cell variant, named in the legend where a panel holds more than one); and grouped bar
 charts for the activation-memory and throughput results."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 # with how a legend names its value
 LINE_FIELDS = {"T": "T={}".format, "I": "I={}".format, "layers": "{}L".format,
                "bidirectional": lambda v: "bi" if v else "uni", "packed": lambda v: "packed" if v else "padded",
-               "dtype": str}
+               "dtype": str, "variant": lambda v: v or "plain"}
 
 
 def _pyplot():
@@ -45,6 +45,18 @@ def write_bars(groups: dict[str, dict[str, float | None]], ylabel: str, title: s
     return path
 
 
+def panel_lines(recs: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """One panel's lines: (H, us per step) points by label, the backend and the LINE_FIELDS values that differ
+    between the panel's lines."""
+    lines: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    for r in recs:
+        lines[r["backend"], tuple(r[f] for f in LINE_FIELDS)].append((r["H"], r["us_per_step"]))
+    names = list(LINE_FIELDS.values())
+    varying = [i for i in range(len(names)) if len({line[1][i] for line in lines}) > 1]
+    return {" ".join([backend, *(names[i](config[i]) for i in varying)]): points
+            for (backend, config), points in sorted(lines.items(), key=lambda item: str(item[0]))}
+
+
 def write_plots(result: dict, out_dir: Path) -> list[Path]:
     """Write ``<cell>_<mode>.png`` files into ``out_dir`` and return their paths."""
     plt = _pyplot()
@@ -58,14 +70,7 @@ def write_plots(result: dict, out_dir: Path) -> list[Path]:
         batches = sorted({r["B"] for r in recs})
         fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.6), squeeze=False)
         for ax, batch in zip(axes[0], batches, strict=True):
-            lines: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
-            for r in recs:
-                if r["B"] == batch:
-                    lines[r["backend"], tuple(r[f] for f in LINE_FIELDS)].append((r["H"], r["us_per_step"]))
-            names = list(LINE_FIELDS.values())
-            varying = [i for i in range(len(names)) if len({line[1][i] for line in lines}) > 1]
-            for (backend, config), points in sorted(lines.items(), key=lambda item: str(item[0])):
-                label = " ".join([backend, *(names[i](config[i]) for i in varying)])
+            for label, points in panel_lines([r for r in recs if r["B"] == batch]).items():
                 ax.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")

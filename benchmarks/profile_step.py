@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("needs a CUDA device (the profiled kernels run there)")
     device = torch.device("cuda")
     case = Case(args.cell, args.seq_len, args.batch, args.hidden_size, args.hidden_size, dtype=args.dtype)
-    module, x = build(case, "triton", device)
+    module, x = build(case, "triton", device, args.mode)
     for _ in range(2):  # compile, then warm up
         step(module, x, args.mode)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -21,7 +21,9 @@ import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -36,10 +38,15 @@ import rnnlab
 
 CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
+# No TF32 (cuDNN's default allows it): fp32 rows compare fp32 arithmetic on every backend and GPU
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+NOISY = 1.3  # a measurement whose p90 exceeds its p10 by more is flagged as noisy
 
 
-def build(case: Case, backend: str, device: torch.device):
-    """The module and its input for one case."""
+def build(case: Case, backend: str, device: torch.device, mode: str):
+    """The module and its input for one case, the module in eval mode for ``mode`` "fwd" (so torch.nn passes
+    training=False to cuDNN, and cell-variant dropouts are off) and in training mode otherwise."""
     kwargs = {"num_layers": case.layers, "bidirectional": case.bidirectional,
               "backend": "torch" if backend == "compile" else backend, **VARIANTS[case.variant]}
     if case.cell.startswith("rnn_"):
@@ -50,6 +57,7 @@ def build(case: Case, backend: str, device: torch.device):
     if backend == "compile":  # the pure-PyTorch path under torch.compile (Inductor), compiled on first call
         torch._dynamo.config.allow_rnn = True  # Dynamo refuses torch.nn.RNN/GRU/LSTM subclasses otherwise
         module = torch.compile(module)
+    module.train(mode != "fwd")
     x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype)
     if case.packed:  # lengths spread evenly between T/2 and T, the longest first; the packed data is the leaf
         lengths = torch.linspace(case.T, max(1, case.T // 2), case.B).long()
@@ -96,27 +104,33 @@ def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> s
     return None
 
 
-def saved_bytes(module, x) -> int:
-    """Activation memory of one training forward: the bytes of the distinct storages autograd keeps for
-    the backward (parameters excluded; the input, initial states and any reserve space included). Seen
-    through saved-tensor hooks, so it is the same measurement for every backend and device."""
+def saved_memory(module, x) -> dict[str, int]:
+    """Activation memory of one training forward: ``saved_bytes``, the bytes of the distinct storages autograd
+    keeps for the backward (parameters excluded; the input, initial states and any reserve space included), and
+    ``weight_copy_bytes``, those of a saved copy of the weights (a storage of the parameters' total bytes that is
+    none of theirs: cuDNN's flat buffer, into which it copies weights PyTorch has not flattened, such as bf16
+    ones, on every call). Seen through saved-tensor hooks, so it is the same measurement for every backend and
+    device. The hooks keep the storages alive until the forward returns (a storage freed earlier could be
+    reused, and counted once) but give autograd nothing to keep, so the graph is freed with the output."""
     params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    storages: dict[int, int] = {}
+    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    kept: dict[str, dict[int, torch.UntypedStorage]] = {"saved_bytes": {}, "weight_copy_bytes": {}}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
+    def pack(t: torch.Tensor) -> None:  # None: the backward, never run, would have nothing to unpack
         storage = t.untyped_storage()
         if storage.data_ptr() not in params:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return t
+            kind = "weight_copy_bytes" if storage.nbytes() == weight_bytes else "saved_bytes"
+            kept[kind][storage.data_ptr()] = storage
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda _: None):
         module(x)
-    return sum(storages.values())
+    return {kind: sum(storage.nbytes() for storage in storages.values()) for kind, storages in kept.items()}
 
 
 def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup: int, reps: int) -> dict:
-    """Median and spread of ``reps`` timed runs in milliseconds, and the peak memory on CUDA."""
-    module, x = build(case, backend, device)
+    """The median and the 10th and 90th percentiles (linearly interpolated) of ``reps`` timed runs in
+    milliseconds, and on CUDA the peak memory allocated during them over what was allocated before them."""
+    module, x = build(case, backend, device, mode)
     cuda = device.type == "cuda"
     t0 = time.perf_counter()
     step(module, x, mode)  # the first call compiles (Triton kernels, torch.compile graphs)
@@ -125,14 +139,15 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
     first_call_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(warmup - 1):
         step(module, x, mode)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
     leaf = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x  # the input tensor
-    for _ in range(reps):
+    times = []
+    for rep in range(reps):
         module.zero_grad(set_to_none=True)
         leaf.grad = None  # an input gradient left from the last run would add an accumulation to the timing
+        if cuda and rep == 0:  # the peak counts from here: the module and its input allocated, no gradients
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -144,23 +159,21 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
             t0 = time.perf_counter()
             step(module, x, mode)
             times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    peak = torch.cuda.max_memory_allocated() if cuda else None  # before saved_bytes runs an untimed forward
-
-    def pct(q: float) -> float:
-        return times[min(len(times) - 1, round(q * (len(times) - 1)))]
-
+    peak = torch.cuda.max_memory_allocated() - base if cuda else None  # before saved_memory's untimed forward
+    deciles = statistics.quantiles(times, n=10, method="inclusive")  # linear interpolation between runs
+    median = statistics.median(times)
     return {
         **case.record(),
         "backend": backend,
         "mode": mode,
-        "median_ms": pct(0.5),
-        "us_per_step": pct(0.5) * 1000 / case.T,
-        "p10_ms": pct(0.1),
-        "p90_ms": pct(0.9),
+        "training": module.training,
+        "median_ms": median,
+        "us_per_step": median * 1000 / case.T,
+        "p10_ms": deciles[0],
+        "p90_ms": deciles[-1],
         "reps": reps,
         "first_call_ms": first_call_ms,
-        "saved_bytes": saved_bytes(module, x) if mode != "fwd" else None,
+        **(saved_memory(module, x) if mode != "fwd" else {"saved_bytes": None, "weight_copy_bytes": None}),
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
         "peak_mem_bytes": peak,
     }
@@ -203,6 +216,10 @@ def environment(device: torch.device) -> dict:
         "triton": triton_version,
         # settings that change what runs: the grid barrier, the interpreter, Inductor's caches
         "settings": {key: os.environ[key] for key in SETTINGS if key in os.environ},
+        "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "loadavg": os.getloadavg(),  # the CPU's load over 1, 5 and 15 minutes as the run starts
         "rnnlab": rnnlab.__version__,
         "python": platform.python_version(),
         "git_commit": commit,
@@ -215,7 +232,7 @@ def not_run(case: Case, backend: str, mode: str, why: str) -> dict:
     print(f"{case.label():40s} {mode:8s} {backend:7s}   {why}", flush=True)
     return {**case.record(), "backend": backend, "mode": mode, "median_ms": None, "us_per_step": None,
             "p10_ms": None, "p90_ms": None, "reps": 0, "first_call_ms": None, "saved_bytes": None,
-            "peak_mem_bytes": None, "note": why}
+            "weight_copy_bytes": None, "peak_mem_bytes": None, "training": None, "noisy": None, "note": why}
 
 
 def failure_note(err: Exception) -> str:
@@ -237,6 +254,10 @@ def measure(case: Case, backend: str, mode: str, device: torch.device, preset) -
     note = backend_note(case, backend, mode, device)
     if note:
         rec["note"] = note
+    rec["noisy"] = rec["p90_ms"] > NOISY * rec["p10_ms"]
+    if rec["noisy"]:
+        print(f"warning: {case.label()} {mode} {backend} is noisy: p90 {rec['p90_ms'] / rec['p10_ms']:.2f}x p10",
+              file=sys.stderr, flush=True)
     print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
           f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){'  ' + note if note else ''}", flush=True)
     return rec

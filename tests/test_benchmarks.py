@@ -1,10 +1,13 @@
 """The benchmark entry point end to end on a tiny preset: files written and the JSON schema (not the
 timings)."""
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import types
+import weakref
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from parity import needs_triton
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"cell", "backend", "mode", "dtype", "T", "B", "I", "H", "layers", "bidirectional", "packed",
                "median_ms", "us_per_step", "p10_ms", "p90_ms", "peak_mem_bytes", "reps", "first_call_ms",
-               "saved_bytes"}
+               "saved_bytes", "weight_copy_bytes", "training", "noisy", "variant"}
 
 
 def test_tiny_preset_writes_json_and_markdown(tmp_path):
@@ -30,6 +33,8 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     assert result["preset"] == "tiny"
     env = result["environment"]
     assert {"device", "torch", "triton", "settings", "rnnlab", "git_commit", "date"} <= env.keys()
+    assert env["allow_tf32_matmul"] is env["allow_tf32_cudnn"] is False and env["cudnn"] is None
+    assert len(env["loadavg"]) == 3
     records = result["records"]
     assert len(records) == 2 * 2 * 3  # cases x modes x backends
     for rec in records:
@@ -40,12 +45,105 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
         else:
             assert 0 < rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"] and rec["first_call_ms"] > 0
             assert (rec["saved_bytes"] or 0) > 0 if rec["mode"] == "fwd+bwd" else rec["saved_bytes"] is None
+            assert rec["training"] is (rec["mode"] == "fwd+bwd")  # fwd: eval mode, torch.nn's inference kernel
     assert {r["packed"] for r in records} == {True, False}
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
     assert "torch / native" in table and "not run" in table
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gru_fwd.png", "gru_fwd_bwd.png", "lstm_fwd.png",
                                                               "lstm_fwd_bwd.png"]
+
+
+def _fake_clock(durations_ms):
+    """A perf_counter whose first call takes 1 s and whose timed calls take ``durations_ms``."""
+    ticks = iter([0.0, 1.0, *(t for d in durations_ms for t in (0.0, d / 1e3))])
+    return types.SimpleNamespace(perf_counter=lambda: next(ticks))
+
+
+def test_measure_takes_interpolated_quantiles_and_flags_a_noisy_case(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
+    from presets import Case, Preset
+
+    monkeypatch.setattr(run, "step", lambda module, x, mode: None)
+    monkeypatch.setattr(run, "time", _fake_clock([10.0, 1.0, 3.0, 2.0]))
+    rec = run.measure(Case("gru", 5, 2, 3, 4), "torch", "fwd", torch.device("cpu"),
+                      Preset(cases=(), backends=(), warmup=1, reps=4))
+    # between the sorted runs 1, 2, 3, 10 ms: p10 at 0.3 of the way from 1 to 2, p90 at 0.7 from 3 to 10
+    assert rec["median_ms"] == pytest.approx(2.5) and rec["us_per_step"] == pytest.approx(500)
+    assert rec["p10_ms"] == pytest.approx(1.3) and rec["p90_ms"] == pytest.approx(7.9)
+    assert rec["first_call_ms"] == pytest.approx(1000) and rec["training"] is False and rec["noisy"] is True
+    assert "warning: gru T=5 B=2 I=3 H=4 fwd torch is noisy: p90 6.08x p10" in capsys.readouterr().err
+    monkeypatch.setattr(run, "time", _fake_clock([1.0, 1.1, 1.2, 1.25]))
+    rec = run.measure(Case("gru", 5, 2, 3, 4), "torch", "fwd", torch.device("cpu"),
+                      Preset(cases=(), backends=(), warmup=1, reps=4))
+    assert rec["noisy"] is False and "warning" not in capsys.readouterr().err
+
+
+def test_cuda_peak_memory_counts_from_before_the_timed_runs(monkeypatch):
+    """time_case's CUDA path with a fake allocator: the peak is reset after the warm-up, and reported over the
+    memory allocated then (not the process's peak since it began)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
+    from presets import Case
+
+    log = []
+
+    class Event:
+        def __init__(self, enable_timing):
+            pass
+
+        def record(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 1.0
+
+    monkeypatch.setattr(run, "build", lambda case, backend, device, mode: (torch.nn.Linear(1, 1), torch.zeros(1)))
+    monkeypatch.setattr(run, "step", lambda module, x, mode: log.append("step"))
+    for name, fn in {"Event": Event, "synchronize": lambda: None, "memory_allocated": lambda: 1000,
+                     "reset_peak_memory_stats": lambda: log.append("reset"),
+                     "max_memory_allocated": lambda: 1800}.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    rec = run.time_case(Case("gru", 5, 2, 3, 4), "torch", "fwd", torch.device("cuda"), warmup=2, reps=3)
+    assert log == ["step", "step", "reset", "step", "step", "step"]
+    assert rec["peak_mem_bytes"] == 800 and rec["median_ms"] == 1.0
+
+
+def test_saved_memory_frees_the_graph(monkeypatch):
+    """saved_memory's forward leaves nothing behind: its graph (which holds the input) is freed without the
+    garbage collector, and a second measurement counts the same bytes."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from presets import Case
+    from run import build, saved_memory
+
+    module, x = build(Case("lstm", 5, 2, 3, 4), "torch", torch.device("cpu"), "fwd+bwd")
+    first = saved_memory(module, x)
+    assert first["saved_bytes"] > 0 and first["weight_copy_bytes"] == 0
+    assert saved_memory(module, x) == first
+    ref = weakref.ref(x)
+    gc.disable()
+    try:
+        saved_memory(module, x)
+        del x
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_saved_copy_of_the_weights_is_counted_apart(monkeypatch):
+    """A saved tensor of the parameters' total bytes in a storage of its own (cuDNN's copy of bf16 weights) is
+    weight_copy_bytes, not activation memory; the parameters themselves are neither."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from run import saved_memory
+
+    class Copying(torch.nn.Linear):
+        def forward(self, x):  # x * flat saves both; the linear layer saves a view of x and the weight
+            flat = torch.cat([p.reshape(-1) for p in self.parameters()])  # 3 * 2 + 3 floats: 36 bytes
+            return x * flat, super().forward(x[:, :2])
+
+    x = torch.randn(2, 9, requires_grad=True)  # 72 bytes
+    assert saved_memory(Copying(2, 3), x) == {"saved_bytes": 72, "weight_copy_bytes": 36}
 
 
 def test_spent_budget_records_every_measurement_as_not_run(tmp_path):
@@ -108,6 +206,34 @@ def test_activation_memory_writes_json_markdown_and_a_plot(tmp_path):
     assert sizes["lstm", "triton"] == 4 * (5 * 2 * (3 + 6 * 4) + 2 * 2 * 4)
     assert "| lstm | 5 | 2 | 3 | 4 |" in (tmp_path / "memory.md").read_text()
     assert (tmp_path / "memory.png").stat().st_size > 0
+
+
+def test_activation_memory_table_columns_match_their_header(monkeypatch, tmp_path):
+    """memory.md: one header cell per row cell (the case's fields with its variant, MiB and ratio per backend, the
+    weight copy), whatever the case."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from memory import write_markdown
+    from presets import Case
+
+    env = {"device": "cpu", "date": "2026-01-01", "torch": "2", "git_commit": "abc"}
+    records = [{**Case("lstm", 5, 2, 3, 4, dtype="bf16", variant="masks").record(), "backend": b, "saved_bytes": 2**20,
+                "weight_copy_bytes": 2**19 if b == "native" else 0} for b in ("native", "torch", "triton")]
+    write_markdown({"preset": "tiny", "environment": env, "records": records}, tmp_path / "memory.md")
+    header, rule, row = [line for line in (tmp_path / "memory.md").read_text().splitlines() if line.startswith("|")]
+    assert header.count("|") == rule.count("|") == row.count("|")
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert cells["variant"] == "masks" and cells["dtype"] == "bf16" and cells["torch / native"] == "1.00x"
+    assert cells["weight copy"] == "native: 0.50"
+
+
+def test_plot_lines_keep_the_variants_apart(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from plot import panel_lines
+    from presets import Case
+
+    recs = [{**Case("lstm", 20, 16, 64, H, variant=v).record(), "backend": "torch", "us_per_step": 1.0}
+            for v in ("", "layer_norm") for H in (64, 128)]
+    assert panel_lines(recs) == {"torch plain": [(64, 1.0), (128, 1.0)], "torch layer_norm": [(64, 1.0), (128, 1.0)]}
 
 
 @needs_triton
