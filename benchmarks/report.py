@@ -20,16 +20,13 @@ def write_markdown(result: dict, path: Path) -> None:
         f"# Benchmark `{result['preset']}` on {env['device']}",
         "",
         f"{env['date']}, torch {env['torch']}, rnnlab {env['rnnlab']}, commit {env['git_commit']}. Median of "
-        f"{max(r['reps'] for r in records)} runs in ms (p10-p90 in brackets); ratio = time / {REFERENCE} time "
-        f"(below 1: faster than {REFERENCE}). fwd: forward with gradients off; fwd+bwd: forward and backward.",
+        f"{max(r['reps'] for r in records)} runs in ms (p10-p90 in brackets; noisy: p90 above 1.3 times p10); "
+        f"ratio = time / {REFERENCE} time (below 1: faster than {REFERENCE}). fwd: forward with gradients off, "
+        "modules in eval mode; fwd+bwd: forward and backward.",
         "",
-        "| cell | T | B | I | H | layers | bidir | packed | dtype | variant | mode | "
-        + " | ".join(backends)
-        + " | "
-        + " | ".join(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE)
-        + " | notes |",
-        "|" + "---|" * (11 + len(backends) + len(backends) - 1 + 1),
     ]
+    header = [*CASE_FIELDS, "mode", *backends, *(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE), "notes"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         cells = [str(v) for v in key]
         times = []
@@ -40,7 +37,8 @@ def write_markdown(result: dict, path: Path) -> None:
             elif r["median_ms"] is None:
                 times.append("not run")
             else:
-                times.append(f"{r['median_ms']:.3f} [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]")
+                times.append(f"{r['median_ms']:.3f} [{r['p10_ms']:.3f}-{r['p90_ms']:.3f}]"
+                             + (" noisy" if r.get("noisy") else ""))
         ref = by_key.get((key, REFERENCE))
         ratios = []
         for b in backends:

@@ -49,6 +49,9 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     assert {r["packed"] for r in records} == {True, False}
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| lstm |") == 2 and table.count("\n| gru |") == 2
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| cell | T | B | I | H | layers | bidirectional | packed | dtype | variant | mode |")
+    assert {row.count(" | ") for row in rows} == {rows[0].count(" | ")}  # every row as wide as the header
     assert "torch / native" in table and "not run" in table
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gru_fwd.png", "gru_fwd_bwd.png", "lstm_fwd.png",
                                                               "lstm_fwd_bwd.png"]

@@ -88,6 +88,21 @@ def test_percentage_error_stays_finite_at_zero_targets():
     assert not any("mape" in key for key in task.metrics)
 
 
+def test_a_test_on_loaders_of_ones_own_plots_the_first_output(tmp_path):
+    """Without an rnnlab data module (trainer.test on a DataLoader) the task still tests and plots, drawing its
+    first output, so named."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    task = ForecastTask(input_size=2, output_size=1, horizon=3, target_mean=[0.0], target_std=[1.0],
+                        target_index=[1], optimizer=torch.optim.Adam, hidden_size=4, plot_dir=str(tmp_path))
+    loader = DataLoader(TensorDataset(torch.randn(6, 5, 2), torch.randn(6, 3, 1)), batch_size=3)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    assert "test/mse" in trainer.test(task, dataloaders=loader, verbose=False)[0]
+    assert (tmp_path / "forecast.png").is_file()
+
+
 def test_the_persistence_baseline_is_scored_on_the_same_windows():
     """*/mse_naive and */rmse_orig_naive: the last observed value of each target column repeated over the horizon,
     against the same targets, standardised and in original units."""

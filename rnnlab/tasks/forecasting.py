@@ -109,14 +109,22 @@ class ForecastTask(Task):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
         if self._plot is not None and self.hparams.plot_dir and self.trainer.global_rank == 0:
-            data = self.trainer.datamodule
-            column = data.hparams.target_column
-            k = data.outputs.index(data.columns.index(column))  # the target among the outputs (all of them with M)
+            column, k = self._plotted_column()
             x, y, pred = (t.detach().cpu() for t in self._plot)
             mean, std = self.mean[k].item(), self.std[k].item()
             history, actual, forecast = (t * std + mean for t in (x[..., self.hparams.target_index[k]], y[..., k],
                                                                   pred[..., k]))
             plot_forecasts(history, actual, forecast, column, Path(self.hparams.plot_dir) / "forecast.png")
+
+    def _plotted_column(self) -> tuple[str, int]:
+        """The name of the column the forecast plot draws and its index among the outputs: the data module's target
+        column (all columns are outputs with data.features=M), or without an rnnlab data module (a test on loaders
+        of one's own) the first output."""
+        data = self.trainer.datamodule
+        if data is None or not hasattr(data, "outputs"):
+            return "output 0", 0
+        column = data.hparams.target_column
+        return column, data.outputs.index(data.columns.index(column))
 
 
 def plot_forecasts(history: torch.Tensor, actual: torch.Tensor, forecast: torch.Tensor, column: str, path: Path,
