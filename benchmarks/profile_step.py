@@ -1,6 +1,7 @@
-"""One fused layer's kernels, isolated for a profiler such as Nsight Compute: builds the layer, runs it
-twice to compile and warm up, then once more between torch.cuda.profiler.start() and stop(), so
-``ncu --profile-from-start off`` sees only that call (scripts/gpu_profile.sh).
+"""One layer's kernels (the fused ones, or with --backend native cuDNN's), isolated for a profiler such as Nsight
+Compute: builds the layer, runs it twice to compile and warm up, then once more between
+torch.cuda.profiler.start() and stop(), so ``ncu --profile-from-start off`` sees only that call
+(scripts/gpu_profile.sh).
 
     ncu --profile-from-start off --section WarpStateStats python benchmarks/profile_step.py lstm 64 16
 
@@ -9,6 +10,7 @@ that call under torch.profiler and prints its kernels by GPU time, the fused one
 copies around them (no Nsight Compute needed):
 
     python benchmarks/profile_step.py lstm 1024 64 --mode fwd+bwd --breakdown
+    python benchmarks/profile_step.py lstm 256 16 --mode fwd+bwd --breakdown --backend native   # what cuDNN ran
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
     parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), default="fwd")
     parser.add_argument("--breakdown", action="store_true", help="print the call's kernels by GPU time")
+    parser.add_argument("--backend", choices=("triton", "native"), default="triton",
+                        help="the fused kernels, or torch.nn's (cuDNN's: its kernels' names say which algorithm ran)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device (the profiled kernels run there)")
     device = torch.device("cuda")
     case = Case(args.cell, args.seq_len, args.batch, args.hidden_size, args.hidden_size, dtype=args.dtype)
-    module, x = build(case, "triton", device, args.mode)
+    module, x = build(case, args.backend, device, args.mode)
     for _ in range(2):  # compile, then warm up
         step(module, x, args.mode)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         step(module, x, args.mode)
         torch.cuda.synchronize()
         torch.cuda.profiler.stop()
-    print(f"{case.label()} {args.mode}: {backend_note(case, 'triton', args.mode, device)}; "
+    print(f"{case.label()} {args.mode}: {backend_note(case, args.backend, args.mode, device)}; "
           f"{ms:.3f} ms unprofiled, {ms * 1000 / case.T:.2f} us a step")
     return 0
 
