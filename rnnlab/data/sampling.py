@@ -43,17 +43,18 @@ class ProcessShare(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> list[int]:
-        if self.seed is None:
-            return list(range(self.n))
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        return order + order[: -self.n % self.world]  # as many items for every process
+    def _total(self) -> int:
+        """The items all shares hold together: n, or in training n padded to a multiple of the processes."""
+        return self.n if self.seed is None else self.n + -self.n % self.world
 
-    def __len__(self) -> int:
-        return len(self._order()[self.rank :: self.world])
+    def __len__(self) -> int:  # Lightning asks often: counted, not drawn
+        return len(range(self.rank, self._total(), self.world))
 
     def __iter__(self):
-        return iter(self._order()[self.rank :: self.world])
+        if self.seed is None:
+            return iter(range(self.rank, self.n, self.world))
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        return iter(order[i % self.n] for i in range(self.rank, self._total(), self.world))  # padded from the start
 
 
 class SplitLoaders:
