@@ -28,10 +28,10 @@ from .train import check_data, gpu_missing
 EVAL_KEYS = ("data", "paths.data_dir", "trainer.accelerator", "trainer.precision")  # what overrides may change
 
 
-def _eval_overrides(overrides: list[str]) -> list[str]:
-    """``overrides`` for load_run: paths.data_dir also given to data.data_dir (which followed it when the run's
-    config was resolved), trainer.precision left out (a run's config may have no such key: evaluate reads it);
-    refuses a key that evaluation does not read (EVAL_KEYS), which would change nothing."""
+def _eval_overrides(overrides: list[str]) -> tuple[list[str], str | None]:
+    """``overrides`` for load_run, paths.data_dir also given to data.data_dir (which followed it when the run's
+    config was resolved), and apart the trainer.precision given (None: none; a run's config may have no such key
+    for load_run to take); refuses a key that evaluation does not read (EVAL_KEYS), which would change nothing."""
     keys = [o.split("=", 1)[0] for o in overrides]
     if refused := [o for o, key in zip(overrides, keys, strict=True)
                    if not any(key == k or key.startswith(f"{k}.") for k in EVAL_KEYS)]:
@@ -40,14 +40,17 @@ def _eval_overrides(overrides: list[str]) -> list[str]:
                           "drop them")
     moved = [o.replace("paths.data_dir=", "data.data_dir=", 1) for o, key in zip(overrides, keys, strict=True)
              if key == "paths.data_dir" and "data.data_dir" not in keys]
-    return [o for o, key in zip(overrides, keys, strict=True) if key != "trainer.precision"] + moved
+    precision = [o.split("=", 1)[1] for o, key in zip(overrides, keys, strict=True) if key == "trainer.precision"]
+    return ([o for o, key in zip(overrides, keys, strict=True) if key != "trainer.precision"] + moved,
+            precision[-1] if precision else None)
 
 
 def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = None,
              plot_dir: str | None = None) -> dict[str, float]:
     """Metrics of the checkpoint's model on ``split`` ("val" or "test") of its data; the test plots go to
     ``plot_dir`` (none when it is None)."""
-    model, cfg = load_run(ckpt_path, _eval_overrides(overrides or []))
+    overrides, precision = _eval_overrides(overrides or [])
+    model, cfg = load_run(ckpt_path, overrides)
     if plot_dir is not None and "plot_dir" not in model.hparams:
         raise ConfigError(f"--plot-dir: a {type(model).__name__}'s test draws no plots; drop --plot-dir")
     check_data(cfg.data)
@@ -59,8 +62,7 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
         model.hparams.plot_dir = plot_dir
     datamodule.prepare_data()
     datamodule.setup("fit")
-    given = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("trainer.precision=")]
-    accelerator, precision = cfg.trainer.get("accelerator", "auto"), (given or [cfg.trainer.get("precision")])[-1]
+    accelerator, precision = cfg.trainer.get("accelerator", "auto"), precision or cfg.trainer.get("precision")
     if gpu_missing(accelerator):
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
               "evaluates on the CPU, in fp32", file=sys.stderr)
