@@ -1,6 +1,5 @@
 """rnnlab-eval and rnnlab-generate on a checkpoint that rnnlab-train wrote; the model summary."""
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +9,7 @@ from rnnlab import evaluate, generate
 from rnnlab.errors import DataError
 from rnnlab.summary import summarize
 from rnnlab.train import build, train
-from train_helpers import compose_config
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from train_helpers import SHARED, compose_config
 
 
 @pytest.fixture(scope="module")

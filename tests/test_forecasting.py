@@ -1,21 +1,18 @@
 """The forecasting task end to end: the embedded synthetic series, ETTh1 and airline when the shared data
 is present, standardisation on the training split only, and the errors of a malformed CSV."""
 
-from pathlib import Path
 
 import hydra
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from rnnlab.data.forecasting import ForecastData, synthetic_series
 from rnnlab.errors import DataError
 from rnnlab.models.forecaster import RNNForecaster
 from rnnlab.tasks.forecasting import ForecastTask
 from rnnlab.train import train
-from train_helpers import compose_config
+from train_helpers import SHARED, compose_config, record_figures
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL = ["model.hidden_size=8", "data.lookback=12", "data.horizon=4"]
 
 
@@ -36,10 +33,7 @@ def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
 def test_the_forecast_plot_draws_the_target_column_in_its_units_and_names_it(tmp_path, monkeypatch):
     """With data.features=M every column is forecast; the plot draws the target column (the synthetic series' last,
     "target"), not the first output, in the original units and with its name on the y axes."""
-    saved = {}
-    savefig = Figure.savefig
-    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.update({Path(path).name: fig}),
-                                                                      savefig(fig, path, **kw))[1])
+    saved = record_figures(monkeypatch)
     cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", "data.features=M", "debug=fast_dev_run",
                          *SMALL, tiny=False)
     train(cfg)

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from rnnlab import evaluate
 from rnnlab.analysis import StateRecorder
 from rnnlab.data.sentiment import SentimentData
 from rnnlab.errors import DataError
 from rnnlab.train import train
-from train_helpers import compose_config
+from train_helpers import SHARED, compose_config, record_figures
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4"]
 
 
@@ -47,11 +45,9 @@ def run_figures(tmp_path_factory):
     """A fast_dev_run on a CSV of labels "neg" and "pos" (sentences of different lengths): its output folder, the
     figures it saved, by file name, and the gradient norms that the GradientNorms callback measured."""
     tmp = tmp_path_factory.mktemp("run")
-    saved = {}
-    savefig, gradient_norms = Figure.savefig, StateRecorder.gradient_norms
+    gradient_norms = StateRecorder.gradient_norms
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.update({Path(path).name: fig}),
-                                                                   savefig(fig, path, **kw))[1])
+        saved = record_figures(patch)
         patch.setattr(StateRecorder, "gradient_norms", lambda self, loss: saved.setdefault(
             "norms", gradient_norms(self, loss)))
         (tmp / "r.csv").write_text("review,sentiment\n" + "".join(f"a {'very ' * (i % 3)}{word} film,{label}\n"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the real data sets, where the machine has them
 
 TINY = [
     "data.max_chars=20000", "data.batch_size=4", "data.eval_batch_size=4", "data.bptt=16",
@@ -20,3 +24,18 @@ def compose_config(tmp_path, *overrides: str, tiny: bool = True) -> DictConfig:
         cfg.paths.output_dir = str(tmp_path)
         cfg.paths.log_dir = str(tmp_path / "logs")
     return cfg
+
+
+def record_figures(monkeypatch) -> dict:
+    """Every matplotlib figure saved from now on (still written to its file), by file name."""
+    from matplotlib.figure import Figure
+
+    saved = {}
+    savefig = Figure.savefig
+
+    def record(fig, path, **kwargs):
+        saved[Path(path).name] = fig
+        return savefig(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
