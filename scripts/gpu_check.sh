@@ -9,8 +9,9 @@
 #      path against cuDNN, CUDA graphs, what backend="auto" picks
 #   2. forward latency (benchmarks/latency.py; CUDA only): a call, its CUDA-graph replay and the fused kernel
 #      alone, a step, where the 1 us inference target is missed; then, forced, the split held regime at H = 256
-#      with each exchange (at the barrier: not the dispatcher's choice until checked again; the clusters: sm_90), the vector regime where the held one (W_hh in registers as tensor-core operands) is
-#      chosen, the RNN's held regime against its default, the split vector regime's flagged exchange (an
+#      with each exchange (at the barrier: not the dispatcher's choice until checked again; the clusters:
+#      sm_90), the vector regime where the held one (W_hh in registers as tensor-core operands) is chosen, the
+#      RNN's held regime against its default, the split vector regime's flagged exchange (an
 #      experiment), and its narrower programs (8 units at the barrier and flagged, 4 flagged; B = 1)
 #   3. benchmark, preset gpu: the fused kernels' targets against cuDNN (bf16, T = 1024)
 #   4. activation memory, preset gpu
