@@ -57,7 +57,7 @@ def _convert_all(module: nn.Module, make, caller: str, kind: str) -> nn.Module:
     """``make(module)``, or ``module`` with each submodule that ``make`` converts replaced in place; all or
     nothing: every replacement is built before any is swapped in, so an error leaves the model as it was. A
     module reached twice (shared, tied) is converted once, so it stays shared. Warns (from ``caller``) where
-    nothing converted (a model passed by mistake, or converted already, with no ``kind`` module) and where a
+    nothing converted (a model passed by mistake, or converted already, with no ``kind`` module) or, instead, where a
     subclass of a recurrent class was left."""
     done: dict[int, nn.Module | None] = {}  # id of each module reached -> its replacement (None: kept)
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
@@ -78,7 +78,7 @@ def _convert_all(module: nn.Module, make, caller: str, kind: str) -> nn.Module:
     result = visit(module, "")
     for parent, name, new in swaps:
         setattr(parent, name, new)
-    if all(new is None for new in done.values()):
+    if not left and all(new is None for new in done.values()):
         warnings.warn(f"{caller}: {module._get_name()} holds no {kind} RNN, LSTM or GRU (layer or cell); nothing "
                       "was converted", stacklevel=3)
     if left:
@@ -96,7 +96,8 @@ def from_torch(module: nn.Module, backend: str | None = None, **options) -> nn.M
     its own. ``options``: cell-variant options for every converted module (``layer_norm``, ``zoneout``,
     ``zoneout_cell``, ``recurrent_dropout``, ``weight_dropout``; see rnnlab.recurrence.variants), for example
     ``from_torch(model, zoneout=0.1)``; one that a converted class does not take (cells take fewer than layers,
-    only the LSTM's take ``zoneout_cell``) raises ValueError. New layer-norm gains start at one. An rnnlab
+    only the LSTM's take ``zoneout_cell``) raises ValueError. New layer-norm gains start at one and trainable, even
+    in a frozen model (to train only them); freeze them with ``requires_grad_(False)`` otherwise. An rnnlab
     module given keeps the options it has (and an LSTM its ``forget_bias``) unless they are given here, but
     not ``layer_norm=False`` on one with layer norm, which would drop its trained gains (ValueError).
 

@@ -157,7 +157,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read before testing: loading the best checkpoint restores the callback's state as it was then
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""
-    if (score := _best_score(trainer, cfg.get("optimized_metric"))) is not None:
+    if (score := _best_score(trainer, cfg.get("optimized_metric"), best)) is not None:
         metrics[f"{cfg.optimized_metric}_best"] = score
     last = _last_checkpoint(trainer)
     if cfg.get("test"):
@@ -168,13 +168,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _best_score(trainer: L.Trainer, metric: str | None) -> float | None:
+def _best_score(trainer: L.Trainer, metric: str | None, best: str) -> float | None:
     """The best epoch's value of ``metric`` as the checkpoint callback that monitors it kept (the epoch that
-    ``test: true`` evaluates), or None without one (no such callback, or a spawned run, whose callback state stays
-    in its processes)."""
+    ``test: true`` evaluates), or None without one. A spawned run (trainer=ddp_sim) sends back only the callback's
+    best path, not its score, which is then read from the state that checkpoint saved of the callback."""
     for callback in trainer.checkpoint_callbacks:
-        if metric is not None and callback.monitor == metric and callback.best_model_score is not None:
+        if metric is None or callback.monitor != metric:
+            continue
+        if callback.best_model_score is not None:
             return float(callback.best_model_score)
+        if best and best == callback.best_model_path:
+            saved = torch.load(best, map_location="cpu", weights_only=False, mmap=True)["callbacks"]  # rnnlab's own
+            scores = [state["best_model_score"] for state in saved.values() if state.get("monitor") == metric]
+            if scores and scores[0] is not None:
+                return float(scores[0])
     return None
 
 

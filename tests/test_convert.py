@@ -83,6 +83,9 @@ def test_conversion_keeps_frozen_weights_and_shared_modules():
     assert not model.a.weight_hh_l0.requires_grad and model.a.weight_ih_l0.requires_grad
     back = rnnlab.to_torch(model.a)
     assert type(back) is torch.nn.GRU and not back.weight_hh_l0.requires_grad
+    frozen = torch.nn.LSTM(3, 4).requires_grad_(False)  # new layer-norm gains stay trainable: to train only them
+    trainable = {n for n, p in rnnlab.from_torch(frozen, layer_norm=True).named_parameters() if p.requires_grad}
+    assert trainable == {"ln_weight_ih_l0", "ln_weight_hh_l0", "ln_weight_c_l0", "ln_bias_c_l0"}
 
 
 def test_conversion_refuses_unknown_options_and_says_when_nothing_converts():
@@ -169,6 +172,9 @@ def test_conversion_warns_about_subclasses_it_leaves():
     with pytest.warns(UserWarning, match=r"^to_torch: left 1 \(MyGRU\) as they are"):
         rnnlab.to_torch(model)
     assert type(model[0]) is nn.GRU and type(model[1]) is MyGRU
+    with pytest.warns(UserWarning) as record:  # a subclass alone: that one warning, not also "holds no LSTM"
+        assert type(rnnlab.from_torch(MyLSTM(3, 4))) is MyLSTM
+    assert [str(w.message)[:36] for w in record] == ["from_torch: left the module given (M"]
 
 
 def test_from_torch_refuses_to_drop_layer_norm():

@@ -98,11 +98,14 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_p
     assert (tmp_path / "debug" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_sweeper_gets_the_best_epoch_in_the_optimized_direction(tmp_path):
+@pytest.mark.parametrize("trainer", ["default", "ddp_sim"])
+def test_sweeper_gets_the_best_epoch_in_the_optimized_direction(tmp_path, trainer):
     """A run returns its best epoch's optimized_metric, in optimized_mode's direction, and model_checkpoint keeps that
-    epoch: here val/ppl maximised (perplexity falls as the LM learns), so the first epoch's, not the last's."""
-    cfg = compose_config(tmp_path, "optimized_metric=val/ppl", "optimized_mode=max", "trainer.max_epochs=3",
-                         "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "test=false")
+    epoch: here val/ppl maximised (perplexity falls as the LM learns), so the first epoch's, not the last's. A spawned
+    run (ddp_sim) too, whose checkpoint callback stays in its processes."""
+    cfg = compose_config(tmp_path, f"trainer={trainer}", "optimized_metric=val/ppl", "optimized_mode=max",
+                         "trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1",
+                         "test=false")
     metrics = train(cfg)
     rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
     ppl = [float(row["val/ppl"]) for row in rows if row.get("val/ppl")]
