@@ -177,7 +177,7 @@ def _best_score(trainer: L.Trainer, metric: str | None, best: str) -> float | No
             continue
         if callback.best_model_score is not None:
             return float(callback.best_model_score)
-        if best and best == callback.best_model_path:
+        if best and best == callback.best_model_path and Path(best).is_file():  # a local file, not a URL
             saved = torch.load(best, map_location="cpu", weights_only=False, mmap=True)["callbacks"]  # rnnlab's own
             scores = [state["best_model_score"] for state in saved.values() if state.get("monitor") == metric]
             if scores and scores[0] is not None:
