@@ -30,7 +30,8 @@ the product takes h times the dropout mask, and the new h (and c) is moved towar
 zoneout's weights; the backward splits the gradient the same way. Layer norm (NORM) runs in the persistent
 regime, where one program holds every gate of its rows: the input projections come normalised, each step
 normalises the recurrent product and the LSTM's cell state (dispatch.MAX_NORM_H has the sizes).
-Set ``TRITON_INTERPRET=1`` before importing this module to run the kernels on the CPU.
+Set ``TRITON_INTERPRET=1`` before importing torch (which imports Triton, which reads it) to run the kernels on
+the CPU.
 """
 
 from .gru import gru_fused, gru_scan_triton

@@ -50,7 +50,7 @@ class _Cell(CellOptions):
         """One step; arguments and outputs exactly as torch.nn's cell."""
         owner, like = self._get_name(), self.weight_ih
         refuse_symbolic_trace(owner, input)
-        amp = autocast_dtype(like.device)
+        amp = autocast_dtype(like)
         check_tensor(owner, "input", input, like, amp is not None)
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             raise RNNShapeError(
@@ -58,6 +58,7 @@ class _Cell(CellOptions):
                 f"an unbatched input; got {tuple(input.shape)}"
             )
         states = self._check_hx(hx, input, like, amp is not None)
+        check_backend(owner, self.backend, fused=False)  # set after construction, "triton" too
         check_variant_backend(owner, self.variant, self.backend)
         stepwise = self.variant.stepwise or stepwise_under_transform(self.backend)
         if not stepwise and self.backend != "torch":

@@ -25,9 +25,10 @@ def check_int(owner: str, name: str, value: object, minimum: int) -> None:
         raise RNNValueError(f"{owner}: {name} must be an int >= {minimum}; got {value}", name)
 
 
-def check_bool(owner: str, name: str, value: object) -> None:
-    """``value`` must be a bool (or 0/1)."""
-    if value not in (True, False):
+def check_bool(owner: str, name: str, value: object, exact: bool = False) -> None:
+    """``value`` must be a bool (or 0/1, unless ``exact``: where torch.nn's constructor demands a bool, as the
+    layers' ``bias`` and ``batch_first``)."""
+    if not isinstance(value, bool) if exact else value not in (True, False):
         raise RNNTypeError(f"{owner}: {name} must be True or False; got {type(value).__name__} {value!r}", name)
 
 
@@ -97,8 +98,8 @@ def check_layer_args(
     check_int(owner, "input_size", input_size, 1)
     check_int(owner, "hidden_size", hidden_size, 1)
     check_int(owner, "num_layers", num_layers, 1)
-    check_bool(owner, "bias", bias)
-    check_bool(owner, "batch_first", batch_first)
+    check_bool(owner, "bias", bias, exact=True)
+    check_bool(owner, "batch_first", batch_first, exact=True)
     check_bool(owner, "bidirectional", bidirectional)
     check_probability(owner, "dropout", dropout)
     check_int(owner, "proj_size", proj_size, 0)
@@ -123,7 +124,9 @@ def check_variant_backend(owner: str, variant: Variant, backend: str, fused: boo
     ("auto" or "torch") and the fused kernels ("triton") where the module has them for its configuration
     (``fused``: the layers, without a projection; layer norm where the persistent regime runs, which the
     kernels check at the call); weight dropout any but torch.nn's kernel ("native"), which reads its own
-    weights. Messages are built only when raising: this runs at every call."""
+    weights. Also checks ``backend`` itself, which may have been set after construction. Messages are built only
+    when raising: this runs at every call."""
+    check_choice(owner, "backend", backend, BACKENDS)
     if variant.stepwise and backend not in ("auto", "torch") and (backend != "triton" or not fused):
         if backend == "native":
             reason = "torch.nn's kernel computes the plain cell"

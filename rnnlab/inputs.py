@@ -124,23 +124,29 @@ def refuse_symbolic_trace(owner: str, input: object) -> None:
         )
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype ``torch.autocast`` runs matrix products in on ``device``'s type, or None when it is off there
-    (or autocast has no such device type, as "meta")."""
-    if not has_autocast(device.type) or not torch.is_autocast_enabled(device.type):
+def autocast_dtype(like: torch.Tensor) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs matrix products in for parameters like ``like``, or None when it is off
+    on their device's type (or autocast has no such device type, as "meta"), or they are float64, which autocast
+    leaves alone as it does every float64 tensor."""
+    if not has_autocast(like.device.type) or not torch.is_autocast_enabled(like.device.type):
         return None
-    return torch.get_autocast_dtype(device.type)
+    return None if like.dtype == torch.float64 else torch.get_autocast_dtype(like.device.type)
 
 
 def check_tensor(owner: str, name: str, x: object, like: torch.Tensor, autocast: bool = False) -> torch.Tensor:
     """``x`` must be a floating-point tensor with the dtype and device of ``like`` (a parameter); under
-    ``autocast`` (which converts it) of any floating-point dtype."""
+    ``autocast`` (which converts it) of any floating-point dtype but float64, which autocast does not convert."""
     if not isinstance(x, torch.Tensor):
         raise RNNTypeError(f"{owner}: {name} must be a torch.Tensor; got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise RNNTypeError(
             f"{owner}: {name} must be a floating-point tensor ({like.dtype}, like the parameters); "
             f"got {x.dtype}. Convert it with .to({like.dtype})"
+        )
+    if autocast and x.dtype == torch.float64:
+        raise RNNTypeError(
+            f"{owner}: {name} is float64, which torch.autocast does not convert, and the parameters are "
+            f"{like.dtype}; convert the tensor with .to({like.dtype})"
         )
     if x.dtype != like.dtype and not autocast:
         raise RNNTypeError(

@@ -127,6 +127,11 @@ def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidd
     return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"
 
 
+# Triton reads TRITON_INTERPRET when it is imported, which importing torch already does: the interpreter runs the
+# kernels on the CPU only if it was set by then
+_INTERPRET_AT_IMPORT = os.environ.get("TRITON_INTERPRET") == "1"
+
+
 @functools.cache
 def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
@@ -160,10 +165,11 @@ class _RecurrentLayer(CellOptions):
         Inside ``torch.autocast``, "auto" runs torch.nn's kernel (its dtypes exactly), or with a cell option on
         (which torch.nn's kernel has not) the hand-written recurrence as "torch" does; the "torch" and "triton"
         backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's RNN does under
-        CUDA autocast), with gradients reaching the parameters in their own dtype."""
+        CUDA autocast), with gradients reaching the parameters in their own dtype. Autocast leaves float64 alone: a
+        float64 module runs in float64, and a float64 input or state of another module is refused."""
         like = self.weight_ih_l0
         refuse_symbolic_trace(self._get_name(), input)
-        amp = autocast_dtype(like.device)
+        amp = autocast_dtype(like)
         seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like, amp is not None)
         hx = self._check_hx(hx, seq, like, amp is not None)
         training = torch.is_grad_enabled() and (
@@ -278,6 +284,11 @@ class _RecurrentLayer(CellOptions):
                 raise NotImplementedError(
                     f"{self._get_name()}: backend='triton' runs on CUDA tensors (on the CPU only under "
                     f"TRITON_INTERPRET=1); got a tensor on {x.device}. Use backend='torch' or 'native'"
+                )
+            if x.device.type != "cuda" and not _INTERPRET_AT_IMPORT:
+                raise NotImplementedError(
+                    f"{self._get_name()}: TRITON_INTERPRET=1 was set after rnnlab was imported, and Triton reads it "
+                    f"when imported (with torch); set it before importing torch and rnnlab, as in the shell"
                 )
             if differentiating_transform():
                 raise NotImplementedError(

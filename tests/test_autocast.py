@@ -58,3 +58,22 @@ def test_cells_under_autocast(cls):
                     strict=True):
         assert a.dtype == AMP
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", pytest.param("triton", marks=needs_triton)])
+def test_float64_under_autocast_as_torch_nn(backend):
+    """Autocast leaves float64 tensors alone, as torch.nn's modules show: a float64 module runs in float64, and a
+    float64 input or state of a float32 module is refused by name (torch.nn's kernels fail on mixed dtypes)."""
+    torch.manual_seed(0)
+    ref, mine = make_pair("gru", 3, 8, torch.float64, backend=backend)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    with torch.autocast("cpu", dtype=AMP):
+        assert_same(run(mine, lambda: x, None, [x]), run(ref, lambda: x, None, [x]), 1e-12)
+        cell = rnnlab.GRUCell(3, 8, backend="torch" if backend == "triton" else backend).double()
+        assert cell(x[0]).dtype == torch.float64
+        mine.float()
+        with pytest.raises(TypeError, match=r"GRU: hx is float64, which torch.autocast does not convert, and the "
+                                            r"parameters are torch.float32; convert the tensor with .to\(torch.fl"):
+            mine(x.float(), torch.zeros(1, 2, 8, dtype=torch.float64))
+        with pytest.raises(TypeError, match=r"GRUCell: input is float64, which torch.autocast does not convert"):
+            cell.float()(x[0])

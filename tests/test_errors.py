@@ -21,6 +21,8 @@ LAYERS = [rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU]
         ({"dropout": -0.1}, ValueError, r"dropout must be a number in \[0, 1\]; got -0.1"),
         ({"backend": "cuda"}, ValueError, r"backend must be one of 'auto', 'torch', 'native', 'triton'; got 'cuda'"),
         ({"bidirectional": "yes"}, TypeError, r"bidirectional must be True or False; got str 'yes'"),
+        ({"bias": 1}, TypeError, r"bias must be True or False; got int 1"),  # torch.nn's constructor demands a bool
+        ({"batch_first": 0}, TypeError, r"batch_first must be True or False; got int 0"),
     ],
 )
 def test_constructor_arguments(cls, kwargs, exc, pattern):
@@ -34,6 +36,8 @@ def test_numpy_integers_are_named_like_torch_nn_refuses_them():
     np = pytest.importorskip("numpy")
     with pytest.raises(TypeError, match=r"input_size must be an int >= 1; got int64 np.int64\(3\)"):
         rnnlab.LSTM(np.int64(3), 4)
+    with pytest.raises(TypeError, match=r"GRU: bias must be True or False; got bool np.True_"):
+        rnnlab.GRU(3, 4, bias=np.True_)
 
 
 def test_a_subclass_of_a_layer_keeps_the_fused_backend():
@@ -49,12 +53,28 @@ def test_a_subclass_of_a_layer_keeps_the_fused_backend():
 def test_triton_backend_only_where_kernels_exist(cls):
     with pytest.raises(NotImplementedError, match=r"fused kernels only for the layers LSTM, GRU, RNN"):
         cls(3, 4, backend="triton")
+    cell = cls(3, 4)
+    cell.backend = "triton"  # set after construction: refused at the call, not run on another path
+    with pytest.raises(NotImplementedError, match=r"fused kernels only for the layers LSTM, GRU, RNN"):
+        cell(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("module", [rnnlab.LSTM(3, 4), rnnlab.GRUCell(3, 4)], ids=["LSTM", "GRUCell"])
+def test_a_backend_set_after_construction_is_checked_at_the_call(module):
+    module.backend = "cuda"
+    with pytest.raises(ValueError, match=r"backend must be one of 'auto', 'torch', 'native', 'triton'; got 'cuda'"):
+        module(torch.randn(2, 3))
 
 
 def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
     pytest.importorskip("triton")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(NotImplementedError, match=r"runs on CUDA tensors \(on the CPU only under TRITON_INTERPRET=1\)"):
+        rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # set only after importing torch: Triton has read it by then
+    monkeypatch.setattr(rnnlab.layers, "_INTERPRET_AT_IMPORT", False)
+    with pytest.raises(NotImplementedError, match=r"TRITON_INTERPRET=1 was set after rnnlab was imported, .* set it "
+                                                  r"before importing torch and rnnlab"):
         rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
 
 
