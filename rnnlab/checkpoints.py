@@ -11,19 +11,30 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import ConfigError
 
 
-def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object, DictConfig]:
-    """The LightningModule in a checkpoint written by rnnlab-train, and its run config with ``overrides``
-    (``key=value`` strings, e.g. ``data.path=/data/ptb``) applied."""
+def read_checkpoint(ckpt_path: str, name: str = "checkpoint") -> dict:
+    """The contents of a checkpoint that rnnlab-train wrote, or a ConfigError saying what ``ckpt_path`` (the
+    argument ``name``) is instead: missing, a folder, unreadable (truncated, foreign), or not rnnlab-train's."""
     path = Path(ckpt_path)
+    if path.is_dir():
+        raise ConfigError(f"{name} {ckpt_path!r} is a folder; pass a .ckpt file in it (for example its last.ckpt)")
     if not path.is_file():
-        raise ConfigError(f"checkpoint {ckpt_path!r} not found; pass the .ckpt file that rnnlab-train wrote")
+        raise ConfigError(f"{name} {ckpt_path!r} not found; pass the .ckpt file that rnnlab-train wrote (a run's "
+                          "checkpoints/last.ckpt, say)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file
         raise ConfigError(f"{ckpt_path} is not a readable checkpoint ({type(err).__name__}: {err}); copy it again, or "
                           "use another checkpoint of the run (its last.ckpt or an epoch_*.ckpt)") from err
-    if "rnnlab_config" not in checkpoint:
+    if not isinstance(checkpoint, dict) or "rnnlab_config" not in checkpoint:
         raise ConfigError(f"{ckpt_path} was not written by rnnlab-train (it has no rnnlab_config)")
+    return checkpoint
+
+
+def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object, DictConfig]:
+    """The LightningModule in a checkpoint written by rnnlab-train, and its run config with ``overrides``
+    (``key=value`` strings, e.g. ``data.path=/data/ptb``) applied."""
+    path = Path(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(checkpoint["rnnlab_config"])
     if overrides:
         bad = [o for o in overrides if "=" not in o]

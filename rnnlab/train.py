@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from .checkpoints import read_checkpoint
 from .errors import ConfigError, DataError, RNNTypeError, RNNValueError, user_error
 from .override_hints import misspelled_keys
 
@@ -109,6 +110,34 @@ def instantiate_model(cfg: DictConfig):
                           "command line") from cause
 
 
+def resumable_task(cfg: DictConfig, checkpoint: dict) -> type:
+    """The task class of ``cfg.model``, which must be the one that wrote ``checkpoint`` (ckpt_path's)."""
+    saved = checkpoint["rnnlab_config"]["model"].get("_target_")
+    if saved != cfg.model._target_:
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} is a checkpoint of a {saved} run, and this run trains a "
+                          f"{cfg.model._target_}; resume with the config it was trained with (its experiment=...)")
+    return hydra.utils.get_class(saved)
+
+
+def check_weights_fit(cfg: DictConfig, model: L.LightningModule, checkpoint: dict) -> None:
+    """The weights in ``checkpoint`` (ckpt_path's) must have the names and shapes of ``model``'s, or the error
+    names the first that differ and the model.* settings that differ from the checkpoint's run."""
+    saved, own = checkpoint.get("state_dict", {}), model.state_dict()
+    optional = ("_best.min_value", "_best.max_value")  # older checkpoints lack them (Task.on_load_checkpoint)
+    wrong = [f"{k} is {tuple(saved[k].shape)} there, {tuple(v.shape)} here" for k, v in own.items()
+             if k in saved and saved[k].shape != v.shape]
+    wrong += [f"{k} only here" for k in own if k not in saved and not k.endswith(optional)]
+    wrong += [f"{k} only there" for k in saved if k not in own]
+    if not wrong:
+        return
+    run = OmegaConf.to_container(OmegaConf.create(checkpoint["rnnlab_config"]["model"]))
+    now = OmegaConf.to_container(cfg.model, resolve=True)
+    changed = [f"model.{k}={now.get(k)!r} (there {run.get(k)!r})" for k in sorted(set(run) | set(now))
+               if run.get(k) != now.get(k) and not isinstance(now.get(k, run.get(k)), dict)]
+    raise ConfigError(f"ckpt_path={cfg.ckpt_path}: its weights do not fit this run's model ({'; '.join(wrong[:3])}); "
+                      f"resume with the settings it was trained with{': ' + ', '.join(changed) if changed else ''}")
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
@@ -121,13 +150,20 @@ def build(cfg: DictConfig):
     check_task_matches_data(cfg)
     check_trainer(cfg.trainer)
     check_data(cfg.data)
+    resumed = None if cfg.get("ckpt_path") is None else read_checkpoint(cfg.ckpt_path, "ckpt_path")
     datamodule = hydra.utils.instantiate(cfg.data)
+    if resumed is not None:  # read the data as the checkpoint's model learned to (vocabulary, labels, statistics)
+        for name, value in resumable_task(cfg, resumed).learned_in(resumed).items():
+            if name in getattr(datamodule, "learned", ()) and value:
+                setattr(datamodule, name, value)
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):
         for key, value in datamodule.dims.items():
             cfg.model[key] = value
     model = instantiate_model(cfg)
+    if resumed is not None:
+        check_weights_fit(cfg, model, resumed)
     for name in getattr(datamodule, "learned", ()):  # vocabulary, labels: saved in checkpoints by the task
         setattr(model, name, getattr(datamodule, name))
     # the data and model config travel in every checkpoint, for rnnlab-eval and rnnlab-generate
@@ -149,11 +185,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file; point it at a .ckpt (for example last.ckpt)")
     # rnnlab's checkpoints hold the optimizer factory and random states, not only tensors
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read before testing: loading the best checkpoint restores the callback's state as it was then
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""

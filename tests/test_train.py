@@ -85,6 +85,30 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
+def test_resume_checks_the_checkpoint_against_the_run(tmp_path):
+    """ckpt_path= is read before training: a folder, another task's checkpoint or weights of other shapes are short
+    errors (they were tracebacks from inside Lightning), and the data is read as the checkpoint's model learned to
+    (here its vocabulary, for a text cut elsewhere), as rnnlab-eval reads it."""
+    train(compose_config(tmp_path / "run", "debug=fast_dev_run"))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    def resume(*overrides: str, tiny: bool = True):
+        return build(compose_config(tmp_path / "resumed", f"ckpt_path={ckpt}", *overrides, tiny=tiny))
+
+    with pytest.raises(ConfigError, match=r"ckpt_path '.*checkpoints' is a folder; pass a .ckpt file in it"):
+        build(compose_config(tmp_path / "resumed", f"ckpt_path={ckpt.parent}"))
+    with pytest.raises(ConfigError, match=r"is a checkpoint of a rnnlab.tasks.LanguageModelTask run, and this run "
+                                          r"trains a rnnlab.tasks.ForecastTask; resume with the config it was"):
+        resume("model=forecast", "data=synthetic", tiny=False)
+    with pytest.raises(ConfigError, match=r"its weights do not fit this run's model \(net.rnn.weight_ih_l0 is \(48, "
+                                          r"8\) there, \(72, 8\) here; .*\); resume with the settings it was trained "
+                                          r"with: model.hidden_size=24 \(there 16\)$"):
+        resume("model.hidden_size=24")
+    saved = torch.load(ckpt, weights_only=False)["tokenizer"]
+    assert resume("data.max_chars=3000")[0].tokenizer.state_dict() == saved
+    assert build(compose_config(tmp_path / "new", "data.max_chars=3000"))[0].tokenizer.state_dict() != saved
+
+
 def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_path):
     """last.ckpt follows the run, not the best epoch (which Lightning 2.6's save_last follows): with a learning rate of
     0 no epoch after the first improves val/loss."""
@@ -142,7 +166,7 @@ def test_multirun_of_two_values(tmp_path):
         (["model.cell=transformer"], "model.cell must be one of lstm, gru, rnn_tanh, rnn_relu; got 'transformer'"),
         (["data=text_folder"], "data.path"),
         (["data=ptb", "paths.data_dir=/nonexistent"], "Set data.path to a folder holding ptb.train.txt"),
-        (["ckpt_path=/nonexistent.ckpt"], "ckpt_path='/nonexistent.ckpt' is not a file"),
+        (["ckpt_path=/nonexistent.ckpt"], "ckpt_path '/nonexistent.ckpt' not found; pass the .ckpt file"),
         (["trainer.max_epochs=abc"], "trainer.max_epochs must be an int or null; got 'abc' (str)"),
         (["data.path=/nonexistent"], "data.path='/nonexistent' is not read by the stdlib corpus"),
         (["data.max_chars=0"], "data.max_chars must be an int >= 1, or null for the whole text; got 0"),

@@ -38,10 +38,17 @@ class Task(L.LightningModule):
         for name in self.saved_lists:
             checkpoint[name] = getattr(self, name)
 
+    @classmethod
+    def learned_in(cls, checkpoint: dict) -> dict[str, object]:
+        """The attributes learned from the training data as ``checkpoint`` saved them (none it lacks): what a task
+        loaded from it holds, and what rnnlab-train gives a resumed run's data module, so that it reads the data
+        as the checkpoint's model was trained to."""
+        return {name: checkpoint[name] for name in cls.saved_lists if name in checkpoint}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_config = checkpoint.get("rnnlab_config")
-        for name in self.saved_lists:
-            setattr(self, name, checkpoint.get(name, []))
+        for name, value in ({name: [] for name in self.saved_lists} | self.learned_in(checkpoint)).items():
+            setattr(self, name, value)
         # checkpoints from before the best-so-far metrics were saved start them afresh
         state = checkpoint.get("state_dict", {})
         for key, value in self.state_dict().items():

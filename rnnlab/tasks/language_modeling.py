@@ -112,10 +112,9 @@ class LanguageModelTask(Task):
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.state_dict()
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        if "tokenizer" in checkpoint:
-            self.tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+    @classmethod
+    def learned_in(cls, checkpoint: dict) -> dict[str, object]:
+        return {"tokenizer": Tokenizer.from_state_dict(checkpoint["tokenizer"])} if "tokenizer" in checkpoint else {}
 
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None) -> str:
