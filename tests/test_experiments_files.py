@@ -1,5 +1,6 @@
-"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError; a split
-too short for its batch names the split and the key to lower; split fractions must leave every split something."""
+"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError, and a text
+corpus refuses NUL bytes (UTF-16 read as UTF-8); a split too short for its batch names the split and the key to
+lower; split fractions must leave every split something."""
 
 import pytest
 
@@ -22,6 +23,18 @@ def test_text_csv_and_table_readers_require_utf8(tmp_path):
     for read, where in readers:
         with pytest.raises(DataError, match=rf"{where} is not UTF-8 .*must be UTF-8"):
             read()
+
+
+def test_a_utf16_text_is_refused_not_read_as_nul_characters(tmp_path):
+    """UTF-16 without a byte order mark is valid UTF-8 with a NUL beside every ASCII character: it trained a
+    vocabulary of NUL-laced words, and every word of the UTF-8 valid and test files was unknown."""
+    (tmp_path / "train.txt").write_bytes("the cat\nsat\n".encode("utf-16-le"))
+    for split in ("valid", "test"):
+        (tmp_path / f"{split}.txt").write_text("the cat\n")
+    with pytest.raises(DataError, match=r"train.txt line 1 holds NUL bytes \(character 1\); data files must be UTF-8 "
+                                        r"text, and this one is probably UTF-16 \(or binary\): convert it, for example "
+                                        r"with  iconv -f utf-16le -t utf-8 train.txt > utf8_train.txt"):
+        folder_corpus(str(tmp_path))
 
 
 def test_line_ends_are_normalised(tmp_path):

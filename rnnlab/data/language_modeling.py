@@ -5,16 +5,25 @@ The token stream of each split is cut into ``batch_size`` contiguous streams (Za
 batch k to batch k+1 continues the same text. Batches therefore come in order, never shuffled; with
 several processes each takes its own share of the streams (``shards_per_process``), and rnnlab-train
 turns off Lightning's distributed sampler, which would hand each process shuffled chunks.
+
+A split with more than ``UNKNOWN_WARNING`` of its tokens outside the vocabulary (other text than the training
+text, another language or encoding, a checkpoint evaluated on other data) is warned about, once per split: every
+such token reads as the one unknown symbol, so the split's perplexity no longer measures its text.
 """
 
 from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
 from .text import Tokenizer, load_corpus
+
+SPLITS = ("train", "val", "test")
+UNKNOWN_WARNING = 0.05  # share of unknown tokens above which a split is warned about; held-out text of the training
+# corpus has far less (PTB, whose vocabulary holds <unk>, none)
 
 
 def batchify(ids: torch.Tensor, streams: int, split: str = "train") -> torch.Tensor:
@@ -52,7 +61,7 @@ class LanguageModelData(L.LightningDataModule):
 
     def __init__(self, corpus: str = "stdlib", level: str = "char", path: str | None = None,
                  data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 16, bptt: int = 64,
-                 max_chars: int | None = 1_000_000):
+                 max_chars: int | None = 1_000_000, file_prefix: str | None = None):
         super().__init__()
         if bptt < 1 or batch_size < 1 or eval_batch_size < 1:
             raise DataError(f"data.bptt, data.batch_size and data.eval_batch_size must be >= 1; got {bptt}, "
@@ -69,11 +78,19 @@ class LanguageModelData(L.LightningDataModule):
         if self.splits:
             return
         hp = self.hparams
-        texts = load_corpus(hp.corpus, hp.path, hp.data_dir, hp.max_chars)
+        texts = load_corpus(hp.corpus, hp.path, hp.data_dir, hp.max_chars, hp.file_prefix)
         if self.tokenizer is None:
             self.tokenizer = Tokenizer.fit(hp.level, texts[0])
-        self.splits = {name: self.tokenizer.encode(text) for name, text in zip(("train", "val", "test"), texts,
-                                                                                 strict=True)}
+        self.splits = {name: self.tokenizer.encode(text) for name, text in zip(SPLITS, texts, strict=True)}
+        for name, text in zip(SPLITS, texts, strict=True):
+            unknown, total = self.tokenizer.unknown_count(text), self.splits[name].numel()
+            if total and unknown / total > UNKNOWN_WARNING:
+                rank_zero_warn(
+                    f"the {name} split has {unknown / total:.1%} unknown tokens ({unknown} of {total} are not in the "
+                    "vocabulary of the training text and all read as one unknown symbol): its perplexity is not "
+                    "comparable with other runs'; check that it is the same kind of text as the training text "
+                    "(language, tokenization, encoding)"
+                )
 
     @property
     def dims(self) -> dict:
