@@ -1,13 +1,16 @@
 """The forecasting task end to end: the embedded synthetic series, ETTh1 and airline when the shared data
 is present, standardisation on the training split only, and the errors of a malformed CSV."""
 
+import math
+from datetime import datetime, timedelta
 
 import hydra
 import pytest
 import torch
 
-from rnnlab.data.forecasting import ForecastData, synthetic_series
-from rnnlab.errors import DataError
+from rnnlab import evaluate
+from rnnlab.data.forecasting import ForecastData, read_csv_table, synthetic_series
+from rnnlab.errors import ConfigError, DataError
 from rnnlab.models.forecaster import RNNForecaster
 from rnnlab.tasks.forecasting import ForecastTask
 from rnnlab.train import train
@@ -138,7 +141,11 @@ def test_standardisation_uses_the_training_split_only():
 @pytest.mark.parametrize(
     ("content", "keys", "message"),
     [
-        ("date,a,target\n1,1,2\n2,1,x\n", {}, r"line 3: a value is not a number"),
+        ("date,a,target\n1,1,2\n2,1,x\n", {}, r"s.csv line 3, column 'target': 'x' is not a number"),
+        ("date,a,target\n", {}, r"s.csv has 0 rows, fewer than data.lookback"),
+        ("date;a;target\n1;1;2\n", {}, r"s.csv line 1: the header 'date;a;target' is one column when split at each "
+                                       r"comma; the file looks semicolon-separated"),
+        ("date,a,target\n1,1,2\n\n2,1,2\n", {}, r"s.csv line 3: a blank line, where the header has 3"),
         ("date,a,b\n" + "".join(f"{i},1,2\n" for i in range(50)), {}, r"no target column 'target'.*data.target_column"),
         ("date,a,target\n" + "".join(f"{i},1,2\n" for i in range(10)), {}, r"10 rows, fewer than data.lookback"),
         ("when,a,target\n1,1,2\n", {}, r"no time column 'date'.*set data.time_column"),
@@ -200,3 +207,121 @@ def test_empty_validation_split_is_an_error(tmp_path):
                         split_fractions=(0.8, 0.02))  # one row
     with pytest.raises(DataError, match=r"validation split has no window.*data.split_fractions\[1\]"):
         data.setup()
+
+
+def _series(times: list[str] | None = None, header: str = "date,a,target") -> str:
+    """A CSV of a time column (``times``; 0 to 199 by default) and two value columns."""
+    times = times if times is not None else [str(i) for i in range(200)]
+    return header + "\n" + "".join(f"{t},{math.sin(i / 5):.4f},{i / 100}\n" for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        ((0.7, 0.25), r"s.csv: the test split has no window: a window's data.horizon = 12 targets must lie inside it, "
+                      r"which holds 10 rows; lower the sum of data.split_fractions \(got \[0.7, 0.25\]"),
+        ((0.05, 0.5), r"s.csv: the training split has no window.*holds 10 rows; raise data.split_fractions\[0\]"),
+    ],
+)
+def test_every_split_needs_a_window(tmp_path, fractions, message):
+    """The test split's windows were not counted: 10 test rows for a horizon of 12 ran without test metrics."""
+    (tmp_path / "s.csv").write_text(_series())
+    data = ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=12, horizon=12,
+                        split_fractions=fractions)
+    with pytest.raises(DataError, match=message):
+        data.setup()
+
+
+HOURS = [(datetime(2020, 1, 1) + timedelta(hours=i)).isoformat(" ") for i in range(200)]
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (HOURS[::-1], r"s.csv line 3: 'date' '2020-01-09 06:00:00' comes before '2020-01-09 07:00:00' of the row "
+                      r"before; a series' rows must be in strictly increasing time order"),
+        ([str(i) for i in (*range(50), 49, *range(51, 200))], r"line 52: 'date' '49' repeats '49'"),
+        ([str(i) for i in (*range(10), 11, 10, *range(12, 200))], r"line 13: 'date' '10' comes before '11'"),
+        (["2020-03-29T01:00:00+00:00", "2020-03-29T02:30:00+02:00"],  # 00:30 UTC, before 01:00 UTC
+         r"line 3: 'date' '2020-03-29T02:30:00\+02:00' comes before"),
+    ],
+)
+def test_a_time_column_out_of_order_is_refused(tmp_path, times, message):
+    """Reversed, shuffled or repeated time steps trained as if in order; where the time column reads as numbers or as
+    ISO dates and times, the first row out of order is named."""
+    (tmp_path / "s.csv").write_text(_series(times))
+    with pytest.raises(DataError, match=message):
+        ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=12, horizon=4).setup()
+
+
+def test_a_time_column_in_another_format_is_read_in_file_order(tmp_path):
+    (tmp_path / "s.csv").write_text(_series([f"{i % 28 + 1}/{i // 28 + 1}/2020" for i in range(200)][::-1]))
+    data = ForecastData(source="csv", path=str(tmp_path / "s.csv"), time_column="date", lookback=12, horizon=4)
+    data.setup()
+    assert data.columns == ["a", "target"]
+
+
+def test_a_bom_tabs_and_blank_lines_at_the_end_are_read(tmp_path):
+    """A byte-order mark hid the time column ("no time column 'date' (columns: ['\\ufeffdate', ...])"), and blank
+    lines at the end were refused; a .tsv file is read tab-separated, as sentiment tables are."""
+    (tmp_path / "s.tsv").write_text("\ufeff" + _series().replace(",", "\t") + "\n\n")
+    columns, values = read_csv_table(tmp_path / "s.tsv", "date")
+    assert columns == ["a", "target"] and values.shape == (200, 2)
+
+
+@pytest.mark.parametrize("fractions", [None, (0.7, 0.1)])  # (0.7, 0.1): in the configs of older checkpoints
+def test_a_truncated_ett_file_is_refused(tmp_path, fractions):
+    """The ETT split's borders are fixed row counts: a file of 6000 rows failed in torch.stack."""
+    (tmp_path / "ett").mkdir()
+    (tmp_path / "ett" / "ETTh1.csv").write_text(_series(HOURS, header="date,HUFL,OT"))
+    with pytest.raises(DataError, match=r"ETTh1.csv has 200 rows; the ett split needs at least 14400: the file looks "
+                                        r"truncated; delete it to download it again"):
+        ForecastData(source="ett", data_dir=str(tmp_path), target_column="OT", lookback=12, horizon=4,
+                     split_fractions=fractions).setup()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=etth1", "data.split_fractions=[0.5,0.2]"],
+         r"data.source=ett splits ETTh1.csv as its benchmark does; data.split_fractions=\[0.5, 0.2\] would change "
+         r"nothing: drop it"),
+        (["data=airline", "data.split_fractions=[0.5,0.2]"], r"data.source=airline splits airline-passengers.csv"),
+        (["data=etth1", "data.time_column=when"],
+         r"data.source=ett reads ETTh1.csv with its time column 'date'; data.time_column='when' would change nothing"),
+        (["data=synthetic", "data.time_column=date"], r"data.time_column='date' is not read by data.source=synthetic"),
+    ],
+)
+def test_a_key_that_a_source_does_not_read_is_refused(tmp_path, overrides, message):
+    """ETTh1's and airline's splits and time columns are their benchmarks' (the synthetic series has none): an
+    override of them was silently ignored."""
+    cfg = compose_config(tmp_path, "model=forecast", *overrides, f"paths.data_dir={tmp_path}", tiny=False)
+    with pytest.raises(DataError, match=message):
+        hydra.utils.instantiate(cfg.data).setup()
+
+
+def test_eval_refuses_other_columns_or_another_target_than_the_models(tmp_path):
+    """rnnlab-eval compared only the number of columns: with them reordered it scored silently wrong (each column
+    standardised with another's statistics), and data.target_column=a was accepted for a model trained to forecast
+    'target'. The names travel in the checkpoint; one saved before they did still evaluates."""
+    (tmp_path / "a.csv").write_text(_series())
+    (tmp_path / "b.csv").write_text(_series(header="date,target,a"))
+    cfg = compose_config(tmp_path, "model=forecast", "data=forecast_csv", f"data.path={tmp_path / 'a.csv'}", *SMALL,
+                         "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+                         "trainer.log_every_n_steps=1", "test=false", tiny=False)
+    train(cfg)
+    checkpoint = str(tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(DataError, match=r"b.csv has the columns \['target', 'a'\]; the model was trained on \['a', "
+                                        r"'target'\], in that order"):
+        evaluate.evaluate(checkpoint, overrides=[f"data.path={tmp_path / 'b.csv'}"])
+    with pytest.raises(ConfigError, match=r"trained to read \['a', 'target'\] and forecast \['target'\]; "
+                                          r"data.target_column='a' and data.features='MS' read \['a', 'target'\] and "
+                                          r"forecast \['a'\]: set them as in training"):
+        evaluate.evaluate(checkpoint, overrides=["data.target_column=a"])
+    with pytest.raises(ConfigError, match=r"data.features='S' read \['target'\]"):
+        evaluate.evaluate(checkpoint, overrides=["data.features=S"])
+    old = torch.load(checkpoint, weights_only=False)
+    for name in ("columns", "input_columns", "output_columns"):
+        del old[name]
+    torch.save(old, tmp_path / "old.ckpt")
+    assert "test/mse" in evaluate.evaluate(str(tmp_path / "old.ckpt"))

@@ -10,7 +10,7 @@ import torch
 
 from rnnlab import evaluate
 from rnnlab.analysis import StateRecorder
-from rnnlab.data.sentiment import SentimentData
+from rnnlab.data.sentiment import SentimentData, read_table
 from rnnlab.errors import DataError
 from rnnlab.train import train
 from train_helpers import SHARED, compose_config, record_figures
@@ -187,3 +187,72 @@ def test_eval_reads_other_data_through_the_trained_vocabulary_and_plots_only_whe
     assert "test/acc = " in capsys.readouterr().out
     assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
     assert not (run / "plots" / "confusion_matrix.png").exists()  # the run's plots are left alone
+
+
+def _read(path: Path, **kwargs) -> SentimentData:
+    data = SentimentData(source="csv", path=str(path), **kwargs)
+    data.setup()
+    return data
+
+
+ROWS = "".join(f"a {'good' if i % 2 else 'bad'} film {i},{i % 2}\n" for i in range(20))  # rows 2-21: labels 0 and 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text,label\na film, really,1\n" + ROWS,
+         r"d.csv line 2: 3 fields, where the header has 2 \(text,label\); quote each field that holds a comma"),
+        ("text,label\n" + ROWS + "only text\n", r"d.csv line 22: 1 field, where the header has 2.*fill in the missing"),
+        ("text,label\n" + ROWS + "a film,\n", r"d.csv line 22: the 'label' cell is empty; fill it in or remove"),
+        ("text,label\n" + ROWS + '" ",1\n', r"d.csv line 22: the 'text' cell is empty; fill it in or remove"),
+        ("text,label\n" + ROWS + "a film,1.0\n",
+         r"d.csv: the labels '1' \(line 3\) and '1.0' \(line 22\) look like one class written two ways"),
+        ("text,label\n" + ROWS.replace(",1\n", ",pos\n") + "a film,Pos\n", r"the labels 'pos' \(line 3\) and 'Pos'"),
+        ("text\tlabel\n" + ROWS.replace(",", "\t"), r"d.csv line 1: the header 'text\\tlabel' is one column when split "
+                                                     r"at each comma; the file looks tab-separated"),
+        ("text,label\n" + ROWS[: ROWS.index("\n") + 1] + "\n" + ROWS,
+         r"d.csv line 3: a blank line, where the header has 2 \(text,label\); remove the blank line"),
+        ("\n\n", r"d.csv is empty; it needs a header row"),
+        ("text,text,label\n", r"d.csv line 1: the header names the column\(s\) \['text'\] more than once"),
+    ],
+)
+def test_a_row_that_would_be_misread_is_refused_with_its_line(tmp_path, content, message):
+    """An unquoted comma shifted the fields (the label became ' really', a class of its own), a row without its label
+    or with an empty one became a class '', and '1' beside '1.0' trained as two classes: each is refused."""
+    (tmp_path / "d.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        _read(tmp_path / "d.csv")
+
+
+def test_spaces_around_a_label_bom_long_cells_and_trailing_blank_lines_are_read(tmp_path):
+    """' 1' is the label '1' (not a third class); a byte-order mark before the header, a cell longer than the csv
+    module's default limit (131072 characters) and blank lines at the end of the file are read."""
+    rows = ROWS.replace(",1\n", ", 1 \n", 3).replace("a bad film 0", "a bad film " + "very " * 40_000)
+    (tmp_path / "d.csv").write_text("\ufefftext,label\n" + rows + "\n\n")
+    data = _read(tmp_path / "d.csv")
+    assert data.labels == ["0", "1"] and sum(len(rows) for rows in data.splits.values()) == 20
+
+
+@pytest.mark.parametrize("rows", range(3, 13))
+def test_every_split_holds_a_row_from_three_rows_on(tmp_path, rows):
+    """The error for fewer rows says 3 suffice: with 3 to 9 rows the test split was empty, without a word."""
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(rows)))
+    splits = read_table(str(tmp_path / "d.csv"), "text", "label", (0.8, 0.1), seed=0)
+    assert all(splits.values()) and sum(len(s) for s in splits.values()) == rows
+
+
+def test_a_label_outside_the_training_split_names_the_file_and_what_to_do(tmp_path):
+    """A label that the seed's shuffle puts in the test split only; and, in evaluation, a label the model was not
+    trained on."""
+    last = torch.randperm(20, generator=torch.Generator().manual_seed(0)).tolist()[-1]  # a row of the test split
+    rows = [f"a film {i},{'2' if i == last else i % 2}\n" for i in range(20)]
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(rows))
+    with pytest.raises(DataError, match=r"d.csv: the test split has labels not in the training split: \['2'\] \(the "
+                                        r"training split has \['0', '1'\]\).*data.split_seed"):
+        _read(tmp_path / "d.csv")
+    trained = SentimentData(source="csv", path=str(tmp_path / "d.csv"))
+    trained.labels = ["0", "1", "3"]
+    with pytest.raises(DataError, match=r"d.csv: the test split has labels \['2'\] that the model was not trained on "
+                                        r"\(its labels: \['0', '1', '3'\]\)"):
+        trained.setup()

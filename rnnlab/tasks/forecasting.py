@@ -30,7 +30,7 @@ NAIVE = ("mse_naive", "mse_orig_naive")  # the persistence forecast's errors, st
 class ForecastTask(Task):
     """Trains an :class:`~rnnlab.models.forecaster.RNNForecaster` built from the ``model.*`` keys."""
 
-    saved_lists = ("column_mean", "column_std")
+    saved_lists = ("column_mean", "column_std", "columns", "input_columns", "output_columns")
 
     def __init__(self, input_size: int, output_size: int, horizon: int, target_mean: list[float],
                  target_std: list[float], target_index: list[int], optimizer: Callable,
@@ -47,9 +47,13 @@ class ForecastTask(Task):
             f"{stage}_{name}{scale}": make()
             for stage in ("val", "test") for name, (make, scales) in METRICS.items() for scale in scales
         } | {f"{stage}_{name}": MeanSquaredError() for stage in ("val", "test") for name in NAIVE})
-        # the data's per-column standardisation (set from the data module; saved_lists)
+        # the data's per-column standardisation, its columns' names and those of the inputs and outputs (set from the
+        # data module; saved_lists; a checkpoint saved before the names were loads them as [], unchecked)
         self.column_mean: list[float] = []
         self.column_std: list[float] = []
+        self.columns: list[str] = []
+        self.input_columns: list[str] = []
+        self.output_columns: list[str] = []
         self.val_mse_best = MinMetric()
         self.val_mse_best.persistent(True)  # saved in checkpoints: a resumed run keeps the best
         self._plot: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
