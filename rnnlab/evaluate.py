@@ -20,6 +20,7 @@ import sys
 import hydra
 import lightning as L
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError, user_error
@@ -38,6 +39,9 @@ def _eval_overrides(overrides: list[str]) -> tuple[list[str], str | None]:
         raise ConfigError(f"rnnlab-eval changes only {', '.join(k + ('.*' if k == 'data' else '') for k in EVAL_KEYS)}"
                           f" of the run's config; {refused} would change nothing (the model is the checkpoint's): "
                           "drop them")
+    if "data" in keys:
+        raise ConfigError("rnnlab-eval changes the run's data config key by key (data.path=..., data.batch_size=...), "
+                          "not as a whole: data=... would replace it; the model can only read data of its own kind")
     moved = [o.replace("paths.data_dir=", "data.data_dir=", 1) for o, key in zip(overrides, keys, strict=True)
              if key == "paths.data_dir" and "data.data_dir" not in keys]
     precision = [o.split("=", 1)[1] for o, key in zip(overrides, keys, strict=True) if key == "trainer.precision"]
@@ -67,8 +71,12 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
               "evaluates on the CPU, in fp32", file=sys.stderr)
         accelerator, precision = "cpu", None
-    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+    try:
+        trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
+                            enable_checkpointing=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, ImportError) as err:  # ImportError: an accelerator's package
+        raise ConfigError(f"Lightning refuses trainer.accelerator={accelerator} or trainer.precision={precision}: "
+                          f"{err}") from err
     run = trainer.test if split == "test" else trainer.validate
     results = run(model, datamodule=datamodule, verbose=False)[0]
     return {k: float(v) for k, v in results.items()}

@@ -14,6 +14,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
@@ -35,6 +36,16 @@ TRAINER_NUMBERS = ("gradient_clip_val", "val_check_interval", "overfit_batches",
                    "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 # data.* sizes of rnnlab's data modules: ints >= 1 (a string reached the DataLoader, whose error named no key)
 DATA_COUNTS = ("batch_size", "eval_batch_size", "bptt", "lookback", "horizon", "min_freq", "max_length")
+# model.* keys with a range and what it is, where a value outside it was skipped silently (a negative init_range or
+# sample_length), failed only after an epoch (sample_temperature) or with a message naming no key
+MODEL_RANGES = {
+    "embedding_dim": ("an int >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "dropout": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "init_range": ("a number >= 0 (0: torch.nn's initialisation)", lambda v: v >= 0),
+    "sample_length": ("an int >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "sample_temperature": ("a finite number > 0", lambda v: 0 < v < float("inf")),
+    "optimizer.lr": ("a number >= 0", lambda v: v >= 0),
+}
 
 
 def _target(group: str, name: str) -> str:
@@ -79,6 +90,17 @@ def check_trainer(trainer: DictConfig) -> None:
             kind = "an int" if key in TRAINER_COUNTS else "a number"
             raise ConfigError(f"trainer.{key} must be {kind} or null; got {value!r} ({type(value).__name__}): "
                               f"set trainer.{key} on the command line")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and clip < 0:  # Lightning clips only at a value > 0, and skipped a negative one silently
+        raise ConfigError(f"trainer.gradient_clip_val must be >= 0 (0 or null: no clipping); got {clip}")
+
+
+def check_model(model: DictConfig) -> None:
+    """Refuse a model.* value outside its range (MODEL_RANGES), naming the key; bools and strings are no numbers."""
+    for key, (expected, fits) in MODEL_RANGES.items():
+        value = OmegaConf.select(model, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not fits(value)):
+            raise ConfigError(f"model.{key} must be {expected}; got {value!r}: set model.{key} on the command line")
 
 
 def check_data(data: DictConfig) -> None:
@@ -150,6 +172,7 @@ def build(cfg: DictConfig):
     check_task_matches_data(cfg)
     check_trainer(cfg.trainer)
     check_data(cfg.data)
+    check_model(cfg.model)
     resumed = None if cfg.get("ckpt_path") is None else read_checkpoint(cfg.ckpt_path, "ckpt_path")
     datamodule = hydra.utils.instantiate(cfg.data)
     if resumed is not None:  # read the data as the checkpoint's model learned to (vocabulary, labels, statistics)
@@ -172,21 +195,31 @@ def build(cfg: DictConfig):
     # each rank's own streams; the others: data.sampling.ProcessShare, which scores every evaluation item once) must
     # not have Lightning swap its loaders' samplers for its distributed one
     own_sharding = {"use_distributed_sampler": False} if getattr(datamodule, "shards_per_process", False) else {}
-    trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger"))
-        or False, **own_sharding,
-    )
+    try:
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger"))
+            or False, **own_sharding,
+        )
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, (MisconfigurationException, ValueError)):
+            raise
+        raise ConfigError(f"Lightning refuses the trainer.* config: {err.__cause__}; set the trainer.* key it names "
+                          "on the command line") from err.__cause__
     return datamodule, model, trainer
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and, with ``test: true``, test the best checkpoint); returns the final metrics, with the best epoch's
     ``optimized_metric`` as ``<optimized_metric>_best`` where the checkpoint callback kept one."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    if (seed := cfg.get("seed")) is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an int or null; got {seed!r}: set seed on the command line")
+        L.seed_everything(seed, workers=True)
     datamodule, model, trainer = build(cfg)
-    # rnnlab's checkpoints hold the optimizer factory and random states, not only tensors
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    try:  # rnnlab's checkpoints hold the optimizer factory and random states, not only tensors
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+    except MisconfigurationException as err:  # such as an optimized_metric the task does not log, after an epoch
+        raise ConfigError(f"Lightning refuses the config: {err}") from err
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # read before testing: loading the best checkpoint restores the callback's state as it was then
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""

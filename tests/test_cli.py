@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rnnlab import evaluate, generate
-from rnnlab.errors import DataError
+from rnnlab.errors import ConfigError, DataError
 from rnnlab.summary import summarize
 from rnnlab.train import build, train
 from train_helpers import SHARED, compose_config
@@ -47,6 +47,15 @@ def test_cli_errors(tmp_path, capsys):
     assert "is not a readable checkpoint" in capsys.readouterr().err
     assert evaluate.main([str(tmp_path / "missing.ckpt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data=stdlib_char", r"rnnlab-eval changes the run's data config key by key \(data.path=..., "),
+    ("trainer.precision=bf17", r"Lightning refuses trainer.accelerator=.* or trainer.precision=bf17: .*bf17"),
+])
+def test_eval_refuses_what_lightning_or_the_run_config_cannot_take(checkpoint, override, message):
+    with pytest.raises(ConfigError, match=message):
+        evaluate.evaluate(str(checkpoint), overrides=[override])
 
 
 def test_eval_refuses_plots_of_the_validation_split(checkpoint, capsys):

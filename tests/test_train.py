@@ -179,6 +179,32 @@ def test_bad_input_gives_a_short_error(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.dropout=2", r"model.dropout must be a number in \[0, 1\]; got 2: set model.dropout on the command line"),
+    ("model.embedding_dim=0", r"model.embedding_dim must be an int >= 1; got 0"),
+    ("model.init_range=-1", r"model.init_range must be a number >= 0 \(0: torch.nn's initialisation\); got -1"),
+    ("model.sample_length=-5", r"model.sample_length must be an int >= 1; got -5"),
+    ("model.sample_temperature=0", r"model.sample_temperature must be a finite number > 0; got 0"),
+    ("model.optimizer.lr=abc", r"model.optimizer.lr must be a number >= 0; got 'abc'"),
+    ("trainer.gradient_clip_val=-1", r"trainer.gradient_clip_val must be >= 0 \(0 or null: no clipping\); got -1"),
+    ("trainer.devices=0", r"Lightning refuses the trainer.\* config: .*devices.*; set the trainer.\* key it names"),
+    ("seed=abc", r"seed must be an int or null; got 'abc'"),
+])
+def test_settings_out_of_range_are_refused_by_key(tmp_path, override, message):
+    """Values that Lightning or torch skipped silently (a negative clip, init_range or sample length), refused only
+    after an epoch (a temperature of 0) or with a message naming no key, refused before anything runs."""
+    with pytest.raises(ConfigError, match=message):
+        train(compose_config(tmp_path, override))
+
+
+def test_an_optimized_metric_the_task_does_not_log_is_a_config_error(tmp_path):
+    cfg = compose_config(tmp_path, "optimized_metric=val/foo", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "test=false")
+    with pytest.raises(ConfigError, match=r"Lightning refuses the config: .*monitor='val/foo'.* could not find the "
+                                          r"monitored key"):
+        train(cfg)
+
+
 def test_max_chars_cuts_every_corpus(tmp_path):
     """data.max_chars keeps the first characters of a text before its split (a folder's: of each split file), and
     only the stdlib corpus has a limit by default."""
