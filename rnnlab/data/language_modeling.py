@@ -81,6 +81,9 @@ class LanguageModelData(L.LightningDataModule):
         texts = load_corpus(hp.corpus, hp.path, hp.data_dir, hp.max_chars, hp.file_prefix)
         if self.tokenizer is None:
             self.tokenizer = Tokenizer.fit(hp.level, texts[0])
+        elif self.tokenizer.level != hp.level:  # a trained model's, which reads its own level only
+            raise DataError(f"data.level={hp.level}: the model's vocabulary is {self.tokenizer.level} level, and it "
+                            f"reads text only that way; drop data.level (or set it to {self.tokenizer.level})")
         self.splits = {name: self.tokenizer.encode(text) for name, text in zip(SPLITS, texts, strict=True)}
         for name, text in zip(SPLITS, texts, strict=True):
             unknown, total = self.tokenizer.unknown_count(text), self.splits[name].numel()
