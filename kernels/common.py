@@ -138,11 +138,13 @@ def _divide(a, b):
 
 @triton.jit
 def sigmoid(x):
+    """1 / (1 + exp(-x)), on the exponential and division below (flush-to-zero when compiled)."""
     return _divide(1.0, 1.0 + _exp(-x))
 
 
 @triton.jit
 def tanh(x):
+    """tanh(x) as 2 sigmoid(2x) - 1."""
     # libdevice tanh is unavailable under the interpreter; exact in real arithmetic
     return 2.0 * sigmoid(2.0 * x) - 1.0
 

@@ -102,6 +102,8 @@ HELD_DTYPES = ("fp16", "bf16")  # its products' operands (tensor cores)
 
 @dataclass
 class Fit:
+    """One compiled kernel configuration and what ptxas reported for it (a row of the report)."""
+
     kernel: str
     target: str
     dtype: str
@@ -423,12 +425,15 @@ HEADER = (f"{'kernel':14} {'target':6} {'dtype':5} {'H':>5} {'sync':4} {'mode':5
 
 
 def row(fit: Fit) -> str:
+    """``fit`` as a line of the report's table."""
     return (f"{fit.kernel:14} {fit.target:6} {fit.dtype:5} {fit.hidden:5} {fit.sync:4} {fit.mode:5} {fit.proj:4} "
             f"{fit.align:5} {fit.variant:7} {fit.num_warps:5} {fit.registers:4} {fit.shared:7} {fit.spill_bytes:5} "
             f"{fit.fits}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line of the module docstring: cross-compile and print the configurations asked for (all, one
+    kernel's, or one); 1 if any does not fit."""
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")

@@ -15,6 +15,7 @@ from .errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point of rnnlab-generate."""
     parser = argparse.ArgumentParser(prog="rnnlab-generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .ckpt written by rnnlab-train for a language model")

@@ -29,6 +29,7 @@ TOKEN = re.compile(r"[\w']+|[^\w\s]")
 
 
 def tokenize(text: str) -> list[str]:
+    """Lower-cased words and punctuation marks of ``text``."""
     return TOKEN.findall(text.lower())
 
 

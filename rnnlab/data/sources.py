@@ -71,6 +71,7 @@ SOURCES = {
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 hex digest of the file at ``path``."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
