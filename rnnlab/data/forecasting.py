@@ -279,6 +279,8 @@ class ForecastData(SplitLoaders, L.LightningDataModule):
 
     @property
     def dims(self) -> dict:
+        """Sizes the model needs from the data: input and output columns, horizon, where the targets are among the
+        inputs, and the targets' statistics."""
         return {
             "input_size": self.datasets["train"].x.shape[1], "output_size": len(self.outputs),
             "horizon": self.hparams.horizon, "target_index": [self.inputs.index(o) for o in self.outputs],

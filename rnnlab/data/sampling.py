@@ -41,6 +41,7 @@ class ProcessShare(Sampler):
             else (0, 1)
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order to draw next (Lightning calls it at each epoch's start, as on its own sampler)."""
         self.epoch = epoch
 
     def _total(self) -> int:

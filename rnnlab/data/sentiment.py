@@ -161,10 +161,12 @@ class SentimentData(SplitLoaders, L.LightningDataModule):
 
     @property
     def dims(self) -> dict:
+        """Sizes the model needs from the data: the vocabulary's and the number of classes."""
         return {"vocab_size": len(self.vocab), "num_classes": len(self.labels)}
 
     @staticmethod
     def collate(items: list[tuple[torch.Tensor, int]]):
+        """(token ids, label) pairs -> padded tokens (B, T), lengths (B,) and labels (B,)."""
         lengths = torch.tensor([len(t) for t, _ in items])
         tokens = torch.nn.utils.rnn.pad_sequence([t for t, _ in items], batch_first=True)  # (B, T)
         return tokens, lengths, torch.tensor([y for _, y in items])

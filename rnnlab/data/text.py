@@ -179,6 +179,7 @@ class Tokenizer:
         return len(self.itos)
 
     def symbols(self, text: str) -> list[str]:
+        """The characters of ``text``, or its words with ``<eos>`` after each line."""
         if self.level == "char":
             return list(text)
         return [w for line in text.splitlines() for w in [*line.split(), self.EOS]]
@@ -209,14 +210,17 @@ class Tokenizer:
         return prompt + ("" if joined else " ") + text
 
     def decode(self, ids) -> str:
+        """The text of ``ids``: characters joined, or words joined by spaces with ``<eos>`` as a line end."""
         words = [self.itos[int(i)] for i in ids]
         if self.level == "char":
             return "".join(words)
         return " ".join(words).replace(f" {self.EOS} ", "\n").replace(self.EOS, "\n")
 
     def state_dict(self) -> dict:
+        """What a checkpoint stores of the tokenizer: its level and vocabulary."""
         return {"level": self.level, "itos": self.itos}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Tokenizer:
+        """The tokenizer that ``state_dict`` gave ``state``."""
         return cls(state["level"], state["itos"])

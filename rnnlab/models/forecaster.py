@@ -41,6 +41,7 @@ class RNNForecaster(nn.Module):
             self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, lookback, input_size) -> the forecast (B, horizon, output_size)."""
         y, state = self.encoder(x)  # y: (B, lookback, H)
         last = x[:, -1:, self.target_index]  # (B, 1, output_size): the last observed values
         if self.decoder_kind == "direct":
