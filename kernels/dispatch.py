@@ -659,8 +659,8 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
         return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
     if MAX_HELD_H[cell] < H and (problem := _split_held_problem(x, held_launch(cell, x, H, B))):
         return f"split, {problem}"
-    try:
-        from . import held  # noqa: F401
+    try:  # only Gluon itself: an error inside held.py must surface where its kernels launch, not read as this
+        from triton.experimental import gluon  # noqa: F401
     except ImportError as err:
         return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
     if (capability := torch.cuda.get_device_capability(x.device)) not in FITTED_TARGETS:

@@ -68,10 +68,10 @@ from .dispatch import (
 
 try:  # the held regime's kernels are Gluon's (Triton >= 3.6)
     from triton.experimental.gluon._runtime import GluonASTSource
-
-    from . import held
 except ImportError:
     GluonASTSource = held = None
+else:  # outside the try: an error inside held.py must not drop its kernels from the table silently
+    from . import held
 
 CELL_MODULES = {"lstm": lstm, "gru": gru, "rnn": rnn}
 KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel") for name, module in CELL_MODULES.items()

@@ -4,6 +4,7 @@ outputs, final states and every gradient."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 
 import pytest
@@ -114,8 +115,11 @@ def _outputs(y, h) -> list[torch.Tensor]:
 
 def relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> list[float]:
     """Each item's largest error relative to that item's largest value in ``want`` (``got`` is compared
-    in ``want``'s dtype and device)."""
-    return [((a.to(b.device, b.dtype) - b).abs().max() / b.abs().max()).item() for a, b in zip(got, want, strict=True)]
+    in ``want``'s dtype and device); a NaN anywhere in an item is an infinite error, which ``max(errors)`` cannot
+    skip as it skips a NaN after the first item."""
+    errors = [((a.to(b.device, b.dtype) - b).abs().max() / b.abs().max()).item()
+              for a, b in zip(got, want, strict=True)]
+    return [math.inf if math.isnan(e) else e for e in errors]
 
 
 def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: float, scaled: bool = False) -> None:

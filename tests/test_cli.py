@@ -1,5 +1,6 @@
 """rnnlab-eval and rnnlab-generate on a checkpoint that rnnlab-train wrote; the model summary."""
 
+import math
 
 import pytest
 import torch
@@ -24,6 +25,8 @@ def checkpoint(tmp_path_factory):
 def test_eval_reports_each_split_and_applies_overrides(checkpoint):
     val = evaluate.evaluate(str(checkpoint), split="val")
     assert set(val) >= {"val/loss", "val/ppl", "val/bpc"}
+    assert val["val/ppl"] == pytest.approx(math.exp(val["val/loss"]), rel=1e-5)  # per token, the loss in nats
+    assert val["val/bpc"] == pytest.approx(val["val/loss"] / math.log(2), rel=1e-5)
     test = evaluate.evaluate(str(checkpoint), split="test")
     assert test["test/loss"] > 0
     # another corpus through the trained model's own vocabulary (characters it never saw map to unknown)

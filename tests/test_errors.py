@@ -111,7 +111,7 @@ class TestForwardInputs:
         pattern = r"input must be 3-D \(T, B, input_size\) or 2-D .* got 4-D shape \(2, 2, 2, 3\)"
         with pytest.raises(ValueError, match=pattern):
             m(torch.randn(2, 2, 2, 3))
-        with pytest.raises(RuntimeError):  # torch.nn raises RuntimeError here; rnnlab's error is both
+        with pytest.raises(RuntimeError, match=r"input must be 3-D .* got 1-D shape \(3,\)"):  # torch.nn's type
             m(torch.randn(3))
 
     def test_feature_size(self, cls, backend):

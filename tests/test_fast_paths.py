@@ -67,4 +67,4 @@ def test_tanh_through_sigmoid_is_accurate(dtype):
     got = common.tanh_(x.clone())
     tol = 2e-7 if dtype == torch.float32 else 1e-15
     torch.testing.assert_close(got, torch.tanh(x), atol=tol, rtol=0)
-    assert torch.isfinite(common.tanh_(torch.tensor([float("inf"), -float("inf")], dtype=dtype))).all()
+    assert common.tanh_(torch.tensor([float("inf"), -float("inf")], dtype=dtype)).tolist() == [1.0, -1.0]

@@ -92,7 +92,9 @@ def test_fused_layer_norm_in_half_precision(cell, dtype):
     2.6e-2 to 2.8e-1 in bf16, the step-by-step path by 4.2e-3 to 6.6e-2 and 4.2e-2 to 3.4e-1; the fused
     kernels' error was at most 0.82x (fp16) and 1.24x (bf16) the step-by-step path's, for the GRU and RNN up to
     1.0x. A fixed bound held for some weights only (this test drew them unseeded before and passed by the order
-    the tests ran in)."""
+    the tests ran in). Item by item too, at most 2x the step-by-step path's error on that item (measured at this
+    seed up to 1.58x, the RNN's in bf16), so that one gradient cannot be far off under another item's larger
+    error."""
     torch.manual_seed(5)
     want_layer, layer, ref = _layers(cell, _widest(cell, dtype), torch.float64)
     with torch.no_grad():
@@ -105,6 +107,7 @@ def test_fused_layer_norm_in_half_precision(cell, dtype):
     errors = relative_errors(run_seeded(layer, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape)), want)
     step_errors = relative_errors(run_seeded(step, *make_inputs(ref, dtype=dtype, device=DEVICE, **shape)), want)
     assert max(errors) <= 1.5 * max(step_errors), (errors, step_errors)
+    assert all(e <= 2 * s for e, s in zip(errors, step_errors, strict=True)), (errors, step_errors)
 
 
 def test_what_the_fused_layer_norm_does_not_take_is_refused():

@@ -27,7 +27,7 @@ from parity import (
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab import kernels  # noqa: E402
-from rnnlab.kernels.dispatch import force_regime  # noqa: E402
+from rnnlab.kernels.dispatch import force_regime, plan  # noqa: E402
 
 pytestmark = needs_fused_device
 DEVICE = FUSED_DEVICE
@@ -110,11 +110,15 @@ def test_gradcheck_through_the_fused_variants(cell, regime, training):
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
-@pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("gru", 20), ("gru", 50), ("rnn_tanh", 50)])
+@pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 70), ("gru", 20), ("gru", 70), ("rnn_tanh", 50),
+                                         ("rnn_tanh", 100)])
 def test_fused_variants_in_half_precision(cell, H, dtype, bound):
     """Errors relative to each item's largest value against the step-by-step path in float64 with the same
     draws (rates whose masks are exact in half precision; on the same device, whose generator draws them),
-    within the plain kernels' bounds (test_triton_kernels.test_fused_half_precision)."""
+    within the plain kernels' bounds (test_triton_kernels.test_fused_half_precision). In half precision the
+    persistent regime holds H up to 64 (the RNN's more): H = 70 and 100 are the tiled regime's (asserted)."""
+    regime = plan(cell.split("_")[0], torch.empty(15, 5, H, dtype=dtype), H, 5).regime
+    assert regime == ("tiled" if H > 64 else "persistent"), regime
     torch.manual_seed(5)  # the weights, whatever ran before
     ref, _ = make_pair(cell, 5, H, torch.float64)
     opts = variant_options(cell, 0.25, 0.5)

@@ -18,6 +18,23 @@ def _model(level: str) -> LanguageModelTask:
     return model
 
 
+@pytest.mark.parametrize("options", [{"top_k": 1}, {"temperature": 1e-6}], ids=["top_k=1", "temperature=1e-6"])
+def test_top_k_and_temperature_act_on_the_distribution(options):
+    """top_k=1 keeps the likeliest token only, and a temperature near 0 puts all the probability on it: both decode
+    greedily, whatever the generator draws (unlike the plain sampling, which the last line checks)."""
+    model = _model("char").eval()
+    tokens, state, greedy = torch.tensor([[model.tokenizer.stoi["\n"]]]), None, []
+    with torch.no_grad():
+        for _ in range(12):
+            logits, state = model.net(tokens, state)
+            tokens = logits[-1:, :].argmax(-1)  # (1, 1)
+            greedy.append(int(tokens))
+    want = model.tokenizer.decode(greedy)
+    draws = {model.generate("", 12, generator=torch.Generator().manual_seed(seed), **options) for seed in range(4)}
+    assert draws == {want}
+    assert len({model.generate("", 12, generator=torch.Generator().manual_seed(seed)) for seed in range(4)}) > 1
+
+
 @pytest.mark.parametrize(("level", "start"), [("char", "\n"), ("word", Tokenizer.EOS)])
 def test_an_empty_prompt_starts_where_a_line_begins(level, start):
     """Not from the unknown symbol (id 0), whose embedding training never updates: from the symbol before every

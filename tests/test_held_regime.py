@@ -199,7 +199,8 @@ def test_interpreted_held_kernels_match_reference(interpreted_held, cell, H, B):
 def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
     """fp16, as the regime runs on a GPU (fp32 state, h rounded to fp16 for each product, fp32 accumulation): against
     float64 on the same rounded inputs within the vector regime's bound (tests/test_vector_regime.py), 2e-3 of each
-    output's largest value (measured 3.3e-4 to 3.7e-4, as the vector regime's here)."""
+    output's largest value (measured 3.3e-4 to 3.7e-4, as the vector regime's here), and, as that test asks of
+    the vector regime, no more than 1.5 times the persistent regime's error in the same dtype."""
     torch.manual_seed(1)
     ref = make_pair(cell, 5, 48, torch.float64, bidirectional=True)[0]
     with torch.no_grad():
@@ -209,9 +210,12 @@ def test_interpreted_held_kernels_in_half_precision(interpreted_held, cell):
     fused = rnnlab.from_torch(ref, backend="triton").to(torch.float16)
     shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6, "rounded_to": torch.float16}
     want = infer(reference, *make_inputs(ref, dtype=torch.float64, **shape)[:2])
-    with force_regime("held"):
-        got = infer(fused, *make_inputs(ref, dtype=torch.float16, **shape)[:2])
-    assert max(relative_errors(got, want)) < 2e-3
+    x, hx, _ = make_inputs(ref, dtype=torch.float16, **shape)
+    errors = {}
+    for regime in ("held", "persistent"):
+        with force_regime(regime):
+            errors[regime] = max(relative_errors(infer(fused, x, hx), want))
+    assert errors["held"] < 2e-3 and errors["held"] <= 1.5 * errors["persistent"], errors
 
 
 @pytest.mark.parametrize(("cell", "H", "B", "exchange"), [("lstm", 256, 3, "flagged"), ("lstm", 160, 1, "barrier"),

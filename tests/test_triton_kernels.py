@@ -141,11 +141,40 @@ def test_fused_half_precision(cell, dtype, bound, H):
     state in fp32, so they must beat the reference path in the same dtype, which keeps it in the dtype
     (measured 0.3-0.85x its error); an RNN's state is its output, rounded to the dtype on both paths."""
     errors = _errors_against_float64(cell, H, dtype, T=15, B=5)
-    kept = slice(0, 2) if cell == "rnn_relu" else slice(None)  # relu's gradients jump at zero: y and h_n only
+    kept = slice(0, 2) if cell == "rnn_relu" else slice(None)  # relu: y and h_n (gradients: the next test)
     assert max(errors[kept]) < bound, errors
     if not cell.startswith("rnn"):
         reference = _errors_against_float64(cell, H, dtype, T=15, B=5, backend="torch")
         assert max(errors) <= max(reference), (errors, reference)
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
+def test_fused_relu_gradients_in_half_precision(dtype, bound):
+    """Every output and gradient of the fused relu RNN in half precision, which the test above cannot bound (a
+    pre-activation within rounding of zero switches its unit's gradient on or off: measured 0.37 off at one such
+    flip). Here the biases hold each unit's pre-activation at +3 or -3 (active and dead units), and the products
+    move it by less than 2 (asserted from the weights' row sums and the largest input and state), so no unit can
+    flip; the same bounds as the other cells'."""
+    torch.manual_seed(3)
+    ref, layer = make_pair("rnn_relu", 5, 20, torch.float64, backend="triton", bidirectional=True)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if name.startswith("weight"):
+                p.uniform_(-0.02, 0.02)
+            else:  # b_ih + b_hh: +3 on even units, -3 on odd ones
+                p.copy_(torch.tensor([1.5, -1.5], dtype=p.dtype).repeat(10))
+    layer.load_state_dict(ref.state_dict())
+    shape = {"form": "packed", "T": 15, "B": 5, "with_state": True, "seed": 6}
+    make_input, h0, leaves = make_inputs(ref, dtype=torch.float64, **shape)
+    want = run(ref, make_input, h0, leaves)
+    row_sums = {kind: max(p.abs().sum(1).max().item() for name, p in ref.named_parameters()
+                          if name.startswith(f"weight_{kind}")) for kind in ("ih", "hh")}
+    largest_x = max(t.abs().max().item() for t in leaves[:-1])  # the sequences (the last leaf is h0)
+    largest_h = max(t.abs().max().item() for t in (want[0], want[1], h0))
+    assert row_sums["ih"] * largest_x + row_sums["hh"] * largest_h < 2.0  # |W_ih x| + |W_hh h|, against 3
+    got = run(layer.to(DEVICE, dtype), *make_inputs(ref, dtype=dtype, device=DEVICE, **shape))
+    errors = relative_errors(got, want)
+    assert max(errors) < bound, errors
 
 
 def _errors_against_float64(cell, H, dtype, T, B, backend="triton"):
@@ -223,11 +252,12 @@ def test_tiled_regime_on_a_single_partial_tile_and_several_batch_tiles():
 def test_resident_regime_matches_reference(cell, dtype):
     """The resident regime (each program holds its tile of W_hh for the whole sequence) where the
     interpreter can run it: one tile covering H = 13 (masked columns, reduction padded to 16), two batch
-    tiles, packed, both directions; fp16 bounded against float64 as in test_fused_half_precision."""
+    tiles, packed, both directions; fp16 bounded against float64 as in test_fused_half_precision (measured up to
+    9.0e-4)."""
     with force_regime("resident"):
         if dtype == torch.float16:
             errors = _errors_against_float64(cell, 13, dtype, T=7, B=19)
-            assert max(errors[:2] if cell == "rnn_relu" else errors) < 4e-3, errors
+            assert max(errors[:2] if cell == "rnn_relu" else errors) < 2e-3, errors
             return
         torch.manual_seed(3)
         reference, fused, ref = _pair(13, cell=cell, bidirectional=True)
