@@ -45,6 +45,40 @@ def test_norms_match_a_loop_over_torch_cells(mode, backend):
     torch.testing.assert_close(got[0], want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_norms_of_a_bidirectional_stack_match_a_loop_over_torch_cells(backend):
+    """Two layers, both directions: row layer * 2 + direction, each direction's h_t at the step of x_t, against
+    torch.nn cells run by hand (the reverse direction over the reversed sequence), the upper layer reading both
+    directions' states."""
+    torch.manual_seed(1)
+    layer = rnnlab.GRU(4, 5, num_layers=2, bidirectional=True, backend=backend, dtype=torch.float64)
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    weights = torch.randn(7, 3, 10, dtype=torch.float64)
+    with record_states(layer) as states:
+        y = layer(x)[0]
+    got = states.gradient_norms((y * weights).sum())["GRU"]
+
+    inputs, hs = x, {}
+    for index in range(2):
+        outputs = []
+        for direction, suffix in enumerate(("", "_reverse")):
+            cell = nn.GRUCell(inputs.shape[-1], 5, dtype=torch.float64)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).data.copy_(getattr(layer, f"{name}_l{index}{suffix}"))
+            steps = range(7) if direction == 0 else range(6, -1, -1)
+            h, out = None, [None] * 7
+            for t in steps:
+                h = cell(inputs[t], h)
+                h.retain_grad()
+                hs[index * 2 + direction, t] = out[t] = h
+            outputs.append(torch.stack(out))
+        inputs = torch.cat(outputs, -1)  # (T, B, 2H)
+    (inputs * weights).sum().backward()
+    want = torch.stack([torch.stack([hs[row, t].grad.norm(dim=-1) for t in range(7)]) for row in range(4)])
+    assert got.shape == (4, 7, 3)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_recording_changes_nothing_outside_the_block():
     layer = rnnlab.LSTM(3, 5, num_layers=2, backend="native")
     x = torch.randn(6, 2, 3)
