@@ -24,7 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError, user_error
-from .train import check_data, gpu_missing
+from .train import check_data, check_precision, gpu_missing
 
 EVAL_KEYS = ("data", "paths.data_dir", "trainer.accelerator", "trainer.precision")  # what overrides may change
 
@@ -67,6 +67,7 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
     datamodule.prepare_data()
     datamodule.setup("fit")
     accelerator, precision = cfg.trainer.get("accelerator", "auto"), precision or cfg.trainer.get("precision")
+    check_precision(precision)
     if gpu_missing(accelerator):
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
               "evaluates on the CPU, in fp32", file=sys.stderr)

@@ -55,6 +55,7 @@ def test_cli_errors(tmp_path, capsys):
 @pytest.mark.parametrize(("override", "message"), [
     ("data=stdlib_char", r"rnnlab-eval changes the run's data config key by key \(data.path=..., "),
     ("trainer.precision=bf17", r"Lightning refuses trainer.accelerator=.* or trainer.precision=bf17: .*bf17"),
+    ("trainer.precision=16-true", r"trainer.precision=16-true converts the whole task to half precision"),
     ("data.level=word", r"data.level=word: the model's vocabulary is char level, and it reads text only that way"),
 ])
 def test_eval_refuses_what_lightning_or_the_run_config_cannot_take(checkpoint, override, message):

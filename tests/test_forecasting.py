@@ -33,6 +33,17 @@ def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
     assert (tmp_path / "plots" / "forecast.png").is_file()
 
 
+@pytest.mark.parametrize("decoder", ["direct", "seq2seq"])
+def test_a_bf16_mixed_forecaster_is_tested_and_plotted(tmp_path, decoder):
+    """Under bf16-mixed the forecast is bf16 where the output is not residual, which numpy (the plot) cannot take:
+    the test stage failed after training, without test metrics."""
+    cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", f"model.decoder={decoder}",
+                         "model.residual=false", "+trainer.precision=bf16-mixed", "debug=fast_dev_run", *SMALL,
+                         tiny=False)
+    metrics = train(cfg)
+    assert math.isfinite(metrics["test/mse"]) and (tmp_path / "plots" / "forecast.png").is_file()
+
+
 def test_the_forecast_plot_draws_the_target_column_in_its_units_and_names_it(tmp_path, monkeypatch):
     """With data.features=M every column is forecast; the plot draws the target column (the synthetic series' last,
     "target"), not the first output, in the original units and with its name on the y axes."""

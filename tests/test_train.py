@@ -189,6 +189,8 @@ def test_bad_input_gives_a_short_error(tmp_path, args, message):
     ("trainer.gradient_clip_val=-1", r"trainer.gradient_clip_val must be >= 0 \(0 or null: no clipping\); got -1"),
     ("trainer.devices=0", r"Lightning refuses the trainer.\* config: .*devices.*; set the trainer.\* key it names"),
     ("seed=abc", r"seed must be an int or null; got 'abc'"),
+    ("+trainer.precision=bf16-true", r"trainer.precision=bf16-true converts the whole task to half precision, .*; use "
+                                     r"trainer.precision=bf16-mixed, which keeps them in fp32"),
 ])
 def test_settings_out_of_range_are_refused_by_key(tmp_path, override, message):
     """Values that Lightning or torch skipped silently (a negative clip, init_range or sample length), refused only

@@ -114,7 +114,7 @@ class ForecastTask(Task):
         self._log_epoch("test")
         if self._plot is not None and self.hparams.plot_dir and self.trainer.global_rank == 0:
             column, k = self._plotted_column()
-            x, y, pred = (t.detach().cpu() for t in self._plot)
+            x, y, pred = (t.detach().cpu().float() for t in self._plot)  # bf16 under bf16-mixed: numpy has none
             mean, std = self.mean[k].item(), self.std[k].item()
             history, actual, forecast = (t * std + mean for t in (x[..., self.hparams.target_index[k]], y[..., k],
                                                                   pred[..., k]))
