@@ -16,7 +16,7 @@ from omegaconf import OmegaConf, open_dict
 from rnnlab.data.text import load_corpus
 from rnnlab.errors import ConfigError, DataError, user_error
 from rnnlab.override_hints import misspelled_keys
-from rnnlab.train import build, sweep_value, train
+from rnnlab.train import TASK_OF_DATA, build, sweep_value, train
 from train_helpers import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -53,9 +53,10 @@ def test_experiment_config_instantiates(tmp_path, name):
         for key in OmegaConf.missing_keys(cfg.model):  # sizes that come from the data, e.g. model.vocab_size
             per_output = key.endswith(("target_mean", "target_std", "target_index"))
             OmegaConf.update(cfg, key, [0] if per_output else 4)
-    instantiate(cfg.data)
-    instantiate(cfg.model)
-    instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    data, task = instantiate(cfg.data), instantiate(cfg.model)
+    assert TASK_OF_DATA[f"{type(data).__module__}.{type(data).__name__}"] == cfg.model._target_
+    assert type(task).__name__ == cfg.model._target_.rsplit(".", 1)[1] and sum(p.numel() for p in task.parameters())
+    assert instantiate(cfg.trainer, logger=False, enable_checkpointing=False).max_epochs == cfg.trainer.max_epochs
 
 
 def _epoch_losses(run_dir: Path) -> dict[int, list[float]]:
