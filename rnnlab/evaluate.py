@@ -24,7 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .checkpoints import load_run
 from .errors import ConfigError, DataError, user_error
-from .train import check_data, check_precision, gpu_missing
+from .train import DATA_RANGES, adopt_learned, check_precision, check_ranges, gpu_missing
 
 EVAL_KEYS = ("data", "paths.data_dir", "trainer.accelerator", "trainer.precision")  # what overrides may change
 
@@ -57,11 +57,9 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
     model, cfg = load_run(ckpt_path, overrides)
     if plot_dir is not None and "plot_dir" not in model.hparams:
         raise ConfigError(f"--plot-dir: a {type(model).__name__}'s test draws no plots; drop --plot-dir")
-    check_data(cfg.data)
+    check_ranges("data", cfg.data, DATA_RANGES)
     datamodule = hydra.utils.instantiate(cfg.data)
-    for name in getattr(datamodule, "learned", ()):
-        if getattr(model, name, None):
-            setattr(datamodule, name, getattr(model, name))  # the ids and labels the model was trained on
+    adopt_learned(datamodule, {name: getattr(model, name, None) for name in getattr(datamodule, "learned", ())})
     if "plot_dir" in model.hparams:
         model.hparams.plot_dir = plot_dir
     datamodule.prepare_data()

@@ -28,21 +28,26 @@ TASK_OF_DATA = {  # the task each data module feeds
     "rnnlab.data.sentiment.SentimentData": "rnnlab.tasks.SentimentTask",
     "rnnlab.data.forecasting.ForecastData": "rnnlab.tasks.ForecastTask",
 }
-# Lightning Trainer arguments that take a count (an int) or a number (an int or a float), each also null; Lightning
-# does not check their types itself (trainer.max_epochs=abc failed an assert deep inside fit)
-TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch", "log_every_n_steps",
-                  "accumulate_grad_batches", "num_sanity_val_steps", "reload_dataloaders_every_n_epochs")
-TRAINER_NUMBERS = ("gradient_clip_val", "val_check_interval", "overfit_batches", "limit_train_batches",
-                   "limit_val_batches", "limit_test_batches", "limit_predict_batches")
-# data.* sizes of rnnlab's data modules: ints >= 1 (a string reached the DataLoader, whose error named no key)
-DATA_COUNTS = ("batch_size", "eval_batch_size", "bptt", "lookback", "horizon", "min_freq", "max_length")
-# model.* keys with a range and what it is, where a value outside it was skipped silently (a negative init_range or
-# sample_length), failed only after an epoch (sample_temperature) or with a message naming no key
+# what a key must be (in words) and the test of its number, by key: Lightning does not check these trainer.* values
+# itself (trainer.max_epochs=abc failed an assert deep inside fit; it skipped a negative clip silently), a string in
+# a data.* size reached the DataLoader, whose error named no key, and the model.* values were skipped silently (a
+# negative init_range or sample_length), failed only after an epoch (sample_temperature) or named no key
+COUNT = ("an int >= 1", lambda v: isinstance(v, int) and v >= 1)
+TRAINER_RANGES = (
+    dict.fromkeys(("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch", "log_every_n_steps",
+                   "accumulate_grad_batches", "num_sanity_val_steps", "reload_dataloaders_every_n_epochs"),
+                  ("an int or null", lambda v: isinstance(v, int)))
+    | dict.fromkeys(("val_check_interval", "overfit_batches", "limit_train_batches", "limit_val_batches",
+                     "limit_test_batches", "limit_predict_batches"), ("a number or null", lambda v: True))
+    | {"gradient_clip_val": ("a number >= 0 or null (0 and null: no clipping)", lambda v: v >= 0)}
+)
+DATA_RANGES = dict.fromkeys(("batch_size", "eval_batch_size", "bptt", "lookback", "horizon", "min_freq", "max_length"),
+                            COUNT)
 MODEL_RANGES = {
-    "embedding_dim": ("an int >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "embedding_dim": COUNT,
     "dropout": ("a number in [0, 1]", lambda v: 0 <= v <= 1),
     "init_range": ("a number >= 0 (0: torch.nn's initialisation)", lambda v: v >= 0),
-    "sample_length": ("an int >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "sample_length": COUNT,
     "sample_temperature": ("a finite number > 0", lambda v: 0 < v < float("inf")),
     "optimizer.lr": ("a number >= 0", lambda v: v >= 0),
 }
@@ -88,39 +93,24 @@ def check_precision(precision: object) -> None:
 
 
 def check_trainer(trainer: DictConfig) -> None:
-    """Refuse a trainer.* count or number (TRAINER_COUNTS, TRAINER_NUMBERS) of another type, naming the key, and a
-    GPU accelerator where torch sees no GPU (Lightning's own message names neither the key nor the way out)."""
+    """Refuse a trainer.* value outside its range (TRAINER_RANGES), a half precision that converts the whole task,
+    and a GPU accelerator where torch sees no GPU (Lightning's own message names neither the key nor the way out)."""
     if gpu_missing(trainer.get("accelerator")):
         build = f"torch {torch.__version__}" + (" (a CPU build)" if torch.version.cuda is None else "")
         raise ConfigError(f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU, and {build} sees none; "
                           "train on the CPU with trainer=cpu (or trainer.accelerator=cpu)")
-    for key in TRAINER_COUNTS + TRAINER_NUMBERS:
-        value, kinds = trainer.get(key), int if key in TRAINER_COUNTS else (int, float)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
-            kind = "an int" if key in TRAINER_COUNTS else "a number"
-            raise ConfigError(f"trainer.{key} must be {kind} or null; got {value!r} ({type(value).__name__}): "
-                              f"set trainer.{key} on the command line")
+    check_ranges("trainer", trainer, TRAINER_RANGES)
     check_precision(trainer.get("precision"))
-    clip = trainer.get("gradient_clip_val")
-    if clip is not None and clip < 0:  # Lightning clips only at a value > 0, and skipped a negative one silently
-        raise ConfigError(f"trainer.gradient_clip_val must be >= 0 (0 or null: no clipping); got {clip}")
 
 
-def check_model(model: DictConfig) -> None:
-    """Refuse a model.* value outside its range (MODEL_RANGES), naming the key; bools and strings are no numbers."""
-    for key, (expected, fits) in MODEL_RANGES.items():
-        value = OmegaConf.select(model, key)
+def check_ranges(group: str, node: DictConfig, ranges: dict) -> None:
+    """Refuse a ``group``.* value of ``node`` outside its range (``ranges``: key -> what it must be, in words, and
+    the test of its number), naming the key; bools and strings are no numbers, and null is the key's default."""
+    for key, (expected, fits) in ranges.items():
+        value = OmegaConf.select(node, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not fits(value)):
-            raise ConfigError(f"model.{key} must be {expected}; got {value!r}: set model.{key} on the command line")
-
-
-def check_data(data: DictConfig) -> None:
-    """Refuse a data.* size (DATA_COUNTS) that is not an int >= 1, naming the key."""
-    for key in DATA_COUNTS:
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"data.{key} must be an int >= 1; got {value!r} ({type(value).__name__}): set "
-                              f"data.{key} on the command line")
+            raise ConfigError(f"{group}.{key} must be {expected}; got {value!r} ({type(value).__name__}): set "
+                              f"{group}.{key} on the command line")
 
 
 def instantiate_model(cfg: DictConfig):
@@ -171,6 +161,15 @@ def check_weights_fit(cfg: DictConfig, model: L.LightningModule, checkpoint: dic
                       f"resume with the settings it was trained with{': ' + ', '.join(changed) if changed else ''}")
 
 
+def adopt_learned(datamodule: L.LightningDataModule, learned: dict[str, object]) -> None:
+    """Give ``datamodule``, before its setup, what a trained task learned from its training data (``learned``:
+    vocabulary, labels, column statistics by name; empty ones, from older checkpoints, left out), so that it reads
+    other data as the model was trained to: for rnnlab-eval and a resumed run."""
+    for name in getattr(datamodule, "learned", ()):
+        if learned.get(name):
+            setattr(datamodule, name, learned[name])
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
@@ -182,14 +181,12 @@ def build(cfg: DictConfig):
                           f"{cfg.get('optimized_metric')} improves downwards or upwards); got {mode!r}")
     check_task_matches_data(cfg)
     check_trainer(cfg.trainer)
-    check_data(cfg.data)
-    check_model(cfg.model)
+    check_ranges("data", cfg.data, DATA_RANGES)
+    check_ranges("model", cfg.model, MODEL_RANGES)
     resumed = None if cfg.get("ckpt_path") is None else read_checkpoint(cfg.ckpt_path, "ckpt_path")
     datamodule = hydra.utils.instantiate(cfg.data)
-    if resumed is not None:  # read the data as the checkpoint's model learned to (vocabulary, labels, statistics)
-        for name, value in resumable_task(cfg, resumed).learned_in(resumed).items():
-            if name in getattr(datamodule, "learned", ()) and value:
-                setattr(datamodule, name, value)
+    if resumed is not None:
+        adopt_learned(datamodule, resumable_task(cfg, resumed).learned_in(resumed))
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):

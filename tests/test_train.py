@@ -181,13 +181,15 @@ def test_bad_input_gives_a_short_error(tmp_path, args, message):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("model.dropout=2", r"model.dropout must be a number in \[0, 1\]; got 2: set model.dropout on the command line"),
+    ("model.dropout=2",
+     r"model.dropout must be a number in \[0, 1\]; got 2 \(int\): set model.dropout on the command line"),
     ("model.embedding_dim=0", r"model.embedding_dim must be an int >= 1; got 0"),
     ("model.init_range=-1", r"model.init_range must be a number >= 0 \(0: torch.nn's initialisation\); got -1"),
     ("model.sample_length=-5", r"model.sample_length must be an int >= 1; got -5"),
     ("model.sample_temperature=0", r"model.sample_temperature must be a finite number > 0; got 0"),
     ("model.optimizer.lr=abc", r"model.optimizer.lr must be a number >= 0; got 'abc'"),
-    ("trainer.gradient_clip_val=-1", r"trainer.gradient_clip_val must be >= 0 \(0 or null: no clipping\); got -1"),
+    ("trainer.gradient_clip_val=-1",
+     r"trainer.gradient_clip_val must be a number >= 0 or null \(0 and null: no clipping\); got -1 \(int\)"),
     ("trainer.devices=0", r"Lightning refuses the trainer.\* config: .*devices.*; set the trainer.\* key it names"),
     ("seed=abc", r"seed must be an int or null; got 'abc'"),
     ("+trainer.precision=bf16-true", r"trainer.precision=bf16-true converts the whole task to half precision, .*; use "
@@ -318,7 +320,8 @@ def test_slurm_launcher_asks_for_one_task_per_gpu(gpus):
                                r"got -1\); set model.hidden_size"),
     (["model.cell_options.zoneout=2"], r"model.cell_options.zoneout=2 is not accepted \(GRU: zoneout must be a "
                                        r"number in \[0, 1\]; got 2\); set model.cell_options.zoneout"),
-    (["trainer.gradient_clip_val=true"], r"trainer.gradient_clip_val must be a number or null; got True \(bool\)"),
+    (["trainer.gradient_clip_val=true"], r"trainer.gradient_clip_val must be a number >= 0 or null \(0 and null: no "
+                                         r"clipping\); got True \(bool\)"),
     (["trainer.log_every_n_steps=2.5"], r"trainer.log_every_n_steps must be an int or null; got 2.5 \(float\)"),
     (["model=forecast", "data=synthetic", "data.batch_size=abc"],
      r"data.batch_size must be an int >= 1; got 'abc' \(str\): set data.batch_size"),
