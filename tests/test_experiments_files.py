@@ -1,5 +1,5 @@
-"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError, and a text
-corpus refuses NUL bytes (UTF-16 read as UTF-8); a split too short for its batch names the split and the key to
+"""Data files that are not UTF-8: every reader names the file and line instead of a UnicodeDecodeError, and refuses
+NUL bytes (UTF-16 read as UTF-8); a split too short for its batch names the split and the key to
 lower; split fractions must leave every split something."""
 
 import pytest

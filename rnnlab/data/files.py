@@ -14,7 +14,8 @@ DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}  # what 
 
 def read_text(path: Path) -> str:
     """The text of ``path`` decoded as UTF-8, without a leading byte-order mark, with ``\\r\\n`` and ``\\r`` line
-    ends read as ``\\n``."""
+    ends read as ``\\n``; refused where it holds NUL characters, which no text has: a UTF-16 file without a byte
+    order mark decodes as UTF-8 with a NUL beside every ASCII character."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -24,7 +25,15 @@ def read_text(path: Path) -> str:
             f"{path} line {line} is not UTF-8 (byte {err.start}: {err.reason}); data files must be UTF-8: convert "
             f"it, for example with  iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}"
         ) from err
-    return text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
+    if (nul := text.find("\0")) >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(
+            f"{path} line {line} holds NUL bytes (character {nul}); data files must be UTF-8 text, and this one is "
+            f"probably UTF-16 (or binary): convert it, for example with  iconv -f utf-16le -t utf-8 {path.name} > "
+            f"utf8_{path.name}"
+        )
+    return text
 
 
 def csv_delimiter(path: Path) -> str:

@@ -56,20 +56,6 @@ def stdlib_corpus(max_chars: int | None) -> tuple[str, str, str]:
     return split_text("".join(parts)[:max_chars])
 
 
-def read_corpus_file(path: Path) -> str:
-    """The UTF-8 text of ``path``, refused when it holds NUL characters, which no text has: a UTF-16 file without
-    a byte order mark decodes as UTF-8 with a NUL beside every ASCII character."""
-    text = read_text(path)
-    if (nul := text.find("\0")) >= 0:
-        line = text.count("\n", 0, nul) + 1
-        raise DataError(
-            f"{path} line {line} holds NUL bytes (character {nul}); data files must be "
-            f"UTF-8 text, and this one is probably UTF-16 (or binary): convert it, for example with  iconv -f "
-            f"utf-16le -t utf-8 {path.name} > utf8_{path.name}"
-        )
-    return text
-
-
 def split_files(folder: Path, file_prefix: str | None = None) -> list[Path]:
     """The train, valid and test files of ``folder``: ``<file_prefix>train.txt``, ``<file_prefix>valid.txt`` and
     ``<file_prefix>test.txt`` when ``file_prefix`` (``data.file_prefix``) is given; otherwise per split the exact
@@ -104,7 +90,7 @@ def folder_corpus(path: str, max_chars: int | None = None, file_prefix: str | No
     folder = data_folder(path, "train, valid and test text files")
     texts = []
     for file in split_files(folder, file_prefix):
-        text = read_corpus_file(file)
+        text = read_text(file)
         if not text.strip():
             raise DataError(f"{file} is empty; every split needs text")
         texts.append(text[:max_chars])
@@ -148,7 +134,7 @@ def load_corpus(name: str, path: str | None, data_dir: str | None, max_chars: in
     folder = locate(SOURCES[name], path, data_dir)
     if name == "ptb":  # exactly Mikolov's names: the folder may also hold ptb.char.*.txt
         return folder_corpus(str(folder), max_chars, "ptb.")
-    text = read_corpus_file(folder / "input.txt")
+    text = read_text(folder / "input.txt")
     if not text.strip():
         raise DataError(f"{folder / 'input.txt'} is empty")
     return split_text(text[:max_chars])
