@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -113,6 +114,24 @@ def check_ranges(group: str, node: DictConfig, ranges: dict) -> None:
                               f"{group}.{key} on the command line")
 
 
+# cell options that act only through the recurrence: the state entering W_hh (recurrent and weight dropout) or the
+# LSTM's cell state carried over (forget_bias)
+RECURRENT_ONLY_OPTIONS = ("recurrent_dropout", "weight_dropout", "forget_bias")
+
+
+def warn_inert_options(cfg: DictConfig) -> None:
+    """Warn of cell options that cannot act: a forecaster with a look-back of one step and no decoder runs its
+    recurrent layers for one step from a zero state, where W_hh and the forget gate see only zeros."""
+    if cfg.data.get("lookback") != 1 or cfg.model.get("decoder") != "direct":
+        return
+    options = cfg.model.get("cell_options") or {}
+    inert = [f"model.cell_options.{k}={options[k]}" for k in RECURRENT_ONLY_OPTIONS if options.get(k)]
+    if inert:
+        warnings.warn(f"{', '.join(inert)} has no effect: with data.lookback=1 and model.decoder=direct the recurrent "
+                      "layers run one step from a zero state, so W_hh and the forget gate see only zeros; set "
+                      "data.lookback above 1 or model.decoder=seq2seq for it to act", stacklevel=2)
+
+
 def instantiate_model(cfg: DictConfig):
     """The task of ``cfg.model``; a layer's argument error becomes a ConfigError naming the model.* key."""
     try:
@@ -183,6 +202,7 @@ def build(cfg: DictConfig):
     check_trainer(cfg.trainer)
     check_ranges("data", cfg.data, DATA_RANGES)
     check_ranges("model", cfg.model, MODEL_RANGES)
+    warn_inert_options(cfg)
     resumed = None if cfg.get("ckpt_path") is None else read_checkpoint(cfg.ckpt_path, "ckpt_path")
     datamodule = hydra.utils.instantiate(cfg.data)
     if resumed is not None:

@@ -2,6 +2,7 @@
 is present, standardisation on the training split only, and the errors of a malformed CSV."""
 
 import math
+import warnings
 from datetime import datetime, timedelta
 
 import hydra
@@ -13,7 +14,7 @@ from rnnlab.data.forecasting import ForecastData, read_csv_table, synthetic_seri
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.models.forecaster import RNNForecaster
 from rnnlab.tasks.forecasting import ForecastTask
-from rnnlab.train import train
+from rnnlab.train import train, warn_inert_options
 from train_helpers import SHARED, compose_config, record_figures
 
 SMALL = ["model.hidden_size=8", "data.lookback=12", "data.horizon=4"]
@@ -31,6 +32,30 @@ def test_synthetic_fast_dev_run(tmp_path, decoder, features, residual):
     assert {"test/mse", "test/mae", "test/mse_orig", "test/rmse_orig", "test/mae_orig",
             "test/wape_orig"} <= metrics.keys()
     assert (tmp_path / "plots" / "forecast.png").is_file()
+
+
+def test_options_that_cannot_act_at_a_look_back_of_one_step_are_warned_about(tmp_path):
+    """A look-back of one step without a decoder (the airline experiment) runs the encoder one step from a zero
+    state: recurrent and weight dropout and forget_bias leave the forecast as it is (checked here), and say so."""
+    options = ["model.cell=lstm", "model.cell_options.weight_dropout=0.5", "model.cell_options.recurrent_dropout=0.5",
+               "model.cell_options.forget_bias=1"]
+    cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", "data.lookback=1", *options, tiny=False)
+    with pytest.warns(UserWarning, match=r"model.cell_options.recurrent_dropout=0.5, model.cell_options.weight_dropout"
+                      r"=0.5, model.cell_options.forget_bias=1 has no effect: with data.lookback=1"):
+        warn_inert_options(cfg)
+    x = torch.randn(3, 1, 2, dtype=torch.float64)  # (B, lookback, C_in)
+    forecasts = []
+    for cell_options in ({}, dict(cfg.model.cell_options)):  # the same draws of every weight, in training mode
+        torch.manual_seed(0)
+        model = RNNForecaster(2, 1, horizon=2, hidden_size=4, backend="torch", cell_options=cell_options)
+        forecasts.append(model.double().train()(x))
+    torch.testing.assert_close(forecasts[0], forecasts[1], rtol=1e-12, atol=0)  # other code paths: not bit for bit
+    for quiet in (["data.lookback=2"], ["model.decoder=seq2seq"]):
+        cfg = compose_config(tmp_path, "model=forecast", "data=synthetic", "data.lookback=1", *options, *quiet,
+                             tiny=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_inert_options(cfg)
 
 
 @pytest.mark.parametrize("decoder", ["direct", "seq2seq"])
