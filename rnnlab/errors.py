@@ -26,6 +26,11 @@ class RNNTypeError(_NamesArgument, TypeError, RuntimeError):
     """A tensor has the wrong dtype or device, or an argument the wrong type."""
 
 
+class RNNDtypeError(RNNTypeError, ValueError):
+    """A tensor has a dtype the parameters cannot take (``TypeError``; ``ValueError``, as torch.nn's layers raise,
+    and ``RuntimeError``, as its cells do)."""
+
+
 class RNNValueError(_NamesArgument, ValueError, RuntimeError):
     """An argument has a value outside the ones it accepts (``ValueError`` and ``RuntimeError``)."""
 

@@ -14,7 +14,7 @@ from itertools import pairwise
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .errors import RNNShapeError, RNNTypeError, describe
+from .errors import RNNDtypeError, RNNShapeError, RNNTypeError, describe
 from .recurrence.common import has_autocast
 from .recurrence.schedule import lengths_of
 
@@ -139,17 +139,17 @@ def check_tensor(owner: str, name: str, x: object, like: torch.Tensor, autocast:
     if not isinstance(x, torch.Tensor):
         raise RNNTypeError(f"{owner}: {name} must be a torch.Tensor; got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
-        raise RNNTypeError(
+        raise RNNDtypeError(
             f"{owner}: {name} must be a floating-point tensor ({like.dtype}, like the parameters); "
             f"got {x.dtype}. Convert it with .to({like.dtype})"
         )
     if autocast and x.dtype == torch.float64:
-        raise RNNTypeError(
+        raise RNNDtypeError(
             f"{owner}: {name} is float64, which torch.autocast does not convert, and the parameters are "
             f"{like.dtype}; convert the tensor with .to({like.dtype})"
         )
     if x.dtype != like.dtype and not autocast:
-        raise RNNTypeError(
+        raise RNNDtypeError(
             f"{owner}: {name} has dtype {x.dtype} but the parameters are {like.dtype}; convert the "
             f"tensor with .to({like.dtype}) or the module with .to({x.dtype})"
         )

@@ -92,39 +92,15 @@ def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool,
     return "torch"
 
 
-# The largest hidden sizes at which a GPU run timed the fused kernels faster than cuDNN (fused_beats_cudnn)
-MEASURED_WINS = {"LSTM": 1024, "GRU": 1024}
-
-
 def fused_beats_cudnn(mode: str, x: torch.Tensor, hidden_size: int, batch: int, proj: bool) -> bool:
-    """Whether the fused kernels run a layer of ``mode`` on CUDA input like ``x`` faster than cuDNN, as
-    measured on an H100 (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3/, bf16, T = 1024): LSTM and GRU in
-    fp16/bf16 whose forward runs in the persistent or resident regime (wide programs included), up to the
-    hidden sizes timed (MEASURED_WINS). There a training step took 0.12-0.80x of cuDNN's time and the
-    forward alone 0.09-0.54x (B in {1, 16, 64}). Not the tiled regime (1.14-1.55x cuDNN's training step at
-    H = 1024, B = 64), fp32 or the plain RNN (not timed), or ``proj_size`` (tiled only). Inference forwards
-    of up to 16 sequences have run in the vector regime since those timings (itself 0.50-0.75x the persistent
-    regime's forward at H = 64, and its split kernel 0.77-0.93x the resident regime's at 128-256)."""
-    return _fused_beats_cudnn(mode, x.dtype, x.device, hidden_size, batch, proj)
+    """Whether the fused kernels run a layer of ``mode`` on input like ``x`` faster than cuDNN: never on the CPU; on
+    CUDA, :func:`rnnlab.cuda_choice.fused_beats_cudnn_on_cuda`, imported at the first CUDA call (marking it a
+    constant for torch.compile imports torch._dynamo, 1.2 s that ``import rnnlab`` need not spend)."""
+    if not x.is_cuda:
+        return False
+    from .cuda_choice import fused_beats_cudnn_on_cuda
 
-
-@torch.compiler.assume_constant_result  # torch.compile takes the answer as a constant, not a graph break
-def _fused_beats_cudnn(mode: str, dtype: torch.dtype, device: torch.device, hidden_size: int, batch: int,
-                       proj: bool) -> bool:
-    if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
-        return False
-    if not _triton_installed():
-        return False
-    from .kernels.dispatch import FITTED_TARGETS, grid_sync_enabled, plan
-
-    if torch.cuda.get_device_capability(device) not in FITTED_TARGETS:  # shared memory and registers differ
-        return False
-    if hidden_size > 64 and not grid_sync_enabled():  # beyond the persistent regime only with the barrier
-        return False
-    if hidden_size > MEASURED_WINS[mode]:
-        return False
-    like = torch.empty(0, batch, 1, dtype=dtype, device=device)
-    return plan(mode.lower(), like, hidden_size, batch).regime != "tiled"
+    return fused_beats_cudnn_on_cuda(mode, x.dtype, x.device, hidden_size, batch, proj)
 
 
 # Triton reads TRITON_INTERPRET when it is imported, which importing torch already does: the interpreter runs the

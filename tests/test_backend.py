@@ -1,5 +1,8 @@
 """What backend="auto" runs, and that every backend value reaches the right implementation."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -75,13 +78,36 @@ def test_native_backend_takes_packed_input_as_it_is(monkeypatch):
         rnnlab.GRU(3, 4, backend="torch")(packed)
 
 
+# run in a fresh process, where nothing has imported rnnlab.cuda_choice or torch._dynamo yet
+CUDA_CHOICE_UNDER_COMPILE = """
+import sys
+import torch
+from rnnlab import layers
+
+assert "torch._dynamo" not in sys.modules and "rnnlab.cuda_choice" not in sys.modules, "imported with rnnlab"
+calls = []
+def triton_installed():  # the choice's first step on an fp16/bf16 LSTM; False ends it
+    calls.append(1)
+    return False
+layers._triton_installed = triton_installed
+class CudaLike:  # what the choice reads of a CUDA tensor
+    is_cuda, dtype, device = True, torch.bfloat16, torch.device("cuda", 0)
+def f(x, like):
+    return x + 1 if layers.fused_beats_cudnn("LSTM", like, 64, 16, False) else x - 1
+x = torch.zeros(2)
+compiled = torch.compile(f, fullgraph=True, backend="eager")
+assert torch.equal(compiled(x, CudaLike()), x - 1) and torch.equal(compiled(x, CudaLike()), x - 1)
+assert len(calls) == 1, f"the choice ran {len(calls)} times for two calls"  # traced, it would run at every call
+assert torch.equal(compiled(x.to(torch.bfloat16), x), x - 1)  # a CPU tensor: no fused kernels
+print("ok")
+"""
+
+
 def test_the_cuda_choice_is_a_constant_under_torch_compile():
-    """torch.compile(fullgraph=True) takes auto's CUDA decision as a constant (no graph break); on a CPU
-    tensor it is always False."""
-    from rnnlab.layers import fused_beats_cudnn
-
-    def f(x):
-        return x + 1 if fused_beats_cudnn("LSTM", x, 64, 16, False) else x - 1
-
-    x = torch.zeros(2, dtype=torch.bfloat16)
-    assert torch.equal(torch.compile(f, fullgraph=True, backend="eager")(x), x - 1)  # Dynamo alone decides
+    """``import rnnlab`` leaves out torch._dynamo (1.2 s), which marking auto's CUDA choice a constant for
+    torch.compile imports: rnnlab.cuda_choice is imported at the first CUDA call, here while Dynamo traces.
+    torch.compile(fullgraph=True) still takes the choice as a constant (no graph break): it runs once, as the
+    function compiles, not at each call."""
+    proc = subprocess.run([sys.executable, "-c", CUDA_CHOICE_UNDER_COMPILE], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

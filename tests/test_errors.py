@@ -125,9 +125,13 @@ class TestForwardInputs:
             m(torch.ones(5, 2, 3, dtype=torch.long))
 
     def test_dtype_mismatch(self, cls, backend):
+        """Caught as a TypeError, and as the ValueError torch.nn's layers raise and the RuntimeError its cells do."""
         m = cls(3, 4, backend=backend)
-        with pytest.raises(TypeError, match=r"input has dtype torch.float64 but the parameters are torch.float32"):
-            m(torch.randn(5, 2, 3, dtype=torch.float64))
+        for expected in (TypeError, ValueError, RuntimeError):
+            with pytest.raises(expected, match=r"input has dtype torch.float64 but the parameters are torch.float32"):
+                m(torch.randn(5, 2, 3, dtype=torch.float64))
+            with pytest.raises(expected, match=r"input must be a floating-point tensor"):
+                m(torch.ones(5, 2, 3, dtype=torch.long))
 
     def test_empty_sequence(self, cls, backend):  # as torch.nn; an empty batch is valid (test_layer_parity)
         m = cls(3, 4, backend=backend)
