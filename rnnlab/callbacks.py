@@ -1,17 +1,21 @@
-"""Lightning callbacks of rnnlab's experiments: model summary, exact resume of random state, text
-samples during language-model training, plots of the logged metrics and of the gradient's flow through
-time."""
+"""Lightning callbacks of rnnlab's experiments: model summary, exact resume of random state, the best epoch's
+checkpoint and the logged metrics kept across a resume, text samples during language-model training, plots of the
+logged metrics and of the gradient's flow through time."""
 
 from __future__ import annotations
 
 import csv
 import random
+import shutil
 import warnings
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import move_data_to_device
 
@@ -59,6 +63,88 @@ class RNGState(L.Callback):
             for index, state in enumerate(saved[:count]):
                 torch.cuda.set_rng_state(state, index)
         self._pending = None
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which also keeps the best epochs of the run it resumes from when this run writes
+    to another folder (rnnlab-train's resume does: a new run folder). Lightning's own then forgets their scores, so
+    the resumed run tested its own best epoch and returned it to a sweeper, though an earlier one was better. Their
+    checkpoints are copied here, so that replacing them later leaves the earlier run's folder as it was."""
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key: checkpoints written with Lightning's own class restore into this one, and back."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        earlier = state_dict.get("dirpath")
+        if earlier in (None, self.dirpath):
+            return super().load_state_dict(state_dict)
+        kept = state_dict.get("best_k_models") or {}  # path -> score; none without a monitored metric
+        if missing := [path for path in kept if not Path(path).is_file()]:
+            warnings.warn(f"ResumableCheckpoint: the earlier run's best checkpoints {missing} are gone, so this run "
+                          "keeps its best epoch among its own epochs only", stacklevel=2)
+            kept = {}
+        here = {path: str(Path(self.dirpath, Path(path).name)) for path in kept}
+        if here and rank_zero_only.rank == 0:
+            Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+            for path, copy in here.items():
+                shutil.copy2(path, copy)
+        super().load_state_dict({
+            **state_dict, "dirpath": self.dirpath, "best_k_models": {here[p]: score for p, score in kept.items()},
+            "best_model_score": state_dict["best_model_score"] if kept else None,
+            "best_model_path": here.get(state_dict["best_model_path"], ""),
+            "kth_best_model_path": here.get(state_dict.get("kth_best_model_path"), ""),
+            "kth_value": state_dict["kth_value"] if kept else self.kth_value, "last_model_path": "",
+        })
+
+
+class MetricHistory(L.Callback):
+    """Keep the rows the CSV logger wrote (metrics.csv) in checkpoints, and write them back first in a resumed
+    run's metrics.csv, which then covers the whole run, as its plot does (MetricPlots); Lightning's logger writes a
+    new file in the resumed run's folder, or empties the old one there."""
+
+    def __init__(self):
+        self._rows: list[dict] = []  # the rows of the runs this one resumes from
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict:
+        writer = _csv_writer(self._trainer)
+        if writer is None:
+            return {"rows": self._rows}
+        written = Path(writer.metrics_file_path)
+        rows = list(csv.DictReader(written.open(newline=""))) if written.is_file() else []
+        # rows not yet flushed to the file: Lightning's values, written as its writer would
+        pending = [{k: v for k, v in row.items() if v is not None} for row in writer.metrics]
+        return {"rows": self._rows + rows + [{k: str(v) for k, v in row.items()} for row in pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rows = state["rows"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = _csv_writer(trainer)
+        if writer is None or not self._rows or trainer.global_rank != 0:
+            return
+        path = Path(writer.metrics_file_path)
+        own = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
+        keys = sorted(set(writer.metrics_keys).union(*self._rows, *own))
+        with path.open("w", newline="") as f:
+            out = csv.DictWriter(f, fieldnames=keys)
+            out.writeheader()
+            out.writerows(self._rows + own)
+        writer.metrics_keys = keys  # the header the writer appends under (and rewrites with new keys)
+        self._rows = []  # now in the file, which the next checkpoint reads
+
+
+def _csv_writer(trainer: L.Trainer | None):
+    """The experiment writer of ``trainer``'s CSV logger in this process (rank 0's), or None."""
+    if trainer is None or trainer.global_rank != 0:
+        return None
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, CSVLogger)]
+    return loggers[0].experiment if loggers else None
 
 
 class TextSamples(L.Callback):

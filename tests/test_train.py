@@ -86,6 +86,34 @@ def test_resume_continues_with_the_same_losses(tmp_path):
     assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
+def test_a_resumed_run_keeps_the_earlier_best_epoch_and_metrics(tmp_path):
+    """Resumed into a new run folder (as the README's resume command does), a run kept only its own epochs: it
+    tested its own best epoch and returned its value to a sweeper though an earlier epoch was better, and its
+    metrics.csv and plot began at the resumed epoch. It now tests and returns what an uninterrupted run does, and its
+    metrics.csv holds every epoch's row; the earlier run's folder is left as it was. optimized_mode=max on the falling
+    val/loss makes the first epoch the best, before the resume, whatever the losses come to."""
+    common = ["model=forecast", "data=synthetic", "model.hidden_size=16", "+trainer.limit_train_batches=8",
+              "+trainer.limit_val_batches=4", "data.lookback=24", "data.horizon=8", "optimized_mode=max"]
+    full = train(compose_config(tmp_path / "full", *common, "trainer.max_epochs=3", tiny=False))
+    train(compose_config(tmp_path / "part", *common, "trainer.max_epochs=2", "test=false", tiny=False))
+    kept = sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir())
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_config(tmp_path / "resumed", *common, "trainer.max_epochs=3", f"ckpt_path={ckpt}",
+                                   tiny=False))
+    val = {}
+    for row in csv.DictReader(next((tmp_path / "resumed").rglob("metrics.csv")).open()):
+        if row.get("val/loss"):
+            val[int(row["epoch"])] = float(row["val/loss"])
+    assert sorted(val) == [0, 1, 2]
+    best_epoch = max(val, key=val.get)
+    assert best_epoch < 2, f"the best epoch must come before the resume to test this; val/loss {val}"
+    for key in ("val/loss_best", "test/mse"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+    assert resumed["val/loss_best"] == pytest.approx(val[best_epoch], rel=1e-6)
+    assert (tmp_path / "resumed" / "checkpoints" / f"epoch_{best_epoch:03d}.ckpt").is_file()
+    assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir()) == kept
+
+
 def test_resume_checks_the_checkpoint_against_the_run(tmp_path):
     """ckpt_path= is read before training: a folder, another task's checkpoint or weights of other shapes are short
     errors (they were tracebacks from inside Lightning), and the data is read as the checkpoint's model learned to
