@@ -180,6 +180,20 @@ def check_weights_fit(cfg: DictConfig, model: L.LightningModule, checkpoint: dic
                       f"resume with the settings it was trained with{': ' + ', '.join(changed) if changed else ''}")
 
 
+def warn_mid_epoch(checkpoint: dict, ckpt_path: str) -> None:
+    """Warn that a checkpoint saved inside an epoch (every_n_train_steps, or a run stopped by trainer.max_steps)
+    cannot resume exactly: rnnlab's data loaders start every epoch from its first batch, so the resumed run leaves
+    out the rest of that epoch's batches (Lightning's own warning about it says neither)."""
+    batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    if batches.get("is_last_batch", True):
+        return
+    done = batches.get("current", {}).get("completed")
+    warnings.warn(f"ckpt_path {ckpt_path} was saved inside epoch {checkpoint.get('epoch')} (after {done} of its "
+                  "batches); rnnlab's data loaders cannot resume there, so this run leaves out the rest of that "
+                  "epoch's batches and does not repeat an uninterrupted run. Resume from a checkpoint written at an "
+                  "epoch's end for that (last.ckpt of a run that ended its epochs)", stacklevel=2)
+
+
 def adopt_learned(datamodule: L.LightningDataModule, learned: dict[str, object]) -> None:
     """Give ``datamodule``, before its setup, what a trained task learned from its training data (``learned``:
     vocabulary, labels, column statistics by name; empty ones, from older checkpoints, left out), so that it reads
@@ -206,6 +220,7 @@ def build(cfg: DictConfig):
     resumed = None if cfg.get("ckpt_path") is None else read_checkpoint(cfg.ckpt_path, "ckpt_path")
     datamodule = hydra.utils.instantiate(cfg.data)
     if resumed is not None:
+        warn_mid_epoch(resumed, cfg.ckpt_path)
         adopt_learned(datamodule, resumable_task(cfg, resumed).learned_in(resumed))
     datamodule.prepare_data()
     datamodule.setup("fit")

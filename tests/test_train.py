@@ -4,6 +4,7 @@ a multirun, exact resume from a checkpoint, and the errors a user sees."""
 import csv
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,24 @@ def test_a_resumed_run_keeps_the_earlier_best_epoch_and_metrics(tmp_path):
     assert resumed["val/loss_best"] == pytest.approx(val[best_epoch], rel=1e-6)
     assert (tmp_path / "resumed" / "checkpoints" / f"epoch_{best_epoch:03d}.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir()) == kept
+
+
+def test_resuming_inside_an_epoch_is_warned_about(tmp_path):
+    """A run stopped by trainer.max_steps inside an epoch leaves a last.ckpt there, which rnnlab's loaders cannot
+    resume exactly; an epoch's end resumes quietly."""
+    common = ["model=forecast", "data=synthetic", "model.hidden_size=8", "data.lookback=12", "data.horizon=4",
+              "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "test=false"]
+    for steps, inside in ((6, True), (4, False)):
+        train(compose_config(tmp_path / f"run{steps}", *common, f"+trainer.max_steps={steps}", tiny=False))
+        ckpt = tmp_path / f"run{steps}" / "checkpoints" / "last.ckpt"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build(compose_config(tmp_path / "resumed", *common, f"ckpt_path={ckpt}", tiny=False))
+        said = [str(w.message) for w in caught if "was saved inside epoch" in str(w.message)]
+        assert said == ([f"ckpt_path {ckpt} was saved inside epoch 1 (after 2 of its batches); rnnlab's data loaders "
+                         "cannot resume there, so this run leaves out the rest of that epoch's batches and does not "
+                         "repeat an uninterrupted run. Resume from a checkpoint written at an epoch's end for that "
+                         "(last.ckpt of a run that ended its epochs)"] if inside else [])
 
 
 def test_resume_checks_the_checkpoint_against_the_run(tmp_path):
