@@ -95,7 +95,11 @@ class ResumableCheckpoint(ModelCheckpoint):
             "best_model_score": state_dict["best_model_score"] if kept else None,
             "best_model_path": here.get(state_dict["best_model_path"], ""),
             "kth_best_model_path": here.get(state_dict.get("kth_best_model_path"), ""),
-            "kth_value": state_dict["kth_value"] if kept else self.kth_value, "last_model_path": "",
+            "kth_value": state_dict["kth_value"] if kept else self.kth_value,
+            # its save_last file here, which it then rewrites (else it wrote last-v1.ckpt beside the last.ckpt
+            # another callback writes)
+            "last_model_path": str(Path(self.dirpath, Path(last).name)) if (last := state_dict.get("last_model_path"))
+            else "",
         })
 
 

@@ -111,7 +111,9 @@ def test_a_resumed_run_keeps_the_earlier_best_epoch_and_metrics(tmp_path):
     for key in ("val/loss_best", "test/mse"):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
     assert resumed["val/loss_best"] == pytest.approx(val[best_epoch], rel=1e-6)
-    assert (tmp_path / "resumed" / "checkpoints" / f"epoch_{best_epoch:03d}.ckpt").is_file()
+    # the best epoch's checkpoint, copied; one last.ckpt (save_last wrote last-v1.ckpt beside last_checkpoint's)
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
+        f"epoch_{best_epoch:03d}.ckpt", "last.ckpt"]
     assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir()) == kept
 
 
