@@ -4,6 +4,7 @@ logged metrics and of the gradient's flow through time."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import random
 import shutil
@@ -119,27 +120,20 @@ class MetricHistory(L.Callback):
         writer = _csv_writer(self._trainer)
         if writer is None:
             return {"rows": self._rows}
-        written = Path(writer.metrics_file_path)
-        rows = list(csv.DictReader(written.open(newline=""))) if written.is_file() else []
-        # rows not yet flushed to the file: Lightning's values, written as its writer would
-        pending = [{k: v for k, v in row.items() if v is not None} for row in writer.metrics]
-        return {"rows": self._rows + rows + [{k: str(v) for k, v in row.items()} for row in pending]}
+        # and the rows not yet flushed to the file: Lightning's values, written as its writer would
+        pending = [{k: str(v) for k, v in row.items() if v is not None} for row in writer.metrics]
+        return {"rows": self._rows + read_metric_rows(Path(writer.metrics_file_path)) + pending}
 
     def load_state_dict(self, state: dict) -> None:
         self._rows = state["rows"]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = _csv_writer(trainer)
-        if writer is None or not self._rows or trainer.global_rank != 0:
+        if writer is None or not self._rows:
             return
         path = Path(writer.metrics_file_path)
-        own = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
-        keys = sorted(set(writer.metrics_keys).union(*self._rows, *own))
-        with path.open("w", newline="") as f:
-            out = csv.DictWriter(f, fieldnames=keys)
-            out.writeheader()
-            out.writerows(self._rows + own)
-        writer.metrics_keys = keys  # the header the writer appends under (and rewrites with new keys)
+        # the header the writer appends under (and rewrites when new keys come)
+        writer.metrics_keys = write_metric_rows(path, self._rows + read_metric_rows(path), writer.metrics_keys)
         self._rows = []  # now in the file, which the next checkpoint reads
 
 
@@ -149,6 +143,35 @@ def _csv_writer(trainer: L.Trainer | None):
         return None
     loggers = [logger for logger in trainer.loggers if isinstance(logger, CSVLogger)]
     return loggers[0].experiment if loggers else None
+
+
+def read_metric_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV logger's metrics.csv (none if it is missing), each without its empty cells."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def write_metric_rows(path: Path, rows: list[dict[str, str]], keys: list[str] = ()) -> list[str]:
+    """Write ``rows`` as metrics.csv at ``path`` under the sorted union of ``keys`` and theirs; returns that header."""
+    header = sorted(set(keys).union(*rows))
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    return header
+
+
+@contextlib.contextmanager
+def metric_rows_kept(trainer: L.Trainer):
+    """Keep metrics.csv's rows across a stage that starts the file anew: a spawning strategy's (trainer=ddp_sim)
+    test processes each make a new CSV writer, which empties the file the fit's processes wrote."""
+    paths = [Path(logger.log_dir, "metrics.csv") for logger in trainer.loggers if isinstance(logger, CSVLogger)]
+    before = read_metric_rows(paths[0]) if paths and trainer.global_rank == 0 else []
+    yield
+    if before and (after := read_metric_rows(paths[0]))[: len(before)] != before:
+        write_metric_rows(paths[0], before + after)
 
 
 class TextSamples(L.Callback):

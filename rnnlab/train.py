@@ -19,6 +19,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from .callbacks import metric_rows_kept
 from .checkpoints import read_checkpoint
 from .errors import ConfigError, DataError, RNNTypeError, RNNValueError, user_error
 from .override_hints import misspelled_keys
@@ -270,7 +271,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics[f"{cfg.optimized_metric}_best"] = score
     last = _last_checkpoint(trainer)
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        with metric_rows_kept(trainer):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if trainer.global_rank == 0:
         report(cfg, metrics, best, last)

@@ -176,10 +176,11 @@ def test_last_checkpoint_is_the_last_epoch_when_the_metric_stops_improving(tmp_p
 def test_sweeper_gets_the_best_epoch_in_the_optimized_direction(tmp_path, trainer):
     """A run returns its best epoch's optimized_metric, in optimized_mode's direction, and model_checkpoint keeps that
     epoch: here val/ppl maximised (perplexity falls as the LM learns), so the first epoch's, not the last's. A spawned
-    run (ddp_sim) too, whose checkpoint callback stays in its processes."""
+    run (ddp_sim) too, whose checkpoint callback stays in its processes, and whose test processes make a new CSV
+    writer, which emptied metrics.csv of the fit's rows."""
     cfg = compose_config(tmp_path, f"trainer={trainer}", "optimized_metric=val/ppl", "optimized_mode=max",
                          "trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1",
-                         "test=false")
+                         "+trainer.limit_test_batches=1")
     metrics = train(cfg)
     rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
     ppl = [float(row["val/ppl"]) for row in rows if row.get("val/ppl")]
@@ -296,11 +297,15 @@ def test_empty_text_file_is_an_error(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_simulated_on_two_cpu_processes(tmp_path):
+    """Trains, checkpoints and tests in spawned processes; metrics.csv keeps the fit's rows beside the test's (the
+    test's processes made a new CSV writer, which emptied the file)."""
     cfg = compose_config(tmp_path, "trainer=ddp_sim", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
-                         "+trainer.limit_val_batches=2", "test=false")
+                         "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2")
     metrics = train(cfg)
-    assert metrics["val/loss"] > 0
+    assert metrics["val/loss"] > 0 and metrics["test/loss"] > 0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    assert [bool(row["val/loss"]) for row in rows if row["val/loss"] or row["test/loss"]] == [True, False]
 
 
 def test_optuna_search_runs_trials(tmp_path):
