@@ -137,12 +137,17 @@ class MetricHistory(L.Callback):
         self._rows = []  # now in the file, which the next checkpoint reads
 
 
-def _csv_writer(trainer: L.Trainer | None):
-    """The experiment writer of ``trainer``'s CSV logger in this process (rank 0's), or None."""
+def _csv_logger(trainer: L.Trainer | None) -> CSVLogger | None:
+    """``trainer``'s CSV logger in this process where it writes (rank 0), or None."""
     if trainer is None or trainer.global_rank != 0:
         return None
-    loggers = [logger for logger in trainer.loggers if isinstance(logger, CSVLogger)]
-    return loggers[0].experiment if loggers else None
+    return next((logger for logger in trainer.loggers if isinstance(logger, CSVLogger)), None)
+
+
+def _csv_writer(trainer: L.Trainer | None):
+    """The experiment writer of ``trainer``'s CSV logger in this process (rank 0's), or None."""
+    logger = _csv_logger(trainer)
+    return None if logger is None else logger.experiment
 
 
 def read_metric_rows(path: Path) -> list[dict[str, str]]:
@@ -167,11 +172,12 @@ def write_metric_rows(path: Path, rows: list[dict[str, str]], keys: list[str] = 
 def metric_rows_kept(trainer: L.Trainer):
     """Keep metrics.csv's rows across a stage that starts the file anew: a spawning strategy's (trainer=ddp_sim)
     test processes each make a new CSV writer, which empties the file the fit's processes wrote."""
-    paths = [Path(logger.log_dir, "metrics.csv") for logger in trainer.loggers if isinstance(logger, CSVLogger)]
-    before = read_metric_rows(paths[0]) if paths and trainer.global_rank == 0 else []
+    logger = _csv_logger(trainer)  # its log_dir: in this process, its experiment would be a new writer too
+    path = None if logger is None else Path(logger.log_dir, "metrics.csv")
+    before = [] if path is None else read_metric_rows(path)
     yield
-    if before and (after := read_metric_rows(paths[0]))[: len(before)] != before:
-        write_metric_rows(paths[0], before + after)
+    if before and (after := read_metric_rows(path))[: len(before)] != before:
+        write_metric_rows(path, before + after)
 
 
 class TextSamples(L.Callback):
