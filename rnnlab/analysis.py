@@ -145,8 +145,12 @@ def record_states(model: nn.Module) -> Iterator[StateRecorder]:
 
 
 def geometric_mean_norms(norms: torch.Tensor) -> torch.Tensor:
-    """(L * D, T) geometric means over the batch of (L * D, T, B) norms, NaNs skipped: 10 ** the mean of log10."""
-    return 10 ** norms.log10().nanmean(dim=2)
+    """(L * D, T) geometric means over the batch of (L * D, T, B) norms: 10 ** the mean of log10, skipping NaNs
+    (steps a packed sequence lacks) and the sequences the loss does not depend on (zero at every step of that
+    layer and direction), whose log10 of -inf would make the mean 0 at every t. A zero at some steps only is a
+    vanished gradient and counts."""
+    unused = norms.nan_to_num(0).eq(0).all(dim=1, keepdim=True)  # (L * D, 1, B)
+    return 10 ** norms.masked_fill(unused, float("nan")).log10().nanmean(dim=2)
 
 
 def plot_gradient_norms(norms: dict[str, torch.Tensor], path: str | Path) -> Path:

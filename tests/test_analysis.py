@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_sequence
 
 import rnnlab
-from rnnlab.analysis import plot_gradient_norms, record_states
+from rnnlab.analysis import geometric_mean_norms, plot_gradient_norms, record_states
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
@@ -194,6 +194,21 @@ def test_plot(tmp_path):
         y = layer(torch.randn(7, 2, 2))[0]
     path = plot_gradient_norms(states.gradient_norms(y[-1].sum()), tmp_path / "plots" / "grad.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_batch_mean_skips_sequences_the_loss_does_not_use():
+    """A loss on some sequences of the batch leaves the others' norms zero at every step; the geometric mean is over
+    the sequences the loss uses (it was 0 at every t, an empty log plot), and a gradient that vanished at some
+    steps only still counts."""
+    layer = rnnlab.GRU(2, 3)
+    with record_states(layer) as states:
+        y = layer(torch.randn(6, 3, 2))[0]  # (T, B, H)
+    norms = states.gradient_norms(y[-1, :2].sum())["GRU"]  # (1, 6, 3): the loss uses sequences 0 and 1
+    assert not norms[..., 2].any() and norms[..., :2].all()
+    expected = (norms[..., 0] * norms[..., 1]).sqrt()  # (1, 6)
+    torch.testing.assert_close(geometric_mean_norms(norms), expected)
+    norms[0, 0, 1] = 0.0  # vanished at t = 0 in sequence 1
+    assert geometric_mean_norms(norms)[0, 0] == 0 and geometric_mean_norms(norms)[0, 1:].gt(0).all()
 
 
 def test_plotting_nothing_is_an_error(tmp_path):
