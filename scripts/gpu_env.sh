@@ -2,7 +2,8 @@
 # (rnnlab is used from the checkout), Python as $PY (default python3), the device's name, spaces as dashes, as
 # $name ("cpu" without CUDA), which names the results folder gpu-$name, and pytest's options that end a test
 # hung on the GPU after 90 s as $hang_limit (pytest-timeout, installed on the GPU machines; none without it): a kernel
-# whose programs wait for each other forever (a wrong exchange) then fails its test, not the whole run.
+# whose programs wait for each other forever (a wrong exchange) then fails its test, not the whole run, where pytest
+# runs its tests in workers (-n, pytest-xdist); in one process (-n 0) the timeout ends the run there.
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}

@@ -4,9 +4,9 @@
 # - breakdown-*.txt: a whole LSTM and GRU training step at H = 1024, B = 64 (0.6-0.9x cuDNN's on an H100)
 #   under torch.profiler, every kernel by GPU time: the fused ones beside the GEMMs and copies around them;
 # - the rest: Nsight Compute on one fused kernel each (stall reasons per warp state, scheduler and
-#   occupancy statistics, per-source-line counters): the inference forwards at LSTM H = 64 (the vector regime
-#   since it was added; before it the persistent one) and H = 256 (resident), whose steps took 1.4-3.6 us
-#   against a 1 us target, and the LSTM backward at H = 1024,
+#   occupancy statistics, per-source-line counters): the inference forwards at LSTM H = 64 and 256 in the
+#   dispatcher's regimes there (held, and split vector while dispatch.AUTO_HELD_H is 128; the vector and
+#   resident regimes when their steps took 1.4-3.6 us against a 1 us target), and the LSTM backward at H = 1024,
 #   B = 64 (32-row resident programs); and the H = 64 forward's stall samples per SASS instruction
 #   (lstm-H64-B16-sass.csv), to find which instructions the 1 us step waits on.
 # Reports go to benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into

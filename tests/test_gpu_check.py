@@ -47,3 +47,22 @@ def test_gpu_profile_says_what_it_needs_without_a_gpu():
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_profile.sh"), "30"], capture_output=True, text=True,
                           timeout=120, check=False, env=env)
     assert proc.returncode == 1 and "needs a CUDA device and ncu (Nsight Compute); found device 'cpu'" in proc.stdout
+
+
+@pytest.mark.slow  # about 2 minutes on 2 cores: the selected tests that run on the CPU run interpreted
+def test_gpu_recheck_runs_the_split_held_tests_first_and_packs_the_results(tmp_path):
+    """scripts/gpu_recheck.sh, the short check that decides dispatch.AUTO_HELD_H: its tests select the split held
+    regime's (one line each, before the latency runs that a hung kernel could cut short) and its results come back
+    in two files, where the device tool returns eight at most."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(OUT=str(tmp_path), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_recheck.sh")], capture_output=True, text=True,
+                          timeout=600, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_recheck.log", "gpu_recheck.tar.gz"]
+    log = (tmp_path / "gpu_recheck.log").read_text()
+    split_held = set(re.findall(r"test_split_held_regime_matches_cudnn\[[^\]]+\]", log))
+    assert len(split_held) == 16, sorted(split_held)  # lstm and gru, four exchanges, B = 1 and 11
+    assert " failed" not in log and log.index("split_held_regime") < log.index("latency.py")
+    with tarfile.open(tmp_path / "gpu_recheck.tar.gz") as tar:
+        assert "recheck/gpu_recheck.log" in tar.getnames()
