@@ -53,8 +53,8 @@ def _rnn_cell(GX, Y, A, out, cols, hw, h, mask, Z, ZS, RELU: tl.constexpr, ZONE:
     input projection (GX) plus the recurrent product ``hw``; stores h (Y) and returns it. With ZONE the activation
     is stored in A and the new h is zoned out towards ``h`` by the weights Z (zone_weight's, ZS)."""
     pre = tl.load(GX + out, mask=mask, other=0.0).to(hw.dtype) + hw
-    if RELU:
-        h_new = tl.maximum(pre, 0.0)
+    if RELU:  # NaN stays NaN, as in torch.relu (tl.maximum's default drops it: max(NaN, 0) = 0)
+        h_new = tl.where(pre < 0.0, 0.0, pre)
     else:
         h_new = tanh(pre)
     if ZONE:
@@ -83,8 +83,8 @@ def _rnn_cell_grads(Y, DG, out, dh, mask, RELU: tl.constexpr):
     """dh at the activation's output, through the activation (its derivative from the stored output Y);
     stores the pre-activation gradient (DG) and returns it."""
     y = tl.load(Y + out, mask=mask, other=0.0).to(dh.dtype)
-    if RELU:
-        d_pre = tl.where(y > 0.0, dh, 0.0)
+    if RELU:  # torch's threshold_backward: zero where y <= 0, so a NaN y passes dh on
+        d_pre = tl.where(y <= 0.0, 0.0, dh)
     else:
         d_pre = dh * (1.0 - y * y)
     tl.store(DG + out, d_pre, mask=mask)

@@ -131,6 +131,23 @@ def test_split_weight_gradients_match_fp32_gemms(dtype):
         assert (o - w).abs().max() > 1e-4 * scale  # the error the split avoids: 3e-3, 3e-4
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_nan_stays_in_its_sequence(cell):
+    """A NaN in one sequence's input makes that sequence's later outputs, its final state and the weight gradients
+    NaN, as the reference's (and torch.nn's) are, and leaves the other sequences' values as they were: the relu's
+    max(NaN, 0) is NaN, as torch.relu's, and its backward passes the gradient on at a NaN (tl.maximum's default
+    and a y > 0 test made both 0, and a corrupt batch then trained on)."""
+    reference, fused, ref = _pair(20, cell=cell)
+    x, hx, leaves = make_inputs(ref, "batched", T=7, B=3, dtype=torch.float32, with_state=True, seed=7,
+                                device=DEVICE)
+    with torch.no_grad():
+        leaves[0][2, 1, 0] = float("nan")  # sequence 1 at t = 2
+    got, want = run(fused, x, hx, leaves), run(reference, x, hx, leaves)
+    assert want[0][2:, 1].isnan().all() and not want[0][:, ::2].isnan().any()
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5, equal_nan=True, msg=lambda m, k=k: f"item {k}: {m}")
+
+
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])
 @pytest.mark.parametrize(("cell", "H"), [("lstm", 20), ("lstm", 50), ("lstm", 70), ("gru", 20), ("gru", 50),
                                          ("gru", 70), ("rnn_tanh", 50), ("rnn_tanh", 100), ("rnn_relu", 20),
