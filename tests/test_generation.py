@@ -35,16 +35,27 @@ def test_top_k_and_temperature_act_on_the_distribution(options):
     assert len({model.generate("", 12, generator=torch.Generator().manual_seed(seed)) for seed in range(4)}) > 1
 
 
-@pytest.mark.parametrize(("level", "start"), [("char", "\n"), ("word", Tokenizer.EOS)])
-def test_an_empty_prompt_starts_where_a_line_begins(level, start):
+@pytest.mark.parametrize(("level", "start", "prompt"), [("char", "\n", ""), ("word", Tokenizer.EOS, ""),
+                                                     ("word", Tokenizer.EOS, " ")])
+def test_an_empty_prompt_starts_where_a_line_begins(level, start, prompt):
     """Not from the unknown symbol (id 0), whose embedding training never updates: from the symbol before every
-    line's first one, a newline (character level) or <eos> (word level)."""
+    line's first one, a newline (character level) or <eos> (word level). A word-level prompt of spaces has no
+    word and starts there too (it was an empty sequence, refused by the GRU)."""
     model = _model(level)
     inputs = []
     model.net.register_forward_pre_hook(lambda net, args: inputs.append(args[0].flatten().tolist()))
-    text = model.generate("", length=3, generator=torch.Generator().manual_seed(0))
+    text = model.generate(prompt, length=3, generator=torch.Generator().manual_seed(0))
     assert inputs[0] == [model.tokenizer.stoi[start]]
-    assert text == model.tokenizer.decode([i for (i,) in inputs[1:]])  # the sampled tokens only, not the start
+    sampled = model.tokenizer.decode([i for (i,) in inputs[1:]])  # the sampled tokens only, not the start
+    assert text == prompt + sampled
+
+
+@pytest.mark.parametrize("text", ["a b\n\nc\n", "a\n b\n", "\n", ""])
+def test_word_level_decoding_gives_back_the_lines(text):
+    """Words joined by one space within a line, <eos> as the line's end: no space beside a newline (an empty line
+    gave "a b\\n\\n c \\n")."""
+    tokenizer = Tokenizer.fit("word", "a b c\n")
+    assert tokenizer.decode(tokenizer.encode(text)) == "\n".join(" ".join(line.split()) for line in text.split("\n"))
 
 
 @pytest.mark.parametrize("temperature", [float("nan"), float("inf"), 0.0, -1.0])

@@ -200,7 +200,13 @@ class Tokenizer:
         words = [self.itos[int(i)] for i in ids]
         if self.level == "char":
             return "".join(words)
-        return " ".join(words).replace(f" {self.EOS} ", "\n").replace(self.EOS, "\n")
+        lines = [[]]  # the words of each line
+        for word in words:
+            if word == self.EOS:
+                lines.append([])
+            else:
+                lines[-1].append(word)
+        return "\n".join(" ".join(line) for line in lines)
 
     def state_dict(self) -> dict:
         """What a checkpoint stores of the tokenizer: its level and vocabulary."""

@@ -128,15 +128,16 @@ class LanguageModelTask(Task):
                              "rnnlab-generate)")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
-        # a newline encodes as "\n" or <eos>; not the unknown symbol, whose embedding training never updates
-        context = prompt or "\n"
-        if unknown := self.tokenizer.unknown(context):
+        if unknown := self.tokenizer.unknown(prompt):
             shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             warnings.warn(f"the prompt has {len(unknown)} symbol(s) the model never saw in training ({shown}); each "
                           "is read as the unknown symbol", stacklevel=2)
         was_training = self.training
         self.eval()
-        ids = self.tokenizer.encode(context, final_eos=False).to(self.device)
+        ids = self.tokenizer.encode(prompt, final_eos=False)
+        if not len(ids):  # no symbol (at word level, spaces are none): start where a line begins, after "\n" or
+            ids = self.tokenizer.encode("\n")  # <eos>, not the unknown symbol, whose embedding training never updates
+        ids = ids.to(self.device)
         out = []
         with torch.no_grad():  # not a decorator: the warning above names the caller's line
             logits, state = self.net(ids.view(-1, 1))  # (T, 1, V)
