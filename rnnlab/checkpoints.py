@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from .errors import ConfigError
 
@@ -54,3 +57,18 @@ def load_run(ckpt_path: str, overrides: list[str] | None = None) -> tuple[object
                           f"load from it ({type(err).__name__}: {err}); use a checkpoint that rnnlab-train wrote, "
                           "unchanged, with this version of rnnlab") from err
     return model, cfg
+
+
+def run_on_cpu(model: nn.Module, tool: str) -> None:
+    """Switch a model's recurrent layers that trained on backend="triton", which runs on CUDA tensors (on the CPU
+    only under TRITON_INTERPRET=1), to "auto" for a run on the CPU: the same weights on the CPU's paths. ``tool``
+    (rnnlab-eval, rnnlab-generate) names the note that says so on stderr."""
+    from .layers import GRU, LSTM, RNN
+
+    fused = [m for m in model.modules() if isinstance(m, (RNN, LSTM, GRU)) and m.backend == "triton"]
+    if not fused or os.environ.get("TRITON_INTERPRET") == "1":
+        return
+    for layer in fused:
+        layer.backend = "auto"
+    print(f"{tool}: the model trained with model.backend=triton, whose kernels run on CUDA tensors; here it runs on "
+          "the CPU with backend=auto (the same weights)", file=sys.stderr)

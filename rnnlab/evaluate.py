@@ -19,10 +19,11 @@ import sys
 
 import hydra
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from .checkpoints import load_run
+from .checkpoints import load_run, run_on_cpu
 from .errors import ConfigError, DataError, user_error
 from .train import DATA_RANGES, adopt_learned, check_precision, check_ranges, gpu_missing
 
@@ -70,6 +71,8 @@ def evaluate(ckpt_path: str, split: str = "test", overrides: list[str] | None = 
         print(f"rnnlab-eval: the run trained with trainer.accelerator={accelerator}; torch sees no GPU here, so it "
               "evaluates on the CPU, in fp32", file=sys.stderr)
         accelerator, precision = "cpu", None
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        run_on_cpu(model, "rnnlab-eval")
     try:
         trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_model_summary=False)

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from .checkpoints import load_run
+from .checkpoints import load_run, run_on_cpu
 from .errors import ConfigError
 
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.checkpoint} holds a {type(model).__name__}, not a language model: "
                               "rnnlab-generate samples text from a language model; for this model's metrics run "
                               f"rnnlab-eval {args.checkpoint}")
+        run_on_cpu(model, "rnnlab-generate")
         text = model.generate(args.prompt, args.length, args.temperature, args.top_k,
                               generator=torch.Generator().manual_seed(args.seed))
     except (ConfigError, ValueError) as err:

@@ -76,6 +76,25 @@ def test_eval_of_a_gpu_run_falls_back_to_the_cpu_and_says_so(checkpoint, capsys)
     assert "trained with trainer.accelerator=gpu; torch sees no GPU here" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the switch is for machines without a GPU")
+def test_a_run_on_the_triton_backend_evaluates_and_samples_on_the_cpu(checkpoint, tmp_path, monkeypatch, capsys):
+    """A checkpoint of a GPU run on model.backend=triton (whose kernels take CUDA tensors; the CPU runs them only
+    under TRITON_INTERPRET=1) is evaluated and sampled on the CPU with backend=auto, the same weights, and a note
+    says so: it was a NotImplementedError's traceback, and rnnlab-eval refuses model.* overrides."""
+    fused = torch.load(checkpoint, weights_only=False)
+    fused["hyper_parameters"]["backend"] = "triton"
+    torch.save(fused, tmp_path / "fused.ckpt")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert evaluate.evaluate(str(tmp_path / "fused.ckpt"), "val") == evaluate.evaluate(str(checkpoint), "val")
+    note = "the model trained with model.backend=triton, whose kernels run on CUDA tensors; here it runs on the CPU"
+    assert f"rnnlab-eval: {note}" in capsys.readouterr().err
+    args = ["--prompt", "def ", "--length", "20", "--seed", "3"]
+    assert generate.main([str(tmp_path / "fused.ckpt"), *args]) == 0
+    out, err = capsys.readouterr()
+    assert f"rnnlab-generate: {note}" in err
+    assert generate.main([str(checkpoint), *args]) == 0 and capsys.readouterr().out == out
+
+
 def test_summary_lists_layers_with_shapes(tmp_path):
     cfg = compose_config(tmp_path, "model.num_layers=2")
     datamodule, model, _ = build(cfg)
