@@ -122,6 +122,26 @@ def relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> list[f
     return [math.inf if math.isnan(e) else e for e in errors]
 
 
+def small_activation_errors(module, twin, device="cpu") -> list[float]:
+    """relative_errors of fp32 ``module`` against its torch.nn ``twin`` in float64, both without biases, on inputs
+    and initial states of about 1e-5 (the same fp32 numbers): every pre-activation near 0, where a tanh computed
+    as 2 sigmoid(2x) - 1 (or 1 - e^-2|x|) keeps an absolute error of about 1e-7 only, 1e-2 of tanh(x) there.
+    Zeroes both modules' biases and turns ``twin`` to float64 on ``device``."""
+    with torch.no_grad():
+        for m in (module, twin):
+            for name, p in m.named_parameters():
+                if name.startswith("bias"):
+                    p.zero_()
+    single, double = (make_inputs(twin, "packed", T=7, B=5, dtype=dtype, with_state=True, seed=8, device=device)
+                      for dtype in (torch.float32, torch.float64))
+    with torch.no_grad():
+        for a, b in zip(single[2], double[2], strict=True):  # the leaves
+            b.copy_(a.mul_(1e-5))
+    want = run(twin.to(device, torch.float64), *double)
+    assert want[0].abs().max() < 1e-4
+    return relative_errors(run(module, *single), want)
+
+
 def assert_same(got: list[torch.Tensor], want: list[torch.Tensor], tol: float, scaled: bool = False) -> None:
     """Each item of ``got`` within ``tol`` of ``want``, elementwise (absolute and relative). ``scaled``: the
     absolute tolerance is ``tol`` times the item's largest value in ``want``, for comparisons whose sums

@@ -1,5 +1,5 @@
 """The CPU fast paths inside the pure-PyTorch recurrence, each against torch.nn and the plain route:
-oneDNN products (with reordered step weights) versus torch.mm, and tanh through sigmoid."""
+oneDNN products (with reordered step weights) versus torch.mm."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from parity import CELLS, assert_same, make_inputs, make_pair, run
-from rnnlab.recurrence import common, gemm
+from rnnlab.recurrence import gemm
 
 
 @pytest.fixture(params=["onednn", "mm"])
@@ -59,12 +59,3 @@ def test_onednn_is_the_default_on_amd_processors_only():
     cpuinfo = Path("/proc/cpuinfo")
     amd = cpuinfo.exists() and "AuthenticAMD" in cpuinfo.read_text()
     assert gemm._enabled == amd
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_tanh_through_sigmoid_is_accurate(dtype):
-    x = torch.linspace(-40, 40, 100_001, dtype=dtype)
-    got = common.tanh_(x.clone())
-    tol = 2e-7 if dtype == torch.float32 else 1e-15
-    torch.testing.assert_close(got, torch.tanh(x), atol=tol, rtol=0)
-    assert common.tanh_(torch.tensor([float("inf"), -float("inf")], dtype=dtype)).tolist() == [1.0, -1.0]

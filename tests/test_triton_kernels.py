@@ -20,7 +20,16 @@ import pytest
 import torch
 
 import rnnlab
-from parity import FUSED_DEVICE, assert_same, make_inputs, make_pair, needs_fused_device, relative_errors, run
+from parity import (
+    FUSED_DEVICE,
+    assert_same,
+    make_inputs,
+    make_pair,
+    needs_fused_device,
+    relative_errors,
+    run,
+    small_activation_errors,
+)
 
 triton = pytest.importorskip("triton")  # optional where it has no wheel; rnnlab.kernels needs it
 from rnnlab.kernels.dispatch import (  # noqa: E402
@@ -146,6 +155,16 @@ def test_a_nan_stays_in_its_sequence(cell):
     assert want[0][2:, 1].isnan().all() and not want[0][:, ::2].isnan().any()
     for k, (a, b) in enumerate(zip(got, want, strict=True)):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5, equal_nan=True, msg=lambda m, k=k: f"item {k}: {m}")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_small_activations_keep_their_relative_accuracy(cell):
+    """Activations near 0 (parity.small_activation_errors), where 2 sigmoid(2x) - 1 put outputs and gradients 1e-2
+    off float64's: the kernels take tanh's series there and match torch.nn in float64 to 3e-6 of each tensor's
+    largest value, as at ordinary scales."""
+    torch.manual_seed(3)
+    _, fused, ref = _pair(20, cell=cell)
+    assert max(small_activation_errors(fused, ref, DEVICE)) < 3e-6
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)], ids=["fp16", "bf16"])

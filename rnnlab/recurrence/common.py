@@ -175,26 +175,6 @@ def set_rows(state: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     return state
 
 
-def tanh_by_sigmoid(dtype: torch.dtype) -> bool:
-    """Whether ``tanh(a) = 2 * sigmoid(2a) - 1`` keeps ``dtype``'s accuracy: in fp32 it differs from
-    torch.tanh by at most 1.8e-7 absolute (3.3e-16 in fp64), far inside the parity tolerances; in fp16 and
-    bf16 it loses the relative accuracy near 0 (absolute errors of 4.9e-4 and 3.9e-3 there)."""
-    return dtype in (torch.float32, torch.float64)
-
-
-def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``torch.tanh(x, out=out)``, in place on ``x`` when ``out`` is None; on the CPU computed as
-    ``2 * sigmoid(2x) - 1`` where that is accurate (:func:`tanh_by_sigmoid`).
-
-    PyTorch's CPU tanh kernel is 5-8x slower than its sigmoid kernel (measured on the CI machine: 20 vs
-    4 us for a 20x800 fp32 tensor, 139 vs 17 us for 64x2048), which made tanh the largest cost of a step.
-    """
-    out = x if out is None else out
-    if x.device.type != "cpu" or not tanh_by_sigmoid(x.dtype):
-        return torch.tanh(x, out=out)
-    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
-
-
 def sigmoid_grad(grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``grad * y * (1 - y)``: the gradient through ``y = sigmoid(a)``, one fused kernel."""
     if out is None:

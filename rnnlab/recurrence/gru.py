@@ -28,7 +28,6 @@ from .common import (
     recomputed_grads,
     set_rows,
     sigmoid_grad,
-    tanh_,
     tanh_grad,
     zoneout_grads,
 )
@@ -71,7 +70,7 @@ def _gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
         rz.add_(gh[:, : 2 * H]).sigmoid_()
         GHn[t, :b] = gh[:, 2 * H :]
         n = g[:, 2 * H :]
-        tanh_(n.addcmul_(rz[:, :H], gh[:, 2 * H :]))
+        n.addcmul_(rz[:, :H], gh[:, 2 * H :]).tanh_()
         y = Y[t, :b]
         torch.sub(h, n, out=y)
         torch.addcmul(n, rz[:, H:], y, out=y)

@@ -35,8 +35,6 @@ from .common import (
     recomputed_grads,
     set_rows,
     sigmoid_grad,
-    tanh_,
-    tanh_by_sigmoid,
     tanh_grad,
     zoneout_grads,
 )
@@ -63,43 +61,33 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
     sched = Schedule(T, B, batch_sizes, reverse)
     norm = ln_hh is not None
     masks = Masks(dropout, zoneout, zoneout_cell)
-    # In fp32/fp64 the g gate's rows are doubled so one sigmoid activates all four gates: tanh(a) =
-    # 2 sigmoid(2a) - 1 (doubling is exact in floating point); half precision takes tanh itself.
-    one_sigmoid = tanh_by_sigmoid(x.dtype)
-    scale = torch.ones(4 * H, 1, dtype=x.dtype, device=x.device)
-    scale[2 * H : 3 * H] = 2 if one_sigmoid else 1
-    bias = None if b_ih is None else (b_ih + b_hh) * scale[:, 0]
+    bias = None if b_ih is None else b_ih + b_hh
     if norm:  # x: the normalised input projections (T, B, 4H), times the gain
-        G = input_projection(x * scale[:, 0], None, bias)
+        G = input_projection(x, None, bias)
         R = x.new_zeros(T, B, 4 * H)  # the recurrent products (taken in place)
         S = norm_stats(2, T, B, like=x)  # each step's rows' mean and 1 / std: R's, then the cell state's
-        gain = ln_hh * scale[:, 0]
     else:
-        G = input_projection(x, w_ih * scale, bias)  # (T, B, 4H)
+        G = input_projection(x, w_ih, bias)  # (T, B, 4H)
     C = sched.new_buffer(H, like=x)  # (T, B, H) cell states
     # layer norm's input: the cell states before zoneout
     CL = sched.new_buffer(H, like=x) if norm and masks.zoneout_cell is not None else C
     TC = sched.new_buffer(H, like=x)  # (T, B, H) tanh of the cell states (layer norm: of the normalised)
     Y = sched.new_buffer(h0.shape[-1], like=x)  # (T, B, P) outputs
-    recurrent = StepWeight(w_hh if norm else w_hh * scale, B, T)
+    recurrent = StepWeight(w_hh, B, T)
     project = StepWeight(w_hr, B, T) if w_hr is not None else None
     for step in sched.steps:
         t, b = step.t, step.b
         g = G[t, :b]  # (b, 4H) activated gates, stored for the backward
         h = sched.incoming(Y, h0, step)  # (b, P)
         if norm:
-            normed, (S[0, t, :b], S[1, t, :b]) = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), gain)
+            normed, (S[0, t, :b], S[1, t, :b]) = normalise_rows(recurrent.addmm_(R[t, :b], masks.dropped(h)), ln_hh)
             g.add_(normed)
         else:
             recurrent.addmm_(g, masks.dropped(h))
         i, f, gg, o = g.chunk(4, 1)
-        if one_sigmoid:
-            g.sigmoid_()
-            gg.mul_(2).sub_(1)
-        else:
-            g[:, : 2 * H].sigmoid_()
-            o.sigmoid_()
-            gg.tanh_()
+        g[:, : 2 * H].sigmoid_()
+        o.sigmoid_()
+        gg.tanh_()
         c = C[t, :b]
         c_prev = sched.incoming(C, c0, step)  # (b, H)
         torch.mul(f, c_prev, out=c)
@@ -108,9 +96,9 @@ def _lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor | None, w_hh: 
             if CL is not C:
                 CL[t, :b] = c
             shown, (S[2, t, :b], S[3, t, :b]) = normalise_rows(c, ln_c, ln_c_bias)
-            tc = tanh_(shown, out=TC[t, :b])
+            tc = torch.tanh(shown, out=TC[t, :b])
         else:
-            tc = tanh_(c, out=TC[t, :b])
+            tc = torch.tanh(c, out=TC[t, :b])
         if w_hr is None:
             torch.mul(tc, o, out=Y[t, :b])
         else:

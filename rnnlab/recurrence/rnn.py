@@ -24,7 +24,6 @@ from .common import (
     normalise_rows,
     recomputed_grads,
     set_rows,
-    tanh_,
     tanh_grad,
     zoneout_grads,
 )
@@ -66,7 +65,7 @@ def _rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor | None, w_hh: Tensor, b_ih:
         else:
             pre = recurrent.addmm_(G[t, :b], masks.dropped(h))  # (b, H)
         if nonlinearity == "tanh":
-            tanh_(pre, out=A[t, :b])
+            torch.tanh(pre, out=A[t, :b])
         else:
             torch.clamp_min(pre, 0, out=A[t, :b])
         if zoned:
