@@ -20,7 +20,8 @@ def summarize(model: nn.Module, *example_inputs) -> str:
     """Run ``model`` once on ``example_inputs`` and tabulate its submodules in call order.
 
     Shows each module that holds parameters directly or has no children (a "layer"), its output shape
-    and its own parameter count (not its children's), then the totals. The run changes nothing: it is made in
+    and its own parameter count (not its children's; a parameter it shares with a module called before it, a tied
+    weight, is counted there and shown as shared), then the totals. The run changes nothing: it is made in
     eval mode without gradients (no dropout draw, no batch-norm statistics), on a fork of the random generators,
     and every module's mode is restored afterwards.
     """
@@ -29,8 +30,7 @@ def summarize(model: nn.Module, *example_inputs) -> str:
         leaf = not list(module.children()) or any(True for _ in module.parameters(recurse=False))
         if name and leaf:
             hooks.append(module.register_forward_hook(
-                lambda m, args, out, name=name: rows.append(
-                    (name, type(m).__name__, _shape(out), sum(p.numel() for p in m.parameters(recurse=False))))
+                lambda m, args, out, name=name: rows.append((name, m, _shape(out)))
             ))
     modes = {m: m.training for m in model.modules()}
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
@@ -42,13 +42,18 @@ def summarize(model: nn.Module, *example_inputs) -> str:
             m.training = training
         for h in hooks:
             h.remove()
-    seen, table = set(), []
-    for row in rows:
-        if row[0] not in seen:  # a module called several times is listed once
-            seen.add(row[0])
-            table.append(row)
+    seen, counted, lines = set(), set(), []
+    for name, module, shape in rows:
+        if name in seen:  # a module called several times is listed once
+            continue
+        seen.add(name)
+        own = list(module.parameters(recurse=False))
+        count = sum(p.numel() for p in own if id(p) not in counted)
+        shared = sum(p.numel() for p in own) - count  # tied weights, counted where first called
+        counted.update(id(p) for p in own)
+        lines.append((f"{name} ({type(module).__name__})", shape,
+                      f"{count:,}" + (f" (+{shared:,} shared)" if shared else "")))
     head = ("Layer (type)", "Output Shape", "Param #")
-    lines = [(f"{n} ({t})", s, f"{p:,}") for n, t, s, p in table]
     w = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
     rule = "=" * (sum(w) + 4)
     out = [rule, f"{head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:>{w[2]}}", rule]

@@ -1,6 +1,7 @@
 """rnnlab-eval and rnnlab-generate on a checkpoint that rnnlab-train wrote; the model summary."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ def checkpoint(tmp_path_factory):
 def test_eval_reports_each_split_and_applies_overrides(checkpoint):
     val = evaluate.evaluate(str(checkpoint), split="val")
     assert set(val) >= {"val/loss", "val/ppl", "val/bpc"}
+    assert not [key for key in val if key.endswith("_best")]  # the training run's best is not this evaluation's
     assert val["val/ppl"] == pytest.approx(math.exp(val["val/loss"]), rel=1e-5)  # per token, the loss in nats
     assert val["val/bpc"] == pytest.approx(val["val/loss"] / math.log(2), rel=1e-5)
     test = evaluate.evaluate(str(checkpoint), split="test")
@@ -132,6 +134,17 @@ def test_summary_counts_own_parameters_and_changes_nothing():
     assert all(torch.equal(v, model[1].norm.state_dict()[k]) for k, v in stats.items())
     assert torch.equal(torch.get_rng_state(), state)
     assert model.training and model[1].norm.training and not model[1].drop.training
+
+
+def test_summary_counts_a_tied_weight_once():
+    """A weight two layers share (a language model's tie_weights) is counted in the layer called first and shown
+    as shared in the other, so that the rows add up to the total (the decoder counted it again)."""
+    encoder, decoder = nn.Embedding(10, 4), nn.Linear(4, 10)
+    decoder.weight = encoder.weight
+    text = summarize(nn.Sequential(encoder, decoder), torch.tensor([[1, 2]]))
+    assert re.search(r"^0 \(Embedding\) +\(1, 2, 4\) +40$", text, re.M)
+    assert re.search(r"^1 \(Linear\) +\(1, 2, 10\) +10 \(\+40 shared\)$", text, re.M)
+    assert "Total params: 50" in text
 
 
 def test_eval_takes_options_among_overrides_and_refuses_unknown_keys(checkpoint, capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from torchmetrics import Metric
 
 
 class Task(L.LightningModule):
@@ -26,6 +28,15 @@ class Task(L.LightningModule):
         """The training loss of one batch, with no side effects (no metric updates, no carried state): what
         the gradient analysis (rnnlab.callbacks.GradientNorms) differentiates. Each task defines it."""
         raise NotImplementedError(f"{type(self).__name__} does not define batch_loss")
+
+    def log_best(self, name: str, best: Metric, value: torch.Tensor) -> None:
+        """Update the best-so-far metric ``best`` (MinMetric, MaxMetric) with this validation's ``value`` and log
+        it as ``name``, while fitting only: not in the sanity check, nor in a validation that rnnlab-eval runs
+        (trainer.validate), where it would show the training run's best beside this evaluation's numbers."""
+        if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
+            return
+        best.update(value)
+        self.log(name, best.compute(), sync_dist=True)
 
     @staticmethod
     def example_inputs(batch) -> tuple:

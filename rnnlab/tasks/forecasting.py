@@ -105,10 +105,7 @@ class ForecastTask(Task):
         return values[f"{stage}_mse"]
 
     def on_validation_epoch_end(self) -> None:
-        mse = self._log_epoch("val")
-        if not self.trainer.sanity_checking:
-            self.val_mse_best.update(mse)
-            self.log("val/mse_best", self.val_mse_best.compute(), sync_dist=True)
+        self.log_best("val/mse_best", self.val_mse_best, self._log_epoch("val"))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

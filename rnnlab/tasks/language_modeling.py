@@ -99,10 +99,7 @@ class LanguageModelTask(Task):
         return loss
 
     def on_validation_epoch_end(self) -> None:
-        loss = self._log_epoch("val")
-        if not self.trainer.sanity_checking:
-            self.metrics["val_loss_best"].update(loss)
-            self.log("val/loss_best", self.metrics["val_loss_best"].compute(), sync_dist=True)
+        self.log_best("val/loss_best", self.metrics["val_loss_best"], self._log_epoch("val"))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

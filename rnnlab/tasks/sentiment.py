@@ -92,10 +92,7 @@ class SentimentTask(Task):
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
-        acc = self._log_epoch("val")
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(acc)
-            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+        self.log_best("val/acc_best", self.val_acc_best, self._log_epoch("val"))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
