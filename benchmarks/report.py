@@ -21,8 +21,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"{env['date']}, torch {env['torch']}, rnnlab {env['rnnlab']}, commit {env['git_commit']}. Median of "
         f"{max(r['reps'] for r in records)} runs in ms (p10-p90 in brackets; noisy: p90 above 1.3 times p10); "
-        f"ratio = time / {REFERENCE} time (below 1: faster than {REFERENCE}). fwd: forward with gradients off, "
-        "modules in eval mode; fwd+bwd: forward and backward.",
+        f"ratio = time / {REFERENCE} time (below 1: faster than {REFERENCE}). {_modes(records)}",
         "",
     ]
     header = [*CASE_FIELDS, "mode", *backends, *(f"{b} / {REFERENCE}" for b in backends if b != REFERENCE), "notes"]
@@ -51,6 +50,15 @@ def write_markdown(result: dict, path: Path) -> None:
         notes = "; ".join(f"{b}: {r['note']}" for b in backends if (r := by_key.get((key, b))) and r.get("note"))
         lines.append("| " + " | ".join(cells + times + ratios + [notes]) + " |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _modes(records: list[dict]) -> str:
+    """What the modes ran, from the records' ``training`` field: the fwd rows' modules in eval mode where every
+    timed fwd record says so; records written before run.py kept the field (null) ran them in training mode."""
+    fwd = {r.get("training") for r in records if r["mode"] == "fwd" and r["median_ms"] is not None}
+    state = ("modules in eval mode" if fwd == {False} else "modules in training mode" if fwd <= {True, None}
+             else "modules in eval or training mode (the records' training field)")
+    return f"fwd: forward with gradients off, {state}; fwd+bwd: forward and backward."
 
 
 def case_key(r: dict, mode: bool = True) -> tuple:

@@ -38,7 +38,8 @@ import rnnlab
 
 CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
-# No TF32 (cuDNN's default allows it): fp32 rows compare fp32 arithmetic on every backend and GPU
+# No TF32 (cuDNN's default allows it): fp32 rows compare fp32 arithmetic on cuDNN and the pure-PyTorch path, and the
+# fused kernels' fp32 products take three-pass TF32 (about fp32's accuracy: environment's fused_fp32_products)
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 NOISY = 1.3  # a measurement whose p90 exceeds its p10 by more is flagged as noisy
@@ -56,6 +57,9 @@ def build(case: Case, backend: str, device: torch.device, mode: str):
     module = CLASSES[case.cell](case.I, case.H, device=device, dtype=dtype, **kwargs)
     if backend == "compile":  # the pure-PyTorch path under torch.compile (Inductor), compiled on first call
         torch._dynamo.config.allow_rnn = True  # Dynamo refuses torch.nn.RNN/GRU/LSTM subclasses otherwise
+        # a fresh start for each record: every record recompiles the layers' one forward (other sizes, grad
+        # mode), and past Dynamo's recompile limit (8) it ran eagerly, under the label "compile"
+        torch._dynamo.reset()
         module = torch.compile(module)
     module.train(mode != "fwd")
     x = torch.randn(case.T, case.B, case.I, device=device, dtype=dtype)
@@ -218,6 +222,7 @@ def environment(device: torch.device) -> dict:
         "settings": {key: os.environ[key] for key in SETTINGS if key in os.environ},
         "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "fused_fp32_products": "3xTF32 (tl.dot input_precision='tf32x3')",
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "loadavg": os.getloadavg(),  # the CPU's load over 1, 5 and 15 minutes as the run starts
         "rnnlab": rnnlab.__version__,

@@ -34,6 +34,7 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     env = result["environment"]
     assert {"device", "torch", "triton", "settings", "rnnlab", "git_commit", "date"} <= env.keys()
     assert env["allow_tf32_matmul"] is env["allow_tf32_cudnn"] is False and env["cudnn"] is None
+    assert env["fused_fp32_products"].startswith("3xTF32")  # the fused kernels' fp32 products are not plain fp32
     assert len(env["loadavg"]) == 3
     records = result["records"]
     assert len(records) == 2 * 2 * 3  # cases x modes x backends
@@ -53,6 +54,7 @@ def test_tiny_preset_writes_json_and_markdown(tmp_path):
     assert rows[0].startswith("| cell | T | B | I | H | layers | bidirectional | packed | dtype | variant | mode |")
     assert {row.count(" | ") for row in rows} == {rows[0].count(" | ")}  # every row as wide as the header
     assert "torch / native" in table and "not run" in table
+    assert "fwd: forward with gradients off, modules in eval mode;" in table
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gru_fwd.png", "gru_fwd_bwd.png", "lstm_fwd.png",
                                                               "lstm_fwd_bwd.png"]
 
@@ -81,6 +83,37 @@ def test_measure_takes_interpolated_quantiles_and_flags_a_noisy_case(monkeypatch
     rec = run.measure(Case("gru", 5, 2, 3, 4), "torch", "fwd", torch.device("cpu"),
                       Preset(cases=(), backends=(), warmup=1, reps=4))
     assert rec["noisy"] is False and "warning" not in capsys.readouterr().err
+
+
+def test_each_compiled_record_starts_dynamo_afresh(monkeypatch):
+    """Every record compiles the layers' one forward again (other sizes, grad mode): without a reset per record,
+    Dynamo's recompile limit (8) left the later "compile" records running eagerly under that label."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
+    from presets import Case
+
+    calls = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: calls.append("reset"))
+    monkeypatch.setattr(torch, "compile", lambda module: calls.append("compile") or module)
+    for H in (4, 8):
+        run.build(Case("gru", 5, 2, 3, H), "compile", torch.device("cpu"), "fwd")
+    assert calls == ["reset", "compile"] * 2
+
+
+def test_the_table_says_in_which_mode_the_forwards_ran(monkeypatch, tmp_path):
+    """The header names the fwd rows' module mode from the records: eval mode where they say so, training mode
+    for records from before run.py kept the field (then its forwards ran in training mode)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import report
+
+    env = {"device": "cpu", "date": "today", "torch": "2", "rnnlab": "0", "git_commit": None}
+    case = {"cell": "gru", "T": 5, "B": 2, "I": 3, "H": 4, "layers": 1, "bidirectional": False, "packed": False,
+            "dtype": "fp32", "backend": "native", "mode": "fwd", "median_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0,
+            "reps": 3}
+    for training, said in ((False, "modules in eval mode"), (None, "modules in training mode")):
+        record = {**case, **({} if training is None else {"training": training})}
+        report.write_markdown({"preset": "p", "environment": env, "records": [record]}, tmp_path / "t.md")
+        assert f"fwd: forward with gradients off, {said};" in (tmp_path / "t.md").read_text()
 
 
 def test_cuda_peak_memory_counts_from_before_the_timed_runs(monkeypatch):
