@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 from presets import Case  # benchmarks/ is on sys.path when run as a script
-from run import backend_note, build, environment, exit_status, failure_note
+from run import backend_note, build, environment, exit_status, failure_note, recording
 from step_floor import exchange_call
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,13 +140,14 @@ def measure(case: Case, reps: int) -> dict:
             with torch.no_grad():
                 module(x)
 
-        call()  # compiles
+        with recording("triton") as launches:
+            call()  # compiles
         times = {"call": _event_ms(call, reps), "queue": _queue_ms(call, reps), "kernel": _kernel_ms(call, reps)}
         times["graph"] = _event_ms(_graphed(call), reps)
         record["cpu_top"] = cpu_top(call, reps)
     except Exception as err:  # recorded, so one failing case does not cost the others
         return {**record, "note": failure_note(err)}
-    note = backend_note(case, "triton", "fwd", device)
+    note = backend_note(case, "triton", "fwd", device, launches)
     try:
         if (exchange := exchange_call(case.cell.split("_")[0], x, case.H)) is not None:
             exchange()  # compiles

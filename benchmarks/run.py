@@ -15,6 +15,7 @@ with each backend's ratio to the native kernel: ATen/oneDNN on CPU, cuDNN on GPU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -82,19 +83,30 @@ def step(module, x, mode: str) -> None:
     loss.backward()
 
 
-def backend_note(case: Case, backend: str, mode: str, device: torch.device) -> str | None:
-    """What ran: the fused kernels' regime, or the cuDNN algorithm PyTorch picks (on CUDA)."""
-    if backend == "triton":
-        from rnnlab.kernels.dispatch import plan
+@contextlib.contextmanager
+def recording(backend: str):
+    """The fused kernels' launches while the block runs, (backward, launch) in order (the dispatcher's
+    recorded_launches), for backend_note; an empty list for the other backends."""
+    if backend != "triton":
+        yield []
+        return
+    from rnnlab.kernels.dispatch import recorded_launches
 
-        x = torch.empty(0, case.B, case.I, device=device, dtype=DTYPES[case.dtype])
-        cell = case.cell.split("_")[0]
-        # a forward that keeps nothing for a backward (the RNN's always) may run the vector regime
-        launch = plan(cell, x, case.H, case.B, inference=mode == "fwd" or cell == "rnn")
+    with recorded_launches() as launches:
+        yield launches
+
+
+def backend_note(case: Case, backend: str, mode: str, device: torch.device, launches: list) -> str | None:
+    """What ran: the fused kernels' regime, from the ``launches`` recorded during a call (``recording``), or the
+    cuDNN algorithm PyTorch picks (on CUDA)."""
+    if backend == "triton":
+        forwards, backwards = ([launch for back, launch in launches if back == side] for side in (False, True))
+        if not forwards:
+            return None
+        launch = forwards[0]
         note = f"{launch.regime} regime"
-        backward = plan(cell, x, case.H, case.B, backward=True).regime if mode != "fwd" else launch.regime
-        if backward != launch.regime:
-            note += f" (backward: {backward})"
+        if backwards and backwards[0].regime != launch.regime:
+            note += f" (backward: {backwards[0].regime})"
         if launch.regime == "vector" and launch.meta["GRID_SYNC"]:  # split: programs a row, and their units
             note += f", {launch.grid[1]} programs of {launch.meta['BLOCK_U']} units"
         if launch.meta.get("FLAGGED"):
@@ -137,7 +149,8 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
     module, x = build(case, backend, device, mode)
     cuda = device.type == "cuda"
     t0 = time.perf_counter()
-    step(module, x, mode)  # the first call compiles (Triton kernels, torch.compile graphs)
+    with recording(backend) as launches:
+        step(module, x, mode)  # the first call compiles (Triton kernels, torch.compile graphs)
     if cuda:
         torch.cuda.synchronize()
     first_call_ms = (time.perf_counter() - t0) * 1e3
@@ -180,6 +193,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         **(saved_memory(module, x) if mode != "fwd" else {"saved_bytes": None, "weight_copy_bytes": None}),
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
         "peak_mem_bytes": peak,
+        **({"note": note} if (note := backend_note(case, backend, mode, device, launches)) else {}),
     }
 
 
@@ -256,15 +270,13 @@ def measure(case: Case, backend: str, mode: str, device: torch.device, preset) -
         return not_run(case, backend, mode, f"not run: {err}")
     except Exception as err:  # recorded in the results and printed with its traceback
         return not_run(case, backend, mode, failure_note(err))
-    note = backend_note(case, backend, mode, device)
-    if note:
-        rec["note"] = note
     rec["noisy"] = rec["p90_ms"] > NOISY * rec["p10_ms"]
     if rec["noisy"]:
         print(f"warning: {case.label()} {mode} {backend} is noisy: p90 {rec['p90_ms'] / rec['p10_ms']:.2f}x p10",
               file=sys.stderr, flush=True)
+    note = f"  {rec['note']}" if "note" in rec else ""
     print(f"{case.label():40s} {mode:8s} {backend:7s} {rec['median_ms']:9.3f} ms "
-          f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){'  ' + note if note else ''}", flush=True)
+          f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}){note}", flush=True)
     return rec
 
 

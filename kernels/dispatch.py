@@ -513,8 +513,33 @@ def _all_registers(warps: int) -> int:
     return min(255, 65536 // (32 * warps))
 
 
+_recorders: list[list[tuple[bool, Launch]]] = []  # recorded_launches' lists
+
+
+@contextmanager
+def recorded_launches():
+    """The launches plan() chooses while the block runs, a list of (backward, launch) in order, filled as the
+    kernels run: what ran, for the benchmarks' notes (benchmarks/run.py), rather than what plan() would choose
+    for arguments rebuilt outside the layer (it took the vector regime for a forward with layer norm)."""
+    launches: list[tuple[bool, Launch]] = []
+    _recorders.append(launches)
+    try:
+        yield launches
+    finally:
+        _recorders.remove(launches)
+
+
 def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False,
          norm: bool = False, inference: bool = False) -> Launch:
+    """The launch of ``cell``'s kernel as _plan chooses it, recorded where recorded_launches asks."""
+    launch = _plan(cell, x, H, B, proj, backward, norm, inference)
+    for launches in _recorders:
+        launches.append((backward, launch))
+    return launch
+
+
+def _plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False,
+          norm: bool = False, inference: bool = False) -> Launch:
     """The launch of ``cell``'s forward (or ``backward``) kernel for input ``x`` (T, B, I), hidden size ``H``
     and batch ``B``; an LSTM with a projection (``proj``) runs in the tiled regime, layer norm (``norm``) in
     the persistent one only (norm_fits), the vector regime a forward that keeps nothing for a backward and

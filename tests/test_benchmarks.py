@@ -100,6 +100,20 @@ def test_each_compiled_record_starts_dynamo_afresh(monkeypatch):
     assert calls == ["reset", "compile"] * 2
 
 
+@needs_triton
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="runs the fused kernels interpreted")
+@pytest.mark.parametrize(("variant", "regime"), [("", "vector regime"), ("layer_norm", "persistent regime")])
+def test_the_note_names_the_regime_that_ran(monkeypatch, variant, regime):
+    """The triton note comes from the launches the kernels made: a forward with layer norm runs the persistent
+    regime, where plan() asked again outside the layer (no norm) said vector."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
+    from presets import Case
+
+    rec = run.time_case(Case("lstm", 3, 2, 3, 8, variant=variant), "triton", "fwd", torch.device("cpu"), 1, 2)
+    assert rec["note"] == regime
+
+
 def test_the_table_says_in_which_mode_the_forwards_ran(monkeypatch, tmp_path):
     """The header names the fwd rows' module mode from the records: eval mode where they say so, training mode
     for records from before run.py kept the field (then its forwards ran in training mode)."""
@@ -336,6 +350,7 @@ def test_latency_ranks_where_the_cpu_queues_a_call(monkeypatch):
         time.sleep(0.002)
         gru(x)
 
+    gru(x)  # the first call imports modules (marshal.loads then tops the list where no other test ran one before)
     top = cpu_top(call, reps=3, sync=lambda: synced.append(1), top=4)
     assert len(synced) == 3 and len(top) == 4
     assert top[0]["function"] == "<built-in method time.sleep>" and top[0]["self_us"] >= 2000
