@@ -147,8 +147,9 @@ def _tanh_series(x):
     """tanh(x) as x - x^3/3 + 2x^5/15, for fp32 |x| < 1/16 (within 4e-9 of tanh(x) relative there), where
     2 sigmoid(2x) - 1 and 1 - e^-2|x| keep an absolute error of about 1e-7 only: 1e-2 of tanh(x) at 1e-5, and
     at most 3e-6 from 1/16 up. Four products and a select a call, off the critical path (the exponential and the
-    division); the LSTM's held step at H = 128 issues 387 instructions a warp with the degree-9 series up to 1/4
-    (322 without; fit.py --loop, sm_90), this one fewer."""
+    division): the LSTM's held step at H = 128 issues 371 instructions a warp with it, 322 without (fit.py --loop,
+    sm_90, Triton 3.9; 393 and 345 with 3.6), and Triton 3.6 spills a few vector-regime configurations it fit
+    before (README). A degree-3 series up to 1/32 spilled alike."""
     x2 = x * x
     return x + x * x2 * (-0.3333333333 + 0.1333333333 * x2)
 
