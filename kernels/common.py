@@ -47,7 +47,9 @@ def variant_args(drop: torch.Tensor | None, zone: torch.Tensor | None, zone_c: t
     """The kernels' keyword arguments for a cell variant's draws (rnnlab.recurrence.variants.Masks): recurrent
     dropout's mask D (B, H) and DROP, zoneout's weights Z and ZONE (h's) and, with a ``cell_state`` (LSTM),
     ZC and ZONE_C (c's), and ZS: whether they are training's per-step weights (T, B, F) or evaluation's (F,).
-    (Layer norm's LN and NORM go to the persistent kernels alone.)"""
+    (Layer norm's LN and NORM go to the persistent kernels alone.) The kernels index them as contiguous: a view's
+    strides would be ignored."""
+    drop, zone, zone_c = (None if t is None else t.contiguous() for t in (drop, zone, zone_c))
     args = {"D": drop, "DROP": drop is not None, "Z": zone, "ZONE": zone is not None}
     if cell_state:
         args |= {"ZC": zone_c, "ZONE_C": zone_c is not None}

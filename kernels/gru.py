@@ -430,7 +430,7 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.tiled:
-        dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
+        dh0 = dh_n.to(acc, copy=True, memory_format=torch.contiguous_format)  # updated in place, row-major (B, H)
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
         dhq = torch.zeros_like(dh0) if drop is not None else None  # the product's part of dh, with dropout
         _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dq, dh0,

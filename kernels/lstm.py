@@ -636,7 +636,8 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
     dLN = torch.zeros(launch.grid[0] if norm is not None else 0, 2, H, dtype=acc, device=x.device)
     if launch.tiled:
-        dh0, dc0 = dh_n.to(acc, copy=True), dc_n.to(acc, copy=True)  # updated in place, step by step
+        # updated in place, step by step, as row-major (B, H): a transposed dh_n's copy would keep its strides
+        dh0, dc0 = (d.to(acc, copy=True, memory_format=torch.contiguous_format) for d in (dh_n, dc_n))
         wr = w if w_hr is None else w_hr.contiguous()
         dq = torch.empty(2, B, 4 * H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
         split = drop is not None or zone is not None

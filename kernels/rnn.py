@@ -316,7 +316,7 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.tiled:
-        dh0 = dh_n.to(acc, copy=True)  # updated in place, step by step
+        dh0 = dh_n.to(acc, copy=True, memory_format=torch.contiguous_format)  # updated in place, row-major (B, H)
         dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
         _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dq, dh0, launch.counters(x.device), A,
                                            T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)

@@ -140,6 +140,60 @@ def test_split_weight_gradients_match_fp32_gemms(dtype):
         assert (o - w).abs().max() > 1e-4 * scale  # the error the split avoids: 3e-3, 3e-4
 
 
+@pytest.mark.parametrize("regime", ["persistent", "tiled", "resident"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_final_state_gradients_in_any_layout(cell, regime):
+    """A loss that reads h_n (and c_n) through a transpose hands the backward a (B, H) gradient with strides (1, B);
+    the tiled and resident backwards copied it keeping those strides and then updated the copy as row-major (every
+    gradient 0.5-2 off)."""
+    reference, fused, ref = _pair(5, cell=cell)
+    x, hx, leaves = make_inputs(ref, "batched", T=4, B=3, dtype=torch.float32, with_state=True, seed=9, device=DEVICE)
+    weights = torch.randn(5, 3, generator=torch.Generator().manual_seed(0)).to(DEVICE)  # (H, B)
+
+    def grads(module):
+        for t in leaves:
+            t.grad = None
+        module.zero_grad(set_to_none=True)
+        _, h = module(x(), hx)
+        sum((s.transpose(1, 2) * weights).sum() for s in (h if isinstance(h, tuple) else (h,))).backward()
+        return [t.grad for t in leaves] + [p.grad for _, p in sorted(module.named_parameters())]
+
+    want = grads(reference)
+    with force_regime(regime):
+        got = grads(fused)
+    assert_same(got, want, 2e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_scans_take_masks_given_as_views(cell):
+    """rnnlab.kernels' scan functions called directly with zoneout weights and a dropout mask that are transposed
+    views match the reference scans: the kernels index masks as contiguous, so they get contiguous copies (a view's
+    strides were ignored, 0.25-1.7 off; the layers draw contiguous masks)."""
+    from rnnlab import kernels, recurrence
+    from rnnlab.recurrence.variants import Masks
+
+    T, B, I, H = 5, 3, 2, 4
+    gen = torch.Generator().manual_seed(0)
+    x, h0, c0 = (torch.randn(*shape, generator=gen).to(DEVICE).requires_grad_()
+                 for shape in ((T, B, I), (B, H), (B, H)))
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * H
+    w_ih, w_hh, b_ih, b_hh = (torch.randn(*shape, generator=gen).to(DEVICE) for shape in ((G, I), (G, H), (G,), (G,)))
+    masks = Masks(dropout=((torch.rand(H, B, generator=gen) < 0.7).float() / 0.7).to(DEVICE).t(),  # (B, H) view
+                  zoneout=(torch.rand(T, H, B, generator=gen) < 0.3).float().to(DEVICE).transpose(1, 2),
+                  zoneout_cell=None)
+    states = (x, h0, c0) if cell == "lstm" else (x, h0)
+
+    def grads(scan):
+        for t in states:
+            t.grad = None
+        y = scan(*states, w_ih, w_hh, b_ih, b_hh, masks=masks)[0]
+        (y * torch.arange(y.numel(), device=DEVICE).reshape(y.shape).sin()).sum().backward()
+        return [y.detach(), *(t.grad for t in states)]
+
+    want = grads(getattr(recurrence, f"{cell}_scan"))
+    assert_same(grads(getattr(kernels, f"{cell}_scan_triton")), want, 2e-5)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_nan_stays_in_its_sequence(cell):
     """A NaN in one sequence's input makes that sequence's later outputs, its final state and the weight gradients
