@@ -21,6 +21,7 @@ from .dispatch import INTERPRET
 # with on the CPU; tests/test_cuda.py checks the compiled ones against cuDNN).
 FAST_MATH: tl.constexpr = tl.constexpr(not INTERPRET)
 NORM_EPS: tl.constexpr = tl.constexpr(EPS)  # layer norm's epsilon
+TANH_SERIES_BELOW: tl.constexpr = tl.constexpr(0.0625)  # fp32 |x| below which tanh takes its series (_tanh_series)
 
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
@@ -162,7 +163,7 @@ def tanh(x):
     its series (_tanh_series); fp64's absolute error, about 1e-16, keeps the relative accuracy further in."""
     y = 2.0 * sigmoid(2.0 * x) - 1.0
     if x.dtype == tl.float32:
-        y = tl.where(tl.abs(x) < 0.0625, _tanh_series(x), y)
+        y = tl.where(tl.abs(x) < TANH_SERIES_BELOW, _tanh_series(x), y)
     return y
 
 
@@ -176,7 +177,7 @@ def sigmoid_tanh(a, b):
     e = _exp(-2.0 * tl.abs(b))
     tanh_num = tl.where(b < 0.0, e - 1.0, 1.0 - e)  # tanh(b) (1 + e)
     if b.dtype == tl.float32:
-        tanh_num = tl.where(tl.abs(b) < 0.0625, _tanh_series(b) * (1.0 + e), tanh_num)
+        tanh_num = tl.where(tl.abs(b) < TANH_SERIES_BELOW, _tanh_series(b) * (1.0 + e), tanh_num)
     return _divide(tanh_num, (1.0 + _exp(-a)) * (1.0 + e))
 
 
