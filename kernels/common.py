@@ -300,15 +300,30 @@ def batch_rows(LEN, B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def plane(B, N):
+    """The elements (int64) of one (B, N) plane of a (., B, N) buffer: the distance between its time steps or
+    ping-pong slots, which passes 2^31 before any one index does."""
+    return tl.cast(B, tl.int64) * N
+
+
+@triton.jit
+def weight_offsets(row0, cols, k, ld, TRANSPOSE: tl.constexpr):
+    """The (len(k), BN) int64 offsets of weight_slice's block in a row-major weight (leading dimension ``ld``):
+    of W[row0 + cols, k]^T when TRANSPOSE, else of W[row0 + k, cols]."""
+    if TRANSPOSE:
+        offsets = (row0 + cols[None, :]).to(tl.int64) * ld + k[:, None]
+    else:
+        offsets = (row0 + k[:, None]).to(tl.int64) * ld + cols[None, :]
+    return offsets
+
+
+@triton.jit
 def weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE: tl.constexpr, DOT_F32: tl.constexpr):
     """(len(k), BN) block of the row-major weight W (leading dimension ``ld``), zero outside k < K and
     cols < N: W[row0 + cols, k]^T when TRANSPOSE (for h @ W_g^T, the forward), else W[row0 + k, cols]
     (for dgate @ W_g, the backward); in fp32 when DOT_F32, else in W's dtype."""
     wmask = (k < K)[:, None] & (cols < N)[None, :]
-    if TRANSPOSE:
-        w = tl.load(W + (row0 + cols[None, :]) * ld + k[:, None], mask=wmask, other=0.0)
-    else:
-        w = tl.load(W + (row0 + k[:, None]) * ld + cols[None, :], mask=wmask, other=0.0)
+    w = tl.load(W + weight_offsets(row0, cols, k, ld, TRANSPOSE), mask=wmask, other=0.0)
     if DOT_F32:
         w = w.to(tl.float32)
     return w
@@ -440,9 +455,9 @@ def load_previous(X, X0, out, state, s, B, H, mask, ACC: tl.constexpr, REVERSE: 
     """The values (in ACC) entering step ``s`` of the rows at offsets ``out`` of X (T, B, H): X at each row's
     previous time (the next one in the reverse direction), or X0 (B, H) at ``state`` for step 0."""
     if REVERSE:
-        prev = out + B * H
+        prev = out + plane(B, H)
     else:
-        prev = out - B * H
+        prev = out - plane(B, H)
     first = (tl.zeros_like(out) + s) == 0  # a tensor: the interpreter refuses a Python bool in a mask
     before = tl.load(X + prev, mask=mask & (first == 0), other=0.0).to(ACC)
     return before + tl.load(X0 + state, mask=mask & first, other=0.0).to(ACC)
@@ -566,7 +581,7 @@ def vector_step(s, length, b, B, valid, REVERSE: tl.constexpr):
         t = length - 1 - s
     else:
         t = s
-    return t * B + b, valid & ((tl.zeros_like(valid.to(tl.int32)) + s) < length)
+    return tl.cast(t, tl.int64) * B + b, valid & ((tl.zeros_like(valid.to(tl.int32)) + s) < length)
 
 
 @triton.jit

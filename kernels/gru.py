@@ -34,6 +34,7 @@ from .common import (
     norm_sums,
     normalise,
     ping_pong,
+    plane,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -259,10 +260,11 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w_all = resident_gates(W, H, H, 3, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), the last gate zero; or W
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    slot = plane(B, H)  # the distance between the slots of HQ and HS
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = (s == length - 1)[:, None]
-        src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
+        src = (s % 2) * slot  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
@@ -274,9 +276,9 @@ def _gru_fwd_tiled_kernel(GX, W, BHH, HS, HQ, LEN, Y, G, GHN, HN, COUNT, D, Z, T
             p_r, p_z, p_n, _ = split_gates(product, BLOCK_B, BLOCK_H)
             h_new = _gru_cell(p_r, p_z, p_n, x_r, x_z, x_n, BHH, cols, Y, G, GHN, gates, row_t * H + cols[None, :], H,
                               h_prev, am, Z, ZS, STORE, ZONE)
-            tl.store(HS + B * H - src + state, h_new, mask=am)
+            tl.store(HS + slot - src + state, h_new, mask=am)
             h_in = recurrent_operand(h_new, D, state, am, DROP)
-            tl.store(HQ + B * H - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
+            tl.store(HQ + slot - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 

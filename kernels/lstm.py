@@ -66,6 +66,7 @@ from .common import (
     normalise,
     normalise_grad,
     ping_pong,
+    plane,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -388,11 +389,12 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
     w_all = resident_gates(W, H, P, 4, BLOCK_H, K_RES, DOT_F32)  # (K_RES, 4 BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) buffer
     h_rows = rows[:, None] * P  # ... and into a (B, P) one
+    h_slot, c_slot = plane(B, P), plane(B, H)  # the distance between the slots of HQ, and of CS and HS
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = active & (s == length - 1)[:, None]
-        h_src = (s % 2) * B * P  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
-        c_src = (s % 2) * B * H
+        h_src = (s % 2) * h_slot  # h_{t-1}, c_{t-1} in slot s % 2; h_t, c_t go to the other
+        c_src = (s % 2) * c_slot
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             state = state_rows + cols[None, :]
@@ -416,13 +418,13 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
             a_i, a_f, a_g, a_o = _lstm_split(product, x_i, x_f, x_g, x_o, BLOCK_B, BLOCK_H)
             h_new, c_new = _lstm_cell(a_i, a_f, a_g, a_o, h_target, h_off, C, G, gates, H, out, c_prev, am, STORE,
                                       h_prev, cols, Z, ZC, ZS, ZONE, ZONE_C)
-            tl.store(CS + B * H - c_src + state, c_new, mask=am)
+            tl.store(CS + c_slot - c_src + state, c_new, mask=am)
             tl.store(CN + state, c_new, mask=am & last)
             if not PROJ:
                 if ZONE:
-                    tl.store(HS + B * H - c_src + state, h_new, mask=am)
+                    tl.store(HS + c_slot - c_src + state, h_new, mask=am)
                 h_in = recurrent_operand(h_new, D, state, am, DROP)
-                tl.store(HQ + B * P - h_src + state, h_in.to(HQ.dtype.element_ty), mask=am)
+                tl.store(HQ + h_slot - h_src + state, h_in.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + state, h_new, mask=am & last)
         if PROJ:
             step_barrier(COUNT + tl.program_id(0), (2 * s + 1) * tl.num_programs(1), GRID_SYNC)
@@ -435,7 +437,7 @@ def _lstm_fwd_tiled_kernel(GX, W, WR, HQ, CS, HF, LEN, Y, C, G, HN, CN, COUNT, H
                 h = recurrent_product(HF, hf_rows, active, WR, 0, cols, P, H, H, True, BLOCK_K, DOT_F32, PRECISION,
                                       WR, 0)
                 tl.store(Y + row_t * P + cols[None, :], h.to(Y.dtype.element_ty), mask=am)
-                tl.store(HQ + B * P - h_src + h_rows + cols[None, :], h.to(HQ.dtype.element_ty), mask=am)
+                tl.store(HQ + h_slot - h_src + h_rows + cols[None, :], h.to(HQ.dtype.element_ty), mask=am)
                 tl.store(HN + h_rows + cols[None, :], h, mask=am & last)
             step_barrier(COUNT + tl.program_id(0), (2 * s + 2) * tl.num_programs(1), GRID_SYNC)
         else:

@@ -27,6 +27,7 @@ from .common import (
     normalise,
     normalise_grad,
     ping_pong,
+    plane,
     projection_grads,
     recurrent_operand,
     recurrent_product,
@@ -182,10 +183,11 @@ def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS
     rows, length = batch_rows(LEN, B, BLOCK_B)
     w = resident_slice(W, 0, H, H, H, True, BLOCK_H, K_RES, DOT_F32)  # (K_RES, BH), or W when K_RES == 0
     state_rows = rows[:, None] * H  # (BB, 1) offsets into a (B, H) state buffer
+    slot = plane(B, H)  # the distance between the slots of HQ and HS
     for s in range(0, T):
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         last = (s == length - 1)[:, None]
-        src = (s % 2) * B * H  # h_{t-1} in slot s % 2; h_t goes to the other
+        src = (s % 2) * slot  # h_{t-1} in slot s % 2; h_t goes to the other
         for j in range(tl.program_id(1), tl.cdiv(H, BLOCK_H), tl.num_programs(1)):
             cols, am = column_tile(j, active, H, BLOCK_H)
             hw = recurrent_product(HQ + src, state_rows, active, W, 0, cols, H, H, H, True,
@@ -197,9 +199,9 @@ def _rnn_fwd_tiled_kernel(GX, W, HQ, LEN, Y, HN, COUNT, HS, A, D, Z, T, B, H, ZS
                 h_prev = 0.0  # unused
             h_new = _rnn_cell(GX, Y, A, row_t * H + cols[None, :], cols, hw, h_prev, am, Z, ZS, RELU, ZONE)
             if ZONE:
-                tl.store(HS + B * H - src + state, h_new, mask=am)
+                tl.store(HS + slot - src + state, h_new, mask=am)
             h_in = recurrent_operand(h_new, D, state, am, DROP)
-            tl.store(HQ + B * H - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
+            tl.store(HQ + slot - src + state, h_in.to(HQ.dtype.element_ty), mask=am)
             tl.store(HN + state, h_new, mask=am & last)
         step_barrier(COUNT + tl.program_id(0), (s + 1) * tl.num_programs(1), GRID_SYNC)
 
