@@ -140,14 +140,14 @@ def measure(case: Case, reps: int) -> dict:
             with torch.no_grad():
                 module(x)
 
-        with recording("triton") as launches:
+        with recording() as ran:
             call()  # compiles
         times = {"call": _event_ms(call, reps), "queue": _queue_ms(call, reps), "kernel": _kernel_ms(call, reps)}
         times["graph"] = _event_ms(_graphed(call), reps)
         record["cpu_top"] = cpu_top(call, reps)
     except Exception as err:  # recorded, so one failing case does not cost the others
         return {**record, "note": failure_note(err)}
-    note = backend_note(case, "triton", "fwd", device, launches)
+    note = backend_note(case, "triton", "fwd", device, ran)
     try:
         if (exchange := exchange_call(case.cell.split("_")[0], x, case.H)) is not None:
             exchange()  # compiles

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda")
     case = Case(args.cell, args.seq_len, args.batch, args.hidden_size, args.hidden_size, dtype=args.dtype)
     module, x = build(case, args.backend, device, args.mode)
-    with recording(args.backend) as launches:
+    with recording() as ran:
         step(module, x, args.mode)  # compiles
     step(module, x, args.mode)  # warms up
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         step(module, x, args.mode)
         torch.cuda.synchronize()
         torch.cuda.profiler.stop()
-    print(f"{case.label()} {args.mode}: {backend_note(case, args.backend, args.mode, device, launches)}; "
+    print(f"{case.label()} {args.mode}: {backend_note(case, args.backend, args.mode, device, ran)}; "
           f"{ms:.3f} ms unprofiled, {ms * 1000 / case.T:.2f} us a step")
     return 0
 

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ from presets import PRESETS, VARIANTS, Case  # benchmarks/ is on sys.path when r
 from report import write_markdown
 
 import rnnlab
+from rnnlab.layers import recorded_paths
 
 CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -84,40 +86,54 @@ def step(module, x, mode: str) -> None:
 
 
 @contextlib.contextmanager
-def recording(backend: str):
-    """The fused kernels' launches while the block runs, (backward, launch) in order (the dispatcher's
-    recorded_launches), for backend_note; an empty list for the other backends."""
-    if backend != "triton":
-        yield []
-        return
-    from rnnlab.kernels.dispatch import recorded_launches
+def recording():
+    """What runs while the block runs, for backend_note: ``paths``, each layer call's path (rnnlab's
+    recorded_paths: "native", "triton", "torch" or "stepwise"), and ``launches``, the fused kernels' launches,
+    (backward, launch) in order (the dispatcher's recorded_launches; none where Triton is not installed)."""
+    launches = contextlib.nullcontext([])
+    if importlib.util.find_spec("triton") is not None:
+        from rnnlab.kernels.dispatch import recorded_launches
 
-    with recorded_launches() as launches:
-        yield launches
+        launches = recorded_launches()
+    with recorded_paths() as paths, launches as kernel_launches:
+        yield {"paths": paths, "launches": kernel_launches}
 
 
-def backend_note(case: Case, backend: str, mode: str, device: torch.device, launches: list) -> str | None:
-    """What ran: the fused kernels' regime, from the ``launches`` recorded during a call (``recording``), or the
-    cuDNN algorithm PyTorch picks (on CUDA)."""
-    if backend == "triton":
-        forwards, backwards = ([launch for back, launch in launches if back == side] for side in (False, True))
-        if not forwards:
-            return None
-        launch = forwards[0]
-        note = f"{launch.regime} regime"
-        if backwards and backwards[0].regime != launch.regime:
-            note += f" (backward: {backwards[0].regime})"
-        if launch.regime == "vector" and launch.meta["GRID_SYNC"]:  # split: programs a row, and their units
-            note += f", {launch.grid[1]} programs of {launch.meta['BLOCK_U']} units"
-        if launch.meta.get("FLAGGED"):
-            return note + ", flagged exchange"
-        if launch.cluster > 1:
-            return note + f", clusters of {launch.cluster} programs"
-        return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
-    if backend == "native" and device.type == "cuda":
+def backend_note(case: Case, backend: str, mode: str, device: torch.device, ran: dict) -> str | None:
+    """What ran, from what ``recording`` saw during a call: the fused kernels' regime, or the cuDNN algorithm PyTorch
+    picks (on CUDA); for ``auto``, first the path it took ("ran native", and the paths in call order where the
+    layers took several)."""
+    paths = list(dict.fromkeys(ran["paths"]))  # distinct, in call order
+    path = paths[0] if len(paths) == 1 else backend
+    note = None
+    if path == "triton":
+        note = _regime_note(ran["launches"])
+    elif path == "native" and device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return describe(case, mode, (props.major, props.minor), props.multi_processor_count)
-    return None
+        note = describe(case, mode, (props.major, props.minor), props.multi_processor_count)
+    if backend == "auto":
+        ran_on = f"ran {' then '.join(paths)}"
+        return ran_on if note is None else f"{ran_on}: {note}"
+    return note
+
+
+def _regime_note(launches: list) -> str | None:
+    """The fused kernels' regime from the (backward, launch) pairs recorded during a call: the first forward's, with
+    the backward's where it differs, how a split vector launch shares out the units, and how its programs meet."""
+    forwards, backwards = ([launch for back, launch in launches if back == side] for side in (False, True))
+    if not forwards:
+        return None
+    launch = forwards[0]
+    note = f"{launch.regime} regime"
+    if backwards and backwards[0].regime != launch.regime:
+        note += f" (backward: {backwards[0].regime})"
+    if launch.regime == "vector" and launch.meta["GRID_SYNC"]:  # split: programs a row, and their units
+        note += f", {launch.grid[1]} programs of {launch.meta['BLOCK_U']} units"
+    if launch.meta.get("FLAGGED"):
+        return note + ", flagged exchange"
+    if launch.cluster > 1:
+        return note + f", clusters of {launch.cluster} programs"
+    return note + (", grid barrier" if launch.meta.get("GRID_SYNC") else "")
 
 
 def saved_memory(module, x) -> dict[str, int]:
@@ -149,7 +165,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
     module, x = build(case, backend, device, mode)
     cuda = device.type == "cuda"
     t0 = time.perf_counter()
-    with recording(backend) as launches:
+    with recording() as ran:
         step(module, x, mode)  # the first call compiles (Triton kernels, torch.compile graphs)
     if cuda:
         torch.cuda.synchronize()
@@ -193,7 +209,7 @@ def time_case(case: Case, backend: str, mode: str, device: torch.device, warmup:
         **(saved_memory(module, x) if mode != "fwd" else {"saved_bytes": None, "weight_copy_bytes": None}),
         # CPU peak memory is not measured per run (no allocator statistics); null rather than a guess
         "peak_mem_bytes": peak,
-        **({"note": note} if (note := backend_note(case, backend, mode, device, launches)) else {}),
+        **({"note": note} if (note := backend_note(case, backend, mode, device, ran)) else {}),
     }
 
 

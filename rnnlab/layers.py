@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,31 @@ from .recurrence.common import (
 from .recurrence.variants import draw_masks, nonlinearity_of
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+PATHS = ("native", "triton", "torch", "stepwise")  # what a layer call can run on (recorded_paths)
+_path_recorders: list[list[str]] = []  # recorded_paths' lists
+
+
+@contextmanager
+def recorded_paths():
+    """The path each layer call runs while the block runs, a list in call order: "native" (torch.nn's own kernel:
+    cuDNN, oneDNN or ATen's), "triton" (the fused kernels), "torch" (rnnlab's hand-written recurrences) or
+    "stepwise" (the step-by-step recurrence through autograd: the cell options' specification on "torch", gradient
+    analysis, torch.func transforms). What ``backend="auto"`` chose, for the benchmarks' notes."""
+    paths: list[str] = []
+    _path_recorders.append(paths)
+    try:
+        yield paths
+    finally:
+        _path_recorders.remove(paths)
+
+
+def _ran(path: str) -> None:
+    """Record that a layer call runs on ``path`` (one of PATHS), where recorded_paths asks; not in a graph that
+    torch.compile traces (it would guard on the recorders and compile again once they are gone)."""
+    if torch.compiler.is_compiling():
+        return
+    for paths in _path_recorders:
+        paths.append(path)
 
 
 def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool, packed: bool = False,
@@ -153,18 +179,23 @@ class _RecurrentLayer(CellOptions):
         )
         check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
         if self._stepwise():
+            _ran("stepwise")
             if self._observe is not None:
                 self._observe.begin(seq)
             return self._forward_torch(seq, hx, dtype=amp)
         if self.variant.stepwise:
-            return self._forward_torch(seq, hx, self._fused_options(seq.data, amp), amp)
+            fused = self._fused_options(seq.data, amp)
+            _ran("triton" if fused else "torch")
+            return self._forward_torch(seq, hx, fused, amp)
         if seq.batch == 0:  # an empty batch: torch.nn's empty outputs, from the reference path (no kernel to launch)
+            _ran("torch")
             return self._forward_torch(seq, hx, dtype=amp)
         backend = resolve_backend(self.backend, self.mode, seq.data, training=training,
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
         if backend == "native" and self.variant.weight_dropout and self.training:  # "auto": a backend that takes
             backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"  # the dropped weights
+        _ran(backend)
         if backend == "native":
             return super().forward(input, hx)
         return self._forward_torch(seq, hx, backend == "triton", amp)  # the recurrences run with autocast off

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import rnnlab
 from parity import needs_triton
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,41 @@ def test_the_note_names_the_regime_that_ran(monkeypatch, variant, regime):
 
     rec = run.time_case(Case("lstm", 3, 2, 3, 8, variant=variant), "triton", "fwd", torch.device("cpu"), 1, 2)
     assert rec["note"] == regime
+
+
+@pytest.mark.parametrize(("cell", "variant", "mode", "path"), [
+    ("lstm", "", "fwd+bwd", "native"),  # oneDNN's fused LSTM
+    ("gru", "", "fwd", "native"),  # inference
+    ("gru", "", "fwd+bwd", "torch"),  # ATen's GRU trains step by step through autograd
+    ("lstm", "zoneout", "fwd+bwd", "torch"),  # the hand-written recurrence with the option
+    ("lstm", "weight_dropout", "fwd+bwd", "torch"),  # the dropped weights, which torch.nn's kernel cannot take
+])
+def test_auto_rows_say_which_path_ran(monkeypatch, cell, variant, mode, path):
+    """An auto record's note names the path its layer call took on the CPU, as resolve_backend documents it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
+    from presets import Case
+
+    rec = run.time_case(Case(cell, 3, 2, 3, 8, variant=variant), "auto", mode, torch.device("cpu"), 1, 2)
+    assert rec["note"] == f"ran {path}"
+
+
+def test_recorded_paths_name_each_layer_call_and_stop_with_the_block():
+    """Inference on the CPU: "auto" runs the native kernel; under torch.func.grad "auto" runs it too and "torch" the
+    step-by-step recurrence; calls after the block are not recorded."""
+    from rnnlab.layers import recorded_paths
+
+    torch.manual_seed(0)
+    layers = [rnnlab.GRU(3, 4, backend=backend) for backend in ("auto", "torch", "native")]
+    x = torch.randn(5, 2, 3)
+    with recorded_paths() as paths:
+        with torch.no_grad():
+            for layer in layers:
+                layer(x)
+        for layer in layers[:2]:
+            torch.func.grad(lambda inp, layer=layer: layer(inp)[0].sum())(x)
+    layers[0](x)
+    assert paths == ["native", "torch", "native", "native", "stepwise"]
 
 
 def test_the_table_says_in_which_mode_the_forwards_ran(monkeypatch, tmp_path):

@@ -103,3 +103,22 @@ def test_auto_trains_under_compile_with_the_options(mode):
         with torch._dynamo.config.patch(allow_rnn=True), torch._inductor.config.patch(fallback_random=True):
             got = run_seeded(torch.compile(layer, fullgraph=True), lambda x=x: x, None, [x])
         assert_same(got, want, 1e-6)
+
+
+def test_recording_paths_compiles_no_second_graph():
+    """A compiled layer first called under rnnlab.layers.recorded_paths (as the benchmarks record what ran) is not
+    compiled again once the recording stops: the record is skipped while Dynamo traces."""
+    from torch._dynamo.utils import counters
+
+    from rnnlab.layers import recorded_paths
+
+    torch._dynamo.reset()
+    counters.clear()
+    layer = torch.compile(rnnlab.GRU(3, 4, backend="torch"), fullgraph=True)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        with recorded_paths():
+            layer(x)[0].sum().backward()
+        for _ in range(2):
+            layer(x)[0].sum().backward()
+    assert counters["stats"]["unique_graphs"] == 1
