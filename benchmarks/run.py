@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import importlib.util
 import json
 import os
 import platform
@@ -37,7 +36,7 @@ from presets import PRESETS, VARIANTS, Case  # benchmarks/ is on sys.path when r
 from report import write_markdown
 
 import rnnlab
-from rnnlab.layers import recorded_paths
+from rnnlab.layers import recorded_paths, triton_installed
 
 CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn_tanh": rnnlab.RNN, "rnn_relu": rnnlab.RNN}
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -91,7 +90,7 @@ def recording():
     recorded_paths: "native", "triton", "torch" or "stepwise"), and ``launches``, the fused kernels' launches,
     (backward, launch) in order (the dispatcher's recorded_launches; none where Triton is not installed)."""
     launches = contextlib.nullcontext([])
-    if importlib.util.find_spec("triton") is not None:
+    if triton_installed():
         from rnnlab.kernels.dispatch import recorded_launches
 
         launches = recorded_launches()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .layers import _triton_installed
+from .layers import triton_installed
 
 # The largest hidden sizes at which a GPU run timed the fused kernels faster than cuDNN
 MEASURED_WINS = {"LSTM": 1024, "GRU": 1024}
@@ -27,7 +27,7 @@ def fused_beats_cudnn_on_cuda(mode: str, dtype: torch.dtype, device: torch.devic
     persistent regime's forward at H = 64, and its split kernel 0.77-0.93x the resident regime's at 128-256)."""
     if device.type != "cuda" or mode not in ("LSTM", "GRU") or proj or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if not _triton_installed():
+    if not triton_installed():
         return False
     from .kernels.dispatch import FITTED_TARGETS, grid_sync_enabled, plan
 

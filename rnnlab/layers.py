@@ -135,7 +135,8 @@ _INTERPRET_AT_IMPORT = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @functools.cache
-def _triton_installed() -> bool:
+def triton_installed() -> bool:
+    """Whether Triton, the fused kernels' compiler (optional where it has no wheel), is installed."""
     return importlib.util.find_spec("triton") is not None
 
 
@@ -194,7 +195,7 @@ class _RecurrentLayer(CellOptions):
                                   packed=seq.batch_sizes is not None, proj=self.proj_size > 0, autocast=amp is not None,
                                   hidden_size=self.hidden_size, batch=seq.batch)
         if backend == "native" and self.variant.weight_dropout and self.training:  # "auto": a backend that takes
-            backend = "triton" if seq.data.is_cuda and _triton_installed() else "torch"  # the dropped weights
+            backend = "triton" if seq.data.is_cuda and triton_installed() else "torch"  # the dropped weights
         _ran(backend)
         if backend == "native":
             return super().forward(input, hx)
@@ -221,7 +222,7 @@ class _RecurrentLayer(CellOptions):
         None)."""
         if self.backend == "triton":
             return True
-        if not (self.backend == "auto" and x.is_cuda and _triton_installed() and self._fused_variants):
+        if not (self.backend == "auto" and x.is_cuda and triton_installed() and self._fused_variants):
             return False
         if not self.variant.layer_norm:
             return True

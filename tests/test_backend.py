@@ -89,7 +89,7 @@ calls = []
 def triton_installed():  # the choice's first step on an fp16/bf16 LSTM; False ends it
     calls.append(1)
     return False
-layers._triton_installed = triton_installed
+layers.triton_installed = triton_installed
 class CudaLike:  # what the choice reads of a CUDA tensor
     is_cuda, dtype, device = True, torch.bfloat16, torch.device("cuda", 0)
 def f(x, like):
