@@ -132,7 +132,8 @@ else
     step "launch-choice tuning" "$lim" "$PY" benchmarks/tune.py --budget-s "$(run_budget "$lim")" --out "$res/tune"
 fi
 lim=$(limit_for 120)
-step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py tests/test_vector_regime.py
+step "fused-kernel tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_triton_kernels.py tests/test_vector_regime.py \
+    tests/test_kernel_offsets.py
 lim=$(limit_for 90)
 step "fused-variant tests" "$lim" "${pytest[@]}" "${parallel[@]}" tests/test_fused_variants.py \
     tests/test_fused_layer_norm.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short GPU check (about 2-3 minutes on an H200; at most about 7) for the first or second run of a session: the GPU
 # tests of the inference regimes (vector, split vector, held with each exchange, CUDA-graph captures) and of what runs
-# the fused kernels under torch.compile, in half precision and with saturated gates; then the forward latency
+# the fused kernels under torch.compile, in half precision and with saturated gates, and the 64-bit offsets
+# (compiled, test_kernel_offsets.py); then the forward latency
 # (benchmarks/latency.py) at the dispatcher's choices and of the split held regime at H = 256, forced, with each
 # exchange (at the barrier it becomes the dispatcher's choice there again once its cuDNN tests, split_held, pass:
 # dispatch.AUTO_HELD_H); then the kernels cuDNN runs for torch.nn's bf16 LSTM (benchmarks/profile_step.py --backend
@@ -26,8 +27,9 @@ mkdir -p "$res"
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout -k 5 240 "$PY" -m pytest -p no:cacheprovider -v -rfEs -n 8 "${hang_limit[@]}" -m "gpu or not gpu" \
         tests/test_cuda.py tests/test_triton_kernels.py tests/test_fused_variants.py tests/test_fused_layer_norm.py \
+        tests/test_kernel_offsets.py \
         -k "split_vector_regime or cuda_graph or vector_regime_matches or held_regime or saturated or compile_without \
-        or plain_inference or variants_in_half or layer_norm_in_half"
+        or plain_inference or variants_in_half or layer_norm_in_half or past_2_31"
     timeout -k 5 120 "$PY" benchmarks/latency.py --hidden 64 128 256 --out "$res/latency"
     for exchange in barrier cluster cluster-async; do
         timeout -k 5 60 "$PY" benchmarks/latency.py --regime held --exchange "$exchange" --hidden 256 \
