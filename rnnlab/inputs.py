@@ -47,7 +47,7 @@ class Sequence:
         if self._x is None:
             if self.packed is not None:
                 # in packed order, as torch.nn reads input.data; the indices only reorder the states
-                self._x = pad_packed_sequence(PackedSequence(self.data, self.packed.batch_sizes))[0]
+                self._x = _pad_packed(self.data, self.packed.batch_sizes)
             elif self.unbatched:
                 self._x = self.data.unsqueeze(1)
             else:
@@ -75,6 +75,14 @@ class Sequence:
         if self.packed is None or self.packed.unsorted_indices is None:
             return h
         return h.index_select(1, self.packed.unsorted_indices)
+
+
+# Dynamo traces into pad_packed_sequence's ATen op before torch 2.13, whose trace rules skip the function
+# (pytorch#162374): on torch 2.11 a compiled layer failed on packed input ("its data is not allocated yet")
+@torch.compiler.disable
+def _pad_packed(data: torch.Tensor, batch_sizes: torch.Tensor) -> torch.Tensor:
+    """A packed batch's ``data`` padded time-major (T, B, I), in packed order (run eagerly under torch.compile)."""
+    return pad_packed_sequence(PackedSequence(data, batch_sizes))[0]
 
 
 def check_packed(owner: str, packed: PackedSequence) -> list[int]:
