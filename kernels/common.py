@@ -307,23 +307,31 @@ def plane(B, N):
 
 
 @triton.jit
-def weight_offsets(row0, cols, k, ld, TRANSPOSE: tl.constexpr):
-    """The (len(k), BN) int64 offsets of weight_slice's block in a row-major weight (leading dimension ``ld``):
-    of W[row0 + cols, k]^T when TRANSPOSE, else of W[row0 + k, cols]."""
+def weight_offsets(row0, cols, k, ld, TRANSPOSE: tl.constexpr, WIDE: tl.constexpr):
+    """The (len(k), BN) offsets of weight_slice's block in a row-major weight (leading dimension ``ld``): of
+    W[row0 + cols, k]^T when TRANSPOSE, else of W[row0 + k, cols]; int64 when WIDE (a weight the tiled regime
+    streams can pass 2^31 elements: an LSTM's W_hh at H >= 23171), else int32 (the blocks the other regimes hold
+    come from weights of at most 4 x 1024^2 elements, their hidden sizes' limits in dispatch.py; in int64 the vector
+    regime's loads of them cost registers, spills with Triton 3.6)."""
     if TRANSPOSE:
-        offsets = (row0 + cols[None, :]).to(tl.int64) * ld + k[:, None]
+        rows = row0 + cols[None, :]
+        inner = k[:, None]
     else:
-        offsets = (row0 + k[:, None]).to(tl.int64) * ld + cols[None, :]
-    return offsets
+        rows = row0 + k[:, None]
+        inner = cols[None, :]
+    if WIDE:
+        rows = rows.to(tl.int64)
+    return rows * ld + inner
 
 
 @triton.jit
-def weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE: tl.constexpr, DOT_F32: tl.constexpr):
+def weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE: tl.constexpr, DOT_F32: tl.constexpr,
+                 WIDE: tl.constexpr = False):
     """(len(k), BN) block of the row-major weight W (leading dimension ``ld``), zero outside k < K and
     cols < N: W[row0 + cols, k]^T when TRANSPOSE (for h @ W_g^T, the forward), else W[row0 + k, cols]
-    (for dgate @ W_g, the backward); in fp32 when DOT_F32, else in W's dtype."""
+    (for dgate @ W_g, the backward); in fp32 when DOT_F32, else in W's dtype; WIDE: see weight_offsets."""
     wmask = (k < K)[:, None] & (cols < N)[None, :]
-    w = tl.load(W + weight_offsets(row0, cols, k, ld, TRANSPOSE), mask=wmask, other=0.0)
+    w = tl.load(W + weight_offsets(row0, cols, k, ld, TRANSPOSE, WIDE), mask=wmask, other=0.0)
     if DOT_F32:
         w = w.to(tl.float32)
     return w
@@ -415,7 +423,7 @@ def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
-            w = weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE, DOT_F32)
+            w = weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE, DOT_F32, True)  # streamed: any size
             acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
     return acc
 

@@ -633,8 +633,9 @@ def vector_launch(cell: str, x: torch.Tensor, H: int, B: int) -> Launch:
         warps = min(warps, max(1, bh // 32))
     warps = _overrides.get("warps") or timed or warps
     meta = {"BLOCK_H": bh, "BLOCK_U": units, "num_warps": warps, **grid_sync_meta(programs), "FLAGGED": flagged}
-    if programs > 1 or _overrides.get("warps"):  # split: one program an SM, whose registers it may all take
-        meta["maxnreg"] = _all_registers(warps)
+    # one program an SM (at most 16 rows; split, a row's programs all resident), whose registers it may all take:
+    # under Triton's default cap a 1-warp GRU program at H = 16 (fp32, sm_80) spilled at 128
+    meta["maxnreg"] = _all_registers(warps)
     return Launch("vector", (B, programs), meta)
 
 

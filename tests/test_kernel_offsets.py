@@ -18,12 +18,12 @@ pytestmark = needs_fused_device
 @triton.jit
 def _offsets(OUT, s, length, b, B, N, row0, ld, REVERSE: tl.constexpr, TRANSPOSE: tl.constexpr):
     """OUT[0]: vector_step's row of batch row ``b`` at step ``s``; OUT[1]: plane(B, N); OUT[2:6]: the (2, 2)
-    weight_offsets of rows row0 + (0, 1) by columns (0, 1), row-major."""
+    weight_offsets of rows row0 + (0, 1) by columns (0, 1), row-major, as the tiled regime streams them (WIDE)."""
     two = tl.arange(0, 2)
     row, _ = vector_step(s, length, tl.cast(b, tl.int64), B, two < 2, REVERSE)
     tl.store(OUT, row)
     tl.store(OUT + 1, plane(B, N))
-    tl.store(OUT + 2 + two[:, None] * 2 + two[None, :], weight_offsets(row0, two, two, ld, TRANSPOSE))
+    tl.store(OUT + 2 + two[:, None] * 2 + two[None, :], weight_offsets(row0, two, two, ld, TRANSPOSE, True))
 
 
 def _run(s, length, b, B, N, row0, ld, reverse, transpose):
@@ -49,7 +49,7 @@ def test_planes_past_2_31():
 @pytest.mark.parametrize("transpose", [False, True], ids=["rows", "transposed"])
 def test_weight_offsets_past_2_31(transpose):
     """Rows 2^16 and 2^16 + 1 of a weight with 2^16 columns (an LSTM's W_hh at H = 16384 has 2^30 elements; at
-    H = 23171, 2^31) start past 2^32."""
+    H = 23171, 2^31), streamed by the tiled regime, start past 2^32."""
     row0, ld = 2**16, 2**16
     offsets = _run(0, 1, 0, 1, 1, row0, ld, False, transpose)[2:]
     # entry (i, j): W[row0 + j, i] when transposed, else W[row0 + i, j]

@@ -152,8 +152,9 @@ def test_dispatcher_picks_the_vector_regime_for_small_inference_forwards():
     x16, x32, x64 = (torch.zeros(1, 16, 1, dtype=dt) for dt in (torch.bfloat16, torch.float32, torch.float64))
     launch = plan("lstm", x16, 64, 16, inference=True)
     assert launch.regime == "vector" and launch.grid == (16, 1) and not launch.tiled
+    # one program an SM (at most 16 rows), allowed all its registers (128 a thread of 16 warps)
     assert launch.meta == {"BLOCK_H": 64, "BLOCK_U": 64, "num_warps": 16, "GRID_SYNC": False,
-                           "launch_cooperative_grid": False, "FLAGGED": False}
+                           "launch_cooperative_grid": False, "FLAGGED": False, "maxnreg": 128}
     assert plan("lstm", x32, 64, 16, inference=True).regime == "vector"  # the persistent fp32 LSTM stops at 32
     assert plan("rnn", x32, 128, 1, inference=True).regime == "vector"
     assert plan("gru", x64, 32, 3, inference=True).regime == "vector"
