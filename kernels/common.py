@@ -108,6 +108,12 @@ def mm_to_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.float() @ b.float()
 
 
+def row_major_copy(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A row-major copy of ``t`` in ``dtype`` for a kernel to update in place, step by step: a plain copy of a
+    transposed view (a loss that read h_n through ``.mT``) would keep its strides, which the kernels ignore."""
+    return t.to(dtype, copy=True, memory_format=torch.contiguous_format)
+
+
 def ping_pong(state: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A (2, B, H) buffer in ``dtype`` (the accumulator type, or dispatch.stored's for what the products
     read) for the tiled regime's state exchange, with ``state`` (B, H) in slot 0."""

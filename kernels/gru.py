@@ -41,6 +41,7 @@ from .common import (
     resident_gates,
     resident_product,
     resident_slice,
+    row_major_copy,
     sigmoid,
     split_gates,
     step_barrier,
@@ -432,7 +433,7 @@ def gru_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.tiled:
-        dh0 = dh_n.to(acc, copy=True, memory_format=torch.contiguous_format)  # updated in place, row-major (B, H)
+        dh0 = row_major_copy(dh_n, acc)  # (B, H), updated in place
         dq = torch.empty(2, B, 3 * H, dtype=stored(x.dtype), device=x.device)  # a step's dGH for the product
         dhq = torch.zeros_like(dh0) if drop is not None else None  # the product's part of dh, with dropout
         _gru_bwd_tiled_kernel[launch.grid](G, ghn, Y, h0.contiguous(), dY.contiguous(), w, lengths, dG, dGH, dq, dh0,

@@ -73,6 +73,7 @@ from .common import (
     resident_gates,
     resident_product,
     resident_slice,
+    row_major_copy,
     sigmoid,
     sigmoid_tanh,
     split_gates,
@@ -638,8 +639,7 @@ def lstm_fused_backward(dY: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: T
     dR = torch.zeros_like(dG) if norm is not None else dG  # the recurrent product's gradients
     dLN = torch.zeros(launch.grid[0] if norm is not None else 0, 2, H, dtype=acc, device=x.device)
     if launch.tiled:
-        # updated in place, step by step, as row-major (B, H): a transposed dh_n's copy would keep its strides
-        dh0, dc0 = (d.to(acc, copy=True, memory_format=torch.contiguous_format) for d in (dh_n, dc_n))
+        dh0, dc0 = row_major_copy(dh_n, acc), row_major_copy(dc_n, acc)  # (B, H) each, updated in place
         wr = w if w_hr is None else w_hr.contiguous()
         dq = torch.empty(2, B, 4 * H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
         split = drop is not None or zone is not None

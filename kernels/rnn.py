@@ -32,6 +32,7 @@ from .common import (
     recurrent_operand,
     recurrent_product,
     resident_slice,
+    row_major_copy,
     step_barrier,
     step_rows,
     tanh,
@@ -318,7 +319,7 @@ def rnn_fused_backward(dY: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Te
     w = w_hh.contiguous()
     masks = variant_args(drop, zone)
     if launch.tiled:
-        dh0 = dh_n.to(acc, copy=True, memory_format=torch.contiguous_format)  # updated in place, row-major (B, H)
+        dh0 = row_major_copy(dh_n, acc)  # (B, H), updated in place
         dq = torch.empty(2, B, H, dtype=stored(x.dtype), device=x.device)  # a step's dG for the product
         _rnn_bwd_tiled_kernel[launch.grid](Y, dY.contiguous(), w, lengths, dG, dq, dh0, launch.counters(x.device), A,
                                            T=T, B=B, H=H, RELU=relu, REVERSE=reverse, **launch.meta, **masks)
