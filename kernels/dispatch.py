@@ -156,7 +156,8 @@ ALIGNED_RESIDENT_H = {("lstm", "half"): (1024, 1024), ("gru", "half"): (1024, 10
 WIDE_BLOCK_B, WIDE_CAPABILITY = 32, (9, 0)
 # The vector regime (common.vector_block, matvec): its largest hidden size per cell and operand width, where W_hh
 # held in registers in the accumulator type, with vector_warps' warps, compiles for sm_80 and sm_90 without spills
-# (fit.py's "_vector" rows, Triton 3.9 and 3.6; one size up spilled 640-1900 bytes with 32 warps, the fp64 LSTM and
+# (fit.py's "_vector" rows, Triton 3.9; with 3.6, since 2026-11-28, the GRU at 64 in half precision and the RNN at
+# 128 for sm_80 spill 24-168 bytes: README.md; one size up spilled 640-1900 bytes with 32 warps, the fp64 LSTM and
 # GRU at 64 700-1000), for any hidden size and, larger (ALIGNED_VECTOR_H), for multiples of 16 (as
 # ALIGNED_RESIDENT_H: the LSTM at 64 uses 64-98 registers there, and for other sizes spilled 64-156 bytes with
 # Triton 3.6, 104-132 with 32 warps); and its largest batch: one program a row, up to BLOCK_B rows (one
