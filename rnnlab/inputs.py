@@ -47,7 +47,7 @@ class Sequence:
         if self._x is None:
             if self.packed is not None:
                 # in packed order, as torch.nn reads input.data; the indices only reorder the states
-                self._x = _pad_packed(self.data, self.packed.batch_sizes)
+                self._x = pad_packed(PackedSequence(self.data, self.packed.batch_sizes))
             elif self.unbatched:
                 self._x = self.data.unsqueeze(1)
             else:
@@ -80,9 +80,10 @@ class Sequence:
 # Dynamo traces into pad_packed_sequence's ATen op before torch 2.13, whose trace rules skip the function
 # (pytorch#162374): on torch 2.11 a compiled layer failed on packed input ("its data is not allocated yet")
 @torch.compiler.disable
-def _pad_packed(data: torch.Tensor, batch_sizes: torch.Tensor) -> torch.Tensor:
-    """A packed batch's ``data`` padded time-major (T, B, I), in packed order (run eagerly under torch.compile)."""
-    return pad_packed_sequence(PackedSequence(data, batch_sizes))[0]
+def pad_packed(packed: PackedSequence, batch_first: bool = False, padding_value: float = 0.0) -> torch.Tensor:
+    """The padded tensor of ``pad_packed_sequence(packed, batch_first, padding_value)``, run eagerly under
+    torch.compile, which fails on that function before torch 2.13."""
+    return pad_packed_sequence(packed, batch_first=batch_first, padding_value=padding_value)[0]
 
 
 def check_packed(owner: str, packed: PackedSequence) -> list[int]:

@@ -122,3 +122,20 @@ def test_recording_paths_compiles_no_second_graph():
         for _ in range(2):
             layer(x)[0].sum().backward()
     assert counters["stats"]["unique_graphs"] == 1
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_classifier_pooling_over_packed_output_compiles(pooling):
+    """The sentiment classifier pads its packed output to pool over the words: under torch.compile that padding
+    runs eagerly (inputs.pad_packed; Dynamo traced into pad_packed_sequence's ATen op and failed before torch 2.13)
+    and the logits are eager's."""
+    from rnnlab.models.classifier import RNNClassifier
+
+    torch.manual_seed(0)
+    model = RNNClassifier(50, 3, 8, 8, pooling=pooling)
+    tokens, lengths = torch.randint(1, 50, (4, 6)), torch.tensor([6, 3, 5, 2])
+    want = model(tokens, lengths)
+    with torch._dynamo.config.patch(allow_rnn=True):
+        got = torch.compile(model)(tokens, lengths)
+    assert_same(got, want, 1e-6)

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..errors import ConfigError
+from ..inputs import pad_packed
 from .factory import make_rnn
 
 POOLING = ("last", "mean", "max")
@@ -42,7 +43,7 @@ class RNNClassifier(nn.Module):
             pooled = torch.cat(list(h[-d:]), dim=-1)  # (B, D * H): the top layer's directions
         else:
             fill = 0.0 if self.pooling == "mean" else float("-inf")
-            y, _ = pad_packed_sequence(y, batch_first=True, padding_value=fill)  # (B, T, D * H)
+            y = pad_packed(y, batch_first=True, padding_value=fill)  # (B, T, D * H)
             if self.pooling == "mean":
                 pooled = y.sum(1) / lengths.to(y.device, y.dtype).unsqueeze(1)
             else:
