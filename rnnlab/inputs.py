@@ -77,13 +77,14 @@ class Sequence:
         return h.index_select(1, self.packed.unsorted_indices)
 
 
-# Dynamo traces into pad_packed_sequence's ATen op before torch 2.13, whose trace rules skip the function
-# (pytorch#162374): on torch 2.11 a compiled layer failed on packed input ("its data is not allocated yet")
-@torch.compiler.disable
 def pad_packed(packed: PackedSequence, batch_first: bool = False, padding_value: float = 0.0) -> torch.Tensor:
     """The padded tensor of ``pad_packed_sequence(packed, batch_first, padding_value)``, run eagerly under
-    torch.compile, which fails on that function before torch 2.13."""
-    return pad_packed_sequence(packed, batch_first=batch_first, padding_value=padding_value)[0]
+    torch.compile. Dynamo traces into its ATen op before torch 2.13, whose trace rules skip the function
+    (pytorch#162374): on torch 2.11 a compiled layer failed on packed input ("its data is not allocated yet").
+    Disabled only while compiling: torch.compiler.disable imports torch._dynamo (1.2 s), which importing rnnlab
+    does not."""
+    pad = torch.compiler.disable(pad_packed_sequence) if torch.compiler.is_compiling() else pad_packed_sequence
+    return pad(packed, batch_first=batch_first, padding_value=padding_value)[0]
 
 
 def check_packed(owner: str, packed: PackedSequence) -> list[int]:
