@@ -57,7 +57,6 @@ from .recurrence.common import (
 from .recurrence.variants import draw_masks, nonlinearity_of
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-PATHS = ("native", "triton", "torch", "stepwise")  # what a layer call can run on (recorded_paths)
 _path_recorders: list[list[str]] = []  # recorded_paths' lists
 
 
@@ -76,7 +75,7 @@ def recorded_paths():
 
 
 def _ran(path: str) -> None:
-    """Record that a layer call runs on ``path`` (one of PATHS), where recorded_paths asks; not in a graph that
+    """Record a layer call's ``path`` (one of recorded_paths' names) where recorded_paths asks; not in a graph that
     torch.compile traces (it would guard on the recorders and compile again once they are gone)."""
     if torch.compiler.is_compiling():
         return
