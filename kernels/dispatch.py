@@ -52,6 +52,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from ..recording import Recorder
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # The GPUs every launchable configuration is cross-compiled and checked for (fit.py): compute capability
 # (major, minor) and the shared memory one block may use. On others "auto" leaves the fused kernels alone.
@@ -514,28 +516,21 @@ def _all_registers(warps: int) -> int:
     return min(255, 65536 // (32 * warps))
 
 
-_recorders: list[list[tuple[bool, Launch]]] = []  # recorded_launches' lists
+_launches: Recorder[tuple[bool, Launch]] = Recorder()
 
 
-@contextmanager
 def recorded_launches():
     """The launches plan() chooses while the block runs, a list of (backward, launch) in order, filled as the
     kernels run: what ran, for the benchmarks' notes (benchmarks/run.py), rather than what plan() would choose
     for arguments rebuilt outside the layer (it took the vector regime for a forward with layer norm)."""
-    launches: list[tuple[bool, Launch]] = []
-    _recorders.append(launches)
-    try:
-        yield launches
-    finally:
-        _recorders.remove(launches)
+    return _launches.recording()
 
 
 def plan(cell: str, x: torch.Tensor, H: int, B: int, proj: bool = False, backward: bool = False,
          norm: bool = False, inference: bool = False) -> Launch:
     """The launch of ``cell``'s kernel as _plan chooses it, recorded where recorded_launches asks."""
     launch = _plan(cell, x, H, B, proj, backward, norm, inference)
-    for launches in _recorders:
-        launches.append((backward, launch))
+    _launches.add((backward, launch))
     return launch
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +47,7 @@ from . import recurrence
 from .cell_options import CellOptions
 from .checks import check_backend, check_choice, check_layer_args, check_no_projection, check_variant_backend
 from .inputs import Sequence, autocast_dtype, check_pair, check_state, refuse_symbolic_trace, to_time_major
+from .recording import Recorder
 from .recurrence.common import (
     differentiating_transform,
     stepwise_scan,
@@ -57,30 +57,22 @@ from .recurrence.common import (
 from .recurrence.variants import draw_masks, nonlinearity_of
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-_path_recorders: list[list[str]] = []  # recorded_paths' lists
+_paths: Recorder[str] = Recorder()
 
 
-@contextmanager
 def recorded_paths():
     """The path each layer call runs while the block runs, a list in call order: "native" (torch.nn's own kernel:
     cuDNN, oneDNN or ATen's), "triton" (the fused kernels), "torch" (rnnlab's hand-written recurrences) or
     "stepwise" (the step-by-step recurrence through autograd: the cell options' specification on "torch", gradient
     analysis, torch.func transforms). What ``backend="auto"`` chose, for the benchmarks' notes."""
-    paths: list[str] = []
-    _path_recorders.append(paths)
-    try:
-        yield paths
-    finally:
-        _path_recorders.remove(paths)
+    return _paths.recording()
 
 
 def _ran(path: str) -> None:
     """Record a layer call's ``path`` (one of recorded_paths' names) where recorded_paths asks; not in a graph that
     torch.compile traces (it would guard on the recorders and compile again once they are gone)."""
-    if torch.compiler.is_compiling():
-        return
-    for paths in _path_recorders:
-        paths.append(path)
+    if not torch.compiler.is_compiling():
+        _paths.add(path)
 
 
 def resolve_backend(backend: str, mode: str, x: torch.Tensor, *, training: bool, packed: bool = False,
