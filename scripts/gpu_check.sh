@@ -32,47 +32,17 @@
 # $OUT/gpu_check.log as it is written (the device tool returns at most 8 files). Needs torch, triton and
 # pytest; rnnlab is used from this checkout (the training stack, hydra included, is not needed).
 set -uo pipefail  # a failing step does not stop the later ones
-source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit, results_in
+source scripts/gpu_steps.sh  # limit_for, step
 budget=${1:-540}
 preset=${PRESET:-gpu}
 deadline=$((SECONDS + budget))
-if [[ -n ${OUT:-} ]]; then
-    res=$(mktemp -d)/gpu-$name
-    log=$OUT/gpu_check.log
-else
-    res=benchmarks/results/gpu-$name
-    log=$res/gpu_check.log
-fi
-mkdir -p "$res"
-: >"$log"
-
-# limit_for SECONDS: SECONDS, or what is left of the budget if less (15 s are kept for packing the results)
-limit_for() {
-    local left=$((deadline - SECONDS - 15))
-    echo $(($1 < left ? $1 : left))
-}
+results_in "" gpu_check.log
 
 # run_budget LIMIT: how long a benchmark inside a step of LIMIT seconds may start measurements (it then
 # writes its plots)
 run_budget() {
     echo $(($1 > 60 ? $1 - 30 : $1 / 2))
-}
-
-# step NAME LIMIT COMMAND...: run COMMAND for at most LIMIT seconds (from limit_for), or skip it below 20;
-# returns COMMAND's exit status (1 when skipped)
-step() {
-    local name=$1 limit=$2
-    shift 2
-    if ((limit < 20)); then
-        echo "=== $name: skipped, ${limit}s of the budget left" | tee -a "$log"
-        return 1
-    fi
-    echo "=== $name (at most ${limit}s): $*" | tee -a "$log"
-    local t0=$SECONDS
-    timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$log"
-    local status=${PIPESTATUS[0]}
-    echo "=== $name: exit $status after $((SECONDS - t0))s (124: cut at its limit)" | tee -a "$log"
-    return "$status"
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"

@@ -12,19 +12,14 @@
 # Reports go to benchmarks/results/gpu-<device>/ncu/, or on the device machine (where $OUT is set) into
 # $OUT/gpu_profile.tar.gz. Needs ncu, torch and triton; rnnlab is used from this checkout.
 set -uo pipefail
-source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, results_in
 budget=${1:-180}
 deadline=$((SECONDS + budget))
 if [[ $name == cpu ]] || ! command -v ncu >/dev/null; then
     echo "needs a CUDA device and ncu (Nsight Compute); found device '$name', ncu: $(command -v ncu || echo none)"
     exit 1
 fi
-if [[ -n ${OUT:-} ]]; then
-    res=$(mktemp -d)/gpu-$name/ncu
-else
-    res=benchmarks/results/gpu-$name/ncu
-fi
-mkdir -p "$res"
+results_in ncu
 for cell in lstm gru; do
     limit=$(((deadline - SECONDS) / 4))  # at most a quarter of what is left each
     echo "=== $cell H=1024 B=64 training step, kernels by GPU time (at most ${limit}s)"

@@ -14,15 +14,8 @@
 # machine (where $OUT is set) into $OUT/gpu_recheck.tar.gz, with the log also in $OUT/gpu_recheck.log as it is
 # written (the device tool returns at most 8 files, and the latency runs write 8).
 set -uo pipefail
-source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit
-if [[ -n ${OUT:-} ]]; then
-    res=$(mktemp -d)/recheck
-    log=$OUT/gpu_recheck.log
-else
-    res=benchmarks/results/gpu-$name/recheck
-    log=$res/gpu_recheck.log
-fi
-mkdir -p "$res"
+source "$(dirname "$0")/gpu_env.sh"  # cd to the checkout; PY, name, hang_limit, results_in
+results_in recheck gpu_recheck.log
 {
     nvidia-smi --query-gpu=name --format=csv,noheader
     timeout -k 5 240 "$PY" -m pytest -p no:cacheprovider -v -rfEs -n 8 "${hang_limit[@]}" -m "gpu or not gpu" \

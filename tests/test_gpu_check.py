@@ -1,6 +1,6 @@
 """scripts/gpu_check.sh, the one command a lent GPU machine runs, end to end on the CPU with the tiny
 preset: the tests it names collect (and skip without CUDA), every step keeps to the budget, and the
-results come back packed in one file beside the log."""
+results come back packed in one file beside the log; likewise gpu_recheck.sh, gpu_profile.sh and gpu_train.sh."""
 
 import json
 import os
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from train_helpers import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 90
@@ -66,3 +68,28 @@ def test_gpu_recheck_runs_the_split_held_tests_first_and_packs_the_results(tmp_p
     assert " failed" not in log and log.index("split_held_regime") < log.index("latency.py")
     with tarfile.open(tmp_path / "gpu_recheck.tar.gz") as tar:
         assert "recheck/gpu_recheck.log" in tar.getnames()
+
+
+@pytest.mark.slow  # about 2 minutes on 2 cores: seven runs of one batch each
+def test_gpu_train_runs_every_experiment_and_packs_the_results(tmp_path):
+    """scripts/gpu_train.sh on the CPU (trainer=cpu, one batch a run): the overrides it gives rnnlab-train, the
+    data sets found through RNNLAB_DATA_DIR, and the results packed without checkpoints."""
+    if torch.cuda.is_available():
+        pytest.skip("a machine with a GPU trains there instead")
+    if not SHARED.is_dir():
+        pytest.skip(f"the real data sets are not on this machine ({SHARED})")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(OUT=str(tmp_path), PYTHON=sys.executable, EXTRA="debug=fast_dev_run", RNNLAB_DATA_DIR=str(SHARED))
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh"), "600"], capture_output=True, text=True,
+                          timeout=700, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_train.log", "gpu_train.tar.gz"]
+    log = (tmp_path / "gpu_train.log").read_text()
+    runs = ["main", "bf16-torch", "sentiment_sst2", "forecast_etth1", "forecast_airline", "lm_shakespeare_char"]
+    for step in [f"train {run}" for run in runs] + ["generate"]:
+        assert f"=== {step}: exit 0" in log, log[-3000:]
+    assert "=== train fsdp: skipped, Lightning's FSDP strategy needs a GPU" in log
+    with tarfile.open(tmp_path / "gpu_train.tar.gz") as tar:
+        names = tar.getnames()
+    assert "train/gpu_train.log" in names and not [n for n in names if n.endswith(".ckpt")]
+    assert {f"train/{run}" for run in runs} <= set(names)
