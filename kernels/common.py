@@ -22,6 +22,8 @@ from .dispatch import INTERPRET
 FAST_MATH: tl.constexpr = tl.constexpr(not INTERPRET)
 NORM_EPS: tl.constexpr = tl.constexpr(EPS)  # layer norm's epsilon
 TANH_SERIES_BELOW: tl.constexpr = tl.constexpr(0.0625)  # fp32 |x| below which tanh takes its series (_tanh_series)
+# tl.dot takes fp64 operands from Triton 3.5; before (Triton 3.4, torch 2.8's), dot() multiplies them out and sums.
+FP64_DOT: tl.constexpr = tl.constexpr(tuple(map(int, triton.__version__.split(".")[:2])) >= (3, 5))
 
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,
@@ -403,13 +405,22 @@ def split_gates(pre, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
+def dot(a, b, input_precision: tl.constexpr = None, out_dtype: tl.constexpr = tl.float32):
+    """tl.dot(a, b, ...); fp64 operands on a Triton whose tl.dot refuses them (not FP64_DOT): multiplied out, summed."""
+    if FP64_DOT or a.dtype != tl.float64:
+        return tl.dot(a, b, input_precision=input_precision, out_dtype=out_dtype)
+    else:
+        return tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+
+
+@triton.jit
 def resident_product(A, a_rows, a_mask, w, K, K_RES: tl.constexpr, PRECISION: tl.constexpr):
     """(BB, N) product, in the accumulator type (fp64 for fp64 operands, else fp32), of the rows of A
     (length K, padded to K_RES, from the (BB, 1) offsets ``a_rows``, masked by ``a_mask``) with a block
     ``w`` (K_RES, N) the program holds. A bypasses L1 (other programs wrote it this step)."""
     k = tl.arange(0, K_RES)
     a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
-    return tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
+    return dot(a.to(w.dtype), w, input_precision=PRECISION)
 
 
 @triton.jit
@@ -430,7 +441,7 @@ def recurrent_product(A, a_rows, a_mask, W, row0, cols, N, K, ld, TRANSPOSE: tl.
             k = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(A + a_rows + k[None, :], mask=a_mask & (k < K)[None, :], other=0.0, cache_modifier=".cg")
             w = weight_slice(W, row0, cols, k, N, K, ld, TRANSPOSE, DOT_F32, True)  # streamed: any size
-            acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
+            acc += dot(a.to(w.dtype), w, input_precision=PRECISION)
     return acc
 
 

@@ -682,7 +682,7 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
     if MAX_HELD_H[cell] < H and (problem := _split_held_problem(x, held_launch(cell, x, H, B))):
         return f"split, {problem}"
     try:  # only Gluon itself: an error inside held.py must surface where its kernels launch, not read as this
-        from triton.experimental import gluon  # noqa: F401
+        from triton.experimental.gluon.language.nvidia.ampere import mma_v2  # noqa: F401 (Gluon's, from Triton 3.6)
     except ImportError as err:
         return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
     if (capability := torch.cuda.get_device_capability(x.device)) not in FITTED_TARGETS:

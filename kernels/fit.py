@@ -22,6 +22,7 @@ kernels cannot be compiled).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import os
 import re
@@ -66,12 +67,19 @@ from .dispatch import (
     vector_launch,
 )
 
-try:  # the held regime's kernels are Gluon's (Triton >= 3.6)
+try:  # the held regime's kernels are Gluon's (Triton >= 3.6; 3.4 and 3.5 have Gluon without its mma_v2)
     from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.experimental.gluon.language.nvidia.ampere import mma_v2  # noqa: F401
 except ImportError:
     GluonASTSource = held = None
 else:  # outside the try: an error inside held.py must not drop its kernels from the table silently
     from . import held
+
+
+def _ptxas(capability: int):
+    """Triton's ptxas for targets of ``capability`` (before Triton 3.6 get_ptxas takes none: one for all)."""
+    return get_ptxas(capability) if inspect.signature(get_ptxas).parameters else get_ptxas()
+
 
 CELL_MODULES = {"lstm": lstm, "gru": gru, "rnn": rnn}
 KERNELS = {f"{name}_{kind}": getattr(module, f"_{name}_{kind}_kernel") for name, module in CELL_MODULES.items()
@@ -257,7 +265,7 @@ def time_loop(compiled, capability: int) -> dict[str, int]:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
             f.write(compiled.asm["cubin"])
-        tool = os.path.join(os.path.dirname(get_ptxas(capability).path), "cuobjdump")
+        tool = os.path.join(os.path.dirname(_ptxas(capability).path), "cuobjdump")
         sass = subprocess.run([tool, "-sass", path], capture_output=True, text=True, check=True).stdout
     # (address, opcode without its predicate, branch target or None) of every instruction
     code = [(int(address, 16), op, int(target, 16) if target else None)
@@ -300,7 +308,7 @@ def resource_usage(ptx: str, capability: int) -> dict[str, int]:
         path = os.path.join(tmp, "kernel.ptx")
         with open(path, "w") as f:
             f.write(ptx)
-        command = [get_ptxas(capability).path, f"-arch={arch}", "-v", path, "-o", os.path.join(tmp, "k.cubin")]
+        command = [_ptxas(capability).path, f"-arch={arch}", "-v", path, "-o", os.path.join(tmp, "k.cubin")]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     numbers = {
         "registers": r"Used (\d+) registers",

@@ -17,6 +17,7 @@ from .common import (
     batch_rows,
     batch_tile,
     column_tile,
+    dot,
     dropout_tile,
     exchange_rows,
     fused_norm,
@@ -146,7 +147,7 @@ def _gru_fwd_kernel(GX, W, BHH, H0, LEN, Y, G, GHN, HN, D, Z, LN, RH, NS, T, B, 
         next_active, next_row = step_rows(s + 1, length, rows, B, REVERSE)
         n_r, n_z, n_n = _gru_inputs(GX, BHH, next_row * (3 * H) + cols[None, :], cols, H, m2 & next_active, h.dtype)
         h_in = recurrent_operand(h, D, state, m2, DROP)
-        product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        product = dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         if NORM:
             product, _, rstd = normalise(product, ln_valid, 3 * H)
             if STORE:
@@ -212,14 +213,14 @@ def _gru_bwd_kernel(G, GHN, Y, H0, DY, DHN, W, LEN, DG, DGH, DH0, D, Z, LN, RH, 
             tl.store(DR + gates + H, d_z, mask=am)
             tl.store(DR + gates + 2 * H, d_hn, mask=am)
         if DROP:
-            back = tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
-            back += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
-            back += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
+            back = dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
+            back += dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
+            back += dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
             dh_new += back * dropout_tile(D, state, m2, dh.dtype)
         else:
-            dh_new += tl.dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
-            dh_new += tl.dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
-            dh_new += tl.dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
+            dh_new += dot(d_r.to(w_r.dtype), w_r, input_precision=PRECISION)
+            dh_new += dot(d_z.to(w_z.dtype), w_z, input_precision=PRECISION)
+            dh_new += dot(d_hn.to(w_n.dtype), w_n, input_precision=PRECISION)
         dh = tl.where(active, dh_new, dh)
     tl.store(DH0 + state, dh, mask=m2)
 

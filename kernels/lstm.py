@@ -48,6 +48,7 @@ from .common import (
     batch_rows,
     batch_tile,
     column_tile,
+    dot,
     dropout_tile,
     exchange_rows,
     fused_norm,
@@ -238,7 +239,7 @@ def _lstm_fwd_kernel(GX, W, H0, C0, LEN, Y, C, G, HN, CN, D, Z, ZC, LN, RH, NS, 
         n_i, n_f, n_g, n_o = _lstm_inputs(GX, next_row * (4 * H) + cols[None, :], H, m2 & next_active, h.dtype)
         out = row_t * H + cols[None, :]
         h_in = recurrent_operand(h, D, state, m2, DROP)
-        product = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        product = dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         if NORM:
             product, _, rstd = normalise(product, ln_valid, 4 * H)
             if STORE:
@@ -323,10 +324,10 @@ def _lstm_bwd_kernel(G, C, C0, DY, DHN, DCN, W, LEN, DG, DH0, DC0, D, Z, ZC, LN,
             tl.store(DR + gates + H, d_f, mask=am)
             tl.store(DR + gates + 2 * H, d_g, mask=am)
             tl.store(DR + gates + 3 * H, d_o, mask=am)
-        dh_new = tl.dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
-        dh_new += tl.dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
-        dh_new += tl.dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
-        dh_new += tl.dot(d_o.to(w_o.dtype), w_o, input_precision=PRECISION)
+        dh_new = dot(d_i.to(w_i.dtype), w_i, input_precision=PRECISION)
+        dh_new += dot(d_f.to(w_f.dtype), w_f, input_precision=PRECISION)
+        dh_new += dot(d_g.to(w_g.dtype), w_g, input_precision=PRECISION)
+        dh_new += dot(d_o.to(w_o.dtype), w_o, input_precision=PRECISION)
         if DROP:
             dh_new = dh_new * dropout_tile(D, state, m2, dh.dtype)
         if ZONE or ZONE_C:

@@ -15,6 +15,7 @@ from .common import (
     batch_rows,
     batch_tile,
     column_tile,
+    dot,
     dropout_tile,
     exchange_rows,
     fused_norm,
@@ -112,7 +113,7 @@ def _rnn_fwd_kernel(GX, W, H0, LEN, Y, HN, A, D, Z, LN, RH, NS, T, B, H, ZS: tl.
         active, row_t = step_rows(s, length, rows, B, REVERSE)  # (BB, 1) each
         out = row_t * H + cols[None, :]
         h_in = recurrent_operand(h, D, state, m2, DROP)
-        hw = tl.dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
+        hw = dot(h_in.to(w.dtype), w, input_precision=PRECISION, out_dtype=h.dtype)
         if NORM:
             hw, _, rstd = normalise(hw, cols < H, H)
             tl.store(RH + out, hw.to(RH.dtype.element_ty), mask=m2 & active)
@@ -146,7 +147,7 @@ def _rnn_bwd_kernel(Y, DY, DHN, W, LEN, DG, DH0, A, D, Z, LN, RH, NS, DR, T, B, 
             d_pre = normalise_grad(d_pre * gain[None, :], r_norm, tl.load(NS + row_t, mask=active, other=1.0),
                                    cols < H, H)
             tl.store(DR + out, d_pre, mask=m2 & active)
-        back = tl.dot(d_pre.to(w.dtype), w, input_precision=PRECISION)
+        back = dot(d_pre.to(w.dtype), w, input_precision=PRECISION)
         if DROP:
             back = back * dropout_tile(D, state, m2, dh.dtype)
         if ZONE:

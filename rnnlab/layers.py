@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
+from torch.torch_version import TorchVersion
 
 from . import recurrence
 from .cell_options import CellOptions
@@ -131,6 +132,17 @@ def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
+    """Why Triton's interpreter at ``triton_version`` cannot run the fused kernels beside NumPy at
+    ``numpy_version``, or None: before Triton 3.7 it turns a loaded scalar (a sequence's length, a loop's bound)
+    into a Python int with int() of a one-element array, which NumPy 2.4 refuses."""
+    if TorchVersion(triton_version) < "3.7" and TorchVersion(numpy_version) >= "2.4":
+        return (f"Triton {triton_version}'s interpreter cannot run the fused kernels with NumPy {numpy_version} (it "
+                "converts one-element arrays to Python ints, which NumPy 2.4 refuses): install 'numpy<2.4' or "
+                "Triton >= 3.7, or use backend='torch' or 'native'")
+    return None
+
+
 class _RecurrentLayer(CellOptions):
     """The forward pass shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
@@ -162,14 +174,14 @@ class _RecurrentLayer(CellOptions):
         CUDA autocast), with gradients reaching the parameters in their own dtype. Autocast leaves float64 alone: a
         float64 module runs in float64, and a float64 input or state of another module is refused."""
         like = self.weight_ih_l0
-        refuse_symbolic_trace(self._get_name(), input)
+        refuse_symbolic_trace(type(self).__name__, input)
         amp = autocast_dtype(like)
-        seq = to_time_major(self._get_name(), input, self.input_size, self.batch_first, like, amp is not None)
+        seq = to_time_major(type(self).__name__, input, self.input_size, self.batch_first, like, amp is not None)
         hx = self._check_hx(hx, seq, like, amp is not None)
         training = torch.is_grad_enabled() and (
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
-        check_variant_backend(self._get_name(), self.variant, self.backend, self._fused_variants)
+        check_variant_backend(type(self).__name__, self.variant, self.backend, self._fused_variants)
         if self._stepwise():
             _ran("stepwise")
             if self._observe is not None:
@@ -234,7 +246,7 @@ class _RecurrentLayer(CellOptions):
     def _check_hx(self, hx: object, seq: Sequence, like: torch.Tensor, autocast: bool) -> State | None:
         if hx is None:
             return None
-        owner, shapes = self._get_name(), self._state_shapes(seq.batch)
+        owner, shapes = type(self).__name__, self._state_shapes(seq.batch)
         if self.mode == "LSTM":
             pair = check_pair(owner, hx)
             for name, h, shape in zip(("h_0", "c_0"), pair, shapes, strict=True):
@@ -289,6 +301,12 @@ class _RecurrentLayer(CellOptions):
                     f"{self._get_name()}: TRITON_INTERPRET=1 was set after rnnlab was imported, and Triton reads it "
                     f"when imported (with torch); set it before importing torch and rnnlab, as in the shell"
                 )
+            if x.device.type != "cuda":
+                import numpy
+                import triton
+
+                if problem := interpreter_problem(triton.__version__, numpy.__version__):
+                    raise NotImplementedError(f"{self._get_name()}: {problem}")
             if differentiating_transform():
                 raise NotImplementedError(
                     f"{self._get_name()}: backend='triton' cannot run under a differentiating torch.func transform "

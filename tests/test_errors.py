@@ -78,6 +78,24 @@ def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
         rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
 
 
+@pytest.mark.parametrize(("triton", "numpy", "refused"), [
+    ("3.4.0", "2.4.6", True), ("3.6.0", "2.4.0", True), ("3.6.0", "2.3.5", False), ("3.7.0", "2.4.6", False),
+    ("3.9.0", "2.5.2", False),
+])
+def test_the_interpreter_names_the_numpy_it_cannot_run_with(monkeypatch, triton, numpy, refused):
+    """Triton's interpreter before 3.7 fails with NumPy 2.4 inside the kernels ("only 0-dimensional arrays can be
+    converted to Python scalars"): backend="triton" on the CPU says so first, naming both versions and the fix."""
+    problem = rnnlab.layers.interpreter_problem(triton, numpy)
+    assert (problem is not None) == refused
+    if refused:
+        assert f"Triton {triton}'s interpreter" in problem and f"NumPy {numpy}" in problem
+        assert "install 'numpy<2.4' or Triton >= 3.7" in problem
+        pytest.importorskip("triton")
+        monkeypatch.setattr(rnnlab.layers, "interpreter_problem", lambda *versions: problem)
+        with pytest.raises(NotImplementedError, match=r"LSTM: Triton .*'s interpreter cannot run the fused kernels"):
+            rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
+
+
 @pytest.mark.parametrize("cls", [rnnlab.RNN, rnnlab.GRU])
 @pytest.mark.parametrize("proj_size", [0, 2])
 def test_proj_size_is_refused_outside_the_lstm_as_in_torch_nn(cls, proj_size):

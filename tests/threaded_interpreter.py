@@ -59,9 +59,9 @@ def _threaded_call(self, *args_dev, **kwargs):
     argspec = inspect.getfullargspec(self.fn)
     kwargs = {k: v for k, v in kwargs.items() if k in argspec.args or k in argspec.kwonlyargs}
     args_hst, kwargs_hst = self._init_args_hst(args_dev, kwargs)
-    for hook in self.pre_run_hooks:
+    for hook in getattr(self, "pre_run_hooks", ()):  # Triton 3.4's GridExecutor has none
         hook(*args_hst, **kwargs_hst)
-    patch_scope = ti._patch_lang(self.fn)
+    patch_scope = ti._patch_lang(self.fn)  # None in Triton 3.4, whose patches stay
     try:
         args = inspect.getcallargs(self.fn, *args_hst, **kwargs_hst)
         args = {name: arg if name in self.constexprs else ti._implicit_cvt(arg) for name, arg in args.items()}
@@ -89,7 +89,8 @@ def _threaded_call(self, *args_dev, **kwargs):
         if errors:
             raise ti.InterpreterError(repr(errors[0])) from errors[0]
     finally:
-        patch_scope.restore()
+        if patch_scope is not None:
+            patch_scope.restore()
     self._restore_args_dev(args_dev, args_hst, kwargs, kwargs_hst)
 
 
