@@ -143,6 +143,22 @@ def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
     return None
 
 
+def _installed_interpreter_problem() -> str | None:
+    """interpreter_problem of the installed Triton and NumPy, where the interpreter runs the kernels; read once, at
+    import, so that the forward reads a constant (torch 2.8's Dynamo cannot trace a version comparison)."""
+    if not _INTERPRET_AT_IMPORT or not triton_installed():
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return interpreter_problem(version("triton"), version("numpy"))
+    except PackageNotFoundError as err:  # the interpreter needs NumPy: Triton says so when it runs
+        return f"Triton's interpreter needs NumPy, which is not installed ({err})"
+
+
+_INTERPRETER_PROBLEM = _installed_interpreter_problem()
+
+
 class _RecurrentLayer(CellOptions):
     """The forward pass shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
@@ -301,12 +317,8 @@ class _RecurrentLayer(CellOptions):
                     f"{self._get_name()}: TRITON_INTERPRET=1 was set after rnnlab was imported, and Triton reads it "
                     f"when imported (with torch); set it before importing torch and rnnlab, as in the shell"
                 )
-            if x.device.type != "cuda":
-                import numpy
-                import triton
-
-                if problem := interpreter_problem(triton.__version__, numpy.__version__):
-                    raise NotImplementedError(f"{self._get_name()}: {problem}")
+            if x.device.type != "cuda" and _INTERPRETER_PROBLEM:
+                raise NotImplementedError(f"{self._get_name()}: {_INTERPRETER_PROBLEM}")
             if differentiating_transform():
                 raise NotImplementedError(
                     f"{self._get_name()}: backend='triton' cannot run under a differentiating torch.func transform "

@@ -91,7 +91,7 @@ def test_the_interpreter_names_the_numpy_it_cannot_run_with(monkeypatch, triton,
         assert f"Triton {triton}'s interpreter" in problem and f"NumPy {numpy}" in problem
         assert "install 'numpy<2.4' or Triton >= 3.7" in problem
         pytest.importorskip("triton")
-        monkeypatch.setattr(rnnlab.layers, "interpreter_problem", lambda *versions: problem)
+        monkeypatch.setattr(rnnlab.layers, "_INTERPRETER_PROBLEM", problem)
         with pytest.raises(NotImplementedError, match=r"LSTM: Triton .*'s interpreter cannot run the fused kernels"):
             rnnlab.LSTM(3, 4, backend="triton")(torch.randn(5, 2, 3))
 
