@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch.torch_version import TorchVersion
 from triton.language.extra import libdevice
 
 from ..recurrence.common import input_grads, linear_grads, normalised_inputs
@@ -23,7 +24,7 @@ FAST_MATH: tl.constexpr = tl.constexpr(not INTERPRET)
 NORM_EPS: tl.constexpr = tl.constexpr(EPS)  # layer norm's epsilon
 TANH_SERIES_BELOW: tl.constexpr = tl.constexpr(0.0625)  # fp32 |x| below which tanh takes its series (_tanh_series)
 # tl.dot takes fp64 operands from Triton 3.5; before (Triton 3.4, torch 2.8's), dot() multiplies them out and sums.
-FP64_DOT: tl.constexpr = tl.constexpr(tuple(map(int, triton.__version__.split(".")[:2])) >= (3, 5))
+FP64_DOT: tl.constexpr = tl.constexpr(TorchVersion(triton.__version__) >= "3.5")
 
 
 def projection_grads(d_input_side, d_hidden_side, x, h0, Y, w_ih, w_hh, batch_sizes, reverse, need_x, need_w_ih,

@@ -681,12 +681,21 @@ def _held_problem(cell: str, x: torch.Tensor, H: int, B: int, proj: bool, infere
         return "its kernels are Gluon, which runs on CUDA only (not under the Triton interpreter)"
     if MAX_HELD_H[cell] < H and (problem := _split_held_problem(x, held_launch(cell, x, H, B))):
         return f"split, {problem}"
-    try:  # only Gluon itself: an error inside held.py must surface where its kernels launch, not read as this
-        from triton.experimental.gluon.language.nvidia.ampere import mma_v2  # noqa: F401 (Gluon's, from Triton 3.6)
-    except ImportError as err:
-        return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
+    if problem := gluon_missing():
+        return problem
     if (capability := torch.cuda.get_device_capability(x.device)) not in FITTED_TARGETS:
         return f"it is cross-compiled for sm_80 and sm_90 only; got sm_{capability[0]}{capability[1]}"
+    return None
+
+
+def gluon_missing() -> str | None:
+    """Why this Triton cannot build the held regime's kernels, or None: they are Gluon's, with its mma_v2 (Triton
+    3.6 and later; 3.4 and 3.5 have Gluon without it). Imports only Gluon itself: an error inside held.py must
+    surface where its kernels launch or compile, not read as this."""
+    try:
+        from triton.experimental.gluon.language.nvidia.ampere import mma_v2  # noqa: F401
+    except ImportError as err:
+        return f"its kernels are Gluon's, which this Triton ({triton.__version__}) lacks ({err}): it needs 3.6 or later"
     return None
 
 

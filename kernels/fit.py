@@ -57,6 +57,7 @@ from .dispatch import (
     force_exchange,
     force_regime,
     force_units,
+    gluon_missing,
     held_launch,
     max_resident_h,
     max_split_vector_h,
@@ -67,13 +68,12 @@ from .dispatch import (
     vector_launch,
 )
 
-try:  # the held regime's kernels are Gluon's (Triton >= 3.6; 3.4 and 3.5 have Gluon without its mma_v2)
+if gluon_missing() is None:  # not in a try: an error inside held.py must not drop its kernels from the table silently
     from triton.experimental.gluon._runtime import GluonASTSource
-    from triton.experimental.gluon.language.nvidia.ampere import mma_v2  # noqa: F401
-except ImportError:
-    GluonASTSource = held = None
-else:  # outside the try: an error inside held.py must not drop its kernels from the table silently
+
     from . import held
+else:
+    GluonASTSource = held = None
 
 
 def _ptxas(capability: int):

@@ -189,15 +189,15 @@ class _RecurrentLayer(CellOptions):
         backends run in the autocast dtype, input, states and weights converted to it (as cuDNN's RNN does under
         CUDA autocast), with gradients reaching the parameters in their own dtype. Autocast leaves float64 alone: a
         float64 module runs in float64, and a float64 input or state of another module is refused."""
-        like = self.weight_ih_l0
-        refuse_symbolic_trace(type(self).__name__, input)
+        owner, like = type(self).__name__, self.weight_ih_l0  # not _get_name(): torch 2.8's Dynamo cannot trace it
+        refuse_symbolic_trace(owner, input)
         amp = autocast_dtype(like)
-        seq = to_time_major(type(self).__name__, input, self.input_size, self.batch_first, like, amp is not None)
+        seq = to_time_major(owner, input, self.input_size, self.batch_first, like, amp is not None)
         hx = self._check_hx(hx, seq, like, amp is not None)
         training = torch.is_grad_enabled() and (
             seq.data.requires_grad or any(p.requires_grad for p in self._flat_weights)
         )
-        check_variant_backend(type(self).__name__, self.variant, self.backend, self._fused_variants)
+        check_variant_backend(owner, self.variant, self.backend, self._fused_variants)
         if self._stepwise():
             _ran("stepwise")
             if self._observe is not None:
